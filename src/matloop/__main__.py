@@ -1,0 +1,5 @@
+import sys
+
+from matloop.cli import main
+
+sys.exit(main())

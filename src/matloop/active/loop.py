@@ -1,0 +1,458 @@
+"""The active-learning loop: label initial → train committee → (explore → select → label →
+retrain) until a stop criterion; every step is persisted so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from ase import Atoms
+
+from matloop.active.config import ActiveLearningConfig
+from matloop.active.state import RunState
+from matloop.errors import ConfigError, DataError
+
+log = logging.getLogger("matloop.active")
+
+
+def _label_task(labeller, atoms: Atoms):
+    """Top-level (picklable) labelling task for executors."""
+    return labeller.label(atoms)
+
+
+class ActiveLearner:
+    """Drive one run directory. ``run()`` is idempotent: call it again after a crash."""
+
+    def __init__(
+        self,
+        config: ActiveLearningConfig,
+        run_dir: str | Path,
+        *,
+        scheduler: Any = None,
+        executor: Any = None,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = config
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self.state = RunState(config.state.database or self.dir / "state.db")
+        self._executor = executor
+        self._scheduler = scheduler or config.execution.scheduler
+        self._own_executor = False
+        self._train_config = None
+        self._test = None
+        self._starts: list[Atoms] | None = None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        log.info(msg)
+        if self.progress:
+            print(f"[al] {msg}", flush=True)
+
+    @property
+    def executor(self):
+        if self._executor is None:
+            from matloop.execution import make_executor
+
+            self._executor = make_executor(
+                self._scheduler, n_workers=self.cfg.execution.workers,
+                timeout_s=self.cfg.execution.connect_timeout_s,
+            )
+            self._own_executor = True
+        return self._executor
+
+    def labeller(self):
+        from matloop.labelling import CalculatorLabeller, ValidationLimits
+
+        ref = self.cfg.reference
+        lab = CalculatorLabeller(
+            ref.calculator, ref.settings, handlers=ref.handlers, max_retries=ref.max_retries,
+            timeout_s=ref.timeout_s, limits=ValidationLimits(max_force=ref.max_force),
+            compute_stress=ref.compute_stress,
+        )
+        return lab
+
+    def train_config(self):
+        if self._train_config is None:
+            from matloop.training import TrainConfig
+            from matloop.training.config import parse_config
+
+            data = _deep_merge(TrainConfig().model_dump(), self.cfg.model.train)
+            if data.get("model", {}).get("family") != self.cfg.model.family:
+                data.setdefault("model", {})["family"] = self.cfg.model.family
+                if "params" not in self.cfg.model.train.get("model", {}):
+                    data["model"]["params"] = {}
+            self._train_config = parse_config(data, TrainConfig, "model.train")
+        return self._train_config
+
+    def starts(self) -> list[Atoms]:
+        if self._starts is None:
+            from ase.io import read
+
+            path = self.cfg.initial.structures
+            try:
+                frames = read(path, ":")
+            except FileNotFoundError as exc:
+                raise ConfigError(f"initial.structures: file not found: {path}") from exc
+            except Exception as exc:  # noqa: BLE001
+                raise DataError(f"initial.structures: cannot read {path}: {exc}") from exc
+            if not frames:
+                raise DataError(f"initial.structures: {path} holds no structure")
+            for a in frames:
+                a.calc = None
+            self._starts = frames
+        return self._starts
+
+    def test_data(self):
+        if self._test is None and self.cfg.test.data:
+            from matloop.data import read_dataset
+
+            self._test = read_dataset(self.cfg.test.data)
+        return self._test
+
+    # -- phases ------------------------------------------------------------------------------
+    def initial_selection(self) -> None:
+        if self.state.has_selection(0):
+            return
+        rng = np.random.default_rng([self.cfg.seed, 0])
+        starts = self.starts()
+        cands = []
+        for i in range(self.cfg.initial.n_label):
+            atoms = starts[i % len(starts)].copy()
+            if self.cfg.initial.rattle > 0:
+                atoms.positions += rng.normal(0, self.cfg.initial.rattle, atoms.positions.shape)
+            cands.append((f"it000-c{i:03d}", atoms, {"origin": "initial", "unc": 0.0}))
+        self.state.write_selection(0, cands, {"n_candidates": len(cands), "n_above": len(cands)})
+        self.say(f"iteration 0: {len(cands)} initial structures selected")
+
+    def label_pending(self, iteration: int) -> dict[str, int]:
+        pending = self.state.pending(iteration)
+        stats = {"ok": 0, "failed": 0, "inconsistent": 0}
+        if not pending:
+            return stats
+        self.say(f"iteration {iteration}: labelling {len(pending)} structure(s) "
+                 f"with {self.cfg.reference.calculator}")
+        labeller = self.labeller()
+        keys = [k for k, _ in pending]
+        for i, result in self.executor.map_unordered(
+            _LabelFn(labeller), [a for _, a in pending]
+        ):
+            self.state.record_label(keys[i], iteration, result)
+            if result.ok:
+                stats["ok"] += 1
+            else:
+                stats[result.status.value] += 1
+                self.say(f"  quarantined {keys[i]}: {result.status.value}: {result.reason[:120]}")
+        return stats
+
+    def train(self, iteration: int) -> list[str]:
+        from matloop.data import Dataset
+        from matloop.training.committee import train_committee
+
+        n = self.cfg.model.committee
+        done = self.state.model_members(iteration)
+        if len(done) >= n:
+            return [done[k] for k in range(n)]
+        data = self.state.labelled()
+        if len(data) < 2:
+            raise DataError(
+                f"only {len(data)} successful label(s) after iteration {iteration}; cannot train "
+                "(see `matloop al status` for the quarantine)"
+            )
+        init = [None] * n
+        if self.cfg.model.warm_start and iteration > 0:
+            prev = self.state.model_members(iteration - 1)
+            init = [prev.get(k) for k in range(n)]
+        self.say(f"iteration {iteration}: training a committee of {n} on {len(data)} labels")
+        out = self.dir / "models" / f"iter_{iteration:03d}"
+        seeds = [self.cfg.seed * 1000 + 100 * iteration + k for k in range(n)]
+        ds = Dataset(data, source="active learning labels", validate=False)
+        paths = train_committee(
+            ds, out, self.train_config(), n_members=n, seeds=seeds,
+            bootstrap=self.cfg.model.bootstrap, executor=self.executor if
+            self.executor.n_workers > 1 else None, init_models=init,
+            max_time=self.cfg.model.max_time_s,
+        )
+        for k, p in enumerate(paths):
+            meta = {}
+            marker = p.parent / "member.json"
+            if not marker.exists():
+                marker = out / f"member_{k}" / "member.json"
+            if marker.exists():
+                meta = json.loads(marker.read_text())
+            self.state.record_model(iteration, k, str(p), meta)
+        return [str(p) for p in paths]
+
+    def committee(self, iteration: int):
+        from matloop.training.committee import load_committee
+
+        return load_committee(self.state.models(iteration))
+
+    def evaluate(self, committee) -> dict[str, float]:
+        """Committee-mean errors on the test set (MAE per atom / per force component)."""
+        test = self.test_data()
+        if test is None:
+            return {}
+        return test_metrics(committee, test)
+
+    def explore_and_select(self, iteration: int, committee) -> dict[str, Any]:
+        """Explore with the previous committee and persist this iteration's candidates."""
+        from matloop.active.explore import explore
+        from matloop.active.select import select_candidates
+
+        if self.state.has_selection(iteration):
+            return self.state.selection_info(iteration)
+        cfg = self.cfg
+        labelled = self.state.labelled()
+        rng = np.random.default_rng([cfg.seed, iteration, 7])
+        starts = []
+        for w in range(cfg.explore.walkers):
+            if labelled and rng.random() < cfg.explore.start_from_dataset:
+                a = labelled[int(rng.integers(len(labelled)))].copy()
+            else:
+                a = self.starts()[int(rng.integers(len(self.starts())))].copy()
+            a.calc = None
+            starts.append(a)
+            del w
+        t0 = time.perf_counter()
+        self.say(f"iteration {iteration}: exploring with {cfg.explore.walkers} MD walker(s)")
+        res = explore(starts, committee, cfg.explore, seed=cfg.seed, iteration=iteration)
+        remaining = cfg.budget.max_labels - self.state.n_attempted()
+        n_max = max(0, min(cfg.select.max_per_iteration, remaining))
+        picks = select_candidates(
+            res.snapshots, res.uncertainties, threshold=cfg.select.threshold, max_n=n_max,
+            diversity=cfg.select.diversity, descriptor=cfg.select.descriptor, calc=committee,
+            labelled=labelled,
+        )
+        n_above = int(np.sum(np.asarray(res.uncertainties) > cfg.select.threshold))
+        info = {
+            "n_snapshots": len(res.snapshots),
+            "n_above": n_above,
+            "max_uncertainty": res.max_uncertainty,
+            "mean_uncertainty": res.mean_uncertainty,
+            "walkers": res.walkers,
+            "explore_seconds": time.perf_counter() - t0,
+            "selected_uncertainties": [float(res.uncertainties[i]) for i in picks],
+        }
+        cands = []
+        for j, i in enumerate(picks):
+            snap = res.snapshots[i]
+            kvp = {"origin": "explore", "unc": float(res.uncertainties[i]),
+                   "temperature": float(snap.info.get("temperature", 0.0))}
+            cands.append((f"it{iteration:03d}-c{j:03d}", snap, kvp))
+        self.state.write_selection(iteration, cands, info)
+        self.say(
+            f"iteration {iteration}: {len(res.snapshots)} snapshots, max forces_std "
+            f"{res.max_uncertainty:.3f} eV/Å, {n_above} above threshold, {len(picks)} selected"
+        )
+        return info
+
+    def finish_iteration(self, iteration: int, t_start: float, label_stats: dict) -> dict:
+        existing = {r["iteration"]: r for r in self.state.iterations()}
+        if iteration in existing:
+            return existing[iteration]
+        committee = self.committee(iteration)
+        sel = self.state.selection_info(iteration)
+        q = self.state.quarantine()
+        record: dict[str, Any] = {
+            "iteration": iteration,
+            "n_labels": len(self.state.labelled()),
+            "n_attempted": self.state.n_attempted(),
+            "n_selected": sum(1 for _ in self.state.db.select(kind="candidate",
+                                                               iteration=iteration)),
+            "n_failed": sum(1 for r in q if r["iteration"] == iteration),
+            "n_quarantined_total": len(q),
+            "explore_max_uncertainty": sel.get("max_uncertainty"),
+            "explore_mean_uncertainty": sel.get("mean_uncertainty"),
+            "n_snapshots": sel.get("n_snapshots"),
+            "n_above_threshold": sel.get("n_above"),
+            "models": self.state.models(iteration),
+            "finished_at": time.time(),
+            "seconds": time.perf_counter() - t_start,
+        }
+        record.update(self.evaluate(committee))
+        self.state.record_iteration(iteration, record)
+        msg = f"iteration {iteration} done: {record['n_labels']} labels"
+        if "test_force_mae_ev_per_a" in record:
+            msg += (f", test force MAE {record['test_force_mae_ev_per_a']:.4f} eV/Å, energy MAE "
+                    f"{record['test_energy_mae_mev_per_atom']:.2f} meV/atom")
+        self.say(msg)
+        return record
+
+    def stop_reason(self, record: dict, next_selection: dict | None) -> str | None:
+        cfg = self.cfg
+        st = cfg.stop
+        if st.test_force_mae_target is not None and record.get("test_force_mae_ev_per_a") is not \
+                None and record["test_force_mae_ev_per_a"] <= st.test_force_mae_target:
+            return "test force MAE target reached"
+        if st.test_energy_mae_target_mev_per_atom is not None and \
+                record.get("test_energy_mae_mev_per_atom") is not None and \
+                record["test_energy_mae_mev_per_atom"] <= st.test_energy_mae_target_mev_per_atom:
+            return "test energy MAE target reached"
+        if record["iteration"] >= st.max_iterations:
+            return "max iterations reached"
+        if self.state.n_attempted() >= cfg.budget.max_labels:
+            return "label budget spent"
+        return None
+
+    # -- driver ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) the loop to completion; write report.json and report.html."""
+        from matloop.utils.threads import configure_torch_threads
+
+        configure_torch_threads()
+        cfg_dump = self.cfg.model_dump(mode="json")
+        meta = self.state.meta()
+        if meta is None:
+            self.state.write_meta(cfg_dump)
+        elif meta.get("config") != cfg_dump:
+            warnings.warn(
+                f"the configuration differs from the one {self.dir} was started with; "
+                "resuming with the new settings", stacklevel=2,
+            )
+            self.state.write_meta(cfg_dump)
+        from matloop.utils.files import atomic_write_text
+
+        atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(cfg_dump, sort_keys=False))
+        self.labeller().check()
+        if self._scheduler:
+            _ = self.executor  # connect now: an unreachable scheduler fails before any work
+        try:
+            stop = self._loop()
+        finally:
+            if self._own_executor and self._executor is not None:
+                self._executor.close()
+                self._executor = None
+        from matloop.active.report import write_reports
+
+        report = write_reports(self.dir, self.state, stop_reason=stop)
+        self.say(f"finished ({stop}); report: {self.dir / 'report.html'}")
+        return report
+
+    def _loop(self) -> str:
+        iteration = 0
+        t0 = time.perf_counter()
+        self.initial_selection()
+        stats = self.label_pending(0)
+        self.train(0)
+        record = self.finish_iteration(0, t0, stats)
+        while True:
+            reason = self.stop_reason(record, None)
+            if reason:
+                return reason
+            iteration += 1
+            t0 = time.perf_counter()
+            done = {r["iteration"]: r for r in self.state.iterations()}
+            if iteration in done:
+                record = done[iteration]
+                if record.get("stop_reason"):
+                    return record["stop_reason"]
+                continue
+            if not self.state.has_selection(iteration):
+                committee = self.committee(iteration - 1)
+                info = self.explore_and_select(iteration, committee)
+            else:
+                info = self.state.selection_info(iteration)
+            st = self.cfg.stop
+            n_sel = self.state.count(kind="candidate", iteration=iteration)
+            if n_sel == 0:
+                why = "no snapshot above the selection threshold"
+                if st.uncertainty_target is not None and \
+                        (info.get("max_uncertainty") or 0.0) <= st.uncertainty_target:
+                    why = "uncertainty target reached"
+                self._copy_models(iteration)
+                record = self.finish_iteration(iteration, t0, {})
+                self._mark_stop(iteration, why)
+                return why
+            if st.uncertainty_target is not None and \
+                    (info.get("max_uncertainty") or 0.0) <= st.uncertainty_target:
+                self._copy_models(iteration)
+                record = self.finish_iteration(iteration, t0, {})
+                self._mark_stop(iteration, "uncertainty target reached")
+                return "uncertainty target reached"
+            stats = self.label_pending(iteration)
+            self.train(iteration)
+            record = self.finish_iteration(iteration, t0, stats)
+
+    def _copy_models(self, iteration: int) -> None:
+        """An iteration without new labels keeps the previous committee."""
+        prev = self.state.model_members(iteration - 1)
+        for k, p in prev.items():
+            self.state.record_model(iteration, k, p, {"reused": True})
+
+    def _mark_stop(self, iteration: int, reason: str) -> None:
+        with self.state.db:
+            for row in self.state.db.select(kind="iteration", iteration=iteration):
+                data = dict(row.data)
+                data["stop_reason"] = reason
+                self.state.db.update(row.id, data=data)
+
+
+class _LabelFn:
+    """Picklable callable: label one structure."""
+
+    def __init__(self, labeller) -> None:
+        self.labeller = labeller
+
+    def __call__(self, atoms: Atoms):
+        return self.labeller.label(atoms)
+
+
+def test_metrics(committee, test) -> dict[str, float]:
+    """Energy MAE (meV/atom), force MAE/RMSE (eV/Å per component) and mean max forces_std."""
+    e_err, f_err, uncs = [], [], []
+    for ref in test:
+        n = len(ref)
+        a = ref.copy()
+        a.calc = committee
+        e_err.append((a.get_potential_energy() - ref.get_potential_energy()) / n)
+        f_err.append((a.get_forces() - ref.get_forces()).ravel())
+        if "forces_std" in committee.results:
+            uncs.append(float(np.max(committee.results["forces_std"])))
+    f = np.concatenate(f_err)
+    out = {
+        "test_energy_mae_mev_per_atom": 1000.0 * float(np.mean(np.abs(e_err))),
+        "test_force_mae_ev_per_a": float(np.mean(np.abs(f))),
+        "test_force_rmse_ev_per_a": float(np.sqrt(np.mean(f**2))),
+    }
+    if uncs:
+        out["test_max_forces_std_mean"] = float(np.mean(uncs))
+    return out
+
+
+test_metrics.__test__ = False  # not a pytest test
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def run_active_learning(
+    config: ActiveLearningConfig | str | Path,
+    run_dir: str | Path,
+    *,
+    scheduler: Any = None,
+    executor: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run or resume an active-learning run in `run_dir`; return the report dict."""
+    from matloop.active.config import load_config
+
+    if not isinstance(config, ActiveLearningConfig):
+        config = load_config(config)
+    return ActiveLearner(config, run_dir, scheduler=scheduler, executor=executor,
+                         progress=progress).run()

@@ -1,0 +1,199 @@
+"""All state of an active-learning run in one ASE database (SQLite default, PostgreSQL allowed).
+
+Rows carry ``kind`` (a key-value pair) and a unique ``key``:
+
+- ``meta``: the configuration (data) and creation time;
+- ``candidate``: a structure chosen for labelling (``status`` pending/done, ``iteration``,
+  ``origin``, uncertainty ``unc`` in eV/Å);
+- ``selection``: marks that an iteration's candidates were all written (same transaction);
+- ``label``: a labelled structure (energy, forces, stress) with provenance (labeller, settings,
+  iteration, ``labelled_at`` Unix time, seconds);
+- ``quarantine``: a failed or inconsistent labelling with ``status`` and ``reason``;
+- ``model``: one trained committee member (``path``, ``member``, ``iteration``);
+- ``iteration``: the record of a finished iteration (metrics in data).
+
+A label row and the "done" mark of its candidate are written in one transaction, so a crash
+never loses a finished label nor leaves one that would be computed again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from matloop.labelling.base import LabelResult, LabelStatus
+
+
+def _db_url(spec: str | Path) -> str:
+    return str(spec)
+
+
+class RunState:
+    """Read and write the run database."""
+
+    def __init__(self, url: str | Path) -> None:
+        import ase.db
+
+        self.url = _db_url(url)
+        if "://" not in self.url:
+            Path(self.url).parent.mkdir(parents=True, exist_ok=True)
+        self.db = ase.db.connect(self.url, type="postgresql" if "postgres" in self.url else "db",
+                                 use_lock_file=False)
+
+    # -- generic -----------------------------------------------------------------------------
+    def _rows(self, **query: Any) -> list[Any]:
+        return list(self.db.select(**query))
+
+    def count(self, **query: Any) -> int:
+        return self.db.count(**query)
+
+    def get_key(self, kind: str, key: str) -> Any | None:
+        rows = self._rows(kind=kind, key=key)
+        return rows[0] if rows else None
+
+    # -- meta --------------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any] | None:
+        row = self.get_key("meta", "meta")
+        return None if row is None else dict(row.data)
+
+    def write_meta(self, config: dict[str, Any]) -> None:
+        with self.db:
+            row = self.get_key("meta", "meta")
+            if row is None:
+                self.db.write(Atoms(), kind="meta", key="meta", started=time.time(),
+                              data={"config": config})
+            else:
+                self.db.update(row.id, data={"config": config})
+
+    # -- candidates and selections -----------------------------------------------------------
+    def has_selection(self, iteration: int) -> bool:
+        return self.get_key("selection", f"sel{iteration:03d}") is not None
+
+    def write_selection(
+        self, iteration: int, candidates: list[tuple[str, Atoms, dict[str, Any]]],
+        info: dict[str, Any],
+    ) -> None:
+        """Write an iteration's candidates and its selection marker in one transaction."""
+        with self.db:
+            for key, atoms, kvp in candidates:
+                clean = atoms.copy()
+                clean.calc = None
+                self.db.write(clean, kind="candidate", key=key, iteration=iteration,
+                              status="pending", **kvp)
+            self.db.write(Atoms(), kind="selection", key=f"sel{iteration:03d}",
+                          iteration=iteration, n_selected=len(candidates), data=_clean(info))
+
+    def selection_info(self, iteration: int) -> dict[str, Any]:
+        row = self.get_key("selection", f"sel{iteration:03d}")
+        return {} if row is None else dict(row.data)
+
+    def pending(self, iteration: int | None = None) -> list[tuple[str, Atoms]]:
+        query: dict[str, Any] = {"kind": "candidate", "status": "pending"}
+        if iteration is not None:
+            query["iteration"] = iteration
+        out = []
+        for row in self.db.select(**query, sort="id"):
+            atoms = row.toatoms()
+            atoms.info["matloop_key"] = row.key
+            out.append((row.key, atoms))
+        return out
+
+    def record_label(self, key: str, iteration: int, result: LabelResult) -> None:
+        """Store a labelling outcome and mark its candidate done, atomically (idempotent)."""
+        with self.db:
+            if self.get_key("label", key) is not None or self.get_key("quarantine", key):
+                return
+            prov = result.provenance()
+            atoms = result.atoms.copy()
+            atoms.info.pop("matloop_key", None)
+            if result.status is LabelStatus.SUCCESS:
+                atoms.calc = result.atoms.calc
+                self.db.write(atoms, kind="label", key=key, iteration=iteration,
+                              labeller=result.labeller, labelled_at=time.time(),
+                              seconds=float(result.seconds), n_attempts=len(result.attempts),
+                              data=prov)
+            else:
+                atoms.calc = None
+                self.db.write(atoms, kind="quarantine", key=key, iteration=iteration,
+                              status=result.status.value, reason=result.reason[:1000],
+                              labeller=result.labeller, labelled_at=time.time(),
+                              seconds=float(result.seconds), n_attempts=len(result.attempts),
+                              data=prov)
+            for row in self._rows(kind="candidate", key=key):
+                self.db.update(row.id, status="done")
+
+    # -- dataset and quarantine --------------------------------------------------------------
+    def labelled(self, max_iteration: int | None = None) -> list[Atoms]:
+        out = []
+        for row in self.db.select(kind="label", sort="id"):
+            if max_iteration is not None and row.iteration > max_iteration:
+                continue
+            atoms = row.toatoms()
+            atoms.info["config_type"] = f"al_it{row.iteration:03d}"
+            atoms.info["matloop_key"] = row.key
+            out.append(atoms)
+        return out
+
+    def label_keys(self) -> list[str]:
+        return [row.key for row in self.db.select(kind="label")]
+
+    def quarantine(self) -> list[dict[str, Any]]:
+        return [
+            {"key": r.key, "iteration": r.iteration, "status": r.status, "reason": r.reason,
+             "formula": r.formula}
+            for r in self.db.select(kind="quarantine", sort="id")
+        ]
+
+    def n_attempted(self) -> int:
+        """Candidates chosen for labelling so far (done or pending) — what the budget counts."""
+        return self.count(kind="candidate")
+
+    # -- models ------------------------------------------------------------------------------
+    def models(self, iteration: int) -> list[str]:
+        rows = sorted(self._rows(kind="model", iteration=iteration), key=lambda r: r.member)
+        return [r.path for r in rows]
+
+    def model_members(self, iteration: int) -> dict[int, str]:
+        return {r.member: r.path for r in self._rows(kind="model", iteration=iteration)}
+
+    def record_model(self, iteration: int, member: int, path: str, metrics: dict) -> None:
+        with self.db:
+            key = f"it{iteration:03d}-m{member}"
+            if self.get_key("model", key) is None:
+                self.db.write(Atoms(), kind="model", key=key, iteration=iteration, member=member,
+                              path=str(path), data=_clean(metrics))
+
+    # -- iterations --------------------------------------------------------------------------
+    def record_iteration(self, iteration: int, record: dict[str, Any]) -> None:
+        with self.db:
+            key = f"it{iteration:03d}"
+            if self.get_key("iteration", key) is None:
+                self.db.write(Atoms(), kind="iteration", key=key, iteration=iteration,
+                              data=_clean(record))
+
+    def iterations(self) -> list[dict[str, Any]]:
+        rows = sorted(self._rows(kind="iteration"), key=lambda r: r.iteration)
+        return [dict(r.data) for r in rows]
+
+    def last_iteration(self) -> int | None:
+        its = [r.iteration for r in self._rows(kind="iteration")]
+        return max(its) if its else None
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-friendly copy (ASE stores data as JSON; numpy scalars → Python)."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,50 @@
+"""Read trajectories (any ASE format) with clear errors, and their frame times."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from matloop.errors import ConfigError, DataError
+
+
+def read_trajectory(path: str | Path, index: str | slice = ":") -> list[Atoms]:
+    """All frames of `path` (ASE .traj, extxyz, ...) as a list of Atoms."""
+    from ase.io import read
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"trajectory file not found: {p}")
+    if p.is_dir():
+        raise DataError(f"trajectory path is a directory, not a file: {p}")
+    try:
+        frames = read(p, index=index)
+    except Exception as exc:  # ASE raises many kinds for unreadable files
+        raise DataError(f"cannot read trajectory {p}: {exc}") from exc
+    if isinstance(frames, Atoms):
+        frames = [frames]
+    if not frames:
+        raise DataError(f"trajectory {p} has no frames")
+    return list(frames)
+
+
+def frame_times_ps(frames: list[Atoms], timestep_ps: float | None = None) -> np.ndarray:
+    """Times of the frames in ps: from ``info['time_ps']`` (matloop md writes it) or `timestep_ps`.
+
+    `timestep_ps` is the time between consecutive frames; it wins over stored times when given.
+    """
+    if timestep_ps is not None:
+        if not timestep_ps > 0:
+            raise ConfigError(f"time between frames must be > 0 ps, got {timestep_ps}")
+        return np.arange(len(frames)) * float(timestep_ps)
+    try:
+        times = np.array([float(f.info["time_ps"]) for f in frames])
+    except KeyError:
+        raise ConfigError(
+            "the trajectory frames carry no 'time_ps'; give the time between frames (ps)"
+        ) from None
+    if len(times) > 1 and np.any(np.diff(times) <= 0):
+        raise DataError("frame times are not increasing; give the time between frames (ps)")
+    return times

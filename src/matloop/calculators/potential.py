@@ -1,0 +1,87 @@
+"""ASE calculator for matloop potentials."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from matloop.models import Potential
+from matloop.models.io import load_model, resolve_model_path
+from matloop.models.outputs import stress_from_virial
+from matloop.utils.threads import configure_torch_threads
+
+
+class MatloopCalculator(Calculator):
+    """A trained matloop potential as an ASE calculator.
+
+    Results: ``energy`` and ``free_energy`` (eV), ``energies`` (per atom, eV), ``forces`` (eV/Å)
+    and, for fully periodic cells, ``stress`` (eV/Å³, ASE Voigt order xx yy zz yz xz xy).
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: Potential,
+        *,
+        metadata: dict[str, Any] | None = None,
+        path: str | os.PathLike | None = None,
+        dtype: str | None = None,
+        num_threads: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model.eval()
+        if dtype is not None:
+            self.model.to(getattr(torch, dtype))
+        self.metadata = metadata or {}
+        self.path = Path(path) if path is not None else None
+        configure_torch_threads(num_threads)
+
+    @property
+    def elements(self) -> list[str]:
+        return list(self.model.elements)
+
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+    @property
+    def cutoff(self) -> float:
+        return float(self.model.cutoff)
+
+    def calculate(self, atoms: Atoms | None = None, properties=("energy",),
+                  system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        periodic = bool(atoms.pbc.all())
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
+        graph = self.model.graph(atoms)
+        out = self.model.predict(graph, forces=True, stress=periodic)
+        e0 = self.model.reference_energy(atoms)
+        energy = float(out["energy"].detach().double().sum()) + e0
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["forces"] = out["forces"].detach().double().numpy()
+        if periodic:
+            stress = stress_from_virial(out["virial"].detach().double(), graph.volumes.double())
+            self.results["stress"] = stress[0].numpy()
+
+    def get_descriptors(self, atoms: Atoms) -> np.ndarray:
+        """Per-atom features of the model (n_atoms, n_features), e.g. for diversity selection."""
+        with torch.no_grad():
+            return self.model.atom_features(self.model.graph(atoms)).double().numpy()
+
+
+def load_calculator(path: str | os.PathLike, **kwargs: Any) -> MatloopCalculator:
+    """Load a model file (or the directory `matloop train` wrote) as a calculator."""
+    resolved = resolve_model_path(path)
+    model, metadata = load_model(resolved)
+    return MatloopCalculator(model, metadata=metadata, path=resolved, **kwargs)

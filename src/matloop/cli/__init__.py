@@ -1,0 +1,70 @@
+"""The `matloop` command line: a thin typer layer over the library.
+
+Every sub-command lives in its own module; user errors become one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from matloop.cli import _errors
+
+app = typer.Typer(
+    name="matloop",
+    help="matloop: reference data → potentials, surrogates and designs, with uncertainty.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from matloop.cli import (
+        active,
+        config,
+        design,
+        eos,
+        md,
+        potentials,
+        surrogate,
+    )
+
+    potentials.register(app)
+    config.register(app)
+    md.register(app)
+    active.register(app)
+    eos.register(app)
+    surrogate.register(app)
+    design.register(app)
+
+
+_register()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the matloop version and exit."),
+) -> None:
+    if version:
+        from matloop import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `matloop` script; returns the exit code (0 on success)."""
+    try:
+        app(args=argv, prog_name="matloop", standalone_mode=True)
+    except SystemExit as exc:  # typer/click exit
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return code
+    except BaseException as exc:  # noqa: BLE001 - converted to one clear line
+        return _errors.report(exc)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Turn exceptions into one clear line on stderr (no traceback) for the CLI."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import yaml
+from pydantic import ValidationError
+
+from matloop.errors import MatloopError
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, user-facing description of `exc`."""
+    if isinstance(exc, MatloopError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        name = exc.filename or str(exc)
+        return f"file not found: {name}"
+    if isinstance(exc, IsADirectoryError | PermissionError | NotADirectoryError):
+        return f"cannot use {exc.filename}: {exc.strerror}"
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ())) or "<root>"
+            parts.append(f"{loc}: {err.get('msg')}")
+        return "invalid configuration: " + "; ".join(parts)
+    if isinstance(exc, yaml.YAMLError):
+        return f"malformed YAML: {str(exc).splitlines()[0]}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def report(exc: BaseException) -> int:
+    """Print `exc` as one line to stderr; return the exit code. MATLOOP_DEBUG=1 re-raises."""
+    if os.environ.get("MATLOOP_DEBUG"):
+        raise exc
+    message = " ".join(describe(exc).split())
+    print(f"error: {message}", file=sys.stderr)
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1

@@ -1,0 +1,203 @@
+"""CLI for matloop.design: ``matloop design suggest | fit | evaluate | predict``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import typer
+
+_HELP = "Composition design: property models with uncertainty and Bayesian optimisation."
+
+
+def _read_csv(path: Path, what: str = "data"):
+    import pandas as pd
+
+    from matloop.errors import DataError
+
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read {what} as CSV: {exc}") from exc
+
+
+def _warn_lines(caught) -> None:
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+
+
+def suggest_command(
+    data: Path = typer.Option(..., "--data", help="Observed rows: component columns + properties."),
+    space: Path = typer.Option(..., "--space", help="space.yaml (components, bounds, total, ...)."),
+    objective: list[str] = typer.Option(
+        ..., "--objective", help="NAME:max | NAME:min | NAME:target=VALUE | NAME:within=LO,HI"
+    ),
+    batch: int = typer.Option(1, "--batch", min=1, help="Number of suggestions (q-batch)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    acquisition: str = typer.Option(
+        "auto", "--acquisition", help="auto | logei | ucb | nehvi (auto: logei, nehvi if >1)."
+    ),
+    beta: float = typer.Option(4.0, "--beta", help="UCB exploration weight."),
+    out: Path = typer.Option(..., "--out", help="Output CSV (one row per suggestion)."),
+) -> None:
+    """Ask: propose the next compositions to make (Bayesian optimisation, BoTorch)."""
+    from matloop.design.bo import suggest
+    from matloop.design.objectives import parse_objective
+    from matloop.design.space import load_space
+    from matloop.utils.files import atomic_path
+
+    objs = [parse_objective(s) for s in objective]
+    sp = load_space(space)
+    frame = _read_csv(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = suggest(frame, sp, objs, batch=batch, seed=seed, acquisition=acquisition,
+                      beta=beta, source=str(data))
+    _warn_lines([w for w in caught if "space-filling" in str(w.message)])
+    with atomic_path(out) as tmp:
+        table = res.table.copy()
+        for c in table.columns:
+            if c.startswith("pred_") or c == "acquisition":
+                table[c] = table[c].map(lambda v: float(f"{v:.6g}"))
+        table.to_csv(tmp, index=False)
+    for m in res.messages:
+        if "space-filling" not in m:
+            typer.echo(m)
+    typer.echo(f"{len(res.table)} suggestion(s) ({res.acquisition}) written to {out}")
+
+
+def _load_table(data: Path, properties: list[str], components: str | None, basis: str,
+                normalise: bool):
+    from matloop.compositions import read_composition_table
+    from matloop.design.objectives import Objective, objective_values
+
+    frame = _read_csv(data)
+    comps = [c.strip() for c in components.split(",")] if components else None
+    Y = objective_values(frame, [Objective(p, "max") for p in properties], source=str(data))
+    table = read_composition_table(frame, comps, basis=basis, normalise_rows=normalise,
+                                   source=str(data), ignore=properties)
+    return frame, table, Y
+
+
+_PROP = typer.Option(..., "--property", "-p", help="Property column (repeat for several).")
+_COMPS = typer.Option(None, "--components", help="Comma-separated component columns "
+                      "(default: every column named like a chemical formula).")
+_BASIS = typer.Option("mol", "--basis", help="Composition units: mol or wt (converted to mol %).")
+_NORM = typer.Option(False, "--normalise", help="Rescale rows to sum to 100 instead of failing.")
+_MODEL = typer.Option("hgb", "--model", help="gp | rf | et | hgb | nn")
+_FEAT = typer.Option("stats", "--features", help="stats (fractions + element statistics) | "
+                     "fractions")
+
+
+def fit_command(
+    data: Path = typer.Option(..., "--data", help="CSV with component columns and properties."),
+    prop: list[str] = _PROP,
+    components: str | None = _COMPS,
+    basis: str = _BASIS,
+    normalise: bool = _NORM,
+    model: str = _MODEL,
+    features: str = _FEAT,
+    members: int = typer.Option(5, "--members", help="Ensemble members (hgb, nn)."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="Model file to write (pickle)."),
+) -> None:
+    """Fit a composition → properties model (missing values allowed per property)."""
+    from matloop.design.models import PropertyModel
+    from matloop.design.splits import composition_groups
+
+    _, table, Y = _load_table(data, prop, components, basis, normalise)
+    m = PropertyModel(table.components, prop, kind=model, features=features,
+                      n_members=members, seed=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        m.fit(table.values, Y, groups=composition_groups(table.values, table.components))
+    _warn_lines([w for w in caught if issubclass(w.category, UserWarning)])
+    m.save(out)
+    counts = ", ".join(f"{p}: {n}" for p, n in zip(prop, m.n_train_, strict=True))
+    typer.echo(f"fitted {model} model on {len(table.values)} rows ({counts}); saved to {out}")
+
+
+def predict_command(
+    model: Path = typer.Option(..., "--model", help="Model file from `matloop design fit`."),
+    data: Path = typer.Option(..., "--data", help="CSV with the model's component columns."),
+    out: Path = typer.Option(..., "--out", help="CSV with pred_NAME_mean / pred_NAME_std added."),
+) -> None:
+    """Predict properties (mean ± std) for compositions with a fitted model."""
+    from matloop.compositions import read_composition_table
+    from matloop.design.models import PropertyModel
+    from matloop.utils.files import atomic_path
+
+    m = PropertyModel.load(model)
+    frame = _read_csv(data)
+    table = read_composition_table(frame, m.components, source=str(data))
+    mean, std = m.predict(table.values, return_std=True)
+    for j, p in enumerate(m.properties):
+        frame[f"pred_{p}_mean"] = mean[:, j]
+        frame[f"pred_{p}_std"] = std[:, j]
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    typer.echo(f"predicted {len(frame)} rows → {out}")
+
+
+def evaluate_command(
+    data: Path = typer.Option(..., "--data", help="CSV with component columns and properties."),
+    prop: list[str] = _PROP,
+    split: str = typer.Option("group", "--split", help="random | group | family | time"),
+    folds: int = typer.Option(5, "--folds", min=2),
+    time_column: str | None = typer.Option(None, "--time-column", help="Order column for time."),
+    components: str | None = _COMPS,
+    basis: str = _BASIS,
+    normalise: bool = _NORM,
+    model: str = _MODEL,
+    features: str = _FEAT,
+    members: int = typer.Option(5, "--members", help="Ensemble members (hgb, nn)."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON."),
+) -> None:
+    """Cross-validate a property model: MAE, RMSE, R², 95 % coverage, top-k recall."""
+    import numpy as np
+
+    from matloop.design.models import PropertyModel
+    from matloop.design.validation import cross_validate
+    from matloop.errors import DataError
+    from matloop.utils.files import atomic_write_text
+
+    frame, table, Y = _load_table(data, prop, components, basis, normalise)
+    times = None
+    if split == "time":
+        if not time_column or time_column not in frame.columns:
+            raise DataError(f"--split time needs --time-column naming a column of {data}")
+        times = frame[time_column].to_numpy()
+
+    def make():
+        return PropertyModel(table.components, prop, kind=model, features=features,
+                             n_members=members, seed=seed)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        res = cross_validate(make, table.values, Y, table.components, prop, split=split,
+                             n_splits=folds, times=times, seed=seed)
+    _warn_lines({str(w.message): w for w in caught
+                 if issubclass(w.category, UserWarning)}.values())
+    typer.echo(f"{split} split, {res['n_splits']} folds, model {model}")
+    typer.echo(f"{'property':<14}{'n':>7}{'MAE':>11}{'RMSE':>11}{'R2':>8}{'cov95':>8}{'topk':>7}")
+    for p, m in res["properties"].items():
+        typer.echo(f"{p:<14}{m['n']:>7}{m['mae']:>11.4g}{m['rmse']:>11.4g}{m['r2']:>8.3f}"
+                   f"{m['coverage95']:>8.3f}{m['topk_recall']:>7.2f}")
+    if json_out:
+        clean = {k: v for k, v in res.items() if not isinstance(v, np.ndarray)}
+        clean.update({"model": model, "features": features, "data": str(data)})
+        atomic_write_text(json_out, json.dumps(clean, indent=2, default=float))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the root app."""
+    sub = typer.Typer(no_args_is_help=True, help=_HELP)
+    sub.command("suggest")(suggest_command)
+    sub.command("fit")(fit_command)
+    sub.command("predict")(predict_command)
+    sub.command("evaluate")(evaluate_command)
+    app.add_typer(sub, name="design", help=_HELP)

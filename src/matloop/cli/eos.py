@@ -1,0 +1,122 @@
+"""CLI commands for matloop.eos: ``matloop eos fit`` and ``matloop eos compute``."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+
+@contextlib.contextmanager
+def show_warnings() -> Iterator[None]:
+    """Print each warning raised inside the block as one ``warning: ...`` line on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = set()
+            for w in caught:
+                if issubclass(w.category, DeprecationWarning):
+                    continue
+                text = " ".join(str(w.message).split())
+                if text not in seen:
+                    seen.add(text)
+                    print(f"warning: {text}", file=sys.stderr)
+
+
+def fit_command(
+    data: Path = typer.Argument(..., help="CSV file with a header row (e.g. Volume,Energy)."),
+    x: str = typer.Option("Volume", "--x", help="Column with volumes (Å³)."),
+    y: str = typer.Option("Energy", "--y", help="Column with energies (eV)."),
+    eos: str = typer.Option("bm3", "--eos", help="bm3 | bm4 | vinet | murnaghan | poly"),
+    degree: int = typer.Option(3, "--degree", help="Degree of the polynomial for --eos poly."),
+    bootstrap: int = typer.Option(
+        200, "--bootstrap", help="Residual-bootstrap refits for uncertainties (0: off)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of the fit here."),
+) -> None:
+    """Fit an equation of state to E(V) data; print V0, E0, B0, B0' with uncertainties."""
+    import json
+
+    from matloop.eos import fit_eos, plot_eos, read_eos_csv
+    from matloop.utils.files import atomic_write_text
+
+    with show_warnings():
+        volumes, energies = read_eos_csv(data, x=x, y=y)
+        res = fit_eos(
+            volumes,
+            energies,
+            eos=eos,
+            degree=degree,
+            bootstrap=bootstrap,
+            random_state=seed,
+            source=str(data),
+        )
+    d = res.to_dict()
+    u = d["uncertainties"]
+    name = res.eos + (f" (degree {res.degree})" if res.degree else "")
+    typer.echo(f"{data}: {res.volumes.size} points, {name} fit")
+    typer.echo(f"  V0  = {res.v0:.5f} ± {u['v0_a3']:.2g} Å³")
+    typer.echo(f"  E0  = {res.e0:.6f} ± {u['e0_ev']:.2g} eV")
+    typer.echo(f"  B0  = {res.b0_gpa:.3f} ± {u['b0_gpa']:.2g} GPa")
+    typer.echo(f"  B0' = {res.b0_prime:.4f} ± {u['b0_prime']:.2g}")
+    typer.echo(f"  RMSE = {res.rmse * 1000:.4g} meV")
+    if "bootstrap" in d:
+        s = d["bootstrap"]["std"]
+        typer.echo(
+            f"  bootstrap ({bootstrap}) 1σ: V0 {s['v0_a3']:.2g} Å³, B0 {s['b0_gpa']:.2g} GPa, "
+            f"B0' {s['b0_prime']:.2g}"
+        )
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(d, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")
+    if plot is not None:
+        plot_eos(res, path=plot)
+        typer.echo(f"wrote {plot}")
+
+
+def compute_command(
+    structure: Path = typer.Argument(..., help="Structure file readable by ase.io.read."),
+    calculator: str = typer.Option(
+        ..., "--calculator", "-c", help="Built-in name (emt, sw, ...), module:function or model."
+    ),
+    strain: float = typer.Option(0.05, "--strain", help="Max volumetric strain (0.05 = ±5 %)."),
+    points: int = typer.Option(11, "--points", help="Number of volumes."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write (Volume,Energy)."),
+) -> None:
+    """Compute E(V) of STRUCTURE at evenly spaced volumes with a calculator and write a CSV."""
+    from matloop.eos import compute_eos_data, write_eos_csv
+    from matloop.errors import DataError
+
+    with show_warnings():
+        from ase.io import read
+
+        if not structure.exists():
+            raise FileNotFoundError(2, "No such file", str(structure))
+        try:
+            atoms = read(structure)
+        except Exception as exc:  # noqa: BLE001 - ASE raises many types for unreadable files
+            raise DataError(f"{structure}: cannot read a structure ({exc})") from None
+        volumes, energies = compute_eos_data(
+            atoms, calculator, strain=strain, points=points, progress=sys.stderr.isatty()
+        )
+        write_eos_csv(out, volumes, energies)
+    typer.echo(
+        f"wrote {out}: {points} volumes {volumes.min():.4f}–{volumes.max():.4f} Å³, "
+        f"lowest energy {energies.min():.6f} eV at {volumes[energies.argmin()]:.4f} Å³"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the root app."""
+    sub = typer.Typer(no_args_is_help=True, help="Equations of state E(V): compute and fit.")
+    sub.command("fit")(fit_command)
+    sub.command("compute")(compute_command)
+    app.add_typer(sub, name="eos", help="Equations of state E(V): compute and fit.")

@@ -1,0 +1,235 @@
+"""CLI: `matloop md` (molecular dynamics), `matloop validate` (report) and `matloop analyze`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def _warn_hook():
+    """Show warnings as one `warning: ...` line on stderr."""
+    import sys
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _calculator(spec: str):
+    from matloop.calculators import resolve_calculator
+
+    return resolve_calculator(spec)
+
+
+def md_command(
+    model: str = typer.Argument(
+        ..., help="Model file/directory, or a calculator name (emt, sw, kumagai, module:function)."
+    ),
+    structure: Path = typer.Argument(..., help="Start structure (any ASE-readable file)."),
+    ensemble: str = typer.Option("nve", "--ensemble", "-e", help="nve, nvt or npt."),
+    temperature: float = typer.Option(300.0, "--temperature", "-T", help="Temperature (K)."),
+    pressure: float = typer.Option(0.0, "--pressure", "-P", help="Pressure for NPT (GPa)."),
+    timestep: float = typer.Option(1.0, "--timestep", help="Time step (fs)."),
+    steps: int = typer.Option(1000, "--steps", "-n", help="Number of MD steps."),
+    traj: Path | None = typer.Option(None, "--traj", help="Trajectory output (.traj or .xyz)."),
+    log: Path | None = typer.Option(None, "--log", help="Log output (text table)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial velocities/thermostat."),
+    thermostat: str = typer.Option("langevin", help="NVT thermostat: langevin or nose-hoover."),
+    barostat: str = typer.Option("mtk", help="NPT barostat: mtk (correct ensemble) or berendsen."),
+    log_interval: int | None = typer.Option(None, help="Steps between log rows."),
+    traj_interval: int | None = typer.Option(None, help="Steps between trajectory frames."),
+    summary_json: Path | None = typer.Option(None, "--json", help="Write the run summary here."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
+    _warn_hook()
+    from matloop.md import check_elements, read_structure, run_md
+    from matloop.utils.files import atomic_write_text
+
+    atoms = read_structure(structure)
+    calc = _calculator(model)
+    check_elements(atoms, calc, model, where=str(structure))
+    result = run_md(
+        atoms,
+        calc,
+        ensemble=ensemble,  # type: ignore[arg-type]
+        temperature_k=temperature,
+        pressure_gpa=pressure,
+        timestep_fs=timestep,
+        steps=steps,
+        traj=traj,
+        log=log,
+        progress=progress,
+        seed=seed,
+        thermostat=thermostat,
+        barostat=barostat,
+        log_interval=log_interval,
+        traj_interval=traj_interval,
+    )
+    s = result.summary()
+    typer.echo(
+        f"{s['ensemble'].upper()} {s['n_atoms']} atoms, {s['steps']} steps × {timestep:g} fs "
+        f"= {s['duration_ps']:g} ps in {s['seconds']:.1f} s "
+        f"({s['atom_steps_per_s']:.3g} atom-steps/s)"
+    )
+    typer.echo(f"mean temperature (second half): {s['mean_temperature_k_second_half']:.1f} K")
+    if s["mean_pressure_gpa_second_half"] is not None:
+        typer.echo(f"mean pressure (second half): {s['mean_pressure_gpa_second_half']:.3f} GPa")
+    typer.echo(f"largest force: {s['max_force_ev_per_a']:.3f} eV/Å")
+    if s["nve_drift_mev_per_atom_per_ps"] is not None:
+        typer.echo(f"NVE energy drift: {s['nve_drift_mev_per_atom_per_ps']:.4g} meV/atom/ps")
+    for label, path in (("log", log), ("trajectory", traj)):
+        if path is not None:
+            typer.echo(f"{label}: {path}")
+    if summary_json is not None:
+        atomic_write_text(summary_json, json.dumps(s, indent=2) + "\n")
+
+
+def validate_command(
+    model: str = typer.Argument(..., help="Model file/directory (or a calculator name)."),
+    test: Path = typer.Option(..., "--test", help="Test data (any ASE-readable file or .db)."),
+    train: Path | None = typer.Option(None, "--train", help="Training data (for the ratio)."),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        help="Reference calculator: built-in name (emt, sw) or module:function.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for report.html/json."),
+    nve_ps: float | None = typer.Option(None, "--nve-ps", help="NVE run length (ps); 0 skips."),
+    nve_temperature: float | None = typer.Option(None, "--nve-temperature", help="NVE T (K)."),
+    timestep: float | None = typer.Option(None, "--timestep", help="NVE time step (fs)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML with 'thresholds:' and/or 'settings:' (see docs)."
+    ),
+    max_ratio: float | None = typer.Option(None, help="Threshold: test/train error ratio."),
+    max_drift: float | None = typer.Option(None, help="Threshold: |NVE drift| meV/atom/ps."),
+    max_force: float | None = typer.Option(None, help="Threshold: largest force (eV/Å)."),
+    seed: int = typer.Option(0, "--seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Write DIR/report.html (self-contained) and DIR/report.json; exit 0 even if checks fail."""
+    _warn_hook()
+    from matloop.validation import ReportSettings, Thresholds, build_report, load_report_config
+
+    thresholds, settings = (
+        load_report_config(config) if config is not None else (Thresholds(), ReportSettings())
+    )
+    t_upd = {
+        k: v
+        for k, v in {
+            "max_test_train_ratio": max_ratio,
+            "max_nve_drift_mev_per_atom_per_ps": max_drift,
+            "max_force_ev_per_a": max_force,
+        }.items()
+        if v is not None
+    }
+    s_upd = {
+        k: v
+        for k, v in {
+            "nve_ps": nve_ps,
+            "nve_temperature_k": nve_temperature,
+            "nve_timestep_fs": timestep,
+            "seed": seed,
+            "progress": progress,
+        }.items()
+        if v is not None
+    }
+    thresholds = Thresholds.model_validate({**thresholds.model_dump(), **t_upd})
+    settings = ReportSettings.model_validate({**settings.model_dump(), **s_upd})
+    calc = _calculator(model)
+    report = build_report(
+        calc,
+        test,
+        train_ds=train,
+        reference=reference,
+        out_dir=out,
+        thresholds=thresholds,
+        settings=settings,
+        model_name=model,
+    )
+    for check in report["checks"]:
+        mark = {True: "PASS", False: "FAIL", None: "----"}[check["passed"]]
+        typer.echo(f"[{mark}] {check['name']}: {check['summary']}")
+    verdict = "all checks passed" if report["passed"] else "some checks FAILED"
+    typer.echo(f"{verdict}; report: {Path(out) / 'report.html'}")
+
+
+def rdf_command(
+    traj: Path = typer.Argument(..., help="Trajectory (or a single structure)."),
+    rmax: float = typer.Option(6.0, help="Largest distance (Å)."),
+    nbins: int = typer.Option(120, help="Number of bins."),
+    elements: str | None = typer.Option(None, help="Partial RDF pair, e.g. 'Si,Si'."),
+    skip: int = typer.Option(0, help="Frames to skip at the start (equilibration)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of g(r)."),
+    out_json: Path | None = typer.Option(None, "--json", help="Write r, g(r) and the peaks."),
+) -> None:
+    """Radial distribution function, first peak and first-shell coordination number."""
+    from matloop.analysis import compute_rdf, read_trajectory
+    from matloop.analysis.plots import plot_rdfs, save_figure
+    from matloop.errors import ConfigError
+    from matloop.utils.files import atomic_write_text
+
+    frames = read_trajectory(traj)[skip:]
+    if not frames:
+        raise ConfigError(f"--skip {skip} leaves no frames")
+    pair = None
+    if elements:
+        parts = [p.strip() for p in elements.split(",")]
+        if len(parts) != 2:
+            raise ConfigError(f"--elements needs two symbols like 'Si,Si', got {elements!r}")
+        pair = (parts[0], parts[1])
+    rdf = compute_rdf(frames, rmax=rmax, nbins=nbins, elements=pair)
+    typer.echo(
+        f"{rdf.n_frames} frames: first peak {rdf.first_peak:.3f} Å, first minimum "
+        f"{rdf.first_minimum():.3f} Å, coordination {rdf.coordination_number():.2f}"
+    )
+    if plot is not None:
+        save_figure(plot_rdfs({traj.name: rdf}), plot)
+        typer.echo(f"plot: {plot}")
+    if out_json is not None:
+        atomic_write_text(out_json, json.dumps(rdf.to_dict(), indent=2) + "\n")
+
+
+def msd_command(
+    traj: Path = typer.Argument(..., help="Trajectory written by `matloop md` (or any ASE one)."),
+    dt: float | None = typer.Option(
+        None, "--dt", help="Time between frames (ps); default: the frames' stored times."
+    ),
+    element: str | None = typer.Option(None, help="Only atoms of this element."),
+    fit_start: float = typer.Option(0.1, help="Fit window start, fraction of the longest lag."),
+    fit_end: float = typer.Option(0.5, help="Fit window end, fraction of the longest lag."),
+    skip: int = typer.Option(0, help="Frames to skip at the start (equilibration)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of MSD(t) and the fit."),
+    out_json: Path | None = typer.Option(None, "--json", help="Write MSD(t) and D."),
+) -> None:
+    """Mean-squared displacement and the diffusion coefficient (Einstein relation)."""
+    from matloop.analysis import diffusion_from_trajectory, frame_times_ps, read_trajectory
+    from matloop.analysis.plots import plot_msd, save_figure
+    from matloop.utils.files import atomic_write_text
+
+    frames = read_trajectory(traj)[skip:]
+    times = frame_times_ps(frames, dt)
+    d = diffusion_from_trajectory(frames, times, element=element, fit_window=(fit_start, fit_end))
+    typer.echo(
+        f"D = {d.d_a2_per_ps:.4g} Å²/ps = {d.d_cm2_per_s:.4g} cm²/s "
+        f"(fit {d.fit_start_ps:.4g}–{d.fit_end_ps:.4g} ps, R² = {d.r2:.3f}, {len(frames)} frames)"
+    )
+    if plot is not None:
+        save_figure(plot_msd(d), plot)
+        typer.echo(f"plot: {plot}")
+    if out_json is not None:
+        atomic_write_text(out_json, json.dumps(d.to_dict(), indent=2) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `md`, `validate` and `analyze` to the root app."""
+    app.command("md")(md_command)
+    app.command("validate")(validate_command)
+    analyze = typer.Typer(no_args_is_help=True, help="Analyse trajectories: RDF, MSD/diffusion.")
+    analyze.command("rdf")(rdf_command)
+    analyze.command("msd")(msd_command)
+    app.add_typer(analyze, name="analyze", help="Analyse trajectories: RDF, MSD/diffusion.")

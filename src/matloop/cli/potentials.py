@@ -1,0 +1,123 @@
+"""`matloop train`, `matloop evaluate` and `matloop models`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def train_command(
+    train: Path = typer.Option(..., "--train", help="Training data (extxyz, ASE .db, ...)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (model.pt, train_log.csv)."),
+    valid: Path | None = typer.Option(
+        None, "--valid", help="Validation data; default: a random split of --train."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Model family (see `matloop models`)."),
+    config: Path | None = typer.Option(None, "--config", help="Training YAML (matloop config)."),
+    max_time: float | None = typer.Option(None, "--max-time", help="Time budget (seconds)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from DIR/checkpoint.pt."),
+    init_model: Path | None = typer.Option(None, "--init-model", help="Warm-start from a model."),
+    energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
+    forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train a potential and write the model file and training log into --out."""
+    from matloop.data import read_dataset
+    from matloop.training import TrainConfig, load_train_config
+    from matloop.training import train as run_training
+
+    cfg = load_train_config(config) if config is not None else TrainConfig()
+    if model is not None and model != cfg.model.family:
+        from matloop.training.config import ModelConfig
+
+        cfg.model = ModelConfig(family=model)
+    require_forces = cfg.training.loss.forces > 0
+    keys = {"energy_key": energy_key, "forces_key": forces_key, "require_forces": require_forces}
+    train_ds = read_dataset(train, **keys)
+    valid_ds = read_dataset(valid, **keys) if valid is not None else None
+    if resume and not (out / "checkpoint.pt").exists():
+        typer.echo(f"warning: no checkpoint in {out}; starting from scratch", err=True)
+    result = run_training(train_ds, out, cfg, valid_data=valid_ds, seed=seed, max_time=max_time,
+                          resume=resume, init_model=init_model, progress=progress)
+    best = result.best_metrics
+    typer.echo(f"model: {result.model_path}")
+    typer.echo(f"log:   {result.log_path}")
+    typer.echo(
+        f"stopped after {result.epochs} epochs ({result.stopped_because}), "
+        f"{result.seconds:.1f} s; best epoch {best.get('epoch')}"
+    )
+    typer.echo(_table({"train": _strip(best, "train_"), "valid": _strip(best, "valid_")}))
+
+
+def _strip(row: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
+
+
+_COLUMNS = [
+    ("energy_mae_mev_per_atom", "E MAE meV/at"),
+    ("energy_rmse_mev_per_atom", "E RMSE meV/at"),
+    ("force_mae_ev_per_a", "F MAE eV/Å"),
+    ("force_rmse_ev_per_a", "F RMSE eV/Å"),
+    ("stress_mae_gpa", "σ MAE GPa"),
+]
+
+
+def _table(rows: dict[str, dict]) -> str:
+    cols = [(k, h) for k, h in _COLUMNS if any(k in r for r in rows.values())]
+    width = max([len(name) for name in rows] + [8])
+    header = f"{'':<{width}}  " + "  ".join(f"{h:>14}" for _, h in cols)
+    lines = [header]
+    for name, r in rows.items():
+        cells = "  ".join(
+            f"{r[k]:>14.4f}" if isinstance(r.get(k), float) else f"{'-':>14}" for k, _ in cols
+        )
+        lines.append(f"{name:<{width}}  {cells}")
+    return "\n".join(lines)
+
+
+def evaluate_command(
+    model: Path = typer.Argument(..., help="Model file or the directory `matloop train` wrote."),
+    data: Path = typer.Argument(..., help="Labelled data to evaluate on."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write an energy+force parity plot."),
+    energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
+    forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
+) -> None:
+    """Errors of a model on labelled data, overall and per config_type."""
+    import matloop
+    from matloop.data import read_dataset
+    from matloop.evaluation import evaluate_predictions, parity_plot, predict
+    from matloop.utils.files import atomic_write_text
+
+    calc = matloop.load(model)
+    dataset = read_dataset(data, energy_key=energy_key, forces_key=forces_key,
+                           require_forces=False)
+    pred = predict(calc, dataset, progress=True)
+    metrics = evaluate_predictions(pred)
+    rows = {"all": metrics} | {f"  {k}": v for k, v in metrics["per_config_type"].items()}
+    typer.echo(f"{metrics['n_structures']} structures, {metrics['n_atoms']} atoms")
+    typer.echo(_table(rows))
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(metrics, indent=2))
+        typer.echo(f"metrics: {json_out}")
+    if plot is not None:
+        parity_plot(pred, plot, title=f"{Path(model).name} on {data.name}")
+        typer.echo(f"parity plot: {plot}")
+
+
+def models_command() -> None:
+    """List the available model families, one per line, name first."""
+    from matloop.models import available_families
+
+    for name, description in available_families().items():
+        typer.echo(f"{name}\t{description}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach train / evaluate / models to the root app."""
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)
+    app.command("models")(models_command)

@@ -1,0 +1,150 @@
+"""CLI commands for matloop.surrogate: `matloop surrogate fit` and `matloop surrogate predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from matloop.cli.eos import show_warnings
+
+
+def _split_columns(text: str) -> list[str]:
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    if not cols:
+        from matloop.errors import ConfigError
+
+        raise ConfigError("--x needs at least one column name (comma-separated)")
+    return cols
+
+
+def fit_command(
+    data: Path = typer.Argument(..., help="CSV file with a header row."),
+    x: str = typer.Option(..., "--x", help="Input column(s), comma-separated (e.g. Volume)."),
+    y: str = typer.Option(..., "--y", help="Target column (e.g. Energy)."),
+    model: str = typer.Option("gp", "--model", help="poly | gp | ensemble"),
+    degree: int = typer.Option(2, "--degree", help="Polynomial degree (poly, ensemble)."),
+    kernel: str = typer.Option("rbf", "--kernel", help="GP kernel: rbf | matern32 | matern52 | rq"),
+    ard: bool = typer.Option(False, "--ard", help="GP: one length scale per input column."),
+    std_threshold: float | None = typer.Option(
+        None, "--std-threshold", help="Flag predictions whose std exceeds this (units of y)."
+    ),
+    test_size: float = typer.Option(
+        0.0, "--test-size", help="Hold out this fraction to report test metrics (0: none)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed (GP restarts, bootstrap, split)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model file to write."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="PNG of the mean and 95 % band (one input column only)."
+    ),
+    plot_range: str | None = typer.Option(
+        None, "--plot-range", help="x range of the plot as MIN,MAX (e.g. 25,55)."
+    ),
+) -> None:
+    """Fit a surrogate to columns of a CSV and save it; print training (and test) metrics."""
+    import numpy as np
+
+    from matloop.errors import ConfigError, DataError
+    from matloop.surrogate import (
+        holdout_evaluate,
+        make_surrogate,
+        read_columns,
+        regression_metrics,
+        save_surrogate,
+    )
+
+    xcols = _split_columns(x)
+    x_range = None
+    if plot is not None and len(xcols) != 1:
+        raise ConfigError("--plot needs exactly one --x column")
+    if plot_range:
+        try:
+            lo, hi = (float(p) for p in plot_range.split(","))
+        except ValueError:
+            raise ConfigError(f"--plot-range must be MIN,MAX, got {plot_range!r}") from None
+        x_range = (lo, hi)
+    kwargs: dict = {"std_threshold": std_threshold}
+    key = model.strip().lower()
+    if key == "gp":
+        kwargs.update(kernel=kernel, ard=ard, random_state=seed)
+    elif key == "ensemble":
+        kwargs.update(random_state=seed)
+    with show_warnings():
+        cols = read_columns(data, [*xcols, y])
+        X = np.column_stack([cols[c] for c in xcols])
+        t = cols[y]
+        est = make_surrogate(model, degree=degree, **kwargs)
+        if not 0.0 <= test_size < 1.0:
+            raise ConfigError(f"--test-size must be in [0, 1), got {test_size}")
+        if test_size > 0:
+            n_test = int(round(test_size * len(t)))
+            if n_test < 1 or len(t) - n_test < 2:
+                raise DataError(f"{data}: {len(t)} rows are too few for --test-size {test_size}")
+            _, test_metrics = holdout_evaluate(est, X, t, test_size=test_size, random_state=seed)
+        est.fit(X, t)
+        mean, std, _ = est.predict_with_flags(X)
+        train_metrics = regression_metrics(t, mean, std)
+        save_surrogate(
+            est, out, x_columns=xcols, y_column=y, source=str(data), train_metrics=train_metrics
+        )
+    typer.echo(f"{data}: {len(t)} rows, {type(est).__name__} on {', '.join(xcols)} → {y}")
+    typer.echo(
+        f"  train: R² {train_metrics['r2']:.6f}, RMSE {train_metrics['rmse']:.4g}, "
+        f"MAE {train_metrics['mae']:.4g}, 95 % coverage {train_metrics['coverage']:.2f}"
+    )
+    if test_size > 0:
+        m = test_metrics
+        typer.echo(
+            f"  test ({m['n']} rows): R² {m['r2']:.6f}, RMSE {m['rmse']:.4g}, MAE {m['mae']:.4g}, "
+            f"95 % coverage {m['coverage']:.2f}"
+        )
+    typer.echo(f"wrote {out}")
+    if plot is not None:
+        from matloop.surrogate import plot_band
+
+        with show_warnings():
+            plot_band(est, X, t, x_range=x_range, path=plot, xlabel=xcols[0], ylabel=y, label=model)
+        typer.echo(f"wrote {plot}")
+
+
+def predict_command(
+    model_file: Path = typer.Argument(..., help="Model written by `matloop surrogate fit`."),
+    data: Path = typer.Argument(..., help="CSV with the model's input column(s)."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write: inputs, mean, std, flag."),
+) -> None:
+    """Predict mean, std (1σ) and an extrapolation flag for each row of a CSV."""
+    import numpy as np
+
+    from matloop.errors import ModelFileError
+    from matloop.surrogate import load_surrogate, read_columns, write_columns
+
+    with show_warnings():
+        est, info = load_surrogate(model_file, with_info=True)
+        xcols = info.get("x_columns")
+        if not xcols:
+            raise ModelFileError(f"{model_file}: the file does not record its input columns")
+        cols = read_columns(data, xcols)
+        X = np.column_stack([cols[c] for c in xcols])
+        mean, std, flags = est.predict_with_flags(X)
+        ycol = info.get("y_column") or "y"
+        table = {c: cols[c] for c in xcols}
+        table[f"{ycol}_mean"] = mean
+        table[f"{ycol}_std"] = std
+        table["extrapolation"] = flags
+        write_columns(out, table)
+    n_flag = int(np.sum(flags))
+    typer.echo(f"wrote {out}: {len(mean)} predictions, {n_flag} flagged as extrapolation")
+    if n_flag:
+        typer.echo(
+            f"warning: {n_flag} of {len(mean)} rows are outside the training domain "
+            "(or above the std threshold); see the 'extrapolation' column",
+            err=True,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the root app."""
+    sub = typer.Typer(no_args_is_help=True, help="Surrogate models with uncertainty.")
+    sub.command("fit")(fit_command)
+    sub.command("predict")(predict_command)
+    app.add_typer(sub, name="surrogate", help="Surrogate models with uncertainty: fit, predict.")

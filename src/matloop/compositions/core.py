@@ -1,0 +1,290 @@
+"""Composition parsing, unit conversion (mol % ↔ wt %) and validation.
+
+A composition table holds one row per sample and one column per component (an oxide such as
+``SiO2`` or any chemical formula); values are percentages summing to ``total`` (100 by default).
+Molar masses come from pymatgen (IUPAC atomic weights), in g/mol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from matloop.errors import DataError, UnknownElementError
+
+_FORMULA_RE = re.compile(r"^(\(?[A-Z][a-z]?\d*(\.\d+)?\)?\d*(\.\d+)?)+$")
+
+
+@lru_cache(maxsize=512)
+def _composition(name: str):
+    from pymatgen.core import Composition, Element
+
+    if not _FORMULA_RE.match(name):
+        raise UnknownElementError(
+            f"component {name!r} is not a chemical formula (expected e.g. 'SiO2', 'Na2O')"
+        )
+    for sym in re.findall(r"[A-Z][a-z]?", name):
+        if not Element.is_valid_symbol(sym):
+            raise UnknownElementError(f"component {name!r}: {sym!r} is not a chemical element")
+    try:
+        comp = Composition(name)
+    except Exception as exc:  # pymatgen raises ValueError/KeyError variants
+        raise UnknownElementError(f"component {name!r} is not a chemical formula: {exc}") from exc
+    if comp.num_atoms <= 0:
+        raise UnknownElementError(f"component {name!r} contains no atoms")
+    return comp
+
+
+def parse_component(name: str) -> dict[str, float]:
+    """Atoms per formula unit of a component, e.g. ``'Na2O'`` → ``{'Na': 2, 'O': 1}``."""
+    comp = _composition(str(name).strip())
+    return {str(el): float(n) for el, n in comp.get_el_amt_dict().items()}
+
+
+def molar_mass(name: str) -> float:
+    """Molar mass of a component formula in g/mol."""
+    return float(_composition(str(name).strip()).weight)
+
+
+_PAIR_NUM_FIRST = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*\*?\s*([A-Z][A-Za-z0-9().]*)")
+_PAIR_NAME_FIRST = re.compile(r"([A-Z][A-Za-z0-9().]*)\s*[:=]\s*(\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_formula_string(text: str) -> dict[str, float]:
+    """Parse a composition string into ``{component: amount}`` (amounts as written).
+
+    Accepted forms: ``"70SiO2-20Na2O-10CaO"``, ``"70 SiO2 + 20 Na2O + 10 CaO"``,
+    ``"SiO2:70, Na2O:20, CaO:10"`` / ``"SiO2=70 Na2O=20"``; a bare formula such as
+    ``"Na2Si2O5"`` is one component with amount 1.
+    """
+    s = str(text).strip()
+    if not s:
+        raise DataError("empty composition string")
+    if _FORMULA_RE.match(s):
+        parse_component(s)
+        return {s: 1.0}
+    pairs: list[tuple[str, float]]
+    if ":" in s or "=" in s:
+        pairs = [(n, float(v)) for n, v in _PAIR_NAME_FIRST.findall(s)]
+        leftover = _PAIR_NAME_FIRST.sub("", s)
+    else:
+        pairs = [(n, float(v)) for v, n in _PAIR_NUM_FIRST.findall(s)]
+        leftover = _PAIR_NUM_FIRST.sub("", s)
+    if not pairs or re.sub(r"[\s,;+\-·*]", "", leftover):
+        raise DataError(
+            f"cannot parse composition {text!r}; write e.g. '70SiO2-20Na2O-10CaO' "
+            "or 'SiO2:70, Na2O:20, CaO:10'"
+        )
+    out: dict[str, float] = {}
+    for name, value in pairs:
+        parse_component(name)
+        out[name] = out.get(name, 0.0) + value
+    return out
+
+
+def _as_2d(values) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    return arr
+
+
+def wt_to_mol(values, components: Sequence[str], total: float = 100.0) -> np.ndarray:
+    """Convert weight percentages (rows × components) to mole percentages summing to `total`."""
+    w = _as_2d(values)
+    m = np.array([molar_mass(c) for c in components])
+    return normalise(w / m, total)
+
+
+def mol_to_wt(values, components: Sequence[str], total: float = 100.0) -> np.ndarray:
+    """Convert mole percentages (rows × components) to weight percentages summing to `total`."""
+    x = _as_2d(values)
+    m = np.array([molar_mass(c) for c in components])
+    return normalise(x * m, total)
+
+
+def normalise(values, total: float = 100.0) -> np.ndarray:
+    """Scale each row to sum to `total`; rows that sum to zero raise :class:`DataError`."""
+    arr = _as_2d(values)
+    sums = arr.sum(axis=1)
+    bad = np.flatnonzero(~(sums > 0))
+    if bad.size:
+        raise DataError(f"row {int(bad[0])} has no positive amounts; cannot normalise")
+    return arr * (total / sums)[:, None]
+
+
+def validate_sums(
+    values,
+    total: float = 100.0,
+    tol: float = 0.5,
+    *,
+    source: str = "composition table",
+    row_labels: Sequence | None = None,
+) -> None:
+    """Raise :class:`DataError` if any row is negative or its sum is outside ``total ± tol``."""
+    arr = _as_2d(values)
+    if not np.all(np.isfinite(arr)):
+        r = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        label = row_labels[r] if row_labels is not None else r
+        raise DataError(f"{source}: row {label} has a missing or non-numeric amount")
+    neg = np.argwhere(arr < -1e-9)
+    if neg.size:
+        r = int(neg[0, 0])
+        label = row_labels[r] if row_labels is not None else r
+        raise DataError(f"{source}: row {label} has a negative amount ({arr[r, neg[0, 1]]:g})")
+    sums = arr.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - total) > tol)
+    if off.size:
+        r = int(off[0])
+        label = row_labels[r] if row_labels is not None else r
+        raise DataError(
+            f"{source}: row {label} sums to {sums[r]:.4g}, expected {total:g} ± {tol:g} "
+            f"({off.size} of {len(sums)} rows are off; pass normalise=True to rescale)"
+        )
+
+
+def element_fractions(values, components: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Atom fractions of every element (rows × elements) from component amounts (mol basis)."""
+    x = _as_2d(values)
+    per = [parse_component(c) for c in components]
+    elements = sorted({el for p in per for el in p}, key=_element_order)
+    stoich = np.zeros((len(components), len(elements)))
+    for i, p in enumerate(per):
+        for el, n in p.items():
+            stoich[i, elements.index(el)] = n
+    atoms = x @ stoich
+    sums = atoms.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(sums > 0, atoms / sums, 0.0)
+    return elements, frac
+
+
+def _element_order(symbol: str) -> int:
+    from pymatgen.core import Element
+
+    return Element(symbol).Z
+
+
+def composition_key(row: Iterable[float], components: Sequence[str], decimals: int = 2) -> str:
+    """Stable key of a composition: sha1 of the non-zero amounts rounded to `decimals`."""
+    parts = []
+    for c, v in sorted(zip(components, row, strict=True)):
+        r = round(float(v), decimals)
+        if r != 0.0:
+            parts.append(f"{c}={r:.{decimals}f}")
+    return hashlib.sha1(";".join(parts).encode()).hexdigest()[:12]
+
+
+def chemical_system(row: Iterable[float], components: Sequence[str], threshold: float = 0.0) -> str:
+    """Family label: the sorted non-zero components joined by '-', e.g. 'CaO-Na2O-SiO2'."""
+    present = sorted(c for c, v in zip(components, row, strict=True) if float(v) > threshold)
+    return "-".join(present) if present else "<empty>"
+
+
+@dataclass
+class CompositionTable:
+    """Compositions in mol % (rows × components) plus the component names."""
+
+    components: list[str]
+    values: np.ndarray  # mol %, each row sums to `total`
+    total: float = 100.0
+
+    @property
+    def fractions(self) -> np.ndarray:
+        return self.values / self.total
+
+    def keys(self, decimals: int = 2) -> np.ndarray:
+        return np.array([composition_key(r, self.components, decimals) for r in self.values])
+
+    def families(self) -> np.ndarray:
+        return np.array([chemical_system(r, self.components) for r in self.values])
+
+    def to_wt(self) -> np.ndarray:
+        return mol_to_wt(self.values, self.components, self.total)
+
+
+def read_composition_table(
+    frame,
+    components: Sequence[str] | None = None,
+    *,
+    basis: str = "mol",
+    total: float = 100.0,
+    tol: float = 0.5,
+    normalise_rows: bool = False,
+    formula_column: str | None = None,
+    source: str = "data",
+    ignore: Sequence[str] = (),
+) -> CompositionTable:
+    """Read compositions from a pandas DataFrame.
+
+    Either `formula_column` names a column of composition strings (see
+    :func:`parse_formula_string`), or `components` lists the component columns; when neither is
+    given, every column whose name is a chemical formula is a component (other columns, e.g.
+    properties named ``nd`` or ``Tg``, are left alone). `basis` is ``"mol"`` or ``"wt"``;
+    weight percentages are converted to mol %. Rows must sum to ``total ± tol`` unless
+    `normalise_rows` is true.
+    """
+    if basis not in ("mol", "wt"):
+        raise DataError(f"basis must be 'mol' or 'wt', got {basis!r}")
+    if formula_column is not None:
+        if formula_column not in frame.columns:
+            raise DataError(f"{source}: no column {formula_column!r}")
+        parsed = [parse_formula_string(s) for s in frame[formula_column].astype(str)]
+        comps = list(components) if components else sorted({c for p in parsed for c in p})
+        unknown = sorted({c for p in parsed for c in p} - set(comps))
+        if unknown:
+            raise DataError(f"{source}: component(s) {unknown} not among {comps}")
+        values = np.array([[p.get(c, 0.0) for c in comps] for p in parsed], dtype=float)
+        if not normalise_rows:
+            # single-formula strings ('Na2Si2O5') or fractions: scale rows to the total
+            normalise_rows = bool(np.all(np.abs(values.sum(axis=1) - total) > tol))
+    else:
+        if components is None:
+            comps = [c for c in frame.columns if c not in ignore and _is_formula(c)]
+            if not comps:
+                raise DataError(f"{source}: no component columns (chemical formulas) found")
+        else:
+            comps = list(components)
+            for c in comps:
+                parse_component(c)
+            missing = [c for c in comps if c not in frame.columns]
+            if missing:
+                raise DataError(
+                    f"{source}: missing component column(s) {missing}; "
+                    f"columns are {list(frame.columns)}"
+                )
+        try:
+            values = frame[comps].to_numpy(dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{source}: non-numeric value in component columns: {exc}") from exc
+        values = np.where(np.isnan(values), 0.0, values) if normalise_rows else values
+    if basis == "wt":
+        validate_sums(values, total, tol if not normalise_rows else np.inf, source=source)
+        values = wt_to_mol(values, comps, total)
+    elif normalise_rows:
+        validate_sums(values, total, np.inf, source=source)
+        values = normalise(values, total)
+    else:
+        validate_sums(values, total, tol, source=source)
+    return CompositionTable(components=list(comps), values=values, total=total)
+
+
+def _is_formula(name) -> bool:
+    try:
+        parse_component(str(name))
+    except UnknownElementError:
+        return False
+    return True
+
+
+def to_amounts(mapping: Mapping[str, float], components: Sequence[str]) -> np.ndarray:
+    """Vector of amounts in `components` order from a mapping (missing → 0)."""
+    unknown = sorted(set(mapping) - set(components))
+    if unknown:
+        raise DataError(f"unknown component(s) {unknown}; known: {list(components)}")
+    return np.array([float(mapping.get(c, 0.0)) for c in components])

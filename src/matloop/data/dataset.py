@@ -1,0 +1,270 @@
+"""A validated collection of reference structures with energies, forces and stresses.
+
+Every structure is an :class:`ase.Atoms` whose calculator is a SinglePointCalculator holding
+``energy`` (eV), ``forces`` (eV/Å) and optionally ``stress`` (eV/Å³, ASE sign, Voigt order
+xx, yy, zz, yz, xz, xy). ``atoms.info["config_type"]`` names the kind of configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from matloop.errors import DataError
+
+MIN_DISTANCE_A = 0.5
+DEFAULT_CONFIG_TYPE = "default"
+
+
+def _results(atoms: Atoms) -> dict:
+    calc = atoms.calc
+    return dict(getattr(calc, "results", {}) or {}) if calc is not None else {}
+
+
+def energy_of(atoms: Atoms) -> float:
+    """Reference total energy (eV) of a dataset structure."""
+    return float(_results(atoms)["energy"])
+
+
+def forces_of(atoms: Atoms) -> np.ndarray | None:
+    """Reference forces (eV/Å, shape (n, 3)) or None."""
+    f = _results(atoms).get("forces")
+    return None if f is None else np.asarray(f, dtype=float)
+
+
+def stress_of(atoms: Atoms) -> np.ndarray | None:
+    """Reference stress (eV/Å³, Voigt 6-vector in ASE order) or None."""
+    s = _results(atoms).get("stress")
+    if s is None:
+        return None
+    s = np.asarray(s, dtype=float)
+    if s.shape == (3, 3):
+        s = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return s
+
+
+def config_type_of(atoms: Atoms) -> str:
+    """The structure's ``config_type`` (a string; ``default`` when absent)."""
+    return str(atoms.info.get("config_type", DEFAULT_CONFIG_TYPE))
+
+
+def _label(source: str | None, index: int) -> str:
+    return f"{source or 'dataset'}, frame {index}"
+
+
+def validate_structure(
+    atoms: Atoms,
+    *,
+    source: str | None = None,
+    index: int = 0,
+    require_energy: bool = True,
+    require_forces: bool = True,
+) -> None:
+    """Raise :class:`DataError` naming file and frame if `atoms` is not usable reference data."""
+    where = _label(source, index)
+    n = len(atoms)
+    if n == 0:
+        raise DataError(f"{where}: structure has no atoms")
+    pos = atoms.get_positions()
+    if not np.all(np.isfinite(pos)):
+        raise DataError(f"{where}: positions contain NaN or inf")
+    cell = atoms.cell.array
+    for axis in range(3):
+        if atoms.pbc[axis] and np.linalg.norm(cell[axis]) < 1e-8:
+            raise DataError(
+                f"{where}: periodic along axis {'abc'[axis]} but that cell vector has zero length"
+            )
+    if atoms.pbc.all() and abs(np.linalg.det(cell)) < 1e-8:
+        raise DataError(f"{where}: periodic cell has zero volume")
+    results = _results(atoms)
+    if require_energy:
+        if "energy" not in results or results["energy"] is None:
+            raise DataError(f"{where}: missing energy")
+        if not np.isfinite(results["energy"]):
+            raise DataError(f"{where}: energy is NaN or inf")
+    forces = results.get("forces")
+    if forces is None:
+        if require_forces:
+            raise DataError(
+                f"{where}: missing forces (train with forces weight 0 and read with "
+                "require_forces=False for energy-only data)"
+            )
+    else:
+        forces = np.asarray(forces)
+        if forces.shape != (n, 3):
+            raise DataError(f"{where}: forces have shape {forces.shape}, expected ({n}, 3)")
+        if not np.all(np.isfinite(forces)):
+            raise DataError(f"{where}: forces contain NaN or inf")
+    stress = results.get("stress")
+    if stress is not None:
+        stress = np.asarray(stress)
+        if stress.shape not in {(6,), (3, 3)}:
+            raise DataError(f"{where}: stress has shape {stress.shape}, expected (6,) or (3, 3)")
+        if not np.all(np.isfinite(stress)):
+            raise DataError(f"{where}: stress contains NaN or inf")
+    if n > 1:
+        d_min = minimum_distance(atoms)
+        if d_min < MIN_DISTANCE_A:
+            raise DataError(
+                f"{where}: atoms closer than {MIN_DISTANCE_A} Å (minimum distance {d_min:.3f} Å)"
+            )
+
+
+def minimum_distance(atoms: Atoms, cutoff: float = MIN_DISTANCE_A) -> float:
+    """Smallest interatomic distance (Å) if below `cutoff`, otherwise `cutoff` (periodic-aware)."""
+    from matloop.neighbors import neighbor_list
+
+    nl = neighbor_list(atoms, cutoff, with_vectors=True)
+    if len(nl.distances) == 0:
+        return float(cutoff)
+    return float(nl.distances.min())
+
+
+class Dataset(Sequence[Atoms]):
+    """An ordered, validated list of labelled structures.
+
+    Parameters
+    ----------
+    structures:
+        ASE Atoms with energy (and usually forces) attached via a calculator.
+    source:
+        Where the data came from (used in error messages).
+    validate:
+        Check every structure (see :func:`validate_structure`).
+    require_forces:
+        Treat structures without forces as an error.
+    """
+
+    def __init__(
+        self,
+        structures: Iterable[Atoms],
+        *,
+        source: str | None = None,
+        validate: bool = True,
+        require_forces: bool = True,
+    ) -> None:
+        self._structures: list[Atoms] = list(structures)
+        self.source = source
+        if validate:
+            for index, atoms in enumerate(self._structures):
+                validate_structure(
+                    atoms, source=source, index=index, require_forces=require_forces
+                )
+        for atoms in self._structures:
+            atoms.info.setdefault("config_type", DEFAULT_CONFIG_TYPE)
+
+    def __len__(self) -> int:
+        return len(self._structures)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return Dataset(self._structures[index], source=self.source, validate=False)
+        return self._structures[index]
+
+    def __iter__(self) -> Iterator[Atoms]:
+        return iter(self._structures)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({len(self)} structures, {self.n_atoms} atoms, elements={self.elements}, "
+            f"source={self.source!r})"
+        )
+
+    def subset(self, indices: Iterable[int]) -> Dataset:
+        """A new dataset with the structures at `indices` (no copy of the Atoms)."""
+        return Dataset([self._structures[i] for i in indices], source=self.source, validate=False)
+
+    def __add__(self, other: Dataset) -> Dataset:
+        return Dataset(list(self) + list(other), source=self.source, validate=False)
+
+    @property
+    def structures(self) -> list[Atoms]:
+        return list(self._structures)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(sum(len(a) for a in self._structures))
+
+    @property
+    def elements(self) -> list[str]:
+        """Chemical symbols present, sorted by atomic number."""
+        from ase.data import atomic_numbers
+
+        symbols = {s for a in self._structures for s in a.get_chemical_symbols()}
+        return sorted(symbols, key=lambda s: atomic_numbers[s])
+
+    @property
+    def config_types(self) -> list[str]:
+        return [config_type_of(a) for a in self._structures]
+
+    @property
+    def has_forces(self) -> bool:
+        return bool(self._structures) and all(forces_of(a) is not None for a in self._structures)
+
+    @property
+    def has_stress(self) -> bool:
+        return any(stress_of(a) is not None for a in self._structures)
+
+    def energies(self) -> np.ndarray:
+        """Total reference energies (eV)."""
+        return np.array([energy_of(a) for a in self._structures])
+
+    def summary(self) -> dict:
+        return {
+            "n_structures": len(self),
+            "n_atoms": self.n_atoms,
+            "elements": self.elements,
+            "config_types": dict(Counter(self.config_types)),
+            "has_forces": self.has_forces,
+            "has_stress": self.has_stress,
+        }
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the dataset as extended XYZ (or any format ASE writes), atomically."""
+        from ase.io import write
+
+        from matloop.utils.files import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            fmt = "extxyz" if path.suffix in {".xyz", ".extxyz"} else None
+            write(tmp, self._structures, format=fmt)
+        return path
+
+
+def make_labelled(
+    atoms: Atoms,
+    energy: float,
+    forces: np.ndarray | None = None,
+    stress: np.ndarray | None = None,
+    config_type: str | None = None,
+) -> Atoms:
+    """Return a copy of `atoms` carrying the given reference results (eV, eV/Å, eV/Å³)."""
+    labelled = atoms.copy()
+    results = {"energy": float(energy)}
+    if forces is not None:
+        results["forces"] = np.asarray(forces, dtype=float)
+    if stress is not None:
+        results["stress"] = np.asarray(stress, dtype=float)
+    labelled.calc = SinglePointCalculator(labelled, **results)
+    if config_type is not None:
+        labelled.info["config_type"] = config_type
+    return labelled
+
+
+def label_with(atoms: Atoms, calculator, *, stress: bool | None = None,
+               config_type: str | None = None) -> Atoms:
+    """Label a copy of `atoms` with `calculator` (energy, forces and, for periodic cells, stress)."""
+    work = atoms.copy()
+    work.calc = calculator
+    energy = work.get_potential_energy()
+    forces = work.get_forces()
+    want_stress = work.pbc.all() if stress is None else stress
+    s = work.get_stress() if want_stress else None
+    return make_labelled(atoms, energy, forces, s, config_type or atoms.info.get("config_type"))

@@ -1,0 +1,331 @@
+"""Composition → several properties at once, each prediction with an uncertainty.
+
+:class:`PropertyModel` follows the scikit-learn API: ``fit(X, Y)`` with X the component
+amounts (rows × components) and Y the properties (rows × properties, NaN where a property was
+not measured), ``predict(X, return_std=True)`` → (mean, std), both rows × properties.
+
+Kinds (``kind=``):
+
+* ``"gp"`` — Gaussian process per property, Matern-5/2 kernel with one length scale per
+  feature (ARD) + white noise (scikit-learn); at most ``gp_max_train`` rows per property
+  (a random subset beyond that, with a warning: exact GPs scale as n³);
+* ``"rf"`` / ``"et"`` — random forest / extra trees; spread = std over the trees;
+* ``"hgb"`` — bagged histogram gradient boosting (``n_members`` bootstrap members); spread over
+  members;
+* ``"nn"`` — deep ensemble of multi-output MLPs (torch) with a Gaussian likelihood head, trained
+  on all properties at once with a mask for missing values.
+
+Uncertainty calibration (``calibrate=True``): the model is first fitted on an inner training
+part (grouped by identical composition when ``groups`` is given) and
+σ² = (a·spread)² + b² is fitted by maximum likelihood on the inner validation part; then the
+model is refitted on all rows. The test data of an outer CV are never used.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from matloop.compositions.features import CompositionFeaturizer
+from matloop.errors import ConfigError, DataError, ModelFileError
+
+MODEL_KINDS = ("gp", "rf", "et", "hgb", "nn")
+_FORMAT = "matloop.design.PropertyModel/1"
+
+
+class _Scaler:
+    def fit(self, X):
+        self.mu = X.mean(axis=0)
+        self.sd = X.std(axis=0)
+        self.sd[self.sd < 1e-12] = 1.0
+        return self
+
+    def transform(self, X):
+        return (X - self.mu) / self.sd
+
+
+def _fit_sigma_calibration(resid: np.ndarray, spread: np.ndarray) -> tuple[float, float]:
+    """(a, b) maximising the Gaussian likelihood of residuals with σ² = (a·spread)² + b²."""
+    from scipy.optimize import minimize
+
+    r2 = resid**2
+    s2 = spread**2
+    scale = np.sqrt(np.mean(r2)) + 1e-12
+
+    def nll(p):
+        a2, b2 = np.exp(2 * p[0]), np.exp(2 * p[1]) * scale**2
+        var = a2 * s2 + b2 + 1e-300
+        return 0.5 * np.mean(np.log(var) + r2 / var)
+
+    best = None
+    for a0, b0 in ((0.0, -1.0), (1.0, -3.0), (-2.0, 0.0)):
+        res = minimize(nll, np.array([a0, b0]), method="Nelder-Mead",
+                       options={"xatol": 1e-4, "fatol": 1e-8, "maxiter": 400})
+        if best is None or res.fun < best.fun:
+            best = res
+    return float(np.exp(best.x[0])), float(np.exp(best.x[1]) * scale)
+
+
+class _SingleProperty:
+    """One property, tree/GP kinds: mean and raw spread."""
+
+    def __init__(self, kind: str, seed: int, n_members: int, n_estimators: int,
+                 gp_max_train: int, hgb_params: dict | None):
+        self.kind = kind
+        self.seed = seed
+        self.n_members = n_members
+        self.n_estimators = n_estimators
+        self.gp_max_train = gp_max_train
+        self.hgb_params = hgb_params or {}
+
+    def fit(self, X, y):
+        rng = np.random.default_rng(self.seed)
+        if self.kind in ("rf", "et"):
+            from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+            cls = RandomForestRegressor if self.kind == "rf" else ExtraTreesRegressor
+            self.est = cls(
+                n_estimators=self.n_estimators, max_features=0.5 if self.kind == "et" else 1 / 3,
+                min_samples_leaf=1, bootstrap=True, n_jobs=1, random_state=self.seed,
+            ).fit(X, y)
+        elif self.kind == "hgb":
+            from sklearn.ensemble import HistGradientBoostingRegressor
+
+            params = dict(max_iter=600, learning_rate=0.08, max_leaf_nodes=63,
+                          min_samples_leaf=10, l2_regularization=1.0)
+            params.update(self.hgb_params)
+            self.members = []
+            for m in range(self.n_members):
+                idx = rng.integers(0, len(y), len(y)) if self.n_members > 1 else np.arange(len(y))
+                est = HistGradientBoostingRegressor(random_state=self.seed + m, **params)
+                self.members.append(est.fit(X[idx], y[idx]))
+        elif self.kind == "gp":
+            from sklearn.gaussian_process import GaussianProcessRegressor
+            from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+            if len(y) > self.gp_max_train:
+                warnings.warn(
+                    f"GP: using a random {self.gp_max_train} of {len(y)} rows (exact GP cost "
+                    "grows as n³); use kind 'hgb' or 'rf' for large tables", stacklevel=3)
+                sel = rng.choice(len(y), self.gp_max_train, replace=False)
+                X, y = X[sel], y[sel]
+            self.scaler = _Scaler().fit(X)
+            kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+                length_scale=np.ones(X.shape[1]), length_scale_bounds=(1e-2, 1e3), nu=2.5
+            ) + WhiteKernel(1e-2, (1e-6, 1.0))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.est = GaussianProcessRegressor(
+                    kernel, normalize_y=True, n_restarts_optimizer=1, random_state=self.seed
+                ).fit(self.scaler.transform(X), y)
+        else:  # pragma: no cover - checked by PropertyModel
+            raise ConfigError(f"unknown kind {self.kind!r}")
+        return self
+
+    def predict(self, X):
+        if self.kind in ("rf", "et"):
+            per_tree = np.stack([t.predict(X) for t in self.est.estimators_])
+            return per_tree.mean(axis=0), per_tree.std(axis=0)
+        if self.kind == "hgb":
+            per = np.stack([m.predict(X) for m in self.members])
+            return per.mean(axis=0), per.std(axis=0)
+        mean, std = self.est.predict(self.scaler.transform(X), return_std=True)
+        return mean, std
+
+
+class _NNEnsemble:
+    """Deep ensemble of MLPs, all properties at once, masked Gaussian NLL."""
+
+    def __init__(self, n_members: int, seed: int, hidden: int = 128, epochs: int = 300,
+                 lr: float = 3e-3, weight_decay: float = 1e-5, batch_size: int = 256):
+        self.n_members, self.seed = n_members, seed
+        self.hidden, self.epochs, self.lr = hidden, epochs, lr
+        self.weight_decay, self.batch_size = weight_decay, batch_size
+
+    def fit(self, X, Y):
+        import torch
+
+        from matloop.utils.threads import configure_torch_threads
+
+        configure_torch_threads()
+        self.xs = _Scaler().fit(X)
+        self.y_mu = np.nanmean(Y, axis=0)
+        self.y_sd = np.nanstd(Y, axis=0)
+        self.y_sd[~(self.y_sd > 0)] = 1.0
+        Xt = torch.tensor(self.xs.transform(X), dtype=torch.float32)
+        Yn = (Y - self.y_mu) / self.y_sd
+        M = torch.tensor(np.isfinite(Yn), dtype=torch.float32)
+        Yt = torch.tensor(np.nan_to_num(Yn), dtype=torch.float32)
+        p, d = Y.shape[1], X.shape[1]
+        self.nets = []
+        for m in range(self.n_members):
+            torch.manual_seed(self.seed + m)
+            net = torch.nn.Sequential(
+                torch.nn.Linear(d, self.hidden), torch.nn.SiLU(),
+                torch.nn.Linear(self.hidden, self.hidden), torch.nn.SiLU(),
+                torch.nn.Linear(self.hidden, 2 * p),
+            )
+            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.epochs)
+            n = len(Xt)
+            g = torch.Generator().manual_seed(self.seed + m)
+            for _ in range(self.epochs):
+                perm = torch.randperm(n, generator=g)
+                for i in range(0, n, self.batch_size):
+                    b = perm[i : i + self.batch_size]
+                    out = net(Xt[b])
+                    mu, logv = out[:, :p], out[:, p:].clamp(-10, 5)
+                    nll = 0.5 * (logv + (Yt[b] - mu) ** 2 / logv.exp()) * M[b]
+                    loss = nll.sum() / M[b].sum().clamp_min(1.0)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                sched.step()
+            net.eval()
+            self.nets.append(net)
+        return self
+
+    def predict(self, X):
+        import torch
+
+        Xt = torch.tensor(self.xs.transform(X), dtype=torch.float32)
+        with torch.no_grad():
+            outs = [net(Xt).numpy() for net in self.nets]
+        p = len(self.y_mu)
+        mus = np.stack([o[:, :p] for o in outs])
+        vars_ = np.stack([np.exp(np.clip(o[:, p:], -10, 5)) for o in outs])
+        mean = mus.mean(axis=0)
+        var = vars_.mean(axis=0) + mus.var(axis=0)
+        return mean * self.y_sd + self.y_mu, np.sqrt(var) * self.y_sd
+
+
+class PropertyModel:
+    """Composition → properties with uncertainty (see module docstring)."""
+
+    def __init__(
+        self,
+        components: list[str],
+        properties: list[str],
+        kind: str = "hgb",
+        *,
+        features: str = "stats",
+        calibrate: bool = True,
+        n_members: int = 5,
+        n_estimators: int = 200,
+        gp_max_train: int = 1500,
+        hgb_params: dict | None = None,
+        nn_params: dict | None = None,
+        seed: int = 0,
+    ):
+        if kind not in MODEL_KINDS:
+            raise ConfigError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
+        if features not in ("stats", "fractions"):
+            raise ConfigError("features must be 'stats' or 'fractions'")
+        self.components = list(components)
+        self.properties = list(properties)
+        self.kind = kind
+        self.features = features
+        self.calibrate = calibrate
+        self.n_members = n_members
+        self.n_estimators = n_estimators
+        self.gp_max_train = gp_max_train
+        self.hgb_params = hgb_params
+        self.nn_params = nn_params or {}
+        self.seed = seed
+        self.featurizer = CompositionFeaturizer(self.components, stats=features == "stats")
+
+    # ----------------------------------------------------------------- fitting
+    def _check(self, X, Y=None):
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != len(self.components):
+            raise DataError(
+                f"expected {len(self.components)} component columns {self.components}, "
+                f"got shape {X.shape}"
+            )
+        if Y is None:
+            return X
+        Y = np.asarray(Y, dtype=float)
+        if Y.ndim == 1:
+            Y = Y[:, None]
+        if Y.shape != (len(X), len(self.properties)):
+            raise DataError(f"expected Y of shape {(len(X), len(self.properties))}, got {Y.shape}")
+        return X, Y
+
+    def _fit_raw(self, F, Y):
+        if self.kind == "nn":
+            return _NNEnsemble(self.n_members, self.seed, **self.nn_params).fit(F, Y)
+        models = []
+        for j, name in enumerate(self.properties):
+            ok = np.isfinite(Y[:, j])
+            if ok.sum() < 2:
+                raise DataError(f"property {name!r} has {int(ok.sum())} measured rows (need >= 2)")
+            models.append(
+                _SingleProperty(self.kind, self.seed + 17 * j, self.n_members, self.n_estimators,
+                                self.gp_max_train, self.hgb_params).fit(F[ok], Y[ok, j])
+            )
+        return models
+
+    def _predict_raw(self, models, F):
+        if self.kind == "nn":
+            return models.predict(F)
+        outs = [m.predict(F) for m in models]
+        return np.column_stack([o[0] for o in outs]), np.column_stack([o[1] for o in outs])
+
+    def fit(self, X, Y, groups=None) -> PropertyModel:
+        """Fit on compositions `X` (rows × components) and properties `Y` (NaN = missing)."""
+        from matloop.design.splits import inner_split
+
+        X, Y = self._check(X, Y)
+        F = self.featurizer.transform(X)
+        self.calibration_ = [(1.0, 0.0)] * len(self.properties)
+        if self.calibrate:
+            tr, va = inner_split(len(X), groups, 0.2, self.seed)
+            inner = self._fit_raw(F[tr], Y[tr])
+            mean, spread = self._predict_raw(inner, F[va])
+            cal = []
+            for j in range(len(self.properties)):
+                ok = np.isfinite(Y[va, j])
+                if ok.sum() >= 10:
+                    cal.append(_fit_sigma_calibration(Y[va, j][ok] - mean[ok, j], spread[ok, j]))
+                else:
+                    cal.append((1.0, 0.0))
+            self.calibration_ = cal
+        self.models_ = self._fit_raw(F, Y)
+        self.n_train_ = np.isfinite(Y).sum(axis=0).tolist()
+        return self
+
+    def predict(self, X, return_std: bool = False):
+        """Means (rows × properties) and, with `return_std`, calibrated standard deviations."""
+        X = self._check(X)
+        mean, spread = self._predict_raw(self.models_, self.featurizer.transform(X))
+        if not return_std:
+            return mean
+        a = np.array([c[0] for c in self.calibration_])
+        b = np.array([c[1] for c in self.calibration_])
+        return mean, np.sqrt((a * spread) ** 2 + b**2)
+
+    # ----------------------------------------------------------------- files
+    def save(self, path: str | Path) -> None:
+        """Pickle the fitted model (with a format tag) atomically."""
+        from matloop.utils.files import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            pickle.dump({"format": _FORMAT, "model": self}, fh)
+
+    @staticmethod
+    def load(path: str | Path) -> PropertyModel:
+        """Load a model written by :meth:`save` (only load files you trust: pickle)."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as fh:
+                obj = pickle.load(fh)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise ModelFileError(f"{path}: not a readable matloop property model ({exc})") from exc
+        if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
+            raise ModelFileError(f"{path}: not a matloop property model ({_FORMAT})")
+        return obj["model"]

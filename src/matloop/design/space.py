@@ -1,0 +1,387 @@
+"""The design space (``space.yaml``): components with bounds, the total, forbidden components and
+linear constraints — and its translation into a unit box with linear constraints for BoTorch.
+
+Example::
+
+    total: 100            # components sum to this (mol %)
+    components:
+      SiO2: {min: 40, max: 80}
+      B2O3: [0, 20]       # short form [min, max]
+      Na2O: {min: 0, max: 25}
+      PbO: {min: 0, max: 10}
+    forbidden: [PbO]      # fixed at 0
+    linear_constraints:
+      - {coefficients: {Na2O: 1, B2O3: 1}, le: 30}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from matloop.compositions.core import parse_component
+from matloop.errors import ConfigError, DataError
+
+
+class Bounds(BaseModel):
+    """Bounds of one component, in the units of the total (e.g. mol %)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min: float = 0.0
+    max: float
+
+    @model_validator(mode="after")
+    def _check(self) -> Bounds:
+        if self.min < 0 or self.max < self.min:
+            raise ValueError(f"need 0 <= min <= max, got min={self.min}, max={self.max}")
+        return self
+
+
+class LinearConstraint(BaseModel):
+    """``Σ coefficients[c] · x_c`` ``<=`` le / ``>=`` ge / ``==`` eq (x in units of the total)."""
+
+    model_config = ConfigDict(extra="forbid")
+    coefficients: dict[str, float]
+    le: float | None = None
+    ge: float | None = None
+    eq: float | None = None
+
+    @model_validator(mode="after")
+    def _one_side(self) -> LinearConstraint:
+        n = sum(v is not None for v in (self.le, self.ge, self.eq))
+        if n != 1:
+            raise ValueError("give exactly one of le, ge, eq")
+        if not self.coefficients:
+            raise ValueError("coefficients must not be empty")
+        return self
+
+
+class Space(BaseModel):
+    """A composition design space; see the module docstring for the YAML form."""
+
+    model_config = ConfigDict(extra="forbid")
+    total: float = Field(100.0, gt=0)
+    basis: str = Field("mol", pattern="^(mol|wt)$")
+    sum_tolerance: float = Field(0.5, ge=0)
+    components: dict[str, Bounds]
+    forbidden: list[str] = Field(default_factory=list)
+    linear_constraints: list[LinearConstraint] = Field(default_factory=list)
+
+    @field_validator("components", mode="before")
+    @classmethod
+    def _short_bounds(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            out = {}
+            for k, b in v.items():
+                if isinstance(b, list | tuple) and len(b) == 2:
+                    b = {"min": b[0], "max": b[1]}
+                out[str(k)] = b
+            return out
+        return v
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Space:
+        if not self.components:
+            raise ValueError("components must not be empty")
+        for name in self.components:
+            parse_component(name)  # raises UnknownElementError (a clear message)
+        names = set(self.components)
+        for f in self.forbidden:
+            parse_component(f)
+        for i, lc in enumerate(self.linear_constraints):
+            unknown = sorted(set(lc.coefficients) - names - set(self.forbidden))
+            if unknown:
+                raise ValueError(
+                    f"linear_constraints[{i}] names unknown component(s) {unknown}; "
+                    f"components are {sorted(names)}"
+                )
+        return self
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def names(self) -> list[str]:
+        """All component names: the space components, then forbidden ones not listed there."""
+        return list(self.components) + [f for f in self.forbidden if f not in self.components]
+
+    def lower(self) -> np.ndarray:
+        return np.array([0.0 if n in self.forbidden else self.components[n].min
+                         for n in self.names])
+
+    def upper(self) -> np.ndarray:
+        return np.array([0.0 if n in self.forbidden else self.components[n].max
+                         for n in self.names])
+
+    def check_point(self, x: np.ndarray, atol: float = 1e-6) -> list[str]:
+        """Violations of bounds/sum/linear constraints for one composition (empty if feasible)."""
+        out = []
+        lo, hi = self.lower(), self.upper()
+        for n, v, a, b in zip(self.names, x, lo, hi, strict=True):
+            if v < a - atol or v > b + atol:
+                out.append(f"{n}={v:.6g} outside [{a:g}, {b:g}]")
+        if abs(x.sum() - self.total) > atol * max(1.0, self.total):
+            out.append(f"sum {x.sum():.8g} != {self.total:g}")
+        idx = {n: i for i, n in enumerate(self.names)}
+        for i, lc in enumerate(self.linear_constraints):
+            lhs = sum(c * x[idx[n]] for n, c in lc.coefficients.items())
+            if lc.le is not None and lhs > lc.le + atol:
+                out.append(f"linear_constraints[{i}]: {lhs:.6g} > {lc.le:g}")
+            if lc.ge is not None and lhs < lc.ge - atol:
+                out.append(f"linear_constraints[{i}]: {lhs:.6g} < {lc.ge:g}")
+            if lc.eq is not None and abs(lhs - lc.eq) > atol:
+                out.append(f"linear_constraints[{i}]: {lhs:.6g} != {lc.eq:g}")
+        return out
+
+
+def load_space(path: str | Path) -> Space:
+    """Read and validate a ``space.yaml``; errors name the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'components', 'total', ...")
+    from pydantic import ValidationError
+
+    try:
+        return Space.model_validate(raw)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ())) or "<root>"
+            msg = err.get("msg", "")
+            if err.get("type") == "extra_forbidden":
+                msg += f" (valid keys here: {_valid_keys(err.get('loc', ()))})"
+            parts.append(f"{loc}: {msg}")
+        raise ConfigError(f"{path}: invalid space: " + "; ".join(parts)) from exc
+
+
+def _valid_keys(loc: tuple) -> str:
+    if len(loc) >= 2 and loc[0] == "components":
+        return ", ".join(Bounds.model_fields)
+    if len(loc) >= 2 and loc[0] == "linear_constraints":
+        return ", ".join(LinearConstraint.model_fields)
+    return ", ".join(Space.model_fields)
+
+
+@dataclass
+class UnitBoxProblem:
+    """The space in fraction units u = x / total, optimised over its free components.
+
+    Fixed components (forbidden, or min == max) keep their value; the free ones live in the box
+    ``[lo/total, hi/total]``. Constraints are in BoTorch's form over the free variables:
+    ``Σ coef · z[idx] >= rhs`` (inequalities) and ``== rhs`` (equalities).
+    """
+
+    space: Space
+    free: np.ndarray  # indices into space.names
+    lo: np.ndarray  # over all names, units of the total
+    hi: np.ndarray
+    A_eq: np.ndarray  # (m_eq, d)
+    b_eq: np.ndarray
+    A_ge: np.ndarray  # (m_ge, d)
+    b_ge: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return len(self.free)
+
+    @property
+    def fixed(self) -> np.ndarray:
+        return np.setdiff1d(np.arange(len(self.lo)), self.free)
+
+    @property
+    def zbounds(self) -> np.ndarray:
+        """(2, d) bounds of the free variables in fraction units."""
+        t = self.space.total
+        return np.stack([self.lo[self.free] / t, self.hi[self.free] / t])
+
+    def to_u(self, x: np.ndarray) -> np.ndarray:
+        """All components in fraction units (the model's inputs)."""
+        return np.atleast_2d(x) / self.space.total
+
+    def to_x(self, z: np.ndarray) -> np.ndarray:
+        """Free variables (fraction units) → all components (units of the total), polished."""
+        zb = self.zbounds
+        z = np.clip(np.atleast_2d(z), zb[0], zb[1])
+        x = np.tile(self.lo, (len(z), 1))
+        x[:, self.free] = z * self.space.total
+        return self._polish(x)
+
+    def _polish(self, x: np.ndarray) -> np.ndarray:
+        """Remove the optimiser's round-off so Σ = total holds to machine precision."""
+        total = self.space.total
+        for r in range(len(x)):
+            err = total - x[r].sum()
+            if err == 0.0:
+                continue
+            room = (self.hi - x[r]) if err > 0 else (x[r] - self.lo)
+            mask = np.isin(np.arange(len(x[r])), self.free)
+            room = np.where(mask, np.clip(room, 0, None), 0.0)
+            if room.sum() > 0:
+                x[r] += np.sign(err) * room * min(1.0, abs(err) / room.sum())
+            j = self.free[np.argmax(x[r, self.free])]
+            x[r, j] += total - x[r].sum()
+        return x
+
+    def round(self, x: np.ndarray, decimals: int = 6) -> np.ndarray:
+        """Round compositions to `decimals` keeping Σ = total (fix-up on a free component)."""
+        x = np.round(np.atleast_2d(x), decimals)
+        for r in range(len(x)):
+            err = round(self.space.total - x[r].sum(), decimals)
+            if err == 0:
+                continue
+            room = (self.hi - x[r]) if err > 0 else (x[r] - self.lo)
+            j = self.free[np.argmax(room[self.free])]
+            x[r, j] = round(x[r, j] + err, decimals)
+        return x
+
+    def feasible_point(self) -> np.ndarray:
+        """A feasible z well inside the region, or :class:`ConfigError` if none exists."""
+        from scipy.optimize import linprog
+
+        d = self.dim
+        zb = self.zbounds
+        # maximise a slack t shared by the inequalities and the box (a Chebyshev-like centre)
+        c = np.zeros(d + 1)
+        c[-1] = -1.0
+        A_ub, b_ub = [], []
+        for a, b in zip(self.A_ge, self.b_ge, strict=True):
+            A_ub.append(np.r_[-a, np.linalg.norm(a)])
+            b_ub.append(-b)
+        for i in range(d):
+            e = np.zeros(d + 1)
+            e[i], e[-1] = -1.0, 1.0
+            A_ub.append(e)
+            b_ub.append(-zb[0, i])
+            e = np.zeros(d + 1)
+            e[i], e[-1] = 1.0, 1.0
+            A_ub.append(e)
+            b_ub.append(zb[1, i])
+        A_eq = np.c_[self.A_eq, np.zeros(len(self.A_eq))] if len(self.A_eq) else None
+        res = linprog(
+            c, A_ub=np.array(A_ub), b_ub=np.array(b_ub), A_eq=A_eq,
+            b_eq=self.b_eq if len(self.b_eq) else None,
+            bounds=[(None, None)] * d + [(0.0, 1.0)], method="highs",
+        )
+        if res.status != 0:
+            raise ConfigError(self._infeasible_reason())
+        return res.x[:d]
+
+    def botorch_constraints(self, dtype=None):
+        """(inequality_constraints, equality_constraints) as BoTorch tuples over z."""
+        import torch
+
+        dtype = dtype or torch.double
+
+        def conv(A, b):
+            out = []
+            for a, rhs in zip(A, b, strict=True):
+                nz = np.flatnonzero(np.abs(a) > 0)
+                out.append((torch.tensor(nz, dtype=torch.long),
+                            torch.tensor(a[nz], dtype=dtype), float(rhs)))
+            return out
+
+        return conv(self.A_ge, self.b_ge) or None, conv(self.A_eq, self.b_eq) or None
+
+    def _infeasible_reason(self) -> str:
+        s = self.space
+        lo_sum, hi_sum = self.lo.sum(), self.hi.sum()
+        if s.total < lo_sum - 1e-9 or s.total > hi_sum + 1e-9:
+            return (
+                f"constraints leave no feasible composition: the component bounds allow sums "
+                f"{lo_sum:g}..{hi_sum:g} but total is {s.total:g}"
+                + (f" (forbidden: {', '.join(s.forbidden)})" if s.forbidden else "")
+            )
+        return (
+            "constraints leave no feasible composition: bounds, total and linear_constraints "
+            "cannot all hold at once"
+        )
+
+
+def unit_box_problem(space: Space) -> UnitBoxProblem:
+    """Translate `space` into fraction units over its free components."""
+    names = space.names
+    lo, hi = space.lower(), space.upper()
+    t = space.total
+    free = np.flatnonzero(hi - lo > 1e-12)
+    if free.size == 0:
+        raise ConfigError("the space has no free component (all fixed or forbidden)")
+    fixed = np.setdiff1d(np.arange(len(names)), free)
+    fixed_sum = lo[fixed].sum()
+    A_eq = [np.ones(len(free))]
+    b_eq = [(t - fixed_sum) / t]
+    A_ge, b_ge = [], []
+    idx = {n: i for i, n in enumerate(names)}
+    for lc in space.linear_constraints:
+        coef = np.zeros(len(names))
+        for n, c in lc.coefficients.items():
+            coef[idx[n]] = c
+        a = coef[free] * t
+        const = float(coef[fixed] @ lo[fixed])
+        if lc.eq is not None:
+            A_eq.append(a)
+            b_eq.append(lc.eq - const)
+        elif lc.ge is not None:
+            A_ge.append(a)
+            b_ge.append(lc.ge - const)
+        else:
+            A_ge.append(-a)
+            b_ge.append(-(lc.le - const))
+    d = len(free)
+    prob = UnitBoxProblem(
+        space=space, free=free, lo=lo, hi=hi,
+        A_eq=np.array(A_eq).reshape(-1, d), b_eq=np.array(b_eq),
+        A_ge=np.array(A_ge).reshape(-1, d), b_ge=np.array(b_ge),
+    )
+    prob.feasible_point()  # raises ConfigError early when infeasible
+    return prob
+
+
+def observed_compositions(frame, space: Space, source: str = "data") -> np.ndarray:
+    """Component amounts of observed rows in ``space.names`` order, validated against the space.
+
+    Component columns absent from the CSV are taken as 0 only for forbidden components; a column
+    that looks like a component (a chemical formula) but is not in the space is an error.
+    """
+    names = space.names
+    extra = []
+    for col in frame.columns:
+        if col in names:
+            continue
+        try:
+            parse_component(str(col))
+        except Exception:
+            continue
+        vals = np.asarray(frame[col], dtype=float)
+        if np.nansum(np.abs(vals)) > 0:
+            extra.append(col)
+    if extra:
+        raise DataError(
+            f"{source}: component column(s) {extra} are not in the space (components: {names})"
+        )
+    missing = [n for n in names if n not in frame.columns and n not in space.forbidden]
+    if missing:
+        raise DataError(
+            f"{source}: missing component column(s) {missing}; columns are {list(frame.columns)}"
+        )
+    x = np.zeros((len(frame), len(names)))
+    for j, n in enumerate(names):
+        if n in frame.columns:
+            try:
+                x[:, j] = np.asarray(frame[n], dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{source}: column {n!r} is not numeric: {exc}") from exc
+    x = np.where(np.isnan(x), 0.0, x)
+    from matloop.compositions.core import validate_sums
+
+    validate_sums(x, space.total, space.sum_tolerance, source=source,
+                  row_labels=[i + 1 for i in range(len(x))] if len(x) else None)
+    return x

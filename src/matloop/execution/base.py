@@ -1,0 +1,53 @@
+"""Executor interface: submit picklable work, collect results as they complete."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+
+class Executor(abc.ABC):
+    """Where labelling and committee training run (local processes, a Dask cluster, ...).
+
+    Futures have ``result(timeout=None)``; :meth:`as_completed` yields them as they finish.
+    Use as a context manager or call :meth:`close`.
+    """
+
+    name = "executor"
+
+    @abc.abstractmethod
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Schedule ``fn(*args, **kwargs)``; return a future."""
+
+    @abc.abstractmethod
+    def as_completed(self, futures: Iterable[Any]) -> Iterator[Any]:
+        """Yield the given futures in completion order."""
+
+    def map_unordered(
+        self, fn: Callable[..., Any], items: Iterable[Any]
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield (index, fn(item)) in completion order (exceptions propagate)."""
+        futures = {}
+        for i, item in enumerate(items):
+            futures[self.submit(fn, item)] = i
+        for fut in self.as_completed(list(futures)):
+            yield futures[fut], fut.result()
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release workers."""
+
+    @property
+    def n_workers(self) -> int:
+        return 1
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InlineFuture(Future):
+    """A future that is already resolved (used by serial execution)."""

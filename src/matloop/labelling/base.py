@@ -1,0 +1,300 @@
+"""The labeller interface: prepare → run → parse, with a three-state status and recovery.
+
+A labelling never raises for a failed calculation: it returns a :class:`LabelResult` whose
+status is SUCCESS, FAILED (the code did not produce a result, e.g. SCF not converged after all
+corrections) or INCONSISTENT (it produced a result that must not be trusted: NaN, absurd forces,
+missing forces). Failures are data that the active-learning loop quarantines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+
+class LabelStatus(enum.StrEnum):
+    """Outcome of one labelling."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    INCONSISTENT = "inconsistent"
+
+
+class ScfConvergenceError(RuntimeError):
+    """A self-consistent-field cycle did not converge (raised by matloop's own DFT wrappers)."""
+
+
+class LabelTimeout(RuntimeError):
+    """The calculation ran longer than the labeller's time limit."""
+
+
+@dataclass
+class Attempt:
+    """One try of a calculation: the settings used and what went wrong (None on success)."""
+
+    settings: dict[str, Any]
+    error_kind: str | None
+    message: str
+    seconds: float
+
+
+@dataclass
+class LabelResult:
+    """What a labelling produced.
+
+    `atoms` carries a SinglePointCalculator with energy (eV), forces (eV/Å) and, where computed,
+    stress (eV/Å³) on SUCCESS; on failure it is the input structure without results.
+    """
+
+    status: LabelStatus
+    atoms: Atoms
+    reason: str = ""
+    labeller: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is LabelStatus.SUCCESS
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-friendly record of how this label was made."""
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "labeller": self.labeller,
+            "settings": _jsonable(self.settings),
+            "attempts": [
+                {
+                    "settings": _jsonable(a.settings),
+                    "error_kind": a.error_kind,
+                    "message": a.message[:500],
+                    "seconds": round(a.seconds, 4),
+                }
+                for a in self.attempts
+            ],
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return repr(obj)
+
+
+@dataclass
+class ValidationLimits:
+    """Limits a result must respect to be accepted as training data."""
+
+    max_force: float = 50.0  # eV/Å; larger components are treated as a broken calculation
+    max_abs_energy_per_atom: float = 1.0e5  # eV/atom
+    require_forces: bool = True
+
+
+def validate_result(
+    atoms: Atoms,
+    energy: float | None,
+    forces: np.ndarray | None,
+    stress: np.ndarray | None,
+    limits: ValidationLimits,
+) -> str | None:
+    """Return why a computed result must not be used, or None when it is acceptable."""
+    n = len(atoms)
+    if energy is None:
+        return "no energy in the result"
+    if not math.isfinite(float(energy)):
+        return f"non-finite energy {energy}"
+    if n and abs(float(energy)) / n > limits.max_abs_energy_per_atom:
+        return f"absurd energy {float(energy) / n:.4g} eV/atom"
+    if forces is None:
+        if limits.require_forces:
+            return "no forces in the result"
+    else:
+        forces = np.asarray(forces, dtype=float)
+        if forces.shape != (n, 3):
+            return f"forces have shape {forces.shape}, expected ({n}, 3)"
+        if not np.all(np.isfinite(forces)):
+            return "non-finite forces"
+        fmax = float(np.abs(forces).max()) if n else 0.0
+        if fmax > limits.max_force:
+            return f"absurd forces: max |F| component {fmax:.4g} eV/Å > {limits.max_force:g}"
+    if stress is not None:
+        stress = np.asarray(stress, dtype=float)
+        if not np.all(np.isfinite(stress)):
+            return "non-finite stress"
+    return None
+
+
+def classify_exception(exc: BaseException) -> str:
+    """Map an exception from a reference code to an error kind: 'scf', 'timeout' or 'crash'."""
+    if isinstance(exc, LabelTimeout):
+        return "timeout"
+    if isinstance(exc, ScfConvergenceError):
+        return "scf"
+    text = f"{type(exc).__name__} {exc}".lower()
+    if "converge" in text or "scf" in text:
+        return "scf"
+    if "timeout" in text or "walltime" in text or "time limit" in text:
+        return "timeout"
+    return "crash"
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`LabelTimeout` after `seconds` (main thread only; elsewhere no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):  # noqa: ARG001
+        raise LabelTimeout(f"timeout after {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, old)
+
+
+class Labeller:
+    """Base class of reference labellers (a picklable description of a calculation).
+
+    Subclasses implement :meth:`prepare` (build the calculator for the current settings),
+    :meth:`run` (compute) and :meth:`parse` (read energy/forces/stress). :meth:`label` drives
+    them with error handlers: on a recognised failure the handler ladder for that error kind
+    patches the settings (e.g. more SCF iterations, smaller mixing, smearing) and retries, at
+    most `max_retries` times, then gives up with status FAILED.
+
+    Handlers: ``{error_kind: [settings_patch, ...]}``, patches applied cumulatively in order;
+    error kinds are 'scf', 'timeout' and 'crash'.
+    """
+
+    name: str = "labeller"
+    default_handlers: dict[str, list[dict[str, Any]]] = {"crash": [{}]}
+
+    def __init__(
+        self,
+        settings: dict[str, Any] | None = None,
+        *,
+        handlers: dict[str, list[dict[str, Any]]] | None = None,
+        max_retries: int = 3,
+        timeout_s: float | None = None,
+        limits: ValidationLimits | None = None,
+        compute_stress: bool | None = None,
+    ) -> None:
+        self.settings = dict(settings or {})
+        self.handlers = {k: list(v) for k, v in (handlers or self.default_handlers).items()}
+        self.max_retries = int(max_retries)
+        self.timeout_s = timeout_s
+        self.limits = limits or ValidationLimits()
+        self.compute_stress = compute_stress
+
+    # -- the three steps ---------------------------------------------------------------------
+    def prepare(self, atoms: Atoms, settings: dict[str, Any]) -> Any:
+        """Return a calculator (or any object `run` needs) for `settings`."""
+        raise NotImplementedError
+
+    def run(self, atoms: Atoms, prepared: Any) -> Any:
+        """Run the calculation; return whatever :meth:`parse` reads."""
+        raise NotImplementedError
+
+    def parse(
+        self, atoms: Atoms, raw: Any
+    ) -> tuple[float | None, np.ndarray | None, np.ndarray | None]:
+        """Return (energy eV, forces eV/Å, stress eV/Å³ Voigt or None)."""
+        raise NotImplementedError
+
+    # -- driver ------------------------------------------------------------------------------
+    def label(self, atoms: Atoms) -> LabelResult:
+        """Compute a reference label for `atoms` with recovery; never raises for a failed run."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        start = time.perf_counter()
+        settings = dict(self.settings)
+        attempts: list[Attempt] = []
+        ladder_pos: dict[str, int] = {}
+        work = atoms.copy()
+        work.calc = None
+        for _ in range(self.max_retries + 1):
+            t0 = time.perf_counter()
+            try:
+                with time_limit(self.timeout_s):
+                    prepared = self.prepare(work, settings)
+                    raw = self.run(work, prepared)
+                    energy, forces, stress = self.parse(work, raw)
+            except Exception as exc:  # noqa: BLE001 - a failed calculation is data
+                kind = classify_exception(exc)
+                message = f"{type(exc).__name__}: {exc}".strip()
+                if kind == "crash":
+                    tb = traceback.extract_tb(exc.__traceback__)
+                    if tb:
+                        message += f" (at {tb[-1].filename}:{tb[-1].lineno})"
+                attempts.append(Attempt(dict(settings), kind, message, time.perf_counter() - t0))
+                patch = self._next_patch(kind, ladder_pos)
+                if patch is None:
+                    break
+                settings = {**settings, **patch}
+                continue
+            attempts.append(Attempt(dict(settings), None, "", time.perf_counter() - t0))
+            reason = validate_result(work, energy, forces, stress, self.limits)
+            if reason is not None:
+                return LabelResult(
+                    LabelStatus.INCONSISTENT, atoms.copy(), reason, self.name, settings,
+                    attempts, time.perf_counter() - start,
+                )
+            out = atoms.copy()
+            results: dict[str, Any] = {"energy": float(energy), "free_energy": float(energy)}
+            if forces is not None:
+                results["forces"] = np.asarray(forces, dtype=float)
+            if stress is not None:
+                results["stress"] = np.asarray(stress, dtype=float)
+            out.calc = SinglePointCalculator(out, **results)
+            return LabelResult(
+                LabelStatus.SUCCESS, out, "", self.name, settings, attempts,
+                time.perf_counter() - start,
+            )
+        last = attempts[-1]
+        tries = len(attempts)
+        reason = f"{last.error_kind}: {last.message} (gave up after {tries} attempt(s))"
+        return LabelResult(
+            LabelStatus.FAILED, atoms.copy(), reason, self.name, settings, attempts,
+            time.perf_counter() - start,
+        )
+
+    def _next_patch(self, kind: str, pos: dict[str, int]) -> dict[str, Any] | None:
+        ladder = self.handlers.get(kind, [])
+        i = pos.get(kind, 0)
+        if i >= len(ladder):
+            return None
+        pos[kind] = i + 1
+        return dict(ladder[i])
+
+    def __call__(self, atoms: Atoms) -> LabelResult:
+        return self.label(atoms)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly description (name and base settings) for provenance."""
+        return {"labeller": self.name, "settings": _jsonable(self.settings)}

@@ -1,0 +1,158 @@
+"""Labellers built from any ASE calculator (built-in name, ``module:function`` or instance)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from matloop.labelling.base import Labeller, ValidationLimits
+
+# Custodian-like correction ladders per reference code: for an error kind, the settings patches
+# tried in order (cumulatively) before giving up. The keys are the flat keyword arguments of the
+# built-in factories in matloop.labelling.builtin.
+DEFAULT_HANDLERS: dict[str, dict[str, list[dict[str, Any]]]] = {
+    "pyscf": {
+        "scf": [
+            {"max_cycle": 200},
+            {"max_cycle": 300, "damp": 0.5, "level_shift": 0.25},
+            {"newton": True},
+        ],
+        "crash": [{}],
+    },
+    "gpaw": {
+        "scf": [
+            {"maxiter": 600},
+            {"mixing_beta": 0.02},
+            {"smearing_width": 0.2},
+        ],
+        "crash": [{}],
+    },
+    "espresso": {
+        "scf": [
+            {"electron_maxstep": 300},
+            {"mixing_beta": 0.3},
+            {"degauss": 0.04},
+        ],
+        "crash": [{}],
+    },
+    "vasp": {
+        "scf": [{"nelm": 200}, {"amix": 0.1, "bmix": 0.01}, {"ismear": 0, "sigma": 0.2}],
+        "crash": [{}],
+    },
+    "tblite": {
+        "scf": [
+            {"max_iterations": 500},
+            {"mixer_damping": 0.2},
+            {"electronic_temperature": 3000.0},
+        ],
+        "crash": [{}],
+    },
+    "faulty": {
+        "scf": [{"max_iterations": 200}],
+        "crash": [{}],
+    },
+}
+
+GENERIC_HANDLERS: dict[str, list[dict[str, Any]]] = {"crash": [{}]}
+
+
+def handlers_for(spec: str) -> dict[str, list[dict[str, Any]]]:
+    """The default correction ladders for a calculator spec (generic: retry a crash once)."""
+    key = spec.lower()
+    if key in DEFAULT_HANDLERS:
+        return DEFAULT_HANDLERS[key]
+    if ":" in spec:
+        func = spec.rsplit(":", 1)[1].lower()
+        for name, ladders in DEFAULT_HANDLERS.items():
+            if name in func:
+                return ladders
+    return GENERIC_HANDLERS
+
+
+class CalculatorLabeller(Labeller):
+    """Label with an ASE calculator resolved by :func:`matloop.calculators.resolve_calculator`.
+
+    `spec` is a built-in name (emt, sw, kumagai, pyscf, gpaw, espresso, vasp, tblite, ...) or a
+    ``module:function`` returning a calculator; `settings` are its keyword arguments. A fresh
+    calculator is built for every structure, so the labeller is picklable and safe to run in
+    worker processes.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        settings: dict[str, Any] | None = None,
+        *,
+        handlers: dict[str, list[dict[str, Any]]] | None = None,
+        max_retries: int = 3,
+        timeout_s: float | None = None,
+        limits: ValidationLimits | None = None,
+        compute_stress: bool | None = None,
+    ) -> None:
+        if not isinstance(spec, str):
+            raise TypeError("spec must be a calculator name or 'module:function'")
+        super().__init__(
+            settings,
+            handlers=handlers if handlers is not None else handlers_for(spec),
+            max_retries=max_retries,
+            timeout_s=timeout_s,
+            limits=limits,
+            compute_stress=compute_stress,
+        )
+        self.spec = spec
+        self.name = spec
+
+    def check(self) -> None:
+        """Build the calculator once so a wrong name or import path fails early and clearly."""
+        from matloop.calculators import resolve_calculator
+
+        resolve_calculator(self.spec, **self.settings)
+
+    def prepare(self, atoms: Atoms, settings: dict[str, Any]) -> Any:
+        from matloop.calculators import resolve_calculator
+
+        return resolve_calculator(self.spec, **settings)
+
+    def run(self, atoms: Atoms, prepared: Any) -> Any:
+        calc = prepared
+        atoms.calc = calc
+        try:
+            energy = atoms.get_potential_energy()
+            forces = atoms.get_forces()
+            stress = None
+            want = self.compute_stress
+            if want is None:
+                want = bool(atoms.pbc.all()) and "stress" in getattr(
+                    calc, "implemented_properties", ()
+                )
+            if want:
+                stress = atoms.get_stress(voigt=True)
+        finally:
+            atoms.calc = None
+        return energy, forces, stress
+
+    def parse(self, atoms: Atoms, raw: Any):
+        energy, forces, stress = raw
+        return (
+            None if energy is None else float(energy),
+            None if forces is None else np.array(forces, dtype=float),
+            None if stress is None else np.array(stress, dtype=float),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["calculator"] = self.spec
+        return out
+
+
+def make_labeller(
+    spec: str | Labeller,
+    settings: dict[str, Any] | None = None,
+    **options: Any,
+) -> Labeller:
+    """Return a labeller for a calculator spec (or `spec` itself when it already is one)."""
+    if isinstance(spec, Labeller):
+        return spec
+    return CalculatorLabeller(spec, settings, **options)

@@ -1,0 +1,27 @@
+"""Molecular dynamics on any ASE calculator (ASE integrators): NVE, NVT, NPT, with drift."""
+
+from __future__ import annotations
+
+from matloop.md.runner import (
+    ENSEMBLES,
+    LOG_COLUMNS,
+    MDResult,
+    check_elements,
+    energy_drift,
+    read_md_log,
+    read_structure,
+    run_md,
+    supported_elements,
+)
+
+__all__ = [
+    "ENSEMBLES",
+    "LOG_COLUMNS",
+    "MDResult",
+    "check_elements",
+    "energy_drift",
+    "read_md_log",
+    "read_structure",
+    "run_md",
+    "supported_elements",
+]

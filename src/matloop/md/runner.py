@@ -1,0 +1,603 @@
+"""Molecular dynamics with ASE integrators on any ASE calculator.
+
+Ensembles: ``nve`` (velocity Verlet), ``nvt`` (Langevin, or Nosé–Hoover chain) and ``npt``
+(isotropic Martyna–Tobias–Klein with Nosé–Hoover chains, the integrator that samples the right
+ensemble; Berendsen is available for quick equilibration). Units: time in fs/ps at the edges,
+energies eV, pressure GPa in the log, everything else ASE units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import BaseCalculator
+
+from matloop.errors import ConfigError, DataError, MatloopError, UnknownElementError
+from matloop.units import EV_PER_A3_TO_GPA, EV_TO_MEV
+from matloop.utils.files import atomic_path
+
+Ensemble = Literal["nve", "nvt", "npt"]
+ENSEMBLES = ("nve", "nvt", "npt")
+THERMOSTATS = ("langevin", "nose-hoover")
+BAROSTATS = ("mtk", "berendsen")
+
+LOG_COLUMNS = (
+    "time_ps",
+    "temperature_K",
+    "epot_eV",
+    "ekin_eV",
+    "etot_eV",
+    "pressure_GPa",
+    "volume_A3",
+)
+
+# Elements the built-in reference potentials describe (matscipy's Manybody silently treats any
+# species as Si, so the check has to happen here).
+BUILTIN_ELEMENTS: dict[str, frozenset[str]] = {
+    "sw": frozenset({"Si"}),
+    "stillinger-weber": frozenset({"Si"}),
+    "kumagai": frozenset({"Si"}),
+    "tersoff": frozenset({"Si", "C"}),
+}
+
+
+def _emt_elements() -> frozenset[str]:
+    from ase.calculators.emt import parameters
+
+    return frozenset(parameters)
+
+
+def supported_elements(calc: Any, name: str | None = None) -> frozenset[str] | None:
+    """Elements `calc` (built-in `name`) is known to describe, or None when it cannot tell."""
+    if name is not None:
+        key = name.strip().lower()
+        if key == "emt":
+            return _emt_elements()
+        if key in BUILTIN_ELEMENTS:
+            return BUILTIN_ELEMENTS[key]
+    elements = getattr(calc, "elements", None)
+    if elements:
+        return frozenset(str(e) for e in elements)
+    from ase.calculators.emt import EMT
+
+    if isinstance(calc, EMT):
+        return _emt_elements()
+    return None
+
+
+def check_elements(atoms: Atoms, calc: Any, name: str | None = None, where: str = "") -> None:
+    """Raise UnknownElementError if `atoms` holds an element `calc` does not describe."""
+    allowed = supported_elements(calc, name)
+    if allowed is None:
+        return
+    present = sorted(set(atoms.get_chemical_symbols()))
+    missing = [e for e in present if e not in allowed]
+    if missing:
+        label = name or type(calc).__name__
+        src = f" in {where}" if where else ""
+        raise UnknownElementError(
+            f"element(s) {', '.join(missing)}{src} not described by calculator {label!r} "
+            f"(it knows: {', '.join(sorted(allowed))})"
+        )
+
+
+@dataclass
+class MDResult:
+    """What an MD run produced. Arrays are per logged row (every `log_interval` steps)."""
+
+    ensemble: str
+    n_atoms: int
+    steps: int
+    timestep_fs: float
+    time_ps: np.ndarray
+    temperature_k: np.ndarray
+    epot_ev: np.ndarray
+    ekin_ev: np.ndarray
+    etot_ev: np.ndarray
+    pressure_gpa: np.ndarray
+    volume_a3: np.ndarray
+    seconds: float
+    atoms: Atoms
+    max_force_ev_per_a: float
+    traj_path: Path | None = None
+    log_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    frames: list[Atoms] = field(default_factory=list)
+
+    @property
+    def drift_mev_per_atom_per_ps(self) -> float:
+        """Slope of the total energy per atom against time (linear least squares), meV/atom/ps."""
+        return energy_drift(self.time_ps, self.etot_ev, self.n_atoms)
+
+    @property
+    def atom_steps_per_s(self) -> float:
+        """Throughput: atoms × steps per wall-clock second (including logging)."""
+        return self.n_atoms * self.steps / self.seconds if self.seconds > 0 else math.inf
+
+    @property
+    def mean_temperature_k(self) -> float:
+        half = len(self.temperature_k) // 2
+        return float(np.mean(self.temperature_k[half:]))
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly summary (units in the key names)."""
+        drift = self.drift_mev_per_atom_per_ps if self.ensemble == "nve" else None
+        fluct = float(np.ptp(self.etot_ev) / self.n_atoms * EV_TO_MEV)
+        return {
+            "ensemble": self.ensemble,
+            "n_atoms": self.n_atoms,
+            "steps": self.steps,
+            "timestep_fs": self.timestep_fs,
+            "duration_ps": float(self.steps * self.timestep_fs / 1000.0),
+            "nve_drift_mev_per_atom_per_ps": drift,
+            "etot_range_mev_per_atom": fluct,
+            "mean_temperature_k_second_half": self.mean_temperature_k,
+            "final_temperature_k": float(self.temperature_k[-1]),
+            "mean_pressure_gpa_second_half": _nanmean_half(self.pressure_gpa),
+            "final_volume_a3": float(self.volume_a3[-1]),
+            "max_force_ev_per_a": self.max_force_ev_per_a,
+            "seconds": self.seconds,
+            "atom_steps_per_s": self.atom_steps_per_s,
+            **self.extra,
+        }
+
+
+def _nanmean_half(values: np.ndarray) -> float | None:
+    half = values[len(values) // 2 :]
+    if half.size == 0 or np.all(np.isnan(half)):
+        return None
+    return float(np.nanmean(half))
+
+
+def energy_drift(time_ps: np.ndarray, etot_ev: np.ndarray, n_atoms: int) -> float:
+    """Linear-fit slope of total energy per atom vs time, in meV/atom/ps."""
+    t = np.asarray(time_ps, dtype=float)
+    e = np.asarray(etot_ev, dtype=float) / n_atoms
+    if t.size < 2 or np.ptp(t) == 0:
+        return float("nan")
+    slope = np.polyfit(t, e, 1)[0]
+    return float(slope * EV_TO_MEV)
+
+
+def read_structure(path: str | Path, index: int | str = -1) -> Atoms:
+    """Read one structure with ASE, turning failures into clear :class:`DataError` messages."""
+    from ase.io import read
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"structure file not found: {p}")
+    if p.is_dir():
+        raise DataError(f"structure path is a directory, not a file: {p}")
+    try:
+        atoms = read(p, index=index)
+    except Exception as exc:  # ASE raises many kinds for unreadable files
+        raise DataError(f"cannot read a structure from {p}: {exc}") from exc
+    if isinstance(atoms, list):
+        if not atoms:
+            raise DataError(f"no structure in {p}")
+        atoms = atoms[-1]
+    if len(atoms) == 0:
+        raise DataError(f"structure in {p} has no atoms")
+    return atoms
+
+
+def _validate(
+    ensemble: str,
+    temperature_k: float,
+    timestep_fs: float,
+    steps: int,
+    atoms: Atoms,
+    thermostat: str,
+    barostat: str,
+) -> str:
+    ens = str(ensemble).lower()
+    if ens not in ENSEMBLES:
+        raise ConfigError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps <= 0:
+        raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+    if not (timestep_fs > 0 and math.isfinite(timestep_fs)):
+        raise ConfigError(f"timestep must be a positive number of fs, got {timestep_fs!r}")
+    if timestep_fs > 10:
+        warnings.warn(
+            f"timestep {timestep_fs} fs is very long for atomistic MD (typical: 0.5–2 fs)",
+            stacklevel=3,
+        )
+    if not (temperature_k >= 0 and math.isfinite(temperature_k)):
+        raise ConfigError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+    if ens in ("nvt", "npt") and temperature_k == 0:
+        raise ConfigError(f"{ens.upper()} needs a temperature > 0 K")
+    if thermostat not in THERMOSTATS:
+        raise ConfigError(f"unknown thermostat {thermostat!r}; choose {', '.join(THERMOSTATS)}")
+    if barostat not in BAROSTATS:
+        raise ConfigError(f"unknown barostat {barostat!r}; choose {', '.join(BAROSTATS)}")
+    if len(atoms) == 0:
+        raise DataError("the structure has no atoms")
+    if ens == "npt" and not all(atoms.pbc):
+        raise ConfigError("NPT needs a periodic cell in all three directions")
+    return ens
+
+
+def _first_evaluation(atoms: Atoms, calc_name: str) -> np.ndarray:
+    """Evaluate energy/forces once so element and setup errors surface with a clear message."""
+    try:
+        atoms.get_potential_energy()
+        forces = atoms.get_forces()
+    except MatloopError:
+        raise
+    except NotImplementedError as exc:  # e.g. ASE EMT: "No EMT-potential for Si"
+        elements = ", ".join(sorted(set(atoms.get_chemical_symbols())))
+        raise UnknownElementError(
+            f"calculator {calc_name} cannot handle this structure (elements {elements}): {exc}"
+        ) from exc
+    except KeyError as exc:
+        raise UnknownElementError(
+            f"calculator {calc_name} has no parameters for {exc} in this structure"
+        ) from exc
+    if not np.all(np.isfinite(forces)):
+        raise MatloopError(
+            f"calculator {calc_name} returned non-finite forces on the start structure"
+        )
+    return forces
+
+
+def _has_stress(calc: Any, atoms: Atoms) -> bool:
+    return bool(all(atoms.pbc) and "stress" in getattr(calc, "implemented_properties", ()))
+
+
+def _pressure_gpa(atoms: Atoms, with_stress: bool) -> float:
+    if not with_stress:
+        return float("nan")
+    stress = atoms.get_stress(include_ideal_gas=True)
+    return float(-np.mean(stress[:3]) * EV_PER_A3_TO_GPA)
+
+
+def _thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> None:
+    from ase.md import velocitydistribution as vd
+
+    if temperature_k <= 0:
+        atoms.set_momenta(np.zeros((len(atoms), 3)))
+        return
+    if hasattr(vd, "thermalize_momenta"):  # ASE ≥ 3.29
+        vd.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
+    else:  # pragma: no cover - older ASE
+        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
+    if len(atoms) > 1:
+        vd.Stationary(atoms)
+        if not any(atoms.pbc):
+            vd.ZeroRotation(atoms)
+
+
+def _make_dynamics(
+    atoms: Atoms,
+    ens: str,
+    dt: float,
+    temperature_k: float,
+    pressure_gpa: float,
+    rng: np.random.Generator,
+    thermostat: str,
+    barostat: str,
+    friction_per_fs: float,
+    tdamp_fs: float | None,
+    pdamp_fs: float | None,
+    timestep_fs: float,
+):
+    tdamp = (tdamp_fs if tdamp_fs is not None else 100 * timestep_fs) * units.fs
+    pdamp = (pdamp_fs if pdamp_fs is not None else 1000 * timestep_fs) * units.fs
+    if ens == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, timestep=dt)
+    if ens == "nvt":
+        if thermostat == "nose-hoover":
+            from ase.md.nose_hoover_chain import NoseHooverChainNVT
+
+            return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=temperature_k, tdamp=tdamp)
+        from ase.constraints import FixCom
+        from ase.md.langevin import Langevin
+
+        # fixcm=True is deprecated (wrong distribution); ASE recommends FixCom instead.
+        atoms.set_constraint(list(atoms.constraints) + [FixCom()])
+        return Langevin(
+            atoms,
+            timestep=dt,
+            temperature_K=temperature_k,
+            friction=friction_per_fs / units.fs,
+            fixcm=False,
+            rng=rng,
+        )
+    pressure_au = pressure_gpa * units.GPa
+    if barostat == "berendsen":
+        from ase.md.nptberendsen import NPTBerendsen
+
+        return NPTBerendsen(
+            atoms,
+            timestep=dt,
+            temperature_K=temperature_k,
+            pressure_au=pressure_au,
+            taut=tdamp,
+            taup=pdamp,
+            compressibility_au=1.0 / (100.0 * units.GPa),
+        )
+    from ase.md.nose_hoover_chain import IsotropicMTKNPT
+
+    if atoms.constraints:
+        raise ConfigError("the MTK NPT integrator does not support constraints; remove them")
+    return IsotropicMTKNPT(
+        atoms,
+        timestep=dt,
+        temperature_K=temperature_k,
+        pressure_au=pressure_au,
+        tdamp=tdamp,
+        pdamp=pdamp,
+    )
+
+
+class _TrajWriter:
+    """Append frames to an ASE .traj or any format ase.io.write can append (extxyz)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._traj = None
+        self._fd = None
+        if path.suffix == ".traj":
+            from ase.io.trajectory import Trajectory
+
+            self._traj = Trajectory(str(path), "w")
+        else:
+            from ase.io.formats import filetype
+
+            self._fd = open(path, "w")  # noqa: SIM115 - closed in close()
+            self._format = "extxyz" if path.suffix in (".xyz", ".extxyz") else None
+            if self._format is None:
+                try:
+                    self._format = filetype(path, read=False)
+                except Exception as exc:
+                    self._fd.close()
+                    raise ConfigError(
+                        f"cannot write a trajectory to {path.name}: use .traj or .xyz"
+                    ) from exc
+
+    def write(self, atoms: Atoms) -> None:
+        if self._traj is not None:
+            self._traj.write(atoms)
+        else:
+            from ase.io import write
+
+            write(self._fd, atoms, format=self._format)
+
+    def close(self) -> None:
+        if self._traj is not None:
+            self._traj.close()
+        if self._fd is not None:
+            self._fd.close()
+
+
+@contextlib.contextmanager
+def _maybe_atomic(path: str | Path | None) -> Iterator[Path | None]:
+    if path is None:
+        yield None
+        return
+    with atomic_path(path) as tmp:
+        yield tmp
+
+
+def run_md(
+    atoms: Atoms,
+    calculator: BaseCalculator | str,
+    ensemble: Ensemble = "nve",
+    temperature_k: float = 300.0,
+    pressure_gpa: float = 0.0,
+    timestep_fs: float = 1.0,
+    steps: int = 1000,
+    traj: str | Path | None = None,
+    log: str | Path | None = None,
+    progress: bool = True,
+    seed: int | None = 0,
+    *,
+    log_interval: int | None = None,
+    traj_interval: int | None = None,
+    initial_temperature_k: float | None = None,
+    keep_velocities: bool = False,
+    thermostat: str = "langevin",
+    barostat: str = "mtk",
+    friction_per_fs: float = 0.01,
+    tdamp_fs: float | None = None,
+    pdamp_fs: float | None = None,
+    max_force_ev_per_a: float | None = 1000.0,
+    keep_frames: bool = False,
+) -> MDResult:
+    """Run MD of a copy of `atoms` with `calculator` and return the log and the final structure.
+
+    `calculator` is an ASE calculator or a name for :func:`matloop.calculators.resolve_calculator`
+    (``emt``, ``sw``, ``module:function``, a model file). Velocities are drawn from a
+    Maxwell–Boltzmann distribution at `initial_temperature_k` (default `temperature_k`) with
+    `seed`, unless `keep_velocities` and the structure already has momenta. Note that NVE started
+    from a perfect crystal at T settles near T/2 (equipartition).
+
+    `log` (text table, columns :data:`LOG_COLUMNS`) and `traj` (``.traj`` or ``.xyz``; each frame
+    carries ``info["time_ps"]``) are written atomically at the end. The run stops with a
+    :class:`MatloopError` if energies become non-finite or a force exceeds `max_force_ev_per_a`
+    (an exploding simulation).
+    """
+    name = calculator if isinstance(calculator, str) else type(calculator).__name__
+    if isinstance(calculator, str):
+        from matloop.calculators import resolve_calculator
+
+        calculator = resolve_calculator(calculator)
+    if not isinstance(atoms, Atoms):
+        raise ConfigError(f"atoms must be an ase.Atoms, got {type(atoms).__name__}")
+    ens = _validate(ensemble, temperature_k, timestep_fs, steps, atoms, thermostat, barostat)
+    steps = int(steps)
+    if log_interval is None:
+        log_interval = max(1, steps // 1000)
+    if traj_interval is None:
+        traj_interval = max(1, steps // 200)
+    if log_interval <= 0 or traj_interval <= 0:
+        raise ConfigError("log_interval and traj_interval must be positive")
+
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    check_elements(atoms, calculator, name if isinstance(name, str) else None)
+    with_stress = _has_stress(calculator, atoms)
+    if ens == "npt" and not with_stress:
+        raise ConfigError(f"NPT needs stresses; calculator {name} does not provide them")
+
+    rng = np.random.default_rng(seed)
+    has_momenta = bool(np.any(atoms.get_momenta() != 0))
+    if not (keep_velocities and has_momenta):
+        t0 = temperature_k if initial_temperature_k is None else initial_temperature_k
+        _thermalize(atoms, t0, rng)
+    forces0 = _first_evaluation(atoms, str(name))
+    max_force = float(np.max(np.linalg.norm(forces0, axis=1)))
+
+    dyn = _make_dynamics(
+        atoms,
+        ens,
+        timestep_fs * units.fs,
+        temperature_k,
+        pressure_gpa,
+        rng,
+        thermostat,
+        barostat,
+        friction_per_fs,
+        tdamp_fs,
+        pdamp_fs,
+        timestep_fs,
+    )
+    n = len(atoms)
+    rows: list[tuple[float, ...]] = []
+    kept: list[Atoms] = []
+
+    def keep(step: int) -> None:
+        if keep_frames:
+            frame = atoms.copy()
+            frame.set_constraint()
+            frame.info["time_ps"] = step * timestep_fs / 1000.0
+            kept.append(frame)
+
+    def record(step: int) -> tuple[float, ...]:
+        epot = float(atoms.get_potential_energy())
+        ekin = float(atoms.get_kinetic_energy())
+        temp = float(atoms.get_temperature())
+        row = (
+            step * timestep_fs / 1000.0,
+            temp,
+            epot,
+            ekin,
+            epot + ekin,
+            _pressure_gpa(atoms, with_stress),
+            float(atoms.get_volume()) if all(atoms.pbc) else float("nan"),
+        )
+        rows.append(row)
+        return row
+
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    with (
+        _maybe_atomic(traj) as traj_tmp,
+        _maybe_atomic(log) as log_tmp,
+    ):
+        writer = _TrajWriter(traj_tmp) if traj_tmp is not None else None
+        try:
+            record(0)
+            keep(0)
+            if writer is not None:
+                atoms.info["time_ps"] = 0.0
+                writer.write(atoms)
+            bar = tqdm(total=steps, disable=not progress, unit="step", desc=f"MD {ens.upper()}")
+            done = 0
+            while done < steps:
+                chunk = min(log_interval - done % log_interval, steps - done)
+                if writer is not None or keep_frames:
+                    chunk = min(chunk, traj_interval - done % traj_interval)
+                dyn.run(chunk)
+                done += chunk
+                bar.update(chunk)
+                forces = atoms.get_forces()
+                fmax = float(np.max(np.linalg.norm(forces, axis=1)))
+                max_force = max(max_force, fmax)
+                if done % log_interval == 0 or done == steps:
+                    row = record(done)
+                    if not all(math.isfinite(x) for x in row[:5]):
+                        raise MatloopError(
+                            f"MD became unstable at step {done} (t = {row[0]:.3f} ps): "
+                            "non-finite energy; try a shorter timestep"
+                        )
+                    bar.set_postfix(T=f"{row[1]:.0f}K", refresh=False)
+                if max_force_ev_per_a is not None and fmax > max_force_ev_per_a:
+                    raise MatloopError(
+                        f"MD became unstable at step {done}: a force of {fmax:.3g} eV/Å exceeds "
+                        f"{max_force_ev_per_a:g} eV/Å; try a shorter timestep or check the model"
+                    )
+                if done % traj_interval == 0:
+                    keep(done)
+                if writer is not None and done % traj_interval == 0:
+                    atoms.info["time_ps"] = done * timestep_fs / 1000.0
+                    writer.write(atoms)
+            bar.close()
+        finally:
+            if writer is not None:
+                writer.close()
+        seconds = time.perf_counter() - start
+        data = np.array(rows, dtype=float)
+        if log_tmp is not None:
+            header = (
+                f"matloop md: ensemble={ens} n_atoms={n} timestep_fs={timestep_fs} "
+                f"steps={steps} temperature_K={temperature_k}"
+                + (f" pressure_GPa={pressure_gpa}" if ens == "npt" else "")
+                + "\n"
+                + " ".join(LOG_COLUMNS)
+            )
+            np.savetxt(log_tmp, data, header=header, fmt="%.10g")
+
+    atoms.info.pop("time_ps", None)
+    extra: dict[str, Any] = {"seed": seed}
+    if ens == "nvt":
+        extra["thermostat"] = thermostat
+    if ens == "npt":
+        extra["barostat"] = barostat
+        extra["pressure_gpa_target"] = pressure_gpa
+    return MDResult(
+        ensemble=ens,
+        n_atoms=n,
+        steps=steps,
+        timestep_fs=float(timestep_fs),
+        time_ps=data[:, 0],
+        temperature_k=data[:, 1],
+        epot_ev=data[:, 2],
+        ekin_ev=data[:, 3],
+        etot_ev=data[:, 4],
+        pressure_gpa=data[:, 5],
+        volume_a3=data[:, 6],
+        seconds=seconds,
+        atoms=atoms,
+        max_force_ev_per_a=max_force,
+        traj_path=Path(traj) if traj is not None else None,
+        log_path=Path(log) if log is not None else None,
+        extra=extra,
+        frames=kept,
+    )
+
+
+def read_md_log(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a log written by :func:`run_md` into {column: array}."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"MD log not found: {p}")
+    try:
+        data = np.loadtxt(p, ndmin=2)
+    except ValueError as exc:
+        raise DataError(f"cannot read MD log {p}: {exc}") from exc
+    if data.shape[1] != len(LOG_COLUMNS):
+        raise DataError(f"MD log {p} has {data.shape[1]} columns, expected {len(LOG_COLUMNS)}")
+    return {col: data[:, i] for i, col in enumerate(LOG_COLUMNS)}

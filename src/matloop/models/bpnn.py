@@ -1,0 +1,177 @@
+"""Behler–Parrinello neural-network potential: symmetry functions + one MLP per element."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from ase import Atoms
+from pydantic import BaseModel, ConfigDict, Field
+
+from matloop.descriptors.symmetry_functions import SymmetryFunctionParams, SymmetryFunctions
+from matloop.models.base import Potential
+from matloop.models.graph import AtomicGraph, build_graph
+
+_ACTIVATIONS = {"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU, "softplus": torch.nn.Softplus}
+
+
+class BPNNParams(BaseModel):
+    """Architecture of a Behler–Parrinello network."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    descriptor: SymmetryFunctionParams = Field(default_factory=SymmetryFunctionParams)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64], description="hidden layer widths")
+    activation: Literal["tanh", "silu", "softplus"] = "silu"
+
+
+def _mlp(n_in: int, hidden: list[int], activation: str) -> torch.nn.Sequential:
+    layers: list[torch.nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [torch.nn.Linear(width, h), _ACTIVATIONS[activation]()]
+        width = h
+    layers.append(torch.nn.Linear(width, 1))
+    return torch.nn.Sequential(*layers)
+
+
+class BPNN(Potential):
+    """Atomic energies E_i = NN_{element(i)}(standardised G_i); E = Σ_i E_i + Σ_i E0."""
+
+    family = "bpnn"
+    description = "Behler–Parrinello symmetry functions + per-element neural networks"
+    Params = BPNNParams
+
+    def __init__(self, elements: list[str], params: BPNNParams | None = None) -> None:
+        params = params or BPNNParams()
+        super().__init__(elements, params)
+        n_el = len(self.elements)
+        self.descriptor = SymmetryFunctions(n_el, params.descriptor)
+        n_features = self.descriptor.n_features
+        self.networks = torch.nn.ModuleList(
+            _mlp(n_features, list(params.hidden), params.activation) for _ in range(n_el)
+        )
+        self.register_buffer("feature_mean", torch.zeros(n_el, n_features))
+        self.register_buffer("feature_std", torch.ones(n_el, n_features))
+        self.register_buffer("energy_scale", torch.ones(()))
+        self.register_buffer("energy_shift", torch.zeros(n_el))
+        self.to(torch.get_default_dtype())
+
+    @property
+    def cutoff(self) -> float:
+        return self.descriptor.cutoff
+
+    @property
+    def angular_cutoff(self) -> float | None:
+        return self.descriptor.angular_cutoff
+
+    # --- physics ---------------------------------------------------------------------------
+    def descriptors(self, graph: AtomicGraph) -> torch.Tensor:
+        """Symmetry functions G, shape (N, n_features)."""
+        return self.descriptor(
+            graph.vectors,
+            graph.centers,
+            graph.neighbor_species,
+            graph.triplet_first,
+            graph.triplet_second,
+            graph.n_total_atoms,
+        )
+
+    def atom_features(self, graph: AtomicGraph) -> torch.Tensor:
+        return self.descriptors(graph)
+
+    def atomic_energies(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Atomic interaction energies (eV), shape (N,)."""
+        out = features.new_zeros(features.shape[0])
+        for k, net in enumerate(self.networks):
+            idx = torch.nonzero(species == k, as_tuple=True)[0]
+            if idx.numel() == 0:
+                continue
+            x = (features[idx] - self.feature_mean[k]) / self.feature_std[k]
+            e = net(x).squeeze(-1) * self.energy_scale + self.energy_shift[k]
+            out = out.index_put((idx,), e)
+        return out
+
+    def energy(self, graph: AtomicGraph) -> torch.Tensor:
+        atomic = self.atomic_energies(self.descriptors(graph), graph.species)
+        return atomic.new_zeros(graph.n_structures).index_add(0, graph.structure, atomic)
+
+    # --- fast training path: descriptors and their edge derivatives computed once -----------
+    def prepare(self, atoms: Atoms) -> AtomicGraph:
+        """Graph plus G and ∂G/∂r_e (forward-mode autograd, float64, then cast)."""
+        dtype = self.dtype
+        graph = build_graph(atoms, self.elements, self.cutoff, self.angular_cutoff)
+        descriptor = self.descriptor.to(torch.float64)
+        with torch.no_grad():
+            features = self.descriptors(graph)
+        angular_edges = torch.unique(torch.cat([graph.triplet_first, graph.triplet_second]))
+        d_radial, d_angular = descriptor.edge_derivatives(
+            graph.vectors,
+            graph.neighbor_species,
+            graph.triplet_first,
+            graph.triplet_second,
+            angular_edges,
+        )
+        self.descriptor.to(dtype)
+        graph.extra = {
+            "descriptors": features,
+            "d_radial": d_radial,
+            "d_angular": d_angular,
+            "angular_edges": angular_edges,
+        }
+        # triplets are no longer needed once the derivatives exist
+        graph.triplet_first = graph.triplet_second = None
+        return graph.to(dtype)
+
+    def predict(
+        self,
+        graph: AtomicGraph,
+        *,
+        forces: bool = True,
+        stress: bool = True,
+        create_graph: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        if "descriptors" not in graph.extra:
+            return super().predict(graph, forces=forces, stress=stress, create_graph=create_graph)
+        features = graph.extra["descriptors"].detach().requires_grad_(True)
+        with torch.enable_grad():
+            atomic = self.atomic_energies(features, graph.species)
+            energy = atomic.new_zeros(graph.n_structures).index_add(0, graph.structure, atomic)
+            out = {"energy": energy}
+            if not (forces or stress):
+                return out
+            (grad_g,) = torch.autograd.grad(atomic.sum(), features, create_graph=create_graph)
+            edge_grad = self._edge_gradients(grad_g, graph)
+        out.update(self._outputs_from_edge_gradients(edge_grad, graph, forces, stress))
+        return out
+
+    def _edge_gradients(self, grad_g: torch.Tensor, graph: AtomicGraph) -> torch.Tensor:
+        """∂E/∂r_e from ∂E/∂G and the cached ∂G/∂r_e (chain rule as tensor contractions)."""
+        d = self.descriptor
+        n_rad = d.n_radial_features
+        grad_rad = grad_g[:, :n_rad].reshape(-1, d.n_radial, d.n_elements)
+        coef = grad_rad[graph.centers, :, graph.neighbor_species]  # (E, K)
+        edge_grad = (coef[:, :, None] * graph.extra["d_radial"]).sum(1)
+        ang_edges = graph.extra["angular_edges"]
+        if ang_edges.numel():
+            coef_a = grad_g[graph.centers[ang_edges], n_rad:]
+            contrib = (coef_a[:, :, None] * graph.extra["d_angular"]).sum(1)
+            edge_grad = edge_grad.index_add(0, ang_edges, contrib)
+        return edge_grad
+
+    def fit_normalization(self, graphs: list[AtomicGraph], energies_per_atom: torch.Tensor
+                          ) -> None:
+        """Per-element feature mean/std and the atomic-energy scale from training data."""
+        features = torch.cat([g.extra["descriptors"] for g in graphs]).to(torch.float64)
+        species = torch.cat([g.species for g in graphs])
+        for k in range(len(self.elements)):
+            sel = features[species == k]
+            if len(sel) == 0:
+                continue
+            mean = sel.mean(0)
+            std = sel.std(0, unbiased=False) if len(sel) > 1 else torch.ones_like(mean)
+            std = torch.where(std > 1e-6 * (mean.abs() + 1e-3), std, torch.ones_like(std))
+            self.feature_mean[k] = mean.to(self.feature_mean)
+            self.feature_std[k] = std.to(self.feature_std)
+        spread = float(energies_per_atom.double().std()) if len(energies_per_atom) > 1 else 0.0
+        self.energy_scale.fill_(max(spread, 0.01))

@@ -1,0 +1,102 @@
+"""One-file model format: architecture, hyper-parameters, elements, E0, normalisation, weights.
+
+The file is a ``torch.save`` archive holding only plain data (dicts, lists, numbers, strings and
+tensors), so it loads with ``weights_only=True``: no code is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from matloop.errors import ModelFileError
+from matloop.models.base import Potential
+
+FORMAT_NAME = "matloop-potential"
+FORMAT_VERSION = 1
+MODEL_FILENAME = "model.pt"
+
+
+def save_model(model: Potential, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+               ) -> Path:
+    """Write `model` to `path` atomically."""
+    from matloop import __version__
+    from matloop.utils.files import atomic_path
+
+    payload = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "matloop_version": __version__,
+        "family": model.family,
+        "elements": list(model.elements),
+        "e0": dict(model.e0),
+        "hyperparameters": model.hyperparameters(),
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": metadata or {},
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """Accept the model file or the directory `matloop train` wrote."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / MODEL_FILENAME
+        if not candidate.exists():
+            raise ModelFileError(f"{path} is a directory without {MODEL_FILENAME}")
+        return candidate
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    return path
+
+
+def read_payload(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check the raw payload of a model file."""
+    path = resolve_model_path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, RuntimeError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(
+            f"{path} is not a readable matloop model (truncated or corrupted?): {reason}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path} is not a matloop model file")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ModelFileError(
+            f"{path} uses model format {version!r} (written by matloop "
+            f"{payload.get('matloop_version', '?')}); this matloop reads format {FORMAT_VERSION}. "
+            "Upgrade matloop or retrain the model."
+        )
+    return payload
+
+
+def load_model(path: str | os.PathLike) -> tuple[Potential, dict[str, Any]]:
+    """Rebuild the potential stored in `path`; returns ``(model, metadata)``."""
+    from matloop.models import get_family
+
+    payload = read_payload(path)
+    try:
+        cls = get_family(payload["family"])
+        model = cls.from_hyperparameters(payload["elements"], payload["hyperparameters"])
+        dtype = getattr(torch, payload.get("dtype", "float32"))
+        model.to(dtype)
+        model.load_state_dict(payload["state_dict"])
+        model.set_reference_energies(payload["e0"])
+    except ModelFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any mismatch means the file is unusable
+        raise ModelFileError(f"{path}: stored model does not match its architecture: {exc}"
+                             ) from exc
+    model.eval()
+    return model, dict(payload.get("metadata", {}))

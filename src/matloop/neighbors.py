@@ -1,0 +1,45 @@
+"""Neighbour lists (vesin) in the form every matloop model uses: centre i, neighbour j, vector.
+
+The edge vector is ``r_ij = R_j − R_i + S·cell`` (Å); lists are *full* (both i→j and j→i).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+
+@dataclass
+class NeighborList:
+    centers: np.ndarray  # (n_edges,) int64
+    neighbors: np.ndarray  # (n_edges,) int64
+    shifts: np.ndarray  # (n_edges, 3) int64, cell shift of the neighbour
+    vectors: np.ndarray | None  # (n_edges, 3) float64, Å
+    distances: np.ndarray | None  # (n_edges,) float64, Å
+
+
+def neighbor_list(atoms: Atoms, cutoff: float, *, with_vectors: bool = True) -> NeighborList:
+    """Full neighbour list of `atoms` within `cutoff` (Å), sorted by centre atom."""
+    from vesin import NeighborList as _VesinNL
+
+    positions = np.ascontiguousarray(atoms.get_positions(), dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = np.ascontiguousarray(atoms.cell.array, dtype=np.float64)
+    if not pbc.any():
+        cell = np.zeros((3, 3))
+    calculator = _VesinNL(cutoff=float(cutoff), full_list=True)
+    i, j, shifts = calculator.compute(
+        points=positions, box=cell, periodic=pbc.tolist(), quantities="ijS"
+    )
+    i = i.astype(np.int64)
+    j = j.astype(np.int64)
+    shifts = shifts.astype(np.int64)
+    order = np.lexsort((j, i))
+    i, j, shifts = i[order], j[order], shifts[order]
+    vectors = distances = None
+    if with_vectors:
+        vectors = positions[j] - positions[i] + shifts @ cell
+        distances = np.linalg.norm(vectors, axis=1)
+    return NeighborList(i, j, shifts, vectors, distances)

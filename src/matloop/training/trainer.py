@@ -1,0 +1,370 @@
+"""Training loop: weighted energy/force/stress loss, Adam, plateau LR decay, early stopping on a
+validation split, wall-clock budget, checkpoints and resume, a per-epoch log."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase.data import atomic_numbers
+
+from matloop.data import Dataset, fit_reference_energies, random_split
+from matloop.data.dataset import energy_of, forces_of, stress_of
+from matloop.errors import ConfigError, DataError
+from matloop.models import Potential, get_family
+from matloop.models.graph import AtomicGraph, collate
+from matloop.models.io import MODEL_FILENAME, load_model, save_model
+from matloop.training.config import TrainConfig
+from matloop.utils.files import atomic_path, atomic_write_text
+from matloop.utils.threads import configure_torch_threads
+
+CHECKPOINT_FILENAME = "checkpoint.pt"
+LOG_CSV = "train_log.csv"
+LOG_JSON = "train_log.json"
+
+
+@dataclass
+class TrainResult:
+    """What `train` produced."""
+
+    model_path: Path
+    log_path: Path
+    best_metrics: dict[str, float]
+    epochs: int
+    seconds: float
+    stopped_because: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Targets:
+    energy: torch.Tensor  # (S,) interaction energy, eV
+    forces: torch.Tensor | None  # (N, 3)
+    stress: torch.Tensor  # (S, 6), NaN where unknown
+
+
+@dataclass
+class _Prepared:
+    graphs: list[AtomicGraph]
+    energy: list[float]  # interaction energies (eV)
+    forces: list[np.ndarray | None]
+    stress: list[np.ndarray | None]
+
+    def batch(self, indices: list[int], dtype: torch.dtype) -> tuple[AtomicGraph, _Targets]:
+        graph = collate([self.graphs[i] for i in indices])
+        energy = torch.tensor([self.energy[i] for i in indices], dtype=dtype)
+        forces = None
+        if all(self.forces[i] is not None for i in indices):
+            forces = torch.from_numpy(np.concatenate([self.forces[i] for i in indices])).to(dtype)
+        stress = torch.full((len(indices), 6), float("nan"), dtype=dtype)
+        for row, i in enumerate(indices):
+            if self.stress[i] is not None:
+                stress[row] = torch.from_numpy(self.stress[i])
+        return graph, _Targets(energy, forces, stress)
+
+
+def _prepare(model: Potential, dataset: Dataset, e0: dict[str, float], desc: str,
+             progress: bool) -> _Prepared:
+    from tqdm.auto import tqdm
+
+    graphs, energies, forces, stresses = [], [], [], []
+    for atoms in tqdm(dataset, desc=desc, disable=not progress, leave=False):
+        graphs.append(model.prepare(atoms))
+        e_ref = sum(e0[s] for s in atoms.get_chemical_symbols())
+        energies.append(energy_of(atoms) - e_ref)
+        forces.append(forces_of(atoms))
+        stresses.append(stress_of(atoms))
+    return _Prepared(graphs, energies, forces, stresses)
+
+
+def _errors(model: Potential, data: _Prepared, indices: list[int], dtype: torch.dtype,
+            weights, create_graph: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted loss and squared/absolute error sums of a batch."""
+    graph, target = data.batch(indices, dtype)
+    # while training, only differentiate what the loss uses; when evaluating, report everything
+    want_forces = target.forces is not None and (weights.forces > 0 or not create_graph)
+    want_stress = bool(torch.isfinite(target.stress).any()) and (
+        weights.stress > 0 or not create_graph
+    )
+    out = model.predict(graph, forces=want_forces, stress=want_stress, create_graph=create_graph)
+    n_atoms = graph.n_atoms.to(dtype)
+    e_err = (out["energy"] - target.energy) / n_atoms
+    loss = weights.energy * (e_err**2).mean()
+    stats = {"e_abs": e_err.abs().sum(), "e_sq": (e_err**2).sum(), "n_e": torch.tensor(len(e_err))}
+    if "forces" in out:
+        f_err = out["forces"] - target.forces
+        loss = loss + weights.forces * (f_err**2).mean()
+        stats.update(f_abs=f_err.abs().sum(), f_sq=(f_err**2).sum(), n_f=torch.tensor(f_err.numel()))
+    if "virial" in out:
+        from matloop.models.outputs import stress_from_virial
+
+        pred = stress_from_virial(out["virial"], graph.volumes)
+        mask = torch.isfinite(target.stress).all(1) & torch.isfinite(pred).all(1)
+        if mask.any():
+            s_err = pred[mask] - target.stress[mask]
+            loss = loss + weights.stress * (s_err**2).mean()
+            stats.update(s_abs=s_err.abs().sum(), n_s=torch.tensor(s_err.numel()))
+    return loss, stats
+
+
+def _summarise(stats: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for s in stats:
+        for k, v in s.items():
+            total[k] = total.get(k, 0.0) + float(v.detach())
+    out = {
+        "energy_mae_mev_per_atom": 1000 * total["e_abs"] / max(total["n_e"], 1),
+        "energy_rmse_mev_per_atom": 1000 * math.sqrt(total["e_sq"] / max(total["n_e"], 1)),
+    }
+    if "n_f" in total:
+        out["force_mae_ev_per_a"] = total["f_abs"] / max(total["n_f"], 1)
+        out["force_rmse_ev_per_a"] = math.sqrt(total["f_sq"] / max(total["n_f"], 1))
+    if "n_s" in total:
+        from matloop.units import EV_PER_A3_TO_GPA
+
+        out["stress_mae_gpa"] = EV_PER_A3_TO_GPA * total["s_abs"] / max(total["n_s"], 1)
+    return out
+
+
+def _weighted_score(metrics: dict[str, float], weights) -> float:
+    """The validation loss used for model selection (same weights as training)."""
+    score = weights.energy * (metrics["energy_rmse_mev_per_atom"] / 1000) ** 2
+    if "force_rmse_ev_per_a" in metrics:
+        score += weights.forces * metrics["force_rmse_ev_per_a"] ** 2
+    return score
+
+
+def _evaluate(model: Potential, data: _Prepared, dtype, weights, batch_size: int = 16
+              ) -> dict[str, float]:
+    stats = []
+    for start in range(0, len(data.graphs), batch_size):
+        idx = list(range(start, min(start + batch_size, len(data.graphs))))
+        _, s = _errors(model, data, idx, dtype, weights, create_graph=False)
+        stats.append(s)
+    return _summarise(stats)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(
+    train_data: Dataset,
+    out_dir: str | os.PathLike,
+    config: TrainConfig | None = None,
+    *,
+    valid_data: Dataset | None = None,
+    seed: int | None = None,
+    max_time: float | None = None,
+    resume: bool = False,
+    init_model: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a potential on `train_data` and write ``model.pt`` and the log into `out_dir`.
+
+    Model selection uses `valid_data`, or a random ``training.valid_fraction`` of `train_data`.
+    `max_time` (s) bounds the wall-clock time of the optimisation; `resume` continues from
+    ``out_dir/checkpoint.pt``; `init_model` warm-starts from a saved model of the same family.
+    """
+    from tqdm.auto import tqdm
+
+    config = copy.deepcopy(config) if config is not None else TrainConfig()
+    tp = config.training
+    if seed is not None:
+        tp.seed = seed
+    if max_time is not None:
+        tp.max_time = max_time
+    weights = tp.loss
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / CHECKPOINT_FILENAME
+    configure_torch_threads(tp.num_threads)
+    _seed_everything(tp.seed)
+    dtype = getattr(torch, tp.dtype)
+    start_time = time.perf_counter()
+
+    if len(train_data) == 0:
+        raise DataError("the training set is empty")
+    if valid_data is None:
+        if len(train_data) < 2:
+            raise DataError("need at least 2 training structures to take a validation split")
+        train_data, valid_data = random_split(train_data, tp.valid_fraction, seed=tp.seed)
+    if weights.forces > 0 and not train_data.has_forces:
+        raise DataError("training data lacks forces; set training.loss.forces: 0 for energy-only")
+
+    # --- model ---------------------------------------------------------------------------
+    elements = sorted(set(train_data.elements) | set(valid_data.elements),
+                      key=lambda symbol: atomic_numbers[symbol])
+    if init_model is not None:
+        model, _ = load_model(init_model)
+        missing = set(elements) - set(model.elements)
+        if missing:
+            raise ConfigError(f"cannot warm-start from {init_model}: it lacks {sorted(missing)}")
+        if model.family != config.model.family:
+            raise ConfigError(f"cannot warm-start a {config.model.family} from {model.family}")
+        e0 = dict(model.e0)
+        model.to(dtype)
+    else:
+        family = get_family(config.model.family)
+        model = family(elements, config.model.family_params()).to(dtype)
+        if config.reference_energies == "fit":
+            e0 = fit_reference_energies(train_data, elements)
+        else:
+            missing = set(elements) - set(config.reference_energies)
+            if missing:
+                raise ConfigError(f"reference_energies lacks {sorted(missing)}")
+            e0 = {s: float(config.reference_energies[s]) for s in elements}
+        model.set_reference_energies(e0)
+
+    train_set = _prepare(model, train_data, e0, "featurising train", progress)
+    valid_set = _prepare(model, valid_data, e0, "featurising valid", progress)
+    if init_model is None:
+        per_atom = torch.tensor(
+            [e / g.n_total_atoms for e, g in zip(train_set.energy, train_set.graphs, strict=True)]
+        )
+        model.fit_normalization(train_set.graphs, per_atom)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=tp.learning_rate,
+                                 weight_decay=tp.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=tp.lr_factor, patience=tp.lr_patience, min_lr=tp.min_learning_rate
+    )
+    history: list[dict[str, float]] = []
+    best_score = math.inf
+    best_state = copy.deepcopy(model.state_dict())
+    best_metrics: dict[str, float] = {}
+    epochs_since_best = 0
+    first_epoch = 0
+    elapsed_before = 0.0
+    if resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        best_state, best_score = state["best_state"], state["best_score"]
+        best_metrics, history = state["best_metrics"], state["history"]
+        epochs_since_best, first_epoch = state["epochs_since_best"], state["epoch"] + 1
+        elapsed_before = state.get("elapsed", 0.0)
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+
+    rng = np.random.default_rng(tp.seed + first_epoch)
+    n_train = len(train_set.graphs)
+    stopped = "max_epochs"
+    bar = tqdm(total=tp.max_epochs, initial=first_epoch, desc="training", disable=not progress)
+    epoch = first_epoch - 1
+    for epoch in range(first_epoch, tp.max_epochs):
+        model.train()
+        order = rng.permutation(n_train)
+        stats = []
+        for start in range(0, n_train, tp.batch_size):
+            idx = order[start:start + tp.batch_size].tolist()
+            optimizer.zero_grad(set_to_none=True)
+            loss, s = _errors(model, train_set, idx, dtype, weights, create_graph=True)
+            loss.backward()
+            optimizer.step()
+            stats.append(s)
+        model.eval()
+        train_metrics = _summarise(stats)
+        valid_metrics = _evaluate(model, valid_set, dtype, weights)
+        score = _weighted_score(valid_metrics, weights)
+        scheduler.step(score)
+        lr = optimizer.param_groups[0]["lr"]
+        elapsed = elapsed_before + time.perf_counter() - start_time
+        row = {"epoch": epoch, "lr": lr, "seconds": round(elapsed, 3)}
+        row.update({f"train_{k}": v for k, v in train_metrics.items()})
+        row.update({f"valid_{k}": v for k, v in valid_metrics.items()})
+        history.append(row)
+        if score < best_score:
+            best_score, best_metrics = score, dict(row)
+            best_state = copy.deepcopy(model.state_dict())
+            epochs_since_best = 0
+        else:
+            epochs_since_best += 1
+        bar.update(1)
+        bar.set_postfix(
+            E=f"{valid_metrics['energy_mae_mev_per_atom']:.2f}meV",
+            F=f"{valid_metrics.get('force_mae_ev_per_a', float('nan')):.3f}",
+            lr=f"{lr:.1e}",
+        )
+        if (epoch + 1) % tp.checkpoint_every == 0:
+            _write_checkpoint(checkpoint_path, model, optimizer, scheduler, best_state,
+                              best_score, best_metrics, history, epochs_since_best, epoch, elapsed)
+            _write_logs(out_dir, history)
+        if epochs_since_best >= tp.early_stopping_patience:
+            stopped = "early_stopping"
+            break
+        if lr <= tp.min_learning_rate * 1.0001 and epochs_since_best >= tp.lr_patience:
+            stopped = "min_learning_rate"
+            break
+        if tp.max_time is not None and elapsed >= tp.max_time:
+            stopped = "max_time"
+            break
+    bar.close()
+
+    model.load_state_dict(best_state)
+    model.eval()
+    elapsed = elapsed_before + time.perf_counter() - start_time
+    metadata = {
+        "trained_on": {"n_structures": len(train_data), "n_atoms": train_data.n_atoms,
+                       "source": train_data.source},
+        "validation": {"n_structures": len(valid_data)},
+        "best_epoch": best_metrics.get("epoch"),
+        "best_valid": {k: v for k, v in best_metrics.items() if k.startswith("valid_")},
+        "train_seconds": round(elapsed, 2),
+        "stopped_because": stopped,
+        "config": config.model_dump(mode="json"),
+    }
+    model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
+    _write_checkpoint(checkpoint_path, model, optimizer, scheduler, best_state, best_score,
+                      best_metrics, history, epochs_since_best, epoch, elapsed)
+    log_path = _write_logs(out_dir, history)
+    import yaml
+
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"),
+                                                               sort_keys=False))
+    return TrainResult(model_path, log_path, best_metrics, epoch + 1, elapsed, stopped, history)
+
+
+def _write_checkpoint(path: Path, model, optimizer, scheduler, best_state, best_score,
+                      best_metrics, history, epochs_since_best, epoch, elapsed) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "best_state": best_state,
+        "best_score": best_score,
+        "best_metrics": best_metrics,
+        "history": history,
+        "epochs_since_best": epochs_since_best,
+        "epoch": epoch,
+        "elapsed": elapsed,
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _write_logs(out_dir: Path, history: list[dict[str, Any]]) -> Path:
+    csv_path = out_dir / LOG_CSV
+    if history:
+        keys = list(dict.fromkeys(k for row in history for k in row))
+        with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(history)
+    atomic_write_text(out_dir / LOG_JSON, json.dumps(history, indent=1))
+    return csv_path

@@ -1,0 +1,97 @@
+"""Thresholds and settings of the validation report (pydantic; a YAML file can set both)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from matloop.errors import ConfigError
+
+
+class Thresholds(BaseModel):
+    """Pass/fail limits of the report's checks. ``None`` shows a number without judging it.
+
+    Defaults follow the usual checklist for a trained potential: test error within 2× the
+    training error, energy conserved in NVE, invariance under translation/rotation/permutation,
+    forces equal to −∇E, no absurd forces (> 10 eV/Å).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_test_train_ratio: float | None = Field(2.0, gt=0, description="test MAE / train MAE")
+    max_nve_drift_mev_per_atom_per_ps: float | None = Field(
+        1.0, gt=0, description="|slope| of total energy per atom in NVE"
+    )
+    max_force_ev_per_a: float | None = Field(
+        10.0, gt=0, description="largest predicted |F| on test structures and in MD"
+    )
+    max_force_gradient_error: float | None = Field(
+        1e-3, gt=0, description="max |F + ∇E_fd| / max |F| (finite differences)"
+    )
+    max_invariance_energy_mev_per_atom: float | None = Field(
+        0.1, gt=0, description="energy change under translation/rotation/permutation"
+    )
+    max_invariance_force_ev_per_a: float | None = Field(
+        1e-3, gt=0, description="force change (rotated back) under the same operations"
+    )
+    max_stress_strain_error_gpa: float | None = Field(
+        0.05, gt=0, description="|σ − (1/V)∂E/∂ε| by finite strain"
+    )
+    max_energy_mae_mev_per_atom: float | None = Field(None, gt=0)
+    max_force_mae_ev_per_a: float | None = Field(None, gt=0)
+    max_stress_mae_gpa: float | None = Field(None, gt=0)
+    max_eos_v0_rel_diff: float | None = Field(
+        None, gt=0, description="|V0 model − V0 reference| / V0 reference"
+    )
+    max_eos_b0_rel_diff: float | None = Field(
+        None, gt=0, description="|B0 model − B0 reference| / B0 reference"
+    )
+
+
+class ReportSettings(BaseModel):
+    """What the report runs (durations in ps, temperatures in K, time steps in fs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nve_ps: float = Field(10.0, ge=0, description="NVE length; 0 skips the NVE check")
+    nve_temperature_k: float = Field(300.0, gt=0)
+    nve_timestep_fs: float = Field(1.0, gt=0)
+    nve_equilibration_ps: float = Field(
+        0.5, ge=0, description="Langevin NVT before the NVE run, at the same temperature"
+    )
+    nve_min_atoms: int = Field(32, ge=1, description="small cells are repeated to at least this")
+    nve_structure: Path | None = Field(
+        None, description="structure for MD/EOS/RDF; default: picked from the test set"
+    )
+    n_physics_structures: int = Field(3, ge=0, description="test structures for the −∇E checks")
+    fd_atoms: int = Field(4, ge=1, description="atoms whose forces are checked by finite diff.")
+    eos_volume_range: float = Field(0.08, gt=0, lt=0.5)
+    eos_points: int = Field(11, ge=5)
+    rdf_ps: float = Field(2.0, ge=0, description="NVT run per calculator for the RDF; 0 skips")
+    rdf_rmax_a: float = Field(6.0, gt=0)
+    seed: int = 0
+    progress: bool = True
+
+
+class ReportConfig(BaseModel):
+    """The YAML file of ``matloop validate --config``: ``thresholds:`` and ``settings:``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    settings: ReportSettings = Field(default_factory=ReportSettings)
+
+
+def load_report_config(path: str | Path) -> tuple[Thresholds, ReportSettings]:
+    """Read thresholds and settings from a YAML file (unknown keys are rejected)."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"report config not found: {p}")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping with 'thresholds:' and/or 'settings:'")
+    cfg = ReportConfig.model_validate(data)
+    return cfg.thresholds, cfg.settings

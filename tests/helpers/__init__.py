@@ -1,0 +1,1 @@
+"""Reusable test helpers (physics checks every model family runs, small reference data)."""

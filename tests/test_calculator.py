@@ -1,0 +1,86 @@
+"""The trained model as an ASE calculator: results, MD, and clear refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.md.verlet import VelocityVerlet
+
+import matloop
+from matloop.errors import ModelFileError, UnknownElementError
+from matloop.models.io import FORMAT_VERSION, read_payload
+
+
+def test_results_have_ase_shapes(tiny_cu_model):
+    atoms = bulk("Cu", "fcc", 3.6, cubic=True) * (2, 2, 2)
+    atoms.rattle(0.05, seed=0)
+    atoms.calc = matloop.load(tiny_cu_model)
+    assert isinstance(atoms.get_potential_energy(), float)
+    assert atoms.get_forces().shape == (32, 3)
+    assert atoms.get_stress().shape == (6,)
+    assert atoms.get_potential_energy() == pytest.approx(
+        atoms.get_potential_energy(force_consistent=True))
+    assert atoms.calc.get_descriptors(atoms).shape[0] == 32
+    np.testing.assert_allclose(atoms.get_forces().sum(0), 0.0, atol=1e-4)
+
+
+def test_ase_md_runs_with_the_model(tiny_cu_model):
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    atoms = bulk("Cu", "fcc", 3.6, cubic=True) * (2, 2, 2)
+    atoms.calc = matloop.load(tiny_cu_model)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    e_start = atoms.get_total_energy()
+    VelocityVerlet(atoms, timestep=2 * units.fs).run(20)
+    assert abs(atoms.get_total_energy() - e_start) / len(atoms) < 5e-3
+
+
+def test_unknown_element_is_refused(tiny_cu_model):
+    atoms = bulk("Cu", cubic=True)
+    atoms.symbols[0] = "Au"
+    atoms.calc = matloop.load(tiny_cu_model)
+    with pytest.raises(UnknownElementError, match="Au.*never trained"):
+        atoms.get_potential_energy()
+
+
+def test_molecule_without_cell_has_energy_but_no_stress(tiny_cu_model):
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    atoms = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0]])
+    atoms.calc = matloop.load(tiny_cu_model)
+    assert np.isfinite(atoms.get_potential_energy())
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
+    assert molecule("H2O")  # sanity: ASE builder available
+
+
+def test_truncated_file_is_refused(tmp_path, tiny_cu_model):
+    data = tiny_cu_model.read_bytes()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated or corrupted"):
+        matloop.load(broken)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a model at all")
+    with pytest.raises(ModelFileError):
+        matloop.load(garbage)
+
+
+def test_incompatible_version_is_refused(tmp_path, tiny_cu_model):
+    payload = read_payload(tiny_cu_model)
+    payload["format_version"] = FORMAT_VERSION + 1
+    future = tmp_path / "future.pt"
+    torch.save(payload, future)
+    with pytest.raises(ModelFileError, match="format 2.*reads format 1"):
+        matloop.load(future)
+
+
+def test_missing_model_is_refused(tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        matloop.load(tmp_path / "nothing.pt")
+    with pytest.raises(ModelFileError, match="without model.pt"):
+        matloop.load(tmp_path)

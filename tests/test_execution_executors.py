@@ -1,0 +1,72 @@
+"""Executors: local (inline and process pool) and Dask, plus unreachable schedulers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from ase.build import bulk
+
+from matloop.errors import ConfigError
+from matloop.execution import LocalExecutor, make_executor
+from matloop.labelling import make_labeller
+
+
+def _structures(n=4):
+    out = []
+    for i in range(n):
+        a = bulk("Cu", cubic=True)
+        a.rattle(0.05, seed=i)
+        out.append(a)
+    return out
+
+
+def _check(results, structures):
+    from ase.calculators.emt import EMT
+
+    assert sorted(i for i, _ in results) == list(range(len(structures)))
+    for i, res in results:
+        ref = structures[i].copy()
+        ref.calc = EMT()
+        assert res.ok
+        assert res.atoms.get_potential_energy() == pytest.approx(ref.get_potential_energy())
+
+
+def test_local_inline_executor():
+    lab = make_labeller("emt")
+    s = _structures()
+    with LocalExecutor(1) as ex:
+        assert ex.n_workers == 1
+        _check(list(ex.map_unordered(lab.label, s)), s)
+        fut = ex.submit(divmod, 7, 2)
+        assert fut.result() == (3, 1)
+
+
+def test_local_process_pool_executor():
+    lab = make_labeller("emt")
+    s = _structures()
+    with LocalExecutor(2) as ex:
+        _check(list(ex.map_unordered(lab.label, s)), s)
+
+
+def test_dask_local_cluster_executor():
+    distributed = pytest.importorskip("distributed")
+    from matloop.execution.dask import DaskExecutor
+
+    lab = make_labeller("emt")
+    s = _structures()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        with DaskExecutor(cluster) as ex:
+            assert ex.n_workers == 1
+            _check(list(ex.map_unordered(lab.label, s)), s)
+        # an address works too
+        with make_executor(cluster.scheduler_address) as ex:
+            _check(list(ex.map_unordered(lab.label, s)), s)
+
+
+def test_unreachable_scheduler_is_a_clear_error_and_fast():
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        make_executor("127.0.0.1:9", timeout_s=1.0)
+    assert time.perf_counter() - t0 < 10
