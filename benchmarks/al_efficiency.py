@@ -32,7 +32,7 @@ SYSTEMS = {
     },
     "Si": {
         "calculator": "kumagai",
-        "build": ("Si", "diamond", 5.43, (2, 2, 2)),
+        "build": ("Si", "diamond", 5.43, (2, 2, 1)),
         "explore_temperatures": [400.0, 900.0, 1500.0],
         "test_temperature": 1400.0,
         "timestep_fs": 2.0,
@@ -44,7 +44,7 @@ TRAIN = {
     "model": {"params": {"descriptor": {"cutoff": 4.5, "n_radial": 8, "n_angular_eta": 2,
                                         "zetas": [1.0, 4.0]},
                          "hidden": [24, 24]}},
-    "training": {"max_epochs": 250, "early_stopping_patience": 50, "batch_size": 4,
+    "training": {"max_epochs": 200, "early_stopping_patience": 40, "batch_size": 4,
                  "learning_rate": 0.005, "num_threads": 1},
 }
 
@@ -219,14 +219,15 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", type=Path, default=Path("benchmarks/results/al_efficiency_runs"))
     p.add_argument("--systems", nargs="+", default=["Cu", "Si"], choices=sorted(SYSTEMS))
     p.add_argument("--committee", type=int, default=3)
-    p.add_argument("--n-initial", type=int, default=8)
-    p.add_argument("--per-iteration", type=int, default=8)
+    p.add_argument("--n-initial", type=int, default=6)
+    p.add_argument("--per-iteration", type=int, default=6)
     p.add_argument("--max-iterations", type=int, default=7)
-    p.add_argument("--max-labels", type=int, default=64)
+    p.add_argument("--max-labels", type=int, default=48)
     p.add_argument("--md-steps", type=int, default=100)
-    p.add_argument("--max-time", type=float, default=20.0, help="training seconds per member")
+    p.add_argument("--max-time", type=float, default=120.0,
+                   help="safety cap on training seconds per member (epochs are the budget)")
     p.add_argument("--n-test", type=int, default=25)
-    p.add_argument("--random-sizes", type=int, nargs="+", default=[8, 16, 32, 64, 128])
+    p.add_argument("--random-sizes", type=int, nargs="+", default=[6, 12, 24, 48, 96])
     p.add_argument("--target", type=json.loads, default={},
                    help='per-system force-MAE targets, e.g. \'{"Cu": 0.03}\'')
     p.add_argument("--plot", type=Path, default=Path("benchmarks/results/al_efficiency.png"))

@@ -26,8 +26,15 @@ PUBLISHED = {
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mlearn"
 
 
-def run(element: str, data_dir: Path, model: str, max_time: float, config: Path | None,
-        seed: int, out_dir: Path) -> dict:
+def run(
+    element: str,
+    data_dir: Path,
+    model: str,
+    max_time: float,
+    config: Path | None,
+    seed: int,
+    out_dir: Path,
+) -> dict:
     import matloop
     from matloop.data import read_dataset
     from matloop.evaluation import evaluate
@@ -39,7 +46,9 @@ def run(element: str, data_dir: Path, model: str, max_time: float, config: Path 
     cfg.training.loss.stress = 0.0
     train_ds = read_dataset(data_dir / element / "train.xyz")
     start = time.perf_counter()
-    result = train(train_ds, out_dir, cfg, seed=seed, max_time=max_time, progress=sys.stderr.isatty())
+    result = train(
+        train_ds, out_dir, cfg, seed=seed, max_time=max_time, progress=sys.stderr.isatty()
+    )
     train_seconds = time.perf_counter() - start
     calc = matloop.load(result.model_path)
     # the test set is read only here, after training and model selection are finished
@@ -66,8 +75,13 @@ def run(element: str, data_dir: Path, model: str, max_time: float, config: Path 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--element", action="append", required=True,
-                        choices=sorted(PUBLISHED), help="repeat for several elements")
+    parser.add_argument(
+        "--element",
+        action="append",
+        required=True,
+        choices=sorted(PUBLISHED),
+        help="repeat for several elements",
+    )
     parser.add_argument("--model", default="bpnn")
     parser.add_argument("--max-time", type=float, default=1200.0, help="training budget (s)")
     parser.add_argument("--config", type=Path, default=None, help="training YAML")
@@ -78,10 +92,22 @@ def main() -> None:
     results = []
     for element in args.element:
         out_dir = args.work_dir / f"{args.model}_{element}"
-        res = run(element, args.data_dir, args.model, args.max_time, args.config, args.seed,
-                  out_dir)
-        print(json.dumps({k: res[k] for k in ("element", "energy_mae_mev_per_atom",
-                                             "force_mae_ev_per_a", "train_seconds")}))
+        res = run(
+            element, args.data_dir, args.model, args.max_time, args.config, args.seed, out_dir
+        )
+        print(
+            json.dumps(
+                {
+                    k: res[k]
+                    for k in (
+                        "element",
+                        "energy_mae_mev_per_atom",
+                        "force_mae_ev_per_a",
+                        "train_seconds",
+                    )
+                }
+            )
+        )
         results.append(res)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = results[0] if len(results) == 1 else {"results": results}

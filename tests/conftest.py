@@ -13,8 +13,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 TINY_BPNN_PARAMS = {
     "hidden": [16, 16],
-    "descriptor": {"cutoff": 4.0, "angular_cutoff": 3.5, "n_radial": 8, "n_angular_eta": 2,
-                   "zetas": [1.0, 4.0]},
+    "descriptor": {
+        "cutoff": 4.0,
+        "angular_cutoff": 3.5,
+        "n_radial": 8,
+        "n_angular_eta": 2,
+        "zetas": [1.0, 4.0],
+    },
 }
 
 
@@ -22,11 +27,18 @@ def tiny_train_config(max_epochs: int = 60, **training):
     """A fast BPNN training config for tests (seconds on 2 cores)."""
     from matloop.training import TrainConfig
 
-    return TrainConfig.model_validate({
-        "model": {"family": "bpnn", "params": TINY_BPNN_PARAMS},
-        "training": {"max_epochs": max_epochs, "batch_size": 4, "learning_rate": 5e-3,
-                     "early_stopping_patience": 40, **training},
-    })
+    return TrainConfig.model_validate(
+        {
+            "model": {"family": "bpnn", "params": TINY_BPNN_PARAMS},
+            "training": {
+                "max_epochs": max_epochs,
+                "batch_size": 4,
+                "learning_rate": 5e-3,
+                "early_stopping_patience": 40,
+                **training,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="session")

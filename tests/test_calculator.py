@@ -22,7 +22,8 @@ def test_results_have_ase_shapes(tiny_cu_model):
     assert atoms.get_forces().shape == (32, 3)
     assert atoms.get_stress().shape == (6,)
     assert atoms.get_potential_energy() == pytest.approx(
-        atoms.get_potential_energy(force_consistent=True))
+        atoms.get_potential_energy(force_consistent=True)
+    )
     assert atoms.calc.get_descriptors(atoms).shape[0] == 32
     np.testing.assert_allclose(atoms.get_forces().sum(0), 0.0, atol=1e-4)
 

@@ -40,14 +40,14 @@ def test_forces_are_minus_energy_gradient(family, emt_cu_dataset, structure):
     checks.assert_forces_are_gradient(_float64_calculator(family, emt_cu_dataset), structure)
 
 
-def test_energy_invariant_under_translation_rotation_permutation(family, emt_cu_dataset,
-                                                                 structure):
+def test_energy_invariant_under_translation_rotation_permutation(family, emt_cu_dataset, structure):
     checks.assert_invariances(_float64_calculator(family, emt_cu_dataset), structure)
 
 
 def test_stress_is_finite_strain_derivative(family, emt_cu_dataset, structure):
-    checks.assert_stress_is_strain_derivative(_float64_calculator(family, emt_cu_dataset),
-                                              structure)
+    checks.assert_stress_is_strain_derivative(
+        _float64_calculator(family, emt_cu_dataset), structure
+    )
 
 
 def test_energy_continuous_across_cutoff(family, emt_cu_dataset):
@@ -84,8 +84,10 @@ def test_physics_checks_can_fail(emt_cu_dataset, structure):
             super().calculate(atoms, properties, system_changes)
             work = atoms.copy()
             work.calc = inner
-            self.results = {"energy": work.get_potential_energy(),
-                            "forces": 1.01 * work.get_forces()}
+            self.results = {
+                "energy": work.get_potential_energy(),
+                "forces": 1.01 * work.get_forces(),
+            }
 
     with pytest.raises(AssertionError):
         checks.assert_forces_are_gradient(WrongForces(), structure)

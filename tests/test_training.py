@@ -14,8 +14,9 @@ from matloop.evaluation import evaluate
 from matloop.training import train
 
 
-def test_tiny_model_learns_far_better_than_a_constant(tiny_cu_model, emt_cu_dataset,
-                                                      emt_cu_test_dataset):
+def test_tiny_model_learns_far_better_than_a_constant(
+    tiny_cu_model, emt_cu_dataset, emt_cu_test_dataset
+):
     metrics = evaluate(matloop.load(tiny_cu_model), emt_cu_test_dataset)
     per_atom = emt_cu_test_dataset.energies() / [len(a) for a in emt_cu_test_dataset]
     train_mean = np.mean(emt_cu_dataset.energies() / [len(a) for a in emt_cu_dataset])
@@ -29,7 +30,9 @@ def test_tiny_model_learns_far_better_than_a_constant(tiny_cu_model, emt_cu_data
 def test_log_and_model_file_written(tiny_cu_model):
     out = tiny_cu_model.parent
     rows = json.loads((out / "train_log.json").read_text())
-    assert rows and {"epoch", "train_force_mae_ev_per_a", "valid_force_mae_ev_per_a"} <= set(rows[0])
+    assert rows and {"epoch", "train_force_mae_ev_per_a", "valid_force_mae_ev_per_a"} <= set(
+        rows[0]
+    )
     header = (out / "train_log.csv").read_text().splitlines()[0]
     assert "valid_energy_mae_mev_per_atom" in header
     calc = matloop.load(out)
@@ -38,8 +41,9 @@ def test_log_and_model_file_written(tiny_cu_model):
 
 
 def test_time_budget_stops_training(tmp_path, emt_cu_dataset):
-    result = train(emt_cu_dataset, tmp_path, tiny_train_config(max_epochs=10_000), max_time=2.0,
-                   progress=False)
+    result = train(
+        emt_cu_dataset, tmp_path, tiny_train_config(max_epochs=10_000), max_time=2.0, progress=False
+    )
     assert result.stopped_because == "max_time"
     assert result.seconds < 30
 
@@ -49,18 +53,19 @@ def test_same_seed_same_model_and_resume_continues(tmp_path, emt_cu_dataset):
     a = train(emt_cu_dataset, tmp_path / "a", cfg, seed=7, progress=False)
     b = train(emt_cu_dataset, tmp_path / "b", cfg, seed=7, progress=False)
     assert a.history[-1]["train_force_mae_ev_per_a"] == pytest.approx(
-        b.history[-1]["train_force_mae_ev_per_a"], rel=1e-5)
+        b.history[-1]["train_force_mae_ev_per_a"], rel=1e-5
+    )
     c = train(emt_cu_dataset, tmp_path / "c", cfg, seed=8, progress=False)
     assert c.history[-1]["train_force_mae_ev_per_a"] != pytest.approx(
-        a.history[-1]["train_force_mae_ev_per_a"], rel=1e-5)
+        a.history[-1]["train_force_mae_ev_per_a"], rel=1e-5
+    )
     longer = tiny_train_config(max_epochs=10, checkpoint_every=3)
     resumed = train(emt_cu_dataset, tmp_path / "a", longer, seed=7, resume=True, progress=False)
     epochs = [row["epoch"] for row in resumed.history]
     assert epochs == list(range(10)), epochs
 
 
-def test_explicit_validation_file_and_stress_weight(tmp_path, emt_cu_dataset,
-                                                    emt_cu_test_dataset):
+def test_explicit_validation_file_and_stress_weight(tmp_path, emt_cu_dataset, emt_cu_test_dataset):
     cfg = tiny_train_config(max_epochs=3)
     cfg.training.loss.stress = 100.0
     result = train(emt_cu_dataset, tmp_path, cfg, valid_data=emt_cu_test_dataset, progress=False)
@@ -78,6 +83,7 @@ def test_warm_start_from_saved_model(tmp_path, tiny_cu_model, emt_cu_dataset):
 
 def test_written_dataset_trains_from_file(tmp_path, emt_cu_dataset):
     path = emt_cu_dataset.write(tmp_path / "d.xyz")
-    result = train(read_dataset(path), tmp_path / "m", tiny_train_config(max_epochs=2),
-                   progress=False)
+    result = train(
+        read_dataset(path), tmp_path / "m", tiny_train_config(max_epochs=2), progress=False
+    )
     assert result.model_path.exists()

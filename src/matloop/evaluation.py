@@ -37,7 +37,9 @@ class Predictions:
         """Predictions of the structures where `mask` is True."""
         atom_mask = np.repeat(mask, self.n_atoms)
         return Predictions(
-            self.energy_ref[mask], self.energy_pred[mask], self.n_atoms[mask],
+            self.energy_ref[mask],
+            self.energy_pred[mask],
+            self.n_atoms[mask],
             None if self.forces_ref is None else self.forces_ref[atom_mask],
             None if self.forces_pred is None else self.forces_pred[atom_mask],
             None if self.stress_ref is None else self.stress_ref[mask],
@@ -71,7 +73,9 @@ def predict(calc, dataset: Dataset, progress: bool = False) -> Predictions:
             except PropertyNotImplementedError:
                 s_pred.append(np.full(6, np.nan))
     return Predictions(
-        np.array(e_ref), np.array(e_pred), np.array(n_atoms),
+        np.array(e_ref),
+        np.array(e_pred),
+        np.array(n_atoms),
         np.concatenate(f_ref) if with_forces else None,
         np.concatenate(f_pred) if with_forces else None,
         np.array(s_ref) if with_stress else None,
@@ -136,17 +140,41 @@ def parity_plot(pred: Predictions, path: str | os.PathLike, title: str | None = 
     metrics = metrics_from_predictions(pred)
     for k, kind in enumerate(kinds):
         mask = np.array([c == kind for c in pred.config_types])
-        axes[0].scatter(pred.energy_ref[mask], pred.energy_pred[mask], s=12, alpha=0.8,
-                        color=colors(k % 10), label=kind)
+        axes[0].scatter(
+            pred.energy_ref[mask],
+            pred.energy_pred[mask],
+            s=12,
+            alpha=0.8,
+            color=colors(k % 10),
+            label=kind,
+        )
         if has_forces:
             atom_mask = np.repeat(mask, pred.n_atoms)
-            axes[1].scatter(pred.forces_ref[atom_mask].ravel(), pred.forces_pred[atom_mask].ravel(),
-                            s=3, alpha=0.4, color=colors(k % 10), label=kind)
-    panels = [("energy (eV/atom)", pred.energy_ref, pred.energy_pred,
-               f"MAE {metrics['energy_mae_mev_per_atom']:.2f} meV/atom")]
+            axes[1].scatter(
+                pred.forces_ref[atom_mask].ravel(),
+                pred.forces_pred[atom_mask].ravel(),
+                s=3,
+                alpha=0.4,
+                color=colors(k % 10),
+                label=kind,
+            )
+    panels = [
+        (
+            "energy (eV/atom)",
+            pred.energy_ref,
+            pred.energy_pred,
+            f"MAE {metrics['energy_mae_mev_per_atom']:.2f} meV/atom",
+        )
+    ]
     if has_forces:
-        panels.append(("force component (eV/Å)", pred.forces_ref, pred.forces_pred,
-                       f"MAE {metrics['force_mae_ev_per_a']:.3f} eV/Å"))
+        panels.append(
+            (
+                "force component (eV/Å)",
+                pred.forces_ref,
+                pred.forces_pred,
+                f"MAE {metrics['force_mae_ev_per_a']:.3f} eV/Å",
+            )
+        )
     for ax, (label, ref, prd, text) in zip(axes, panels, strict=True):
         lo = float(min(np.min(ref), np.min(prd)))
         hi = float(max(np.max(ref), np.max(prd)))

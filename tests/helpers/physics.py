@@ -18,8 +18,9 @@ def assert_forces_are_gradient(calc, atoms: Atoms, rtol: float = 1e-6) -> None:
     assert err <= rtol, f"forces differ from −∇E by relative {err:.2e} > {rtol:.0e}"
 
 
-def assert_invariances(calc, atoms: Atoms, energy_tol: float = 1e-8, force_tol: float = 1e-8
-                       ) -> None:
+def assert_invariances(
+    calc, atoms: Atoms, energy_tol: float = 1e-8, force_tol: float = 1e-8
+) -> None:
     errors = physics.invariance_errors(calc, atoms, seed=1)
     for kind in ("translation", "rotation", "permutation"):
         assert errors[f"{kind}_energy_ev"] <= energy_tol, (kind, errors)
@@ -42,8 +43,9 @@ def assert_supercell_consistent(calc, primitive: Atoms, tol: float = 1e-8) -> No
     assert diff <= tol, f"supercell energy per atom differs by {diff:.2e} eV/atom"
 
 
-def assert_potential_physics(calc, atoms: Atoms, symbol: str, cutoff: float,
-                             primitive: Atoms | None = None) -> None:
+def assert_potential_physics(
+    calc, atoms: Atoms, symbol: str, cutoff: float, primitive: Atoms | None = None
+) -> None:
     """All shared checks; `calc` should run in float64."""
     assert_forces_are_gradient(calc, atoms)
     assert_invariances(calc, atoms)

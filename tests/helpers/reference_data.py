@@ -9,8 +9,9 @@ from matloop.calculators import resolve_calculator
 from matloop.data import Dataset, label_with
 
 
-def emt_cu_structures(n: int = 24, seed: int = 0, repeat=(2, 2, 2), rattle: float = 0.08,
-                      strain: float = 0.03) -> Dataset:
+def emt_cu_structures(
+    n: int = 24, seed: int = 0, repeat=(2, 2, 2), rattle: float = 0.08, strain: float = 0.03
+) -> Dataset:
     """Rattled and strained fcc Cu cells (32 atoms by default) labelled with EMT."""
     rng = np.random.default_rng(seed)
     calc = resolve_calculator("emt")

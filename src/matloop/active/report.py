@@ -69,17 +69,21 @@ def _plots(report: dict) -> list[tuple[str, str]]:
             a.set_yscale("log")
             a.grid(alpha=0.3)
         fig.suptitle("Test error against number of labels")
+        fig.tight_layout()
         out.append(("Test error", _fig_to_b64(fig)))
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    xs = [r["n_labels"] for r in its if r.get("explore_max_uncertainty") is not None]
-    ax.plot(xs, [r["explore_max_uncertainty"] for r in its
-                 if r.get("explore_max_uncertainty") is not None], "o-", label="max (explored)")
-    ax.plot(xs, [r["explore_mean_uncertainty"] for r in its
-                 if r.get("explore_max_uncertainty") is not None], "s-", label="mean (explored)")
+    # exploration of iteration i uses the committee of iteration i-1 (trained on its labels)
+    explored = [(its[k - 1]["n_labels"], r) for k, r in enumerate(its)
+                if k > 0 and r.get("explore_max_uncertainty") is not None]
+    ax.plot([x for x, _ in explored], [r["explore_max_uncertainty"] for _, r in explored], "o-",
+            label="explored snapshots: max")
+    ax.plot([x for x, _ in explored], [r["explore_mean_uncertainty"] for _, r in explored],
+            "s-", label="explored snapshots: mean")
     if any(r.get("test_max_forces_std_mean") is not None for r in its):
-        ax.plot(n, [r.get("test_max_forces_std_mean") for r in its], "^-", label="test set")
-    ax.set_xlabel("number of labels (before the exploration)")
+        ax.plot(n, [r.get("test_max_forces_std_mean") for r in its], "^-",
+                label="test set: mean of max")
+    ax.set_xlabel("number of labels the committee was trained on")
     ax.set_ylabel("committee forces_std (eV/Å)")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -56,8 +56,9 @@ class MatloopCalculator(Calculator):
     def cutoff(self) -> float:
         return float(self.model.cutoff)
 
-    def calculate(self, atoms: Atoms | None = None, properties=("energy",),
-                  system_changes=all_changes) -> None:
+    def calculate(
+        self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes
+    ) -> None:
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         periodic = bool(atoms.pbc.all())

@@ -71,7 +71,9 @@ def _matscipy(form: str) -> CalculatorFactory:
     return factory
 
 
-register_calculator("emt", _emt, "ASE effective-medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O)")
+register_calculator(
+    "emt", _emt, "ASE effective-medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O)"
+)
 register_calculator("sw", _matscipy("sw"), "matscipy Stillinger–Weber for Si (PRB 31, 5262)")
 register_calculator(
     "stillinger-weber", _matscipy("sw"), "alias of sw: matscipy Stillinger–Weber for Si"
@@ -136,7 +138,9 @@ def resolve_calculator(spec: str | Calculator, **kwargs: Any) -> Calculator:
     if ":" in spec and not spec.startswith(("/", ".")):
         calc = _import_factory(spec)(**kwargs)
         if not isinstance(calc, BaseCalculator):
-            raise ConfigError(f"calculator {spec!r} returned {type(calc).__name__}, not a calculator")
+            raise ConfigError(
+                f"calculator {spec!r} returned {type(calc).__name__}, not a calculator"
+            )
         return calc
     names = ", ".join(sorted(_BUILTINS))
     raise ConfigError(

@@ -43,15 +43,25 @@ def _register() -> None:
 _register()
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the matloop version and exit."),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from matloop import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the matloop version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """matloop: reference data → potentials, surrogates and designs, with uncertainty."""
 
 
 def main(argv: list[str] | None = None) -> int:

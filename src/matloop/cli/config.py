@@ -54,9 +54,11 @@ def validate(
 
     if kind == "auto":
         data = load_yaml(file)
-        kind = "al" if isinstance(data, dict) and {"reference", "initial", "explore"} & set(
-            data
-        ) else "train"
+        kind = (
+            "al"
+            if isinstance(data, dict) and {"reference", "initial", "explore"} & set(data)
+            else "train"
+        )
     if kind == "train":
         load_train_config(file)
     elif kind == "al":

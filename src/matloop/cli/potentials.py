@@ -40,8 +40,17 @@ def train_command(
     valid_ds = read_dataset(valid, **keys) if valid is not None else None
     if resume and not (out / "checkpoint.pt").exists():
         typer.echo(f"warning: no checkpoint in {out}; starting from scratch", err=True)
-    result = run_training(train_ds, out, cfg, valid_data=valid_ds, seed=seed, max_time=max_time,
-                          resume=resume, init_model=init_model, progress=progress)
+    result = run_training(
+        train_ds,
+        out,
+        cfg,
+        valid_data=valid_ds,
+        seed=seed,
+        max_time=max_time,
+        resume=resume,
+        init_model=init_model,
+        progress=progress,
+    )
     best = result.best_metrics
     typer.echo(f"model: {result.model_path}")
     typer.echo(f"log:   {result.log_path}")
@@ -53,7 +62,7 @@ def train_command(
 
 
 def _strip(row: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
 
 
 _COLUMNS = [
@@ -93,8 +102,7 @@ def evaluate_command(
     from matloop.utils.files import atomic_write_text
 
     calc = matloop.load(model)
-    dataset = read_dataset(data, energy_key=energy_key, forces_key=forces_key,
-                           require_forces=False)
+    dataset = read_dataset(data, energy_key=energy_key, forces_key=forces_key, require_forces=False)
     pred = predict(calc, dataset, progress=True)
     metrics = evaluate_predictions(pred)
     rows = {"all": metrics} | {f"  {k}": v for k, v in metrics["per_config_type"].items()}

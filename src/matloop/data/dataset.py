@@ -153,9 +153,7 @@ class Dataset(Sequence[Atoms]):
         self.source = source
         if validate:
             for index, atoms in enumerate(self._structures):
-                validate_structure(
-                    atoms, source=source, index=index, require_forces=require_forces
-                )
+                validate_structure(atoms, source=source, index=index, require_forces=require_forces)
         for atoms in self._structures:
             atoms.info.setdefault("config_type", DEFAULT_CONFIG_TYPE)
 
@@ -258,9 +256,10 @@ def make_labelled(
     return labelled
 
 
-def label_with(atoms: Atoms, calculator, *, stress: bool | None = None,
-               config_type: str | None = None) -> Atoms:
-    """Label a copy of `atoms` with `calculator` (energy, forces and, for periodic cells, stress)."""
+def label_with(
+    atoms: Atoms, calculator, *, stress: bool | None = None, config_type: str | None = None
+) -> Atoms:
+    """A labelled copy of `atoms`: energy, forces and (periodic cells) stress from `calculator`."""
     work = atoms.copy()
     work.calc = calculator
     energy = work.get_potential_energy()

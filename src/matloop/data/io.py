@@ -47,8 +47,9 @@ def _read_db(path: Path, selection: str | None) -> list[Atoms]:
     return structures
 
 
-def read_structures(path: str | os.PathLike, index: str | int = ":", format: str | None = None
-                    ) -> list[Atoms]:
+def read_structures(
+    path: str | os.PathLike, index: str | int = ":", format: str | None = None
+) -> list[Atoms]:
     """Read structures (unvalidated) from any ASE-readable file or ASE database."""
     path = Path(path)
     if not path.exists():

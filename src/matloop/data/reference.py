@@ -17,8 +17,7 @@ def composition_matrix(dataset: Dataset, elements: list[str]) -> np.ndarray:
     return counts
 
 
-def fit_reference_energies(dataset: Dataset, elements: list[str] | None = None
-                           ) -> dict[str, float]:
+def fit_reference_energies(dataset: Dataset, elements: list[str] | None = None) -> dict[str, float]:
     """Least-squares E0 per element so that E_total ≈ Σ_el n_el·E0_el (eV).
 
     The model then learns the remaining interaction energy. With collinear compositions the

@@ -16,16 +16,16 @@ def _check_fraction(fraction: float, n: int) -> int:
     return min(n - 1, max(1, int(round(fraction * n))))
 
 
-def random_split(dataset: Dataset, fraction: float = 0.1, seed: int = 0
-                 ) -> tuple[Dataset, Dataset]:
+def random_split(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Split off a random `fraction` of structures. Returns ``(rest, split)``."""
     n_split = _check_fraction(fraction, len(dataset))
     order = np.random.default_rng(seed).permutation(len(dataset))
     return dataset.subset(sorted(order[n_split:])), dataset.subset(sorted(order[:n_split]))
 
 
-def group_split(dataset: Dataset, fraction: float = 0.1, key: str = "config_type", seed: int = 0
-                ) -> tuple[Dataset, Dataset]:
+def group_split(
+    dataset: Dataset, fraction: float = 0.1, key: str = "config_type", seed: int = 0
+) -> tuple[Dataset, Dataset]:
     """Split so that all structures sharing ``atoms.info[key]`` land on the same side.
 
     Whole groups are drawn at random until about `fraction` of the structures are in the split.

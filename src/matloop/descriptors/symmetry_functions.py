@@ -199,8 +199,7 @@ class SymmetryFunctions(torch.nn.Module):
             columns.append(powers[zeta][:, k])
         return torch.stack(columns, dim=1) * self.angle_prefactor
 
-    def _combine(self, rad_a: torch.Tensor, rad_b: torch.Tensor, cos: torch.Tensor
-                 ) -> torch.Tensor:
+    def _combine(self, rad_a: torch.Tensor, rad_b: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
         radial = rad_a * rad_b  # (T, n_angular_radial)
         angle = self.angle_factor(cos)  # (T, n_angles)
         return (radial[:, :, None] * angle[:, None, :]).reshape(len(cos), self.n_angular)
@@ -236,7 +235,9 @@ class SymmetryFunctions(torch.nn.Module):
         cos = (unit[triplet_first] * unit[triplet_second]).sum(-1)
         ang = self._combine(edge_factor[triplet_first], edge_factor[triplet_second], cos)
         if self.n_pairs > 1:
-            pair = self.pair_index[neighbor_species[triplet_first], neighbor_species[triplet_second]]
+            pair = self.pair_index[
+                neighbor_species[triplet_first], neighbor_species[triplet_second]
+            ]
             onehot = torch.nn.functional.one_hot(pair, self.n_pairs).to(ang)
             ang = (ang[:, :, None] * onehot[:, None]).reshape(len(ang), self.n_angular_features)
         g_ang = vectors.new_zeros(n_atoms, self.n_angular_features)
@@ -278,7 +279,9 @@ class SymmetryFunctions(torch.nn.Module):
             def ang_jvp_b(t: torch.Tensor) -> torch.Tensor:
                 return jvp(self.angular_terms, (va, vb), (zeros, t.expand_as(vb)))[1]
 
-            pair = self.pair_index[neighbor_species[triplet_first], neighbor_species[triplet_second]]
+            pair = self.pair_index[
+                neighbor_species[triplet_first], neighbor_species[triplet_second]
+            ]
             local = torch.searchsorted(angular_edges, torch.stack([triplet_first, triplet_second]))
             index = (pair[:, None] * 3 + torch.arange(3, device=pair.device)).unsqueeze(1)
             index = index.expand(-1, self.n_angular, -1)  # (T, M, 3) column in (pair, xyz)

@@ -78,9 +78,7 @@ class Potential(torch.nn.Module):
             energy = self.energy(graph)
             out = {"energy": energy}
             if need_grad:
-                (edge_grad,) = torch.autograd.grad(
-                    energy.sum(), vectors, create_graph=create_graph
-                )
+                (edge_grad,) = torch.autograd.grad(energy.sum(), vectors, create_graph=create_graph)
                 out.update(self._outputs_from_edge_gradients(edge_grad, graph, forces, stress))
         return out
 
@@ -104,8 +102,7 @@ class Potential(torch.nn.Module):
         """Per-structure data cached for training (default: the graph)."""
         return self.graph(atoms)
 
-    def fit_normalization(self, graphs: list[AtomicGraph], energies_per_atom: torch.Tensor
-                          ) -> None:
+    def fit_normalization(self, graphs: list[AtomicGraph], energies_per_atom: torch.Tensor) -> None:
         """Set normalisation statistics from prepared training graphs (default: nothing)."""
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -113,8 +110,9 @@ class Potential(torch.nn.Module):
         return self.params.model_dump(mode="json")
 
     @classmethod
-    def from_hyperparameters(cls, elements: list[str], hyperparameters: dict[str, Any]
-                             ) -> Potential:
+    def from_hyperparameters(
+        cls, elements: list[str], hyperparameters: dict[str, Any]
+    ) -> Potential:
         return cls(elements, cls.Params.model_validate(hyperparameters))
 
     def set_reference_energies(self, e0: dict[str, float]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from matloop.descriptors.symmetry_functions import SymmetryFunctionParams, SymmetryFunctions
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, build_graph
+
+# atoms per block at inference: bounds memory for large cells (≈ 0.2 GB per block)
+CHUNK_ATOMS = 2048
 
 _ACTIVATIONS = {"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU, "softplus": torch.nn.Softplus}
 
@@ -66,15 +70,56 @@ class BPNN(Potential):
         return self.descriptor.angular_cutoff
 
     # --- physics ---------------------------------------------------------------------------
+    def graph(self, atoms: Atoms) -> AtomicGraph:
+        """Edges only: triplets are built per chunk of atoms when needed (bounded memory)."""
+        return build_graph(atoms, self.elements, self.cutoff, None).to(self.dtype)
+
+    def _chunks(self, graph: AtomicGraph):
+        """Yield (atom slice, edge slice, descriptor inputs) for blocks of centre atoms.
+
+        An atom's descriptor depends only on the edges it is the centre of, so blocks of
+        ``CHUNK_ATOMS`` atoms can be processed one after another with bounded memory.
+        """
+        from matloop.descriptors.symmetry_functions import build_triplets
+
+        centers = graph.centers.numpy()
+        n_atoms = graph.n_total_atoms
+        neighbor_species = graph.neighbor_species
+        for a0 in range(0, n_atoms, CHUNK_ATOMS):
+            a1 = min(n_atoms, a0 + CHUNK_ATOMS)
+            e0, e1 = (int(x) for x in np.searchsorted(centers, [a0, a1]))
+            local_centers = graph.centers[e0:e1] - a0
+            if graph.triplet_first is not None and a0 == 0 and a1 == n_atoms:
+                first, second = graph.triplet_first, graph.triplet_second
+            else:
+                distances = torch.linalg.norm(graph.vectors[e0:e1].detach(), dim=1)
+                trip = build_triplets(
+                    local_centers.numpy(), distances.double().numpy(), self.angular_cutoff
+                )
+                first, second = torch.from_numpy(trip.first), torch.from_numpy(trip.second)
+            yield (
+                slice(a0, a1),
+                slice(e0, e1),
+                (local_centers, neighbor_species[e0:e1], first, second, a1 - a0),
+            )
+
     def descriptors(self, graph: AtomicGraph) -> torch.Tensor:
-        """Symmetry functions G, shape (N, n_features)."""
-        return self.descriptor(
-            graph.vectors,
-            graph.centers,
-            graph.neighbor_species,
-            graph.triplet_first,
-            graph.triplet_second,
-            graph.n_total_atoms,
+        """Symmetry functions G, shape (N, n_features), differentiable w.r.t. the vectors."""
+        if graph.triplet_first is not None:
+            return self.descriptor(
+                graph.vectors,
+                graph.centers,
+                graph.neighbor_species,
+                graph.triplet_first,
+                graph.triplet_second,
+                graph.n_total_atoms,
+            )
+        blocks = [
+            self.descriptor(graph.vectors[edges], *inputs)
+            for _, edges, inputs in self._chunks(graph)
+        ]
+        return (
+            torch.cat(blocks) if blocks else graph.vectors.new_zeros(0, self.descriptor.n_features)
         )
 
     def atom_features(self, graph: AtomicGraph) -> torch.Tensor:
@@ -131,8 +176,33 @@ class BPNN(Potential):
         stress: bool = True,
         create_graph: bool = False,
     ) -> dict[str, torch.Tensor]:
-        if "descriptors" not in graph.extra:
+        if "descriptors" in graph.extra:
+            return self._predict_cached(graph, forces, stress, create_graph)
+        if create_graph or graph.n_structures != 1 or not (forces or stress):
             return super().predict(graph, forces=forces, stress=stress, create_graph=create_graph)
+        return self._predict_chunked(graph, forces, stress)
+
+    def _predict_chunked(
+        self, graph: AtomicGraph, forces: bool, stress: bool
+    ) -> dict[str, torch.Tensor]:
+        """Inference on one structure, block by block of centre atoms (memory stays bounded)."""
+        edge_grad = torch.zeros_like(graph.vectors)
+        energy = graph.vectors.new_zeros(())
+        with torch.enable_grad():
+            for atoms, edges, (centers, nbr_species, first, second, n) in self._chunks(graph):
+                vectors = graph.vectors[edges].detach().requires_grad_(True)
+                features = self.descriptor(vectors, centers, nbr_species, first, second, n)
+                block_energy = self.atomic_energies(features, graph.species[atoms]).sum()
+                (edge_grad[edges],) = torch.autograd.grad(block_energy, vectors)
+                energy = energy + block_energy.detach()
+        out = {"energy": energy.reshape(1)}
+        out.update(self._outputs_from_edge_gradients(edge_grad, graph, forces, stress))
+        return out
+
+    def _predict_cached(
+        self, graph: AtomicGraph, forces: bool, stress: bool, create_graph: bool
+    ) -> dict[str, torch.Tensor]:
+        """Training path: G and ∂G/∂r_e were computed once by :meth:`prepare`."""
         features = graph.extra["descriptors"].detach().requires_grad_(True)
         with torch.enable_grad():
             atomic = self.atomic_energies(features, graph.species)
@@ -159,8 +229,7 @@ class BPNN(Potential):
             edge_grad = edge_grad.index_add(0, ang_edges, contrib)
         return edge_grad
 
-    def fit_normalization(self, graphs: list[AtomicGraph], energies_per_atom: torch.Tensor
-                          ) -> None:
+    def fit_normalization(self, graphs: list[AtomicGraph], energies_per_atom: torch.Tensor) -> None:
         """Per-element feature mean/std and the atomic-energy scale from training data."""
         features = torch.cat([g.extra["descriptors"] for g in graphs]).to(torch.float64)
         species = torch.cat([g.species for g in graphs])

@@ -121,8 +121,10 @@ def collate(graphs: Sequence[AtomicGraph]) -> AtomicGraph:
 
     extra = {}
     for key in graphs[0].extra:
-        offsets = edge_offsets if key in EDGE_INDEX_KEYS else (
-            atom_offsets if key in ATOM_INDEX_KEYS else None
+        offsets = (
+            edge_offsets
+            if key in EDGE_INDEX_KEYS
+            else (atom_offsets if key in ATOM_INDEX_KEYS else None)
         )
         extra[key] = cat(key, offsets, source="extra")
     return AtomicGraph(

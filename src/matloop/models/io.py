@@ -22,8 +22,9 @@ FORMAT_VERSION = 1
 MODEL_FILENAME = "model.pt"
 
 
-def save_model(model: Potential, path: str | os.PathLike, metadata: dict[str, Any] | None = None
-               ) -> Path:
+def save_model(
+    model: Potential, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+) -> Path:
     """Write `model` to `path` atomically."""
     from matloop import __version__
     from matloop.utils.files import atomic_path
@@ -96,7 +97,8 @@ def load_model(path: str | os.PathLike) -> tuple[Potential, dict[str, Any]]:
     except ModelFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - any mismatch means the file is unusable
-        raise ModelFileError(f"{path}: stored model does not match its architecture: {exc}"
-                             ) from exc
+        raise ModelFileError(
+            f"{path}: stored model does not match its architecture: {exc}"
+        ) from exc
     model.eval()
     return model, dict(payload.get("metadata", {}))

@@ -48,16 +48,25 @@ def _train_member(
         valid = Dataset([structures[i] for i in oob], source="out-of-bag", validate=False)
     ds = Dataset(train_atoms, source=f"committee member seed {seed}", validate=False)
     with _TRAIN_LOCK:
-        result = train(ds, member_dir, config=config, valid_data=valid, seed=seed,
-                       max_time=max_time, init_model=init_model, progress=False)
+        result = train(
+            ds,
+            member_dir,
+            config=config,
+            valid_data=valid,
+            seed=seed,
+            max_time=max_time,
+            init_model=init_model,
+            progress=False,
+        )
     record = {
         "model_path": str(result.model_path),
         "seed": int(seed),
         "n_train": len(train_atoms),
         "n_unique": len(set(idx.tolist())),
         "n_valid": 0 if valid is None else len(valid),
-        "best_metrics": {k: v for k, v in (result.best_metrics or {}).items()
-                         if isinstance(v, int | float | str)},
+        "best_metrics": {
+            k: v for k, v in (result.best_metrics or {}).items() if isinstance(v, int | float | str)
+        },
         "seconds": float(result.seconds),
     }
     atomic_write_text(Path(member_dir) / "member.json", json.dumps(record, indent=2))
@@ -111,8 +120,21 @@ def train_committee(
             except (ValueError, KeyError):
                 pass
         init = None if init_models[k] is None else str(init_models[k])
-        todo.append((k, (structures, str(member_dir), config, int(seeds[k]), bootstrap, init,
-                         max_time, valid)))
+        todo.append(
+            (
+                k,
+                (
+                    structures,
+                    str(member_dir),
+                    config,
+                    int(seeds[k]),
+                    bootstrap,
+                    init,
+                    max_time,
+                    valid,
+                ),
+            )
+        )
     if executor is None or executor.n_workers <= 1:
         for k, args in todo:
             paths[k] = Path(_train_member(*args)["model_path"])

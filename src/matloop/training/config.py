@@ -57,6 +57,11 @@ class TrainingParams(BaseModel):
     batch_size: int = Field(4, ge=1, description="structures per optimiser step")
     learning_rate: float = Field(3e-3, gt=0)
     min_learning_rate: float = Field(1e-5, gt=0)
+    lr_schedule: Literal["plateau", "budget"] = Field(
+        "plateau",
+        description="plateau: multiply by lr_factor after lr_patience epochs without improvement; "
+        "budget: decay exponentially from learning_rate to min_learning_rate over max_time",
+    )
     lr_factor: float = Field(0.5, gt=0, lt=1, description="learning-rate decay on plateau")
     lr_patience: int = Field(25, ge=1, description="epochs without improvement before decay")
     early_stopping_patience: int = Field(120, ge=1, description="epochs without improvement")

@@ -73,8 +73,9 @@ class _Prepared:
         return graph, _Targets(energy, forces, stress)
 
 
-def _prepare(model: Potential, dataset: Dataset, e0: dict[str, float], desc: str,
-             progress: bool) -> _Prepared:
+def _prepare(
+    model: Potential, dataset: Dataset, e0: dict[str, float], desc: str, progress: bool
+) -> _Prepared:
     from tqdm.auto import tqdm
 
     graphs, energies, forces, stresses = [], [], [], []
@@ -87,8 +88,14 @@ def _prepare(model: Potential, dataset: Dataset, e0: dict[str, float], desc: str
     return _Prepared(graphs, energies, forces, stresses)
 
 
-def _errors(model: Potential, data: _Prepared, indices: list[int], dtype: torch.dtype,
-            weights, create_graph: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _errors(
+    model: Potential,
+    data: _Prepared,
+    indices: list[int],
+    dtype: torch.dtype,
+    weights,
+    create_graph: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted loss and squared/absolute error sums of a batch."""
     graph, target = data.batch(indices, dtype)
     # while training, only differentiate what the loss uses; when evaluating, report everything
@@ -104,7 +111,9 @@ def _errors(model: Potential, data: _Prepared, indices: list[int], dtype: torch.
     if "forces" in out:
         f_err = out["forces"] - target.forces
         loss = loss + weights.forces * (f_err**2).mean()
-        stats.update(f_abs=f_err.abs().sum(), f_sq=(f_err**2).sum(), n_f=torch.tensor(f_err.numel()))
+        stats.update(
+            f_abs=f_err.abs().sum(), f_sq=(f_err**2).sum(), n_f=torch.tensor(f_err.numel())
+        )
     if "virial" in out:
         from matloop.models.outputs import stress_from_virial
 
@@ -144,8 +153,9 @@ def _weighted_score(metrics: dict[str, float], weights) -> float:
     return score
 
 
-def _evaluate(model: Potential, data: _Prepared, dtype, weights, batch_size: int = 16
-              ) -> dict[str, float]:
+def _evaluate(
+    model: Potential, data: _Prepared, dtype, weights, batch_size: int = 16
+) -> dict[str, float]:
     stats = []
     for start in range(0, len(data.graphs), batch_size):
         idx = list(range(start, min(start + batch_size, len(data.graphs))))
@@ -205,8 +215,10 @@ def train(
         raise DataError("training data lacks forces; set training.loss.forces: 0 for energy-only")
 
     # --- model ---------------------------------------------------------------------------
-    elements = sorted(set(train_data.elements) | set(valid_data.elements),
-                      key=lambda symbol: atomic_numbers[symbol])
+    elements = sorted(
+        set(train_data.elements) | set(valid_data.elements),
+        key=lambda symbol: atomic_numbers[symbol],
+    )
     if init_model is not None:
         model, _ = load_model(init_model)
         missing = set(elements) - set(model.elements)
@@ -236,8 +248,9 @@ def train(
         )
         model.fit_normalization(train_set.graphs, per_atom)
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=tp.learning_rate,
-                                 weight_decay=tp.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=tp.learning_rate, weight_decay=tp.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=tp.lr_factor, patience=tp.lr_patience, min_lr=tp.min_learning_rate
     )
@@ -270,7 +283,7 @@ def train(
         order = rng.permutation(n_train)
         stats = []
         for start in range(0, n_train, tp.batch_size):
-            idx = order[start:start + tp.batch_size].tolist()
+            idx = order[start : start + tp.batch_size].tolist()
             optimizer.zero_grad(set_to_none=True)
             loss, s = _errors(model, train_set, idx, dtype, weights, create_graph=True)
             loss.backward()
@@ -280,9 +293,16 @@ def train(
         train_metrics = _summarise(stats)
         valid_metrics = _evaluate(model, valid_set, dtype, weights)
         score = _weighted_score(valid_metrics, weights)
-        scheduler.step(score)
-        lr = optimizer.param_groups[0]["lr"]
         elapsed = elapsed_before + time.perf_counter() - start_time
+        if tp.lr_schedule == "budget" and tp.max_time:
+            fraction = min(elapsed / tp.max_time, 1.0)
+            for group in optimizer.param_groups:
+                group["lr"] = (
+                    tp.learning_rate * (tp.min_learning_rate / tp.learning_rate) ** fraction
+                )
+        else:
+            scheduler.step(score)
+        lr = optimizer.param_groups[0]["lr"]
         row = {"epoch": epoch, "lr": lr, "seconds": round(elapsed, 3)}
         row.update({f"train_{k}": v for k, v in train_metrics.items()})
         row.update({f"valid_{k}": v for k, v in valid_metrics.items()})
@@ -300,13 +320,28 @@ def train(
             lr=f"{lr:.1e}",
         )
         if (epoch + 1) % tp.checkpoint_every == 0:
-            _write_checkpoint(checkpoint_path, model, optimizer, scheduler, best_state,
-                              best_score, best_metrics, history, epochs_since_best, epoch, elapsed)
+            _write_checkpoint(
+                checkpoint_path,
+                model,
+                optimizer,
+                scheduler,
+                best_state,
+                best_score,
+                best_metrics,
+                history,
+                epochs_since_best,
+                epoch,
+                elapsed,
+            )
             _write_logs(out_dir, history)
         if epochs_since_best >= tp.early_stopping_patience:
             stopped = "early_stopping"
             break
-        if lr <= tp.min_learning_rate * 1.0001 and epochs_since_best >= tp.lr_patience:
+        if (
+            tp.lr_schedule == "plateau"
+            and lr <= tp.min_learning_rate * 1.0001
+            and epochs_since_best >= tp.lr_patience
+        ):
             stopped = "min_learning_rate"
             break
         if tp.max_time is not None and elapsed >= tp.max_time:
@@ -318,8 +353,11 @@ def train(
     model.eval()
     elapsed = elapsed_before + time.perf_counter() - start_time
     metadata = {
-        "trained_on": {"n_structures": len(train_data), "n_atoms": train_data.n_atoms,
-                       "source": train_data.source},
+        "trained_on": {
+            "n_structures": len(train_data),
+            "n_atoms": train_data.n_atoms,
+            "source": train_data.source,
+        },
         "validation": {"n_structures": len(valid_data)},
         "best_epoch": best_metrics.get("epoch"),
         "best_valid": {k: v for k, v in best_metrics.items() if k.startswith("valid_")},
@@ -328,18 +366,41 @@ def train(
         "config": config.model_dump(mode="json"),
     }
     model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
-    _write_checkpoint(checkpoint_path, model, optimizer, scheduler, best_state, best_score,
-                      best_metrics, history, epochs_since_best, epoch, elapsed)
+    _write_checkpoint(
+        checkpoint_path,
+        model,
+        optimizer,
+        scheduler,
+        best_state,
+        best_score,
+        best_metrics,
+        history,
+        epochs_since_best,
+        epoch,
+        elapsed,
+    )
     log_path = _write_logs(out_dir, history)
     import yaml
 
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"),
-                                                               sort_keys=False))
+    atomic_write_text(
+        out_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    )
     return TrainResult(model_path, log_path, best_metrics, epoch + 1, elapsed, stopped, history)
 
 
-def _write_checkpoint(path: Path, model, optimizer, scheduler, best_state, best_score,
-                      best_metrics, history, epochs_since_best, epoch, elapsed) -> None:
+def _write_checkpoint(
+    path: Path,
+    model,
+    optimizer,
+    scheduler,
+    best_state,
+    best_score,
+    best_metrics,
+    history,
+    epochs_since_best,
+    epoch,
+    elapsed,
+) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from matloop.errors import ConfigError
 
@@ -93,5 +93,10 @@ def load_report_config(path: str | Path) -> tuple[Thresholds, ReportSettings]:
     data = yaml.safe_load(p.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping with 'thresholds:' and/or 'settings:'")
-    cfg = ReportConfig.model_validate(data)
+    try:
+        cfg = ReportConfig.model_validate(data)
+    except ValidationError as exc:
+        from matloop.training.config import format_validation_error
+
+        raise ConfigError(format_validation_error(exc, ReportConfig, str(p))) from None
     return cfg.thresholds, cfg.settings

@@ -18,8 +18,9 @@ def _energy_forces(calc, atoms: Atoms) -> tuple[float, np.ndarray]:
     return float(work.get_potential_energy()), np.array(work.get_forces())
 
 
-def force_gradient_error(calc, atoms: Atoms, delta: float = 1e-4,
-                         atom_indices: list[int] | None = None) -> float:
+def force_gradient_error(
+    calc, atoms: Atoms, delta: float = 1e-4, atom_indices: list[int] | None = None
+) -> float:
     """max |F − (−∇E)_finite-difference| / max |F| over the checked atoms (dimensionless).
 
     Central differences of step `delta` (Å); `atom_indices` limits the check to some atoms.
@@ -30,8 +31,12 @@ def force_gradient_error(calc, atoms: Atoms, delta: float = 1e-4,
     numeric = calculate_numerical_forces(work, eps=delta, iatoms=atom_indices)
     idx = list(range(len(atoms))) if atom_indices is None else list(atom_indices)
     scale = max(float(np.abs(forces[idx]).max()), 1e-12)
-    return float(np.abs(forces[idx] - numeric[idx] if numeric.shape[0] == len(atoms)
-                        else forces[idx] - numeric).max() / scale)
+    return float(
+        np.abs(
+            forces[idx] - numeric[idx] if numeric.shape[0] == len(atoms) else forces[idx] - numeric
+        ).max()
+        / scale
+    )
 
 
 def invariance_errors(calc, atoms: Atoms, seed: int = 0) -> dict[str, float]:
@@ -73,8 +78,9 @@ def stress_strain_error(calc, atoms: Atoms, delta: float = 1e-5) -> float:
     return float(np.abs(stress - numeric).max())
 
 
-def cutoff_smoothness(calc, symbol: str, cutoff: float, width: float = 1e-3,
-                      n_points: int = 21) -> dict[str, float]:
+def cutoff_smoothness(
+    calc, symbol: str, cutoff: float, width: float = 1e-3, n_points: int = 21
+) -> dict[str, float]:
     """A dimer pulled through the cutoff: the energy must not jump and the force must vanish.
 
     Returns the largest energy step between neighbouring distances (eV), the energy difference
@@ -96,8 +102,7 @@ def cutoff_smoothness(calc, symbol: str, cutoff: float, width: float = 1e-3,
     }
 
 
-def supercell_consistency(calc, atoms: Atoms, repeat: tuple[int, int, int] = (2, 2, 2)
-                          ) -> float:
+def supercell_consistency(calc, atoms: Atoms, repeat: tuple[int, int, int] = (2, 2, 2)) -> float:
     """|E/N (supercell) − E/N (cell)| in eV/atom for a periodic structure."""
     e_cell, _ = _energy_forces(calc, atoms)
     e_super, _ = _energy_forces(calc, atoms.repeat(repeat))

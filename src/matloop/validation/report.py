@@ -529,6 +529,11 @@ def build_report(
         ref_name = reference if isinstance(reference, str) else type(reference).__name__
         ref_calc = resolve_calculator(reference)
 
+    from matloop.md import check_elements
+
+    for ds, what in ((test, "the test set"), (train, "the training set")):
+        if ds is not None:
+            check_elements(Atoms(ds.elements), calc, str(model_name), where=what)
     figures: dict[str, str] = {}
     checks: list[dict[str, Any]] = []
     sections: dict[str, Any] = {}

@@ -1,0 +1,156 @@
+"""`matloop train`, `evaluate`, `models`, `config`: end to end and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import TINY_BPNN_PARAMS
+
+from matloop.cli import main
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory, emt_cu_dataset, emt_cu_test_dataset):
+    root = tmp_path_factory.mktemp("cli_data")
+    return emt_cu_dataset.write(root / "train.xyz"), emt_cu_test_dataset.write(root / "test.xyz")
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"family": "bpnn", "params": TINY_BPNN_PARAMS},
+                "training": {"max_epochs": 15, "batch_size": 4, "learning_rate": 5e-3},
+            }
+        )
+    )
+    return path
+
+
+def test_train_then_evaluate(tmp_path, data_files, tiny_config, capsys):
+    train_file, test_file = data_files
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "train",
+            "--train",
+            str(train_file),
+            "--out",
+            str(out),
+            "--config",
+            str(tiny_config),
+            "--seed",
+            "1",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "model:" in text and "valid" in text
+    assert (out / "model.pt").exists() and (out / "train_log.csv").exists()
+
+    rc = main(
+        [
+            "evaluate",
+            str(out),
+            str(test_file),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--plot",
+            str(tmp_path / "parity.png"),
+        ]
+    )
+    assert rc == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    for key in (
+        "n_structures",
+        "n_atoms",
+        "energy_mae_mev_per_atom",
+        "energy_rmse_mev_per_atom",
+        "force_mae_ev_per_a",
+        "force_rmse_ev_per_a",
+        "stress_mae_gpa",
+        "per_config_type",
+    ):
+        assert key in metrics
+    assert metrics["n_structures"] == 8
+    assert set(metrics["per_config_type"]) == {"rattled", "strained"}
+    assert (tmp_path / "parity.png").stat().st_size > 10_000
+    assert "E MAE" in capsys.readouterr().out
+
+
+def test_models_lists_families(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[0] == "bpnn"
+
+
+def test_config_template_validates(tmp_path, capsys):
+    assert main(["config", "template", "--out", str(tmp_path / "t.yaml")]) == 0
+    assert main(["config", "validate", str(tmp_path / "t.yaml")]) == 0
+    assert "valid train config" in capsys.readouterr().out
+
+
+def test_config_unknown_key_lists_valid_keys(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  learning_rat: 0.1\n")
+    assert main(["config", "validate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown key 'training.learning_rat'" in err and "learning_rate" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    bad.write_text("model:\n  params:\n    hiden: [3]\n")
+    assert main(["config", "validate", str(bad)]) == 1
+    assert "hidden" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--train", "missing.xyz", "--out", "{tmp}/o"], "file not found"),
+        (["evaluate", "{tmp}/nomodel", "{train}"], "model"),
+        (
+            ["train", "--train", "{train}", "--out", "{tmp}/o", "--model", "nope"],
+            "unknown model family 'nope'",
+        ),
+        (["train", "--train", "{bad}", "--out", "{tmp}/o"], "frame 0: missing energy"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, data_files, capsys, args, message):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text('1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3\nCu 0 0 0\n')
+    values = {"tmp": str(tmp_path), "train": str(data_files[0]), "bad": str(bad)}
+    rc = main([a.format(**values) for a in args])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "o" / "model.pt").exists()
+
+
+def test_subprocess_entry_point_reports_errors_cleanly(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "matloop",
+            "evaluate",
+            str(tmp_path / "x.pt"),
+            str(tmp_path / "y.xyz"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "matloop", "--version"], capture_output=True, text=True
+        ).stdout.strip()
+        == "0.1.0"
+    )
