@@ -216,12 +216,26 @@ def _run_worker(mode: str, spec: dict, python: str, timeout: float, threads: int
     return {"error": "no result from worker"}
 
 
-def _train_matloop(element: str, data_dir: Path, work: Path, seconds: float, threads: int) -> Path:
+def _train_matloop(
+    element: str,
+    data_dir: Path,
+    work: Path,
+    seconds: float,
+    threads: int,
+    config_path=None,
+    params: dict | None = None,
+) -> Path:
     from matloop.data import read_dataset
     from matloop.training import TrainConfig, train
+    from matloop.training.config import load_train_config
 
     train_ds = read_dataset(data_dir / element / "train.xyz")
-    config = TrainConfig.model_validate({"training": {"max_time": seconds, "num_threads": threads}})
+    base = load_train_config(config_path) if config_path else TrainConfig()
+    data = base.model_dump()
+    data["training"].update({"max_time": seconds, "num_threads": threads})
+    if params:
+        data["model"]["params"] = {**data["model"].get("params", {}), **params}
+    config = TrainConfig.model_validate(data)
     print(f"training matloop {element} for {seconds:.0f} s ...", flush=True)
     result = train(
         train_ds,
@@ -395,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-cu", type=Path)
     p.add_argument("--model-si", type=Path)
     p.add_argument("--train-time", type=float, default=300.0, help="matloop training budget (s)")
+    p.add_argument("--matloop-config", type=Path, help="TrainConfig YAML for matloop training")
+    p.add_argument(
+        "--matloop-params",
+        default='{"descriptor": {"angular_cutoff": 4.0}}',
+        help="JSON merged into model.params of the matloop training config ('' for defaults)",
+    )
     p.add_argument("--mace-python", default=sys.executable, help="python that has mace-torch")
     p.add_argument("--mace-model-cu", type=Path)
     p.add_argument("--mace-model-si", type=Path)
@@ -449,7 +469,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 t0 = time.perf_counter()
                 models[("matloop", element)] = _train_matloop(
-                    element, args.data_dir, work, args.train_time, args.threads
+                    element,
+                    args.data_dir,
+                    work,
+                    args.train_time,
+                    args.threads,
+                    args.matloop_config,
+                    json.loads(args.matloop_params) if args.matloop_params else None,
                 )
                 training[f"matloop_{element}_s"] = time.perf_counter() - t0
         if "mace" in wanted:

@@ -46,10 +46,12 @@ def run(
     cfg.training.loss.stress = 0.0
     train_ds = read_dataset(data_dir / element / "train.xyz")
     start = time.perf_counter()
+    cpu_start = time.process_time()
     result = train(
         train_ds, out_dir, cfg, seed=seed, max_time=max_time, progress=sys.stderr.isatty()
     )
     train_seconds = time.perf_counter() - start
+    train_cpu_seconds = time.process_time() - cpu_start
     calc = matloop.load(result.model_path)
     # the test set is read only here, after training and model selection are finished
     test_ds = read_dataset(data_dir / element / "test.xyz")
@@ -60,6 +62,8 @@ def run(
         element=element,
         model=model,
         train_seconds=round(train_seconds, 1),
+        train_cpu_seconds=round(train_cpu_seconds, 1),
+        torch_threads=__import__("torch").get_num_threads(),
         epochs=result.epochs,
         stopped_because=result.stopped_because,
         best_valid={k: v for k, v in result.best_metrics.items() if k.startswith("valid_")},

@@ -32,7 +32,8 @@ def synthetic(n=240, seed=0, replicates=2, noise=(0.004, 8.0)):
     f = X / 100
     nd = 1.46 + 0.25 * f[:, 1] + 0.35 * f[:, 2] + 0.05 * f[:, 3]
     tg = 1400 * f[:, 0] ** 2 - 900 * f[:, 1] + 300 * f[:, 2] + 500 * f[:, 3] * f[:, 0] + 300
-    Y = np.column_stack([nd + rng.normal(0, noise[0], len(X)), tg + rng.normal(0, noise[1], len(X))])
+    Y = np.column_stack([nd + rng.normal(0, noise[0], len(X)),
+                         tg + rng.normal(0, noise[1], len(X))])
     Y[rng.random(len(X)) < 0.3, 1] = np.nan  # Tg missing for ~30 % of rows
     return X, Y
 
@@ -73,9 +74,10 @@ def test_grouped_and_family_splits_never_straddle():
 
 @pytest.mark.parametrize("kind", ["rf", "hgb", "gp"])
 def test_models_fit_with_missing_values_and_calibrated_std(kind):
-    X, Y = synthetic()
-    m = PropertyModel(COMPS, ["nd", "Tg"], kind=kind, n_members=3, n_estimators=60,
-                      hgb_params={"max_iter": 150})
+    X, Y = synthetic(n=240 if kind != "gp" else 120)
+    m = PropertyModel(COMPS, ["nd", "Tg"], kind=kind, n_members=2, n_estimators=40,
+                      hgb_params={"max_iter": 80},
+                      features="fractions" if kind == "gp" else "stats")
     res = cross_validate(lambda: m.__class__(**_params(m)), X, Y, COMPS, ["nd", "Tg"],
                          split="group", n_splits=3)
     nd, tg = res["properties"]["nd"], res["properties"]["Tg"]
@@ -87,7 +89,8 @@ def test_models_fit_with_missing_values_and_calibrated_std(kind):
 
 def _params(m):
     return dict(components=m.components, properties=m.properties, kind=m.kind,
-                n_members=m.n_members, n_estimators=m.n_estimators, hgb_params=m.hgb_params)
+                n_members=m.n_members, features=m.features, n_estimators=m.n_estimators,
+                hgb_params=m.hgb_params)
 
 
 def test_nn_ensemble_multi_output_and_save_load(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from matloop.design import Space, load_space, parse_objective, pareto_mask, unit_box_problem
+from matloop.design import Space, load_space, pareto_mask, parse_objective, unit_box_problem
 from matloop.design.bo import space_filling, suggest
 from matloop.errors import ConfigError, DataError
 

@@ -167,3 +167,13 @@ def test_espresso_silicon_with_scf_recovery():
     assert [a.error_kind for a in result.attempts] == ["scf", None]
     assert result.atoms.get_stress().shape == (6,)
     assert abs(result.atoms.get_forces().sum(0)).max() < 1e-2
+
+
+def test_missing_code_is_a_clear_config_error():
+    try:
+        import gpaw  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="needs the Python package 'gpaw'"):
+            make_labeller("gpaw").check()
+    else:  # pragma: no cover - gpaw installed
+        pytest.skip("gpaw is installed")

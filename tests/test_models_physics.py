@@ -11,7 +11,10 @@ from helpers import physics as checks
 from matloop.calculators.potential import MatloopCalculator
 from matloop.models import FAMILIES, get_family
 
-FAMILY_PARAMS = {"bpnn": TINY_BPNN_PARAMS}
+FAMILY_PARAMS = {
+    "bpnn": TINY_BPNN_PARAMS,
+    "painn": {"features": 8, "layers": 2, "n_radial": 6, "cutoff": 4.0},
+}
 
 
 def _float64_calculator(family: str, dataset) -> MatloopCalculator:

@@ -87,3 +87,13 @@ def test_written_dataset_trains_from_file(tmp_path, emt_cu_dataset):
         read_dataset(path), tmp_path / "m", tiny_train_config(max_epochs=2), progress=False
     )
     assert result.model_path.exists()
+
+
+def test_float64_mode_gives_a_double_precision_model(tmp_path, emt_cu_dataset):
+    cfg = tiny_train_config(max_epochs=2, dtype="float64")
+    result = train(emt_cu_dataset, tmp_path, cfg, progress=False)
+    calc = matloop.load(result.model_path)
+    assert calc.model.dtype == __import__("torch").float64
+    atoms = emt_cu_dataset[0].copy()
+    atoms.calc = calc
+    assert np.isfinite(atoms.get_potential_energy())

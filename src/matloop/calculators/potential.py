@@ -82,7 +82,18 @@ class MatloopCalculator(Calculator):
 
 
 def load_calculator(path: str | os.PathLike, **kwargs: Any) -> MatloopCalculator:
-    """Load a model file (or the directory `matloop train` wrote) as a calculator."""
+    """Load a model file (or the directory `matloop train` wrote) as a calculator.
+
+    A delta-learned model (metadata ``delta_base``) comes back as base + correction.
+    """
     resolved = resolve_model_path(path)
     model, metadata = load_model(resolved)
-    return MatloopCalculator(model, metadata=metadata, path=resolved, **kwargs)
+    calc = MatloopCalculator(model, metadata=metadata, path=resolved, **kwargs)
+    if metadata.get("delta_base"):
+        from matloop.calculators.foundation import DeltaCalculator
+        from matloop.calculators.registry import resolve_calculator
+
+        base_name = str(metadata["delta_base"])
+        base = resolve_calculator(base_name, **dict(metadata.get("delta_base_kwargs") or {}))
+        return DeltaCalculator(base, calc, base_name)
+    return calc

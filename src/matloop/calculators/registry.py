@@ -81,7 +81,7 @@ register_calculator(
 register_calculator("kumagai", _matscipy("kumagai"), "matscipy Kumagai for Si (CMS 39, 457)")
 register_calculator("tersoff", _matscipy("tersoff"), "matscipy Tersoff for Si (PRB 39, 5566)")
 
-_OPTIONAL_MODULES = ("matloop.labelling.builtin",)
+_OPTIONAL_MODULES = ("matloop.labelling.builtin", "matloop.calculators.foundation")
 _optional_loaded = False
 
 

@@ -41,6 +41,9 @@ def suggest_command(
         "auto", "--acquisition", help="auto | logei | ucb | nehvi (auto: logei, nehvi if >1)."
     ),
     beta: float = typer.Option(4.0, "--beta", help="UCB exploration weight."),
+    restarts: int = typer.Option(8, "--restarts", min=1, help="Optimiser restarts (effort)."),
+    raw_samples: int = typer.Option(256, "--raw-samples", min=8,
+                                    help="Random feasible points scored to seed the optimiser."),
     out: Path = typer.Option(..., "--out", help="Output CSV (one row per suggestion)."),
 ) -> None:
     """Ask: propose the next compositions to make (Bayesian optimisation, BoTorch)."""
@@ -55,7 +58,8 @@ def suggest_command(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = suggest(frame, sp, objs, batch=batch, seed=seed, acquisition=acquisition,
-                      beta=beta, source=str(data))
+                      beta=beta, num_restarts=restarts, raw_samples=raw_samples,
+                      source=str(data))
     _warn_lines([w for w in caught if "space-filling" in str(w.message)])
     with atomic_path(out) as tmp:
         table = res.table.copy()
@@ -101,6 +105,7 @@ def fit_command(
     model: str = _MODEL,
     features: str = _FEAT,
     members: int = typer.Option(5, "--members", help="Ensemble members (hgb, nn)."),
+    trees: int = typer.Option(200, "--trees", help="Trees (rf, et)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Model file to write (pickle)."),
 ) -> None:
@@ -110,7 +115,7 @@ def fit_command(
 
     _, table, Y = _load_table(data, prop, components, basis, normalise)
     m = PropertyModel(table.components, prop, kind=model, features=features,
-                      n_members=members, seed=seed)
+                      n_members=members, n_estimators=trees, seed=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         m.fit(table.values, Y, groups=composition_groups(table.values, table.components))
@@ -154,6 +159,7 @@ def evaluate_command(
     model: str = _MODEL,
     features: str = _FEAT,
     members: int = typer.Option(5, "--members", help="Ensemble members (hgb, nn)."),
+    trees: int = typer.Option(200, "--trees", help="Trees (rf, et)."),
     seed: int = typer.Option(0, "--seed"),
     json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON."),
 ) -> None:
@@ -174,7 +180,7 @@ def evaluate_command(
 
     def make():
         return PropertyModel(table.components, prop, kind=model, features=features,
-                             n_members=members, seed=seed)
+                             n_members=members, n_estimators=trees, seed=seed)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

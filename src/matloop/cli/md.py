@@ -108,8 +108,10 @@ def validate_command(
     max_ratio: float | None = typer.Option(None, help="Threshold: test/train error ratio."),
     max_drift: float | None = typer.Option(None, help="Threshold: |NVE drift| meV/atom/ps."),
     max_force: float | None = typer.Option(None, help="Threshold: largest force (eV/Å)."),
-    seed: int = typer.Option(0, "--seed"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of MD velocities (default 0)."),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bars (default on)."
+    ),
 ) -> None:
     """Write DIR/report.html (self-contained) and DIR/report.json; exit 0 even if checks fail."""
     _warn_hook()

@@ -144,6 +144,10 @@ def suggest(
     source: str = "data",
 ) -> Suggestion:
     """Propose `batch` new compositions (ask). `data` is a DataFrame of observed rows."""
+    # cheap checks first, so bad input fails fast (before torch is imported)
+    unit_box_problem(space)
+    observed_compositions(data, space, source=source)
+    objective_values(data, objectives, source=source)
     import torch
 
     # GP matrices here are tiny: one thread avoids costly oversubscription on shared cores

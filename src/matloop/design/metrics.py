@@ -22,8 +22,9 @@ def regression_metrics(y, mean, std=None, *, level: float = 0.95) -> dict[str, f
     if std is not None:
         s = np.maximum(np.asarray(std, float)[ok], 1e-12)
         z = norm.ppf(0.5 + level / 2)
-        out[f"coverage{int(round(level * 100))}"] = float(np.mean(np.abs(y[ok] - mean[ok]) <= z * s))
-        out["nll"] = float(np.mean(0.5 * np.log(2 * np.pi * s**2) + 0.5 * ((y[ok] - mean[ok]) / s) ** 2))
+        r = y[ok] - mean[ok]
+        out[f"coverage{int(round(level * 100))}"] = float(np.mean(np.abs(r) <= z * s))
+        out["nll"] = float(np.mean(0.5 * np.log(2 * np.pi * s**2) + 0.5 * (r / s) ** 2))
         out["mean_std"] = float(np.mean(s))
     return out
 

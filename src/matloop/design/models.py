@@ -219,6 +219,8 @@ class PropertyModel:
         hgb_params: dict | None = None,
         nn_params: dict | None = None,
         seed: int = 0,
+        n_threads: int = 1,
+        search: list[dict] | None = None,
     ):
         if kind not in MODEL_KINDS:
             raise ConfigError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
@@ -235,6 +237,8 @@ class PropertyModel:
         self.hgb_params = hgb_params
         self.nn_params = nn_params or {}
         self.seed = seed
+        self.n_threads = n_threads
+        self.search = search
         self.featurizer = CompositionFeaturizer(self.components, stats=features == "stats")
 
     # ----------------------------------------------------------------- fitting
@@ -276,31 +280,70 @@ class PropertyModel:
 
     def fit(self, X, Y, groups=None) -> PropertyModel:
         """Fit on compositions `X` (rows × components) and properties `Y` (NaN = missing)."""
+        from threadpoolctl import threadpool_limits
+
+        # OpenMP/BLAS oversubscription on small shared machines costs far more than it gains
+        with threadpool_limits(self.n_threads):
+            return self._fit(X, Y, groups)
+
+    def _fit(self, X, Y, groups=None) -> PropertyModel:
         from matloop.design.splits import inner_split
 
         X, Y = self._check(X, Y)
         F = self.featurizer.transform(X)
         self.calibration_ = [(1.0, 0.0)] * len(self.properties)
-        if self.calibrate:
+        self.selected_ = None
+        if self.calibrate or self.search:
             tr, va = inner_split(len(X), groups, 0.2, self.seed)
-            inner = self._fit_raw(F[tr], Y[tr])
-            mean, spread = self._predict_raw(inner, F[va])
-            cal = []
-            for j in range(len(self.properties)):
-                ok = np.isfinite(Y[va, j])
-                if ok.sum() >= 10:
-                    cal.append(_fit_sigma_calibration(Y[va, j][ok] - mean[ok, j], spread[ok, j]))
-                else:
-                    cal.append((1.0, 0.0))
-            self.calibration_ = cal
+            candidates = self.search or [None]
+            best = None
+            for cand in candidates:
+                if cand is not None:
+                    self._set_params(cand)
+                inner = self._fit_raw(F[tr], Y[tr])
+                mean, spread = self._predict_raw(inner, F[va])
+                score = 0.0
+                for j in range(len(self.properties)):
+                    ok = np.isfinite(Y[va, j])
+                    sd = np.nanstd(Y[tr, j]) or 1.0
+                    score += np.sqrt(np.mean((Y[va, j][ok] - mean[ok, j]) ** 2)) / sd
+                if best is None or score < best[0]:
+                    best = (score, cand, mean, spread)
+            _, cand, mean, spread = best
+            if cand is not None:
+                self._set_params(cand)
+                self.selected_ = dict(cand)
+            if self.calibrate:
+                cal = []
+                for j in range(len(self.properties)):
+                    ok = np.isfinite(Y[va, j])
+                    if ok.sum() >= 10:
+                        cal.append(_fit_sigma_calibration(Y[va, j][ok] - mean[ok, j],
+                                                          spread[ok, j]))
+                    else:
+                        cal.append((1.0, 0.0))
+                self.calibration_ = cal
         self.models_ = self._fit_raw(F, Y)
         self.n_train_ = np.isfinite(Y).sum(axis=0).tolist()
         return self
 
+    def _set_params(self, cand: dict) -> None:
+        """Apply one hyper-parameter candidate: keys of hgb_params/nn_params or attributes."""
+        for k, v in cand.items():
+            if k in ("n_estimators", "n_members"):
+                setattr(self, k, v)
+            elif self.kind == "nn":
+                self.nn_params = {**self.nn_params, k: v}
+            else:
+                self.hgb_params = {**(self.hgb_params or {}), k: v}
+
     def predict(self, X, return_std: bool = False):
         """Means (rows × properties) and, with `return_std`, calibrated standard deviations."""
+        from threadpoolctl import threadpool_limits
+
         X = self._check(X)
-        mean, spread = self._predict_raw(self.models_, self.featurizer.transform(X))
+        with threadpool_limits(self.n_threads):
+            mean, spread = self._predict_raw(self.models_, self.featurizer.transform(X))
         if not return_std:
             return mean
         a = np.array([c[0] for c in self.calibration_])

@@ -96,5 +96,6 @@ def inner_split(n: int, groups: np.ndarray | None, frac: float = 0.2, seed: int 
 
     idx = np.arange(n)
     if groups is not None:
-        return next(GroupShuffleSplit(1, test_size=frac, random_state=seed).split(idx, groups=groups))
+        gss = GroupShuffleSplit(1, test_size=frac, random_state=seed)
+        return next(gss.split(idx, groups=groups))
     return next(ShuffleSplit(1, test_size=frac, random_state=seed).split(idx))

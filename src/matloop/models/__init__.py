@@ -5,8 +5,9 @@ from __future__ import annotations
 from matloop.errors import ConfigError
 from matloop.models.base import Potential
 from matloop.models.bpnn import BPNN
+from matloop.models.painn import PaiNN
 
-FAMILIES: dict[str, type[Potential]] = {BPNN.family: BPNN}
+FAMILIES: dict[str, type[Potential]] = {BPNN.family: BPNN, PaiNN.family: PaiNN}
 
 
 def available_families() -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from ase.data import atomic_numbers
 
 from matloop.data import Dataset, fit_reference_energies, random_split
@@ -254,31 +255,16 @@ def train(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=tp.lr_factor, patience=tp.lr_patience, min_lr=tp.min_learning_rate
     )
-    history: list[dict[str, float]] = []
-    best_score = math.inf
-    best_state = copy.deepcopy(model.state_dict())
-    best_metrics: dict[str, float] = {}
-    epochs_since_best = 0
-    first_epoch = 0
-    elapsed_before = 0.0
     if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        best_state, best_score = state["best_state"], state["best_score"]
-        best_metrics, history = state["best_metrics"], state["history"]
-        epochs_since_best, first_epoch = state["epochs_since_best"], state["epoch"] + 1
-        elapsed_before = state.get("elapsed", 0.0)
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        state = _Progress.restore(checkpoint_path, model, optimizer, scheduler)
+    else:
+        state = _Progress(best_state=copy.deepcopy(model.state_dict()))
 
-    rng = np.random.default_rng(tp.seed + first_epoch)
+    rng = np.random.default_rng(tp.seed + state.next_epoch)
     n_train = len(train_set.graphs)
     stopped = "max_epochs"
-    bar = tqdm(total=tp.max_epochs, initial=first_epoch, desc="training", disable=not progress)
-    epoch = first_epoch - 1
-    for epoch in range(first_epoch, tp.max_epochs):
+    bar = tqdm(total=tp.max_epochs, initial=state.next_epoch, desc="training", disable=not progress)
+    for epoch in range(state.next_epoch, tp.max_epochs):
         model.train()
         order = rng.permutation(n_train)
         stats = []
@@ -293,26 +279,19 @@ def train(
         train_metrics = _summarise(stats)
         valid_metrics = _evaluate(model, valid_set, dtype, weights)
         score = _weighted_score(valid_metrics, weights)
-        elapsed = elapsed_before + time.perf_counter() - start_time
+        state.elapsed = state.elapsed_at_start + time.perf_counter() - start_time
         if tp.lr_schedule == "budget" and tp.max_time:
-            fraction = min(elapsed / tp.max_time, 1.0)
+            fraction = min(state.elapsed / tp.max_time, 1.0)
+            ratio = tp.min_learning_rate / tp.learning_rate
             for group in optimizer.param_groups:
-                group["lr"] = (
-                    tp.learning_rate * (tp.min_learning_rate / tp.learning_rate) ** fraction
-                )
+                group["lr"] = tp.learning_rate * ratio**fraction
         else:
             scheduler.step(score)
         lr = optimizer.param_groups[0]["lr"]
-        row = {"epoch": epoch, "lr": lr, "seconds": round(elapsed, 3)}
+        row = {"epoch": epoch, "lr": lr, "seconds": round(state.elapsed, 3)}
         row.update({f"train_{k}": v for k, v in train_metrics.items()})
         row.update({f"valid_{k}": v for k, v in valid_metrics.items()})
-        history.append(row)
-        if score < best_score:
-            best_score, best_metrics = score, dict(row)
-            best_state = copy.deepcopy(model.state_dict())
-            epochs_since_best = 0
-        else:
-            epochs_since_best += 1
+        state.record(row, score, model)
         bar.update(1)
         bar.set_postfix(
             E=f"{valid_metrics['energy_mae_mev_per_atom']:.2f}meV",
@@ -320,38 +299,23 @@ def train(
             lr=f"{lr:.1e}",
         )
         if (epoch + 1) % tp.checkpoint_every == 0:
-            _write_checkpoint(
-                checkpoint_path,
-                model,
-                optimizer,
-                scheduler,
-                best_state,
-                best_score,
-                best_metrics,
-                history,
-                epochs_since_best,
-                epoch,
-                elapsed,
-            )
-            _write_logs(out_dir, history)
-        if epochs_since_best >= tp.early_stopping_patience:
+            state.save(checkpoint_path, model, optimizer, scheduler)
+            _write_logs(out_dir, state.history)
+        if state.epochs_since_best >= tp.early_stopping_patience:
             stopped = "early_stopping"
             break
-        if (
-            tp.lr_schedule == "plateau"
-            and lr <= tp.min_learning_rate * 1.0001
-            and epochs_since_best >= tp.lr_patience
-        ):
+        at_min_lr = lr <= tp.min_learning_rate * 1.0001
+        if tp.lr_schedule == "plateau" and at_min_lr and state.epochs_since_best >= tp.lr_patience:
             stopped = "min_learning_rate"
             break
-        if tp.max_time is not None and elapsed >= tp.max_time:
+        if tp.max_time is not None and state.elapsed >= tp.max_time:
             stopped = "max_time"
             break
     bar.close()
 
-    model.load_state_dict(best_state)
+    model.load_state_dict(state.best_state)
     model.eval()
-    elapsed = elapsed_before + time.perf_counter() - start_time
+    best = state.best_metrics
     metadata = {
         "trained_on": {
             "n_structures": len(train_data),
@@ -359,64 +323,72 @@ def train(
             "source": train_data.source,
         },
         "validation": {"n_structures": len(valid_data)},
-        "best_epoch": best_metrics.get("epoch"),
-        "best_valid": {k: v for k, v in best_metrics.items() if k.startswith("valid_")},
-        "train_seconds": round(elapsed, 2),
+        "best_epoch": best.get("epoch"),
+        "best_valid": {k: v for k, v in best.items() if k.startswith("valid_")},
+        "train_seconds": round(state.elapsed, 2),
         "stopped_because": stopped,
         "config": config.model_dump(mode="json"),
     }
     model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
-    _write_checkpoint(
-        checkpoint_path,
-        model,
-        optimizer,
-        scheduler,
-        best_state,
-        best_score,
-        best_metrics,
-        history,
-        epochs_since_best,
-        epoch,
-        elapsed,
-    )
-    log_path = _write_logs(out_dir, history)
-    import yaml
-
+    state.save(checkpoint_path, model, optimizer, scheduler)
+    log_path = _write_logs(out_dir, state.history)
     atomic_write_text(
         out_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     )
-    return TrainResult(model_path, log_path, best_metrics, epoch + 1, elapsed, stopped, history)
+    return TrainResult(
+        model_path, log_path, best, len(state.history), state.elapsed, stopped, state.history
+    )
 
 
-def _write_checkpoint(
-    path: Path,
-    model,
-    optimizer,
-    scheduler,
-    best_state,
-    best_score,
-    best_metrics,
-    history,
-    epochs_since_best,
-    epoch,
-    elapsed,
-) -> None:
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "best_state": best_state,
-        "best_score": best_score,
-        "best_metrics": best_metrics,
-        "history": history,
-        "epochs_since_best": epochs_since_best,
-        "epoch": epoch,
-        "elapsed": elapsed,
-        "torch_rng": torch.get_rng_state(),
-        "numpy_rng": np.random.get_state(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+@dataclass
+class _Progress:
+    """Everything besides the model/optimiser that a checkpoint must restore."""
+
+    best_state: dict[str, torch.Tensor]
+    best_score: float = math.inf
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs_since_best: int = 0
+    elapsed: float = 0.0
+    elapsed_at_start: float = 0.0
+
+    @property
+    def next_epoch(self) -> int:
+        return len(self.history)
+
+    def record(self, row: dict[str, float], score: float, model: Potential) -> None:
+        """Append an epoch's log row; keep the weights if the validation score improved."""
+        self.history.append(row)
+        if score < self.best_score:
+            self.best_score, self.best_metrics = score, dict(row)
+            self.best_state = copy.deepcopy(model.state_dict())
+            self.epochs_since_best = 0
+        else:
+            self.epochs_since_best += 1
+
+    def save(self, path: Path, model, optimizer, scheduler) -> None:
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "progress": {k: v for k, v in vars(self).items() if k != "elapsed_at_start"},
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @classmethod
+    def restore(cls, path: Path, model, optimizer, scheduler) -> _Progress:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
+        np.random.set_state(payload["numpy_rng"])
+        progress = cls(**payload["progress"])
+        progress.elapsed_at_start = progress.elapsed
+        return progress
 
 
 def _write_logs(out_dir: Path, history: list[dict[str, Any]]) -> Path:

@@ -61,6 +61,9 @@ class ReportSettings(BaseModel):
         0.5, ge=0, description="Langevin NVT before the NVE run, at the same temperature"
     )
     nve_min_atoms: int = Field(32, ge=1, description="small cells are repeated to at least this")
+    nve_max_atoms: int = Field(
+        64, ge=1, description="prefer test structures up to this size for MD (cost)"
+    )
     nve_structure: Path | None = Field(
         None, description="structure for MD/EOS/RDF; default: picked from the test set"
     )

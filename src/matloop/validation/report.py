@@ -165,8 +165,9 @@ def _pick_physics_structures(ds, n: int) -> list[int]:
 
 
 def _pick_md_structure(ds, settings: ReportSettings) -> tuple[Atoms, str]:
-    """The structure for MD/EOS/RDF: given, or the periodic test structure with the lowest
-    reference energy per atom (near equilibrium, so it is a sensible crystal for EOS and MD)."""
+    """The structure for MD/EOS/RDF: given, or the periodic bulk-like test structure (preferably
+    with at most `nve_max_atoms` atoms, for cost) with the lowest reference energy per atom
+    (near equilibrium, so a sensible start for MD and EOS)."""
     from matloop.data import energy_of
     from matloop.md import read_structure
 
@@ -180,7 +181,8 @@ def _pick_md_structure(ds, settings: ReportSettings) -> tuple[Atoms, str]:
         # prefer bulk-like structures: skip those whose config_type mentions a surface
         bulk = [i for i in candidates if "surf" not in str(ds[i].info.get("config_type")).lower()]
         pool = bulk or candidates
-        best = min(pool, key=lambda i: energy_of(ds[i]) / len(ds[i]))
+        small = [i for i in pool if len(ds[i]) <= settings.nve_max_atoms]
+        best = min(small or pool, key=lambda i: energy_of(ds[i]) / len(ds[i]))
         atoms = ds[best]
         label = f"test structure {best} ({atoms.info.get('config_type', 'default')})"
     clean = Atoms(

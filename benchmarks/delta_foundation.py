@@ -1,0 +1,243 @@
+"""Delta learning on CHGNet vs the same family from scratch: test error against labels used.
+
+    nice -n 10 python benchmarks/delta_foundation.py --data-dir ../shared/data/mlearn \\
+        --element Si --sizes 10 25 50 100 200 --max-time 90 \\
+        --json benchmarks/results/delta_foundation_si.json
+
+For each training-set size n (a random subset of EL/train.xyz, same subset for both arms) it trains
+`--family` on (DFT − CHGNet) residuals and on the DFT labels directly, with the same architecture,
+loss and wall-clock budget, and reports energy/force MAE on EL/test.xyz. CHGNet alone (raw, and
+with a per-element energy shift fitted on the n labels) is the zero-training reference.
+
+With ``--speed`` it instead measures the cost of the family against BPNN on mlearn Cu (CPU
+seconds, 1 thread): featurisation, one training epoch over EL/train.xyz, and one MD step
+(velocity Verlet, 108-atom fcc Cu cell).
+
+CHGNet is evaluated once per structure and cached (``--work-dir/chgnet_cache.npz``). The delta
+model's test error is computed as the correction's error on the test residuals, which equals the
+error of base + correction (checked in tests/test_foundation_delta.py) without re-running CHGNet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mlearn"
+
+
+def _chgnet_predictions(structures, cache: Path):
+    from matloop.training.delta import BasePrediction, base_predictions
+
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        if int(data["n"]) == len(structures):
+            out = []
+            for k in range(len(structures)):
+                stress = data[f"s{k}"] if f"s{k}" in data else None
+                out.append(BasePrediction(float(data["e"][k]), data[f"f{k}"], stress))
+            return out, float(data["seconds"])
+    start = time.process_time()
+    preds = base_predictions(structures, "chgnet")
+    seconds = time.process_time() - start
+    arrays = {"n": len(preds), "e": np.array([p.energy for p in preds]), "seconds": seconds}
+    for k, p in enumerate(preds):
+        arrays[f"f{k}"] = p.forces
+        if p.stress is not None:
+            arrays[f"s{k}"] = p.stress
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **arrays)
+    return preds, seconds
+
+
+def _config(family: str, max_time: float, params: dict):
+    from matloop.training import TrainConfig
+
+    return TrainConfig.model_validate(
+        {
+            "model": {"family": family, "params": params},
+            "training": {
+                "lr_schedule": "budget",
+                "learning_rate": 3e-3,
+                "min_learning_rate": 3e-5,
+                "early_stopping_patience": 100000,
+                "max_epochs": 100000,
+                "batch_size": 4,
+                "max_time": max_time,
+                "num_threads": 1,
+                "loss": {"energy": 1.0, "forces": 0.02, "stress": 0.0},
+            },
+        }
+    )
+
+
+def _summary(metrics: dict) -> dict:
+    keys = ("energy_mae_mev_per_atom", "force_mae_ev_per_a", "energy_rmse_mev_per_atom")
+    return {k: round(float(metrics[k]), 4) for k in keys if k in metrics}
+
+
+def _speed(args) -> dict:
+    """CPU cost (process_time, 1 thread) of training and MD for `args.family` vs bpnn."""
+    from ase import units
+    from ase.build import bulk
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    import matloop
+    from matloop.data import read_dataset
+    from matloop.training import TrainConfig, train
+
+    data = read_dataset(args.data_dir / "Cu" / "train.xyz")
+    out = {"element": "Cu", "n_train": len(data), "families": {}}
+    for family in ("bpnn", args.family):
+        cpu = {}
+        for epochs in (1, 3):
+            config = TrainConfig.model_validate(
+                {
+                    "model": {"family": family, "params": json.loads(args.params)}
+                    if family == args.family
+                    else {"family": family},
+                    "training": {"max_epochs": epochs, "num_threads": 1, "batch_size": 4},
+                }
+            )
+            start = time.process_time()
+            result = train(data, args.work_dir / f"speed_{family}_{epochs}", config, progress=False)
+            cpu[epochs] = time.process_time() - start
+        per_epoch = (cpu[3] - cpu[1]) / 2
+        atoms = bulk("Cu", "fcc", 3.62, cubic=True) * (3, 3, 3)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+        atoms.calc = matloop.load(result.model_path, num_threads=1)
+        dyn = VelocityVerlet(atoms, 1.0 * units.fs)
+        dyn.run(2)  # warm-up
+        steps = 30
+        start = time.process_time()
+        dyn.run(steps)
+        md_step = (time.process_time() - start) / steps
+        out["families"][family] = {
+            "train_cpu_s_per_epoch": round(per_epoch, 2),
+            "setup_cpu_s": round(cpu[1] - per_epoch, 2),
+            "md_cpu_ms_per_step_108_atoms": round(1000 * md_step, 2),
+            "n_atoms_md": len(atoms),
+        }
+        print(family, out["families"][family], flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--element", default="Si")
+    parser.add_argument("--family", default="painn")
+    parser.add_argument("--params", default="{}", help="family hyper-parameters as JSON")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 25, 50, 100, 200])
+    parser.add_argument("--max-time", type=float, default=90.0, help="training budget (s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", type=Path, default=Path("benchmarks/runs/delta_foundation"))
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--speed", action="store_true", help="cost vs bpnn instead (mlearn Cu)")
+    args = parser.parse_args(argv)
+    if args.speed:
+        from matloop.utils.files import atomic_write_text
+        from matloop.utils.threads import configure_torch_threads
+
+        configure_torch_threads(1)
+        report = _speed(args)
+        print(json.dumps(report, indent=2))
+        if args.json:
+            atomic_write_text(args.json, json.dumps(report, indent=2))
+        return 0
+
+    import matloop
+    from matloop.data import read_dataset
+    from matloop.evaluation import evaluate
+    from matloop.training import train
+    from matloop.training.delta import residual_dataset, train_delta
+    from matloop.utils.files import atomic_write_text
+    from matloop.utils.threads import configure_torch_threads
+
+    configure_torch_threads(1)
+    train_all = read_dataset(args.data_dir / args.element / "train.xyz")
+    test = read_dataset(args.data_dir / args.element / "test.xyz")
+    work = args.work_dir / args.element
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(train_all))
+    sizes = [n for n in args.sizes if n <= len(train_all)]
+    used = order[: max(sizes)]
+    pool = train_all.subset(used.tolist())
+
+    pool_preds, pool_sec = _chgnet_predictions(
+        list(pool), work / f"chgnet_train_seed{args.seed}_{len(pool)}.npz"
+    )
+    test_preds, test_sec = _chgnet_predictions(list(test), work / "chgnet_test_cache.npz")
+    test_residuals = residual_dataset(test, test_preds, "test residuals")
+    n_test_atoms = np.array([len(a) for a in test])
+    e_ref = test.energies()
+    e_chg = np.array([p.energy for p in test_preds])
+    f_ref = np.concatenate([a.get_forces() for a in test])
+    f_chg = np.concatenate([p.forces for p in test_preds])
+    raw_chgnet = {
+        "energy_mae_mev_per_atom": float(1000 * np.abs((e_chg - e_ref) / n_test_atoms).mean()),
+        "force_mae_ev_per_a": float(np.abs(f_chg - f_ref).mean()),
+    }
+    params = json.loads(args.params)
+    rows = []
+    for n in sizes:
+        subset = list(range(n))
+        data = pool.subset(subset)
+        preds = [pool_preds[k] for k in subset]
+        # CHGNet + per-atom constant fitted on the n labels (single-element datasets)
+        shift = np.mean(
+            [
+                (a.get_potential_energy() - p.energy) / len(a)
+                for a, p in zip(data, preds, strict=True)
+            ]
+        )
+        shifted_e = 1000 * np.abs((e_chg + shift * n_test_atoms - e_ref) / n_test_atoms).mean()
+        row = {"n_labels": n, "chgnet_shifted_energy_mae_mev_per_atom": round(float(shifted_e), 4)}
+        for arm in ("delta", "scratch"):
+            config = _config(args.family, args.max_time, params)
+            out = work / f"{arm}_{n}"
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            if arm == "delta":
+                result = train_delta(
+                    data, "chgnet", out, config, predictions=preds, seed=args.seed, progress=False
+                )
+                calc = matloop.load(result.model_path).correction
+                metrics = evaluate(calc, test_residuals)
+            else:
+                result = train(data, out, config, seed=args.seed, progress=False)
+                metrics = evaluate(matloop.load(result.model_path), test)
+            row[arm] = {
+                **_summary(metrics),
+                "epochs": result.epochs,
+                "train_wall_s": round(time.perf_counter() - wall0, 1),
+                "train_cpu_s": round(time.process_time() - cpu0, 1),
+            }
+            print(n, arm, row[arm], flush=True)
+        rows.append(row)
+
+    report = {
+        "benchmark": "delta_foundation",
+        "element": args.element,
+        "family": args.family,
+        "params": params,
+        "max_time_s": args.max_time,
+        "n_test": len(test),
+        "chgnet_cpu_s_per_structure": round((pool_sec + test_sec) / (len(pool) + len(test)), 3),
+        "chgnet_alone": {k: round(v, 4) for k, v in raw_chgnet.items()},
+        "rows": rows,
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.json, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

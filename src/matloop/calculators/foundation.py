@@ -1,0 +1,156 @@
+"""Universal pretrained ("foundation") potentials by name, and base + correction calculators.
+
+Registered names (resolve with :func:`matloop.calculators.resolve_calculator`):
+
+* ``chgnet`` — CHGNet (optional extra: ``pip install chgnet``; the wheel ships the pretrained
+  weights, so it works offline).
+* ``mace_mp`` — MACE-MP through mace-torch (optional; downloads its weights on first use, which
+  fails offline: a clear :class:`~matloop.errors.ConfigError` says so).
+
+The packages are imported inside the factories only, so matloop works without them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from ase.calculators.calculator import all_changes
+from ase.calculators.mixing import SumCalculator
+
+from matloop.calculators.registry import register_calculator
+from matloop.errors import ConfigError
+
+CHGNET_HINT = "install the optional extra with: pip install chgnet"
+_CHGNET_CLASS: type | None = None
+
+
+def _chgnet_calculator_class() -> type:
+    """CHGNet's ASE calculator with float64 results and its noisy warning silenced."""
+    global _CHGNET_CLASS
+    if _CHGNET_CLASS is not None:
+        return _CHGNET_CLASS
+    try:
+        from chgnet.model.dynamics import CHGNetCalculator
+    except ImportError as exc:
+        raise ConfigError(
+            f"calculator 'chgnet' needs the chgnet package ({exc}); {CHGNET_HINT}"
+        ) from None
+
+    class MatloopCHGNet(CHGNetCalculator):
+        """CHGNet (energy eV, forces eV/Å, stress eV/Å³ in ASE order) returning float64."""
+
+        def calculate(self, atoms=None, properties=None, system_changes=all_changes, **kw):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+                super().calculate(atoms, properties, system_changes, **kw)
+            for key in ("energy", "free_energy"):
+                self.results[key] = float(self.results[key])
+            for key in ("forces", "stress", "energies", "magmoms"):
+                if key in self.results:
+                    self.results[key] = np.asarray(self.results[key], dtype=np.float64)
+
+    _CHGNET_CLASS = MatloopCHGNet
+    return MatloopCHGNet
+
+
+def chgnet_calculator(num_threads: int | None = None, **kwargs: Any):
+    """The pretrained CHGNet as an ASE calculator (CPU unless ``use_device`` is given)."""
+    from matloop.utils.threads import configure_torch_threads
+
+    cls = _chgnet_calculator_class()
+    configure_torch_threads(num_threads)
+    kwargs.setdefault("use_device", "cpu")
+    kwargs.setdefault("on_isolated_atoms", "ignore")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its banner on load
+        return cls(**kwargs)
+
+
+MACE_HINT = (
+    "mace_mp needs the optional package mace-torch (pip install mace-torch; it pins e3nn 0.4.4 "
+    "and changes torch.load defaults globally, so install it in its own environment) and "
+    "downloads the MACE-MP weights from GitHub on first use"
+)
+
+
+def mace_mp_calculator(**kwargs: Any):
+    """MACE-MP (mace-torch). Offline, pass ``model=/path/to/local.model``."""
+    try:
+        from mace.calculators import mace_mp
+    except ImportError as exc:
+        raise ConfigError(f"{MACE_HINT}; it is not installed ({exc})") from None
+    kwargs.setdefault("device", "cpu")
+    kwargs.setdefault("default_dtype", "float64")
+    try:
+        return mace_mp(**kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:  # urllib errors are OSErrors
+        raise ConfigError(
+            f"mace_mp could not load its weights ({type(exc).__name__}: {exc}); the download "
+            "needs internet access. Offline, download the .model file elsewhere and pass "
+            "model=/path/to/file.model"
+        ) from None
+
+
+register_calculator(
+    "chgnet", chgnet_calculator, f"CHGNet pretrained universal potential ({CHGNET_HINT})"
+)
+register_calculator(
+    "mace_mp", mace_mp_calculator, "MACE-MP universal potential (mace-torch; downloads weights)"
+)
+
+
+class DeltaCalculator(SumCalculator):
+    """A base calculator plus a matloop correction trained on (reference − base).
+
+    Exposes the correction's ``model``, ``metadata``, ``family``, ``elements`` and ``cutoff`` so it
+    can stand in for a :class:`~matloop.calculators.potential.MatloopCalculator`.
+    """
+
+    def __init__(self, base, correction, base_name: str) -> None:
+        super().__init__([base, correction])
+        self.base = base
+        self.correction = correction
+        self.base_name = base_name
+        if "energy" in self.implemented_properties:
+            self.implemented_properties = [*self.implemented_properties, "free_energy"]
+
+    def calculate(self, atoms, properties, system_changes):
+        properties = [p for p in properties if p != "free_energy"] or ["energy"]
+        super().calculate(atoms, properties, system_changes)
+        if "energy" in self.results:
+            self.results["energy"] = float(self.results["energy"])
+            self.results["free_energy"] = self.results["energy"]
+
+    @property
+    def model(self):
+        return self.correction.model
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.correction.metadata
+
+    @property
+    def path(self):
+        return self.correction.path
+
+    @property
+    def family(self) -> str:
+        return self.correction.family
+
+    @property
+    def elements(self) -> list[str]:
+        return self.correction.elements
+
+    @property
+    def cutoff(self) -> float:
+        return self.correction.cutoff
+
+    def get_descriptors(self, atoms) -> np.ndarray:
+        return self.correction.get_descriptors(atoms)
+
+    def __str__(self) -> str:
+        return f"DeltaCalculator({self.base_name} + matloop {self.family})"

@@ -1,0 +1,146 @@
+"""`matloop design suggest | fit | predict | evaluate` end to end, including bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from matloop.cli import main
+
+DATA = Path(__file__).parent / "data" / "design"
+SPACE = str(DATA / "space.yaml")
+OBS = str(DATA / "observed.csv")
+
+
+def run(args, capsys):
+    rc = main(["design", *args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_suggest_batch_writes_feasible_rows(tmp_path, capsys):
+    out = tmp_path / "next.csv"
+    rc, o, e = run(["suggest", "--data", OBS, "--space", SPACE, "--objective", "nd:max",
+                    "--batch", "2", "--seed", "1", "--restarts", "3", "--raw-samples", "64",
+                    "--out", str(out)], capsys)
+    assert rc == 0, e
+    df = pd.read_csv(out)
+    comps = ["SiO2", "Na2O", "CaO", "Al2O3", "PbO"]
+    assert list(df.columns[:5]) == comps
+    assert {"pred_nd_mean", "pred_nd_std", "acquisition"} <= set(df.columns)
+    assert len(df) == 2
+    np.testing.assert_allclose(df[comps].sum(axis=1), 100.0, atol=1e-9)
+    assert (df["PbO"] == 0).all() and (df["Na2O"] + df["CaO"] <= 30 + 1e-6).all()
+    assert (df["SiO2"] >= 50 - 1e-9).all() and (df["Al2O3"] <= 5 + 1e-9).all()
+    assert "2 suggestion(s)" in o
+
+
+def test_two_rows_space_filling_says_so(tmp_path, capsys):
+    two = tmp_path / "two.csv"
+    pd.read_csv(OBS).head(2).to_csv(two, index=False)
+    out = tmp_path / "next.csv"
+    rc, o, e = run(["suggest", "--data", str(two), "--space", SPACE, "--objective", "nd:max",
+                    "--batch", "3", "--out", str(out)], capsys)
+    assert rc == 0
+    assert "warning: only nd: 2 observation(s)" in e and "space-filling" in e
+    assert len(pd.read_csv(out)) == 3
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_objective", "no column for objective(s) ['abbe']"),
+        ("sums_off", "row 2 sums to 90"),
+        ("unknown_component", "component column(s) ['K2O'] are not in the space"),
+        ("unknown_in_space", "component 'Xx2O': 'Xx' is not a chemical element"),
+        ("infeasible", "constraints leave no feasible composition"),
+        ("bad_objective", "unknown direction 'up'"),
+        ("missing_file", "file not found"),
+    ],
+)
+def test_bad_input_gives_one_line_error(tmp_path, capsys, case, expected):
+    data, space, objective = OBS, SPACE, "nd:max"
+    frame = pd.read_csv(OBS)
+    if case == "missing_objective":
+        objective = "abbe:max"
+    elif case == "sums_off":
+        frame.loc[1, "SiO2"] -= 10
+        data = tmp_path / "d.csv"
+        frame.to_csv(data, index=False)
+    elif case == "unknown_component":
+        frame["K2O"] = [0, 1, 0, 0, 0, 0]
+        frame.loc[1, "SiO2"] -= 1
+        data = tmp_path / "d.csv"
+        frame.to_csv(data, index=False)
+    elif case == "unknown_in_space":
+        space = tmp_path / "s.yaml"
+        space.write_text("components: {SiO2: [50, 100], Xx2O: [0, 10]}\n")
+    elif case == "infeasible":
+        space = tmp_path / "s.yaml"
+        space.write_text("total: 100\ncomponents: {SiO2: [50, 60], Na2O: [0, 20], PbO: [0, 30]}"
+                         "\nforbidden: [PbO]\n")
+    elif case == "bad_objective":
+        objective = "nd:up"
+    elif case == "missing_file":
+        data = tmp_path / "nope.csv"
+    rc, o, e = run(["suggest", "--data", str(data), "--space", str(space), "--objective",
+                    objective, "--out", str(tmp_path / "n.csv")], capsys)
+    assert rc == 1
+    assert e.startswith("error: ") and expected in e, e
+    assert len(e.strip().splitlines()) == 1 and "Traceback" not in e
+    assert not (tmp_path / "n.csv").exists()
+
+
+def test_fit_predict_evaluate(tmp_path, capsys):
+    data = str(DATA / "glass_small.csv")
+    model = tmp_path / "m.pkl"
+    rc, o, e = run(["fit", "--data", data, "-p", "nd", "-p", "Tg", "--model", "rf",
+                    "--trees", "30",
+                    "--out", str(model)], capsys)
+    assert rc == 0, e
+    assert "nd: 80" in o and "Tg: " in o and model.exists()
+    pred = tmp_path / "pred.csv"
+    rc, o, e = run(["predict", "--model", str(model), "--data", data, "--out", str(pred)], capsys)
+    assert rc == 0, e
+    df = pd.read_csv(pred)
+    assert np.corrcoef(df["nd"], df["pred_nd_mean"])[0, 1] > 0.9
+    assert (df["pred_Tg_std"] > 0).all()
+    for split in ("group", "family"):
+        js = tmp_path / f"{split}.json"
+        rc, o, e = run(["evaluate", "--data", data, "-p", "nd", "--split", split, "--folds", "3",
+                        "--model", "rf", "--trees", "30", "--json", str(js)], capsys)
+        assert rc == 0, e
+        res = json.loads(js.read_text())
+        assert res["split"] == split and res["properties"]["nd"]["n"] == 80
+        assert "RMSE" in o and "cov95" in o
+    assert res["properties"]["nd"]["r2"] > 0.5
+    rc, o, e = run(["evaluate", "--data", data, "-p", "nd", "--split", "time", "--folds", "3",
+                    "--model", "rf", "--trees", "30"], capsys)
+    assert rc == 1 and "--time-column" in e
+    rc, o, e = run(["evaluate", "--data", data, "-p", "nd", "--split", "time", "--folds", "3",
+                    "--time-column", "year", "--model", "rf", "--trees", "30"], capsys)
+    assert rc == 0, e
+    rc, o, e = run(["fit", "--data", data, "-p", "abbe", "--out", str(model)], capsys)
+    assert rc == 1 and "no column for objective(s) ['abbe']" in e
+
+
+def test_subprocess_smoke(tmp_path):
+    """A real process: a user error is one line on stderr, exit code 1."""
+    out = tmp_path / "next.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "matloop", "design", "suggest", "--data", OBS, "--space",
+         SPACE, "--objective", "Tg:min", "--objective", "abbe:max", "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"error: {OBS}: no column for objective(s) ['abbe']; columns are "
+        "['SiO2', 'Na2O', 'CaO', 'Al2O3', 'PbO', 'nd', 'Tg']"
+    )
+    assert not out.exists()

@@ -1,0 +1,114 @@
+"""Delta learning on a base calculator (real potentials: Tersoff base, Stillinger–Weber reference)
+and the foundation-model names that need optional packages."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from helpers.reference_data import sw_si_structures
+
+import matloop
+from matloop.calculators import resolve_calculator
+from matloop.calculators.foundation import DeltaCalculator
+from matloop.errors import ConfigError
+from matloop.training import TrainConfig
+from matloop.training.delta import base_predictions, residual_dataset, train_delta
+
+TINY_PAINN = {"features": 8, "layers": 2, "n_radial": 6, "cutoff": 4.0}
+
+
+@pytest.fixture(scope="module")
+def si_sw():
+    return sw_si_structures(12, seed=0), sw_si_structures(4, seed=7)
+
+
+def _config(max_epochs: int) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "model": {"family": "painn", "params": TINY_PAINN},
+            "training": {"max_epochs": max_epochs, "batch_size": 4, "learning_rate": 1e-2},
+        }
+    )
+
+
+def test_residual_labels_are_reference_minus_base(si_sw):
+    train, _ = si_sw
+    preds = base_predictions(train[:2], "tersoff")
+    residuals = residual_dataset(train[:2], preds)
+    tersoff = resolve_calculator("tersoff")
+    for atoms, res in zip(train[:2], residuals, strict=True):
+        work = atoms.copy()
+        work.calc = tersoff
+        assert res.get_potential_energy() == pytest.approx(
+            atoms.get_potential_energy() - work.get_potential_energy(), abs=1e-10
+        )
+        np.testing.assert_allclose(res.get_forces(), atoms.get_forces() - work.get_forces())
+        np.testing.assert_allclose(res.get_stress(), atoms.get_stress() - work.get_stress())
+
+
+def test_train_delta_then_load_gives_base_plus_correction(tmp_path, si_sw):
+    train, test = si_sw
+    result = train_delta(train, "tersoff", tmp_path / "delta", _config(15), progress=False)
+    calc = matloop.load(result.model_path)
+    assert isinstance(calc, DeltaCalculator)
+    assert calc.metadata["delta_base"] == "tersoff" and calc.family == "painn"
+    assert calc.base_name == "tersoff" and "tersoff" in str(calc)
+
+    tersoff = resolve_calculator("tersoff")
+    delta_err, base_err = [], []
+    for atoms in test:
+        work = atoms.copy()
+        work.calc = calc
+        energy = work.get_potential_energy()
+        forces = work.get_forces()
+        stress = work.get_stress()
+        # the total is exactly base + correction
+        corr = atoms.copy()
+        corr.calc = calc.correction
+        base = atoms.copy()
+        base.calc = tersoff
+        assert energy == pytest.approx(
+            base.get_potential_energy() + corr.get_potential_energy(), abs=1e-9
+        )
+        np.testing.assert_allclose(forces, base.get_forces() + corr.get_forces(), atol=1e-10)
+        np.testing.assert_allclose(stress, base.get_stress() + corr.get_stress(), atol=1e-12)
+        assert work.get_potential_energy(force_consistent=True) == pytest.approx(energy)
+        n = len(atoms)
+        delta_err.append(abs(energy - atoms.get_potential_energy()) / n)
+        base_err.append(abs(base.get_potential_energy() - atoms.get_potential_energy()) / n)
+    # Tersoff alone is ~0.3 eV/atom off Stillinger–Weber; the correction removes most of that
+    assert np.mean(delta_err) < 0.1 * np.mean(base_err)
+
+
+def test_train_delta_needs_a_base_name(tmp_path, si_sw):
+    with pytest.raises(ConfigError, match="name"):
+        train_delta(si_sw[0], resolve_calculator("sw"), tmp_path, _config(1), progress=False)
+
+
+def test_foundation_names_are_registered():
+    from matloop.calculators import builtin_calculators
+
+    names = builtin_calculators()
+    assert "chgnet" in names and "mace_mp" in names
+    assert "pip install chgnet" in names["chgnet"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mace") is not None, reason="mace-torch installed")
+def test_mace_mp_without_mace_torch_is_a_clear_config_error():
+    with pytest.raises(ConfigError, match="mace-torch"):
+        resolve_calculator("mace_mp")
+
+
+def test_chgnet_without_package_is_a_clear_config_error(monkeypatch):
+    import sys
+
+    from matloop.calculators import foundation
+
+    # make `import chgnet...` fail as it does where the optional extra is not installed
+    monkeypatch.setattr(foundation, "_CHGNET_CLASS", None)
+    for name in ("chgnet", "chgnet.model", "chgnet.model.dynamics"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ConfigError, match="pip install chgnet"):
+        resolve_calculator("chgnet")
