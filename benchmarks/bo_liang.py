@@ -91,50 +91,69 @@ def main(argv=None) -> int:
                     help="budget per run (pool size if smaller)")
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--max-seconds", type=float, default=0,
+                    help="stop starting new repeats after this wall time (0: no limit)")
     args = ap.parse_args(argv)
     threadpool_limits(1)
     data_dir = Path(args.data_dir)
-    res = {"benchmark": "Liang et al. 2021 pool-based BO", "repeats": args.repeats,
-           "max_experiments": args.max_experiments, "n_init": 2, "datasets": {}}
     t_all = time.time()
-    for name in args.datasets:
-        X, y = load(data_dir, name)
+    pools = {name: load(data_dir, name) for name in args.datasets}
+    curves: dict[str, dict[str, list]] = {n: {m: [] for m in args.methods} for n in pools}
+    secs: dict[str, dict[str, float]] = {n: {m: 0.0 for m in args.methods} for n in pools}
+    done = 0
+    # repeats are the outer loop, so a time budget cuts every dataset/method at the same count
+    for r in range(args.repeats):
+        if args.max_seconds and time.time() - t_all > args.max_seconds:
+            print(f"time budget reached after {done} repeats", flush=True)
+            break
+        for name, (X, y) in pools.items():
+            budget = min(len(y), args.max_experiments)
+            for mname in args.methods:
+                t0 = time.time()
+                order = pool_bo_run(X, y, n_cycles=budget, seed=r, **METHODS[mname])
+                curves[name][mname].append(top_fraction_curve(order, y))
+                secs[name][mname] += time.time() - t0
+        done += 1
+        res = summarise(args, pools, curves, secs, data_dir, done)
+        res["seconds"] = time.time() - t_all
+        line = "; ".join(
+            f"{n[:8]} {m[:14]} EF50 {res['datasets'][n]['methods'][m]['EF'].get('50', 0):.2f}"
+            for n in pools for m in args.methods)
+        print(f"repeat {done}: {line} ({res['seconds']:.0f} s)", flush=True)
+        if args.json:
+            out = Path(args.json)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(out.suffix + ".tmp")
+            tmp.write_text(json.dumps(res, indent=1))
+            os.replace(tmp, out)
+    return 0
+
+
+def summarise(args, pools, curves, secs, data_dir, done) -> dict:
+    res = {"benchmark": "Liang et al. 2021 pool-based BO", "repeats_requested": args.repeats,
+           "repeats_done": done, "max_experiments": args.max_experiments, "n_init": 2,
+           "datasets": {}}
+    for name, (_, y) in pools.items():
         N = len(y)
-        budget = min(N, args.max_experiments)
-        entry = {"N_unique": N, "n_top": int(np.ceil(0.05 * N)), "budget": budget, "methods": {}}
-        for mname in args.methods:
-            t0 = time.time()
-            curves = np.array([
-                top_fraction_curve(pool_bo_run(X, y, n_cycles=budget, seed=r,
-                                               **METHODS[mname]), y)
-                for r in range(args.repeats)
-            ])
-            m = ef_af(curves, N)
-            m["seconds"] = time.time() - t0
-            m["mean_top_curve"] = curves.mean(axis=0).round(4).tolist()
+        entry = {"N_unique": N, "n_top": int(np.ceil(0.05 * N)),
+                 "budget": min(N, args.max_experiments), "methods": {}}
+        for mname, cs in curves[name].items():
+            c = np.array(cs)
+            m = ef_af(c, N)
+            m["seconds"] = secs[name][mname]
+            m["mean_top_curve"] = c.mean(axis=0).round(4).tolist()
             entry["methods"][mname] = m
-            print(f"[{name}] {mname}: EF@30 {m['EF'].get('30', float('nan')):.2f} "
-                  f"EF@50 {m['EF'].get('50', float('nan')):.2f} "
-                  f"EF@100 {m['EF'].get('100', float('nan')):.2f} AF {m['AF']} "
-                  f"({m['seconds']:.0f} s)", flush=True)
         if name == "Crossed barrel":
             demo = data_dir / "demo_TopCount_collection_GP_Matern52_LCB2_CrossedBarrel.npy"
             if demo.exists():
                 raw = np.load(demo, allow_pickle=True)
-                counts = np.array([np.asarray(r, float) for r in raw])
-                a = ef_af(counts / entry["n_top"], N)
-                entry["anchor_authors_npy"] = a
-                print(f"[{name}] authors' GP-M52-LCB2: EF {a['EF']} AF {a['AF']}", flush=True)
+                # runs stop once all top candidates are found: pad with the final count
+                counts = np.array([np.pad(np.asarray(r, float), (0, N - len(r)), mode="edge")
+                                   for r in raw])
+                budget = entry["budget"]
+                entry["anchor_authors_npy"] = ef_af(counts[:, :budget] / entry["n_top"], N)
         res["datasets"][name] = entry
-    res["seconds"] = time.time() - t_all
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(res, indent=1))
-        os.replace(tmp, out)
-        print(f"wrote {out}")
-    return 0
+    return res
 
 
 if __name__ == "__main__":

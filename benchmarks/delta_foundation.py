@@ -1,17 +1,18 @@
 """Delta learning on CHGNet vs the same family from scratch: test error against labels used.
 
     nice -n 10 python benchmarks/delta_foundation.py --data-dir ../shared/data/mlearn \\
-        --element Si --sizes 10 25 50 100 200 --max-time 90 \\
+        --element Si --sizes 10 25 50 100 200 --steps 300 \\
         --json benchmarks/results/delta_foundation_si.json
 
-For each training-set size n (a random subset of EL/train.xyz, same subset for both arms) it trains
-`--family` on (DFT − CHGNet) residuals and on the DFT labels directly, with the same architecture,
-loss and wall-clock budget, and reports energy/force MAE on EL/test.xyz. CHGNet alone (raw, and
-with a per-element energy shift fitted on the n labels) is the zero-training reference.
+For each training-set size n (a random subset of EL/train.xyz, same subset for both arms) it
+trains `--family` on (DFT − CHGNet) residuals and on the DFT labels directly, with the same
+architecture, loss and number of optimiser steps (`--steps`), and reports energy/force MAE on
+EL/test.xyz. CHGNet alone (raw, and with a per-element energy shift fitted on the n labels) is
+the zero-training reference.
 
 With ``--speed`` it instead measures the cost of the family against BPNN on mlearn Cu (CPU
-seconds, 1 thread): featurisation, one training epoch over EL/train.xyz, and one MD step
-(velocity Verlet, 108-atom fcc Cu cell).
+seconds, 1 thread): featurisation and one training epoch over the first `--speed-structures`
+structures of Cu/train.xyz (per structure), and one MD step (velocity Verlet, 108-atom fcc Cu).
 
 CHGNet is evaluated once per structure and cached (``--work-dir/chgnet_cache.npz``). The delta
 model's test error is computed as the correction's error on the test residuals, which equals the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -54,19 +56,24 @@ def _chgnet_predictions(structures, cache: Path):
     return preds, seconds
 
 
-def _config(family: str, max_time: float, params: dict):
+def _config(family: str, n_labels: int, steps: int, max_time: float | None, params: dict):
+    """Same architecture, loss and number of optimiser steps for every arm (`steps` ≈ epochs ×
+    batches): a step budget, unlike a wall-clock one, does not depend on the machine's load."""
     from matloop.training import TrainConfig
 
+    batch = 4
+    n_fit = max(1, n_labels - max(1, round(0.1 * n_labels)))
+    epochs = max(1, math.ceil(steps * batch / n_fit))
     return TrainConfig.model_validate(
         {
             "model": {"family": family, "params": params},
             "training": {
-                "lr_schedule": "budget",
                 "learning_rate": 3e-3,
                 "min_learning_rate": 3e-5,
+                "lr_patience": max(5, epochs // 8),
                 "early_stopping_patience": 100000,
-                "max_epochs": 100000,
-                "batch_size": 4,
+                "max_epochs": epochs,
+                "batch_size": batch,
                 "max_time": max_time,
                 "num_threads": 1,
                 "loss": {"energy": 1.0, "forces": 0.02, "stress": 0.0},
@@ -81,36 +88,57 @@ def _summary(metrics: dict) -> dict:
 
 
 def _speed(args) -> dict:
-    """CPU cost (process_time, 1 thread) of training and MD for `args.family` vs bpnn."""
+    """CPU cost (process_time, 1 thread) of training and MD for `args.family` vs bpnn.
+
+    The training steps are those of :func:`matloop.training.train` (predict with
+    ``create_graph=True``, energy + force loss, backward, Adam), timed without validation.
+    """
+    import torch
     from ase import units
     from ase.build import bulk
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
 
-    import matloop
-    from matloop.data import read_dataset
-    from matloop.training import TrainConfig, train
+    from matloop.calculators.potential import MatloopCalculator
+    from matloop.data import fit_reference_energies, read_dataset
+    from matloop.models import get_family
+    from matloop.models.graph import collate
 
-    data = read_dataset(args.data_dir / "Cu" / "train.xyz")
-    out = {"element": "Cu", "n_train": len(data), "families": {}}
+    full = read_dataset(args.data_dir / "Cu" / "train.xyz")
+    data = full.subset(range(min(args.speed_structures, len(full))))
+    e0 = fit_reference_energies(data, ["Cu"])["Cu"]
+    energy = torch.tensor([a.get_potential_energy() - e0 * len(a) for a in data])
+    forces = [torch.from_numpy(a.get_forces()).float() for a in data]
+    out = {"element": "Cu", "n_structures_timed": len(data), "families": {}}
     for family in ("bpnn", args.family):
-        cpu = {}
-        for epochs in (1, 3):
-            config = TrainConfig.model_validate(
-                {
-                    "model": {"family": family, "params": json.loads(args.params)}
-                    if family == args.family
-                    else {"family": family},
-                    "training": {"max_epochs": epochs, "num_threads": 1, "batch_size": 4},
-                }
-            )
-            start = time.process_time()
-            result = train(data, args.work_dir / f"speed_{family}_{epochs}", config, progress=False)
-            cpu[epochs] = time.process_time() - start
-        per_epoch = (cpu[3] - cpu[1]) / 2
+        cls = get_family(family)
+        params = json.loads(args.params) if family == args.family else {}
+        torch.manual_seed(0)
+        model = cls(["Cu"], cls.Params.model_validate(params)).float()
+        model.set_reference_energies({"Cu": e0})
+        start = time.process_time()
+        graphs = [model.prepare(a) for a in data]
+        setup = time.process_time() - start
+        n_atoms = torch.tensor([g.n_total_atoms for g in graphs], dtype=torch.float32)
+        model.fit_normalization(graphs, energy.float() / n_atoms)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        epochs = 2
+        start = time.process_time()
+        for _ in range(epochs):
+            for b in range(0, len(graphs), 4):
+                idx = list(range(b, min(b + 4, len(graphs))))
+                graph = collate([graphs[i] for i in idx])
+                pred = model.predict(graph, stress=False, create_graph=True)
+                e_err = (pred["energy"] - energy[idx].float()) / n_atoms[idx]
+                f_err = pred["forces"] - torch.cat([forces[i] for i in idx])
+                loss = (e_err**2).mean() + 0.02 * (f_err**2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        per_epoch = (time.process_time() - start) / epochs
         atoms = bulk("Cu", "fcc", 3.62, cubic=True) * (3, 3, 3)
         MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
-        atoms.calc = matloop.load(result.model_path, num_threads=1)
+        atoms.calc = MatloopCalculator(model.eval(), num_threads=1)
         dyn = VelocityVerlet(atoms, 1.0 * units.fs)
         dyn.run(2)  # warm-up
         steps = 30
@@ -118,8 +146,9 @@ def _speed(args) -> dict:
         dyn.run(steps)
         md_step = (time.process_time() - start) / steps
         out["families"][family] = {
+            "featurise_cpu_s_per_structure": round(setup / len(data), 4),
             "train_cpu_s_per_epoch": round(per_epoch, 2),
-            "setup_cpu_s": round(cpu[1] - per_epoch, 2),
+            "train_cpu_s_per_structure_per_epoch": round(per_epoch / len(data), 4),
             "md_cpu_ms_per_step_108_atoms": round(1000 * md_step, 2),
             "n_atoms_md": len(atoms),
         }
@@ -134,11 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", default="painn")
     parser.add_argument("--params", default="{}", help="family hyper-parameters as JSON")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 25, 50, 100, 200])
-    parser.add_argument("--max-time", type=float, default=90.0, help="training budget (s)")
+    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per training")
+    parser.add_argument("--max-time", type=float, default=None, help="wall-clock cap (s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("benchmarks/runs/delta_foundation"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--speed", action="store_true", help="cost vs bpnn instead (mlearn Cu)")
+    parser.add_argument("--speed-structures", type=int, default=40, help="Cu structures timed")
     args = parser.parse_args(argv)
     if args.speed:
         from matloop.utils.files import atomic_write_text
@@ -199,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         shifted_e = 1000 * np.abs((e_chg + shift * n_test_atoms - e_ref) / n_test_atoms).mean()
         row = {"n_labels": n, "chgnet_shifted_energy_mae_mev_per_atom": round(float(shifted_e), 4)}
         for arm in ("delta", "scratch"):
-            config = _config(args.family, args.max_time, params)
+            config = _config(args.family, n, args.steps, args.max_time, params)
             out = work / f"{arm}_{n}"
             cpu0, wall0 = time.process_time(), time.perf_counter()
             if arm == "delta":
@@ -225,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "element": args.element,
         "family": args.family,
         "params": params,
+        "steps": args.steps,
         "max_time_s": args.max_time,
         "n_test": len(test),
         "chgnet_cpu_s_per_structure": round((pool_sec + test_sec) / (len(pool) + len(test)), 3),

@@ -144,6 +144,12 @@ def worker_profile(spec: dict) -> dict:
 
     calc = _make_calc(spec)
     atoms = _cell(spec["element"], spec["size"])
+    if len(atoms) > spec.get("max_profile_atoms", 5000):
+        return {
+            "element": spec["element"],
+            "n_atoms": len(atoms),
+            "error": "skipped: larger than max_profile_atoms",
+        }
     model = calc.model
     periodic = bool(atoms.pbc.all())
 
@@ -153,6 +159,8 @@ def worker_profile(spec: dict) -> dict:
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
+            if times[-1] > 5.0:  # slow calls: one measurement is enough
+                break
         return min(times)
 
     graph = model.graph(atoms)
@@ -171,8 +179,7 @@ def worker_profile(spec: dict) -> dict:
     t_calc = best(call)
     prof = cProfile.Profile()
     prof.enable()
-    for _ in range(2):
-        call()
+    call()
     prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)

@@ -2,7 +2,7 @@
 # Run the mlearn benchmark for all six elements, two at a time (one torch thread each, so the
 # two runs share the 2 cores without oversubscription). Usage: bash benchmarks/run_mlearn_all.sh [MAX_TIME]
 set -euo pipefail
-max_time=${1:-900}
+max_time=${1:-1100}
 data=${DATA_DIR:-../shared/data/mlearn}
 cd "$(dirname "$0")/.."
 export MATLOOP_NUM_THREADS=1

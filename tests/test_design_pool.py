@@ -11,18 +11,18 @@ def test_pool_bo_finds_top_candidates_faster_than_random():
     rng = np.random.default_rng(0)
     X = rng.random((100, 2))
     y = (X[:, 0] - 0.7) ** 2 + (X[:, 1] - 0.3) ** 2  # minimise; best near (0.7, 0.3)
-    budget = 25
+    budget = 20
     found = []
-    for seed in range(3):
+    for seed in range(2):
         order = pool_bo_run(X, y, n_cycles=budget, acquisition="lcb", ard=True, seed=seed)
         assert len(order) == budget and len(set(order.tolist())) == budget
         curve = top_fraction_curve(order, y)
         assert np.all(np.diff(curve) >= 0) and curve[-1] <= 1.0
         found.append(curve[-1])
-    # random sampling finds budget/N = 25 % of the top-5 on average
+    # random sampling finds budget/N = 20 % of the top-5 on average
     assert np.mean(found) >= 0.8, found
-    order = pool_bo_run(X, y, n_cycles=10, acquisition="ei", ard=False, seed=0)
-    assert len(set(order.tolist())) == 10
+    order = pool_bo_run(X, y, n_cycles=6, acquisition="ei", ard=False, seed=0)
+    assert len(set(order.tolist())) == 6
 
 
 def test_top_fraction_curve_counts():

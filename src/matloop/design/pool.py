@@ -27,8 +27,9 @@ def _gp(dim: int, ard: bool, previous=None):
         kernel = previous
     else:
         ls = np.ones(dim) if ard else 1.0
-        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(ls, (1e-2, 1e2), nu=2.5) + WhiteKernel(
-            1e-2, (1e-5, 1.0)
+        # bounds in standardised units: keep ARD length scales from collapsing on few points
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(ls, (5e-2, 20.0), nu=2.5) + WhiteKernel(
+            1e-2, (1e-3, 0.1)
         )
     return GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=0)
 
@@ -49,6 +50,13 @@ def pool_bo_run(
     `X` (N × d) and `y` (N,) are the pool (unique candidates); `n_cycles` experiments in total
     (default: the whole pool). The first `n_init` are random.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # tiny matrices: threads only add overhead on shared cores
+        return _run(X, y, n_init, n_cycles, acquisition, kappa, ard, seed)
+
+
+def _run(X, y, n_init, n_cycles, acquisition, kappa, ard, seed) -> np.ndarray:
     rng = np.random.default_rng(seed)
     N = len(y)
     n_cycles = N if n_cycles is None else min(n_cycles, N)

@@ -54,7 +54,11 @@ class _Message(torch.nn.Module):
         x = self.phi(s)[neighbors] * (self.filter(radial) * fcut[:, None])  # (E, 3F)
         x_s, x_vv, x_vs = torch.split(x, self.features, dim=-1)
         ds = torch.zeros_like(s).index_add(0, centers, x_s)
-        dv_edge = v[neighbors] * x_vv[:, None, :] + x_vs[:, None, :] * unit[:, :, None]
+        dv_edge = x_vs[:, None, :] * unit[:, :, None]
+        if v is None:  # first layer: all vectors are 0, so the v_j term vanishes
+            v = s.new_zeros(s.shape[0], 3, s.shape[1])
+        else:
+            dv_edge = dv_edge + v[neighbors] * x_vv[:, None, :]
         dv = torch.zeros_like(v).index_add(0, centers, dv_edge)
         return s + ds, v + dv
 
@@ -124,7 +128,7 @@ class PaiNN(Potential):
         """Final scalar features s_i, shape (N, F)."""
         radial, fcut, unit = self._edge_terms(graph.vectors)
         s = self.embedding(graph.species)
-        v = s.new_zeros(s.shape[0], 3, s.shape[1])
+        v = None
         for message, update in zip(self.messages, self.updates, strict=True):
             s, v = message(s, v, radial, fcut, unit, graph.centers, graph.neighbors)
             s, v = update(s, v)

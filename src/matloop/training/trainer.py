@@ -261,6 +261,7 @@ def train(
         state = _Progress(best_state=copy.deepcopy(model.state_dict()))
 
     rng = np.random.default_rng(tp.seed + state.next_epoch)
+    setup = state.elapsed_at_start + time.perf_counter() - start_time  # s spent before epoch 1
     n_train = len(train_set.graphs)
     stopped = "max_epochs"
     bar = tqdm(total=tp.max_epochs, initial=state.next_epoch, desc="training", disable=not progress)
@@ -281,7 +282,9 @@ def train(
         score = _weighted_score(valid_metrics, weights)
         state.elapsed = state.elapsed_at_start + time.perf_counter() - start_time
         if tp.lr_schedule == "budget" and tp.max_time:
-            fraction = min(state.elapsed / tp.max_time, 1.0)
+            # decay over the part of the budget left after featurisation
+            fraction = (state.elapsed - setup) / max(tp.max_time - setup, 1e-9)
+            fraction = min(max(fraction, 0.0), 1.0)
             ratio = tp.min_learning_rate / tp.learning_rate
             for group in optimizer.param_groups:
                 group["lr"] = tp.learning_rate * ratio**fraction

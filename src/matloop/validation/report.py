@@ -128,7 +128,8 @@ def _parity_and_hist(pred, label: str) -> dict[str, str]:
         axh.hist(err * scale, bins=50, color="tab:blue", alpha=0.8)
         axh.set_xlabel(f"{name} error ({eunit})")
         axh.set_ylabel("count")
-        axh.set_yscale("log")
+        if err.size > 200:
+            axh.set_yscale("log")
     axes[0].legend(fontsize=7, loc="upper left")
     fig.suptitle(f"Parity, {label} set")
     fig.tight_layout()
