@@ -154,3 +154,33 @@ def test_subprocess_entry_point_reports_errors_cleanly(tmp_path):
         ).stdout.strip()
         == "0.1.0"
     )
+
+
+def test_train_delta_on_a_base_calculator(tmp_path, tiny_config, capsys):
+    """Stillinger–Weber labels learned as a correction on top of Tersoff; load gives the sum."""
+    from helpers.reference_data import sw_si_structures
+
+    import matloop
+
+    data = sw_si_structures(8, seed=4).write(tmp_path / "si.xyz")
+    out = tmp_path / "delta"
+    rc = main(
+        [
+            "train",
+            "--train",
+            str(data),
+            "--out",
+            str(out),
+            "--config",
+            str(tiny_config),
+            "--delta-base",
+            "tersoff",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    calc = matloop.load(out)
+    atoms = sw_si_structures(1, seed=9)[0]
+    reference = atoms.get_potential_energy()
+    atoms.calc = calc
+    assert abs(atoms.get_potential_energy() - reference) / len(atoms) < 0.05

@@ -20,6 +20,9 @@ def train_command(
     seed: int | None = typer.Option(None, "--seed", help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from DIR/checkpoint.pt."),
     init_model: Path | None = typer.Option(None, "--init-model", help="Warm-start from a model."),
+    delta_base: str | None = typer.Option(
+        None, "--delta-base", help="Learn reference − BASE (a calculator name, e.g. chgnet)."
+    ),
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -40,17 +43,35 @@ def train_command(
     valid_ds = read_dataset(valid, **keys) if valid is not None else None
     if resume and not (out / "checkpoint.pt").exists():
         typer.echo(f"warning: no checkpoint in {out}; starting from scratch", err=True)
-    result = run_training(
-        train_ds,
-        out,
-        cfg,
-        valid_data=valid_ds,
-        seed=seed,
-        max_time=max_time,
-        resume=resume,
-        init_model=init_model,
-        progress=progress,
-    )
+    if delta_base is not None:
+        if resume or init_model is not None:
+            from matloop.errors import ConfigError
+
+            raise ConfigError("--delta-base cannot be combined with --resume or --init-model")
+        from matloop.training.delta import train_delta
+
+        result = train_delta(
+            train_ds,
+            delta_base,
+            out,
+            cfg,
+            valid_data=valid_ds,
+            seed=seed,
+            max_time=max_time,
+            progress=progress,
+        )
+    else:
+        result = run_training(
+            train_ds,
+            out,
+            cfg,
+            valid_data=valid_ds,
+            seed=seed,
+            max_time=max_time,
+            resume=resume,
+            init_model=init_model,
+            progress=progress,
+        )
     best = result.best_metrics
     typer.echo(f"model: {result.model_path}")
     typer.echo(f"log:   {result.log_path}")
