@@ -25,6 +25,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -437,9 +438,11 @@ def main(argv: list[str] | None = None) -> int:
         default=3072.0,
         help="skip sizes whose extrapolated peak memory exceeds this",
     )
-    p.add_argument("--work-dir", type=Path, default=Path("md_speed_work"))
+    p.add_argument(
+        "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "matloop_md_speed"
+    )
     p.add_argument("--plot", type=Path, default=None)
-    p.add_argument("--profile-sizes", default="1000,100000", help="matloop profiles; '' skips")
+    p.add_argument("--profile-sizes", default="1000", help="matloop profiles; '' skips")
     p.add_argument("--no-accuracy", action="store_true")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--accuracy-worker", help=argparse.SUPPRESS)

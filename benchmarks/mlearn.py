@@ -72,6 +72,7 @@ def run(
         meets_energy_target=metrics["energy_mae_mev_per_atom"] <= best_e,
         meets_force_target=metrics["force_mae_ev_per_a"] <= best_f,
         model_path=str(result.model_path),
+        config=str(config) if config else "default",
     )
     return metrics
 

@@ -134,3 +134,13 @@ def test_reference_energies_by_least_squares():
     e0 = fit_reference_energies(Dataset(structures))
     assert e0["Cu"] == pytest.approx(-3.0)
     assert e0["Ni"] == pytest.approx(-5.0)
+
+
+def test_written_files_are_readable_by_others(tmp_path, emt_cu_dataset):
+    import os
+    import stat
+
+    path = emt_cu_dataset.write(tmp_path / "shared.xyz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

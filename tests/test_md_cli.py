@@ -148,11 +148,3 @@ def test_md_cli_subprocess_smoke(cu_file, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "NVT 32 atoms" in proc.stdout and "NVE energy drift" not in proc.stdout
-    proc = subprocess.run(
-        [sys.executable, "-m", "matloop", "md", "emt", str(cu_file), "--steps", "0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 1 and proc.stderr.startswith("error: steps must be")

@@ -66,7 +66,7 @@ def test_nvt_and_npt_stillinger_weber_si(si8, tmp_path):
         "nvt",
         temperature_k=600,
         timestep_fs=2.0,
-        steps=250,
+        steps=150,
         progress=False,
         friction_per_fs=0.05,
         traj=tmp_path / "nvt.xyz",
@@ -80,7 +80,7 @@ def test_nvt_and_npt_stillinger_weber_si(si8, tmp_path):
         temperature_k=300,
         pressure_gpa=10.0,
         timestep_fs=2.0,
-        steps=250,
+        steps=150,
         progress=False,
         pdamp_fs=100,
     )

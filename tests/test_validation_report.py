@@ -21,10 +21,10 @@ FAST = {
     "nve_ps": 0.06,
     "nve_equilibration_ps": 0.02,
     "nve_timestep_fs": 2.0,
-    "rdf_ps": 0.04,
-    "n_physics_structures": 2,
+    "rdf_ps": 0.02,
+    "n_physics_structures": 1,
     "fd_atoms": 2,
-    "eos_points": 7,
+    "eos_points": 5,
     "progress": False,
 }
 
@@ -69,7 +69,7 @@ def _parse(path):
 def report_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     report = build_report(
-        EMT(), _cu_set(4, 1), train_ds=_cu_set(4, 2), reference="emt", out_dir=out,
+        EMT(), _cu_set(3, 1), train_ds=_cu_set(3, 2), reference="emt", out_dir=out,
         settings=FAST, model_name="EMT as model",
     )
     return out, report

@@ -95,7 +95,8 @@ def _ensure_optional_registrations() -> None:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            # only a missing optional module (or its package) is fine; other import errors are bugs
+            if exc.name is None or not module.startswith(exc.name):
                 raise
 
 
