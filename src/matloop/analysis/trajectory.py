@@ -12,22 +12,9 @@ from matloop.errors import ConfigError, DataError
 
 def read_trajectory(path: str | Path, index: str | slice = ":") -> list[Atoms]:
     """All frames of `path` (ASE .traj, extxyz, ...) as a list of Atoms."""
-    from ase.io import read
+    from matloop.data.io import read_structures
 
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"trajectory file not found: {p}")
-    if p.is_dir():
-        raise DataError(f"trajectory path is a directory, not a file: {p}")
-    try:
-        frames = read(p, index=index)
-    except Exception as exc:  # ASE raises many kinds for unreadable files
-        raise DataError(f"cannot read trajectory {p}: {exc}") from exc
-    if isinstance(frames, Atoms):
-        frames = [frames]
-    if not frames:
-        raise DataError(f"trajectory {p} has no frames")
-    return list(frames)
+    return read_structures(path, index=index, what="trajectory file")
 
 
 def frame_times_ps(frames: list[Atoms], timestep_ps: float | None = None) -> np.ndarray:

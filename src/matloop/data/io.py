@@ -48,14 +48,20 @@ def _read_db(path: Path, selection: str | None) -> list[Atoms]:
 
 
 def read_structures(
-    path: str | os.PathLike, index: str | int = ":", format: str | None = None
+    path: str | os.PathLike,
+    index: str | int | slice = ":",
+    format: str | None = None,
+    what: str = "file",
 ) -> list[Atoms]:
-    """Read structures (unvalidated) from any ASE-readable file or ASE database."""
+    """Read structures (unvalidated) from any ASE-readable file or ASE database.
+
+    `what` names the file in error messages (e.g. ``"trajectory file"``).
+    """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"file not found: {path}")
+        raise DataError(f"{what} not found: {path}")
     if path.is_dir():
-        raise DataError(f"{path} is a directory, expected a structure file")
+        raise DataError(f"{path} is a directory, expected a {what}")
     try:
         if path.suffix in _DB_SUFFIXES and format is None and _looks_like_db(path):
             return _read_db(path, None)
@@ -71,7 +77,7 @@ def read_structures(
         frames = [frames]
     frames = list(frames)
     if not frames:
-        raise DataError(f"{path}: no structures found")
+        raise DataError(f"{path}: no structures found in this {what}")
     return frames
 
 

@@ -169,24 +169,13 @@ def energy_drift(time_ps: np.ndarray, etot_ev: np.ndarray, n_atoms: int) -> floa
 
 
 def read_structure(path: str | Path, index: int | str = -1) -> Atoms:
-    """Read one structure with ASE, turning failures into clear :class:`DataError` messages."""
-    from ase.io import read
+    """Read one structure (the last frame by default) with clear :class:`DataError` messages."""
+    from matloop.data.io import read_structures
 
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"structure file not found: {p}")
-    if p.is_dir():
-        raise DataError(f"structure path is a directory, not a file: {p}")
-    try:
-        atoms = read(p, index=index)
-    except Exception as exc:  # ASE raises many kinds for unreadable files
-        raise DataError(f"cannot read a structure from {p}: {exc}") from exc
-    if isinstance(atoms, list):
-        if not atoms:
-            raise DataError(f"no structure in {p}")
-        atoms = atoms[-1]
+    frames = read_structures(path, index=index, what="structure file")
+    atoms = frames[-1]
     if len(atoms) == 0:
-        raise DataError(f"structure in {p} has no atoms")
+        raise DataError(f"structure in {path} has no atoms")
     return atoms
 
 
