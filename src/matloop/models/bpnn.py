@@ -146,18 +146,22 @@ class BPNN(Potential):
         """Graph plus G and ∂G/∂r_e (forward-mode autograd, float64, then cast)."""
         dtype = self.dtype
         graph = build_graph(atoms, self.elements, self.cutoff, self.angular_cutoff)
-        descriptor = self.descriptor.to(torch.float64)
-        with torch.no_grad():
-            features = self.descriptors(graph)
         angular_edges = torch.unique(torch.cat([graph.triplet_first, graph.triplet_second]))
-        d_radial, d_angular = descriptor.edge_derivatives(
-            graph.vectors,
-            graph.neighbor_species,
-            graph.triplet_first,
-            graph.triplet_second,
-            angular_edges,
-        )
-        self.descriptor.to(dtype)
+        # the descriptor's constant buffers go to float64 for this computation only; restore the
+        # model's dtype even if featurisation fails, so a bad structure cannot leave it changed
+        self.descriptor.to(torch.float64)
+        try:
+            with torch.no_grad():
+                features = self.descriptors(graph)
+            d_radial, d_angular = self.descriptor.edge_derivatives(
+                graph.vectors,
+                graph.neighbor_species,
+                graph.triplet_first,
+                graph.triplet_second,
+                angular_edges,
+            )
+        finally:
+            self.descriptor.to(dtype)
         graph.extra = {
             "descriptors": features,
             "d_radial": d_radial,
