@@ -98,6 +98,28 @@ class Potential(torch.nn.Module):
         raise NotImplementedError(f"{self.family} does not expose per-atom features")
 
     # --- training hooks (families may override for speed) ---------------------------------
+    #: True for families fitted outside matloop's gradient loop (closed-form kernel models,
+    #: external trainers); :func:`matloop.training.train` then calls :meth:`fit` instead.
+    custom_fit: ClassVar[bool] = False
+
+    def fit(
+        self,
+        train_data: Any,
+        valid_data: Any,
+        config: Any,
+        *,
+        out_dir: Any,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Fit in place on `train_data` (a :class:`~matloop.data.Dataset`; E0 already set).
+
+        Only called when :attr:`custom_fit` is true. `config` is the
+        :class:`~matloop.training.TrainConfig` (loss weights, ``training.max_time`` in s, seed);
+        `valid_data` may be used for model selection. Returns JSON-able facts about the fit that
+        go into the model's metadata (e.g. the number of sparse points).
+        """
+        raise NotImplementedError(f"{self.family} is trained by matloop's optimisation loop")
+
     def prepare(self, atoms: Atoms) -> AtomicGraph:
         """Per-structure data cached for training (default: the graph)."""
         return self.graph(atoms)

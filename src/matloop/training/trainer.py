@@ -241,6 +241,11 @@ def train(
             e0 = {s: float(config.reference_energies[s]) for s in elements}
         model.set_reference_energies(e0)
 
+    if model.custom_fit:
+        return _train_custom(
+            model, train_data, valid_data, config, out_dir, e0, start_time, progress
+        )
+
     train_set = _prepare(model, train_data, e0, "featurising train", progress)
     valid_set = _prepare(model, valid_data, e0, "featurising valid", progress)
     if init_model is None:
@@ -319,7 +324,52 @@ def train(
     model.load_state_dict(state.best_state)
     model.eval()
     best = state.best_metrics
-    metadata = {
+    metadata = _metadata(train_data, valid_data, config, best, state.elapsed, stopped)
+    model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
+    state.save(checkpoint_path, model, optimizer, scheduler)
+    log_path = _write_logs(out_dir, state.history)
+    _write_config(out_dir, config)
+    return TrainResult(
+        model_path, log_path, best, len(state.history), state.elapsed, stopped, state.history
+    )
+
+
+def _train_custom(
+    model: Potential,
+    train_data: Dataset,
+    valid_data: Dataset,
+    config: TrainConfig,
+    out_dir: Path,
+    e0: dict[str, float],
+    start_time: float,
+    progress: bool,
+) -> TrainResult:
+    """Families with their own fit (closed form, external trainer): fit, validate once, save."""
+    fit_info = model.fit(train_data, valid_data, config, out_dir=out_dir, progress=progress)
+    model.eval()
+    dtype = getattr(torch, config.training.dtype)
+    valid_set = _prepare(model, valid_data, e0, "validating", progress)
+    valid_metrics = _evaluate(model, valid_set, dtype, config.training.loss)
+    elapsed = time.perf_counter() - start_time
+    row: dict[str, Any] = {"epoch": 0, "seconds": round(elapsed, 3)}
+    row.update({f"valid_{k}": v for k, v in valid_metrics.items()})
+    metadata = _metadata(train_data, valid_data, config, row, elapsed, "fitted")
+    metadata["fit"] = fit_info or {}
+    model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
+    log_path = _write_logs(out_dir, [row])
+    _write_config(out_dir, config)
+    return TrainResult(model_path, log_path, row, 1, elapsed, "fitted", [row])
+
+
+def _metadata(
+    train_data: Dataset,
+    valid_data: Dataset,
+    config: TrainConfig,
+    best: dict[str, Any],
+    elapsed: float,
+    stopped: str,
+) -> dict[str, Any]:
+    return {
         "trained_on": {
             "n_structures": len(train_data),
             "n_atoms": train_data.n_atoms,
@@ -328,18 +378,15 @@ def train(
         "validation": {"n_structures": len(valid_data)},
         "best_epoch": best.get("epoch"),
         "best_valid": {k: v for k, v in best.items() if k.startswith("valid_")},
-        "train_seconds": round(state.elapsed, 2),
+        "train_seconds": round(elapsed, 2),
         "stopped_because": stopped,
         "config": config.model_dump(mode="json"),
     }
-    model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
-    state.save(checkpoint_path, model, optimizer, scheduler)
-    log_path = _write_logs(out_dir, state.history)
+
+
+def _write_config(out_dir: Path, config: TrainConfig) -> None:
     atomic_write_text(
         out_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    )
-    return TrainResult(
-        model_path, log_path, best, len(state.history), state.elapsed, stopped, state.history
     )
 
 
