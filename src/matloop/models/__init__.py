@@ -1,27 +1,81 @@
-"""Potential families. Each family is a :class:`~matloop.models.base.Potential` subclass."""
+"""Potential families. Each family is a :class:`~matloop.models.base.Potential` subclass.
+
+Families are imported lazily, so that optional back-ends (e.g. mace-torch) are only needed by
+the users of that family.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
 from matloop.errors import ConfigError
 from matloop.models.base import Potential
-from matloop.models.bpnn import BPNN
-from matloop.models.painn import PaiNN
 
-FAMILIES: dict[str, type[Potential]] = {BPNN.family: BPNN, PaiNN.family: PaiNN}
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Where a family lives and what it needs."""
+
+    name: str
+    module: str
+    class_name: str
+    description: str
+    requires: str | None = None  # importable name of an optional package
+    install_hint: str | None = None  # what to pip install when `requires` is missing
+
+    @property
+    def installed(self) -> bool:
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+
+_SPECS = [
+    FamilySpec(
+        "bpnn",
+        "matloop.models.bpnn",
+        "BPNN",
+        "Behler–Parrinello symmetry functions + per-element neural networks",
+    ),
+    FamilySpec(
+        "painn",
+        "matloop.models.painn",
+        "PaiNN",
+        "PaiNN-like equivariant message passing (scalar + vector features)",
+    ),
+    # kernel family: its FamilySpec goes here
+    # mace family: its FamilySpec goes here
+    # chgnet family: its FamilySpec goes here
+]
+
+FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in _SPECS}
 
 
 def available_families() -> dict[str, str]:
-    """Family name → one-line description."""
-    return {name: cls.description for name, cls in FAMILIES.items()}
+    """Family name → one-line description (optional families say what to install)."""
+    out = {}
+    for name, spec in FAMILIES.items():
+        text = spec.description
+        if not spec.installed:
+            text += f" [not installed: pip install {spec.install_hint or spec.requires}]"
+        out[name] = text
+    return out
 
 
 def get_family(name: str) -> type[Potential]:
     """The Potential class of family `name` (clear error listing the valid names)."""
     try:
-        return FAMILIES[name]
+        spec = FAMILIES[name]
     except KeyError:
         valid = ", ".join(sorted(FAMILIES))
         raise ConfigError(f"unknown model family {name!r}; available: {valid}") from None
+    if not spec.installed:
+        raise ConfigError(
+            f"model family {name!r} needs the optional package {spec.requires!r}: "
+            f"pip install {spec.install_hint or spec.requires}"
+        )
+    module = importlib.import_module(spec.module)
+    return getattr(module, spec.class_name)
 
 
-__all__ = ["FAMILIES", "Potential", "available_families", "get_family"]
+__all__ = ["FAMILIES", "FamilySpec", "Potential", "available_families", "get_family"]
