@@ -1,14 +1,17 @@
 """Delta learning on CHGNet vs the same family from scratch: test error against labels used.
 
     nice -n 10 python benchmarks/delta_foundation.py --data-dir ../shared/data/mlearn \\
-        --element Si --sizes 10 25 50 100 200 --steps 300 \\
-        --json benchmarks/results/delta_foundation_si.json
+        --element Si --sizes 10 25 50 100 200 --seeds 0 1 --steps 400 --epochs 30 \\
+        --max-steps 1200 --json benchmarks/results/delta_foundation_si.json
 
-For each training-set size n (a random subset of EL/train.xyz, same subset for both arms) it
-trains `--family` on (DFT − CHGNet) residuals and on the DFT labels directly, with the same
-architecture, loss and number of optimiser steps (`--steps`), and reports energy/force MAE on
-EL/test.xyz. CHGNet alone (raw, and with a per-element energy shift fitted on the n labels) is
-the zero-training reference.
+For each seed and training-set size n (a random subset of EL/train.xyz drawn with that seed, the
+same subset for both arms) it trains `--family` on (DFT − CHGNet) residuals and on the DFT labels
+directly, with the same architecture, loss and number of optimiser steps, and reports energy/force
+MAE on EL/test.xyz; `summary` gives mean, standard deviation, min and max over the seeds. The step
+budget grows with n: ``clip(epochs × n_fit / batch, steps, max_steps)`` optimiser steps (n_fit =
+the 90 % of the n labels not held out for validation), i.e. at least `--steps`, `--epochs` passes
+over the data where that is more, never more than `--max-steps`. CHGNet alone (raw, and with a
+per-element energy shift fitted on the n labels) is the zero-training reference.
 
 With ``--speed`` it instead measures the cost of the family against BPNN on mlearn Cu (CPU
 seconds, 1 thread): featurisation and one training epoch over the first `--speed-structures`
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -56,12 +60,66 @@ def _chgnet_predictions(structures, cache: Path):
     return preds, seconds
 
 
+BATCH = 4
+
+
+def step_budget(n_labels: int, min_steps: int, epochs: int, max_steps: int) -> int:
+    """Optimiser steps for a training on `n_labels` structures: `epochs` passes over the
+    n_fit = n − max(1, round(0.1 n)) fitted structures, but at least `min_steps` and at most
+    `max_steps` (a step budget, unlike a wall-clock one, does not depend on the machine's load)."""
+    n_fit = max(1, n_labels - max(1, round(0.1 * n_labels)))
+    wanted = math.ceil(epochs * n_fit / BATCH)
+    return int(min(max_steps, max(min_steps, wanted)))
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation (0 for one value), min and max."""
+    arr = np.asarray(values, dtype=float)
+    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return {
+        "mean": round(float(arr.mean()), 4),
+        "std": round(std, 4),
+        "min": round(float(arr.min()), 4),
+        "max": round(float(arr.max()), 4),
+        "n": int(arr.size),
+    }
+
+
+def markdown(report: dict) -> str:
+    """Markdown table (mean ± standard deviation over seeds) of a delta_foundation JSON."""
+
+    def pm(d: dict, digits: int) -> str:
+        return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"
+
+    chg = report["chgnet_alone"]
+    lines = [
+        "| labels | optimiser steps | delta (CHGNet + correction) E | delta F "
+        "| from scratch E | from scratch F | CHGNet + fitted shift E | CPU s per training "
+        "(delta / scratch) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["summary"]:
+        d, sc = row["delta"], row["scratch"]
+        lines.append(
+            f"| {row['n_labels']} | {row['steps']} | {pm(d['energy_mae_mev_per_atom'], 1)} | "
+            f"{pm(d['force_mae_ev_per_a'], 3)} | {pm(sc['energy_mae_mev_per_atom'], 1)} | "
+            f"{pm(sc['force_mae_ev_per_a'], 3)} | "
+            f"{row['chgnet_shifted_energy_mae_mev_per_atom']['mean']:.1f} | "
+            f"{d['train_cpu_s']['mean']:.0f} / {sc['train_cpu_s']['mean']:.0f} |"
+        )
+    lines.append(
+        f"| CHGNet alone | 0 | {chg['energy_mae_mev_per_atom']:.1f} | "
+        f"{chg['force_mae_ev_per_a']:.3f} | | | | |"
+    )
+    return "\n".join(lines)
+
+
 def _config(family: str, n_labels: int, steps: int, max_time: float | None, params: dict):
     """Same architecture, loss and number of optimiser steps for every arm (`steps` ≈ epochs ×
-    batches): a step budget, unlike a wall-clock one, does not depend on the machine's load."""
+    batches)."""
     from matloop.training import TrainConfig
 
-    batch = 4
+    batch = BATCH
     n_fit = max(1, n_labels - max(1, round(0.1 * n_labels)))
     epochs = max(1, math.ceil(steps * batch / n_fit))
     return TrainConfig.model_validate(
@@ -163,14 +221,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", default="painn")
     parser.add_argument("--params", default="{}", help="family hyper-parameters as JSON")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 25, 50, 100, 200])
-    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per training")
+    parser.add_argument("--steps", type=int, default=400, help="minimum optimiser steps")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs wanted (sets the steps)")
+    parser.add_argument("--max-steps", type=int, default=1200, help="cap on optimiser steps")
     parser.add_argument("--max-time", type=float, default=None, help="wall-clock cap (s)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1], help="subset + initialisation seeds"
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("benchmarks/runs/delta_foundation"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--table", type=Path, help="print a markdown table of this JSON, exit")
     parser.add_argument("--speed", action="store_true", help="cost vs bpnn instead (mlearn Cu)")
     parser.add_argument("--speed-structures", type=int, default=40, help="Cu structures timed")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))
+        return 0
     if args.speed:
         from matloop.utils.files import atomic_write_text
         from matloop.utils.threads import configure_torch_threads
@@ -194,15 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     train_all = read_dataset(args.data_dir / args.element / "train.xyz")
     test = read_dataset(args.data_dir / args.element / "test.xyz")
     work = args.work_dir / args.element
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(train_all))
     sizes = [n for n in args.sizes if n <= len(train_all)]
-    used = order[: max(sizes)]
-    pool = train_all.subset(used.tolist())
-
-    pool_preds, pool_sec = _chgnet_predictions(
-        list(pool), work / f"chgnet_train_seed{args.seed}_{len(pool)}.npz"
-    )
     test_preds, test_sec = _chgnet_predictions(list(test), work / "chgnet_test_cache.npz")
     test_residuals = residual_dataset(test, test_preds, "test residuals")
     n_test_atoms = np.array([len(a) for a in test])
@@ -216,51 +274,92 @@ def main(argv: list[str] | None = None) -> int:
     }
     params = json.loads(args.params)
     rows = []
-    for n in sizes:
-        subset = list(range(n))
-        data = pool.subset(subset)
-        preds = [pool_preds[k] for k in subset]
-        # CHGNet + per-atom constant fitted on the n labels (single-element datasets)
-        shift = np.mean(
-            [
-                (a.get_potential_energy() - p.energy) / len(a)
-                for a, p in zip(data, preds, strict=True)
-            ]
+    chgnet_seconds, chgnet_structures = test_sec, len(test)
+    total_cpu0 = time.process_time()
+    for seed in args.seeds:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(train_all))
+        pool = train_all.subset(order[: max(sizes)].tolist())
+        pool_preds, pool_sec = _chgnet_predictions(
+            list(pool), work / f"chgnet_train_seed{seed}_{len(pool)}.npz"
         )
-        shifted_e = 1000 * np.abs((e_chg + shift * n_test_atoms - e_ref) / n_test_atoms).mean()
-        row = {"n_labels": n, "chgnet_shifted_energy_mae_mev_per_atom": round(float(shifted_e), 4)}
-        for arm in ("delta", "scratch"):
-            config = _config(args.family, n, args.steps, args.max_time, params)
-            out = work / f"{arm}_{n}"
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            if arm == "delta":
-                result = train_delta(
-                    data, "chgnet", out, config, predictions=preds, seed=args.seed, progress=False
-                )
-                calc = matloop.load(result.model_path).correction
-                metrics = evaluate(calc, test_residuals)
-            else:
-                result = train(data, out, config, seed=args.seed, progress=False)
-                metrics = evaluate(matloop.load(result.model_path), test)
-            row[arm] = {
-                **_summary(metrics),
-                "epochs": result.epochs,
-                "train_wall_s": round(time.perf_counter() - wall0, 1),
-                "train_cpu_s": round(time.process_time() - cpu0, 1),
+        chgnet_seconds += pool_sec
+        chgnet_structures += len(pool)
+        for n in sizes:
+            subset = list(range(n))
+            data = pool.subset(subset)
+            preds = [pool_preds[k] for k in subset]
+            # CHGNet + per-atom constant fitted on the n labels (single-element datasets)
+            shift = np.mean(
+                [
+                    (a.get_potential_energy() - p.energy) / len(a)
+                    for a, p in zip(data, preds, strict=True)
+                ]
+            )
+            shifted_e = 1000 * np.abs((e_chg + shift * n_test_atoms - e_ref) / n_test_atoms).mean()
+            steps = step_budget(n, args.steps, args.epochs, args.max_steps)
+            row = {
+                "seed": seed,
+                "n_labels": n,
+                "steps": steps,
+                "chgnet_shifted_energy_mae_mev_per_atom": round(float(shifted_e), 4),
             }
-            print(n, arm, row[arm], flush=True)
-        rows.append(row)
+            for arm in ("delta", "scratch"):
+                config = _config(args.family, n, steps, args.max_time, params)
+                out = work / f"seed{seed}" / f"{arm}_{n}"
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                if arm == "delta":
+                    result = train_delta(
+                        data, "chgnet", out, config, predictions=preds, seed=seed, progress=False
+                    )
+                    calc = matloop.load(result.model_path).correction
+                    metrics = evaluate(calc, test_residuals)
+                else:
+                    result = train(data, out, config, seed=seed, progress=False)
+                    metrics = evaluate(matloop.load(result.model_path), test)
+                row[arm] = {
+                    **_summary(metrics),
+                    "epochs": result.epochs,
+                    "train_wall_s": round(time.perf_counter() - wall0, 1),
+                    "train_cpu_s": round(time.process_time() - cpu0, 1),
+                }
+                print(seed, n, steps, arm, row[arm], flush=True)
+            rows.append(row)
+
+    summary = []
+    for n in sizes:
+        these = [r for r in rows if r["n_labels"] == n]
+        entry: dict = {"n_labels": n, "steps": these[0]["steps"], "seeds": len(these)}
+        entry["chgnet_shifted_energy_mae_mev_per_atom"] = spread(
+            [r["chgnet_shifted_energy_mae_mev_per_atom"] for r in these]
+        )
+        for arm in ("delta", "scratch"):
+            entry[arm] = {
+                key: spread([r[arm][key] for r in these])
+                for key in ("energy_mae_mev_per_atom", "force_mae_ev_per_a", "train_cpu_s")
+            }
+        summary.append(entry)
 
     report = {
         "benchmark": "delta_foundation",
         "element": args.element,
         "family": args.family,
         "params": params,
-        "steps": args.steps,
+        "budget": {
+            "min_steps": args.steps,
+            "epochs": args.epochs,
+            "max_steps": args.max_steps,
+            "batch_size": BATCH,
+            "rule": "steps = clip(ceil(epochs * n_fit / batch), min_steps, max_steps)",
+        },
         "max_time_s": args.max_time,
+        "seeds": args.seeds,
         "n_test": len(test),
-        "chgnet_cpu_s_per_structure": round((pool_sec + test_sec) / (len(pool) + len(test)), 3),
+        "chgnet_cpu_s_per_structure": round(chgnet_seconds / max(1, chgnet_structures), 3),
+        "total_cpu_s": round(time.process_time() - total_cpu0, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "chgnet_alone": {k: round(v, 4) for k, v in raw_chgnet.items()},
+        "summary": summary,
         "rows": rows,
     }
     text = json.dumps(report, indent=2)

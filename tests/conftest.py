@@ -65,3 +65,11 @@ def tiny_cu_model(tmp_path_factory, emt_cu_dataset):
     out = tmp_path_factory.mktemp("tiny_cu_model")
     result = train(emt_cu_dataset, out, tiny_train_config(), progress=False)
     return result.model_path
+
+
+@pytest.fixture(autouse=True)
+def _torch_load_stays_safe():
+    """mace-torch sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD on import, which silently disables
+    ``torch.load(weights_only=True)``; matloop isolates that import, and every test checks it."""
+    yield
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ, "a test leaked mace's env var"

@@ -112,3 +112,16 @@ def test_chgnet_without_package_is_a_clear_config_error(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ConfigError, match="pip install chgnet"):
         resolve_calculator("chgnet")
+
+
+def test_mace_mp_offline_is_clear_and_leaves_torch_load_safe():
+    import os
+
+    if importlib.util.find_spec("mace") is None:
+        pytest.skip("mace-torch is not installed")
+    try:
+        resolve_calculator("mace_mp")
+    except ConfigError as exc:  # offline: the weights cannot be downloaded
+        assert "model=/path/to/file.model" in str(exc)
+    # mace-torch sets this on import; matloop must not leave it set (it disables weights_only)
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ

@@ -71,22 +71,30 @@ def chgnet_calculator(num_threads: int | None = None, **kwargs: Any):
 
 
 MACE_HINT = (
-    "mace_mp needs the optional package mace-torch (pip install mace-torch; it pins e3nn 0.4.4 "
-    "and changes torch.load defaults globally, so install it in its own environment) and "
-    "downloads the MACE-MP weights from GitHub on first use"
+    "mace_mp needs the optional package mace-torch (pip install 'matloop[mace]'; it pins "
+    "e3nn 0.4.4) and downloads the MACE-MP weights from GitHub on first use"
 )
 
 
 def mace_mp_calculator(**kwargs: Any):
-    """MACE-MP (mace-torch). Offline, pass ``model=/path/to/local.model``."""
+    """MACE-MP (mace-torch). Offline, pass ``model=/path/to/local.model``.
+
+    mace-torch sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` process-wide on import (its model files
+    are pickled modules); the import and the load run inside
+    :func:`matloop.models.mace._isolated_import`, which restores the environment afterwards.
+    """
+    from matloop.models.mace import _isolated_import
+
     try:
-        from mace.calculators import mace_mp
+        with _isolated_import():
+            from mace.calculators import mace_mp
     except ImportError as exc:
         raise ConfigError(f"{MACE_HINT}; it is not installed ({exc})") from None
     kwargs.setdefault("device", "cpu")
     kwargs.setdefault("default_dtype", "float64")
     try:
-        return mace_mp(**kwargs)
+        with _isolated_import():
+            return mace_mp(**kwargs)
     except (OSError, RuntimeError, ValueError) as exc:  # urllib errors are OSErrors
         raise ConfigError(
             f"mace_mp could not load its weights ({type(exc).__name__}: {exc}); the download "

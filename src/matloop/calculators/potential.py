@@ -22,9 +22,16 @@ class MatloopCalculator(Calculator):
 
     Results: ``energy`` and ``free_energy`` (eV), ``energies`` (per atom, eV), ``forces`` (eV/Å)
     and, for fully periodic cells, ``stress`` (eV/Å³, ASE Voigt order xx yy zz yz xz xy).
+
+    Models with a predictive variance (the ``kernel`` family; ``calc.has_variance``) also give
+    ``energy_std``: the predictive standard deviation of the energy per atom (eV/atom, the same
+    unit as :class:`~matloop.calculators.committee.CommitteeCalculator`'s ``energy_std``), and on
+    request ``energies_std``: the std of each atomic energy (eV, shape (n_atoms,)). Only such
+    models list these in ``implemented_properties``.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    variance_properties = ["energy_std", "energies_std"]
 
     def __init__(
         self,
@@ -43,6 +50,16 @@ class MatloopCalculator(Calculator):
         self.metadata = metadata or {}
         self.path = Path(path) if path is not None else None
         configure_torch_threads(num_threads)
+        if self.has_variance:
+            self.implemented_properties = [
+                *type(self).implemented_properties,
+                *self.variance_properties,
+            ]
+
+    @property
+    def has_variance(self) -> bool:
+        """True when the model offers a predictive variance (results ``energy_std``)."""
+        return bool(getattr(self.model, "has_variance", False))
 
     @property
     def elements(self) -> list[str]:
@@ -74,6 +91,14 @@ class MatloopCalculator(Calculator):
         if periodic:
             stress = stress_from_virial(out["virial"].detach().double(), graph.volumes.double())
             self.results["stress"] = stress[0].numpy()
+        if self.has_variance:
+            per_atom = "energies_std" in properties
+            variance = self.model.energy_variance(graph, per_atom=per_atom)
+            if per_atom:
+                variance, atom_variance = variance
+                self.results["energies_std"] = atom_variance.double().sqrt().numpy()
+            std = float(variance.double().sum().sqrt())
+            self.results["energy_std"] = std / max(len(atoms), 1)
 
     def get_descriptors(self, atoms: Atoms) -> np.ndarray:
         """Per-atom features of the model (n_atoms, n_features), e.g. for diversity selection."""

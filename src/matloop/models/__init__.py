@@ -43,9 +43,28 @@ _SPECS = [
         "PaiNN",
         "PaiNN-like equivariant message passing (scalar + vector features)",
     ),
-    # kernel family: its FamilySpec goes here
-    # mace family: its FamilySpec goes here
-    # chgnet family: its FamilySpec goes here
+    FamilySpec(
+        "kernel",
+        "matloop.models.kernel",
+        "KernelPotential",
+        "SOAP-like power spectrum + sparse Gaussian process (energy variance)",
+    ),
+    FamilySpec(
+        "mace",
+        "matloop.models.mace",
+        "MACEPotential",
+        "MACE higher-order equivariant message passing (mace-torch modules)",
+        requires="mace",
+        install_hint="'matloop[mace]'",
+    ),
+    FamilySpec(
+        "chgnet",
+        "matloop.models.chgnet_family",
+        "CHGNetFinetune",
+        "CHGNet pretrained universal potential, fine-tuned on your data (chgnet)",
+        requires="chgnet",
+        install_hint="'matloop[chgnet]'",
+    ),
 ]
 
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in _SPECS}
