@@ -259,3 +259,26 @@ def test_energy_std_only_listed_for_models_with_variance():
     # an unfitted kernel model has no variance either
     assert not MatloopCalculator(KernelPotential(["Cu"])).has_variance
     assert "energy_std" not in MatloopCalculator.implemented_properties  # class list untouched
+
+
+def test_variance_is_computed_only_when_asked(fitted, emt_cu_test_dataset, monkeypatch):
+    calc = matloop.load(fitted.model_path)
+    calls = []
+    original = calc.model.energy_variance
+    monkeypatch.setattr(
+        calc.model, "energy_variance", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    predicts = []
+    original_predict = calc.model.predict
+    monkeypatch.setattr(
+        calc.model, "predict", lambda *a, **k: predicts.append(1) or original_predict(*a, **k)
+    )
+    atoms = emt_cu_test_dataset[0].copy()
+    atoms.calc = calc
+    energy = atoms.get_potential_energy()
+    atoms.get_forces()
+    assert calls == [] and "energy_std" not in calc.results  # MD does not pay for the variance
+    assert calc.get_property("energy_std", atoms) > 0
+    # the variance of an unchanged structure does not recompute energy and forces
+    assert calls == [1] and predicts == [1]
+    assert calc.results["energy"] == energy

@@ -20,17 +20,18 @@ from matloop.utils.threads import configure_torch_threads
 class MatloopCalculator(Calculator):
     """A trained matloop potential as an ASE calculator.
 
-    Results: ``energy`` and ``free_energy`` (eV), ``energies`` (per atom, eV), ``forces`` (eV/Å)
-    and, for fully periodic cells, ``stress`` (eV/Å³, ASE Voigt order xx yy zz yz xz xy).
+    Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å) and, for fully periodic
+    cells, ``stress`` (eV/Å³, ASE Voigt order xx yy zz yz xz xy).
 
     Models with a predictive variance (the ``kernel`` family; ``calc.has_variance``) also give
     ``energy_std``: the predictive standard deviation of the energy per atom (eV/atom, the same
-    unit as :class:`~matloop.calculators.committee.CommitteeCalculator`'s ``energy_std``), and on
-    request ``energies_std``: the std of each atomic energy (eV, shape (n_atoms,)). Only such
-    models list these in ``implemented_properties``.
+    unit as :class:`~matloop.calculators.committee.CommitteeCalculator`'s ``energy_std``), and
+    ``energies_std``: the std of each atomic energy (eV, shape (n_atoms,)). Only such models list
+    these in ``implemented_properties``; they are computed only when asked for
+    (``calc.get_property("energy_std", atoms)``), so MD does not pay for them.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
     variance_properties = ["energy_std", "energies_std"]
 
     def __init__(
@@ -82,16 +83,12 @@ class MatloopCalculator(Calculator):
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
         graph = self.model.graph(atoms)
-        out = self.model.predict(graph, forces=True, stress=periodic)
-        e0 = self.model.reference_energy(atoms)
-        energy = float(out["energy"].detach().double().sum()) + e0
-        self.results["energy"] = energy
-        self.results["free_energy"] = energy
-        self.results["forces"] = out["forces"].detach().double().numpy()
-        if periodic:
-            stress = stress_from_virial(out["virial"].detach().double(), graph.volumes.double())
-            self.results["stress"] = stress[0].numpy()
-        if self.has_variance:
+        want_variance = self.has_variance and bool(set(properties) & set(self.variance_properties))
+        # asking for the variance of an unchanged structure (ASE passes no system_changes then)
+        # must not recompute energy and forces
+        if system_changes or "energy" not in self.results:
+            self._energy_forces_stress(atoms, graph, periodic)
+        if want_variance:
             per_atom = "energies_std" in properties
             variance = self.model.energy_variance(graph, per_atom=per_atom)
             if per_atom:
@@ -99,6 +96,16 @@ class MatloopCalculator(Calculator):
                 self.results["energies_std"] = atom_variance.double().sqrt().numpy()
             std = float(variance.double().sum().sqrt())
             self.results["energy_std"] = std / max(len(atoms), 1)
+
+    def _energy_forces_stress(self, atoms: Atoms, graph, periodic: bool) -> None:
+        out = self.model.predict(graph, forces=True, stress=periodic)
+        energy = float(out["energy"].detach().double().sum()) + self.model.reference_energy(atoms)
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["forces"] = out["forces"].detach().double().numpy()
+        if periodic:
+            stress = stress_from_virial(out["virial"].detach().double(), graph.volumes.double())
+            self.results["stress"] = stress[0].numpy()
 
     def get_descriptors(self, atoms: Atoms) -> np.ndarray:
         """Per-atom features of the model (n_atoms, n_features), e.g. for diversity selection."""
