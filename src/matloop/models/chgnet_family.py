@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, collate, species_indices
+from matloop.units import GPA_TO_EV_PER_A3
 
 # CrystalGraph tensors kept in graph.extra: name -> which count (column of "cg_counts") sizes it
 _CG_FIELDS = {
@@ -50,7 +51,6 @@ _CG_FIELDS = {
     "cg_u2d": 2,
     "cg_bond_graph": 3,
 }
-EV_PER_A3_PER_GPA = 1.0 / 160.21766208
 _VACUUM = 2.0  # Å beyond the cutoff around a non-periodic structure
 
 
@@ -253,7 +253,7 @@ class CHGNetFinetune(Potential):
             out["forces"] = torch.cat(pred["f"])
         if stress:
             per_gpa = torch.stack(pred["s"]).reshape(-1, 3, 3)
-            out["virial"] = per_gpa * EV_PER_A3_PER_GPA * batched.volumes[:, None, None]
+            out["virial"] = per_gpa * GPA_TO_EV_PER_A3 * batched.volumes[:, None, None]
         if not create_graph:
             out = {k: v.detach() for k, v in out.items()}
         return out
