@@ -97,6 +97,20 @@ def test_config_template_validates(tmp_path, capsys):
     assert "valid train config" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("family", ["kernel", "painn", "mace", "chgnet"])
+def test_config_template_per_family(family, tmp_path, capsys):
+    from matloop.models import FAMILIES, get_family
+
+    if not FAMILIES[family].installed:
+        pytest.skip(f"{family} is not installed")
+    path = tmp_path / "t.yaml"
+    assert main(["config", "template", "--model", family, "--out", str(path)]) == 0
+    data = yaml.safe_load(path.read_text())
+    assert data["model"]["family"] == family
+    assert set(data["model"]["params"]) == set(get_family(family).Params.model_fields)
+    assert main(["config", "validate", str(path)]) == 0
+
+
 def test_config_unknown_key_lists_valid_keys(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  learning_rat: 0.1\n")

@@ -23,13 +23,16 @@ def _al_module():
 def template(
     kind: str = typer.Argument("train", help="Which config: train or al."),
     out: Path | None = typer.Option(None, "--out", help="Write to a file instead of stdout."),
+    model: str = typer.Option(
+        "bpnn", "--model", "-m", help="Model family of a train template (`matloop models`)."
+    ),
 ) -> None:
     """Print a complete YAML config with every default filled in."""
     from matloop.errors import ConfigError
     from matloop.training import train_config_template
 
     if kind == "train":
-        text = train_config_template()
+        text = train_config_template(model)
     elif kind == "al":
         text = _al_module().template()
     else:

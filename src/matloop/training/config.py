@@ -143,11 +143,12 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
     return parse_config(load_yaml(path), TrainConfig, str(path))
 
 
-def train_config_template() -> str:
-    """A commented YAML template with every default filled in."""
-    from matloop.models.bpnn import BPNNParams
+def train_config_template(family: str = "bpnn") -> str:
+    """A commented YAML template with every default filled in, for model family `family`."""
+    from matloop.models import get_family
 
-    config = TrainConfig(model=ModelConfig(params=BPNNParams().model_dump(mode="json")))
+    params = get_family(family).Params().model_dump(mode="json")
+    config = TrainConfig(model=ModelConfig(family=family, params=params))
     header = (
         "# matloop training configuration (units: eV, Å; loss weights per MSE term)\n"
         "# validate with: matloop config validate FILE\n"
