@@ -282,3 +282,16 @@ def test_variance_is_computed_only_when_asked(fitted, emt_cu_test_dataset, monke
     # the variance of an unchanged structure does not recompute energy and forces
     assert calls == [1] and predicts == [1]
     assert calc.results["energy"] == energy
+
+
+def test_cur_sparse_points_fit_as_well(emt_cu_dataset, emt_cu_test_dataset, tmp_path):
+    params = {**KERNEL_PARAMS, "sparse_method": "cur"}
+    config = TrainConfig.model_validate(
+        {"model": {"family": "kernel", "params": params}, "training": {}}
+    )
+    result = train(emt_cu_dataset, tmp_path, config, progress=False)
+    calc = matloop.load(result.model_path)
+    metrics = evaluate(calc, emt_cu_test_dataset)
+    assert metrics["energy_mae_mev_per_atom"] < 3.0, metrics
+    assert metrics["force_mae_ev_per_a"] < 0.08, metrics
+    assert 0 < int(calc.model.sparse_counts.sum()) <= 150

@@ -56,8 +56,9 @@ class KernelParams(BaseModel):
     descriptor: SOAPParams = Field(default_factory=SOAPParams)
     zeta: int = Field(4, ge=1, le=8, description="kernel exponent ζ of (q̂·x)^ζ")
     n_sparse: int = Field(1000, ge=1, description="sparse points per element")
-    sparse_method: Literal["fps", "random"] = Field(
-        "fps", description="farthest-point sampling in kernel distance, or random atoms"
+    sparse_method: Literal["fps", "cur", "random"] = Field(
+        "fps",
+        description="farthest-point sampling in kernel distance, CUR leverage scores, or random",
     )
     energy_sigma: float = Field(0.001, gt=0, description="energy noise σ_E (eV/atom)")
     force_sigma: float = Field(0.03, gt=0, description="force noise σ_F (eV/Å)")
@@ -332,6 +333,8 @@ class KernelPotential(Potential):
                 continue
             if p.sparse_method == "fps":
                 chosen = _farthest_points(cand, m, p.zeta, int(rng.integers(len(cand))))
+            elif p.sparse_method == "cur":
+                chosen = _cur_points(cand, m)
             else:
                 chosen = torch.from_numpy(rng.choice(len(cand), m, replace=False))
             points.append(cand[chosen])
@@ -516,6 +519,25 @@ def _farthest_points(features: torch.Tensor, m: int, zeta: int, first: int) -> t
             break
         chosen.append(nxt)
         dist = torch.minimum(dist, 2.0 - 2.0 * (features @ features[nxt]) ** zeta)
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def _cur_points(features: torch.Tensor, m: int) -> torch.Tensor:
+    """Indices of up to `m` rows with the largest leverage scores (CUR; Mahoney & Drineas 2009).
+
+    Leverage of row i = Σ_j U_ij² over the left singular vectors of the (atoms × features)
+    matrix that carry its rank; rows duplicating an already chosen one are skipped.
+    """
+    u, s, _ = torch.linalg.svd(features, full_matrices=False)
+    rank = max(int((s > s[0] * 1e-8).sum()), 1)
+    leverage = (u[:, :rank] ** 2).sum(1)
+    chosen: list[int] = []
+    for i in torch.argsort(leverage, descending=True).tolist():
+        if chosen and float((features[chosen] @ features[i]).max()) >= 1.0 - 1e-10:
+            continue  # the same environment again (rows are normalised)
+        chosen.append(i)
+        if len(chosen) == m:
+            break
     return torch.tensor(chosen, dtype=torch.long)
 
 
