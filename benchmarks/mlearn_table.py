@@ -106,7 +106,14 @@ def md_throughput(md: dict | None, element: str, family: str) -> str:
 
 
 def _config_name(r: dict) -> str:
-    return Path(r.get("config", "default")).stem
+    """The config file's stem, plus the result file's variant when the config does not name it
+    (e.g. ``mlearn_painn_30min_Cu.json`` run with ``mlearn_painn.yaml`` → "mlearn_painn, 30min")."""
+    name = Path(r.get("config", "default")).stem
+    match = _NAME.match(r.get("_file", ""))
+    variant = match["stem"].partition("_")[2] if match else ""
+    if variant and variant not in name:
+        name += f", {variant}"
+    return name
 
 
 def table(
