@@ -93,13 +93,20 @@ def best_family(selected: dict[str, dict]) -> str | None:
     return min(selected, key=lambda f: (max(ratios(selected[f])), f))
 
 
-def md_throughput(md: dict | None, element: str, family: str) -> str:
-    """Atom-steps per CPU second of the worker (robust to machine load), or a status."""
+def md_throughput(md: dict | None, element: str, family: str, config: str | None = None) -> str:
+    """Atom-steps per CPU second of the worker (robust to machine load), or a status.
+
+    With `config`, a measurement of a model trained with another config (another architecture,
+    e.g. more sparse points) is not shown; the same config with a longer budget is.
+    """
     if not md:
         return "–"
     row = md.get("results", {}).get(element, {}).get(family)
     if row is None:
         return "–"
+    measured = row.get("mlearn_config")
+    if config and measured and Path(measured).name != Path(config).name:
+        return "not measured"
     if row.get("status") != "ok":
         return row.get("status", "–")
     return f"{row['atom_steps_per_cpu_s']:,.0f}"
@@ -155,7 +162,7 @@ def table(
             for rank, r in enumerate(runs if all_configs else runs[:1]):
                 e_ratio, f_ratio = ratios(r)
                 mark = ", selected" if rank == 0 and len(runs) > 1 else ""
-                md_cell = md_throughput(md, el, family) if rank == 0 else ""
+                md_cell = md_throughput(md, el, family, r.get("config")) if rank == 0 else ""
                 is_best = "**best**" if rank == 0 and family == best else ""
                 cpu = r.get("train_cpu_seconds", float("nan"))
                 lines.append(
