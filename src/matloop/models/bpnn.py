@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import torch
 from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field
 
 from matloop.descriptors.symmetry_functions import SymmetryFunctionParams, SymmetryFunctions
 from matloop.models.base import Potential
-from matloop.models.graph import AtomicGraph, build_graph
+from matloop.models.graph import AtomicGraph, atom_blocks, build_graph
 
 # atoms per block at inference: bounds memory for large cells (≈ 0.2 GB per block)
 CHUNK_ATOMS = 2048
@@ -82,26 +81,19 @@ class BPNN(Potential):
         """
         from matloop.descriptors.symmetry_functions import build_triplets
 
-        centers = graph.centers.numpy()
         n_atoms = graph.n_total_atoms
         neighbor_species = graph.neighbor_species
-        for a0 in range(0, n_atoms, CHUNK_ATOMS):
-            a1 = min(n_atoms, a0 + CHUNK_ATOMS)
-            e0, e1 = (int(x) for x in np.searchsorted(centers, [a0, a1]))
-            local_centers = graph.centers[e0:e1] - a0
-            if graph.triplet_first is not None and a0 == 0 and a1 == n_atoms:
+        for atoms, edges, local_centers in atom_blocks(graph, CHUNK_ATOMS):
+            if graph.triplet_first is not None and atoms.start == 0 and atoms.stop == n_atoms:
                 first, second = graph.triplet_first, graph.triplet_second
             else:
-                distances = torch.linalg.norm(graph.vectors[e0:e1].detach(), dim=1)
+                distances = torch.linalg.norm(graph.vectors[edges].detach(), dim=1)
                 trip = build_triplets(
                     local_centers.numpy(), distances.double().numpy(), self.angular_cutoff
                 )
                 first, second = torch.from_numpy(trip.first), torch.from_numpy(trip.second)
-            yield (
-                slice(a0, a1),
-                slice(e0, e1),
-                (local_centers, neighbor_species[e0:e1], first, second, a1 - a0),
-            )
+            n_block = atoms.stop - atoms.start
+            yield atoms, edges, (local_centers, neighbor_species[edges], first, second, n_block)
 
     def descriptors(self, graph: AtomicGraph) -> torch.Tensor:
         """Symmetry functions G, shape (N, n_features), differentiable w.r.t. the vectors."""

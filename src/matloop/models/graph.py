@@ -139,3 +139,18 @@ def collate(graphs: Sequence[AtomicGraph]) -> AtomicGraph:
         triplet_second=cat("triplet_second", edge_offsets),
         extra=extra,
     )
+
+
+def atom_blocks(graph: AtomicGraph, size: int):
+    """Yield (atom slice, edge slice, block-local centre indices) for blocks of `size` atoms.
+
+    Edges are sorted by centre (:mod:`matloop.neighbors`), so the edges whose centres lie in a
+    block of atoms are one contiguous slice; families whose atomic energy depends only on the
+    atom's own edges (BPNN, kernel) evaluate large cells block by block with bounded memory.
+    """
+    centers = graph.centers.numpy()
+    n_atoms = graph.n_total_atoms
+    for a0 in range(0, n_atoms, size):
+        a1 = min(n_atoms, a0 + size)
+        e0, e1 = (int(x) for x in np.searchsorted(centers, [a0, a1]))
+        yield slice(a0, a1), slice(e0, e1), graph.centers[e0:e1] - a0

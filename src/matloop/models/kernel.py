@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from matloop.descriptors.soap import SOAPDescriptor, SOAPParams
 from matloop.models.base import Potential
-from matloop.models.graph import AtomicGraph, build_graph
+from matloop.models.graph import AtomicGraph, atom_blocks, build_graph
 
 # centre atoms per block at inference (bounds autograd memory for large cells)
 CHUNK_ATOMS = 1024
@@ -189,14 +189,6 @@ class KernelPotential(Potential):
         atomic = self.atomic_energies(self.descriptors(graph), graph.species)
         return atomic.new_zeros(graph.n_structures).index_add(0, graph.structure, atomic)
 
-    def _atom_chunks(self, graph: AtomicGraph, size: int = CHUNK_ATOMS):
-        centers = graph.centers.numpy()
-        n = graph.n_total_atoms
-        for a0 in range(0, n, size):
-            a1 = min(n, a0 + size)
-            e0, e1 = (int(x) for x in np.searchsorted(centers, [a0, a1]))
-            yield slice(a0, a1), slice(e0, e1), graph.centers[e0:e1] - a0
-
     def predict(
         self,
         graph: AtomicGraph,
@@ -214,7 +206,7 @@ class KernelPotential(Potential):
         energy = vectors_all.new_zeros(graph.n_structures)
         nbr_species = graph.neighbor_species
         with torch.enable_grad():
-            for atoms, edges, centers in self._atom_chunks(graph):
+            for atoms, edges, centers in atom_blocks(graph, CHUNK_ATOMS):
                 vectors = vectors_all[edges].detach().requires_grad_(True)
                 n = atoms.stop - atoms.start
                 q = self.descriptor(vectors, centers, nbr_species[edges], n)
@@ -256,7 +248,7 @@ class KernelPotential(Potential):
                 self.descriptor(
                     vectors[edges], centers, graph.neighbor_species[edges], a.stop - a.start
                 )
-                for a, edges, centers in self._atom_chunks(graph)
+                for a, edges, centers in atom_blocks(graph, CHUNK_ATOMS)
             ]
         )
         species, structure = graph.species, graph.structure
@@ -481,7 +473,7 @@ class KernelPotential(Potential):
         # system time as compute with whole 108-atom cells and M = 2000)
         per_atom = 3 * max(self.n_sparse_total, 1) * max(len(vectors) / max(n_atoms, 1), 1.0)
         size = int(min(CHUNK_ATOMS, max(1, _TEMP_ELEMENTS // per_atom)))
-        for atoms, edges, centers in self._atom_chunks(graph, size):
+        for atoms, edges, centers in atom_blocks(graph, size):
             n = atoms.stop - atoms.start
             q, dq = self.descriptor.edge_derivatives(
                 vectors[edges], centers, graph.neighbor_species[edges], n
