@@ -97,3 +97,20 @@ def test_float64_mode_gives_a_double_precision_model(tmp_path, emt_cu_dataset):
     atoms = emt_cu_dataset[0].copy()
     atoms.calc = calc
     assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_model_selection_score_weighs_stress_like_the_loss():
+    from matloop.training.config import LossWeights
+    from matloop.training.trainer import _weighted_score
+    from matloop.units import EV_PER_A3_TO_GPA
+
+    metrics = {"energy_rmse_mev_per_atom": 2.0, "force_rmse_ev_per_a": 0.1}
+    with_stress = {**metrics, "stress_rmse_gpa": 0.5}
+    weights = LossWeights(energy=1.0, forces=0.1, stress=100.0)
+    base = 1.0 * 0.002**2 + 0.1 * 0.1**2
+    assert _weighted_score(metrics, weights) == pytest.approx(base)
+    expected = base + 100.0 * (0.5 / EV_PER_A3_TO_GPA) ** 2
+    assert _weighted_score(with_stress, weights) == pytest.approx(expected)
+    # a model with a worse stress must score worse when stress is in the loss
+    worse = {**metrics, "stress_rmse_gpa": 1.0}
+    assert _weighted_score(worse, weights) > _weighted_score(with_stress, weights)

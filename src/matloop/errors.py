@@ -21,3 +21,7 @@ class ModelFileError(MatloopError, ValueError):
 
 class UnknownElementError(MatloopError, ValueError):
     """A structure contains an element the model was never trained on."""
+
+
+class FitError(MatloopError, RuntimeError):
+    """A model could not be fitted to the data given (the message names the cause)."""

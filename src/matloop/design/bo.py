@@ -26,7 +26,7 @@ import numpy as np
 
 from matloop.design.objectives import Objective, objective_values, pareto_mask
 from matloop.design.space import Space, UnitBoxProblem, observed_compositions, unit_box_problem
-from matloop.errors import ConfigError
+from matloop.errors import ConfigError, FitError
 
 ACQUISITIONS = ("auto", "logei", "ucb", "nehvi")
 
@@ -88,11 +88,12 @@ def space_filling(prob: UnitBoxProblem, n: int, seed: int, existing_u=None):
 def fit_gp_list(u, Y):
     """One ``SingleTaskGP`` per column of `Y` (rows with NaN dropped per column) → ModelListGP."""
     import torch
+    from botorch.exceptions.errors import ModelFittingError
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import ModelListGP, SingleTaskGP
     from botorch.models.transforms import Standardize
     from gpytorch.kernels import MaternKernel, ScaleKernel
-    from gpytorch.mlls import SumMarginalLogLikelihood
+    from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
 
     models = []
     for j in range(Y.shape[1]):
@@ -107,14 +108,17 @@ def fit_gp_list(u, Y):
         warnings.simplefilter("ignore")
         try:
             fit_gpytorch_mll(mll)
-        except Exception:  # fall back to the per-model fits (one bad model ≠ failure)
-            from gpytorch.mlls import ExactMarginalLogLikelihood
-
-            for m in models:
+        except (ModelFittingError, RuntimeError, ValueError):
+            # one hard objective must not spoil the others: fit each model on its own
+            for j, m in enumerate(models):
                 try:
                     fit_gpytorch_mll(ExactMarginalLogLikelihood(m.likelihood, m))
-                except Exception:
-                    pass
+                except (ModelFittingError, RuntimeError, ValueError) as exc:
+                    raise FitError(
+                        f"the Gaussian process of objective column {j} could not be fitted "
+                        f"({type(exc).__name__}: {exc}); check that column for constant or "
+                        "non-finite values"
+                    ) from exc
     return model
 
 

@@ -123,7 +123,9 @@ def _errors(
         if mask.any():
             s_err = pred[mask] - target.stress[mask]
             loss = loss + weights.stress * (s_err**2).mean()
-            stats.update(s_abs=s_err.abs().sum(), n_s=torch.tensor(s_err.numel()))
+            stats.update(
+                s_abs=s_err.abs().sum(), s_sq=(s_err**2).sum(), n_s=torch.tensor(s_err.numel())
+            )
     return loss, stats
 
 
@@ -143,14 +145,22 @@ def _summarise(stats: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         from matloop.units import EV_PER_A3_TO_GPA
 
         out["stress_mae_gpa"] = EV_PER_A3_TO_GPA * total["s_abs"] / max(total["n_s"], 1)
+        out["stress_rmse_gpa"] = EV_PER_A3_TO_GPA * math.sqrt(total["s_sq"] / max(total["n_s"], 1))
     return out
 
 
 def _weighted_score(metrics: dict[str, float], weights) -> float:
-    """The validation loss used for model selection (same weights as training)."""
+    """The validation loss used for model selection: the training loss's terms and weights.
+
+    Energy per atom (eV/atom), forces (eV/Å) and stress (eV/Å³), each a mean squared error.
+    """
+    from matloop.units import EV_PER_A3_TO_GPA
+
     score = weights.energy * (metrics["energy_rmse_mev_per_atom"] / 1000) ** 2
     if "force_rmse_ev_per_a" in metrics:
         score += weights.forces * metrics["force_rmse_ev_per_a"] ** 2
+    if "stress_rmse_gpa" in metrics:
+        score += weights.stress * (metrics["stress_rmse_gpa"] / EV_PER_A3_TO_GPA) ** 2
     return score
 
 
