@@ -54,7 +54,9 @@ class ReportSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nve_ps: float = Field(10.0, ge=0, description="NVE length; 0 skips the NVE check")
+    nve_ps: float = Field(
+        2.0, ge=0, description="NVE length (quick default; 10–20 ps for a drift study); 0 skips"
+    )
     nve_temperature_k: float = Field(300.0, gt=0)
     nve_timestep_fs: float = Field(1.0, gt=0)
     nve_equilibration_ps: float = Field(
@@ -71,7 +73,7 @@ class ReportSettings(BaseModel):
     fd_atoms: int = Field(4, ge=1, description="atoms whose forces are checked by finite diff.")
     eos_volume_range: float = Field(0.08, gt=0, lt=0.5)
     eos_points: int = Field(11, ge=5)
-    rdf_ps: float = Field(2.0, ge=0, description="NVT run per calculator for the RDF; 0 skips")
+    rdf_ps: float = Field(1.0, ge=0, description="NVT run per calculator for the RDF; 0 skips")
     rdf_rmax_a: float = Field(6.0, gt=0)
     seed: int = 0
     progress: bool = True
