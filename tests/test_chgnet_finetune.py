@@ -78,7 +78,8 @@ def test_cli_finetune_beats_pretrained_and_round_trips(tmp_path, si_data, capsys
     calc = matloop.load(out)
     assert calc.family == "chgnet"
     fit = calc.metadata["fit"]
-    assert fit["valid_loss_best"] < fit["valid_loss_start"]
+    assert fit["valid_score_best"] < fit["valid_score_start"]
+    assert set(fit["atom_ref_shift_ev"]) == {"Si"}
 
     e_pre, f_pre = _errors(resolve_calculator("chgnet"), test)
     e_fine, f_fine = _errors(calc, test)

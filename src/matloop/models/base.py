@@ -120,6 +120,19 @@ class Potential(torch.nn.Module):
         """
         raise NotImplementedError(f"{self.family} is trained by matloop's optimisation loop")
 
+    def before_training(self, graphs: list[AtomicGraph], energies: list[float]) -> dict[str, Any]:
+        """Hook run once before gradient training starts (not when warm-starting).
+
+        `graphs` are the prepared training structures and `energies` their interaction energies
+        (eV). Fine-tuning families use it, e.g. to refit per-element reference energies. Returns
+        JSON-able facts that go into the model's metadata under ``fit``.
+        """
+        return {}
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters the optimiser updates (default: all); the others stay frozen."""
+        return list(self.parameters())
+
     def prepare(self, atoms: Atoms) -> AtomicGraph:
         """Per-structure data cached for training (default: the graph)."""
         return self.graph(atoms)

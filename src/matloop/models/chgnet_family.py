@@ -16,20 +16,18 @@ How it differs from the edge-vector families (and why it overrides ``graph``/``p
   is kept as the bookkeeping reference: :meth:`energy` returns E_CHGNet − Σ E0 so that
   ``MatloopCalculator`` (which adds Σ E0 back) returns CHGNet's total energy.
 * Non-periodic structures are placed in a vacuum box wider than the cutoff (CHGNet needs a cell).
-* It is fitted by its own loop (:attr:`custom_fit`): before the gradient steps the AtomRef weights
-  of the training elements are refitted by least squares to the reference energies (so a constant
-  per-element offset between the user's method and MPtrj's PBE(+U) is absorbed first), then Adam
-  fine-tunes all weights not listed in ``freeze``; the epoch with the lowest validation loss wins.
+* It is trained by matloop's one training loop (:func:`matloop.training.train`), through two hooks:
+  :meth:`before_training` refits the AtomRef weights of the training elements by least squares to
+  the reference energies (so a constant per-element offset between the user's method and MPtrj's
+  PBE(+U) is absorbed first), and :meth:`trainable_parameters` leaves out the weights listed in
+  ``freeze``; checkpoints, resume, schedules and model selection are the loop's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
-import math
-import time
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -38,7 +36,7 @@ from ase.data import atomic_numbers
 from pydantic import BaseModel, ConfigDict, Field
 
 from matloop.models.base import Potential
-from matloop.models.graph import AtomicGraph, collate, species_indices
+from matloop.models.graph import AtomicGraph, species_indices
 from matloop.units import GPA_TO_EV_PER_A3
 
 # CrystalGraph tensors kept in graph.extra: name -> which count (column of "cg_counts") sizes it
@@ -84,8 +82,7 @@ class CHGNetFinetune(Potential):
     family = "chgnet"
     description = "CHGNet pretrained universal potential, fine-tuned on your data (chgnet)"
     Params = CHGNetParams
-    custom_fit = True
-    #: usable before :meth:`fit` (the pretrained weights), unlike closed-form custom_fit families
+    #: usable before training (the pretrained weights)
     pretrained = True
 
     def __init__(self, elements: list[str], params: CHGNetParams | None = None) -> None:
@@ -287,103 +284,17 @@ class CHGNetFinetune(Potential):
                 weight[0, atomic_numbers[symbol] - 1] += float(delta)
         return {s: float(d) for s, d in zip(self.elements, shift, strict=True)}
 
-    def fit(self, train_data, valid_data, config, *, out_dir, progress: bool = True) -> dict:
-        """Fine-tune on `train_data`; keep the weights with the lowest validation loss."""
-        from tqdm.auto import tqdm
+    def before_training(self, graphs: list[AtomicGraph], energies: list[float]) -> dict:
+        """Refit the AtomRef weights of the training elements first (``refit_atom_ref``)."""
+        if not self.params.refit_atom_ref:
+            return {}
+        return {"atom_ref_shift_ev": self._refit_atom_ref(graphs, energies)}
 
-        from matloop.data.dataset import energy_of, forces_of, stress_of
-
-        tp = config.training
-        weights = tp.loss
-        start = time.perf_counter()
-        dtype = self.dtype
-
-        def prepared(data):
-            graphs = [self.prepare(a) for a in data]
-            e = [energy_of(a) - self.reference_energy(a) for a in data]
-            f = [forces_of(a) for a in data]
-            s = [stress_of(a) for a in data]
-            return graphs, e, f, s
-
-        train_set = prepared(train_data)
-        valid_set = train_set if valid_data is None else prepared(valid_data)
-        info: dict[str, Any] = {}
-        if self.params.refit_atom_ref:
-            info["atom_ref_shift_ev"] = self._refit_atom_ref(train_set[0], train_set[1])
-
-        def loss_of(data, idx, train: bool):
-            graphs, e, f, s = data
-            graph = collate([graphs[i] for i in idx])
-            use_f = weights.forces > 0 and all(f[i] is not None for i in idx)
-            has_s = [s[i] is not None for i in idx]
-            use_s = weights.stress > 0 and all(has_s) and bool((graph.volumes > 0).all())
-            out = self.predict(graph, forces=use_f, stress=use_s, create_graph=train)
-            n = graph.n_atoms.to(dtype)
-            target = torch.tensor([e[i] for i in idx], dtype=dtype)
-            loss = weights.energy * (((out["energy"] - target) / n) ** 2).mean()
-            if use_f:
-                ref = torch.from_numpy(np.concatenate([f[i] for i in idx])).to(dtype)
-                loss = loss + weights.forces * ((out["forces"] - ref) ** 2).mean()
-            if use_s:
-                from matloop.models.outputs import stress_from_virial
-
-                pred = stress_from_virial(out["virial"], graph.volumes)
-                ref = torch.from_numpy(np.stack([s[i] for i in idx])).to(dtype)
-                loss = loss + weights.stress * ((pred - ref) ** 2).mean()
-            return loss
-
-        def valid_loss() -> float:
-            self.eval()
-            n = len(valid_set[0])
-            total = 0.0
-            for b in range(0, n, tp.batch_size):
-                idx = list(range(b, min(b + tp.batch_size, n)))
-                total += float(loss_of(valid_set, idx, train=False)) * len(idx)
-            return total / max(n, 1)
-
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """All CHGNet weights except those whose names start with a ``freeze`` prefix."""
         frozen = tuple(self.params.freeze)
-        trainable = []
-        for name, p in self.chgnet.named_parameters():
-            p.requires_grad_(not (frozen and name.startswith(frozen)))
-            if p.requires_grad:
-                trainable.append(p)
-        optimizer = torch.optim.Adam(trainable, lr=tp.learning_rate, weight_decay=tp.weight_decay)
-        best = valid_loss()
-        info["valid_loss_start"] = best
-        best_state, best_epoch, since_best = copy.deepcopy(self.state_dict()), -1, 0
-        rng = np.random.default_rng(tp.seed)
-        n_train = len(train_set[0])
-        epoch = -1
-        for epoch in tqdm(range(tp.max_epochs), desc="fine-tuning", disable=not progress):
-            self.train()
-            order = rng.permutation(n_train)
-            for b in range(0, n_train, tp.batch_size):
-                idx = order[b : b + tp.batch_size].tolist()
-                optimizer.zero_grad(set_to_none=True)
-                loss_of(train_set, idx, train=True).backward()
-                optimizer.step()
-            score = valid_loss()
-            if score < best:
-                best, best_state, best_epoch, since_best = (
-                    score,
-                    copy.deepcopy(self.state_dict()),
-                    epoch,
-                    0,
-                )
-            else:
-                since_best += 1
-            if since_best >= tp.early_stopping_patience:
-                break
-            if tp.max_time is not None and time.perf_counter() - start >= tp.max_time:
-                break
-        self.load_state_dict(best_state)
-        for p in self.chgnet.parameters():
-            p.requires_grad_(True)
-        self.eval()
-        info.update(
-            epochs=epoch + 1,
-            best_epoch=best_epoch,
-            valid_loss_best=best if math.isfinite(best) else None,
-            seconds=round(time.perf_counter() - start, 2),
-        )
-        return info
+        return [
+            p
+            for name, p in self.chgnet.named_parameters()
+            if not (frozen and name.startswith(frozen))
+        ]

@@ -263,10 +263,16 @@ def train(
             [e / g.n_total_atoms for e, g in zip(train_set.energy, train_set.graphs, strict=True)]
         )
         model.fit_normalization(train_set.graphs, per_atom)
-
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=tp.learning_rate, weight_decay=tp.weight_decay
+    fit_info = (
+        model.before_training(train_set.graphs, train_set.energy) if init_model is None else {}
     )
+    trainable = model.trainable_parameters()
+    frozen = _freeze_all_but(model, trainable)
+    fit_info["valid_score_start"] = _weighted_score(
+        _evaluate(model, valid_set, dtype, weights), weights
+    )
+
+    optimizer = torch.optim.Adam(trainable, lr=tp.learning_rate, weight_decay=tp.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=tp.lr_factor, patience=tp.lr_patience, min_lr=tp.min_learning_rate
     )
@@ -333,8 +339,11 @@ def train(
 
     model.load_state_dict(state.best_state)
     model.eval()
+    for p in frozen:
+        p.requires_grad_(True)
     best = state.best_metrics
     metadata = _metadata(train_data, valid_data, config, best, state.elapsed, stopped)
+    metadata["fit"] = {**fit_info, "valid_score_best": state.best_score}
     model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
     state.save(checkpoint_path, model, optimizer, scheduler)
     log_path = _write_logs(out_dir, state.history)
@@ -342,6 +351,15 @@ def train(
     return TrainResult(
         model_path, log_path, best, len(state.history), state.elapsed, stopped, state.history
     )
+
+
+def _freeze_all_but(model: Potential, trainable: list[torch.nn.Parameter]) -> list:
+    """Turn off gradients of the parameters not in `trainable`; returns them (to thaw later)."""
+    keep = {id(p) for p in trainable}
+    frozen = [p for p in model.parameters() if id(p) not in keep and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    return frozen
 
 
 def _train_custom(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -26,3 +28,21 @@ def configure_torch_threads(n_threads: int | None = None) -> int:
     except RuntimeError:
         pass
     return n_threads
+
+
+@contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """Run a block with `n_threads` torch intra-op threads, then restore the caller's setting.
+
+    ``None`` leaves torch as it is. matloop objects use this instead of changing the process-wide
+    setting, so that ``matloop.load()`` in a user's script does not change their torch.
+    """
+    if n_threads is None or n_threads == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
