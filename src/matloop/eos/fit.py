@@ -11,6 +11,7 @@ import numpy as np
 from matloop.eos.forms import ALIASES, EOS_NAMES, FORMS
 from matloop.errors import DataError
 from matloop.units import EV_PER_A3_TO_GPA
+from matloop.utils.jsonable import to_jsonable
 
 #: relative RMSE (RMSE / energy span of the data) above which the fit is called poor
 POOR_FIT_RELATIVE_RMSE = 0.01
@@ -92,20 +93,7 @@ class EOSResult:
                 "ci95_low": conv(bs["ci95_low"]),
                 "ci95_high": conv(bs["ci95_high"]),
             }
-        return _jsonable(out)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.floating | float):
-        value = float(obj)
-        return value if np.isfinite(value) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+        return to_jsonable(out)
 
 
 def normalise_eos_name(name: str) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from matloop.utils.jsonable import to_jsonable
+
 
 class LabelStatus(enum.StrEnum):
     """Outcome of one labelling."""
@@ -75,10 +77,10 @@ class LabelResult:
             "status": self.status.value,
             "reason": self.reason,
             "labeller": self.labeller,
-            "settings": _jsonable(self.settings),
+            "settings": to_jsonable(self.settings),
             "attempts": [
                 {
-                    "settings": _jsonable(a.settings),
+                    "settings": to_jsonable(a.settings),
                     "error_kind": a.error_kind,
                     "message": a.message[:500],
                     "seconds": round(a.seconds, 4),
@@ -87,20 +89,6 @@ class LabelResult:
             ],
             "seconds": round(self.seconds, 4),
         }
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, str | int | float | bool) or obj is None:
-        return obj
-    return repr(obj)
 
 
 @dataclass
@@ -297,4 +285,4 @@ class Labeller:
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly description (name and base settings) for provenance."""
-        return {"labeller": self.name, "settings": _jsonable(self.settings)}
+        return {"labeller": self.name, "settings": to_jsonable(self.settings)}

@@ -25,6 +25,7 @@ from ase import Atoms
 from matloop.errors import ConfigError, MatloopError
 from matloop.units import EV_PER_A3_TO_GPA, EV_TO_MEV
 from matloop.utils.files import atomic_write_text
+from matloop.utils.jsonable import to_jsonable
 from matloop.validation.config import ReportSettings, Thresholds
 
 DataLike = str | Path | Sequence[Atoms]
@@ -675,7 +676,7 @@ def build_report(
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=2) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(to_jsonable(report), indent=2) + "\n")
     from matloop.validation.html import render_html
 
     atomic_write_text(out / "report.html", render_html(report, figures))
@@ -685,15 +686,3 @@ def build_report(
     return report
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
