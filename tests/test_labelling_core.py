@@ -177,3 +177,23 @@ def test_missing_code_is_a_clear_config_error():
             make_labeller("gpaw").check()
     else:  # pragma: no cover - gpaw installed
         pytest.skip("gpaw is installed")
+
+
+def test_reference_code_exceptions_are_classified_by_type_first():
+    import subprocess
+
+    from ase.calculators.calculator import SCFError
+
+    from matloop.labelling.base import ScfConvergenceError, classify_exception
+
+    class KohnShamConvergenceError(RuntimeError):  # the name GPAW's SCF failure carries
+        pass
+
+    assert classify_exception(SCFError("ASE's SCF error")) == "scf"
+    assert classify_exception(ScfConvergenceError("no")) == "scf"
+    assert classify_exception(KohnShamConvergenceError("density did not settle")) == "scf"
+    assert classify_exception(subprocess.TimeoutExpired("pw.x", 5)) == "timeout"
+    assert classify_exception(TimeoutError("slow")) == "timeout"
+    # a crash whose message merely mentions the SCF is a crash when its type says so
+    assert classify_exception(MemoryError("out of memory in scf")) == "crash"
+    assert classify_exception(RuntimeError("segmentation fault")) == "crash"

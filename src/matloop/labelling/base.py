@@ -12,6 +12,7 @@ import contextlib
 import enum
 import math
 import signal
+import subprocess
 import threading
 import time
 import traceback
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import SCFError
 
 from matloop.utils.jsonable import to_jsonable
 
@@ -134,12 +136,23 @@ def validate_result(
     return None
 
 
+#: exception classes of reference codes that mean "SCF did not converge" (GPAW, PySCF, ...)
+_SCF_ERROR_NAMES = {"KohnShamConvergenceError", "ConvergenceError", "SCFConvergenceError"}
+
+
 def classify_exception(exc: BaseException) -> str:
     """Map an exception from a reference code to an error kind: 'scf', 'timeout' or 'crash'."""
-    if isinstance(exc, LabelTimeout):
+    if isinstance(exc, LabelTimeout | TimeoutError | subprocess.TimeoutExpired):
         return "timeout"
-    if isinstance(exc, ScfConvergenceError):
+    if isinstance(exc, ScfConvergenceError | SCFError):
         return "scf"
+    # optional codes' own types, matched by name so that they need not be installed
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & _SCF_ERROR_NAMES:
+        return "scf"
+    if isinstance(exc, MemoryError | OSError):
+        return "crash"
+    # last resort for codes that raise generic errors: the message text
     text = f"{type(exc).__name__} {exc}".lower()
     if "converge" in text or "scf" in text:
         return "scf"
