@@ -21,3 +21,7 @@ class ModelFileError(MatloopError, ValueError):
 
 class UnknownElementError(MatloopError, ValueError):
     """A structure contains an element the model was never trained on."""
+
+
+class Interrupted(MatloopError):
+    """The user pressed Ctrl-C; the message says what was saved and how to continue."""

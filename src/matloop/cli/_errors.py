@@ -8,7 +8,7 @@ import sys
 import yaml
 from pydantic import ValidationError
 
-from matloop.errors import MatloopError
+from matloop.errors import Interrupted, MatloopError
 
 
 def describe(exc: BaseException) -> str:
@@ -29,7 +29,9 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, yaml.YAMLError):
         return f"malformed YAML: {str(exc).splitlines()[0]}"
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
+        return "interrupted (files written so far are complete; unfinished ones were discarded)"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not a text file ({exc.reason} at byte {exc.start})"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -39,4 +41,4 @@ def report(exc: BaseException) -> int:
         raise exc
     message = " ".join(describe(exc).split())
     print(f"error: {message}", file=sys.stderr)
-    return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    return 130 if isinstance(exc, KeyboardInterrupt | Interrupted) else 1
