@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matloop.errors import ConfigError
@@ -237,23 +236,10 @@ class ActiveLearningConfig(_Strict):
 
 def load_config(path: str | Path) -> ActiveLearningConfig:
     """Read and validate a YAML config; relative paths are taken from the file's folder."""
-    from pydantic import ValidationError
+    from matloop.training.config import load_yaml, parse_config
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    try:
-        cfg = ActiveLearningConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
+    cfg = parse_config(load_yaml(path), ActiveLearningConfig, str(path))
     return cfg.resolve_paths(path.parent.resolve())
 
 
@@ -282,28 +268,10 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
 
 
 def format_validation_error(exc: Any) -> str:
-    """One line per pydantic error; for unknown keys, list the valid ones."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err.get("loc", ())) or "<root>"
-        msg = err.get("msg", "")
-        if err.get("type") == "extra_forbidden":
-            valid = _valid_keys(err.get("loc", ())[:-1])
-            msg = f"unknown key (valid keys: {', '.join(valid)})" if valid else "unknown key"
-        parts.append(f"{loc}: {msg}")
-    return "invalid configuration: " + "; ".join(parts)
+    """One line for all problems of an AL config (the formatter shared by every config)."""
+    from matloop.training.config import format_validation_error as _format
 
-
-def _valid_keys(loc: tuple) -> list[str]:
-    model: Any = ActiveLearningConfig
-    for part in loc:
-        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
-        if field is None:
-            return []
-        model = field.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return list(model.model_fields)
+    return _format(exc, ActiveLearningConfig, "invalid configuration")
 
 
 TEMPLATE = """\

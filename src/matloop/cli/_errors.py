@@ -42,3 +42,12 @@ def report(exc: BaseException) -> int:
     message = " ".join(describe(exc).split())
     print(f"error: {message}", file=sys.stderr)
     return 130 if isinstance(exc, KeyboardInterrupt | Interrupted) else 1
+
+
+def report_usage(exc) -> int:
+    """A command-line usage error (click) as one line naming the help to read; exit code 2."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    print(f"error: {message}{hint}", file=sys.stderr)
+    return exc.exit_code

@@ -116,6 +116,20 @@ def validate_structure(
             )
 
 
+def check_label_keys(
+    atoms: Atoms, energy_key: str, forces_key: str, *, source: str | None = None, index: int = 0
+) -> None:
+    """Raise :class:`DataError` if a custom label key (``--energy-key``/``--forces-key``) is
+    absent from a frame: a misspelled key must never fall back to the default labels."""
+    where = _label(source, index)
+    if energy_key != "energy" and energy_key not in atoms.info:
+        keys = ", ".join(sorted(map(str, atoms.info))) or "none"
+        raise DataError(f"{where}: no info key {energy_key!r} for the energy (info keys: {keys})")
+    if forces_key != "forces" and forces_key not in atoms.arrays:
+        keys = ", ".join(sorted(atoms.arrays))
+        raise DataError(f"{where}: no array {forces_key!r} for the forces (arrays: {keys})")
+
+
 def minimum_distance(atoms: Atoms, cutoff: float = MIN_DISTANCE_A) -> float:
     """Smallest interatomic distance (Å) if below `cutoff`, otherwise `cutoff` (periodic-aware)."""
     from matloop.neighbors import neighbor_list
