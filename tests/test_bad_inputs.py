@@ -106,10 +106,18 @@ def workspace(tmp_path_factory) -> Path:
         "al_test_element.yaml": _al_config(test={"data": "cuni.xyz"}),
         "al_missing_start.yaml": _al_config(initial={"structures": "nowhere.xyz"}),
         "al_negative_timeout.yaml": _al_config(reference={"timeout_s": -5}),
+        "al_scheduler.yaml": _al_config(
+            execution={"scheduler": "tcp://127.0.0.1:9", "connect_timeout_s": 0.5}
+        ),
     }
     for name, cfg in configs.items():
         (ws / name).write_text(yaml.safe_dump(cfg))
     (ws / "notarun").mkdir()
+    (ws / "broken").mkdir()
+    (ws / "broken" / "checkpoint.pt").write_bytes((ws / "model" / "model.pt").read_bytes()[:200])
+    (ws / "empty.xyz").write_text("")
+    shutil.copy(DATA / "design" / "space.yaml", ws / "space.yaml")
+    shutil.copy(DATA / "design" / "observed.csv", ws / "observed.csv")
     (ws / "corrupt_run").mkdir()
     (ws / "corrupt_run" / "state.db").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4000)
     return ws
@@ -165,6 +173,28 @@ CASES: list[tuple[str, list[str], str]] = [
         ["train", "--train", "cu.xyz", "--out", "new", "--seed", "-3"],
         "--seed",
     ),
+    ("train-out-is-a-file", ["train", "--train", "cu.xyz", "--out", "cu.xyz"], "not a directory"),
+    (
+        "train-config-is-a-dir",
+        ["train", "--train", "cu.xyz", "--out", "new", "--config", "notarun"],
+        "directory",
+    ),
+    (
+        "train-missing-init-model",
+        ["train", "--train", "cu.xyz", "--out", "new", "--init-model", "none.pt"],
+        "none.pt",
+    ),
+    (
+        "train-truncated-checkpoint",
+        ["train", "--train", "cu.xyz", "--out", "broken", "--resume"],
+        "checkpoint",
+    ),
+    (
+        "train-delta-with-resume",
+        ["train", "--train", "cu.xyz", "--out", "model", "--delta-base", "emt", "--resume"],
+        "--delta-base",
+    ),
+    ("train-empty-data", ["train", "--train", "empty.xyz", "--out", "new"], "empty.xyz"),
     # --- evaluate
     ("evaluate-unseen-element", ["evaluate", "model", "cuni.xyz"], "Ni"),
     (
@@ -186,7 +216,34 @@ CASES: list[tuple[str, list[str], str]] = [
     ("md-unknown-ensemble", ["md", "emt", "cu.xyz", "-e", "nvx"], "nvx"),
     ("md-unknown-calculator", ["md", "no_such_calc", "cu.xyz"], "no_such_calc"),
     ("md-binary-structure", ["md", "emt", "binary.csv"], "binary.csv"),
+    ("md-bad-timestep-type", ["md", "emt", "cu.xyz", "--timestep", "fast"], "--timestep"),
+    # --- validate / analyze
+    (
+        "validate-missing-test",
+        ["validate", "emt", "--test", "none.xyz", "--out", "rep"],
+        "none.xyz",
+    ),
+    (
+        "validate-negative-nve",
+        ["validate", "emt", "--test", "cu.xyz", "--out", "rep", "--nve-ps", "-1"],
+        "nve_ps",
+    ),
+    (
+        "validate-binary-config",
+        ["validate", "emt", "--test", "cu.xyz", "--out", "rep", "--config", "binary.yaml"],
+        "binary.yaml",
+    ),
+    ("analyze-rdf-skip-all", ["analyze", "rdf", "cu.xyz", "--skip", "100"], "--skip"),
+    ("analyze-rdf-bad-pair", ["analyze", "rdf", "cu.xyz", "--elements", "Cu"], "--elements"),
+    ("analyze-msd-missing", ["analyze", "msd", "none.traj"], "none.traj"),
     # --- eos
+    ("eos-fit-monotonic-bootstrap", ["eos", "fit", "eos_monotonic.csv"], "minimum"),
+    ("eos-fit-bad-plot", ["eos", "fit", "eos.csv", "--json", "m.json", "--plot", "f.nope"], "nope"),
+    (
+        "eos-compute-unknown-calculator",
+        ["eos", "compute", "cu.xyz", "-c", "no_such_calc", "-o", "e.csv"],
+        "no_such_calc",
+    ),
     ("eos-fit-monotonic", ["eos", "fit", "eos_monotonic.csv", "--bootstrap", "0"], "minimum"),
     ("eos-fit-negative-bootstrap", ["eos", "fit", "eos.csv", "--bootstrap", "-1"], "--bootstrap"),
     ("eos-fit-binary", ["eos", "fit", "binary.csv"], "binary.csv"),
@@ -248,7 +305,59 @@ CASES: list[tuple[str, list[str], str]] = [
         ["surrogate", "predict", "m.json", "eos.csv", "--out", "p.csv"],
         "not a matloop",
     ),
+    (
+        "surrogate-predict-missing-model",
+        ["surrogate", "predict", "none.npz", "eos.csv", "--out", "p.csv"],
+        "none.npz",
+    ),
+    (
+        "surrogate-fit-binary",
+        ["surrogate", "fit", "binary.csv", "--x", "Volume", "--y", "Energy", "--out", "s.npz"],
+        "binary.csv",
+    ),
     # --- design
+    (
+        "design-evaluate-zero-trees",
+        ["design", "evaluate", "--data", "glass.csv", "-p", "nd", "--model", "rf", "--trees", "0"],
+        "--trees",
+    ),
+    (
+        "design-evaluate-unknown-split",
+        ["design", "evaluate", "--data", "glass.csv", "-p", "nd", "--split", "weird"],
+        "weird",
+    ),
+    (
+        "design-suggest-bad-objective",
+        [
+            "design",
+            "suggest",
+            "--data",
+            "observed.csv",
+            "--space",
+            "space.yaml",
+            "--objective",
+            "nd:biggest",
+            "--out",
+            "s.csv",
+        ],
+        "biggest",
+    ),
+    (
+        "design-suggest-binary-space",
+        [
+            "design",
+            "suggest",
+            "--data",
+            "glass.csv",
+            "--space",
+            "binary.yaml",
+            "--objective",
+            "nd:max",
+            "--out",
+            "s.csv",
+        ],
+        "binary.yaml",
+    ),
     (
         "design-fit-unknown-kind",
         ["design", "fit", "--data", "glass.csv", "-p", "nd", "--model", "svm", "--out", "d.npz"],
@@ -322,6 +431,11 @@ CASES: list[tuple[str, list[str], str]] = [
         ["al", "run", "al_unknown_family.yaml", "--dir", "cu.xyz"],
         "no_such_family",
     ),
+    (
+        "al-run-unreachable-scheduler-leaves-nothing",
+        ["al", "run", "al_scheduler.yaml", "--dir", "run"],
+        "Dask scheduler",
+    ),
     ("al-status-not-a-run", ["al", "status", "notarun"], "notarun"),
     ("al-status-corrupt-db", ["al", "status", "corrupt_run"], "state.db"),
 ]
@@ -346,7 +460,7 @@ def test_bad_input_refused_in_one_line(
     assert code != 0, f"{case_id}: exit code 0"
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "internal error" not in err
     assert words in lines[0], f"{case_id}: {words!r} not in {lines[0]!r}"
     assert _snapshot(ws) == before, f"{case_id}: files changed"
     assert not (ws / "new").exists() and not (ws / "run").exists()

@@ -12,8 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matloop.errors import ConfigError
-
-DEFAULT_TIMEOUT_S = 3600.0  # a hung reference calculation is stopped after an hour by default
+from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
 
 
 class _Strict(BaseModel):

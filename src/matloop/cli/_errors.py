@@ -29,10 +29,18 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, yaml.YAMLError):
         return f"malformed YAML: {str(exc).splitlines()[0]}"
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (files written so far are complete; unfinished ones were discarded)"
+        return "interrupted (Ctrl-C)"
     if isinstance(exc, UnicodeDecodeError):
         return f"not a text file ({exc.reason} at byte {exc.start})"
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError):
+        return f"cannot use {exc.filename or 'a file'}: {exc.strerror or exc}"
+    if isinstance(exc, MemoryError):
+        return "out of memory (try a smaller system, batch or model)"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+    return (
+        f"internal error ({type(exc).__name__}: {first}); this is a matloop bug, please report "
+        "it with the output of MATLOOP_DEBUG=1"
+    )
 
 
 def report(exc: BaseException) -> int:

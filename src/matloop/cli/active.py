@@ -77,6 +77,8 @@ def _remove_if_nothing_labelled(dir: Path, before: set[str], created_dir: bool) 
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     if created_dir:
         (dir / LOCK_NAME).unlink(missing_ok=True)
+        if not any(dir.iterdir()):
+            dir.rmdir()
 
 
 def _interrupted(config: Path, dir: Path):

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from matloop.labelling.base import Labeller, ValidationLimits
+from matloop.labelling.base import DEFAULT_TIMEOUT_S, Labeller, ValidationLimits
 
 # Custodian-like correction ladders per reference code: for an error kind, the settings patches
 # tried in order (cumulatively) before giving up. The keys are the flat keyword arguments of the
@@ -87,7 +87,7 @@ class CalculatorLabeller(Labeller):
         *,
         handlers: dict[str, list[dict[str, Any]]] | None = None,
         max_retries: int = 3,
-        timeout_s: float | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
         limits: ValidationLimits | None = None,
         compute_stress: bool | None = None,
     ) -> None:
