@@ -315,7 +315,17 @@ CASES: list[tuple[str, list[str], str]] = [
         ["surrogate", "fit", "binary.csv", "--x", "Volume", "--y", "Energy", "--out", "s.npz"],
         "binary.csv",
     ),
+    (
+        "surrogate-fit-clobber",
+        ["surrogate", "fit", "eos.csv", "--x", "Volume", "--y", "Energy", "--out", "m.json"],
+        "--force",
+    ),
     # --- design
+    (
+        "design-fit-clobber",
+        ["design", "fit", "--data", "glass.csv", "-p", "nd", "--out", "m.json"],
+        "--force",
+    ),
     (
         "design-evaluate-zero-trees",
         ["design", "evaluate", "--data", "glass.csv", "-p", "nd", "--model", "rf", "--trees", "0"],

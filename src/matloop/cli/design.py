@@ -132,14 +132,19 @@ def fit_command(
     members: int = typer.Option(5, "--members", help="Ensemble members (hgb, nn)."),
     trees: int = typer.Option(200, "--trees", help="Trees (rf, et)."),
     seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(..., "--out", help="Model file to write (pickle)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Model file to write (.npz: JSON and arrays, no pickle)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
 ) -> None:
     """Fit a composition → properties model (missing values allowed per property)."""
     from matloop.design.models import PropertyModel
     from matloop.design.splits import composition_groups
+    from matloop.utils.files import refuse_overwrite
 
     _check_counts(members=members, trees=trees)
     _, table, Y = _load_table(data, prop, components, basis, normalise)
+    refuse_overwrite(out, force)
     m = PropertyModel(
         table.components,
         prop,
