@@ -151,3 +151,66 @@ def test_ctrl_c_says_what_was_saved_and_resumes(tmp_path):
     assert not read_holder(run)
     n_saved = int(line.split("interrupted: ")[1].split()[0])
     assert n_saved > 0
+
+
+def test_al_status_reports_integrity(tmp_path, capsys):
+    from matloop.active.state import RunState
+    from matloop.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    RunState(run / "state.db").write_meta({"seed": 0})
+    assert main(["al", "status", str(run)]) == 0
+    assert "database integrity: ok" in capsys.readouterr().out
+    data = bytearray((run / "state.db").read_bytes())
+    data[200:4000] = b"\x00" * 3800  # wipe part of the b-tree pages
+    (run / "state.db").write_bytes(bytes(data))
+    assert main(["al", "status", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "state.db" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_train_ctrl_c_names_checkpoint_and_resumes(tmp_path, monkeypatch):
+    from ase.calculators.emt import EMT
+
+    from matloop.cli import main
+
+    frames = []
+    for i in range(6):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        frames.append(atoms)
+    write(tmp_path / "cu.xyz", frames)
+    cfg = {
+        "model": {"params": {"hidden": [8], "descriptor": {"cutoff": 4.0, "n_radial": 4,
+                                                          "n_angular_eta": 1, "zetas": [1.0]}}},
+        "training": {"max_epochs": 100000, "checkpoint_every": 1, "num_threads": 1},
+    }  # fmt: skip
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    argv = ["train", "--train", "cu.xyz", "--out", "out", "--config", "train.yaml"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matloop", *argv, "--no-progress"],
+        env=ENV,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "checkpoint.pt").exists():
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted: the last checkpoint is out/checkpoint.pt" in line and "--resume" in line
+    assert not (out / "model.pt").exists()
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--resume", "--max-time", "0.001", "--no-progress"]) == 0
+    log = json.loads((out / "train_log.json").read_text())
+    epochs = [row["epoch"] for row in log]
+    assert epochs == list(range(len(epochs))) and len(epochs) >= 2  # continued, not restarted
