@@ -447,6 +447,16 @@ CASES: list[tuple[str, list[str], str]] = [
         "Dask scheduler",
     ),
     ("al-status-not-a-run", ["al", "status", "notarun"], "notarun"),
+    ("al-report-not-a-run", ["al", "report", "notarun"], "notarun"),
+    ("config-template-unknown-kind", ["config", "template", "foo"], "foo"),
+    ("config-template-unknown-family", ["config", "template", "train", "--model", "nope"], "nope"),
+    ("analyze-msd-negative-dt", ["analyze", "msd", "cu.xyz", "--dt", "-1"], "> 0 ps"),
+    (
+        "design-predict-missing-model",
+        ["design", "predict", "--model", "none.npz", "--data", "glass.csv", "--out", "p.csv"],
+        "none.npz",
+    ),
+    ("evaluate-binary-data", ["evaluate", "model", "binary.csv"], "binary.csv"),
     ("al-status-corrupt-db", ["al", "status", "corrupt_run"], "state.db"),
 ]
 
