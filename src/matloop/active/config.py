@@ -108,7 +108,7 @@ class SelectConfig(_Strict):
     )
 
 
-class ModelConfig(_Strict):
+class CommitteeConfig(_Strict):
     """The committee of potentials trained every iteration."""
 
     family: str = "bpnn"
@@ -131,7 +131,7 @@ class ModelConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _train(self) -> ModelConfig:
+    def _train(self) -> CommitteeConfig:
         self.train_config()  # a misspelled or out-of-range training option fails at load
         return self
 
@@ -150,6 +150,9 @@ class ModelConfig(_Strict):
             return parse_config(data, TrainConfig, "model.train")
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+
+ModelConfig = CommitteeConfig  # the former name (training.ModelConfig is the family choice)
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -200,7 +203,7 @@ class ActiveLearningConfig(_Strict):
     initial: InitialConfig
     explore: ExploreConfig = Field(default_factory=ExploreConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: CommitteeConfig = Field(default_factory=CommitteeConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     stop: StopConfig = Field(default_factory=StopConfig)
     test: TestConfig = Field(default_factory=TestConfig)

@@ -158,8 +158,17 @@ def demo(
 ) -> None:
     """Small active-learning loop on EMT Cu (a few minutes on 2 cores) ending in an HTML report."""
     from matloop.active.demo import run_demo
+    from matloop.utils.lock import locked_run_dir
 
-    report = run_demo(dir, progress=not quiet)
+    with locked_run_dir(dir):
+        try:
+            report = run_demo(dir, progress=not quiet)
+        except KeyboardInterrupt:
+            from matloop.errors import Interrupted
+
+            raise Interrupted(
+                f"interrupted: rerun `matloop demo --dir {dir}` to continue where it stopped"
+            ) from None
     last = report["iterations"][-1] if report["iterations"] else {}
     typer.echo(f"labels: {report['n_labels']}; stop: {report['stop_reason']}")
     if last.get("test_force_mae_ev_per_a") is not None:
