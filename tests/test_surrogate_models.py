@@ -135,7 +135,7 @@ def test_save_load_roundtrip_and_corruption(sw, tmp_path):
     save_surrogate(model, path, x_columns=["Volume"], y_column="Energy")
     loaded, info = load_surrogate(path, with_info=True)
     np.testing.assert_array_equal(loaded.predict(Xt), model.predict(Xt))
-    assert info["x_columns"] == ["Volume"] and info["format_version"] == 1
+    assert info["x_columns"] == ["Volume"] and info["format_version"] == 2
     broken = tmp_path / "broken.joblib"
     broken.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(ModelFileError, match="truncated or corrupted"):

@@ -25,3 +25,7 @@ class UnknownElementError(MatloopError, ValueError):
 
 class FitError(MatloopError, RuntimeError):
     """A model could not be fitted to the data given (the message names the cause)."""
+
+
+class Interrupted(MatloopError):
+    """The user pressed Ctrl-C; the message says what was saved and how to continue."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matloop.errors import ConfigError
+from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
 
 
 class _Strict(BaseModel):
@@ -27,7 +27,9 @@ class ReferenceConfig(_Strict):
         "'module:function' returning an ASE calculator"
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="calculator keyword args")
-    timeout_s: float | None = Field(None, gt=0, description="time limit per calculation (s)")
+    timeout_s: float | None = Field(
+        DEFAULT_TIMEOUT_S, gt=0, description="time limit per calculation (s); null: none"
+    )
     max_retries: int = Field(3, ge=0, description="corrections tried before giving up")
     max_force: float = Field(50.0, gt=0, description="larger force components (eV/Å) are absurd")
     handlers: dict[str, list[dict[str, Any]]] | None = Field(
@@ -59,6 +61,34 @@ class ExploreConfig(_Strict):
     pressures_gpa: list[float] | None = Field(
         None, description="if set, NPT (Berendsen) at these pressures instead of NVT"
     )
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("give at least one temperature (K)")
+        bad = [t for t in v if not (t > 0 and t < 1e6)]
+        if bad:
+            raise ValueError(f"temperatures must be > 0 K (and finite), got {bad}")
+        return v
+
+    @field_validator("strains")
+    @classmethod
+    def _strains(cls, v: list[float]) -> list[float]:
+        bad = [e for e in v if not -0.5 < e < 0.5]
+        if not v or bad:
+            raise ValueError(f"strains must be linear strains in (-0.5, 0.5), got {bad or v}")
+        return v
+
+    @field_validator("pressures_gpa")
+    @classmethod
+    def _pressures(cls, v: list[float] | None) -> list[float] | None:
+        import math
+
+        if v is not None and (not v or not all(math.isfinite(p) for p in v)):
+            raise ValueError("pressures_gpa must be a non-empty list of finite pressures (GPa)")
+        return v
+
     uncertainty_limit: float = Field(
         1.0, gt=0, description="stop a walker when max atomic forces_std exceeds this (eV/Å)"
     )
@@ -78,7 +108,7 @@ class SelectConfig(_Strict):
     )
 
 
-class ModelConfig(_Strict):
+class CommitteeConfig(_Strict):
     """The committee of potentials trained every iteration."""
 
     family: str = "bpnn"
@@ -89,6 +119,50 @@ class ModelConfig(_Strict):
         default_factory=dict, description="overrides of matloop.training.TrainConfig"
     )
     max_time_s: float | None = Field(None, gt=0, description="training time limit per member")
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        from matloop.models import FAMILIES
+
+        if v not in FAMILIES:
+            valid = ", ".join(sorted(FAMILIES))
+            raise ValueError(f"unknown model family {v!r}; available: {valid}")
+        return v
+
+    @model_validator(mode="after")
+    def _train(self) -> CommitteeConfig:
+        self.train_config()  # a misspelled or out-of-range training option fails at load
+        return self
+
+    def train_config(self):
+        """The typed :class:`~matloop.training.TrainConfig` these overrides describe."""
+        from matloop.training import TrainConfig
+        from matloop.training.config import parse_config
+
+        data = _deep_merge(TrainConfig().model_dump(), self.train)
+        model = data.setdefault("model", {})
+        if model.get("family") != self.family:
+            model["family"] = self.family
+            if "params" not in self.train.get("model", {}):
+                model["params"] = {}
+        try:
+            return parse_config(data, TrainConfig, "model.train")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+ModelConfig = CommitteeConfig  # the former name (training.ModelConfig is the family choice)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class BudgetConfig(_Strict):
@@ -129,7 +203,7 @@ class ActiveLearningConfig(_Strict):
     initial: InitialConfig
     explore: ExploreConfig = Field(default_factory=ExploreConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: CommitteeConfig = Field(default_factory=CommitteeConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     stop: StopConfig = Field(default_factory=StopConfig)
     test: TestConfig = Field(default_factory=TestConfig)
@@ -164,49 +238,42 @@ class ActiveLearningConfig(_Strict):
 
 def load_config(path: str | Path) -> ActiveLearningConfig:
     """Read and validate a YAML config; relative paths are taken from the file's folder."""
-    from pydantic import ValidationError
+    from matloop.training.config import load_yaml, parse_config
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    try:
-        cfg = ActiveLearningConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
+    cfg = parse_config(load_yaml(path), ActiveLearningConfig, str(path))
     return cfg.resolve_paths(path.parent.resolve())
 
 
+def check_inputs(cfg: ActiveLearningConfig) -> None:
+    """Checks that need files or imports, before any work: the reference calculator and its
+    keyword arguments, the model family's package, the starting structures and the test set
+    (readable, labelled, and no element that the starting structures lack)."""
+    from matloop.data import read_dataset
+    from matloop.data.io import read_structures
+    from matloop.errors import DataError
+    from matloop.labelling.calculator import check_calculator_settings
+    from matloop.models import get_family
+
+    check_calculator_settings(cfg.reference.calculator, cfg.reference.settings)
+    get_family(cfg.model.family)
+    starts = read_structures(cfg.initial.structures, what="initial.structures file")
+    elements = {s for a in starts for s in a.get_chemical_symbols()}
+    if cfg.test.data:
+        test = read_dataset(cfg.test.data, require_forces=False)
+        missing = sorted(set(test.elements) - elements)
+        if missing:
+            raise DataError(
+                f"test.data {cfg.test.data} contains {', '.join(missing)}, which no starting "
+                f"structure in {cfg.initial.structures} has; the models would never learn it"
+            )
+
+
 def format_validation_error(exc: Any) -> str:
-    """One line per pydantic error; for unknown keys, list the valid ones."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err.get("loc", ())) or "<root>"
-        msg = err.get("msg", "")
-        if err.get("type") == "extra_forbidden":
-            valid = _valid_keys(err.get("loc", ())[:-1])
-            msg = f"unknown key (valid keys: {', '.join(valid)})" if valid else "unknown key"
-        parts.append(f"{loc}: {msg}")
-    return "invalid configuration: " + "; ".join(parts)
+    """One line for all problems of an AL config (the formatter shared by every config)."""
+    from matloop.training.config import format_validation_error as _format
 
-
-def _valid_keys(loc: tuple) -> list[str]:
-    model: Any = ActiveLearningConfig
-    for part in loc:
-        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
-        if field is None:
-            return []
-        model = field.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return list(model.model_fields)
+    return _format(exc, ActiveLearningConfig, "invalid configuration")
 
 
 TEMPLATE = """\
@@ -216,7 +283,7 @@ reference:
   calculator: emt            # built-in (emt, sw, kumagai, pyscf, gpaw, espresso, vasp, tblite)
                              # or 'module:function' returning an ASE calculator
   settings: {}               # keyword arguments of the calculator
-  timeout_s: null            # time limit per calculation (s)
+  timeout_s: 3600            # time limit per calculation (s); null: no limit
   max_retries: 3             # corrections (more SCF steps, less mixing, smearing) then give up
   max_force: 50.0            # eV/Å; a label with a larger force component is quarantined
 initial:

@@ -67,13 +67,23 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `matloop` script; returns the exit code (0 on success)."""
     try:
-        app(args=argv, prog_name="matloop", standalone_mode=True)
+        result = app(args=argv, prog_name="matloop", standalone_mode=False)
     except SystemExit as exc:  # typer/click exit
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return code
     except BaseException as exc:  # noqa: BLE001 - converted to one clear line
+        kind = type(exc).__name__
+        if kind == "Exit":  # --help, --version
+            return int(getattr(exc, "exit_code", 0))
+        if kind == "NoArgsIsHelpError":  # `matloop CMD` alone prints the help, as always
+            exc.show()
+            return 0
+        if kind == "Abort":  # Ctrl-C inside a prompt
+            return _errors.report(KeyboardInterrupt())
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # usage error
+            return _errors.report_usage(exc)
         return _errors.report(exc)
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

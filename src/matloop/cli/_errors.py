@@ -8,7 +8,7 @@ import sys
 import yaml
 from pydantic import ValidationError
 
-from matloop.errors import MatloopError
+from matloop.errors import Interrupted, MatloopError
 
 
 def describe(exc: BaseException) -> str:
@@ -29,8 +29,18 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, yaml.YAMLError):
         return f"malformed YAML: {str(exc).splitlines()[0]}"
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    return f"{type(exc).__name__}: {exc}"
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not a text file ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, OSError):
+        return f"cannot use {exc.filename or 'a file'}: {exc.strerror or exc}"
+    if isinstance(exc, MemoryError):
+        return "out of memory (try a smaller system, batch or model)"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+    return (
+        f"internal error ({type(exc).__name__}: {first}); this is a matloop bug, please report "
+        "it with the output of MATLOOP_DEBUG=1"
+    )
 
 
 def report(exc: BaseException) -> int:
@@ -39,4 +49,13 @@ def report(exc: BaseException) -> int:
         raise exc
     message = " ".join(describe(exc).split())
     print(f"error: {message}", file=sys.stderr)
-    return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    return 130 if isinstance(exc, KeyboardInterrupt | Interrupted) else 1
+
+
+def report_usage(exc) -> int:
+    """A command-line usage error (click) as one line naming the help to read; exit code 2."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    print(f"error: {message}{hint}", file=sys.stderr)
+    return exc.exit_code

@@ -51,7 +51,8 @@ def validate(
     file: Path = typer.Argument(..., help="YAML file to check."),
     kind: str = typer.Option("auto", help="train, al or auto (guess from the keys)."),
 ) -> None:
-    """Check a config; unknown keys are reported with the list of valid ones."""
+    """Check a config completely without computing: keys, value ranges, model family and its
+    parameters, training options, reference calculator and its arguments, input files."""
     from matloop.errors import ConfigError
     from matloop.training.config import load_train_config, load_yaml
 
@@ -65,7 +66,8 @@ def validate(
     if kind == "train":
         load_train_config(file)
     elif kind == "al":
-        _al_module().load_config(file)
+        al = _al_module()
+        al.check_inputs(al.load_config(file))
     else:
         raise ConfigError(f"unknown config kind {kind!r}; choose train, al or auto")
     typer.echo(f"{file}: valid {kind} config")

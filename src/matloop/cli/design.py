@@ -24,6 +24,15 @@ def _read_csv(path: Path, what: str = "data"):
         raise DataError(f"{path}: cannot read {what} as CSV: {exc}") from exc
 
 
+def _check_counts(**counts: int) -> None:
+    """Counts given on the command line (--members, --trees) must be ≥ 1."""
+    from matloop.errors import ConfigError
+
+    for name, value in counts.items():
+        if value < 1:
+            raise ConfigError(f"--{name} must be ≥ 1, got {value}")
+
+
 def _warn_lines(caught) -> None:
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
@@ -42,8 +51,9 @@ def suggest_command(
     ),
     beta: float = typer.Option(4.0, "--beta", help="UCB exploration weight."),
     restarts: int = typer.Option(8, "--restarts", min=1, help="Optimiser restarts (effort)."),
-    raw_samples: int = typer.Option(256, "--raw-samples", min=8,
-                                    help="Random feasible points scored to seed the optimiser."),
+    raw_samples: int = typer.Option(
+        256, "--raw-samples", min=8, help="Random feasible points scored to seed the optimiser."
+    ),
     out: Path = typer.Option(..., "--out", help="Output CSV (one row per suggestion)."),
 ) -> None:
     """Ask: propose the next compositions to make (Bayesian optimisation, BoTorch)."""
@@ -57,9 +67,18 @@ def suggest_command(
     frame = _read_csv(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = suggest(frame, sp, objs, batch=batch, seed=seed, acquisition=acquisition,
-                      beta=beta, num_restarts=restarts, raw_samples=raw_samples,
-                      source=str(data))
+        res = suggest(
+            frame,
+            sp,
+            objs,
+            batch=batch,
+            seed=seed,
+            acquisition=acquisition,
+            beta=beta,
+            num_restarts=restarts,
+            raw_samples=raw_samples,
+            source=str(data),
+        )
     _warn_lines([w for w in caught if "space-filling" in str(w.message)])
     with atomic_path(out) as tmp:
         table = res.table.copy()
@@ -73,27 +92,33 @@ def suggest_command(
     typer.echo(f"{len(res.table)} suggestion(s) ({res.acquisition}) written to {out}")
 
 
-def _load_table(data: Path, properties: list[str], components: str | None, basis: str,
-                normalise: bool):
+def _load_table(
+    data: Path, properties: list[str], components: str | None, basis: str, normalise: bool
+):
     from matloop.compositions import read_composition_table
     from matloop.design.objectives import Objective, objective_values
 
     frame = _read_csv(data)
     comps = [c.strip() for c in components.split(",")] if components else None
     Y = objective_values(frame, [Objective(p, "max") for p in properties], source=str(data))
-    table = read_composition_table(frame, comps, basis=basis, normalise_rows=normalise,
-                                   source=str(data), ignore=properties)
+    table = read_composition_table(
+        frame, comps, basis=basis, normalise_rows=normalise, source=str(data), ignore=properties
+    )
     return frame, table, Y
 
 
 _PROP = typer.Option(..., "--property", "-p", help="Property column (repeat for several).")
-_COMPS = typer.Option(None, "--components", help="Comma-separated component columns "
-                      "(default: every column named like a chemical formula).")
+_COMPS = typer.Option(
+    None,
+    "--components",
+    help="Comma-separated component columns (default: every column named like a chemical formula).",
+)
 _BASIS = typer.Option("mol", "--basis", help="Composition units: mol or wt (converted to mol %).")
 _NORM = typer.Option(False, "--normalise", help="Rescale rows to sum to 100 instead of failing.")
 _MODEL = typer.Option("hgb", "--model", help="gp | rf | et | hgb | nn")
-_FEAT = typer.Option("stats", "--features", help="stats (fractions + element statistics) | "
-                     "fractions")
+_FEAT = typer.Option(
+    "stats", "--features", help="stats (fractions + element statistics) | fractions"
+)
 
 
 def fit_command(
@@ -107,15 +132,28 @@ def fit_command(
     members: int = typer.Option(5, "--members", help="Ensemble members (hgb, nn)."),
     trees: int = typer.Option(200, "--trees", help="Trees (rf, et)."),
     seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(..., "--out", help="Model file to write (pickle)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Model file to write (.npz: JSON and arrays, no pickle)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
 ) -> None:
     """Fit a composition → properties model (missing values allowed per property)."""
     from matloop.design.models import PropertyModel
     from matloop.design.splits import composition_groups
+    from matloop.utils.files import refuse_overwrite
 
+    _check_counts(members=members, trees=trees)
     _, table, Y = _load_table(data, prop, components, basis, normalise)
-    m = PropertyModel(table.components, prop, kind=model, features=features,
-                      n_members=members, n_estimators=trees, seed=seed)
+    refuse_overwrite(out, force)
+    m = PropertyModel(
+        table.components,
+        prop,
+        kind=model,
+        features=features,
+        n_members=members,
+        n_estimators=trees,
+        seed=seed,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         m.fit(table.values, Y, groups=composition_groups(table.values, table.components))
@@ -171,6 +209,7 @@ def evaluate_command(
     from matloop.errors import DataError
     from matloop.utils.files import atomic_write_text
 
+    _check_counts(members=members, trees=trees)
     frame, table, Y = _load_table(data, prop, components, basis, normalise)
     times = None
     if split == "time":
@@ -179,20 +218,37 @@ def evaluate_command(
         times = frame[time_column].to_numpy()
 
     def make():
-        return PropertyModel(table.components, prop, kind=model, features=features,
-                             n_members=members, n_estimators=trees, seed=seed)
+        return PropertyModel(
+            table.components,
+            prop,
+            kind=model,
+            features=features,
+            n_members=members,
+            n_estimators=trees,
+            seed=seed,
+        )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        res = cross_validate(make, table.values, Y, table.components, prop, split=split,
-                             n_splits=folds, times=times, seed=seed)
-    _warn_lines({str(w.message): w for w in caught
-                 if issubclass(w.category, UserWarning)}.values())
+        res = cross_validate(
+            make,
+            table.values,
+            Y,
+            table.components,
+            prop,
+            split=split,
+            n_splits=folds,
+            times=times,
+            seed=seed,
+        )
+    _warn_lines({str(w.message): w for w in caught if issubclass(w.category, UserWarning)}.values())
     typer.echo(f"{split} split, {res['n_splits']} folds, model {model}")
     typer.echo(f"{'property':<14}{'n':>7}{'MAE':>11}{'RMSE':>11}{'R2':>8}{'cov95':>8}{'topk':>7}")
     for p, m in res["properties"].items():
-        typer.echo(f"{p:<14}{m['n']:>7}{m['mae']:>11.4g}{m['rmse']:>11.4g}{m['r2']:>8.3f}"
-                   f"{m['coverage95']:>8.3f}{m['topk_recall']:>7.2f}")
+        typer.echo(
+            f"{p:<14}{m['n']:>7}{m['mae']:>11.4g}{m['rmse']:>11.4g}{m['r2']:>8.3f}"
+            f"{m['coverage95']:>8.3f}{m['topk_recall']:>7.2f}"
+        )
     if json_out:
         clean = {k: v for k, v in res.items() if not isinstance(v, np.ndarray)}
         clean.update({"model": model, "features": features, "data": str(data)})

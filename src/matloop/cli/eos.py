@@ -46,8 +46,15 @@ def fit_command(
     import json
 
     from matloop.eos import fit_eos, plot_eos, read_eos_csv
+    from matloop.errors import ConfigError
     from matloop.utils.files import atomic_write_text
 
+    if bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be ≥ 0 (0: off), got {bootstrap}")
+    if plot is not None:
+        from matloop.cli.potentials import _check_plot_format
+
+        _check_plot_format(plot)
     with show_warnings():
         volumes, energies = read_eos_csv(data, x=x, y=y)
         res = fit_eos(

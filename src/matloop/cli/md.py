@@ -25,6 +25,13 @@ def _calculator(spec: str):
     return resolve_calculator(spec)
 
 
+def _check_structure(atoms, path: Path) -> None:
+    """Cell, positions and distances usable for MD (the same checks as training data)."""
+    from matloop.data.dataset import validate_structure
+
+    validate_structure(atoms, source=str(path), require_energy=False, require_forces=False)
+
+
 def md_command(
     model: str = typer.Argument(
         ..., help="Model file/directory, or a calculator name (emt, sw, kumagai, module:function)."
@@ -51,6 +58,7 @@ def md_command(
     from matloop.utils.files import atomic_write_text
 
     atoms = read_structure(structure)
+    _check_structure(atoms, structure)
     calc = _calculator(model)
     check_elements(atoms, calc, model, where=str(structure))
     result = run_md(

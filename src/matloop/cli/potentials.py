@@ -26,52 +26,73 @@ def train_command(
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a model already in --out."),
 ) -> None:
-    """Train a potential and write the model file and training log into --out."""
+    """Train a potential and write the model file and training log into --out.
+
+    Everything is checked before training starts; an existing model in --out is kept unless
+    --force (or --resume continues its checkpoint). Ctrl-C says how to resume.
+    """
     from matloop.data import read_dataset
     from matloop.training import TrainConfig, load_train_config
     from matloop.training import train as run_training
 
+    _check_numbers(max_time=max_time, seed=seed)
     cfg = load_train_config(config) if config is not None else TrainConfig()
     if model is not None and model != cfg.model.family:
         from matloop.training.config import ModelConfig
 
         cfg.model = ModelConfig(family=model)
+    if delta_base is not None and (resume or init_model is not None):
+        from matloop.errors import ConfigError
+
+        raise ConfigError("--delta-base cannot be combined with --resume or --init-model")
+    _check_out_dir(out, resume=resume, force=force)
+    if init_model is not None:
+        import matloop
+
+        matloop.load(init_model)  # a missing or unsafe file fails before any work
     require_forces = cfg.training.loss.forces > 0
     keys = {"energy_key": energy_key, "forces_key": forces_key, "require_forces": require_forces}
     train_ds = read_dataset(train, **keys)
     valid_ds = read_dataset(valid, **keys) if valid is not None else None
-    if resume and not (out / "checkpoint.pt").exists():
-        typer.echo(f"warning: no checkpoint in {out}; starting from scratch", err=True)
-    if delta_base is not None:
-        if resume or init_model is not None:
-            from matloop.errors import ConfigError
+    if valid_ds is not None:
+        _check_coverage(train_ds.elements, valid_ds, "--valid")
+    created = not out.exists()
+    try:
+        if delta_base is not None:
+            from matloop.training.delta import train_delta
 
-            raise ConfigError("--delta-base cannot be combined with --resume or --init-model")
-        from matloop.training.delta import train_delta
+            result = train_delta(
+                train_ds,
+                delta_base,
+                out,
+                cfg,
+                valid_data=valid_ds,
+                seed=seed,
+                max_time=max_time,
+                progress=progress,
+            )
+        else:
+            result = run_training(
+                train_ds,
+                out,
+                cfg,
+                valid_data=valid_ds,
+                seed=seed,
+                max_time=max_time,
+                resume=resume,
+                init_model=init_model,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        raise _train_interrupted(out) from None
+    except BaseException:
+        if created and out.is_dir() and not (out / "checkpoint.pt").exists():
+            import shutil
 
-        result = train_delta(
-            train_ds,
-            delta_base,
-            out,
-            cfg,
-            valid_data=valid_ds,
-            seed=seed,
-            max_time=max_time,
-            progress=progress,
-        )
-    else:
-        result = run_training(
-            train_ds,
-            out,
-            cfg,
-            valid_data=valid_ds,
-            seed=seed,
-            max_time=max_time,
-            resume=resume,
-            init_model=init_model,
-            progress=progress,
-        )
+            shutil.rmtree(out, ignore_errors=True)  # a failed first run leaves nothing behind
+        raise
     best = result.best_metrics
     typer.echo(f"model: {result.model_path}")
     typer.echo(f"log:   {result.log_path}")
@@ -80,6 +101,80 @@ def train_command(
         f"{result.seconds:.1f} s; best epoch {best.get('epoch')}"
     )
     typer.echo(_table({"train": _strip(best, "train_"), "valid": _strip(best, "valid_")}))
+
+
+def _check_numbers(**values: float | None) -> None:
+    """Options that must be ≥ 0 (seed) or > 0 (times), named as on the command line."""
+    from matloop.errors import ConfigError
+
+    for name, value in values.items():
+        if value is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        if name == "seed" and value < 0:
+            raise ConfigError(f"{option} must be ≥ 0, got {value}")
+        if name != "seed" and not (value > 0 and value < float("inf")):
+            raise ConfigError(f"{option} must be a positive number of seconds, got {value}")
+
+
+def _check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to clobber a trained model, or to resume without a checkpoint."""
+    from matloop.errors import ConfigError
+    from matloop.training.trainer import CHECKPOINT_FILENAME, load_checkpoint
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    checkpoint = out / CHECKPOINT_FILENAME
+    if resume:
+        if not checkpoint.exists():
+            raise ConfigError(
+                f"nothing to resume: {out} has no {CHECKPOINT_FILENAME}; train without --resume"
+            )
+        load_checkpoint(checkpoint)  # refuses an unsafe or foreign file before any work
+    elif not force and ((out / "model.pt").exists() or checkpoint.exists()):
+        raise ConfigError(
+            f"{out} already holds a trained model; use --force to overwrite it, --resume to "
+            "continue its checkpoint, or another --out"
+        )
+
+
+def _check_coverage(known: list[str], data, option: str, what: str = "the training data") -> None:
+    """Every element of `data` must be in `known` (else its network would never be trained)."""
+    from matloop.errors import UnknownElementError
+
+    missing = sorted(set(data.elements) - set(known))
+    if missing:
+        raise UnknownElementError(
+            f"{option} {data.source} contains {', '.join(missing)}, which {what} lacks "
+            f"(it has {', '.join(known)})"
+        )
+
+
+def _check_plot_format(path: Path) -> None:
+    """Refuse a plot file name matplotlib cannot write, before anything else is written."""
+    from matplotlib.figure import Figure
+
+    from matloop.errors import ConfigError
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ConfigError(
+            f"--plot {path}: unknown image format {suffix or '(none)'!r}; use one of "
+            f"{', '.join(sorted(formats))}"
+        )
+
+
+def _train_interrupted(out: Path):
+    from matloop.errors import Interrupted
+
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        return Interrupted(
+            f"interrupted: the last checkpoint is {checkpoint}; continue with the same "
+            "command plus --resume"
+        )
+    return Interrupted(f"interrupted before the first checkpoint; nothing to resume in {out}")
 
 
 def _strip(row: dict, prefix: str) -> dict:
@@ -122,8 +217,13 @@ def evaluate_command(
     from matloop.evaluation import evaluate_predictions, parity_plot, predict
     from matloop.utils.files import atomic_write_text
 
+    if plot is not None:
+        _check_plot_format(plot)
     calc = matloop.load(model)
     dataset = read_dataset(data, energy_key=energy_key, forces_key=forces_key, require_forces=False)
+    known = getattr(calc, "elements", None)
+    if known is not None:
+        _check_coverage(list(known), dataset, "data", what=f"the model {model}")
     pred = predict(calc, dataset, progress=True)
     metrics = evaluate_predictions(pred)
     rows = {"all": metrics} | {f"  {k}": v for k, v in metrics["per_config_type"].items()}

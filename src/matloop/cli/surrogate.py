@@ -33,13 +33,16 @@ def fit_command(
         0.0, "--test-size", help="Hold out this fraction to report test metrics (0: none)."
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed (GP restarts, bootstrap, split)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Model file to write."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Model file to write (.npz: JSON and arrays, no pickle)."
+    ),
     plot: Path | None = typer.Option(
         None, "--plot", help="PNG of the mean and 95 % band (one input column only)."
     ),
     plot_range: str | None = typer.Option(
         None, "--plot-range", help="x range of the plot as MIN,MAX (e.g. 25,55)."
     ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
 ) -> None:
     """Fit a surrogate to columns of a CSV and save it; print training (and test) metrics."""
     import numpy as np
@@ -52,9 +55,14 @@ def fit_command(
         regression_metrics,
         save_surrogate,
     )
+    from matloop.utils.files import refuse_overwrite
 
     xcols = _split_columns(x)
     x_range = None
+    if plot is not None:
+        from matloop.cli.potentials import _check_plot_format
+
+        _check_plot_format(plot)
     if plot is not None and len(xcols) != 1:
         raise ConfigError("--plot needs exactly one --x column")
     if plot_range:
@@ -63,6 +71,7 @@ def fit_command(
         except ValueError:
             raise ConfigError(f"--plot-range must be MIN,MAX, got {plot_range!r}") from None
         x_range = (lo, hi)
+    refuse_overwrite(out, force)
     kwargs: dict = {"std_threshold": std_threshold}
     key = model.strip().lower()
     if key == "gp":

@@ -19,6 +19,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from matloop.errors import DataError
 
 MIN_DISTANCE_A = 0.5
+MAX_EXTENT_A = 1.0e4  # larger structures or cells are input errors (Å)
 DEFAULT_CONFIG_TYPE = "default"
 
 
@@ -75,6 +76,8 @@ def validate_structure(
     if not np.all(np.isfinite(pos)):
         raise DataError(f"{where}: positions contain NaN or inf")
     cell = atoms.cell.array
+    if not np.all(np.isfinite(cell)):
+        raise DataError(f"{where}: cell contains NaN or inf")
     for axis in range(3):
         if atoms.pbc[axis] and np.linalg.norm(cell[axis]) < 1e-8:
             raise DataError(
@@ -82,6 +85,7 @@ def validate_structure(
             )
     if atoms.pbc.all() and abs(np.linalg.det(cell)) < 1e-8:
         raise DataError(f"{where}: periodic cell has zero volume")
+    _check_extent(atoms, where)
     results = _results(atoms)
     if require_energy:
         if "energy" not in results or results["energy"] is None:
@@ -116,10 +120,54 @@ def validate_structure(
             )
 
 
+def check_label_keys(
+    atoms: Atoms, energy_key: str, forces_key: str, *, source: str | None = None, index: int = 0
+) -> None:
+    """Raise :class:`DataError` if a custom label key (``--energy-key``/``--forces-key``) is
+    absent from a frame: a misspelled key must never fall back to the default labels."""
+    where = _label(source, index)
+    if energy_key != "energy" and energy_key not in atoms.info:
+        keys = ", ".join(sorted(map(str, atoms.info))) or "none"
+        raise DataError(f"{where}: no info key {energy_key!r} for the energy (info keys: {keys})")
+    if forces_key != "forces" and forces_key not in atoms.arrays:
+        keys = ", ".join(sorted(atoms.arrays))
+        raise DataError(f"{where}: no array {forces_key!r} for the forces (arrays: {keys})")
+
+
+def _check_extent(atoms: Atoms, where: str) -> None:
+    """Sizes no simulation uses (a typo such as 1e30) would overflow the neighbour search."""
+    span = np.ptp(atoms.get_positions(), axis=0).max() if len(atoms) else 0.0
+    longest = np.linalg.norm(atoms.cell.array, axis=1)[atoms.pbc].max(initial=0.0)
+    if max(span, longest) > MAX_EXTENT_A:
+        raise DataError(
+            f"{where}: structure or cell spans {max(span, longest):.3g} Å (more than "
+            f"{MAX_EXTENT_A:g} Å; a unit error?)"
+        )
+    if atoms.pbc.all():
+        from ase.geometry import minkowski_reduce
+
+        reduced, _ = minkowski_reduce(atoms.cell.array)
+        shortest = float(np.linalg.norm(reduced, axis=1).min())
+        if shortest < MIN_DISTANCE_A:
+            raise DataError(
+                f"{where}: periodic images are {shortest:.3g} Å apart (less than "
+                f"{MIN_DISTANCE_A} Å): the cell is too small or degenerate"
+            )
+
+
 def minimum_distance(atoms: Atoms, cutoff: float = MIN_DISTANCE_A) -> float:
     """Smallest interatomic distance (Å) if below `cutoff`, otherwise `cutoff` (periodic-aware)."""
     from matloop.neighbors import neighbor_list
 
+    if atoms.pbc.all():
+        from ase.geometry import minkowski_reduce
+
+        # the same lattice in its most compact cell: distances are unchanged, and the
+        # neighbour search stays fast for strongly sheared cells
+        reduced, _ = minkowski_reduce(atoms.cell.array)
+        atoms = atoms.copy()
+        atoms.set_cell(reduced, scale_atoms=False)
+        atoms.wrap()
     nl = neighbor_list(atoms, cutoff, with_vectors=True)
     if len(nl.distances) == 0:
         return float(cutoff)

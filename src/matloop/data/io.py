@@ -9,7 +9,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from matloop.data.dataset import Dataset
+from matloop.data.dataset import Dataset, check_label_keys
 from matloop.errors import DataError
 
 _DB_SUFFIXES = {".db", ".json"}
@@ -116,6 +116,8 @@ def read_dataset(
     sources = []
     for path in paths:
         frames = read_structures(path, index=index, format=format)
+        for i, atoms in enumerate(frames):
+            check_label_keys(atoms, energy_key, forces_key, source=str(path), index=i)
         frames = [_from_info(a, energy_key, forces_key, stress_key) for a in frames]
         Dataset(frames, source=str(path), validate=validate, require_forces=require_forces)
         structures.extend(frames)

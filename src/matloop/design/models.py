@@ -23,7 +23,6 @@ model is refitted on all rows. The test data of an outer CV are never used.
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 
@@ -33,7 +32,8 @@ from matloop.compositions.features import CompositionFeaturizer
 from matloop.errors import ConfigError, DataError, ModelFileError
 
 MODEL_KINDS = ("gp", "rf", "et", "hgb", "nn")
-_FORMAT = "matloop.design.PropertyModel/1"
+_FORMAT = "matloop.design.PropertyModel"
+_FORMAT_VERSION = 2  # 2: JSON + arrays (.npz); 1 was a pickle and is refused
 
 
 class _Scaler:
@@ -62,8 +62,12 @@ def _fit_sigma_calibration(resid: np.ndarray, spread: np.ndarray) -> tuple[float
 
     best = None
     for a0, b0 in ((0.0, -1.0), (1.0, -3.0), (-2.0, 0.0)):
-        res = minimize(nll, np.array([a0, b0]), method="Nelder-Mead",
-                       options={"xatol": 1e-4, "fatol": 1e-8, "maxiter": 400})
+        res = minimize(
+            nll,
+            np.array([a0, b0]),
+            method="Nelder-Mead",
+            options={"xatol": 1e-4, "fatol": 1e-8, "maxiter": 400},
+        )
         if best is None or res.fun < best.fun:
             best = res
     return float(np.exp(best.x[0])), float(np.exp(best.x[1]) * scale)
@@ -72,8 +76,15 @@ def _fit_sigma_calibration(resid: np.ndarray, spread: np.ndarray) -> tuple[float
 class _SingleProperty:
     """One property, tree/GP kinds: mean and raw spread."""
 
-    def __init__(self, kind: str, seed: int, n_members: int, n_estimators: int,
-                 gp_max_train: int, hgb_params: dict | None):
+    def __init__(
+        self,
+        kind: str,
+        seed: int,
+        n_members: int,
+        n_estimators: int,
+        gp_max_train: int,
+        hgb_params: dict | None,
+    ):
         self.kind = kind
         self.seed = seed
         self.n_members = n_members
@@ -88,14 +99,23 @@ class _SingleProperty:
 
             cls = RandomForestRegressor if self.kind == "rf" else ExtraTreesRegressor
             self.est = cls(
-                n_estimators=self.n_estimators, max_features=0.5 if self.kind == "et" else 1 / 3,
-                min_samples_leaf=1, bootstrap=True, n_jobs=1, random_state=self.seed,
+                n_estimators=self.n_estimators,
+                max_features=0.5 if self.kind == "et" else 1 / 3,
+                min_samples_leaf=1,
+                bootstrap=True,
+                n_jobs=1,
+                random_state=self.seed,
             ).fit(X, y)
         elif self.kind == "hgb":
             from sklearn.ensemble import HistGradientBoostingRegressor
 
-            params = dict(max_iter=600, learning_rate=0.08, max_leaf_nodes=63,
-                          min_samples_leaf=10, l2_regularization=1.0)
+            params = dict(
+                max_iter=600,
+                learning_rate=0.08,
+                max_leaf_nodes=63,
+                min_samples_leaf=10,
+                l2_regularization=1.0,
+            )
             params.update(self.hgb_params)
             self.members = []
             for m in range(self.n_members):
@@ -109,7 +129,9 @@ class _SingleProperty:
             if len(y) > self.gp_max_train:
                 warnings.warn(
                     f"GP: using a random {self.gp_max_train} of {len(y)} rows (exact GP cost "
-                    "grows as n³); use kind 'hgb' or 'rf' for large tables", stacklevel=3)
+                    "grows as n³); use kind 'hgb' or 'rf' for large tables",
+                    stacklevel=3,
+                )
                 sel = rng.choice(len(y), self.gp_max_train, replace=False)
                 X, y = X[sel], y[sel]
             self.scaler = _Scaler().fit(X)
@@ -139,8 +161,16 @@ class _SingleProperty:
 class _NNEnsemble:
     """Deep ensemble of MLPs, all properties at once, masked Gaussian NLL."""
 
-    def __init__(self, n_members: int, seed: int, hidden: int = 128, epochs: int = 300,
-                 lr: float = 3e-3, weight_decay: float = 1e-5, batch_size: int = 256):
+    def __init__(
+        self,
+        n_members: int,
+        seed: int,
+        hidden: int = 128,
+        epochs: int = 300,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-5,
+        batch_size: int = 256,
+    ):
         self.n_members, self.seed = n_members, seed
         self.hidden, self.epochs, self.lr = hidden, epochs, lr
         self.weight_decay, self.batch_size = weight_decay, batch_size
@@ -163,11 +193,7 @@ class _NNEnsemble:
         self.nets = []
         for m in range(self.n_members):
             torch.manual_seed(self.seed + m)
-            net = torch.nn.Sequential(
-                torch.nn.Linear(d, self.hidden), torch.nn.SiLU(),
-                torch.nn.Linear(self.hidden, self.hidden), torch.nn.SiLU(),
-                torch.nn.Linear(self.hidden, 2 * p),
-            )
+            net = self._net(d, p)
             opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.epochs)
             n = len(Xt)
@@ -184,6 +210,54 @@ class _NNEnsemble:
                     loss.backward()
                     opt.step()
                 sched.step()
+            net.eval()
+            self.nets.append(net)
+        return self
+
+    def _net(self, d: int, p: int):
+        import torch
+
+        return torch.nn.Sequential(
+            torch.nn.Linear(d, self.hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(self.hidden, self.hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(self.hidden, 2 * p),
+        )
+
+    _PARAMS = ("n_members", "seed", "hidden", "epochs", "lr", "weight_decay", "batch_size")
+
+    def to_data(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able parameters, arrays) describing the fitted ensemble: no pickled modules."""
+        arrays = {
+            "nn.x_mu": self.xs.mu,
+            "nn.x_sd": self.xs.sd,
+            "nn.y_mu": self.y_mu,
+            "nn.y_sd": self.y_sd,
+        }
+        for m, net in enumerate(self.nets):
+            for key, value in net.state_dict().items():
+                arrays[f"nn.{m}.{key}"] = value.detach().cpu().numpy()
+        return {k: getattr(self, k) for k in self._PARAMS}, arrays
+
+    @classmethod
+    def from_data(cls, params: dict, arrays: dict[str, np.ndarray]) -> _NNEnsemble:
+        import torch
+
+        self = cls(**params)
+        self.xs = _Scaler()
+        self.xs.mu, self.xs.sd = arrays["nn.x_mu"], arrays["nn.x_sd"]
+        self.y_mu, self.y_sd = arrays["nn.y_mu"], arrays["nn.y_sd"]
+        self.nets = []
+        for m in range(self.n_members):
+            net = self._net(len(self.xs.mu), len(self.y_mu))
+            prefix = f"nn.{m}."
+            state = {
+                k[len(prefix) :]: torch.from_numpy(np.array(v))
+                for k, v in arrays.items()
+                if k.startswith(prefix)
+            }
+            net.load_state_dict(state)
             net.eval()
             self.nets.append(net)
         return self
@@ -267,8 +341,14 @@ class PropertyModel:
             if ok.sum() < 2:
                 raise DataError(f"property {name!r} has {int(ok.sum())} measured rows (need >= 2)")
             models.append(
-                _SingleProperty(self.kind, self.seed + 17 * j, self.n_members, self.n_estimators,
-                                self.gp_max_train, self.hgb_params).fit(F[ok], Y[ok, j])
+                _SingleProperty(
+                    self.kind,
+                    self.seed + 17 * j,
+                    self.n_members,
+                    self.n_estimators,
+                    self.gp_max_train,
+                    self.hgb_params,
+                ).fit(F[ok], Y[ok, j])
             )
         return models
 
@@ -318,8 +398,9 @@ class PropertyModel:
                 for j in range(len(self.properties)):
                     ok = np.isfinite(Y[va, j])
                     if ok.sum() >= 10:
-                        cal.append(_fit_sigma_calibration(Y[va, j][ok] - mean[ok, j],
-                                                          spread[ok, j]))
+                        cal.append(
+                            _fit_sigma_calibration(Y[va, j][ok] - mean[ok, j], spread[ok, j])
+                        )
                     else:
                         cal.append((1.0, 0.0))
                 self.calibration_ = cal
@@ -352,23 +433,49 @@ class PropertyModel:
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path) -> None:
-        """Pickle the fitted model (with a format tag) atomically."""
-        from matloop.utils.files import atomic_path
+        """Write the fitted model as plain data (JSON + arrays in an .npz, no pickle) atomically."""
+        import inspect
+        import json
 
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            pickle.dump({"format": _FORMAT, "model": self}, fh)
+        from matloop.utils.safe_io import ESTIMATOR_KEY, estimator_to_array, save_bundle
 
-    @staticmethod
-    def load(path: str | Path) -> PropertyModel:
-        """Load a model written by :meth:`save` (only load files you trust: pickle)."""
-        path = Path(path)
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        params = {n: getattr(self, n) for n in names}
+        fitted, arrays = {}, {}
+        for name, value in vars(self).items():
+            if not name.endswith("_") or name.startswith("_") or name == "models_":
+                continue
+            try:
+                fitted[name] = json.loads(json.dumps(value))
+            except TypeError:
+                arrays[f"fitted.{name}"] = estimator_to_array(value)
+        meta = {"params": params, "fitted": fitted}
+        if isinstance(self.models_, _NNEnsemble):
+            meta["nn"], nn_arrays = self.models_.to_data()
+            arrays.update(nn_arrays)
+        else:
+            arrays[ESTIMATOR_KEY] = estimator_to_array(self.models_)
+        save_bundle(path, _FORMAT, _FORMAT_VERSION, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PropertyModel:
+        """Load a model written by :meth:`save`; anything else (e.g. a pickle) is refused."""
+        from matloop.utils.safe_io import ESTIMATOR_KEY, estimator_from_array, load_bundle
+
+        meta, arrays = load_bundle(path, _FORMAT, _FORMAT_VERSION, "property model")
         try:
-            with open(path, "rb") as fh:
-                obj = pickle.load(fh)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise ModelFileError(f"{path}: not a readable matloop property model ({exc})") from exc
-        if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
-            raise ModelFileError(f"{path}: not a matloop property model ({_FORMAT})")
-        return obj["model"]
+            model = cls(**meta["params"])
+            for name, value in meta["fitted"].items():
+                setattr(model, name, value)
+            for key, value in arrays.items():
+                if key.startswith("fitted."):
+                    setattr(model, key[len("fitted.") :], estimator_from_array(value, str(path)))
+            if "nn" in meta:
+                model.models_ = _NNEnsemble.from_data(meta["nn"], arrays)
+            else:
+                model.models_ = estimator_from_array(arrays[ESTIMATOR_KEY], str(path))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, ModelFileError):
+                raise
+            raise ModelFileError(f"{path}: incomplete property model file ({exc})") from None
+        return model

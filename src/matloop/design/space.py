@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matloop.compositions.core import parse_component
@@ -109,12 +108,14 @@ class Space(BaseModel):
         return list(self.components) + [f for f in self.forbidden if f not in self.components]
 
     def lower(self) -> np.ndarray:
-        return np.array([0.0 if n in self.forbidden else self.components[n].min
-                         for n in self.names])
+        return np.array(
+            [0.0 if n in self.forbidden else self.components[n].min for n in self.names]
+        )
 
     def upper(self) -> np.ndarray:
-        return np.array([0.0 if n in self.forbidden else self.components[n].max
-                         for n in self.names])
+        return np.array(
+            [0.0 if n in self.forbidden else self.components[n].max for n in self.names]
+        )
 
     def check_point(self, x: np.ndarray, atol: float = 1e-6) -> list[str]:
         """Violations of bounds/sum/linear constraints for one composition (empty if feasible)."""
@@ -139,13 +140,12 @@ class Space(BaseModel):
 
 def load_space(path: str | Path) -> Space:
     """Read and validate a ``space.yaml``; errors name the file."""
+    from matloop.training.config import load_yaml
+
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from exc
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'components', 'total', ...")
     from pydantic import ValidationError
@@ -267,9 +267,13 @@ class UnitBoxProblem:
             b_ub.append(zb[1, i])
         A_eq = np.c_[self.A_eq, np.zeros(len(self.A_eq))] if len(self.A_eq) else None
         res = linprog(
-            c, A_ub=np.array(A_ub), b_ub=np.array(b_ub), A_eq=A_eq,
+            c,
+            A_ub=np.array(A_ub),
+            b_ub=np.array(b_ub),
+            A_eq=A_eq,
             b_eq=self.b_eq if len(self.b_eq) else None,
-            bounds=[(None, None)] * d + [(0.0, 1.0)], method="highs",
+            bounds=[(None, None)] * d + [(0.0, 1.0)],
+            method="highs",
         )
         if res.status != 0:
             raise ConfigError(self._infeasible_reason())
@@ -285,8 +289,13 @@ class UnitBoxProblem:
             out = []
             for a, rhs in zip(A, b, strict=True):
                 nz = np.flatnonzero(np.abs(a) > 0)
-                out.append((torch.tensor(nz, dtype=torch.long),
-                            torch.tensor(a[nz], dtype=dtype), float(rhs)))
+                out.append(
+                    (
+                        torch.tensor(nz, dtype=torch.long),
+                        torch.tensor(a[nz], dtype=dtype),
+                        float(rhs),
+                    )
+                )
             return out
 
         return conv(self.A_ge, self.b_ge) or None, conv(self.A_eq, self.b_eq) or None
@@ -337,9 +346,14 @@ def unit_box_problem(space: Space) -> UnitBoxProblem:
             b_ge.append(-(lc.le - const))
     d = len(free)
     prob = UnitBoxProblem(
-        space=space, free=free, lo=lo, hi=hi,
-        A_eq=np.array(A_eq).reshape(-1, d), b_eq=np.array(b_eq),
-        A_ge=np.array(A_ge).reshape(-1, d), b_ge=np.array(b_ge),
+        space=space,
+        free=free,
+        lo=lo,
+        hi=hi,
+        A_eq=np.array(A_eq).reshape(-1, d),
+        b_eq=np.array(b_eq),
+        A_ge=np.array(A_ge).reshape(-1, d),
+        b_ge=np.array(b_ge),
     )
     prob.feasible_point()  # raises ConfigError early when infeasible
     return prob
@@ -382,6 +396,11 @@ def observed_compositions(frame, space: Space, source: str = "data") -> np.ndarr
     x = np.where(np.isnan(x), 0.0, x)
     from matloop.compositions.core import validate_sums
 
-    validate_sums(x, space.total, space.sum_tolerance, source=source,
-                  row_labels=[i + 1 for i in range(len(x))] if len(x) else None)
+    validate_sums(
+        x,
+        space.total,
+        space.sum_tolerance,
+        source=source,
+        row_labels=[i + 1 for i in range(len(x))] if len(x) else None,
+    )
     return x

@@ -161,6 +161,10 @@ def classify_exception(exc: BaseException) -> str:
     return "crash"
 
 
+DEFAULT_TIMEOUT_S = 3600.0
+"""Default time limit of one reference calculation (s): a hung code is stopped, not waited on."""
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise :class:`LabelTimeout` after `seconds` (main thread only; elsewhere no limit)."""
@@ -202,7 +206,7 @@ class Labeller:
         *,
         handlers: dict[str, list[dict[str, Any]]] | None = None,
         max_retries: int = 3,
-        timeout_s: float | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
         limits: ValidationLimits | None = None,
         compute_stress: bool | None = None,
     ) -> None:
@@ -263,8 +267,13 @@ class Labeller:
             reason = validate_result(work, energy, forces, stress, self.limits)
             if reason is not None:
                 return LabelResult(
-                    LabelStatus.INCONSISTENT, atoms.copy(), reason, self.name, settings,
-                    attempts, time.perf_counter() - start,
+                    LabelStatus.INCONSISTENT,
+                    atoms.copy(),
+                    reason,
+                    self.name,
+                    settings,
+                    attempts,
+                    time.perf_counter() - start,
                 )
             out = atoms.copy()
             results: dict[str, Any] = {"energy": float(energy), "free_energy": float(energy)}
@@ -274,14 +283,24 @@ class Labeller:
                 results["stress"] = np.asarray(stress, dtype=float)
             out.calc = SinglePointCalculator(out, **results)
             return LabelResult(
-                LabelStatus.SUCCESS, out, "", self.name, settings, attempts,
+                LabelStatus.SUCCESS,
+                out,
+                "",
+                self.name,
+                settings,
+                attempts,
                 time.perf_counter() - start,
             )
         last = attempts[-1]
         tries = len(attempts)
         reason = f"{last.error_kind}: {last.message} (gave up after {tries} attempt(s))"
         return LabelResult(
-            LabelStatus.FAILED, atoms.copy(), reason, self.name, settings, attempts,
+            LabelStatus.FAILED,
+            atoms.copy(),
+            reason,
+            self.name,
+            settings,
+            attempts,
             time.perf_counter() - start,
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from matloop.labelling.base import Labeller, ValidationLimits
+from matloop.labelling.base import DEFAULT_TIMEOUT_S, Labeller, ValidationLimits
 
 # Custodian-like correction ladders per reference code: for an error kind, the settings patches
 # tried in order (cumulatively) before giving up. The keys are the flat keyword arguments of the
@@ -87,7 +87,7 @@ class CalculatorLabeller(Labeller):
         *,
         handlers: dict[str, list[dict[str, Any]]] | None = None,
         max_retries: int = 3,
-        timeout_s: float | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
         limits: ValidationLimits | None = None,
         compute_stress: bool | None = None,
     ) -> None:
@@ -156,3 +156,53 @@ def make_labeller(
     if isinstance(spec, Labeller):
         return spec
     return CalculatorLabeller(spec, settings, **options)
+
+
+def check_calculator_settings(spec: str, settings: dict[str, Any] | None = None) -> None:
+    """Build calculator `spec` with `settings` once; refuse keyword arguments it does not accept.
+
+    The accepted names are read from the calculator: its constructor's named parameters and, for
+    ASE calculators that take ``**kwargs``, its ``default_parameters``. When neither says (a
+    constructor taking arbitrary ``**kwargs`` without defaults) the names cannot be checked here.
+    Raises :class:`~matloop.errors.ConfigError` with one line.
+    """
+    import inspect
+
+    from matloop.calculators import resolve_calculator
+    from matloop.errors import ConfigError, MatloopError
+
+    settings = dict(settings or {})
+    try:
+        calc = resolve_calculator(spec, **settings)
+    except MatloopError:
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"reference calculator {spec!r}: bad settings ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to build it is a config problem
+        raise ConfigError(
+            f"reference calculator {spec!r} cannot be built with these settings: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    accepted: set[str] = set()
+    open_ended = False
+    for cls in type(calc).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        accepted |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break  # this constructor does not forward to its base class by keyword
+    else:
+        open_ended = True
+    defaults = getattr(calc, "default_parameters", None) or {}
+    accepted |= set(defaults)
+    accepted.discard("self")
+    if open_ended and not defaults:
+        return
+    unknown = sorted(set(settings) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"reference calculator {spec!r} does not accept {', '.join(map(repr, unknown))} "
+            f"(accepted: {', '.join(sorted(accepted))})"
+        )

@@ -86,72 +86,51 @@ def _fmt(value) -> str:
 
 
 FORMAT = "matloop-surrogate"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: JSON + arrays (.npz, no pickle); 1 was a joblib pickle and is refused
 
 
 def save_surrogate(
     model, path: str | os.PathLike, x_columns=None, y_column=None, **metadata
 ) -> None:
-    """Save a fitted surrogate with a format/version tag (joblib; load only files you trust)."""
-    import joblib
+    """Save a fitted surrogate as plain data (JSON metadata + arrays, no pickle), atomically."""
     import sklearn
 
     from matloop import __version__
-    from matloop.utils.files import atomic_path
+    from matloop.utils.safe_io import ESTIMATOR_KEY, estimator_to_array, save_bundle
 
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+    meta = {
         "matloop_version": __version__,
         "sklearn_version": sklearn.__version__,
         "x_columns": list(x_columns) if x_columns is not None else None,
         "y_column": y_column,
         "metadata": metadata,
-        "model": model,
     }
-    with atomic_path(path) as tmp:
-        joblib.dump(payload, tmp)
+    arrays = {ESTIMATOR_KEY: estimator_to_array(model)}
+    save_bundle(path, FORMAT, FORMAT_VERSION, meta, arrays)
 
 
 def load_surrogate(path: str | os.PathLike, with_info: bool = False):
     """Load a surrogate written by :func:`save_surrogate`; :class:`ModelFileError` if unusable.
 
-    With ``with_info=True`` returns ``(model, info)`` where info holds the columns and versions.
+    Nothing in the file is unpickled: other formats (joblib, pickle) are refused. With
+    ``with_info=True`` returns ``(model, info)`` where info holds the columns and versions.
     """
     import warnings
 
-    import joblib
-
-    from matloop.errors import ModelFileError
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"surrogate model file {path} does not exist")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # sklearn version mismatch is reported below
-            payload = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ModelFileError(
-            f"{path}: not a readable matloop surrogate file (truncated or corrupted?): "
-            f"{type(exc).__name__}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a matloop surrogate file (no '{FORMAT}' tag)")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: surrogate file format version {payload.get('format_version')} is not "
-            f"supported by this matloop (expects {FORMAT_VERSION})"
-        )
     import sklearn
 
-    if payload.get("sklearn_version") != sklearn.__version__:
+    from matloop.errors import ModelFileError
+    from matloop.utils.safe_io import ESTIMATOR_KEY, estimator_from_array, load_bundle
+
+    info, arrays = load_bundle(path, FORMAT, FORMAT_VERSION, "surrogate model")
+    if ESTIMATOR_KEY not in arrays:
+        raise ModelFileError(f"{path}: the surrogate file holds no model")
+    model = estimator_from_array(arrays[ESTIMATOR_KEY], str(path))
+    if info.get("sklearn_version") != sklearn.__version__:
         warnings.warn(
-            f"{path} was written with scikit-learn {payload.get('sklearn_version')}, "
+            f"{path} was written with scikit-learn {info.get('sklearn_version')}, "
             f"this is {sklearn.__version__}; predictions may differ",
             UserWarning,
             stacklevel=2,
         )
-    model = payload["model"]
-    info = {k: v for k, v in payload.items() if k != "model"}
     return (model, info) if with_info else model

@@ -36,16 +36,28 @@ class ModelConfig(BaseModel):
 
         cls = get_family(self.family)
         try:
-            cls.Params.model_validate(self.params)
+            params = cls.Params.model_validate(self.params)
         except ValidationError as exc:
             message = format_validation_error(exc, cls.Params, f"model.params ({self.family})")
             raise ValueError(message) from None
+        _check_layer_widths(params, f"model.params ({self.family})")
         return self
 
     def family_params(self):
         from matloop.models import get_family
 
         return get_family(self.family).Params.model_validate(self.params)
+
+
+def _check_layer_widths(params: BaseModel, where: str) -> None:
+    """Integer lists in family parameters are layer widths: each must be ≥ 1."""
+    for name, value in params:
+        if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+            bad = [v for v in value if v < 1]
+            if bad:
+                raise ValueError(f"{where}: {name}: layer widths must be ≥ 1, got {value}")
+        elif isinstance(value, BaseModel):
+            _check_layer_widths(value, f"{where}.{name}")
 
 
 class TrainingParams(BaseModel):
@@ -129,13 +141,21 @@ def parse_config(data: Any, root: type[BaseModel], source: str) -> BaseModel:
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
+    """Read a YAML file (safe loader only) with one-line errors for every way it can be bad."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, expected a YAML file")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file ({exc.reason})") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: malformed YAML: {first}") from None
 
 
 def load_train_config(path: str | os.PathLike) -> TrainConfig:

@@ -21,7 +21,7 @@ from ase.data import atomic_numbers
 
 from matloop.data import Dataset, fit_reference_energies, random_split
 from matloop.data.dataset import energy_of, forces_of, stress_of
-from matloop.errors import ConfigError, DataError
+from matloop.errors import ConfigError, DataError, ModelFileError
 from matloop.models import Potential, get_family
 from matloop.models.graph import AtomicGraph, collate
 from matloop.models.io import MODEL_FILENAME, load_model, save_model
@@ -30,6 +30,8 @@ from matloop.utils.files import atomic_path, atomic_write_text
 from matloop.utils.threads import configure_torch_threads
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "matloop-checkpoint"
+CHECKPOINT_VERSION = 2  # 2: tensors + plain data only (weights_only=True)
 LOG_CSV = "train_log.csv"
 LOG_JSON = "train_log.json"
 
@@ -446,28 +448,77 @@ class _Progress:
             self.epochs_since_best += 1
 
     def save(self, path: Path, model, optimizer, scheduler) -> None:
+        """Write a checkpoint of tensors and plain data only (loads with ``weights_only=True``)."""
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
         payload = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "progress": {k: v for k, v in vars(self).items() if k != "elapsed_at_start"},
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
+            "numpy_rng": [
+                str(kind),
+                torch.from_numpy(keys.astype(np.int64)),
+                int(pos),
+                int(has_gauss),
+                float(cached),
+            ],
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
 
     @classmethod
     def restore(cls, path: Path, model, optimizer, scheduler) -> _Progress:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        torch.set_rng_state(payload["torch_rng"])
-        np.random.set_state(payload["numpy_rng"])
-        progress = cls(**payload["progress"])
+        payload = load_checkpoint(path)
+        try:
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            scheduler.load_state_dict(payload["scheduler"])
+            torch.set_rng_state(payload["torch_rng"])
+            kind, keys, pos, has_gauss, cached = payload["numpy_rng"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+            progress = cls(**payload["progress"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(
+                f"{path}: checkpoint does not match this model and configuration "
+                f"({type(exc).__name__}); train without --resume or into a new --out"
+            ) from None
         progress.elapsed_at_start = progress.elapsed
         return progress
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a trainer checkpoint with ``torch.load(weights_only=True)``: tensors and plain data.
+
+    A file carrying anything else (pickled objects that could run code) is refused.
+    """
+    import pickle
+    import warnings
+    import zipfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelFileError(
+            f"{path}: refusing to load a checkpoint that holds objects other than tensors "
+            "and plain data (loading it could run code)"
+        ) from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: unreadable checkpoint (truncated or corrupted?): {type(exc).__name__}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{path}: not a matloop training checkpoint")
+    if payload.get("format_version") != CHECKPOINT_VERSION:
+        raise ModelFileError(
+            f"{path}: checkpoint format version {payload.get('format_version')} is not "
+            f"supported (expects {CHECKPOINT_VERSION}); train without --resume"
+        )
+    return payload
 
 
 def _write_logs(out_dir: Path, history: list[dict[str, Any]]) -> Path:

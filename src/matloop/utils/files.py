@@ -37,3 +37,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def refuse_overwrite(path: str | os.PathLike, force: bool, option: str = "--out") -> None:
+    """Raise ConfigError if `path` exists and `force` is off (outputs are never clobbered)."""
+    from matloop.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory, expected a file name")
+    if path.exists() and not force:
+        raise ConfigError(f"{option} {path} already exists; use --force to overwrite it")

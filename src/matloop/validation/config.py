@@ -90,12 +90,12 @@ class ReportConfig(BaseModel):
 
 def load_report_config(path: str | Path) -> tuple[Thresholds, ReportSettings]:
     """Read thresholds and settings from a YAML file (unknown keys are rejected)."""
-    import yaml
+    from matloop.training.config import load_yaml
 
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"report config not found: {p}")
-    data = yaml.safe_load(p.read_text()) or {}
+    data = load_yaml(p) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping with 'thresholds:' and/or 'settings:'")
     try:
