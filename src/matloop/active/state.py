@@ -47,20 +47,25 @@ class RunState:
     def __init__(self, url: str | Path) -> None:
         from matloop.store import connect, is_postgres
 
-        self.url = _db_url(url)
-        if is_postgres(self.url):
-            self.db = connect(self.url)
+        self._url = _db_url(url)
+        if is_postgres(self._url):
+            self.db = connect(self._url)
         else:
             import ase.db
 
-            Path(self.url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
-            self.db = ase.db.connect(self.url.removeprefix("sqlite://"), type="db",
-                                     use_lock_file=False)
+            path = self._url.removeprefix("sqlite://")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = ase.db.connect(path, type="db", use_lock_file=False)
 
-    def __repr__(self) -> str:
+    @property
+    def url(self) -> str:
+        """The database location with any password replaced by ``***`` (for reports)."""
         from matloop.store import redact
 
-        return f"RunState({redact(self.url)!r})"
+        return redact(self._url)
+
+    def __repr__(self) -> str:
+        return f"RunState({self.url!r})"
 
     @contextmanager
     def _unique_transaction(self) -> Iterator[bool]:
@@ -106,11 +111,19 @@ class RunState:
         return None if row is None else dict(row.data)
 
     def write_meta(self, config: dict[str, Any]) -> None:
+        """Store the run's configuration (a password in ``state.database`` is not stored)."""
+        config = public_config(config)
         with self._unique_transaction():
             row = self.get_key("meta", "meta")
             if row is None:
-                self._write("meta:meta", Atoms(), {"config": config}, kind="meta", key="meta",
-                            started=time.time())
+                self._write(
+                    "meta:meta",
+                    Atoms(),
+                    {"config": config},
+                    kind="meta",
+                    key="meta",
+                    started=time.time(),
+                )
             else:
                 self.db.update(row.id, data={"config": config})
 
@@ -119,7 +132,9 @@ class RunState:
         return self.get_key("selection", f"sel{iteration:03d}") is not None
 
     def write_selection(
-        self, iteration: int, candidates: list[tuple[str, Atoms, dict[str, Any]]],
+        self,
+        iteration: int,
+        candidates: list[tuple[str, Atoms, dict[str, Any]]],
         info: dict[str, Any],
     ) -> None:
         """Write an iteration's candidates and its selection marker in one transaction.
@@ -128,13 +143,28 @@ class RunState:
         """
         with self._unique_transaction():
             key_sel = f"sel{iteration:03d}"
-            self._write(f"selection:{key_sel}", Atoms(), _clean(info), kind="selection",
-                        key=key_sel, iteration=iteration, n_selected=len(candidates))
+            self._write(
+                f"selection:{key_sel}",
+                Atoms(),
+                _clean(info),
+                kind="selection",
+                key=key_sel,
+                iteration=iteration,
+                n_selected=len(candidates),
+            )
             for key, atoms, kvp in candidates:
                 clean = atoms.copy()
                 clean.calc = None
-                self._write(f"candidate:{key}", clean, None, kind="candidate", key=key,
-                            iteration=iteration, status="pending", **kvp)
+                self._write(
+                    f"candidate:{key}",
+                    clean,
+                    None,
+                    kind="candidate",
+                    key=key,
+                    iteration=iteration,
+                    status="pending",
+                    **kvp,
+                )
 
     def selection_info(self, iteration: int) -> dict[str, Any]:
         row = self.get_key("selection", f"sel{iteration:03d}")
@@ -165,17 +195,34 @@ class RunState:
             atoms.info.pop("matloop_key", None)
             if result.status is LabelStatus.SUCCESS:
                 atoms.calc = result.atoms.calc
-                self._write(f"outcome:{key}", atoms, prov, kind="label", key=key,
-                            iteration=iteration, labeller=result.labeller,
-                            labelled_at=time.time(), seconds=float(result.seconds),
-                            n_attempts=len(result.attempts))
+                self._write(
+                    f"outcome:{key}",
+                    atoms,
+                    prov,
+                    kind="label",
+                    key=key,
+                    iteration=iteration,
+                    labeller=result.labeller,
+                    labelled_at=time.time(),
+                    seconds=float(result.seconds),
+                    n_attempts=len(result.attempts),
+                )
             else:
                 atoms.calc = None
-                self._write(f"outcome:{key}", atoms, prov, kind="quarantine", key=key,
-                            iteration=iteration, status=result.status.value,
-                            reason=result.reason[:1000], labeller=result.labeller,
-                            labelled_at=time.time(), seconds=float(result.seconds),
-                            n_attempts=len(result.attempts))
+                self._write(
+                    f"outcome:{key}",
+                    atoms,
+                    prov,
+                    kind="quarantine",
+                    key=key,
+                    iteration=iteration,
+                    status=result.status.value,
+                    reason=result.reason[:1000],
+                    labeller=result.labeller,
+                    labelled_at=time.time(),
+                    seconds=float(result.seconds),
+                    n_attempts=len(result.attempts),
+                )
             for row in self._rows(kind="candidate", key=key):
                 self.db.update(row.id, status="done")
 
@@ -196,8 +243,13 @@ class RunState:
 
     def quarantine(self) -> list[dict[str, Any]]:
         return [
-            {"key": r.key, "iteration": r.iteration, "status": r.status, "reason": r.reason,
-             "formula": r.formula}
+            {
+                "key": r.key,
+                "iteration": r.iteration,
+                "status": r.status,
+                "reason": r.reason,
+                "formula": r.formula,
+            }
             for r in self.db.select(kind="quarantine", sort="id")
         ]
 
@@ -217,16 +269,30 @@ class RunState:
         with self._unique_transaction():
             key = f"it{iteration:03d}-m{member}"
             if self.get_key("model", key) is None:
-                self._write(f"model:{key}", Atoms(), _clean(metrics), kind="model", key=key,
-                            iteration=iteration, member=member, path=str(path))
+                self._write(
+                    f"model:{key}",
+                    Atoms(),
+                    _clean(metrics),
+                    kind="model",
+                    key=key,
+                    iteration=iteration,
+                    member=member,
+                    path=str(path),
+                )
 
     # -- iterations --------------------------------------------------------------------------
     def record_iteration(self, iteration: int, record: dict[str, Any]) -> None:
         with self._unique_transaction():
             key = f"it{iteration:03d}"
             if self.get_key("iteration", key) is None:
-                self._write(f"iteration:{key}", Atoms(), _clean(record), kind="iteration",
-                            key=key, iteration=iteration)
+                self._write(
+                    f"iteration:{key}",
+                    Atoms(),
+                    _clean(record),
+                    kind="iteration",
+                    key=key,
+                    iteration=iteration,
+                )
 
     def iterations(self) -> list[dict[str, Any]]:
         rows = sorted(self._rows(kind="iteration"), key=lambda r: r.iteration)
@@ -235,6 +301,16 @@ class RunState:
     def last_iteration(self) -> int | None:
         its = [r.iteration for r in self._rows(kind="iteration")]
         return max(its) if its else None
+
+
+def public_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a configuration dump with the password of ``state.database`` masked."""
+    from matloop.store import redact
+
+    database = (config.get("state") or {}).get("database")
+    if not database:
+        return config
+    return {**config, "state": {**config["state"], "database": redact(database)}}
 
 
 def _clean(obj: Any) -> Any:

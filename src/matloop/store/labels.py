@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from matloop.errors import DataError
 from matloop.store._backend import connect, is_conflict, redact, transaction
@@ -138,17 +137,31 @@ class LabelStore:
         from ase.db.core import now
         from ase.db.row import AtomsRow
 
-        clean = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-        results = {k: v for k, v in atoms.calc.results.items() if k in _RESULT_KEYS}
-        clean.calc = SinglePointCalculator(clean, **results)
-        row = AtomsRow(clean)
-        row.unique_id = h
-        row.ctime = now()
-        row.user = prov["pushed_by"]
+        # the row is built from arrays: ASE's atoms2dict re-checks the calculator state per
+        # property, which costs more than the database write
+        results = atoms.calc.results
+        dct: dict[str, Any] = {
+            "numbers": np.asarray(atoms.numbers),
+            "positions": np.asarray(atoms.positions, dtype=float),
+            "cell": np.asarray(atoms.cell, dtype=float),
+            "pbc": np.asarray(atoms.pbc, dtype=bool),
+            "unique_id": h,
+            "ctime": now(),
+            "user": prov["pushed_by"],
+            "calculator": prov["ref_code"].lower(),
+            "calculator_parameters": {},
+        }
+        for key in _RESULT_KEYS:
+            if key in results:
+                dct[key] = (
+                    np.asarray(results[key], dtype=float)
+                    if key != "energy"
+                    else float(results[key])
+                )
         kvp = dict(prov)
         if "config_type" in atoms.info:
             kvp["config_type"] = str(atoms.info["config_type"])
-        self.db.write(row, key_value_pairs=kvp, data={"settings": settings or {}})
+        self.db.write(AtomsRow(dct), key_value_pairs=kvp, data={"settings": settings or {}})
 
     def iter_rows(self, selection: str | None = None, chunk_size: int = 1000) -> Iterator[Any]:
         """ASE rows matching `selection`, read `chunk_size` at a time (ordered by id)."""
@@ -174,6 +187,7 @@ class LabelStore:
 
 
 _RESULT_KEYS = ("energy", "free_energy", "forces", "stress", "magmom", "magmoms", "dipole")
+"""Calculator results stored with a label (ASE units: eV, eV/Å, eV/Å³, e·Å)."""
 
 
 def row_to_atoms(row: Any) -> Atoms:
