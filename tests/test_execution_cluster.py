@@ -179,3 +179,46 @@ def test_unreachable_scheduler_fails_in_one_line():
 
     with pytest.raises(ConfigError, match="cannot reach"):
         make_executor("tcp://127.0.0.1:9", timeout_s=1.0)
+
+
+@pytest.fixture
+def slurm_conf(monkeypatch):
+    conf = os.environ.get("MATLOOP_TEST_SLURM_CONF")
+    if not conf:
+        pytest.skip(
+            "no SLURM cluster: set MATLOOP_TEST_SLURM_CONF (CI starts one with .ci/slurm.sh)"
+        )
+    pytest.importorskip("dask_jobqueue")
+    monkeypatch.setenv("SLURM_CONF", conf)
+    return conf
+
+
+@pytest.mark.slow
+def test_labels_on_a_real_slurm_cluster(slurm_conf, tmp_path):
+    cfg = ExecutionConfig(
+        cluster="slurm",
+        slurm=SlurmConfig(
+            cores=1,
+            processes=1,
+            memory="1GB",
+            walltime="00:10:00",
+            queue="compute",
+            jobs=1,
+            log_directory=str(tmp_path / "logs"),
+        ),
+    )
+    structures = [a for _, a, _ in _candidates(4)]
+    with make_executor(config=cfg) as ex:
+        ex.client.wait_for_workers(1, timeout=180)
+        jobs = subprocess.run(["squeue", "-h", "-o", "%j %T"], capture_output=True, text=True)
+        assert "dask-worker RUNNING" in jobs.stdout
+        results = dict(ex.map_unordered(make_labeller("emt").label, structures))
+        hosts = ex.client.run(lambda: os.environ.get("SLURM_JOB_ID"))
+    assert sorted(results) == [0, 1, 2, 3] and all(r.ok for r in results.values())
+    assert all(job_id for job_id in hosts.values())  # the workers ran inside SLURM jobs
+    for _ in range(30):  # the job is cancelled when the executor closes
+        out = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout
+        if "dask-wor" not in out:
+            break
+        time.sleep(1)
+    assert "dask-wor" not in out

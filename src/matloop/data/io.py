@@ -38,9 +38,17 @@ def _from_info(atoms: Atoms, energy_key: str, forces_key: str, stress_key: str) 
     return atoms
 
 
+def _restore_url(text: str) -> str:
+    """Undo ``pathlib.Path``'s collapsing of ``scheme://`` (CLI options typed as Path)."""
+    for scheme, slashes in (("postgresql", "//"), ("postgres", "//"), ("sqlite", "///")):
+        if text.startswith(f"{scheme}:/") and not text.startswith(f"{scheme}://"):
+            return f"{scheme}:{slashes}{text[len(scheme) + 2 :].lstrip('/')}"
+    return text
+
+
 def split_source(source: str | os.PathLike) -> tuple[str, str | None]:
     """``"labels.db#tag=x"`` → ``("labels.db", "tag=x")``; other sources have no selection."""
-    text = str(source)
+    text = _restore_url(str(source))
     if "#" in text and not Path(text).exists():
         location, selection = text.split("#", 1)
         from matloop.store import is_database
@@ -103,7 +111,7 @@ def read_structures(
         if not frames:
             from matloop.store import redact
 
-            raise DataError(f"{redact(str(path))}: no structures match")
+            raise DataError(f"{redact(location)}#{selection or ''}: no structures match")
         return frames
     path = Path(path)
     if not path.exists():
@@ -158,7 +166,6 @@ def read_dataset(
     Labels under custom keys (``--energy-key REF_energy``) are supported. Raises
     :class:`~matloop.errors.DataError` naming the file and frame on bad data.
     """
-    from matloop.store import redact
 
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
@@ -167,9 +174,9 @@ def read_dataset(
     for path in paths:
         frames = read_structures(path, index=index, format=format)
         frames = [_from_info(a, energy_key, forces_key, stress_key) for a in frames]
-        Dataset(frames, source=redact(path), validate=validate, require_forces=require_forces)
+        Dataset(frames, source=_redacted(path), validate=validate, require_forces=require_forces)
         structures.extend(frames)
-        sources.append(redact(path))
+        sources.append(_redacted(path))
     return Dataset(structures, source=" + ".join(sources), validate=False)
 
 
@@ -211,9 +218,10 @@ def iter_structures(
 
 
 def _redacted(source: str | os.PathLike) -> str:
+    """`source` for messages: a URL restored and its password masked."""
     from matloop.store import redact
 
-    return redact(source)
+    return redact(_restore_url(str(source)))
 
 
 def _raw_chunks(
