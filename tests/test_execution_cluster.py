@@ -78,6 +78,7 @@ def test_killed_worker_mid_batch_every_label_exactly_once(tmp_path):
     computed = [p.name.split(".")[0] for p in markers.iterdir()]
     assert set(computed) == set(keys)
     recomputed = len(computed) - len(keys)
+    print(f"killed worker held {killed_tasks} task(s); {recomputed} computed again")
     assert 0 <= recomputed <= killed_tasks
     # a late duplicate delivery (e.g. a recomputed task) is refused by the database
     state.record_label(keys[0], 0, make_labeller("emt").label(pending[0][1]))

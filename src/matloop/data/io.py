@@ -63,31 +63,28 @@ def _iter_db(location: str, selection: str | None, chunk_size: int = 1000) -> It
     import ase.db
 
     from matloop.store import connect, is_database, is_postgres, redact
+    from matloop.store._backend import select_chunks
     from matloop.store.labels import row_to_atoms
 
     if not is_postgres(location) and not Path(location.removeprefix("sqlite://")).exists():
         raise DataError(f"database not found: {location}")
     db = connect(location, create=False) if is_database(location) else ase.db.connect(location)
-    last = 0
+    rows_iter = select_chunks(db, selection, chunk_size)
     while True:
-        query = f"id>{last}" if not selection else f"{selection},id>{last}"
         try:
-            rows = list(db.select(query, sort="id", limit=chunk_size))
+            rows = next(rows_iter, None)
         except DataError:
             raise
         except Exception as exc:  # noqa: BLE001 - bad selection or server error: one line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"cannot read {redact(location)} ({selection!r}): {first}") from exc
-        if not rows:
+        if rows is None:
             return
-        chunk = []
-        for row in rows:
-            atoms = row_to_atoms(row)
+        chunk = [row_to_atoms(row) for row in rows]
+        for atoms in chunk:
             if "config_type" in atoms.info:
                 atoms.info["config_type"] = str(atoms.info["config_type"])
-            chunk.append(atoms)
         yield chunk
-        last = rows[-1].id
 
 
 def _read_db(path: str | Path, selection: str | None) -> list[Atoms]:

@@ -177,3 +177,16 @@ def _ensure_initialized(db: Any) -> None:
             import time
 
             time.sleep(0.05 * (attempt + 1))
+
+
+def select_chunks(db: Any, selection: str | None, chunk_size: int) -> Iterator[list[Any]]:
+    """Rows matching `selection`, `chunk_size` at a time, ordered by id (keyset pagination:
+    every query is an index range scan, unlike OFFSET)."""
+    last = 0
+    while True:
+        query = f"id>{last}" if not selection else f"{selection},id>{last}"
+        rows = list(db.select(query, sort="id", limit=chunk_size))
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id

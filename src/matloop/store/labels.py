@@ -29,7 +29,7 @@ import numpy as np
 from ase import Atoms
 
 from matloop.errors import DataError
-from matloop.store._backend import connect, is_conflict, redact, transaction
+from matloop.store._backend import connect, is_conflict, redact, select_chunks, transaction
 
 DECIMALS = 8
 """Positions and cell are rounded to 10**-DECIMALS Å before hashing (the precision of extended
@@ -165,14 +165,8 @@ class LabelStore:
 
     def iter_rows(self, selection: str | None = None, chunk_size: int = 1000) -> Iterator[Any]:
         """ASE rows matching `selection`, read `chunk_size` at a time (ordered by id)."""
-        last = 0
-        while True:
-            query = f"id>{last}" if not selection else f"{selection},id>{last}"
-            rows = list(self.db.select(query, sort="id", limit=chunk_size))
-            if not rows:
-                return
+        for rows in select_chunks(self.db, selection, chunk_size):
             yield from rows
-            last = rows[-1].id
 
     def pull(self, selection: str | None = None, chunk_size: int = 1000) -> Iterator[Atoms]:
         """Labelled structures (SinglePointCalculator) with provenance in ``atoms.info``."""
