@@ -126,7 +126,7 @@ def _ace_importable() -> dict | None:
 # --------------------------------------------------------------------------------- worker modes
 
 
-def run_mode(mode: str, source: str, chunk_size: int, model: str) -> dict:
+def run_mode(mode: str, source: str, chunk_size: int, model: str, limit: int) -> dict:
     import vesin  # noqa: F401 - imported before the baseline in both modes
 
     from matloop.data.io import iter_chunks, read_dataset
@@ -143,6 +143,9 @@ def run_mode(mode: str, source: str, chunk_size: int, model: str) -> dict:
         xtx = xty = None
         sq = 0.0
         for chunk in iter_chunks(source, chunk_size=chunk_size, validate=False):
+            chunk = chunk[: limit - n]
+            if not chunk:
+                break
             x = np.array([features(a) for a in chunk])
             y = np.array([a.get_potential_energy() for a in chunk])
             xtx = x.T @ x if xtx is None else xtx + x.T @ x
@@ -152,7 +155,7 @@ def run_mode(mode: str, source: str, chunk_size: int, model: str) -> dict:
         w = _solve(xtx, xty)
         rss = (sq - 2 * w @ xty + w @ xtx @ w) / n  # residual from the normal equations
     else:
-        data = read_dataset(source, validate=False)
+        data = read_dataset(source, index=f":{limit}", validate=False)
         structures = list(data)
         x = np.array([features(a) for a in structures])
         y = np.array([a.get_potential_energy() for a in structures])
@@ -177,11 +180,14 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=1000)
     ap.add_argument("--model", choices=["pairs", "ace"], default="pairs")
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/large_data.json"))
+    ap.add_argument("--sizes", default=None, help="also fit the first K structures, e.g. 2000")
     ap.add_argument("--worker", choices=["lazy", "eager"], help=argparse.SUPPRESS)
+    ap.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     source = Path(args.data_dir) / f"emt_{args.n}.xyz"
     if args.worker:
-        print(json.dumps(run_mode(args.worker, str(source), args.chunk_size, args.model)))
+        limit = args.limit or args.n
+        print(json.dumps(run_mode(args.worker, str(source), args.chunk_size, args.model, limit)))
         return
     report: dict = {
         "benchmark": "large_data",
@@ -198,42 +204,47 @@ def main() -> None:
     report["file_mb"] = round(source.stat().st_size / 2**20, 1)
     report["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    for mode in ("lazy", "eager"):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            mode,
-            "--data-dir",
-            args.data_dir,
-            "--n",
-            str(args.n),
-            "--chunk-size",
-            str(args.chunk_size),
-            "--model",
-            args.model,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            report[mode] = {"error": proc.stderr.strip().splitlines()[-1:]}
-            continue
-        report[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-        r = report[mode]
-        print(
-            f"{mode:5s}: {r['n_structures']} structures, peak RSS {r['peak_rss_mb']} MB "
-            f"(baseline {r['baseline_rss_mb']} MB), {r['seconds']} s, RMSE {r['rmse_ev']} eV",
-            flush=True,
-        )
-    if "weights" in report.get("lazy", {}) and "weights" in report.get("eager", {}):
-        report["max_weight_difference"] = float(
-            np.max(np.abs(np.subtract(report["lazy"]["weights"], report["eager"]["weights"])))
-        )
-        lazy, eager = report["lazy"], report["eager"]
-        report["rss_above_baseline_ratio_eager_over_lazy"] = round(
-            (eager["peak_rss_mb"] - eager["baseline_rss_mb"])
-            / max(lazy["peak_rss_mb"] - lazy["baseline_rss_mb"], 1e-9),
-            2,
-        )
+    sizes = sorted({int(k) for k in (args.sizes or "").split(",") if k} | {args.n})
+    for size in sizes:
+        key = "" if size == args.n else f"_{size}"
+        for mode in ("lazy", "eager"):
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                mode,
+                "--data-dir",
+                args.data_dir,
+                "--n",
+                str(args.n),
+                "--chunk-size",
+                str(args.chunk_size),
+                "--model",
+                args.model,
+                "--limit",
+                str(size),
+            ]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                report[mode + key] = {"error": proc.stderr.strip().splitlines()[-1:]}
+                continue
+            report[mode + key] = r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(
+                f"{mode:5s}: {r['n_structures']} structures, peak RSS {r['peak_rss_mb']} MB "
+                f"(baseline {r['baseline_rss_mb']} MB), {r['seconds']} s, "
+                f"RMSE {r['rmse_ev']} eV",
+                flush=True,
+            )
+        lazy, eager = report.get("lazy" + key, {}), report.get("eager" + key, {})
+        if "weights" in lazy and "weights" in eager:
+            report["max_weight_difference" + key] = float(
+                np.max(np.abs(np.subtract(lazy["weights"], eager["weights"])))
+            )
+            report["rss_above_baseline_ratio_eager_over_lazy" + key] = round(
+                (eager["peak_rss_mb"] - eager["baseline_rss_mb"])
+                / max(lazy["peak_rss_mb"] - lazy["baseline_rss_mb"], 1e-9),
+                2,
+            )
     report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
