@@ -14,11 +14,20 @@ Rows carry ``kind`` (a key-value pair) and a unique ``key``:
 
 A label row and the "done" mark of its candidate are written in one transaction, so a crash
 never loses a finished label nor leaves one that would be computed again.
+
+Uniqueness is enforced by the database, not only by this client: each row's ``unique_id`` (a
+UNIQUE column) is ``KIND:KEY``, and a label and a quarantine row of the same candidate share
+``outcome:KEY``. Several processes writing one state (e.g. on PostgreSQL) can therefore never
+record two selections for an iteration nor two outcomes for a candidate; the loser of a race
+rolls back and finds the winner's row.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +42,57 @@ def _db_url(spec: str | Path) -> str:
 
 
 class RunState:
-    """Read and write the run database."""
+    """Read and write the run database (an SQLite file or a ``postgresql://`` URL)."""
 
     def __init__(self, url: str | Path) -> None:
-        import ase.db
+        from matloop.store import connect, is_postgres
 
-        self.url = _db_url(url)
-        if "://" not in self.url:
-            Path(self.url).parent.mkdir(parents=True, exist_ok=True)
-        self.db = ase.db.connect(self.url, type="postgresql" if "postgres" in self.url else "db",
-                                 use_lock_file=False)
+        self._url = _db_url(url)
+        if is_postgres(self._url):
+            self.db = connect(self._url)
+        else:
+            import ase.db
+
+            path = self._url.removeprefix("sqlite://")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = ase.db.connect(path, type="db", use_lock_file=False)
+
+    @property
+    def url(self) -> str:
+        """The database location with any password replaced by ``***`` (for reports)."""
+        from matloop.store import redact
+
+        return redact(self._url)
+
+    def __repr__(self) -> str:
+        return f"RunState({self.url!r})"
+
+    @contextmanager
+    def _unique_transaction(self) -> Iterator[bool]:
+        """A transaction that rolls back silently when a unique row already exists.
+
+        Yields True; a caller that finds the transaction rolled back sees no change (the row
+        written by the other process stands).
+        """
+        from matloop.store._backend import is_unique_violation, transaction
+
+        try:
+            with transaction(self.db):
+                yield True
+        except Exception as exc:  # noqa: BLE001 - only a lost race is swallowed
+            if not is_unique_violation(exc):
+                raise
+
+    def _write(self, uid: str, atoms: Atoms, data: dict | None = None, **kvp: Any) -> int:
+        """Write a row whose ``unique_id`` is `uid` (UNIQUE in the database)."""
+        from ase.db.core import now
+        from ase.db.row import AtomsRow
+
+        row = AtomsRow(atoms)
+        row.unique_id = uid
+        row.ctime = now()
+        row.user = os.getenv("USER")
+        return self.db.write(row, key_value_pairs=kvp, data=data or {})
 
     # -- generic -----------------------------------------------------------------------------
     def _rows(self, **query: Any) -> list[Any]:
@@ -61,11 +111,19 @@ class RunState:
         return None if row is None else dict(row.data)
 
     def write_meta(self, config: dict[str, Any]) -> None:
-        with self.db:
+        """Store the run's configuration (a password in ``state.database`` is not stored)."""
+        config = public_config(config)
+        with self._unique_transaction():
             row = self.get_key("meta", "meta")
             if row is None:
-                self.db.write(Atoms(), kind="meta", key="meta", started=time.time(),
-                              data={"config": config})
+                self._write(
+                    "meta:meta",
+                    Atoms(),
+                    {"config": config},
+                    kind="meta",
+                    key="meta",
+                    started=time.time(),
+                )
             else:
                 self.db.update(row.id, data={"config": config})
 
@@ -74,18 +132,39 @@ class RunState:
         return self.get_key("selection", f"sel{iteration:03d}") is not None
 
     def write_selection(
-        self, iteration: int, candidates: list[tuple[str, Atoms, dict[str, Any]]],
+        self,
+        iteration: int,
+        candidates: list[tuple[str, Atoms, dict[str, Any]]],
         info: dict[str, Any],
     ) -> None:
-        """Write an iteration's candidates and its selection marker in one transaction."""
-        with self.db:
+        """Write an iteration's candidates and its selection marker in one transaction.
+
+        If another process has already written this iteration's selection, nothing is written.
+        """
+        with self._unique_transaction():
+            key_sel = f"sel{iteration:03d}"
+            self._write(
+                f"selection:{key_sel}",
+                Atoms(),
+                _clean(info),
+                kind="selection",
+                key=key_sel,
+                iteration=iteration,
+                n_selected=len(candidates),
+            )
             for key, atoms, kvp in candidates:
                 clean = atoms.copy()
                 clean.calc = None
-                self.db.write(clean, kind="candidate", key=key, iteration=iteration,
-                              status="pending", **kvp)
-            self.db.write(Atoms(), kind="selection", key=f"sel{iteration:03d}",
-                          iteration=iteration, n_selected=len(candidates), data=_clean(info))
+                self._write(
+                    f"candidate:{key}",
+                    clean,
+                    None,
+                    kind="candidate",
+                    key=key,
+                    iteration=iteration,
+                    status="pending",
+                    **kvp,
+                )
 
     def selection_info(self, iteration: int) -> dict[str, Any]:
         row = self.get_key("selection", f"sel{iteration:03d}")
@@ -103,8 +182,12 @@ class RunState:
         return out
 
     def record_label(self, key: str, iteration: int, result: LabelResult) -> None:
-        """Store a labelling outcome and mark its candidate done, atomically (idempotent)."""
-        with self.db:
+        """Store a labelling outcome and mark its candidate done, atomically (idempotent).
+
+        A second outcome for the same candidate (another process, a recomputed task) is refused
+        by the database and dropped: every candidate has exactly one label or quarantine row.
+        """
+        with self._unique_transaction():
             if self.get_key("label", key) is not None or self.get_key("quarantine", key):
                 return
             prov = result.provenance()
@@ -112,17 +195,34 @@ class RunState:
             atoms.info.pop("matloop_key", None)
             if result.status is LabelStatus.SUCCESS:
                 atoms.calc = result.atoms.calc
-                self.db.write(atoms, kind="label", key=key, iteration=iteration,
-                              labeller=result.labeller, labelled_at=time.time(),
-                              seconds=float(result.seconds), n_attempts=len(result.attempts),
-                              data=prov)
+                self._write(
+                    f"outcome:{key}",
+                    atoms,
+                    prov,
+                    kind="label",
+                    key=key,
+                    iteration=iteration,
+                    labeller=result.labeller,
+                    labelled_at=time.time(),
+                    seconds=float(result.seconds),
+                    n_attempts=len(result.attempts),
+                )
             else:
                 atoms.calc = None
-                self.db.write(atoms, kind="quarantine", key=key, iteration=iteration,
-                              status=result.status.value, reason=result.reason[:1000],
-                              labeller=result.labeller, labelled_at=time.time(),
-                              seconds=float(result.seconds), n_attempts=len(result.attempts),
-                              data=prov)
+                self._write(
+                    f"outcome:{key}",
+                    atoms,
+                    prov,
+                    kind="quarantine",
+                    key=key,
+                    iteration=iteration,
+                    status=result.status.value,
+                    reason=result.reason[:1000],
+                    labeller=result.labeller,
+                    labelled_at=time.time(),
+                    seconds=float(result.seconds),
+                    n_attempts=len(result.attempts),
+                )
             for row in self._rows(kind="candidate", key=key):
                 self.db.update(row.id, status="done")
 
@@ -143,8 +243,13 @@ class RunState:
 
     def quarantine(self) -> list[dict[str, Any]]:
         return [
-            {"key": r.key, "iteration": r.iteration, "status": r.status, "reason": r.reason,
-             "formula": r.formula}
+            {
+                "key": r.key,
+                "iteration": r.iteration,
+                "status": r.status,
+                "reason": r.reason,
+                "formula": r.formula,
+            }
             for r in self.db.select(kind="quarantine", sort="id")
         ]
 
@@ -161,19 +266,33 @@ class RunState:
         return {r.member: r.path for r in self._rows(kind="model", iteration=iteration)}
 
     def record_model(self, iteration: int, member: int, path: str, metrics: dict) -> None:
-        with self.db:
+        with self._unique_transaction():
             key = f"it{iteration:03d}-m{member}"
             if self.get_key("model", key) is None:
-                self.db.write(Atoms(), kind="model", key=key, iteration=iteration, member=member,
-                              path=str(path), data=_clean(metrics))
+                self._write(
+                    f"model:{key}",
+                    Atoms(),
+                    _clean(metrics),
+                    kind="model",
+                    key=key,
+                    iteration=iteration,
+                    member=member,
+                    path=str(path),
+                )
 
     # -- iterations --------------------------------------------------------------------------
     def record_iteration(self, iteration: int, record: dict[str, Any]) -> None:
-        with self.db:
+        with self._unique_transaction():
             key = f"it{iteration:03d}"
             if self.get_key("iteration", key) is None:
-                self.db.write(Atoms(), kind="iteration", key=key, iteration=iteration,
-                              data=_clean(record))
+                self._write(
+                    f"iteration:{key}",
+                    Atoms(),
+                    _clean(record),
+                    kind="iteration",
+                    key=key,
+                    iteration=iteration,
+                )
 
     def iterations(self) -> list[dict[str, Any]]:
         rows = sorted(self._rows(kind="iteration"), key=lambda r: r.iteration)
@@ -182,6 +301,16 @@ class RunState:
     def last_iteration(self) -> int | None:
         its = [r.iteration for r in self._rows(kind="iteration")]
         return max(its) if its else None
+
+
+def public_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a configuration dump with the password of ``state.database`` masked."""
+    from matloop.store import redact
+
+    database = (config.get("state") or {}).get("database")
+    if not database:
+        return config
+    return {**config, "state": {**config["state"], "database": redact(database)}}
 
 
 def _clean(obj: Any) -> Any:

@@ -24,6 +24,7 @@ def _register() -> None:
     from matloop.cli import (
         active,
         config,
+        data,
         design,
         eos,
         md,
@@ -38,6 +39,7 @@ def _register() -> None:
     eos.register(app)
     surrogate.register(app)
     design.register(app)
+    data.register(app)
 
 
 _register()

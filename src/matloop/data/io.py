@@ -1,8 +1,15 @@
-"""Read reference data from any ASE-readable file (extxyz, DFT outputs) or an ASE database."""
+"""Read reference data from any ASE-readable file (extxyz, DFT outputs) or an ASE database.
+
+A database source is a ``.db`` file, ``sqlite:///path.db`` or ``postgresql://user@host/db``,
+optionally followed by ``#SELECTION`` in ASE's query language (``labels.db#tag=cu,natoms<20``).
+:func:`iter_chunks` and :func:`iter_structures` read any source lazily, a chunk at a time, for
+data larger than memory.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,20 +38,57 @@ def _from_info(atoms: Atoms, energy_key: str, forces_key: str, stress_key: str) 
     return atoms
 
 
-def _read_db(path: Path, selection: str | None) -> list[Atoms]:
+def _restore_url(text: str) -> str:
+    """Undo ``pathlib.Path``'s collapsing of ``scheme://`` (CLI options typed as Path)."""
+    for scheme, slashes in (("postgresql", "//"), ("postgres", "//"), ("sqlite", "///")):
+        if text.startswith(f"{scheme}:/") and not text.startswith(f"{scheme}://"):
+            return f"{scheme}:{slashes}{text[len(scheme) + 2 :].lstrip('/')}"
+    return text
+
+
+def split_source(source: str | os.PathLike) -> tuple[str, str | None]:
+    """``"labels.db#tag=x"`` → ``("labels.db", "tag=x")``; other sources have no selection."""
+    text = _restore_url(str(source))
+    if "#" in text and not Path(text).exists():
+        location, selection = text.split("#", 1)
+        from matloop.store import is_database
+
+        if is_database(location):
+            return location, selection.strip() or None
+    return text, None
+
+
+def _iter_db(location: str, selection: str | None, chunk_size: int = 1000) -> Iterator[list[Atoms]]:
+    """Rows of an ASE database (file or server) in chunks of `chunk_size`, ordered by id."""
     import ase.db
 
-    structures = []
-    with ase.db.connect(str(path)) as db:
-        for row in db.select(selection):
-            atoms = row.toatoms(add_additional_information=False)
-            kvp = dict(row.key_value_pairs)
-            if "config_type" in kvp:
-                atoms.info["config_type"] = str(kvp["config_type"])
-            atoms.info.update({k: v for k, v in kvp.items() if k != "config_type"})
-            atoms.info["db_id"] = row.id
-            structures.append(atoms)
-    return structures
+    from matloop.store import connect, is_database, is_postgres, redact
+    from matloop.store._backend import select_chunks
+    from matloop.store.labels import row_to_atoms
+
+    if not is_postgres(location) and not Path(location.removeprefix("sqlite://")).exists():
+        raise DataError(f"database not found: {location}")
+    db = connect(location, create=False) if is_database(location) else ase.db.connect(location)
+    rows_iter = select_chunks(db, selection, chunk_size)
+    while True:
+        try:
+            rows = next(rows_iter, None)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - bad selection or server error: one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"cannot read {redact(location)} ({selection!r}): {first}") from exc
+        if rows is None:
+            return
+        chunk = [row_to_atoms(row) for row in rows]
+        for atoms in chunk:
+            if "config_type" in atoms.info:
+                atoms.info["config_type"] = str(atoms.info["config_type"])
+        yield chunk
+
+
+def _read_db(path: str | Path, selection: str | None) -> list[Atoms]:
+    return [atoms for chunk in _iter_db(str(path), selection) for atoms in chunk]
 
 
 def read_structures(
@@ -55,8 +99,17 @@ def read_structures(
 ) -> list[Atoms]:
     """Read structures (unvalidated) from any ASE-readable file or ASE database.
 
-    `what` names the file in error messages (e.g. ``"trajectory file"``).
+    `what` names the file in error messages (e.g. ``"trajectory file"``). A database URL or
+    ``FILE.db#SELECTION`` reads the matching rows.
     """
+    location, selection = split_source(path)
+    if location.startswith(("postgresql://", "postgres://", "sqlite:///")) or selection:
+        frames = _read_db(location, selection)
+        if not frames:
+            from matloop.store import redact
+
+            raise DataError(f"{redact(location)}#{selection or ''}: no structures match")
+        return frames
     path = Path(path)
     if not path.exists():
         raise DataError(f"{what} not found: {path}")
@@ -110,6 +163,7 @@ def read_dataset(
     Labels under custom keys (``--energy-key REF_energy``) are supported. Raises
     :class:`~matloop.errors.DataError` naming the file and frame on bad data.
     """
+
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     structures: list[Atoms] = []
@@ -119,7 +173,81 @@ def read_dataset(
         for i, atoms in enumerate(frames):
             check_label_keys(atoms, energy_key, forces_key, source=str(path), index=i)
         frames = [_from_info(a, energy_key, forces_key, stress_key) for a in frames]
-        Dataset(frames, source=str(path), validate=validate, require_forces=require_forces)
+        Dataset(frames, source=_redacted(path), validate=validate, require_forces=require_forces)
         structures.extend(frames)
-        sources.append(str(path))
+        sources.append(_redacted(path))
     return Dataset(structures, source=" + ".join(sources), validate=False)
+
+
+def iter_chunks(
+    sources: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    chunk_size: int = 1000,
+    format: str | None = None,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    require_forces: bool = True,
+    validate: bool = True,
+) -> Iterator[list[Atoms]]:
+    """Labelled structures from files or databases, `chunk_size` at a time, never all at once.
+
+    Each chunk is validated like :func:`read_dataset`; memory holds one chunk (plus what the
+    consumer keeps). Extended XYZ and other multi-frame files are read with ``ase.io.iread``.
+    """
+    if chunk_size < 1:
+        raise DataError(f"chunk_size must be >= 1, got {chunk_size}")
+    if isinstance(sources, str | os.PathLike):
+        sources = [sources]
+    for source in sources:
+        for chunk in _raw_chunks(source, chunk_size, format):
+            chunk = [_from_info(a, energy_key, forces_key, stress_key) for a in chunk]
+            Dataset(
+                chunk, source=_redacted(source), validate=validate, require_forces=require_forces
+            )
+            yield chunk
+
+
+def iter_structures(
+    sources: str | os.PathLike | Iterable[str | os.PathLike], **kwargs: object
+) -> Iterator[Atoms]:
+    """One labelled structure at a time, read lazily in chunks (see :func:`iter_chunks`)."""
+    for chunk in iter_chunks(sources, **kwargs):  # type: ignore[arg-type]
+        yield from chunk
+
+
+def _redacted(source: str | os.PathLike) -> str:
+    """`source` for messages: a URL restored and its password masked."""
+    from matloop.store import redact
+
+    return redact(_restore_url(str(source)))
+
+
+def _raw_chunks(
+    source: str | os.PathLike, chunk_size: int, format: str | None
+) -> Iterator[list[Atoms]]:
+    location, selection = split_source(source)
+    path = Path(location)
+    if location.startswith(("postgresql://", "postgres://", "sqlite:///")) or (
+        path.suffix == ".db" and format is None
+    ):
+        yield from _iter_db(location, selection, chunk_size)
+        return
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    from ase.io import iread
+
+    chunk: list[Atoms] = []
+    try:
+        for atoms in iread(str(path), index=":", format=format):
+            chunk.append(atoms)
+            if len(chunk) == chunk_size:
+                yield chunk
+                chunk = []
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ASE raises many kinds; report them in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read {path}: {first}") from exc
+    if chunk:
+        yield chunk

@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from matloop.execution.base import Executor
+from matloop.execution.config import ExecutionConfig, SlurmConfig, local_workers
 from matloop.execution.local import LocalExecutor
 
-__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "make_executor"]
+__all__ = [
+    "DaskExecutor",
+    "ExecutionConfig",
+    "Executor",
+    "LocalExecutor",
+    "SlurmConfig",
+    "make_executor",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,11 +27,36 @@ def __getattr__(name: str) -> Any:
 
 
 def make_executor(
-    scheduler: Any = None, *, n_workers: int | None = None, timeout_s: float = 10.0
+    scheduler: Any = None,
+    *,
+    n_workers: int | None = None,
+    timeout_s: float = 10.0,
+    config: ExecutionConfig | None = None,
 ) -> Executor:
-    """A Dask executor when `scheduler` is given (address, Client or cluster), else local."""
+    """The executor for `scheduler` (or, when it is None, for `config`).
+
+    `scheduler`: ``"local:N"`` starts a Dask LocalCluster of N worker processes; an address,
+    ``distributed.Client`` or cluster object uses Dask; None and no `config.cluster` runs local
+    processes (`n_workers`). ``config.cluster == "slurm"`` starts a dask-jobqueue SLURMCluster
+    and scales it to ``config.slurm.jobs`` jobs. Clusters started here stop with the executor.
+    """
+    if config is not None:
+        scheduler = scheduler or config.scheduler
+        n_workers = n_workers if n_workers is not None else config.workers
+        timeout_s = config.connect_timeout_s
+    if isinstance(scheduler, str) and local_workers(scheduler):
+        from matloop.execution.dask import DaskExecutor, local_cluster
+
+        return DaskExecutor(local_cluster(local_workers(scheduler)), own_cluster=True)
     if scheduler is not None and scheduler != "":
         from matloop.execution.dask import DaskExecutor
 
         return DaskExecutor(scheduler, timeout_s=timeout_s)
+    if config is not None and config.cluster == "slurm":
+        from matloop.execution.dask import DaskExecutor
+        from matloop.execution.slurm import slurm_cluster
+
+        cluster = slurm_cluster(config.slurm)
+        cluster.scale(jobs=config.slurm.jobs)
+        return DaskExecutor(cluster, own_cluster=True)
     return LocalExecutor(n_workers)

@@ -1,7 +1,9 @@
 """Dask distributed execution: a scheduler address, a Client, or a cluster object.
 
-For SLURM/PBS, start a dask-jobqueue cluster and pass it (or its scheduler address); see
-docs/active_learning.md for a worked configuration.
+``local:N`` in the configuration starts a :func:`local_cluster`; ``cluster: slurm`` a
+dask-jobqueue SLURMCluster (see docs/cluster.md). A task running on a worker that dies is
+rescheduled by Dask on another worker; results come back to this process, which stores each label
+once (the run database refuses a second outcome for a candidate).
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ class DaskExecutor(Executor):
 
     name = "dask"
 
-    def __init__(self, scheduler: Any, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, scheduler: Any, *, timeout_s: float = 10.0, own_cluster: bool = False
+    ) -> None:
         try:
             from distributed import Client
         except ImportError as exc:  # pragma: no cover - dask is a dependency
-            raise ConfigError("Dask execution needs 'distributed' (pip install dask[distributed])"
-                              ) from exc
+            raise ConfigError(
+                "Dask execution needs 'distributed' (pip install dask[distributed])"
+            ) from exc
         self._own_client = False
+        self._cluster = scheduler if own_cluster else None
         if isinstance(scheduler, Client):
             self.client = scheduler
         elif isinstance(scheduler, str):
@@ -69,3 +75,22 @@ class DaskExecutor(Executor):
     def close(self) -> None:
         if self._own_client:
             self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+
+def local_cluster(n_workers: int, **kwargs: Any) -> Any:
+    """A Dask LocalCluster of `n_workers` single-threaded worker processes (with nannies, so a
+    worker that dies is restarted), no dashboard."""
+    from distributed import LocalCluster
+
+    options: dict[str, Any] = {
+        "n_workers": int(n_workers),
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+        "env": {"OMP_NUM_THREADS": "1", "MATLOOP_NUM_THREADS": "1"},
+    }
+    options.update(kwargs)
+    return LocalCluster(**options)

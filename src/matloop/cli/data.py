@@ -1,0 +1,139 @@
+"""CLI: `matloop data push|pull|count` — a shared label store on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+_DB_HELP = (
+    "label store: FILE.db (SQLite) or postgresql://user@host:5432/db "
+    "(password from PGPASSWORD or ~/.pgpass, never printed)"
+)
+
+
+def push_command(
+    files: list[Path] = typer.Argument(..., help="labelled structures (extxyz, ASE db, ...)"),
+    db: str = typer.Option(..., "--db", help=_DB_HELP),
+    code: str = typer.Option(..., "--code", help="reference code that made the labels (e.g. emt)"),
+    settings: str = typer.Option("{}", "--settings", help="its settings, as JSON"),
+    code_version: str = typer.Option(None, "--code-version", help="its version"),
+    tag: str = typer.Option(None, "--tag", help="a tag to select these rows by later"),
+    run: str = typer.Option(None, "--run", help="name of the run that made them"),
+    energy_key: str = typer.Option("energy", "--energy-key"),
+    forces_key: str = typer.Option("forces", "--forces-key"),
+    stress_key: str = typer.Option("stress", "--stress-key"),
+    json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
+) -> None:
+    """Store labelled structures once each (content hash is unique in the database)."""
+    from matloop.data.io import iter_chunks
+    from matloop.errors import ConfigError
+    from matloop.store import LabelStore, redact
+
+    try:
+        settings_dict = json.loads(settings)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--settings is not valid JSON: {exc.msg}") from exc
+    if not isinstance(settings_dict, dict):
+        raise ConfigError('--settings must be a JSON object, e.g. \'{"xc": "PBE"}\'')
+    for f in files:  # validate all inputs before writing anything
+        if not Path(str(f).split("#", 1)[0]).exists():
+            raise ConfigError(f"file not found: {f}")
+    with _redacting(db):
+        store = LabelStore(db)
+        chunks = iter_chunks(
+            [str(f) for f in files],
+            energy_key=energy_key,
+            forces_key=forces_key,
+            stress_key=stress_key,
+        )
+        result = store.push(
+            (a for chunk in chunks for a in chunk),
+            code=code,
+            settings=settings_dict,
+            version=code_version,
+            run=run,
+            tag=tag,
+        )
+        total = store.count()
+    out = {**result.as_dict(), "rows_in_store": total, "db": redact(db)}
+    if json_out:
+        typer.echo(json.dumps(out))
+    else:
+        typer.echo(
+            f"pushed {result.written} new label(s), {result.existing} already stored; "
+            f"{total} row(s) in {redact(db)}"
+        )
+
+
+def pull_command(
+    db: str = typer.Option(..., "--db", help=_DB_HELP),
+    select: str = typer.Option(None, "--select", help="ASE query, e.g. 'tag=cu,natoms<20'"),
+    out: Path = typer.Option(..., "--out", help="extended XYZ file to write"),
+    force: bool = typer.Option(False, "--force", help="overwrite OUT if it exists"),
+) -> None:
+    """Write the labelled structures matching a selection to an extended XYZ file."""
+    from ase.io import write
+
+    from matloop.errors import ConfigError
+    from matloop.store import LabelStore, redact
+    from matloop.utils.files import atomic_path
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    n = 0
+    with _redacting(db):
+        store = LabelStore(db)
+        with atomic_path(out) as tmp:
+            with open(tmp, "w") as fh:
+                for atoms in store.pull(select):
+                    write(fh, atoms, format="extxyz")
+                    n += 1
+            if n == 0:
+                raise ConfigError(f"no rows in {redact(db)} match {select!r}; nothing written")
+    typer.echo(f"wrote {n} structure(s) to {out}")
+
+
+def count_command(
+    db: str = typer.Option(..., "--db", help=_DB_HELP),
+    select: str = typer.Option(None, "--select", help="ASE query"),
+) -> None:
+    """Number of rows matching a selection."""
+    from matloop.store import LabelStore
+
+    with _redacting(db):
+        typer.echo(str(LabelStore(db).count(select)))
+
+
+class _redacting:
+    """Re-raise database errors as one DataError line with the password removed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        from matloop.errors import DataError, MatloopError
+        from matloop.store import redact
+
+        if exc is None or isinstance(exc, KeyboardInterrupt):
+            return
+        text = str(exc).replace(self.url, redact(self.url))
+        if isinstance(exc, MatloopError):
+            if text != str(exc):
+                raise type(exc)(text) from None
+            return
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise DataError(f"{redact(self.url)}: {type(exc).__name__}: {first}") from None
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the root app."""
+    sub = typer.Typer(no_args_is_help=True, help="Shared label store (SQLite or PostgreSQL).")
+    sub.command("push")(push_command)
+    sub.command("pull")(pull_command)
+    sub.command("count")(count_command)
+    app.add_typer(sub, name="data", help="Shared label store (SQLite or PostgreSQL).")
