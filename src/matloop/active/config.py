@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matloop.errors import ConfigError
+from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
 
 
@@ -183,12 +184,6 @@ class TestConfig(_Strict):
     data: str | None = Field(None, description="independent labelled set evaluated each iteration")
 
 
-class ExecutionConfig(_Strict):
-    workers: int = Field(1, ge=1, description="local worker processes for labelling")
-    scheduler: str | None = Field(None, description="Dask scheduler address (or --scheduler)")
-    connect_timeout_s: float = Field(10.0, gt=0)
-
-
 class StateConfig(_Strict):
     database: str | None = Field(
         None, description="ASE database; default DIR/state.db (SQLite); postgresql://... allowed"
@@ -322,7 +317,18 @@ test:
   data: null                 # independent labelled set, evaluated every iteration
 execution:
   workers: 1                 # local processes for labelling
-  scheduler: null            # Dask scheduler address (same as --scheduler)
+  scheduler: null            # 'local:N' (Dask LocalCluster) or a scheduler address (--scheduler)
+  cluster: null              # 'slurm': start a dask-jobqueue SLURMCluster from the section below
+  slurm:
+    cores: 1                 # per job (--cpus-per-task)
+    processes: 1             # Dask workers per job
+    memory: 4GB              # per job (--mem)
+    walltime: "01:00:00"     # per job (--time)
+    queue: null              # partition
+    account: null
+    job_extra: []            # more #SBATCH options, e.g. ['--qos=normal']
+    prologue: []             # shell lines before the worker starts (module load ...)
+    jobs: 1                  # workers = jobs × processes
 state:
   database: null             # default RUN/state.db (SQLite); postgresql://user@host/db allowed
 """

@@ -62,10 +62,7 @@ class ActiveLearner:
         if self._executor is None:
             from matloop.execution import make_executor
 
-            self._executor = make_executor(
-                self._scheduler, n_workers=self.cfg.execution.workers,
-                timeout_s=self.cfg.execution.connect_timeout_s,
-            )
+            self._executor = make_executor(self._scheduler, config=self.cfg.execution)
             self._own_executor = True
         return self._executor
 
@@ -306,6 +303,7 @@ class ActiveLearner:
     # -- driver ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run (or resume) the loop to completion; write report.json and report.html."""
+        from matloop.active.state import public_config
         from matloop.utils.threads import configure_torch_threads
 
         configure_torch_threads()
@@ -313,7 +311,7 @@ class ActiveLearner:
         meta = self.state.meta()
         if meta is None:
             self.state.write_meta(cfg_dump)
-        elif meta.get("config") != cfg_dump:
+        elif meta.get("config") != public_config(cfg_dump):
             warnings.warn(
                 f"the configuration differs from the one {self.dir} was started with; "
                 "resuming with the new settings", stacklevel=2,
@@ -321,7 +319,9 @@ class ActiveLearner:
             self.state.write_meta(cfg_dump)
         from matloop.utils.files import atomic_write_text
 
-        atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(cfg_dump, sort_keys=False))
+        # the copy on disk never holds a database password (public_config masks it)
+        text = yaml.safe_dump(public_config(cfg_dump), sort_keys=False)
+        atomic_write_text(self.dir / "config.yaml", text)
         self.labeller().check()
         if self._scheduler:
             _ = self.executor  # connect now: an unreachable scheduler fails before any work

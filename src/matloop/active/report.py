@@ -188,7 +188,9 @@ def open_state(run_dir: str | Path) -> RunState:
 
         url = (yaml.safe_load(cfg.read_text()) or {}).get("state", {}).get("database")
         if url:
-            return RunState(url)
+            # config.yaml holds the URL with its password masked: libpq then takes the
+            # password from PGPASSWORD or ~/.pgpass
+            return RunState(str(url).replace(":***@", "@"))
     raise ConfigError(f"{run_dir} is not an active-learning run directory (no state.db)")
 
 

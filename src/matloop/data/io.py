@@ -171,7 +171,7 @@ def read_dataset(
     for path in paths:
         frames = read_structures(path, index=index, format=format)
         for i, atoms in enumerate(frames):
-            check_label_keys(atoms, energy_key, forces_key, source=str(path), index=i)
+            check_label_keys(atoms, energy_key, forces_key, source=_redacted(path), index=i)
         frames = [_from_info(a, energy_key, forces_key, stress_key) for a in frames]
         Dataset(frames, source=_redacted(path), validate=validate, require_forces=require_forces)
         structures.extend(frames)
