@@ -201,7 +201,7 @@ class ScaledSystem:
     def build(cls, eqs: NormalEquations, kind_weights: Mapping[str, float]) -> ScaledSystem:
         a, b, yy, n_rows = eqs.combined(kind_weights)
         s = column_scales(a)
-        lam, v = scipy.linalg.eigh(a / np.outer(s, s), check_finite=False)
+        lam, v = scipy.linalg.eigh(a / np.outer(s, s), check_finite=False, driver="evd")
         lam = np.clip(lam, 0.0, None)
         log_w = sum(
             0.5 * eqs.n_rows(k) * math.log(float(kind_weights[k]))

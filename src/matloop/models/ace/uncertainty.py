@@ -160,14 +160,14 @@ def uncertainty_results(model, graph, properties: Sequence[str]) -> dict[str, ob
 # --- calibration ------------------------------------------------------------------------
 def calibration_scale(errors: np.ndarray, sigmas: np.ndarray, coverage: float = 0.95) -> float:
     """Scale s such that a fraction `coverage` of |error| ≤ z·s·σ (z the Gaussian quantile)."""
-    from scipy.stats import norm
+    from statistics import NormalDist
 
     errors, sigmas = np.abs(np.asarray(errors, float)), np.asarray(sigmas, float)
     keep = np.isfinite(errors) & (sigmas > 0)
     if not keep.any():
         return 1.0
     ratio = errors[keep] / sigmas[keep]
-    z = float(norm.ppf(0.5 + coverage / 2))
+    z = NormalDist().inv_cdf(0.5 + coverage / 2)
     scale = float(np.quantile(ratio, coverage)) / z
     return scale if scale > 0 and math.isfinite(scale) else 1.0
 
