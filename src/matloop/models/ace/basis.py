@@ -18,7 +18,6 @@ graph. Design rows use ∂φ(i)/∂A(i) per atom and ∂A/∂r per edge.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +34,7 @@ from matloop.models.graph import AtomicGraph
 
 VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
 # atoms per block when building design rows (bounds the (atoms, nA, P) Jacobian)
-_DESIGN_BLOCK_ATOMS = 8
+_DESIGN_BLOCK_ATOMS = 16
 
 
 @dataclass
@@ -343,30 +342,19 @@ class AceBasis(torch.nn.Module):
         jac = (dgc * yc)[:, None, :] * unit[:, :, None] + gc[:, None, :] * dyc / r[:, None, None]
         return values, jac
 
-    def _jacobian_matrices(self) -> list[Tensor]:
-        """Sparse M_k ((nA·P_spec) × (Q_k·k)): ∂φ_p/∂A_a = Σ_(q,t) M_k[a·P+p, q·k+t] cof_k[q,t]."""
+    def _jacobian_entries(self) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per rank k: (a·P_spec + p, q·k + t, C_pq) with ∂φ_p/∂A_a = Σ_(q,t) C_pq cof[q, t]."""
         if "jac" in self._cache.get("static", {}):
             return self._cache["static"]["jac"]
-        mats = []
+        entries = []
         for k, c in enumerate(self._couplings, start=1):
             p, q = c.indices()
-            vals = c.values()
             nodes = torch.from_numpy(self._nodes[k])
-            rows, cols, vv = [], [], []
-            for t in range(k):
-                rows.append(nodes[q, t] * self.n_per_element + p)
-                cols.append(q * k + t)
-                vv.append(vals)
-            m = _sparse(
-                torch.stack([torch.cat(rows), torch.cat(cols)]),
-                torch.cat(vv),
-                (self.n_a * self.n_per_element, len(self._nodes[k]) * k),
-            ).coalesce()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
-                mats.append(m.to_sparse_csr())
-        self._cache.setdefault("static", {})["jac"] = mats
-        return mats
+            target = torch.cat([nodes[q, t] * self.n_per_element + p for t in range(k)])
+            source = torch.cat([q * k + t for t in range(k)])
+            entries.append((target, source, c.values().repeat(k)))
+        self._cache.setdefault("static", {})["jac"] = entries
+        return entries
 
     def _cofactors(self, a: Tensor, k: int) -> Tensor:
         """Π_{s≠t} A[a_s(q)] per node q of rank k and slot t, shape (N, Q_k·k)."""
@@ -381,11 +369,12 @@ class AceBasis(torch.nn.Module):
 
     def phi_jacobian(self, a: Tensor) -> Tensor:
         """∂φ_spec(i)/∂A(i), shape (N, nA, P_spec)."""
-        out = a.new_zeros(self.n_a * self.n_per_element, a.shape[0])
-        for k, m in enumerate(self._jacobian_matrices(), start=1):
-            if m.values().numel():
-                out = out + torch.sparse.mm(m.to(a.dtype), self._cofactors(a, k).T)
-        return out.T.reshape(a.shape[0], self.n_a, self.n_per_element)
+        out = a.new_zeros(a.shape[0], self.n_a * self.n_per_element)
+        for k, (target, source, values) in enumerate(self._jacobian_entries(), start=1):
+            if values.numel():
+                cof = self._cofactors(a, k)
+                out.index_add_(1, target, cof[:, source] * values.to(a.dtype))
+        return out.reshape(a.shape[0], self.n_a, self.n_per_element)
 
     def _gradient_rows(
         self, graph: AtomicGraph, pair: Tensor, a: Tensor, forces: bool, stress: bool
@@ -421,8 +410,10 @@ class AceBasis(torch.nn.Module):
                 f_rows.index_add_(0, centers * n_el + block, g)
                 f_rows.index_add_(0, graph.neighbors[e0:e1] * n_el + block, -g)
             if stress:
-                per_edge = g[:, :, None, :] * vec[:, None, :, None]
-                v_rows.index_add_(0, graph.structure[centers] * n_el + block, per_edge)
+                target = graph.structure[centers] * n_el + block
+                for t in torch.unique(target).tolist():
+                    sel = target == t
+                    v_rows[t] += torch.einsum("exp,ey->xyp", g[sel], vec[sel])
         out_f = out_v = None
         if forces:
             out_f = f_rows.reshape(n, n_el, 3, p_spec).permute(0, 2, 1, 3)
