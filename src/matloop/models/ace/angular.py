@@ -73,32 +73,41 @@ def _harmonics(unit: torch.Tensor, lmax: int, gradient: bool):
             if gradient:
                 dq[l, m] = a * (q[l - 1, m] + z * dq[l - 1, m]) - b * dq[l - 2, m]
     values: list = []
-    grads: list = []
+    gx: list = []
+    gy: list = []
+    gz: list = []
     k = 0
     sqrt2 = math.sqrt(2.0)
     for l in range(lmax + 1):  # noqa: E741
         row: list = [None] * (2 * l + 1)
-        grow: list = [None] * (2 * l + 1)
+        rx: list = [zero] * (2 * l + 1)
+        ry: list = [zero] * (2 * l + 1)
+        rz: list = [zero] * (2 * l + 1)
         for m in range(l + 1):
             norm = norms[k + m] * (1.0 if m == 0 else sqrt2)
             base = norm * q[l, m]
             if m == 0:
                 row[l] = base
                 if gradient:
-                    grow[l] = torch.stack([zero, zero, norm * dq[l, m]], 1)
+                    rz[l] = norm * dq[l, m]
                 continue
             row[l + m] = base * cos_m[m]
             row[l - m] = base * sin_m[m]
             if gradient:
                 dbase = norm * dq[l, m]
-                c1, s1 = m * cos_m[m - 1], m * sin_m[m - 1]
-                grow[l + m] = torch.stack([base * c1, -base * s1, dbase * cos_m[m]], 1)
-                grow[l - m] = torch.stack([base * s1, base * c1, dbase * sin_m[m]], 1)
+                c1, s1 = base * (m * cos_m[m - 1]), base * (m * sin_m[m - 1])
+                rx[l + m], ry[l + m], rz[l + m] = c1, -s1, dbase * cos_m[m]
+                rx[l - m], ry[l - m], rz[l - m] = s1, c1, dbase * sin_m[m]
         k += l + 1
         values.extend(row)
-        grads.extend(grow)
+        gx.extend(rx)
+        gy.extend(ry)
+        gz.extend(rz)
     out = torch.stack(values, dim=1)
-    return out, (torch.stack(grads, dim=2) if gradient else None)
+    if not gradient:
+        return out, None
+    grad = torch.stack([torch.stack(gx, 1), torch.stack(gy, 1), torch.stack(gz, 1)], 1)
+    return out, grad
 
 
 def _double_factorial(n: int) -> float:

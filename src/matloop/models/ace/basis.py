@@ -283,6 +283,102 @@ class AceBasis(torch.nn.Module):
             total = total + (aa @ w[0] if single else (aa * w[species]).sum(1))
         return total
 
+    def energy_and_gradient(
+        self, a: Tensor, species: Tensor, coefficients: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """ε_i (N,) (eV) and ∂ε_i/∂A(i) (N, nA), by a hand-written reverse pass over the DAG.
+
+        Works on the transposed layout (nodes × atoms) so that every gather and scatter moves
+        contiguous rows.
+        """
+        weights = self.node_weights(coefficients)
+        n = a.shape[0]
+        at = a.T.contiguous()
+        if len(self.elements) == 1:
+            node_w = [w[0][:, None] for w in weights]
+        else:
+            node_w = [w.T[:, species] for w in weights]
+        prods, lefts = [at], []
+        for parent, last in zip(self._parents, self._lasts, strict=True):
+            left = prods[-1].index_select(0, parent)
+            lefts.append(left)
+            prods.append(left * at.index_select(0, last))
+        energy = at.new_zeros(n)
+        for w, p in zip(node_w, prods, strict=True):
+            energy = energy + (w * p).sum(0)
+        grad_a = torch.zeros_like(at)
+        grad = node_w[-1].expand(prods[-1].shape)
+        for k in range(len(prods) - 1, 0, -1):
+            parent, last = self._parents[k - 1], self._lasts[k - 1]
+            grad_a.index_add_(0, last, grad * lefts[k - 1])
+            below = torch.zeros_like(prods[k - 1]).index_add_(0, parent, grad * at[last])
+            grad = below + node_w[k - 1]
+        grad_a += grad
+        return energy, grad_a.T
+
+    def edge_terms(self, vectors: Tensor, pair: Tensor) -> tuple[Tensor, tuple]:
+        """A columns per edge (E, nA_el) and what :meth:`edge_gradient` needs."""
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        unit = vectors / r[:, None]
+        g, dg = self.radial.with_derivative(r, pair)
+        y, dy = real_spherical_harmonics_with_gradient(unit, self.max_l)
+        values = g[:, self._col_n] * y[:, self._col_lm]
+        return values, (r, unit, g, dg, y, dy)
+
+    def edge_gradient(self, terms: tuple, w_edge: Tensor) -> Tensor:
+        """Σ_a w_a ∂(R Y)_a/∂r_e per edge (E, 3), without the (E, 3, nA) Jacobian."""
+        r, unit, g, dg, y, dy = terms
+        n_lm = y.shape[1]
+        h = w_edge.new_zeros(len(r), n_lm).index_add_(1, self._col_lm, w_edge * g[:, self._col_n])
+        hd = w_edge.new_zeros(len(r), n_lm).index_add_(1, self._col_lm, w_edge * dg[:, self._col_n])
+        radial = (hd * y).sum(1)
+        tangential = torch.bmm(dy, h.unsqueeze(2)).squeeze(2)
+        return radial[:, None] * unit + tangential / r[:, None]
+
+    def energy_and_edge_gradient(
+        self,
+        vectors: Tensor,
+        centers: Tensor,
+        species: Tensor,
+        nbr_species: Tensor,
+        coefficients: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """ε_i (N,) (eV, without core repulsion) and ∂E/∂r_e (E, 3), for MD.
+
+        Edges go into a padded (atom, neighbour slot) layout so that A = Σ_j g ⊗ Y and the
+        back-propagation to the edges are batched matrix products (no (E, nA) temporaries).
+        """
+        n, n_el, k_rad = species.shape[0], len(self.elements), self.radial.n_basis
+        pair = species[centers] * n_el + nbr_species
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        unit = vectors / r[:, None]
+        g, dg = self.radial.with_derivative(r, pair)
+        y, dy = real_spherical_harmonics_with_gradient(unit, self.max_l)
+        n_lm = y.shape[1]
+        first = torch.searchsorted(centers, torch.arange(n, device=centers.device))
+        pos = torch.arange(len(centers)) - first[centers]
+        width = int(pos.max()) + 1 if len(pos) else 1
+        slot = centers * width + pos
+        g_pad = g.new_zeros(n * width, n_el, k_rad)
+        g_pad[slot, nbr_species] = g
+        y_pad = y.new_zeros(n * width, n_lm)
+        y_pad[slot] = y
+        g_pad = g_pad.reshape(n, width, n_el * k_rad)
+        a_full = torch.bmm(g_pad.transpose(1, 2), y_pad.reshape(n, width, n_lm))
+        cols = self._col_n * n_lm + self._col_lm
+        a = a_full.reshape(n, n_el, k_rad * n_lm)[:, :, cols].reshape(n, self.n_a)
+        energy, grad_a = self.energy_and_gradient(a, species, coefficients)
+        w_full = a.new_zeros(n, n_el, k_rad * n_lm)
+        w_full[:, :, cols] = grad_a.reshape(n, n_el, self.n_a_element)
+        w_full = w_full.reshape(n, n_el * k_rad, n_lm)
+        h = torch.bmm(g_pad, w_full).reshape(n * width, n_lm)[slot]
+        dg_pad = dg.new_zeros(n * width, n_el, k_rad)
+        dg_pad[slot, nbr_species] = dg
+        hd = torch.bmm(dg_pad.reshape(n, width, n_el * k_rad), w_full)
+        radial = (hd.reshape(n * width, n_lm)[slot] * y).sum(1)
+        tangential = torch.bmm(dy, h.unsqueeze(2)).squeeze(2)
+        return energy, radial[:, None] * unit + tangential / r[:, None]
+
     def core_energy(self, vectors: Tensor, pair: Tensor) -> Tensor:
         """cr(r_e) per edge (eV)."""
         return self.radial.core_repulsion(torch.linalg.vector_norm(vectors, dim=1), pair)

@@ -216,23 +216,13 @@ class AcePotential(Potential):
         species = graph.species[atoms]
         nbr_species = graph.species[graph.neighbors[edges]]
         pair = species[centers] * len(self.elements) + nbr_species
-        values, jac = b.edge_jacobian(vectors, pair)
-        n = atoms.stop - atoms.start
-        with torch.enable_grad():
-            a = b.atomic_base(values, centers, nbr_species, n).detach().requires_grad_(True)
-            atomic = b.atomic_energies(a, species, coef)
-            (grad_a,) = torch.autograd.grad(atomic.sum(), a)
-            vec = vectors.detach().requires_grad_(True)
-            core = b.core_energy(vec, pair)
-            core_grad = (
-                torch.autograd.grad(core.sum(), vec)[0]
-                if core.requires_grad
-                else torch.zeros_like(vec)
-            )
-        grad_edge = grad_a.reshape(n * len(self.elements), -1)[
-            centers * len(self.elements) + nbr_species
-        ]
-        edge_grad = torch.einsum("exa,ea->ex", jac, grad_edge) + core_grad
+        atomic, edge_grad = b.energy_and_edge_gradient(vectors, centers, species, nbr_species, coef)
+        core = torch.zeros_like(edge_grad[:, 0])
+        if b.radial.core_strength > 0:
+            with torch.enable_grad():
+                vec = vectors.detach().requires_grad_(True)
+                core = b.core_energy(vec, pair)
+                edge_grad = edge_grad + torch.autograd.grad(core.sum(), vec)[0]
         atom_energy = atomic.detach().index_add(0, centers, core.detach())
         return atom_energy, edge_grad
 
