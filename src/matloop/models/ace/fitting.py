@@ -6,7 +6,7 @@ stresses (:class:`~matloop.models.ace.solver.NormalEquations`; memory O(P²)), t
 regularisation with no user knob:
 
 1. **evidence**: prior precision α and noise precision β by evidence maximisation (MacKay), for
-   each of three force/energy precision ratios (the loss-weight ratio × {1/3, 1, 3}); the
+   each of five force/energy precision ratios (the loss-weight ratio × 0.1 … 10); the
    ratio with the highest evidence wins; optionally one α per correlation order (ARD);
 2. **validation**: the ratio α/β (and the force/energy ratio) with the lowest validation loss
    w_E·MSE(E/atom) + w_F·MSE(F) (+ w_S·MSE(σ)) — computed from validation normal equations,
@@ -65,7 +65,7 @@ from matloop.units import EV_PER_A3_TO_GPA
 # row precision per unit loss weight: 1/σ² with σ_E = 1e-3 eV/atom at w_E = 1,
 # σ_F = 0.03 eV/Å at w_F = 0.02 and σ_S = 1e-3 eV/Å³ at w_S = 1
 PRECISION_PER_WEIGHT = {"energy": 1e6, "forces": 1.0 / (0.02 * 0.03**2), "stress": 1e6}
-FORCE_RATIO_FACTORS = (1 / 3, 1.0, 3.0)
+FORCE_RATIO_FACTORS = (0.1, 1 / 3, 1.0, 3.0, 10.0)
 
 
 class AceFitParams(BaseModel):
@@ -82,7 +82,7 @@ class AceFitParams(BaseModel):
         "none", description="one prior precision per correlation order (ARD), chosen by evidence"
     )
     weight_search: bool = Field(
-        True, description="also try the force/energy precision ratio × 1/3 and × 3"
+        True, description="also try the force/energy precision ratio × 0.1, 1/3, 3 and 10"
     )
     chunk_atoms: int = Field(512, ge=1, description="atoms per block of design rows")
     active_set_atoms: int = Field(
