@@ -478,7 +478,7 @@ class AceBasis(torch.nn.Module):
         n_el, p_spec = len(self.elements), self.n_per_element
         n = graph.n_total_atoms
         dtype = a.dtype
-        f_rows = a.new_zeros(n * n_el, 3, p_spec) if forces else None
+        f_rows = a.new_zeros(n * n_el + 1, 3, p_spec) if forces else None
         v_rows = a.new_zeros(graph.n_structures * n_el, 3, 3, p_spec) if stress else None
         centers_np = graph.centers.numpy()
         for a0 in range(0, n, _DESIGN_BLOCK_ATOMS):
@@ -494,25 +494,34 @@ class AceBasis(torch.nn.Module):
             first = torch.searchsorted(centers, torch.arange(a0, a1))
             pos = torch.arange(e1 - e0) - first[local]
             width = int(pos.max()) + 1
-            d = vec.new_zeros((a1 - a0) * width, 3, self.n_a, dtype=dtype)
-            cols = graph.species[graph.neighbors[e0:e1]][:, None] * self.n_a_element
-            cols = cols + torch.arange(self.n_a_element)[None, :]
-            row = (local * width + pos)[:, None, None]
-            d[row, torch.arange(3)[None, :, None], cols[:, None, :]] = d_edge
+            slot = local * width + pos
+            d = vec.new_zeros((a1 - a0) * width, 3, n_el, self.n_a_element, dtype=dtype)
+            d[slot, :, graph.species[graph.neighbors[e0:e1]]] = d_edge
             g = torch.bmm(d.reshape(a1 - a0, width * 3, self.n_a), jac)
-            g = g.reshape((a1 - a0) * width, 3, p_spec)[local * width + pos]  # (e, 3, P)
+            g = g.reshape((a1 - a0) * width, 3, p_spec)
             block = graph.species[centers]
             if forces:
-                f_rows.index_add_(0, centers * n_el + block, g)
-                f_rows.index_add_(0, graph.neighbors[e0:e1] * n_el + block, -g)
+                # padded slots add into a dummy last row
+                dummy = torch.full(((a1 - a0) * width,), n * n_el, dtype=torch.long)
+                f_rows.index_add_(0, dummy.index_copy(0, slot, centers * n_el + block), g)
+                nbr = graph.neighbors[e0:e1] * n_el + block
+                f_rows.index_add_(0, dummy.index_copy(0, slot, nbr), g, alpha=-1)
             if stress:
+                pad = (a1 - a0) * width
+                vec_pad = vec.new_zeros(pad, 3).index_copy(0, slot, vec)  # padded rows add 0
                 target = graph.structure[centers] * n_el + block
-                for t in torch.unique(target).tolist():
-                    sel = target == t
-                    v_rows[t] += torch.einsum("exp,ey->xyp", g[sel], vec[sel])
+                targets = torch.unique(target).tolist()
+                if len(targets) == 1:
+                    v_rows[targets[0]] += torch.einsum("exp,ey->xyp", g, vec_pad)
+                else:
+                    target_pad = torch.full((pad,), -1, dtype=torch.long)
+                    target_pad = target_pad.index_copy(0, slot, target)
+                    for t in targets:
+                        sel = target_pad == t
+                        v_rows[t] += torch.einsum("exp,ey->xyp", g[sel], vec_pad[sel])
         out_f = out_v = None
         if forces:
-            out_f = f_rows.reshape(n, n_el, 3, p_spec).permute(0, 2, 1, 3)
+            out_f = f_rows[:-1].reshape(n, n_el, 3, p_spec).permute(0, 2, 1, 3)
             out_f = out_f.reshape(3 * n, n_el * p_spec)
         if stress:
             v = v_rows.reshape(graph.n_structures, n_el, 3, 3, p_spec)
