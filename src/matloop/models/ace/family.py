@@ -151,6 +151,11 @@ class AcePotential(Potential):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
+    def has_variance(self) -> bool:
+        """True once the fit has filled the posterior (σ from :mod:`.uncertainty`)."""
+        return self.posterior.has_variance
+
+    @property
     def n_coefficients(self) -> int:
         return self.basis.n_coefficients
 
@@ -217,13 +222,11 @@ class AcePotential(Potential):
         nbr_species = graph.species[graph.neighbors[edges]]
         pair = species[centers] * len(self.elements) + nbr_species
         atomic, edge_grad = b.energy_and_edge_gradient(vectors, centers, species, nbr_species, coef)
-        core = torch.zeros_like(edge_grad[:, 0])
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        core, dcore = b.radial.core_repulsion_with_derivative(r, pair)
         if b.radial.core_strength > 0:
-            with torch.enable_grad():
-                vec = vectors.detach().requires_grad_(True)
-                core = b.core_energy(vec, pair)
-                edge_grad = edge_grad + torch.autograd.grad(core.sum(), vec)[0]
-        atom_energy = atomic.detach().index_add(0, centers, core.detach())
+            edge_grad = edge_grad + (dcore / r)[:, None] * vectors
+        atom_energy = atomic.index_add(0, centers, core)
         return atom_energy, edge_grad
 
     def atom_features(self, graph: AtomicGraph) -> torch.Tensor:
