@@ -92,6 +92,20 @@ class NormalEquations:
             block.weight_sum += float(w.sum())
         block.n_rows += len(y)
 
+    def transformed(self, t_matrix: np.ndarray, t_offset: np.ndarray) -> NormalEquations:
+        """The normal equations in c' where the coefficients are c = T c' + t (every kind)."""
+        out = NormalEquations(t_matrix.shape[1])
+        for kind, b in self.blocks.items():
+            a_t = b.gram @ t_offset
+            out.blocks[kind] = _Block(
+                t_matrix.T @ b.gram @ t_matrix,
+                t_matrix.T @ (b.rhs - a_t),
+                b.yy - 2.0 * float(t_offset @ b.rhs) + float(t_offset @ a_t),
+                b.weight_sum,
+                b.n_rows,
+            )
+        return out
+
     def merge(self, other: NormalEquations) -> NormalEquations:
         """Add the rows of `other` (same P) into this one; returns self."""
         if other.n_params != self.n_params:
@@ -139,6 +153,23 @@ class NormalEquations:
         c = np.asarray(coefficients, dtype=np.float64)
         sq = blk.yy - 2.0 * c @ blk.rhs + c @ blk.gram @ c
         return max(float(sq), 0.0) / blk.weight_sum
+
+
+def profile_transform(eqs: NormalEquations, n_fitted: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, t) that eliminate the trailing columns j ≥ `n_fitted` by least squares.
+
+    Those columns (e.g. composition fractions, i.e. corrections to E0 per element) occur only
+    in energy rows and get a flat prior: for given c, their optimum is
+    c₀ = A₀₀⁺ (b₀ − A₀ₓ c), so the full coefficient vector is T c + t with T = [I; −A₀₀⁺A₀ₓ],
+    t = [0; A₀₀⁺b₀]. :meth:`NormalEquations.transformed` then gives the problem in c alone (its
+    energy block is the Schur complement).
+    """
+    blk = eqs.blocks["energy"]
+    k = n_fitted
+    a00_pinv = np.linalg.pinv(blk.gram[k:, k:], rcond=1e-12, hermitian=True)
+    t_matrix = np.vstack([np.eye(k), -a00_pinv @ blk.gram[k:, :k]])
+    t_offset = np.concatenate([np.zeros(k), a00_pinv @ blk.rhs[k:]])
+    return t_matrix, t_offset
 
 
 @dataclass
