@@ -40,52 +40,11 @@ def real_spherical_harmonics_with_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Y (E, LM) and the tangential gradient ∇_S Y (E, 3, LM) at unit vectors.
 
-    ∂Y(r/|r|)/∂r = ∇_S Y / |r|. Evaluated as fixed linear combinations of the homogeneous
-    monomials x^a y^b z^c (a + b + c = l), so the cost is a handful of tensor operations
-    whatever l_max is (what small cells in MD need).
+    ∂Y(r/|r|)/∂r = ∇_S Y / |r|.
     """
-    exps, coef = _monomial_table(lmax)
-    exps_t = torch.from_numpy(exps)
-    coef_t = torch.from_numpy(coef).to(unit.dtype)
-    powers = [torch.ones_like(unit)]
-    for _ in range(lmax):
-        powers.append(powers[-1] * unit)
-    p = torch.stack(powers, dim=2)  # (E, 3, lmax+1): coordinate^power
-    px, py, pz = p[:, 0][:, exps_t[:, 0]], p[:, 1][:, exps_t[:, 1]], p[:, 2][:, exps_t[:, 2]]
-    mono = px * py * pz
-    y = mono @ coef_t
-    # ∂/∂x x^a = a x^(a−1): the power table shifted by one, times a
-    lower = torch.clamp(exps_t - 1, min=0)
-    dx = p[:, 0][:, lower[:, 0]] * exps_t[:, 0].to(unit.dtype) * py * pz
-    dy = px * p[:, 1][:, lower[:, 1]] * exps_t[:, 1].to(unit.dtype) * pz
-    dz = px * py * p[:, 2][:, lower[:, 2]] * exps_t[:, 2].to(unit.dtype)
-    grad = torch.stack([dx @ coef_t, dy @ coef_t, dz @ coef_t], dim=1)
+    y, grad = _harmonics(unit, lmax, True)
     radial = (grad * unit[:, :, None]).sum(1, keepdim=True)
     return y, grad - radial * unit[:, :, None]
-
-
-@cache
-def _monomial_table(lmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exponents (M, 3) of the monomials of degree 0..lmax and coefficients (M, LM) with
-    Y_lm(u) = Σ_k coef[k, lm] u^exps[k] on the unit sphere (each l from its own degree)."""
-    exps = [
-        (a, b, deg - a - b)
-        for deg in range(lmax + 1)
-        for a in range(deg, -1, -1)
-        for b in range(deg - a, -1, -1)
-    ]  # noqa: E501, E741
-    exps_arr = np.array(exps, dtype=np.int64)
-    rng = np.random.default_rng(0)
-    u = rng.normal(size=(4 * len(exps) + 50, 3))
-    u /= np.linalg.norm(u, axis=1)[:, None]
-    y = _harmonics(torch.from_numpy(u), lmax, False)[0].numpy()
-    coef = np.zeros((len(exps), (lmax + 1) ** 2))
-    for l in range(lmax + 1):  # noqa: E741
-        rows = np.nonzero(exps_arr.sum(1) == l)[0]
-        mono = np.prod(u[:, None, :] ** exps_arr[rows][None], axis=2)
-        sol = np.linalg.lstsq(mono, y[:, l * l : (l + 1) ** 2], rcond=None)[0]
-        coef[np.ix_(rows, range(l * l, (l + 1) ** 2))] = sol
-    return exps_arr, coef
 
 
 def _harmonics(unit: torch.Tensor, lmax: int, gradient: bool):
