@@ -292,26 +292,27 @@ class AceBasis(torch.nn.Module):
         contiguous rows.
         """
         weights = self.node_weights(coefficients)
-        n = a.shape[0]
         at = a.T.contiguous()
-        if len(self.elements) == 1:
+        single = len(self.elements) == 1
+        prods, lefts, rights = [at], [], []
+        for parent, last in zip(self._parents, self._lasts, strict=True):
+            lefts.append(prods[-1].index_select(0, parent))
+            rights.append(at.index_select(0, last))
+            prods.append(lefts[-1] * rights[-1])
+        if single:
             node_w = [w[0][:, None] for w in weights]
+            energy = sum(w[0] @ p for w, p in zip(weights, prods, strict=True))
         else:
             node_w = [w.T[:, species] for w in weights]
-        prods, lefts = [at], []
-        for parent, last in zip(self._parents, self._lasts, strict=True):
-            left = prods[-1].index_select(0, parent)
-            lefts.append(left)
-            prods.append(left * at.index_select(0, last))
-        energy = at.new_zeros(n)
-        for w, p in zip(node_w, prods, strict=True):
-            energy = energy + (w * p).sum(0)
+            per_el = sum(w @ p for w, p in zip(weights, prods, strict=True))  # (n_el, N)
+            energy = per_el.gather(0, species[None, :])[0]
         grad_a = torch.zeros_like(at)
         grad = node_w[-1].expand(prods[-1].shape)
         for k in range(len(prods) - 1, 0, -1):
-            parent, last = self._parents[k - 1], self._lasts[k - 1]
-            grad_a.index_add_(0, last, grad * lefts[k - 1])
-            below = torch.zeros_like(prods[k - 1]).index_add_(0, parent, grad * at[last])
+            grad_a.index_add_(0, self._lasts[k - 1], grad * lefts[k - 1])
+            below = torch.zeros_like(prods[k - 1]).index_add_(
+                0, self._parents[k - 1], grad * rights[k - 1]
+            )
             grad = below + node_w[k - 1]
         grad_a += grad
         return energy, grad_a.T
