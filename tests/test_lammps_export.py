@@ -15,7 +15,7 @@ from ase.calculators.emt import EMT
 
 from matloop.cli import main
 from matloop.data import Dataset, label_with
-from matloop.errors import ConfigError
+from matloop.errors import ConfigError, ModelFileError
 from matloop.export import export_lammps, read_yace, yace_from_model
 from matloop.export import lammps as lmp_mod
 from matloop.export import pace_reference as ref
@@ -201,6 +201,9 @@ def test_cli_export_and_non_ace_model(fitted, tmp_path, capsys):
     other = get_family("bpnn")(["Cu"], get_family("bpnn").Params())
     with pytest.raises(ConfigError, match="needs an 'ace' model"):
         yace_from_model(other)
+    with pytest.raises(ModelFileError, match="fit the model first"):
+        export_lammps(AcePotential(ELEMENTS), tmp_path / "unfitted")
+    assert not (tmp_path / "unfitted" / "model.yace").exists()
 
 
 # --------------------------------------------------------------------------- LAMMPS itself

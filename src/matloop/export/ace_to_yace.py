@@ -42,6 +42,8 @@ def yace_from_basis(
         )
     if not np.all(np.isfinite(c)):
         raise ModelFileError("ace export: the model has non-finite coefficients (is it fitted?)")
+    if not np.any(c):
+        raise ModelFileError("ace export: every coefficient is zero; fit the model first")
     elements = list(basis.elements)
     return YaceModel(
         elements=elements,
