@@ -207,6 +207,7 @@ class AceBasis(torch.nn.Module):
                 ).coalesce()
             self._couplings.append(c)
         self._cache: dict = {}
+        self._static: dict = {}
 
     # --- evaluation -----------------------------------------------------------------------
     def edge_basis(self, vectors: Tensor, pair: Tensor) -> Tensor:
@@ -263,10 +264,13 @@ class AceBasis(torch.nn.Module):
         out[torch.arange(spec.shape[0]), species] = spec
         return out.reshape(spec.shape[0], self.n_coefficients)
 
-    def node_weights(self, coefficients: Tensor) -> list[Tensor]:
-        """W_k (n_el, Q_k) = c_element @ C_k: the energy as Σ_k Σ_q W_k[μ_i, q] AA_k[i, q]."""
-        key = (coefficients.data_ptr(), coefficients._version, coefficients.dtype)
-        if self._cache.get("key") != key:
+    def node_weights(self, coefficients: Tensor, key: tuple | None = None) -> list[Tensor]:
+        """W_k (n_el, Q_k) = c_element @ C_k: the energy as Σ_k Σ_q W_k[μ_i, q] AA_k[i, q].
+
+        Cached under `key` (callers that own the coefficients pass one that changes whenever
+        they do); without a key nothing is cached.
+        """
+        if key is None or self._cache.get("key") != key:
             c = coefficients.reshape(len(self.elements), self.n_per_element)
             weights = [
                 torch.sparse.mm(cc.T.to(c.dtype), c.T).T.contiguous() for cc in self._couplings
@@ -274,9 +278,11 @@ class AceBasis(torch.nn.Module):
             self._cache = {"key": key, "weights": weights}
         return self._cache["weights"]
 
-    def atomic_energies(self, a: Tensor, species: Tensor, coefficients: Tensor) -> Tensor:
+    def atomic_energies(
+        self, a: Tensor, species: Tensor, coefficients: Tensor, key: tuple | None = None
+    ) -> Tensor:
         """ε_i = φ(i)·c (eV), (N,), without forming φ."""
-        weights = self.node_weights(coefficients)
+        weights = self.node_weights(coefficients, key)
         single = len(self.elements) == 1
         total = a.new_zeros(a.shape[0])
         for w, aa in zip(weights, self.products(a), strict=True):
@@ -284,14 +290,14 @@ class AceBasis(torch.nn.Module):
         return total
 
     def energy_and_gradient(
-        self, a: Tensor, species: Tensor, coefficients: Tensor
+        self, a: Tensor, species: Tensor, coefficients: Tensor, key: tuple | None = None
     ) -> tuple[Tensor, Tensor]:
         """ε_i (N,) (eV) and ∂ε_i/∂A(i) (N, nA), by a hand-written reverse pass over the DAG.
 
         Works on the transposed layout (nodes × atoms) so that every gather and scatter moves
         contiguous rows.
         """
-        weights = self.node_weights(coefficients)
+        weights = self.node_weights(coefficients, key)
         at = a.T.contiguous()
         single = len(self.elements) == 1
         prods, lefts, rights = [at], [], []
@@ -343,6 +349,7 @@ class AceBasis(torch.nn.Module):
         species: Tensor,
         nbr_species: Tensor,
         coefficients: Tensor,
+        key: tuple | None = None,
     ) -> tuple[Tensor, Tensor]:
         """ε_i (N,) (eV, without core repulsion) and ∂E/∂r_e (E, 3), for MD.
 
@@ -368,7 +375,7 @@ class AceBasis(torch.nn.Module):
         a_full = torch.bmm(g_pad.transpose(1, 2), y_pad.reshape(n, width, n_lm))
         cols = self._col_n * n_lm + self._col_lm
         a = a_full.reshape(n, n_el, k_rad * n_lm)[:, :, cols].reshape(n, self.n_a)
-        energy, grad_a = self.energy_and_gradient(a, species, coefficients)
+        energy, grad_a = self.energy_and_gradient(a, species, coefficients, key)
         w_full = a.new_zeros(n, n_el, k_rad * n_lm)
         w_full[:, :, cols] = grad_a.reshape(n, n_el, self.n_a_element)
         w_full = w_full.reshape(n, n_el * k_rad, n_lm)
@@ -441,8 +448,8 @@ class AceBasis(torch.nn.Module):
 
     def _jacobian_entries(self) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Per rank k: (a·P_spec + p, q·k + t, C_pq) with ∂φ_p/∂A_a = Σ_(q,t) C_pq cof[q, t]."""
-        if "jac" in self._cache.get("static", {}):
-            return self._cache["static"]["jac"]
+        if "jac" in self._static:
+            return self._static["jac"]
         entries = []
         for k, c in enumerate(self._couplings, start=1):
             p, q = c.indices()
@@ -450,7 +457,7 @@ class AceBasis(torch.nn.Module):
             target = torch.cat([nodes[q, t] * self.n_per_element + p for t in range(k)])
             source = torch.cat([q * k + t for t in range(k)])
             entries.append((target, source, c.values().repeat(k)))
-        self._cache.setdefault("static", {})["jac"] = entries
+        self._static["jac"] = entries
         return entries
 
     def _cofactors(self, a: Tensor, k: int) -> Tensor:

@@ -69,6 +69,10 @@ class AceParams(BaseModel):
             and len(self.max_degree_per_order) != self.correlation_order
         ):
             raise ValueError("max_degree_per_order needs one entry per correlation order")
+        if self.inner_cutoff is not None and self.inner_cutoff >= self.cutoff:
+            raise ValueError(
+                f"inner_cutoff {self.inner_cutoff} Å must be below cutoff {self.cutoff} Å"
+            )
         return self
 
     def degrees(self) -> list[float]:
@@ -177,6 +181,11 @@ class AcePotential(Potential):
     def _coefficients(self, dtype: torch.dtype) -> torch.Tensor:
         return self.coefficients.to(dtype)
 
+    def _weights_key(self, dtype: torch.dtype) -> tuple:
+        """Changes whenever the float64 coefficients do (new tensor or in-place update)."""
+        c = self.coefficients
+        return (c.data_ptr(), c._version, dtype)
+
     def energy(self, graph: AtomicGraph) -> torch.Tensor:
         """Interaction energy per structure (eV), differentiable w.r.t. graph.vectors."""
         vectors = graph.vectors
@@ -184,7 +193,10 @@ class AcePotential(Potential):
         pair = b.pair_index(graph.species, graph.centers, graph.neighbors)
         values = b.edge_basis(vectors, pair)
         a = b.atomic_base(values, graph.centers, graph.neighbor_species, graph.n_total_atoms)
-        atomic = b.atomic_energies(a, graph.species, self._coefficients(vectors.dtype))
+        dtype = vectors.dtype
+        atomic = b.atomic_energies(
+            a, graph.species, self._coefficients(dtype), self._weights_key(dtype)
+        )
         core = b.core_energy(vectors, pair)
         energy = atomic.new_zeros(graph.n_structures).index_add(0, graph.structure, atomic)
         return energy.index_add(0, graph.structure[graph.centers], core)
@@ -221,7 +233,9 @@ class AcePotential(Potential):
         species = graph.species[atoms]
         nbr_species = graph.species[graph.neighbors[edges]]
         pair = species[centers] * len(self.elements) + nbr_species
-        atomic, edge_grad = b.energy_and_edge_gradient(vectors, centers, species, nbr_species, coef)
+        atomic, edge_grad = b.energy_and_edge_gradient(
+            vectors, centers, species, nbr_species, coef, self._weights_key(coef.dtype)
+        )
         r = torch.linalg.vector_norm(vectors, dim=1)
         core, dcore = b.radial.core_repulsion_with_derivative(r, pair)
         if b.radial.core_strength > 0:
