@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii
@@ -18,7 +19,7 @@ from matloop.models.ace.basis import AceBasis
 from matloop.models.ace.fitting import AceFitParams
 from matloop.models.ace.uncertainty import AcePosterior
 from matloop.models.base import Potential
-from matloop.models.graph import AtomicGraph, atom_blocks, build_graph
+from matloop.models.graph import AtomicGraph, atom_blocks, species_indices
 
 # centre atoms per block at inference (bounds memory for large cells)
 CHUNK_ATOMS = 2048
@@ -176,7 +177,35 @@ class AcePotential(Potential):
         return self.basis.cutoff
 
     def graph(self, atoms: Atoms) -> AtomicGraph:
-        return build_graph(atoms, self.elements, self.cutoff, None, dtype=self.dtype)
+        """The structure's graph; vesin's vectors directly and a table lookup of the species
+        (per-step Python overhead matters for MD on small cells)."""
+        from vesin import NeighborList
+
+        lookup = np.full(max(119, int(atoms.numbers.max(initial=0)) + 1), -1, dtype=np.int64)
+        lookup[[atomic_numbers[s] for s in self.elements]] = np.arange(len(self.elements))
+        species = lookup[atoms.numbers]
+        if (species < 0).any():
+            species = species_indices(atoms, self.elements)  # raises the clear error
+        positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        cell = np.ascontiguousarray(atoms.cell.array, dtype=np.float64) if pbc.any() else None
+        i, j, vectors = NeighborList(cutoff=self.cutoff, full_list=True).compute(
+            points=positions,
+            box=cell if cell is not None else np.zeros((3, 3)),
+            periodic=pbc.tolist(),
+            quantities="ijD",
+        )
+        order = np.argsort(i, kind="stable")
+        volume = float(abs(atoms.cell.volume)) if pbc.all() else 0.0
+        return AtomicGraph(
+            species=torch.from_numpy(species),
+            structure=torch.zeros(len(atoms), dtype=torch.long),
+            centers=torch.from_numpy(i[order].astype(np.int64)),
+            neighbors=torch.from_numpy(j[order].astype(np.int64)),
+            vectors=torch.from_numpy(np.ascontiguousarray(vectors[order])).to(self.dtype),
+            volumes=torch.tensor([volume], dtype=self.dtype),
+            n_atoms=torch.tensor([len(atoms)], dtype=torch.long),
+        )
 
     def _coefficients(self, dtype: torch.dtype) -> torch.Tensor:
         return self.coefficients.to(dtype)
