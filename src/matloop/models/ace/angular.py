@@ -32,7 +32,7 @@ def _legendre_constants(lmax: int) -> tuple[list[float], list[float]]:
 
 def real_spherical_harmonics(unit: torch.Tensor, lmax: int) -> torch.Tensor:
     """Y^r_lm(r̂) for unit vectors (E, 3), shape (E, (lmax+1)²); Y_00 = 1."""
-    return _harmonics(unit, lmax, False)[0]
+    return _harmonics(unit, lmax, False)[0].T
 
 
 def real_spherical_harmonics_with_gradient(
@@ -42,13 +42,19 @@ def real_spherical_harmonics_with_gradient(
 
     ∂Y(r/|r|)/∂r = ∇_S Y / |r|.
     """
+    y, grad = harmonics_transposed(unit, lmax)
+    return y.T, grad.permute(2, 0, 1)
+
+
+def harmonics_transposed(unit: torch.Tensor, lmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Y (LM, E) and ∇_S Y (3, LM, E): the layout in which they are built (rows contiguous)."""
     y, grad = _harmonics(unit, lmax, True)
-    radial = (grad * unit[:, :, None]).sum(1, keepdim=True)
-    return y, grad - radial * unit[:, :, None]
+    u = unit.T[:, None, :]
+    return y, grad - (grad * u).sum(0, keepdim=True) * u
 
 
 def _harmonics(unit: torch.Tensor, lmax: int, gradient: bool):
-    """Y (E, LM) and, with `gradient`, ∇ of the polynomial extension (E, 3, LM)."""
+    """Y (LM, E) and, with `gradient`, ∇ of the polynomial extension (3, LM, E)."""
     x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
     norms, _ = _legendre_constants(lmax)
     # Re/Im of (x + iy)^m
@@ -103,11 +109,10 @@ def _harmonics(unit: torch.Tensor, lmax: int, gradient: bool):
         gx.extend(rx)
         gy.extend(ry)
         gz.extend(rz)
-    out = torch.stack(values, dim=1)
+    out = torch.stack(values, dim=0)
     if not gradient:
         return out, None
-    grad = torch.stack([torch.stack(gx, 1), torch.stack(gy, 1), torch.stack(gz, 1)], 1)
-    return out, grad
+    return out, torch.stack([torch.stack(gx, 0), torch.stack(gy, 0), torch.stack(gz, 0)], 0)
 
 
 def _double_factorial(n: int) -> float:

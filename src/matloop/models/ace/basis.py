@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from matloop.models.ace.angular import (
+    harmonics_transposed,
     real_spherical_harmonics,
     real_spherical_harmonics_with_gradient,
 )
@@ -361,16 +362,16 @@ class AceBasis(torch.nn.Module):
         r = torch.linalg.vector_norm(vectors, dim=1)
         unit = vectors / r[:, None]
         g, dg = self.radial.with_derivative(r, pair)
-        y, dy = real_spherical_harmonics_with_gradient(unit, self.max_l)
-        n_lm = y.shape[1]
+        y_t, dy_t = harmonics_transposed(unit, self.max_l)  # (LM, E), (3, LM, E)
+        n_lm = y_t.shape[0]
         first = torch.searchsorted(centers, torch.arange(n, device=centers.device))
         pos = torch.arange(len(centers)) - first[centers]
         width = int(pos.max()) + 1 if len(pos) else 1
         slot = centers * width + pos
         g_pad = g.new_zeros(n * width, n_el, k_rad)
         g_pad[slot, nbr_species] = g
-        y_pad = y.new_zeros(n * width, n_lm)
-        y_pad[slot] = y
+        y_pad = y_t.new_zeros(n * width, n_lm)
+        y_pad[slot] = y_t.T
         g_pad = g_pad.reshape(n, width, n_el * k_rad)
         a_full = torch.bmm(g_pad.transpose(1, 2), y_pad.reshape(n, width, n_lm))
         cols = self._col_n * n_lm + self._col_lm
@@ -383,8 +384,8 @@ class AceBasis(torch.nn.Module):
         dg_pad = dg.new_zeros(n * width, n_el, k_rad)
         dg_pad[slot, nbr_species] = dg
         hd = torch.bmm(dg_pad.reshape(n, width, n_el * k_rad), w_full)
-        radial = (hd.reshape(n * width, n_lm)[slot] * y).sum(1)
-        tangential = torch.bmm(dy, h.unsqueeze(2)).squeeze(2)
+        radial = (hd.reshape(n * width, n_lm)[slot] * y_t.T).sum(1)
+        tangential = (dy_t * h.T[None]).sum(1).T
         return energy, radial[:, None] * unit + tangential / r[:, None]
 
     def core_energy(self, vectors: Tensor, pair: Tensor) -> Tensor:
