@@ -156,7 +156,9 @@ def uncertainty_results(model, graph, properties: Sequence[str]) -> dict[str, ob
     wanted = set(properties)
     out: dict[str, object] = {}
     if wanted & {"energy_std", "forces_std"}:
-        std = predictive_std(model, graph, forces="forces_std" in wanted)
+        # both at once: callers (AL explorers, validation) ask for one after the other, and the
+        # energy rows come with the force rows
+        std = predictive_std(model, graph, forces=True)
         out["energy_std"] = float(std["energy_std"][0])
         if "forces_std" in std:
             out["forces_std"] = std["forces_std"]
