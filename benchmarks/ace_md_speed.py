@@ -13,7 +13,9 @@ thread), velocity-Verlet NVE at 300 K and 1 fs:
   ``matloop export`` (``pair_style pace``) beside ML-PACE's shipped ``Cu-PBE-core-rep.ace``, Cu
   at the same sizes. Needs ``pair_style pace`` (see tools/lammps_pace_plugin/).
 
-Peak memory is the worker's ru_maxrss (includes the Python/torch baseline, given separately).
+Memory: ``peak_rss_mb`` is the worker's ru_maxrss (includes the Python/torch import baseline),
+``baseline_rss_mb`` the resident size before the cell is built, ``rss_after_mb`` after the run
+(LAMMPS workers import no torch; ``--engines lammps`` reruns only those).
 Without ``--model-*`` the `ace` models use the default `AceParams` basis with coefficients from
 a ridge fit to a few reference-labelled cells: speed depends on the basis, not on the values.
 The machine load (1-min average) is recorded before and after every measurement.
@@ -56,6 +58,14 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _rss_mb() -> float:
+    """Current resident set size (MB, Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 # ---------------------------------------------------------------------------------- workers
 def _ase_calculator(spec: dict):
     kind = spec["calculator"]
@@ -80,7 +90,7 @@ def worker_ase(spec: dict) -> dict:
 
     calc = _ase_calculator(spec)
     atoms = make_cell(spec["element"], spec["n_atoms"])
-    rss0 = _peak_rss_mb()
+    rss0 = _rss_mb()
     atoms.calc = calc
     thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     Stationary(atoms)
@@ -101,7 +111,7 @@ def worker_lammps(spec: dict) -> dict:
 
     atoms = make_cell(spec["element"], spec["n_atoms"])
     lmp = open_lammps()
-    rss0 = _peak_rss_mb()
+    rss0 = _rss_mb()
     setup_cell(lmp, atoms, [spec["element"]])
     lmp.commands_list(
         [
@@ -141,14 +151,16 @@ def _speed_record(spec: dict, n: int, steps: int, cpu: float, wall: float, rss0:
         "us_per_atom_step_cpu": 1e6 * cpu / (n * steps),
         "peak_rss_mb": _peak_rss_mb(),
         "baseline_rss_mb": rss0,
+        "rss_after_mb": _rss_mb(),
     }
 
 
 def _worker_main(spec_json: str) -> None:
-    import torch
-
-    torch.set_num_threads(1)
     spec = json.loads(spec_json)
+    if spec["engine"] == "ase":  # the LAMMPS worker never imports torch
+        import torch
+
+        torch.set_num_threads(1)
     fn = worker_lammps if spec["engine"] == "lammps" else worker_ase
     try:
         out = fn(spec)
@@ -258,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--spline-step", type=float, default=1e-3, help="yace deltaSplineBins (Å)")
     ap.add_argument("--skip-large-ase", action="store_true", help="no ASE runs above 10,000 atoms")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--engines", default="ase,lammps", help="which engines to run")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="ace_md_speed_"))
@@ -268,14 +281,15 @@ def main(argv: list[str] | None = None) -> None:
         else:
             models[el] = work / f"ace_{el}.pt"
             facts[el] = quick_ace_model(el, models[el])
-    pace = lammps_potentials(models["Cu"], work, args.spline_step)
+    engines = set(args.engines.split(","))
+    pace = lammps_potentials(models["Cu"], work, args.spline_step) if "lammps" in engines else {}
 
     base = {"min_seconds": args.min_seconds, "max_steps": args.max_steps}
     specs = []
     for n in [int(s) for s in args.sizes_cu.split(",")]:
         large = n > 10_000
         for label, kind in (("EMT", "emt"), ("ace", "matloop")):
-            if not (large and args.skip_large_ase):
+            if "ase" in engines and not (large and args.skip_large_ase):
                 specs.append(
                     {
                         **base,
@@ -301,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
                 }
             )
     for label, kind in (("Kumagai (matscipy)", "kumagai"), ("ace", "matloop")):
+        if "ase" not in engines or args.size_si <= 0:
+            break
         specs.append(
             {
                 **base,
