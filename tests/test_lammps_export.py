@@ -227,3 +227,22 @@ def test_lammps_matches_matloop(fitted, tmp_path):
         cmds = [f"pair_style {style}", f"pair_coeff * * {paths[0]} Cu Ni"]
         got = lmp_mod.evaluate(atoms, cmds, ELEMENTS)
         _assert_close((got.energy, got.forces, got.virial), _matloop(fitted, atoms), 1e-6)
+
+
+@needs_lammps
+def test_written_input_runs_md_in_lammps(fitted, tmp_path, monkeypatch):
+    """`in.matloop` runs as written (NVE MD) on a data file made with ASE."""
+    from ase.io import write
+
+    out = tmp_path / "lmp"
+    export_lammps(fitted, out)
+    write(out / "structure.data", _random_cell(9), format="lammps-data", specorder=ELEMENTS)
+    monkeypatch.chdir(out)
+    lmp = lmp_mod.open_lammps()
+    try:
+        lmp.command("variable data string structure.data")
+        lmp.file("in.matloop")
+        assert int(lmp.get_thermo("step")) == 1000
+        assert np.isfinite(lmp.get_thermo("etotal"))
+    finally:
+        lmp.close()
