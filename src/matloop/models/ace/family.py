@@ -23,6 +23,9 @@ from matloop.models.graph import AtomicGraph, atom_blocks, species_indices
 
 # centre atoms per block at inference (bounds memory for large cells)
 CHUNK_ATOMS = 2048
+# default max total degree by number of elements (0: any larger count); single element:
+# 808 coefficients; two elements: 3,006; three: 5,238
+DEFAULT_MAX_DEGREE = {1: 16.0, 2: 13.0, 3: 11.0, 0: 9.0}
 
 
 class AceParams(BaseModel):
@@ -32,12 +35,18 @@ class AceParams(BaseModel):
 
     cutoff: float = Field(5.0, gt=0, description="outer cutoff rc (Å)")
     correlation_order: int = Field(
-        3, ge=1, le=4, description="max correlation order ν (body order ν+1)"
+        4, ge=1, le=4, description="max correlation order ν (body order ν+1)"
     )
-    max_degree: float = Field(
-        12.0,
+    max_degree: float | None = Field(
+        None,
         gt=0,
-        description="total degree Σ_t (n_t + 1 + l_weight·l_t) of a basis function (the size knob)",
+        description="total degree Σ_t (n_t + 1 + l_weight·l_t) of a basis function (the size "
+        "knob); default by element count: 16, 13, 11, then 9 (the basis grows ~ n_el^ν)",
+    )
+    degree_drop_per_order: float = Field(
+        1.0,
+        ge=0,
+        description="orders ν > 2 get max_degree − drop·(ν − 2) (fewer high-body-order functions)",
     )
     max_degree_per_order: list[float] | None = Field(
         None,
@@ -46,7 +55,7 @@ class AceParams(BaseModel):
     n_radial: int | None = Field(
         None, ge=1, le=30, description="radial functions g_k (default: ⌊max degree⌋)"
     )
-    max_l: int = Field(4, ge=0, le=8, description="largest spherical-harmonic order l")
+    max_l: int = Field(5, ge=0, le=8, description="largest spherical-harmonic order l")
     l_weight: float = Field(1.5, gt=0, description="weight of l in the degree")
     radial_scale: float = Field(2.0, gt=0, description="λ of PACE's ChebExpCos radial base")
     inner_cutoff: float | None = Field(
@@ -76,13 +85,20 @@ class AceParams(BaseModel):
             )
         return self
 
-    def degrees(self) -> list[float]:
+    def degrees(self, n_elements: int = 1) -> list[float]:
+        """Max total degree of each correlation order 1..ν."""
         if self.max_degree_per_order is not None:
             return list(self.max_degree_per_order)
-        return [self.max_degree] * self.correlation_order
+        top = self.max_degree
+        if top is None:
+            top = DEFAULT_MAX_DEGREE.get(n_elements, DEFAULT_MAX_DEGREE[0])
+        drop = self.degree_drop_per_order
+        return [top - drop * max(0, nu - 2) for nu in range(1, self.correlation_order + 1)]
 
-    def radial_count(self) -> int:
-        return self.n_radial if self.n_radial is not None else max(1, int(max(self.degrees())))
+    def radial_count(self, n_elements: int = 1) -> int:
+        if self.n_radial is not None:
+            return self.n_radial
+        return max(1, int(max(self.degrees(n_elements))))
 
 
 def inner_cutoffs(elements: list[str], params: AceParams) -> torch.Tensor:
@@ -107,9 +123,9 @@ class AcePotential(Potential):
         self.basis = AceBasis(
             self.elements,
             cutoff=params.cutoff,
-            n_radial=params.radial_count(),
+            n_radial=params.radial_count(len(self.elements)),
             max_l=params.max_l,
-            max_degree=params.degrees(),
+            max_degree=params.degrees(len(self.elements)),
             l_weight=params.l_weight,
             radial_scale=params.radial_scale,
             inner_cutoff=inner_cutoffs(self.elements, params),
