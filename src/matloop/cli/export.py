@@ -20,7 +20,7 @@ def export_command(
 ) -> None:
     """Write a model for another code: `ace` → LAMMPS ML-PACE (model.yace + in.matloop)."""
     from matloop.errors import ConfigError
-    from matloop.export import FORMATS, INPUT_NAME, YACE_NAME, export_lammps
+    from matloop.export import FORMATS, INPUT_NAME, export_lammps
     from matloop.models.io import load_model, resolve_model_path
 
     if fmt not in FORMATS:
@@ -29,7 +29,7 @@ def export_command(
     written = export_lammps(pot, out, force=force, spline_step=spline_step)
     for path in written:
         typer.echo(f"wrote {path}")
-    typer.echo(f"run: cd {out} && lmp -in {INPUT_NAME} -var data structure.data ({YACE_NAME})")
+    typer.echo(f"run it: cd {out} && lmp -in {INPUT_NAME} -var data structure.data")
 
 
 def register(app: typer.Typer) -> None:

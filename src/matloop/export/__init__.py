@@ -89,7 +89,7 @@ def export_lammps(
         raise ConfigError(f"{out} exists and is not a directory")
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
-        raise ConfigError(f"{', '.join(existing)} exist(s); pass --force to overwrite")
+        raise ConfigError(f"not overwriting {', '.join(existing)}: pass --force to replace")
     if not spline_step > 0:
         raise ConfigError("spline step must be positive (Å)")
     yace = yace_from_model(model, spline_step=spline_step)
