@@ -22,7 +22,7 @@ from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, atom_blocks, species_indices
 
 # centre atoms per block at inference (bounds memory for large cells)
-CHUNK_ATOMS = 2048
+CHUNK_ATOMS = 1024
 # default max total degree by number of elements (0: any larger count); single element:
 # 808 coefficients; two elements: 3,006; three: 5,238
 DEFAULT_MAX_DEGREE = {1: 16.0, 2: 13.0, 3: 11.0, 0: 9.0}
