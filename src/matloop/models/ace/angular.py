@@ -49,7 +49,7 @@ def real_spherical_harmonics_with_gradient(
 def harmonics_transposed(unit: torch.Tensor, lmax: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Y (LM, E) and ∇_S Y (3, LM, E): the layout in which they are built (rows contiguous)."""
     y, grad = _harmonics(unit, lmax, True)
-    u = unit.T[:, None, :]
+    u = unit.T.contiguous()[:, None, :]  # strided operands make the broadcasts slow
     return y, grad - (grad * u).sum(0, keepdim=True) * u
 
 

@@ -384,8 +384,8 @@ class AceBasis(torch.nn.Module):
         dg_pad = dg.new_zeros(n * width, n_el, k_rad)
         dg_pad[slot, nbr_species] = dg
         hd = torch.bmm(dg_pad.reshape(n, width, n_el * k_rad), w_full)
-        radial = (hd.reshape(n * width, n_lm)[slot] * y_t.T).sum(1)
-        tangential = (dy_t * h.T[None]).sum(1).T
+        radial = (hd.reshape(n * width, n_lm)[slot].T.contiguous() * y_t).sum(0)
+        tangential = (dy_t * h.T.contiguous()[None]).sum(1).T
         return energy, radial[:, None] * unit + tangential / r[:, None]
 
     def core_energy(self, vectors: Tensor, pair: Tensor) -> Tensor:
