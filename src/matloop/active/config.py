@@ -112,7 +112,7 @@ class SelectConfig(_Strict):
 class CommitteeConfig(_Strict):
     """The committee of potentials trained every iteration."""
 
-    family: str = "bpnn"
+    family: str = "ace"
     committee: int = Field(4, ge=2, description="number of members")
     bootstrap: bool = True
     warm_start: bool = Field(True, description="start each member from its previous weights")
@@ -300,7 +300,7 @@ select:
   diversity: fps             # farthest-point sampling in descriptor space (or: none)
   descriptor: auto           # auto | model (calc.get_descriptors) | simple (radial histogram)
 model:
-  family: bpnn
+  family: ace
   committee: 4               # members (different seeds and bootstrap subsets)
   bootstrap: true
   warm_start: true

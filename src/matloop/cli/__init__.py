@@ -27,6 +27,7 @@ def _register() -> None:
         data,
         design,
         eos,
+        export,
         md,
         potentials,
         surrogate,
@@ -40,6 +41,7 @@ def _register() -> None:
     surrogate.register(app)
     design.register(app)
     data.register(app)
+    export.register(app)
 
 
 _register()
