@@ -138,3 +138,15 @@ def test_save_load_and_matloop_load(model, tmp_path):
     ref.calc = MatloopCalculator(model)
     assert atoms.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-9)
     np.testing.assert_allclose(atoms.get_forces(), ref.get_forces(), atol=1e-9)
+
+
+def test_saved_hyperparameters_pin_the_element_count_defaults():
+    from matloop.models import get_family
+
+    cls = get_family("ace")
+    model = cls(["Cu", "Ni"])
+    hp = model.hyperparameters()
+    assert hp["max_degree_per_order"] == model.params.degrees(2)
+    assert hp["n_radial"] == model.params.radial_count(2)
+    rebuilt = cls.from_hyperparameters(["Cu", "Ni"], hp)
+    assert rebuilt.basis.n_coefficients == model.basis.n_coefficients

@@ -126,6 +126,15 @@ class AcePotential(Potential):
 
     def __init__(self, elements: list[str], params: AceParams | None = None) -> None:
         params = params or AceParams()
+        n_el = len(elements)
+        # pin the element-count defaults, so a saved model rebuilds the same basis even if a
+        # later matloop changes its defaults
+        params = params.model_copy(
+            update={
+                "max_degree_per_order": params.degrees(n_el),
+                "n_radial": params.radial_count(n_el),
+            }
+        )
         super().__init__(elements, params)
         self.basis = AceBasis(
             self.elements,
