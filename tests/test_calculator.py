@@ -85,3 +85,25 @@ def test_missing_model_is_refused(tmp_path):
         matloop.load(tmp_path / "nothing.pt")
     with pytest.raises(ModelFileError, match="without model.pt"):
         matloop.load(tmp_path)
+
+
+def test_loading_a_model_leaves_torch_threads_alone(tiny_cu_model):
+    """matloop.load() and calculations never change the caller's torch thread count."""
+    import torch
+    from ase.build import bulk
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        calc = matloop.load(tiny_cu_model)
+        atoms = bulk("Cu", cubic=True)
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        assert torch.get_num_threads() == 2
+        pinned = matloop.load(tiny_cu_model, num_threads=1)
+        atoms.calc = pinned
+        atoms.rattle(0.01, seed=1)
+        atoms.get_forces()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -41,8 +41,12 @@ def _chgnet_calculator_class() -> type:
     class MatloopCHGNet(CHGNetCalculator):
         """CHGNet (energy eV, forces eV/Å, stress eV/Å³ in ASE order) returning float64."""
 
+        num_threads: int | None = None
+
         def calculate(self, atoms=None, properties=None, system_changes=all_changes, **kw):
-            with warnings.catch_warnings():
+            from matloop.utils.threads import torch_threads
+
+            with warnings.catch_warnings(), torch_threads(self.num_threads):
                 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
                 super().calculate(atoms, properties, system_changes, **kw)
             for key in ("energy", "free_energy"):
@@ -57,17 +61,17 @@ def _chgnet_calculator_class() -> type:
 
 def chgnet_calculator(num_threads: int | None = None, **kwargs: Any):
     """The pretrained CHGNet as an ASE calculator (CPU unless ``use_device`` is given)."""
-    from matloop.utils.threads import configure_torch_threads
 
     cls = _chgnet_calculator_class()
-    configure_torch_threads(num_threads)
     kwargs.setdefault("use_device", "cpu")
     kwargs.setdefault("on_isolated_atoms", "ignore")
     import contextlib
     import io
 
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its banner on load
-        return cls(**kwargs)
+        calc = cls(**kwargs)
+    calc.num_threads = num_threads  # used inside calculate; the caller's torch is untouched
+    return calc
 
 
 MACE_HINT = (

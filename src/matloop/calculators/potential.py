@@ -14,7 +14,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from matloop.models import Potential
 from matloop.models.io import load_model, resolve_model_path
 from matloop.models.outputs import stress_from_virial
-from matloop.utils.threads import configure_torch_threads
+from matloop.utils.threads import torch_threads
 
 
 class MatloopCalculator(Calculator):
@@ -62,7 +62,8 @@ class MatloopCalculator(Calculator):
             self.model.to(getattr(torch, dtype))
         self.metadata = metadata or {}
         self.path = Path(path) if path is not None else None
-        configure_torch_threads(num_threads)
+        #: torch threads used inside calculate (None: the caller's setting, left untouched)
+        self.num_threads = num_threads
         self._posterior = _fitted_posterior(self.model)
         if self._posterior is not None:
             self.variance_properties = list(self.posterior_properties)
@@ -99,6 +100,10 @@ class MatloopCalculator(Calculator):
         self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes
     ) -> None:
         super().calculate(atoms, properties, system_changes)
+        with torch_threads(self.num_threads):
+            self._calculate(properties, system_changes)
+
+    def _calculate(self, properties, system_changes) -> None:
         atoms = self.atoms
         periodic = bool(atoms.pbc.all())
         if "stress" in properties and not periodic:

@@ -70,8 +70,12 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `matloop` script; returns the exit code (0 on success)."""
+    from matloop.utils.threads import default_torch_threads, torch_threads
+
     try:
-        result = app(args=argv, prog_name="matloop", standalone_mode=False)
+        # the command's thread count (MATLOOP_NUM_THREADS or 1), restored for in-process callers
+        with torch_threads(default_torch_threads()):
+            result = app(args=argv, prog_name="matloop", standalone_mode=False)
     except SystemExit as exc:  # typer/click exit
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return code

@@ -81,7 +81,9 @@ class TrainingParams(BaseModel):
     valid_fraction: float = Field(0.1, gt=0, lt=1)
     max_time: float | None = Field(None, gt=0, description="wall-clock budget (s)")
     dtype: Literal["float32", "float64"] = "float32"
-    num_threads: int | None = Field(None, ge=1, description="torch threads; default: cores ≤ 4")
+    num_threads: int | None = Field(
+        None, ge=1, description="torch threads; default: MATLOOP_NUM_THREADS or 1"
+    )
     checkpoint_every: int = Field(10, ge=1, description="epochs between checkpoints")
     seed: int = 0
     loss: LossWeights = Field(default_factory=LossWeights)

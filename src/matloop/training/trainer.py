@@ -27,7 +27,7 @@ from matloop.models.graph import AtomicGraph, collate
 from matloop.models.io import MODEL_FILENAME, load_model, save_model
 from matloop.training.config import TrainConfig
 from matloop.utils.files import atomic_path, atomic_write_text
-from matloop.utils.threads import configure_torch_threads
+from matloop.utils.threads import default_torch_threads, torch_threads
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "matloop-checkpoint"
@@ -201,6 +201,35 @@ def train(
     `max_time` (s) bounds the wall-clock time of the optimisation; `resume` continues from
     ``out_dir/checkpoint.pt``; `init_model` warm-starts from a saved model of the same family.
     """
+    threads = (config.training.num_threads if config is not None else None) or (
+        default_torch_threads()
+    )
+    with torch_threads(threads):  # the caller's torch setting is restored afterwards
+        return _train(
+            train_data,
+            out_dir,
+            config,
+            valid_data=valid_data,
+            seed=seed,
+            max_time=max_time,
+            resume=resume,
+            init_model=init_model,
+            progress=progress,
+        )
+
+
+def _train(
+    train_data: Dataset,
+    out_dir: str | os.PathLike,
+    config: TrainConfig | None = None,
+    *,
+    valid_data: Dataset | None = None,
+    seed: int | None = None,
+    max_time: float | None = None,
+    resume: bool = False,
+    init_model: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TrainResult:
     from tqdm.auto import tqdm
 
     config = copy.deepcopy(config) if config is not None else TrainConfig()
@@ -213,7 +242,6 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / CHECKPOINT_FILENAME
-    configure_torch_threads(tp.num_threads)
     _seed_everything(tp.seed)
     dtype = getattr(torch, tp.dtype)
     start_time = time.perf_counter()

@@ -19,8 +19,7 @@ def configure_torch_threads(n_threads: int | None = None) -> int:
     Returns the number of threads in use.
     """
     if n_threads is None:
-        env = os.environ.get("MATLOOP_NUM_THREADS")
-        n_threads = int(env) if env else 1
+        n_threads = default_torch_threads()
     if torch.get_num_threads() != n_threads:
         torch.set_num_threads(n_threads)
     try:
@@ -28,6 +27,12 @@ def configure_torch_threads(n_threads: int | None = None) -> int:
     except RuntimeError:
         pass
     return n_threads
+
+
+def default_torch_threads() -> int:
+    """matloop's default torch thread count: ``MATLOOP_NUM_THREADS`` or 1."""
+    env = os.environ.get("MATLOOP_NUM_THREADS")
+    return int(env) if env else 1
 
 
 @contextmanager
