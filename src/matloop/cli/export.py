@@ -43,7 +43,9 @@ def export_command(
 @lammps_app.command("run")
 def lammps_run_command(
     model: str = typer.Argument(
-        ..., help="Model file/directory, or a calculator name (emt, sw, kumagai, module:function)."
+        ...,
+        metavar="MODEL",
+        help="Model file/directory, or a calculator name (emt, sw, kumagai, module:function).",
     ),
     input_file: Path = typer.Argument(
         ..., metavar="INPUT", help="LAMMPS input (units metal, no pair_style for the model)."
