@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from matloop.active.explorers import StrategyConfig
 from matloop.errors import ConfigError
 
 
@@ -82,7 +83,9 @@ class ModelConfig(_Strict):
     """The committee of potentials trained every iteration."""
 
     family: str = "bpnn"
-    committee: int = Field(4, ge=2, description="number of members")
+    committee: int = Field(
+        4, ge=1, description="number of members; 1: one model with its own σ (ace, kernel)"
+    )
     bootstrap: bool = True
     warm_start: bool = Field(True, description="start each member from its previous weights")
     train: dict[str, Any] = Field(
@@ -135,6 +138,7 @@ class ActiveLearningConfig(_Strict):
     test: TestConfig = Field(default_factory=TestConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
 
     @field_validator("seed")
     @classmethod

@@ -32,13 +32,21 @@ DEMO_CONFIG: dict[str, Any] = {
         "train": {
             "model": {
                 "params": {
-                    "descriptor": {"cutoff": 4.5, "n_radial": 8, "n_angular_eta": 1,
-                                   "zetas": [1.0, 4.0]},
+                    "descriptor": {
+                        "cutoff": 4.5,
+                        "n_radial": 8,
+                        "n_angular_eta": 1,
+                        "zetas": [1.0, 4.0],
+                    },
                     "hidden": [16, 16],
                 }
             },
-            "training": {"max_epochs": 150, "early_stopping_patience": 30, "batch_size": 4,
-                         "learning_rate": 0.005},
+            "training": {
+                "max_epochs": 150,
+                "early_stopping_patience": 30,
+                "batch_size": 4,
+                "learning_rate": 0.005,
+            },
         },
         # an epoch budget keeps results independent of machine load; the cap is a safety net
         "max_time_s": 40.0,
@@ -91,8 +99,9 @@ def write_demo_inputs(run_dir: str | Path) -> Path:
             with atomic_path(run_dir / name) as tmp:
                 write(tmp, frames, format="extxyz")
     cfg_path = run_dir / "demo.yaml"
-    atomic_write_text(cfg_path, "# written by `matloop demo`\n"
-                      + yaml.safe_dump(DEMO_CONFIG, sort_keys=False))
+    atomic_write_text(
+        cfg_path, "# written by `matloop demo`\n" + yaml.safe_dump(DEMO_CONFIG, sort_keys=False)
+    )
     return cfg_path
 
 
