@@ -23,16 +23,28 @@ class MatloopCalculator(Calculator):
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å) and, for fully periodic
     cells, ``stress`` (eV/Å³, ASE Voigt order xx yy zz yz xz xy).
 
-    Models with a predictive variance (the ``kernel`` family; ``calc.has_variance``) also give
-    ``energy_std``: the predictive standard deviation of the energy per atom (eV/atom, the same
-    unit as :class:`~matloop.calculators.committee.CommitteeCalculator`'s ``energy_std``), and
-    ``energies_std``: the std of each atomic energy (eV, shape (n_atoms,)). Only such models list
-    these in ``implemented_properties``; they are computed only when asked for
-    (``calc.get_property("energy_std", atoms)``), so MD does not pay for them.
+    Models with a predictive variance (``calc.has_variance``) also give ``energy_std``: the
+    predictive standard deviation of the energy per atom (eV/atom, the same meaning and unit as
+    :class:`~matloop.calculators.committee.CommitteeCalculator`'s ``energy_std``), and
+
+    - the ``kernel`` family: ``energies_std``, the std of each atomic energy (eV, (n_atoms,));
+    - linear families with a Bayesian posterior (``ace``): ``forces_std`` (eV/Å, (n_atoms,): per
+      atom the root mean over x, y, z of the force-component variance, as the committee gives
+      it), ``extrapolation_grade`` ((n_atoms,), MaxVol grade: > 1 is extrapolation) and
+      ``max_extrapolation_grade`` (its maximum over the structure).
+
+    Only such models list these in ``implemented_properties``; they are computed only when asked
+    for (``calc.get_property("forces_std", atoms)``), so MD does not pay for them.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
-    variance_properties = ["energy_std", "energies_std"]
+    kernel_variance_properties = ["energy_std", "energies_std"]
+    posterior_properties = [
+        "energy_std",
+        "forces_std",
+        "extrapolation_grade",
+        "max_extrapolation_grade",
+    ]
 
     def __init__(
         self,
@@ -51,7 +63,16 @@ class MatloopCalculator(Calculator):
         self.metadata = metadata or {}
         self.path = Path(path) if path is not None else None
         configure_torch_threads(num_threads)
-        if self.has_variance:
+        self._posterior = _fitted_posterior(self.model)
+        if self._posterior is not None:
+            self.variance_properties = list(self.posterior_properties)
+            if not self._posterior.has_grade:
+                self.variance_properties = ["energy_std", "forces_std"]
+        elif bool(getattr(self.model, "has_variance", False)):
+            self.variance_properties = list(self.kernel_variance_properties)
+        else:
+            self.variance_properties = []
+        if self.variance_properties:
             self.implemented_properties = [
                 *type(self).implemented_properties,
                 *self.variance_properties,
@@ -60,7 +81,7 @@ class MatloopCalculator(Calculator):
     @property
     def has_variance(self) -> bool:
         """True when the model offers a predictive variance (results ``energy_std``)."""
-        return bool(getattr(self.model, "has_variance", False))
+        return bool(self.variance_properties)
 
     @property
     def elements(self) -> list[str]:
@@ -88,7 +109,12 @@ class MatloopCalculator(Calculator):
         # must not recompute energy and forces
         if system_changes or "energy" not in self.results:
             self._energy_forces_stress(atoms, graph, periodic)
-        if want_variance:
+        if want_variance and self._posterior is not None:
+            from matloop.models.ace.uncertainty import uncertainty_results
+
+            wanted = set(properties) & set(self.variance_properties)
+            self.results.update(uncertainty_results(self.model, graph, sorted(wanted)))
+        elif want_variance:
             per_atom = "energies_std" in properties
             variance = self.model.energy_variance(graph, per_atom=per_atom)
             if per_atom:
@@ -111,6 +137,16 @@ class MatloopCalculator(Calculator):
         """Per-atom features of the model (n_atoms, n_features), e.g. for diversity selection."""
         with torch.no_grad():
             return self.model.atom_features(self.model.graph(atoms)).double().numpy()
+
+
+def _fitted_posterior(model: Potential):
+    """The model's Bayesian posterior (linear families such as ``ace``) when fitted, else None."""
+    if getattr(model, "posterior", None) is None:
+        return None
+    from matloop.models.ace.uncertainty import posterior_of
+
+    post = posterior_of(model)
+    return post if post is not None and post.has_variance else None
 
 
 def load_calculator(path: str | os.PathLike, **kwargs: Any) -> MatloopCalculator:

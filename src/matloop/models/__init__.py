@@ -50,6 +50,12 @@ _SPECS = [
         "SOAP-like power spectrum + sparse Gaussian process (energy variance)",
     ),
     FamilySpec(
+        "ace",
+        "matloop.models.ace.family",
+        "AcePotential",
+        "Linear atomic cluster expansion (closed-form Bayesian fit, posterior σ)",
+    ),
+    FamilySpec(
         "mace",
         "matloop.models.mace",
         "MACEPotential",

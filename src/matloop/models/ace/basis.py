@@ -1,0 +1,477 @@
+"""The linear atomic cluster expansion basis: atomic base A, product basis φ, design rows.
+
+Conventions (all chosen so that a fitted model is exactly an ML-PACE C-tilde basis; details and
+formulas in CONVENTIONS.md next to this file):
+
+* radial base g_k(r) = PACE ``ChebExpCos`` with a ``distance`` inner cutoff, R_nl = g_n;
+* harmonics: complex, Condon–Shortley, Y_00 = 1 (PACE); evaluated as real harmonics;
+* A_{μnlm}(i) = Σ_{j: μ_j = μ} R_nl(r_ij) Y_lm(r̂_ij), r_ij = R_j − R_i;
+* φ_p(i) = δ(μ_i, μ_0(p)) Σ_m C_p[m] Π_t A_{μ_t n_t l_t m_t}(i), ranks ν = 1..`order`
+  (body order ν+1), tuples v_t = (μ_t, n_t, l_t) sorted, Σ l even, and the truncation
+  Σ_t (n_t + 1 + w_l·l_t) ≤ D_ν (the per-order max degree);
+* E = Σ_i [Σ_p c_p φ_p(i) + Σ_j cr(r_ij)] with the PACE core repulsion cr (not fitted).
+
+Evaluation is vectorised over edges (R·Y) and atoms (A by scatter-add, products by a DAG of
+gathers: every rank-k product of A's is a rank-(k−1) product times one A), with no per-triplet
+graph. Design rows use ∂φ(i)/∂A(i) per atom and ∂A/∂r per edge.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from matloop.models.ace.angular import (
+    real_spherical_harmonics,
+    real_spherical_harmonics_with_gradient,
+)
+from matloop.models.ace.coupling import invariant_couplings
+from matloop.models.ace.radial import RadialBasis
+from matloop.models.graph import AtomicGraph
+
+VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
+# atoms per block when building design rows (bounds the (atoms, nA, P) Jacobian)
+_DESIGN_BLOCK_ATOMS = 8
+
+
+@dataclass
+class DesignRows:
+    """Linear-model rows: quantity = offset + rows @ c (eV, eV/Å, eV)."""
+
+    energy: Tensor  # (S, P)
+    forces: Tensor | None  # (3N, P), atom-major x0 y0 z0 x1 ...
+    virial: Tensor | None  # (S, 6, P) ∂E/∂ε, Voigt xx yy zz yz xz xy
+    offset_energy: Tensor  # (S,)
+    offset_forces: Tensor | None  # (3N,)
+    offset_virial: Tensor | None  # (S, 6)
+    n_atoms: Tensor  # (S,)
+
+
+@dataclass(frozen=True)
+class BasisFunction:
+    """One invariant of the species-independent spec (before the centre element is chosen)."""
+
+    mus: tuple[int, ...]
+    ns: tuple[int, ...]
+    ls: tuple[int, ...]
+    real: np.ndarray  # coupling on real harmonics, shape (2l_1+1, ...)
+    complex: np.ndarray  # same invariant on complex harmonics (what PACE's C-tilde needs)
+
+
+def one_particle_degree(n: int, l: int, l_weight: float) -> float:  # noqa: E741
+    return n + 1 + l_weight * l
+
+
+def enumerate_functions(
+    n_elements: int, n_radial: int, max_l: int, max_degree: list[float], l_weight: float
+) -> list[BasisFunction]:
+    """All independent invariants up to rank len(max_degree) under the degree truncation."""
+    singles = [
+        (mu, n, l)
+        for mu in range(n_elements)
+        for n in range(n_radial)
+        for l in range(max_l + 1)  # noqa: E741
+        if one_particle_degree(n, l, l_weight) <= max(max_degree) + 1e-9
+    ]
+    degree = [one_particle_degree(n, ell, l_weight) for _, n, ell in singles]
+    out: list[BasisFunction] = []
+    for rank, limit in enumerate(max_degree, start=1):
+        for combo in _combinations(degree, rank, limit + 1e-9):
+            vs = [singles[k] for k in combo]
+            ls = tuple(v[2] for v in vs)
+            if rank == 1 and ls[0] != 0:
+                continue
+            if sum(ls) % 2 or 2 * max(ls) > sum(ls):
+                continue
+            groups = tuple(combo.index(k) for k in combo)
+            real, cplx = invariant_couplings(ls, groups)
+            mus = tuple(v[0] for v in vs)
+            ns = tuple(v[1] for v in vs)
+            out.extend(BasisFunction(mus, ns, ls, r, c) for r, c in zip(real, cplx, strict=True))
+    return out
+
+
+def _combinations(degree: list[float], rank: int, limit: float):
+    """Non-decreasing index tuples of length `rank` with Σ degree ≤ limit."""
+
+    def rec(start: int, left: int, budget: float):
+        if left == 0:
+            yield ()
+            return
+        for k in range(start, len(degree)):
+            if degree[k] * left <= budget:
+                for rest in rec(k, left - 1, budget - degree[k]):
+                    yield (k, *rest)
+
+    yield from rec(0, rank, limit)
+
+
+class AceBasis(torch.nn.Module):
+    """Linear ACE basis for `elements`: P = n_el × (functions per centre element) coefficients."""
+
+    def __init__(
+        self,
+        elements: list[str],
+        *,
+        cutoff: float,
+        n_radial: int,
+        max_l: int,
+        max_degree: list[float],
+        l_weight: float = 1.5,
+        radial_scale: float = 2.0,
+        inner_cutoff: Tensor,
+        inner_width: float = 0.2,
+        core_strength: float = 0.0,
+        core_decay: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.elements = list(elements)
+        self.cutoff = float(cutoff)
+        self.max_l = int(max_l)
+        n_el = len(self.elements)
+        self.radial = RadialBasis(
+            n_radial,
+            cutoff,
+            inner_cutoff,
+            inner_width,
+            scale=radial_scale,
+            core_strength=core_strength,
+            core_decay=core_decay,
+        )
+        self.functions = enumerate_functions(n_el, n_radial, max_l, max_degree, l_weight)
+        self.n_per_element = len(self.functions)
+        self.n_coefficients = n_el * self.n_per_element
+        self.order = max((len(f.ls) for f in self.functions), default=1)
+        self._build_tables()
+
+    # --- static structure ---------------------------------------------------------------
+    def _build_tables(self) -> None:
+        """A columns, product-node DAG and sparse couplings C_k (P_spec × Q_k) per rank."""
+        n_el = len(self.elements)
+        nl = sorted({(n, ell) for f in self.functions for n, ell in zip(f.ns, f.ls, strict=True)})
+        offsets, cols_n, cols_lm = {}, [], []
+        for n, l in nl:  # noqa: E741
+            offsets[n, l] = len(cols_n)
+            cols_n.extend([n] * (2 * l + 1))
+            cols_lm.extend(range(l * l, (l + 1) ** 2))
+        self.n_a_element = len(cols_n)  # columns of A per neighbour element
+        self.n_a = n_el * self.n_a_element
+        self.register_buffer("_col_n", torch.tensor(cols_n, dtype=torch.long), persistent=False)
+        self.register_buffer("_col_lm", torch.tensor(cols_lm, dtype=torch.long), persistent=False)
+        # per rank: rows of sorted A indices, with the function index and coefficient
+        per_rank: dict[int, list] = {}
+        for p, f in enumerate(self.functions):
+            idx = np.nonzero(np.abs(f.real) > 1e-14)
+            base = [
+                mu * self.n_a_element + offsets[n, ell]
+                for mu, n, ell in zip(f.mus, f.ns, f.ls, strict=True)
+            ]
+            rows = np.stack([base[t] + idx[t] for t in range(len(f.ls))], axis=1)
+            rows = np.sort(rows, axis=1)
+            per_rank.setdefault(len(f.ls), []).append((rows, np.full(len(rows), p), f.real[idx]))
+        self.order = max(per_rank, default=1)
+        nodes: dict[int, np.ndarray] = {}
+        for k in range(self.order, 0, -1):
+            rows = [r for r, _, _ in per_rank.get(k, [])]
+            if k < self.order:
+                rows.append(nodes[k + 1][:, :k])
+            if k == 1:
+                rows.append(np.arange(self.n_a)[:, None])
+            nodes[k] = np.unique(np.concatenate(rows), axis=0)
+        self._nodes = nodes
+        self._parents, self._lasts, self._couplings = [], [], []
+        for k in range(1, self.order + 1):
+            if k > 1:
+                parent = _row_lookup(nodes[k - 1], nodes[k][:, :-1])
+                self._parents.append(torch.from_numpy(parent))
+                self._lasts.append(torch.from_numpy(nodes[k][:, -1].copy()))
+            entries = per_rank.get(k, [])
+            if entries:
+                rows = np.concatenate([r for r, _, _ in entries])
+                func = np.concatenate([q for _, q, _ in entries])
+                vals = np.concatenate([v for _, _, v in entries])
+                node = _row_lookup(nodes[k], rows)
+                c = _sparse(
+                    torch.from_numpy(np.stack([func, node])),
+                    torch.from_numpy(vals),
+                    (self.n_per_element, len(nodes[k])),
+                ).coalesce()
+            else:
+                c = _sparse(
+                    torch.zeros(2, 0, dtype=torch.long),
+                    torch.zeros(0, dtype=torch.float64),
+                    (self.n_per_element, len(nodes[k])),
+                ).coalesce()
+            self._couplings.append(c)
+        self._cache: dict = {}
+
+    # --- evaluation -----------------------------------------------------------------------
+    def edge_basis(self, vectors: Tensor, pair: Tensor) -> Tensor:
+        """R_nl(r_e) Y_lm(r̂_e) for the A columns of one neighbour element, shape (E, nA_el)."""
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        g = self.radial(r, pair)
+        y = real_spherical_harmonics(vectors / r[:, None], self.max_l)
+        return g[:, self._col_n] * y[:, self._col_lm]
+
+    def pair_index(self, species: Tensor, centers: Tensor, neighbors: Tensor) -> Tensor:
+        n_el = len(self.elements)
+        return species[centers] * n_el + species[neighbors]
+
+    def atomic_base(
+        self, edge_values: Tensor, centers: Tensor, nbr_species: Tensor, n_atoms: int
+    ) -> Tensor:
+        """A (N, nA): Σ over each atom's edges into the neighbour element's column block."""
+        n_el = len(self.elements)
+        out = edge_values.new_zeros(n_atoms * n_el, self.n_a_element)
+        out = out.index_add(0, centers * n_el + nbr_species, edge_values)
+        return out.reshape(n_atoms, self.n_a)
+
+    def products(self, a: Tensor) -> list[Tensor]:
+        """[AA_1 = A, AA_2, …]: AA_k (N, Q_k) products of k A's (the DAG nodes)."""
+        out = [a]
+        for parent, last in zip(self._parents, self._lasts, strict=True):
+            out.append(out[-1][:, parent] * a[:, last])
+        return out
+
+    def spec_features(self, a: Tensor) -> Tensor:
+        """φ per atom for the species-independent spec, (N, P_spec)."""
+        prods = self.products(a)
+        out = a.new_zeros(a.shape[0], self.n_per_element)
+        for c, aa in zip(self._couplings, prods, strict=True):
+            if c._nnz():
+                out = out + torch.sparse.mm(c.to(a.dtype), aa.T).T
+        return out
+
+    def _edges(self, graph: AtomicGraph, vectors: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        vectors = graph.vectors if vectors is None else vectors
+        pair = self.pair_index(graph.species, graph.centers, graph.neighbors)
+        return self.edge_basis(vectors, pair), pair
+
+    def atom_features(self, graph: AtomicGraph) -> Tensor:
+        """(N, P): row i is φ(i), zero outside atom i's element block."""
+        values, _ = self._edges(graph)
+        a = self.atomic_base(values, graph.centers, graph.neighbor_species, graph.n_total_atoms)
+        spec = self.spec_features(a)
+        return self._place(spec, graph.species)
+
+    def _place(self, spec: Tensor, species: Tensor) -> Tensor:
+        n_el = len(self.elements)
+        out = spec.new_zeros(spec.shape[0], n_el, self.n_per_element)
+        out[torch.arange(spec.shape[0]), species] = spec
+        return out.reshape(spec.shape[0], self.n_coefficients)
+
+    def node_weights(self, coefficients: Tensor) -> list[Tensor]:
+        """W_k (n_el, Q_k) = c_element @ C_k: the energy as Σ_k Σ_q W_k[μ_i, q] AA_k[i, q]."""
+        key = (coefficients.data_ptr(), coefficients._version, coefficients.dtype)
+        if self._cache.get("key") != key:
+            c = coefficients.reshape(len(self.elements), self.n_per_element)
+            weights = [
+                torch.sparse.mm(cc.T.to(c.dtype), c.T).T.contiguous() for cc in self._couplings
+            ]
+            self._cache = {"key": key, "weights": weights}
+        return self._cache["weights"]
+
+    def atomic_energies(self, a: Tensor, species: Tensor, coefficients: Tensor) -> Tensor:
+        """ε_i = φ(i)·c (eV), (N,), without forming φ."""
+        weights = self.node_weights(coefficients)
+        single = len(self.elements) == 1
+        total = a.new_zeros(a.shape[0])
+        for w, aa in zip(weights, self.products(a), strict=True):
+            total = total + (aa @ w[0] if single else (aa * w[species]).sum(1))
+        return total
+
+    def core_energy(self, vectors: Tensor, pair: Tensor) -> Tensor:
+        """cr(r_e) per edge (eV)."""
+        return self.radial.core_repulsion(torch.linalg.vector_norm(vectors, dim=1), pair)
+
+    # --- design rows ----------------------------------------------------------------------
+    def design_rows(
+        self, graph: AtomicGraph, *, forces: bool = True, stress: bool = True
+    ) -> DesignRows:
+        """Rows of energy, forces and virial that are linear in the coefficients."""
+        vec = graph.vectors
+        n, s_count = graph.n_total_atoms, graph.n_structures
+        pair = self.pair_index(graph.species, graph.centers, graph.neighbors)
+        values = self.edge_basis(vec, pair)
+        a = self.atomic_base(values, graph.centers, graph.neighbor_species, n)
+        phi = self._place(self.spec_features(a), graph.species)
+        energy = phi.new_zeros(s_count, self.n_coefficients).index_add(0, graph.structure, phi)
+        offsets = self._core_rows(graph, pair, forces, stress)
+        f_rows = v_rows = None
+        if forces or stress:
+            f_rows, v_rows = self._gradient_rows(graph, pair, a, forces, stress)
+        return DesignRows(
+            energy=energy,
+            forces=f_rows,
+            virial=v_rows,
+            offset_energy=offsets[0],
+            offset_forces=offsets[1],
+            offset_virial=offsets[2],
+            n_atoms=graph.n_atoms,
+        )
+
+    def _core_rows(self, graph: AtomicGraph, pair: Tensor, forces: bool, stress: bool):
+        from matloop.models.outputs import forces_from_edge_gradients, virials_from_edge_gradients
+
+        vec = graph.vectors.detach().requires_grad_(True)
+        with torch.enable_grad():
+            core = self.core_energy(vec, pair)
+            edge_structure = graph.structure[graph.centers]
+            energy = core.new_zeros(graph.n_structures).index_add(0, edge_structure, core)
+            grad = (
+                torch.autograd.grad(energy.sum(), vec)[0]
+                if core.requires_grad
+                else torch.zeros_like(vec)
+            )
+        f = forces_from_edge_gradients(grad, graph).reshape(-1) if forces else None
+        v = virials_from_edge_gradients(grad, graph)[:, VOIGT[0], VOIGT[1]] if stress else None
+        return energy.detach(), f, v
+
+    def edge_jacobian(self, vectors: Tensor, pair: Tensor) -> tuple[Tensor, Tensor]:
+        """R_nl Y_lm per edge (E, nA_el) and its derivative ∂/∂r_e (E, 3, nA_el), analytic."""
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        unit = vectors / r[:, None]
+        g, dg = self.radial.with_derivative(r, pair)
+        y, dy = real_spherical_harmonics_with_gradient(unit, self.max_l)
+        gc, dgc = g[:, self._col_n], dg[:, self._col_n]
+        yc, dyc = y[:, self._col_lm], dy[:, :, self._col_lm]
+        values = gc * yc
+        jac = (dgc * yc)[:, None, :] * unit[:, :, None] + gc[:, None, :] * dyc / r[:, None, None]
+        return values, jac
+
+    def _jacobian_matrices(self) -> list[Tensor]:
+        """Sparse M_k ((nA·P_spec) × (Q_k·k)): ∂φ_p/∂A_a = Σ_(q,t) M_k[a·P+p, q·k+t] cof_k[q,t]."""
+        if "jac" in self._cache.get("static", {}):
+            return self._cache["static"]["jac"]
+        mats = []
+        for k, c in enumerate(self._couplings, start=1):
+            p, q = c.indices()
+            vals = c.values()
+            nodes = torch.from_numpy(self._nodes[k])
+            rows, cols, vv = [], [], []
+            for t in range(k):
+                rows.append(nodes[q, t] * self.n_per_element + p)
+                cols.append(q * k + t)
+                vv.append(vals)
+            m = _sparse(
+                torch.stack([torch.cat(rows), torch.cat(cols)]),
+                torch.cat(vv),
+                (self.n_a * self.n_per_element, len(self._nodes[k]) * k),
+            ).coalesce()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+                mats.append(m.to_sparse_csr())
+        self._cache.setdefault("static", {})["jac"] = mats
+        return mats
+
+    def _cofactors(self, a: Tensor, k: int) -> Tensor:
+        """Π_{s≠t} A[a_s(q)] per node q of rank k and slot t, shape (N, Q_k·k)."""
+        nodes = torch.from_numpy(self._nodes[k])
+        if k == 1:
+            return a.new_ones(a.shape[0], nodes.shape[0])
+        f = a[:, nodes]  # (N, Q, k)
+        ones = f.new_ones(f.shape[0], f.shape[1], 1)
+        before = torch.cumprod(torch.cat([ones, f[:, :, :-1]], 2), 2)
+        after = torch.cumprod(torch.cat([ones, f.flip(2)[:, :, :-1]], 2), 2).flip(2)
+        return (before * after).reshape(a.shape[0], -1)
+
+    def phi_jacobian(self, a: Tensor) -> Tensor:
+        """∂φ_spec(i)/∂A(i), shape (N, nA, P_spec)."""
+        out = a.new_zeros(self.n_a * self.n_per_element, a.shape[0])
+        for k, m in enumerate(self._jacobian_matrices(), start=1):
+            if m.values().numel():
+                out = out + torch.sparse.mm(m.to(a.dtype), self._cofactors(a, k).T)
+        return out.T.reshape(a.shape[0], self.n_a, self.n_per_element)
+
+    def _gradient_rows(
+        self, graph: AtomicGraph, pair: Tensor, a: Tensor, forces: bool, stress: bool
+    ) -> tuple[Tensor | None, Tensor | None]:
+        n_el, p_spec = len(self.elements), self.n_per_element
+        n = graph.n_total_atoms
+        dtype = a.dtype
+        f_rows = a.new_zeros(n * n_el, 3, p_spec) if forces else None
+        v_rows = a.new_zeros(graph.n_structures * n_el, 3, 3, p_spec) if stress else None
+        centers_np = graph.centers.numpy()
+        for a0 in range(0, n, _DESIGN_BLOCK_ATOMS):
+            a1 = min(n, a0 + _DESIGN_BLOCK_ATOMS)
+            e0, e1 = (int(x) for x in np.searchsorted(centers_np, [a0, a1]))
+            if e1 == e0:
+                continue
+            vec = graph.vectors[e0:e1]
+            jac = self.phi_jacobian(a[a0:a1])  # (B, nA, P)
+            _, d_edge = self.edge_jacobian(vec, pair[e0:e1])  # (e, 3, nA_el)
+            centers = graph.centers[e0:e1]
+            local = centers - a0
+            first = torch.searchsorted(centers, torch.arange(a0, a1))
+            pos = torch.arange(e1 - e0) - first[local]
+            width = int(pos.max()) + 1
+            d = vec.new_zeros((a1 - a0) * width, 3, self.n_a, dtype=dtype)
+            cols = graph.species[graph.neighbors[e0:e1]][:, None] * self.n_a_element
+            cols = cols + torch.arange(self.n_a_element)[None, :]
+            row = (local * width + pos)[:, None, None]
+            d[row, torch.arange(3)[None, :, None], cols[:, None, :]] = d_edge
+            g = torch.bmm(d.reshape(a1 - a0, width * 3, self.n_a), jac)
+            g = g.reshape((a1 - a0) * width, 3, p_spec)[local * width + pos]  # (e, 3, P)
+            block = graph.species[centers]
+            if forces:
+                f_rows.index_add_(0, centers * n_el + block, g)
+                f_rows.index_add_(0, graph.neighbors[e0:e1] * n_el + block, -g)
+            if stress:
+                per_edge = g[:, :, None, :] * vec[:, None, :, None]
+                v_rows.index_add_(0, graph.structure[centers] * n_el + block, per_edge)
+        out_f = out_v = None
+        if forces:
+            out_f = f_rows.reshape(n, n_el, 3, p_spec).permute(0, 2, 1, 3)
+            out_f = out_f.reshape(3 * n, n_el * p_spec)
+        if stress:
+            v = v_rows.reshape(graph.n_structures, n_el, 3, 3, p_spec)
+            v = 0.5 * (v + v.transpose(2, 3))
+            v = v[:, :, VOIGT[0], VOIGT[1]]  # (S, n_el, 6, P)
+            out_v = v.permute(0, 2, 1, 3).reshape(graph.n_structures, 6, n_el * p_spec)
+        return out_f, out_v
+
+    # --- description for exporters --------------------------------------------------------
+    def describe(self) -> list[dict]:
+        """Per coefficient: element, mu0, rank, mus, ns (0-based), ls, coupling [(ms, value)]."""
+        out = []
+        for mu0, element in enumerate(self.elements):
+            for f in self.functions:
+                idx = np.nonzero(np.abs(f.complex) > 1e-14)
+                ms = np.stack([i - l for i, l in zip(idx, f.ls, strict=True)], axis=1)  # noqa: E741
+                coupling = [
+                    (tuple(int(m) for m in row), float(v))
+                    for row, v in zip(ms, f.complex[idx].real, strict=True)
+                ]
+                out.append(
+                    {
+                        "element": element,
+                        "mu0": mu0,
+                        "rank": len(f.ls),
+                        "mus": list(f.mus),
+                        "ns": list(f.ns),
+                        "ls": list(f.ls),
+                        "coupling": coupling,
+                    }
+                )
+        return out
+
+
+def _sparse(indices: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """COO tensor from indices built here (known valid; skips torch's invariant checks)."""
+    return torch.sparse_coo_tensor(indices, values, shape, check_invariants=False)
+
+
+def _row_lookup(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Index of each row of `rows` in the lexicographically sorted unique `table`."""
+    base = int(max(table.max(initial=0), rows.max(initial=0))) + 1
+    weights = base ** np.arange(table.shape[1] - 1, -1, -1, dtype=np.int64)
+    keys = table.astype(np.int64) @ weights
+    found = np.searchsorted(keys, rows.astype(np.int64) @ weights)
+    return found.astype(np.int64)
+
+
+__all__ = ["AceBasis", "BasisFunction", "DesignRows", "enumerate_functions"]

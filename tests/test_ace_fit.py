@@ -1,0 +1,159 @@
+"""Closed-form fit of linear potentials: streamed normal equations, evidence maximisation, ARD,
+validation-chosen regularisation, and `fit_ace` on real (EMT) two-element data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from helpers.pair_linear import PairLinear, PairParams, random_pair_model
+
+from matloop.calculators.potential import MatloopCalculator
+from matloop.data import Dataset, fit_reference_energies, label_with
+from matloop.models.ace.fitting import AceFitParams, accumulate, fit_ace
+from matloop.models.ace.solver import NormalEquations, ard_fit, evidence_fit
+from matloop.training import TrainConfig
+
+
+def cuau_cells(n: int, seed: int, calc=None, rattle: float = 0.1, au: float = 0.3) -> Dataset:
+    """Rattled, strained 32-atom fcc Cu–Au cells labelled with EMT (or `calc`)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = bulk("Cu", "fcc", 3.75 * (1 + rng.uniform(-0.03, 0.03)), cubic=True) * (2, 2, 2)
+        a.set_chemical_symbols(np.where(rng.random(len(a)) < au, "Au", "Cu"))
+        a.rattle(rattle, seed=int(rng.integers(1 << 30)))
+        out.append(label_with(a, calc if calc is not None else EMT(), config_type="alloy"))
+    return Dataset(out, source="emt-cuau")
+
+
+def _random_problem(seed=0, n=1500, p=20, noise=0.1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, p)) * rng.uniform(0.01, 100.0, size=p)  # badly scaled columns
+    c = rng.normal(size=p)
+    return x, c, x @ c + noise * rng.normal(size=n)
+
+
+def test_chunked_accumulation_equals_one_shot():
+    x, _, y = _random_problem()
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(y))
+    one = NormalEquations(x.shape[1])
+    one.add("forces", x, y, w)
+    chunked = NormalEquations(x.shape[1])
+    for start in range(0, len(y), 257):
+        part = NormalEquations(x.shape[1])
+        part.add("forces", x[start : start + 257], y[start : start + 257], w[start : start + 257])
+        chunked.merge(part)
+    a, b = one.blocks["forces"], chunked.blocks["forces"]
+    np.testing.assert_allclose(b.gram, a.gram, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(b.rhs, a.rhs, rtol=1e-12, atol=1e-9)
+    assert b.yy == pytest.approx(a.yy, rel=1e-12) and b.n_rows == a.n_rows == len(y)
+
+
+def test_evidence_finds_the_noise_and_agrees_with_bayesian_ridge():
+    from sklearn.linear_model import BayesianRidge
+
+    x, c, y = _random_problem(noise=0.1)
+    eqs = NormalEquations(x.shape[1])
+    eqs.add("energy", x, y)
+    post, _ = evidence_fit(eqs, {"energy": 1.0})
+    assert post.converged
+    # β = 1/σ² of the noise that was added (0.1 → 100), within sampling error
+    assert post.beta["energy"] == pytest.approx(100.0, rel=0.08)
+    assert np.abs(post.coefficients - c).max() < 0.05
+    assert post.gamma == pytest.approx(x.shape[1], rel=0.01)  # every parameter well determined
+    # the same model as scikit-learn's BayesianRidge on the unit-norm columns we use
+    scaled = x / np.linalg.norm(x, axis=0)
+    ref = BayesianRidge(fit_intercept=False, tol=1e-10, max_iter=500).fit(scaled, y)
+    assert post.beta["energy"] == pytest.approx(ref.alpha_, rel=1e-5)
+    assert post.alpha[0] == pytest.approx(ref.lambda_, rel=1e-4)
+    # posterior covariance Σ = (α D² + β XᵀX)⁻¹ in original units
+    sigma = post.covariance_root @ post.covariance_root.T
+    d2 = np.diag(np.sum(x**2, axis=0))
+    expected = np.linalg.inv(post.alpha[0] * d2 + post.beta["energy"] * x.T @ x)
+    np.testing.assert_allclose(sigma, expected, rtol=1e-6, atol=1e-14)
+
+
+def test_ard_prunes_an_irrelevant_group():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 20))
+    c = np.where(np.arange(20) < 10, rng.normal(size=20), 0.0)  # group 1 is pure noise
+    eqs = NormalEquations(20)
+    eqs.add("energy", x, x @ c + 0.05 * rng.normal(size=400))
+    groups = (np.arange(20) >= 10).astype(int)
+    start, _ = evidence_fit(eqs, {"energy": 1.0})
+    post = ard_fit(eqs, {"energy": 1.0}, groups, per_kind_noise=False, start=start)
+    alpha_relevant, alpha_irrelevant = post.alpha[0], post.alpha[-1]
+    assert alpha_irrelevant > 100 * alpha_relevant
+    assert post.log_evidence > start.log_evidence
+    assert np.abs(post.coefficients[10:]).max() < 0.02
+
+
+@pytest.fixture(scope="module")
+def target_model():
+    """A pair potential with known coefficients: data made with it is exactly representable."""
+    model = random_pair_model(["Cu", "Au"], seed=4, n_radial=5)
+    model.set_reference_energies({"Cu": -1.0, "Au": -2.0})
+    return model
+
+
+def test_fit_recovers_a_linear_target_exactly(target_model):
+    calc = MatloopCalculator(target_model)
+    train = cuau_cells(8, seed=0, calc=calc)
+    valid = cuau_cells(3, seed=1, calc=calc)
+    model = PairLinear(["Cu", "Au"], PairParams(n_radial=5)).double()
+    model.set_reference_energies(target_model.e0)
+    info = fit_ace(model, train, valid, TrainConfig(), progress=False)
+
+    def identifiable(c):
+        # a Cu–Au pair enters from both ends: only c[Cu,Au] + c[Au,Cu] is determined
+        c = c.reshape(2, 2, -1)
+        return np.concatenate([c[0, 0], c[1, 1], c[0, 1] + c[1, 0]])
+
+    np.testing.assert_allclose(
+        identifiable(model.coefficients.numpy()),
+        identifiable(target_model.coefficients.numpy()),
+        rtol=1e-6,
+        atol=1e-8,
+    )
+    assert info["valid_errors"]["force_rmse_ev_per_a"] < 1e-6
+    assert info["valid_errors"]["energy_rmse_mev_per_atom"] < 1e-6
+
+
+def test_streamed_fit_equals_one_chunk(target_model):
+    """A lazy iterable fed in small chunks gives the normal equations of one big chunk."""
+    data = cuau_cells(5, seed=2)
+    model = PairLinear(["Cu", "Au"], PairParams(n_radial=5)).double()
+    model.set_reference_energies(fit_reference_energies(data, ["Cu", "Au"]))
+    big = accumulate(model, list(data), {"energy", "forces"}, chunk_atoms=10_000)
+    small = accumulate(model, (a for a in data), {"energy", "forces"}, chunk_atoms=1)
+    for kind in ("energy", "forces"):
+        np.testing.assert_allclose(
+            small.blocks[kind].gram, big.blocks[kind].gram, rtol=1e-10, atol=1e-12
+        )
+        np.testing.assert_allclose(small.blocks[kind].rhs, big.blocks[kind].rhs, rtol=1e-10)
+    assert small.n_rows("forces") == 3 * data.n_atoms
+
+
+def test_fit_on_emt_alloy_reports_both_regularisations():
+    train, valid = cuau_cells(16, seed=5), cuau_cells(5, seed=6)
+    model = PairLinear(["Cu", "Au"], PairParams(n_radial=8, fit=AceFitParams(ard="order")))
+    model = model.double()
+    model.set_reference_energies(fit_reference_energies(train, ["Cu", "Au"]))
+    info = fit_ace(model, train, valid, TrainConfig(), progress=False)
+    report = info["regularisation"]
+    assert report["kept"] in ("evidence", "validation")
+    assert {"evidence", "validation"} <= set(report)
+    ev = report["evidence"]
+    # α and β are sensible: a finite prior, noise near the pair model's misfit of EMT
+    assert 0 < ev["effective_parameters"] <= info["n_coefficients"]
+    assert 1e-4 < ev["noise_std"]["energy"] < 0.05  # eV/atom
+    assert 0.005 < ev["noise_std"]["forces"] < 0.5  # eV/Å
+    valid_rmse = info["valid_errors"]["force_rmse_ev_per_a"]
+    assert ev["noise_std"]["forces"] == pytest.approx(valid_rmse, rel=0.5)
+    mean_force = np.mean([np.abs(a.get_forces()).mean() for a in valid])
+    assert valid_rmse < 0.5 * mean_force  # a broken fit misses by the size of the forces
+    assert info["fit_seconds"] > 0 and info["effective_parameters"] > 0
+    assert torch.all(model.posterior.sigma_scale > 0)
