@@ -10,6 +10,7 @@ Units: Å, K, fs, GPa; strains are dimensionless linear strains.
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Literal
 
 import numpy as np
@@ -150,24 +151,14 @@ class FoundationMDStarts(_Strict):
     def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
         from matloop.active.select import farthest_point_sampling, simple_descriptor
         from matloop.calculators import resolve_calculator
-        from matloop.md import run_md
 
         calc = resolve_calculator(self.model)
         pool: list[Atoms] = []
         for temperature in self.temperatures:
-            res = run_md(
-                _pick(starts, rng),
-                calc,
-                ensemble="nvt",
-                temperature_k=temperature,
-                timestep_fs=self.timestep_fs,
-                steps=self.steps,
-                progress=False,
-                seed=int(rng.integers(2**31)),
-                keep_frames=True,
-                traj_interval=self.sample_interval,
-                log_interval=self.steps,
-            )
+            with warnings.catch_warnings():
+                # CHGNet's pymatgen conversion warns at every step about ASE's FixCom
+                warnings.filterwarnings("ignore", message="Only FixAtoms")
+                res = self._md(_pick(starts, rng), calc, temperature, rng)
             for frame in res.frames[1:]:
                 frame.calc = None
                 frame.set_velocities(np.zeros((len(frame), 3)))
@@ -177,6 +168,23 @@ class FoundationMDStarts(_Strict):
         desc = np.array([simple_descriptor(a) for a in pool])
         first = int(rng.integers(len(pool)))
         return [pool[i] for i in farthest_point_sampling(desc, n, first=first)]
+
+    def _md(self, atoms: Atoms, calc, temperature: float, rng: np.random.Generator):
+        from matloop.md import run_md
+
+        return run_md(
+            atoms,
+            calc,
+            ensemble="nvt",
+            temperature_k=temperature,
+            timestep_fs=self.timestep_fs,
+            steps=self.steps,
+            progress=False,
+            seed=int(rng.integers(2**31)),
+            keep_frames=True,
+            traj_interval=self.sample_interval,
+            log_interval=self.steps,
+        )
 
 
 StartGenerator = Annotated[

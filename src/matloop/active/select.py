@@ -220,19 +220,29 @@ def dopt_select(
         sd[sd < 1e-12] = 1.0
         feats = [(f - mu) / sd for f in feats]
         train = [(f - mu) / sd for f in train]
-    p = feats[0].shape[1]
+    return [index[k] for k in dopt_greedy(feats, train, n, ridge)]
+
+
+def dopt_greedy(
+    features: Sequence[np.ndarray], known: Sequence[np.ndarray], n: int, ridge: float = 1e-3
+) -> list[int]:
+    """Greedy D-optimal choice of `n` feature blocks (n_atoms, P) given the `known` blocks.
+
+    A = ridge·(trace/P)·I + Σ_known ΦᵀΦ; each pick maximises log det(I + Φ A⁻¹ Φᵀ), then joins A.
+    """
+    p = features[0].shape[1]
     info = np.zeros((p, p))
-    for f in train:
+    for f in known:
         info += f.T @ f
     scale = np.trace(info) / p if np.trace(info) > 0 else 1.0
     info += ridge * scale * np.eye(p)
     chosen: list[int] = []
-    while len(chosen) < min(n, len(feats)):
-        gains = information_gains(feats, info)
+    while len(chosen) < min(n, len(features)):
+        gains = information_gains(features, info)
         gains[chosen] = -np.inf
         k = int(np.argmax(gains))
         if not np.isfinite(gains[k]):
             break
         chosen.append(k)
-        info += feats[k].T @ feats[k]
-    return [index[k] for k in chosen]
+        info += features[k].T @ features[k]
+    return chosen

@@ -84,13 +84,16 @@ def predict_uncertainty(calc: Any, atoms: Atoms, scale: float = 1.0) -> Uncertai
 
 
 def has_linear_features(calc: Any) -> bool:
-    """True when the calculator publishes ``atom_features`` (energy linear in them)."""
-    return "atom_features" in _props(calc)
+    """True when the energy is linear in the calculator's per-atom features: it publishes
+    ``atom_features``, or it is a linear model with a posterior (``ace``)."""
+    if "atom_features" in _props(calc):
+        return True
+    return getattr(getattr(calc, "model", None), "posterior", None) is not None
 
 
 def atom_features(calc: Any, atoms: Atoms) -> np.ndarray | None:
     """Per-atom features (n_atoms, n_features), or None when the calculator has none."""
-    if has_linear_features(calc):
+    if "atom_features" in _props(calc):
         work = atoms.copy()
         work.calc = calc
         return np.asarray(calc.get_property("atom_features", work), dtype=float)

@@ -44,15 +44,32 @@ def md_command(
     traj_interval: int | None = typer.Option(None, help="Steps between trajectory frames."),
     summary_json: Path | None = typer.Option(None, "--json", help="Write the run summary here."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    max_uncertainty: float | None = typer.Option(
+        None,
+        "--max-uncertainty",
+        help="Stop when the model's σ exceeds this (eV/Å: largest atomic force std; eV/atom "
+        "for models with only an energy std), writing the offending frame.",
+    ),
+    uncertainty_interval: int = typer.Option(
+        10, "--uncertainty-interval", min=1, help="Steps between uncertainty checks."
+    ),
+    uncertain_frame: Path | None = typer.Option(
+        None,
+        "--uncertain-frame",
+        help="Where the frame that passed --max-uncertainty goes (default: uncertain_frame.xyz "
+        "beside --traj, or in the current folder).",
+    ),
 ) -> None:
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
     _warn_hook()
     from matloop.md import check_elements, read_structure, run_md
+    from matloop.md.guard import UncertaintyGuard
     from matloop.utils.files import atomic_write_text
 
     atoms = read_structure(structure)
     calc = _calculator(model)
     check_elements(atoms, calc, model, where=str(structure))
+    guard = UncertaintyGuard.for_cli(calc, max_uncertainty, uncertain_frame, traj)
     result = run_md(
         atoms,
         calc,
@@ -69,8 +86,12 @@ def md_command(
         barostat=barostat,
         log_interval=log_interval,
         traj_interval=traj_interval,
+        observe=guard,
+        observe_interval=uncertainty_interval,
     )
     s = result.summary()
+    if guard is not None:
+        s.update(guard.summary())
     typer.echo(
         f"{s['ensemble'].upper()} {s['n_atoms']} atoms, {s['steps']} steps × {timestep:g} fs "
         f"= {s['duration_ps']:g} ps in {s['seconds']:.1f} s "
@@ -87,6 +108,8 @@ def md_command(
             typer.echo(f"{label}: {path}")
     if summary_json is not None:
         atomic_write_text(summary_json, json.dumps(s, indent=2) + "\n")
+    if guard is not None:
+        guard.finish()
 
 
 def validate_command(
