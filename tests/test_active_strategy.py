@@ -3,6 +3,8 @@ generators, MD observers (walker stops, temperature ramps) and `matloop md --max
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -239,5 +241,24 @@ def test_loop_with_one_ace_model_calibrates_and_reports(tmp_path):
     html = (tmp_path / "run" / "report.html").read_text()
     assert "Calibration of σ" in html and "95 % coverage" in html
     assert json.loads((tmp_path / "run" / "report.json").read_text())["n_labels"] == 5
-    calc = matloop.load(report["final_model"])
+    calc = matloop.load(tmp_path / "run")  # the run directory gives its final model
     assert "forces_std" in calc.implemented_properties
+    assert calc.path.resolve() == (tmp_path / "run" / report["final_model"]).resolve() or (
+        calc.path.resolve() == Path(report["final_model"]).resolve()
+    )
+
+
+def test_run_directory_loads_a_committee_as_one_calculator(tmp_path, tiny_cu_model):
+    import json
+    import shutil
+
+    import matloop
+    from matloop.calculators.committee import CommitteeCalculator
+
+    for k in range(2):
+        shutil.copy(tiny_cu_model, tmp_path / f"m{k}.pt")
+    record = {"models": ["m0.pt", "m1.pt"], "sigma_scale": 2.5, "sigma_kind": "forces"}
+    (tmp_path / "final_model.json").write_text(json.dumps(record))
+    calc = matloop.load(tmp_path)
+    assert isinstance(calc, CommitteeCalculator) and len(calc) == 2
+    assert calc.forces_scale == 2.5 and calc.energy_scale == 1.0

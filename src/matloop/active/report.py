@@ -234,8 +234,9 @@ img{{max-width:100%}}</style></head><body>
     }<br>
 <b>Labels:</b> {report["n_labels"]} successful, {report["n_quarantined"]} quarantined,
 {report["n_attempted"]} attempted<br>
-<b>Final model:</b> <code>{_fmt(report["final_model"])}</code>
-(load with <code>matloop.load(path)</code>)</p>
+<b>Final model:</b> <code>matloop.load("{html.escape(report["run_dir"])}")</code> gives
+{"the committee as one calculator" if len(report["final_committee"]) > 1 else "the model"}
+with its calibrated σ (files: <code>{_fmt(", ".join(report["final_committee"]))}</code>)</p>
 {imgs}
 <h2>Iterations</h2>
 <p>{html.escape(sigma_unit)}, calibrated by the σ scale.</p>
@@ -275,9 +276,51 @@ def write_reports(
             a.info.pop("matloop_key", None)
         with atomic_path(run_dir / "dataset.xyz") as tmp:
             write(tmp, labelled, format="extxyz")
+    if report["final_committee"]:
+        write_final_model(run_dir, report)
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=str))
     atomic_write_text(run_dir / "report.html", render_html(report))
     return report
+
+
+def write_final_model(run_dir: Path, report: dict) -> None:
+    """DIR/final_model.json: the final model's files (relative to DIR) and its σ scale."""
+    its = report["iterations"]
+    paths = []
+    for p in report["final_committee"]:
+        p = Path(p)
+        try:
+            paths.append(str(p.resolve().relative_to(run_dir.resolve())))
+        except ValueError:
+            paths.append(str(p.resolve()))
+    record = {
+        "models": paths,
+        "sigma_scale": float(its[-1].get("sigma_scale") or 1.0),
+        "sigma_kind": its[-1].get("sigma_kind"),
+    }
+    atomic_write_text(run_dir / "final_model.json", json.dumps(record, indent=2))
+
+
+def load_final_model(run_dir: str | Path, **kwargs: Any):
+    """The final model of a run: one model with its own σ, or the committee (calibrated σ)."""
+    import matloop
+    from matloop.errors import DataError
+
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "final_model.json").read_text())
+        paths = [run_dir / p for p in record["models"]]
+        scale = float(record.get("sigma_scale") or 1.0)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{run_dir / 'final_model.json'} is unreadable: {exc}") from exc
+    if len(paths) == 1:
+        return matloop.load(paths[0], **kwargs)
+    from matloop.calculators.committee import CommitteeCalculator
+
+    members = [matloop.load(p, **kwargs) for p in paths]
+    # σ is calibrated on force errors (committees publish forces_std); energy_std stays raw
+    forces_scale = scale if record.get("sigma_kind") in (None, "forces") else 1.0
+    return CommitteeCalculator(members, forces_scale=forces_scale)
 
 
 def open_state(run_dir: str | Path) -> RunState:
