@@ -262,3 +262,60 @@ def test_run_directory_loads_a_committee_as_one_calculator(tmp_path, tiny_cu_mod
     calc = matloop.load(tmp_path)
     assert isinstance(calc, CommitteeCalculator) and len(calc) == 2
     assert calc.forces_scale == 2.5 and calc.energy_scale == 1.0
+
+
+@pytest.mark.slow
+def test_md_learn_labels_refits_and_resumes(tmp_path, capsys):
+    """`matloop md --learn`: σ above the threshold → label, refit, continue; a rerun resumes."""
+    import json
+
+    from matloop.data import Dataset
+    from matloop.training import TrainConfig, train
+    from matloop.training.config import parse_config
+
+    labels = []
+    for seed in range(2):
+        a = _cu()
+        a.rattle(0.05, seed=seed)
+        labels.append(label_with(a, EMT()))
+    write(tmp_path / "labels.xyz", labels)
+    cfg = parse_config({"model": {"family": "ace"}}, TrainConfig, "test")
+    model = train(Dataset(labels), tmp_path / "ace", config=cfg, progress=False).model_path
+    write(tmp_path / "cu.xyz", _cu())
+    otf = tmp_path / "otf"
+    base = [
+        "md",
+        str(model),
+        str(tmp_path / "cu.xyz"),
+        "-e",
+        "nvt",
+        "-T",
+        "1200",
+        "--timestep",
+        "4",
+        "--no-progress",
+        "--learn",
+        "--reference",
+        "emt",
+        "--train-data",
+        str(tmp_path / "labels.xyz"),
+        "--learn-dir",
+        str(otf),
+        "--max-uncertainty",
+        "0.002",
+        "--uncertainty-interval",
+        "10",
+    ]
+    assert main([*base, "--steps", "30"]) == 0
+    first = json.loads((otf / "state.json").read_text())
+    assert first["step"] == 30 and first["events"], "σ passed the threshold: labels added"
+    n_first = len(read(otf / "labels.xyz", ":"))
+    assert n_first == 2 + len(first["events"])
+    assert main([*base, "--steps", "60"]) == 0  # the same command, longer: resumes at 30
+    second = json.loads((otf / "state.json").read_text())
+    assert second["step"] == 60 and second["events"][: len(first["events"])] == first["events"]
+    assert len(second["log"]) == 6 and second["log"][3][0] > first["log"][-1][0]
+    out = capsys.readouterr().out
+    assert "on-the-fly: 60 steps" in out
+    rc = main(["md", str(model), str(tmp_path / "cu.xyz"), "--learn", "--no-progress"])
+    assert rc != 0 and "--reference" in capsys.readouterr().err

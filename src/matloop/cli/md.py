@@ -59,9 +59,47 @@ def md_command(
         help="Where the frame that passed --max-uncertainty goes (default: uncertain_frame.xyz "
         "beside --traj, or in the current folder).",
     ),
+    learn: bool = typer.Option(
+        False,
+        "--learn",
+        help="On-the-fly learning: when σ passes --max-uncertainty, label the frame with "
+        "--reference, refit and continue (rerun to resume).",
+    ),
+    reference: str | None = typer.Option(
+        None, "--reference", help="Reference calculator for --learn (emt, kumagai, ...)."
+    ),
+    train_data: Path | None = typer.Option(
+        None, "--train-data", help="Labels the model was fitted on (--learn refits on them)."
+    ),
+    learn_dir: Path = typer.Option(
+        Path("otf-run"), "--learn-dir", help="Folder of --learn's labels, models, checkpoint."
+    ),
+    max_labels: int = typer.Option(200, "--max-labels", min=1, help="Labels --learn may add."),
 ) -> None:
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
     _warn_hook()
+    if learn:
+        _learn(
+            model,
+            structure,
+            ensemble,
+            temperature,
+            pressure,
+            timestep,
+            steps,
+            seed,
+            thermostat,
+            barostat,
+            max_uncertainty,
+            uncertainty_interval,
+            reference,
+            train_data,
+            learn_dir,
+            max_labels,
+            traj,
+            log,
+        )
+        return
     from matloop.md import check_elements, read_structure, run_md
     from matloop.md.guard import UncertaintyGuard
     from matloop.utils.files import atomic_write_text
@@ -110,6 +148,54 @@ def md_command(
         atomic_write_text(summary_json, json.dumps(s, indent=2) + "\n")
     if guard is not None:
         guard.finish()
+
+
+def _learn(
+    model,
+    structure,
+    ensemble,
+    temperature,
+    pressure,
+    timestep,
+    steps,
+    seed,
+    thermostat,
+    barostat,
+    max_uncertainty,
+    interval,
+    reference,
+    train_data,
+    learn_dir,
+    max_labels,
+    traj,
+    log,
+) -> None:
+    """`matloop md --learn`: on-the-fly learning (see :mod:`matloop.active.onthefly`)."""
+    from matloop.active.onthefly import OnTheFlyLearner, OnTheFlySettings, summarise
+    from matloop.errors import ConfigError
+    from matloop.md import read_structure
+
+    if reference is None or max_uncertainty is None:
+        raise ConfigError("--learn needs --reference CALC and --max-uncertainty X")
+    if traj is not None or log is not None:
+        raise ConfigError(f"--learn writes its log and checkpoint in --learn-dir ({learn_dir})")
+    settings = OnTheFlySettings(
+        reference=reference,
+        threshold=max_uncertainty,
+        ensemble=ensemble,
+        temperature_k=temperature,
+        pressure_gpa=pressure,
+        timestep_fs=timestep,
+        steps=steps,
+        seed=seed,
+        check_interval=interval,
+        max_labels=max_labels,
+        thermostat=thermostat,
+        barostat=barostat,
+    )
+    state = OnTheFlyLearner(learn_dir, settings).run(model, read_structure(structure), train_data)
+    typer.echo(summarise(state, timestep))
+    typer.echo(f"labels: {learn_dir / 'labels.xyz'}; state: {learn_dir / 'state.json'}")
 
 
 def validate_command(
