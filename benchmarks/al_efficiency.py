@@ -5,10 +5,10 @@ first by reference Langevin MD at the conditions of use (seed fixed, before any 
 seed and with the same model family and training settings:
 
 (a) the active-learning loop: first labels from short CHGNet MD at the conditions of use, then
-    iterations of MD walkers with the current model (heating from 300 K to the target
-    temperature, stopping where the calibrated σ passes a multiple of the labelled structures'
-    median), batch selection (D-optimal for linear models) and reference labels, until the test
-    force MAE reaches the target;
+    iterations of MD walkers with the current model at the same conditions (``--ramp-from``
+    heats them from a lower temperature instead), each stopping where the calibrated σ passes
+    ``--stop-factor`` × the labelled structures' median, batch selection (D-optimal for linear
+    models) and reference labels, until the test force MAE reaches the target;
 (b) N snapshots drawn at random from reference MD at the same conditions;
 (c) N snapshots drawn at random from CHGNet MD at the same conditions, labelled by the reference.
 
@@ -37,14 +37,14 @@ SYSTEMS = {
         "build": ("Cu", "fcc", 3.61, (2, 2, 2)),
         "temperature": 1200.0,
         "timestep_fs": 4.0,
-        "target": 0.004,
+        "target": 0.003,
     },
     "Si": {
         "calculator": "kumagai",
         "build": ("Si", "diamond", 5.43, (2, 2, 1)),
         "temperature": 1400.0,
         "timestep_fs": 2.0,
-        "target": 0.1,
+        "target": 0.065,
     },
 }
 
@@ -127,7 +127,7 @@ def loop_config(name: str, args, wdir: Path, seed: int) -> dict:
             "steps": args.md_steps,
             "timestep_fs": sysd["timestep_fs"],
             "walkers": args.walkers,
-            "sample_interval": 5,
+            "sample_interval": args.sample_interval,
         },
         "select": {"threshold": 0.0, "max_per_iteration": args.per_iteration},
         "model": {
@@ -147,11 +147,11 @@ def loop_config(name: str, args, wdir: Path, seed: int) -> dict:
                     "temperatures": [temp],
                     "steps": args.foundation_steps,
                     "timestep_fs": sysd["timestep_fs"],
-                    "sample_interval": 5,
+                    "sample_interval": 4,
                 }
             ],
             "walker_stop_factor": args.stop_factor,
-            "ramp_from_k": 300.0,
+            "ramp_from_k": args.ramp_from,
             "selection": args.selection,
         },
     }
@@ -217,12 +217,12 @@ def run_seed(name: str, args, wdir: Path, test, seed: int) -> dict:
     loop_s, loop_cpu = time.perf_counter() - t0, time.process_time() - c0
     tcfg = learner.train_config()
     t1 = time.perf_counter()
-    pool_ref = md_snapshots(sysd, sysd["calculator"], max(args.random_sizes), 5, 2000 + seed)
+    pool_ref = md_snapshots(sysd, sysd["calculator"], max(args.random_sizes), 4, 2000 + seed)
     rnd_ref = random_curve(
         pool_ref, args.random_sizes, test, tcfg, args, wdir / f"random_ref_s{seed}", seed
     )
     pool_fm = md_snapshots(
-        sysd, resolve_calculator("chgnet"), max(args.random_sizes), 5, 3000 + seed
+        sysd, resolve_calculator("chgnet"), max(args.random_sizes), 4, 3000 + seed
     )
     rnd_fm = random_curve(
         pool_fm, args.random_sizes, test, tcfg, args, wdir / f"random_chgnet_s{seed}", seed
@@ -300,7 +300,17 @@ def run_system(name: str, args) -> dict:
     )
     write(wdir / "test.xyz", list(test), format="extxyz")
     write(wdir / "start.xyz", start_structure(sysd), format="extxyz")
-    seeds = [run_seed(name, args, wdir, test, s) for s in args.seeds]
+    seeds = []
+    for s in args.seeds:
+        seeds.append(run_seed(name, args, wdir, test, s))
+        if args.json:  # partial results survive a later failure or a kill
+            partial = [*args.finished, system_result(name, args, test, seeds)]
+            write_json(args, partial, args.t0, args.c0)
+    return system_result(name, args, test, seeds)
+
+
+def system_result(name: str, args, test, seeds: list[dict]) -> dict:
+    sysd = SYSTEMS[name]
     return {
         "system": name,
         "reference": sysd["calculator"],
@@ -353,6 +363,70 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def table(paths: list[Path]) -> str:
+    """Markdown tables (labels to target per arm and seed; curves) from result JSON files."""
+    results = []
+    for path in paths:
+        results += json.loads(Path(path).read_text())["results"]
+    lines = [
+        "| system | target (eV/Å) | seeds | loop | random reference MD | random CHGNet MD "
+        "| loop ÷ reference MD | loop ÷ CHGNet MD |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        sm = summarise(r["seeds"])
+        cells = []
+        for arm in ("loop", "random_reference_md", "random_chgnet_md"):
+            a = sm[arm]
+            spread = f" ± {a['std']:.1f}" if a["std"] is not None else ""
+            missed = a["n_seeds"] - a["n_reached"]
+            miss = f" ({missed} seed(s) never reached it)" if missed else ""
+            cells.append(f"{_fmt(a['mean'])}{spread}{miss}")
+        ratios = [
+            _fmt(sm[f"ratio_loop_over_{k}"], 2) for k in ("random_reference_md", "random_chgnet_md")
+        ]
+        lines.append(
+            f"| {r['system']} ({r['reference']}) | {r['target_force_mae_ev_per_a']} | "
+            f"{len(r['seeds'])} | " + " | ".join(cells + ratios) + " |"
+        )
+    lines += [
+        "",
+        "| system | iterations | test coverage of ±1.96σ (calibrated), median | Spearman "
+        "ρ(σ, error), median | σ scale, range | explore / select / label / fit (s, median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        pts = [c for s in r["seeds"] for c in s["loop_curve"][1:]]
+        cov = [c["test_coverage_95"] for c in pts if c.get("test_coverage_95") is not None]
+        rho = [c["test_sigma_spearman"] for c in pts if c.get("test_sigma_spearman") is not None]
+        sc = [c["sigma_scale"] for c in pts if c.get("sigma_scale") is not None]
+        t = summarise(r["seeds"])["iteration_seconds_median"]
+        times = " / ".join(
+            _fmt(t[k])
+            for k in ("explore_seconds", "select_seconds", "label_seconds", "fit_seconds")
+        )
+        lines.append(
+            f"| {r['system']} | {len(pts)} | {_fmt(float(np.median(cov)) if cov else None, 2)} | "
+            f"{_fmt(float(np.median(rho)) if rho else None, 2)} | "
+            f"{_fmt(min(sc) if sc else None, 2)}–{_fmt(max(sc) if sc else None, 2)} | {times} |"
+        )
+    lines += ["", "| system | seed | arm | test force MAE (eV/Å) at labels |", "|---|---|---|---|"]
+    for r in results:
+        for s in r["seeds"]:
+            for key, name in (
+                ("loop_curve", "loop"),
+                ("random_reference_md_curve", "reference MD"),
+                ("random_chgnet_md_curve", "CHGNet MD"),
+            ):
+                pts = ", ".join(f"{c['n_labels']}: {c['force_mae_ev_per_a']:.4f}" for c in s[key])
+                lines.append(f"| {r['system']} | {s['seed']} | {name} | {pts} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", type=Path, default=None, help="write results JSON here")
@@ -370,13 +444,25 @@ def main(argv=None) -> int:
     p.add_argument("--selection", default="auto", choices=["auto", "dopt", "sigma_fps", "fps"])
     p.add_argument("--n-initial", type=int, default=2)
     p.add_argument("--per-iteration", type=int, default=2)
-    p.add_argument("--walkers", type=int, default=2)
-    p.add_argument("--max-labels", type=int, default=40)
-    p.add_argument("--md-steps", type=int, default=150)
-    p.add_argument("--foundation-steps", type=int, default=100)
-    p.add_argument("--stop-factor", type=float, default=3.0)
-    p.add_argument("--n-test", type=int, default=25)
-    p.add_argument("--random-sizes", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    p.add_argument("--walkers", type=int, default=3)
+    p.add_argument("--max-labels", type=int, default=16)
+    p.add_argument("--md-steps", type=int, default=100)
+    p.add_argument("--sample-interval", type=int, default=5)
+    p.add_argument("--foundation-steps", type=int, default=40)
+    p.add_argument(
+        "--stop-factor",
+        type=float,
+        default=5.0,
+        help="walkers stop at this × the labelled structures' median σ",
+    )
+    p.add_argument(
+        "--ramp-from",
+        type=float,
+        default=None,
+        help="K: walkers heat from here to the conditions (default: start there)",
+    )
+    p.add_argument("--n-test", type=int, default=15)
+    p.add_argument("--random-sizes", type=int, nargs="+", default=[2, 4, 8, 16])
     p.add_argument(
         "--target",
         type=json.loads,
@@ -385,13 +471,25 @@ def main(argv=None) -> int:
     )
     p.add_argument("--plot", type=Path, default=Path("benchmarks/results/al_efficiency.png"))
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--table",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print markdown tables of these result files and exit",
+    )
     args = p.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
     args.targets = {s: float(args.target.get(s, SYSTEMS[s]["target"])) for s in SYSTEMS}
     from matloop.utils.threads import configure_torch_threads
 
     configure_torch_threads(1)
     t0, c0 = time.perf_counter(), time.process_time()
-    results = []
+    args.t0, args.c0 = t0, c0
+    results: list[dict] = []
+    args.finished = results
     for s in args.systems:
         results.append(run_system(s, args))
         if args.json:  # partial results survive a later failure
@@ -411,7 +509,10 @@ def main(argv=None) -> int:
 
 
 def write_json(args, results: list[dict], t0: float, c0: float) -> None:
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    skip = ("finished", "t0", "c0")
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip
+    }
     out = {
         "benchmark": "al_efficiency",
         "settings": settings,

@@ -262,6 +262,15 @@ execution:
   scheduler: null            # Dask scheduler address (same as --scheduler)
 state:
   database: null             # default RUN/state.db (SQLite); postgresql://user@host/db allowed
+strategy:                    # how the loop starts, explores and selects
+  starts: []                 # generators of the first labels (empty: rattled copies), e.g.
+                             # - {kind: foundation_md, model: chgnet, temperatures: [900]}
+                             # - {kind: strain, max_strain: 0.04}
+                             # - {kind: vacancy}  - {kind: random_packing}
+  walker_stop_factor: null   # e.g. 3: walkers stop at 3 × the labelled structures' median σ
+  ramp_from_k: null          # K: walkers heat from here to their temperature
+  selection: fps             # fps | sigma_fps | dopt (D-optimal, linear models) | auto
+  calibrate: true            # scale σ on the labels in hand every iteration
 """
 
 

@@ -559,18 +559,24 @@ def test_metrics(model, test, scale: float = 1.0) -> dict[str, Any]:
     the error (``test_sigma_spearman``) and the mean per-structure σ (``test_sigma_mean``)."""
     from matloop.active.uncertainty import calibration_data, calibration_metrics, uncertainty_kind
     from matloop.data import Dataset
-    from matloop.evaluation import metrics_from_predictions, predict
+    from matloop.evaluation import compare, metrics_from_predictions, predict
 
     ds = test if isinstance(test, Dataset) else Dataset(list(test), validate=False)
-    m = metrics_from_predictions(predict(model, ds))
+    data = None
+    if uncertainty_kind(model) is None:
+        pred = predict(model, ds)
+    else:  # one pass: σ and the predictions come from the same evaluation
+        done: list[Atoms] = []
+        data = calibration_data(model, ds, predictions=done)
+        pred = compare(ds, done)
+    m = metrics_from_predictions(pred)
     out: dict[str, Any] = {
         "test_energy_mae_mev_per_atom": m["energy_mae_mev_per_atom"],
         "test_force_mae_ev_per_a": m.get("force_mae_ev_per_a"),
         "test_force_rmse_ev_per_a": m.get("force_rmse_ev_per_a"),
     }
-    if uncertainty_kind(model) is None:
+    if data is None:
         return out
-    data = calibration_data(model, ds)
     cal, raw = calibration_metrics(data, scale), calibration_metrics(data, 1.0)
     out.update(
         test_coverage_95=cal["coverage_95"],

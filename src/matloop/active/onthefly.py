@@ -155,6 +155,7 @@ class OnTheFlyLearner:
 
             def observe(step: int, live: Atoms, calc=calc, hit=hit) -> str | None:
                 sigma = predict_uncertainty(calc, live).structure
+                state["max_sigma"] = max(state.get("max_sigma", 0.0), sigma)
                 if sigma > self.s.threshold:
                     hit.update(step=step, sigma=sigma)
                     return "uncertain"

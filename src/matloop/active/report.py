@@ -31,7 +31,8 @@ def build_report(run_dir: Path, state: RunState, stop_reason: str | None = None)
         "n_labels": iterations[-1]["n_labels"] if iterations else len(state.label_keys()),
         "n_attempted": state.n_attempted(),
         "n_quarantined": len(quarantine),
-        "final_model": final_models[0] if final_models else None,
+        # matloop.load(run_dir) gives the whole final model (committee or single model)
+        "final_model": str(run_dir) if final_models else None,
         "final_committee": final_models,
         "dataset": str(run_dir / "dataset.xyz"),
         "iterations": iterations,

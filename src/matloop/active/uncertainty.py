@@ -130,14 +130,28 @@ class CalibrationData:
         )
 
 
-def calibration_data(calc: Any, labelled: Iterable[Atoms]) -> CalibrationData:
-    """Unscaled σ of `calc` against the reference labels of `labelled`."""
+def calibration_data(
+    calc: Any, labelled: Iterable[Atoms], predictions: list[Atoms] | None = None
+) -> CalibrationData:
+    """Unscaled σ of `calc` against the reference labels of `labelled`.
+
+    `predictions`, when given, receives each structure with `calc` attached (its energy and
+    forces already computed), so callers can score the predictions without a second pass.
+    """
     kind = require_uncertainty(calc)
     err, sig, r_err, r_sig = [], [], [], []
     for ref in labelled:
         work = ref.copy()
         work.calc = calc
         unc = predict_uncertainty(calc, work)
+        if predictions is not None:
+            from ase.calculators.singlepoint import SinglePointCalculator
+
+            done = work.copy()
+            done.calc = SinglePointCalculator(
+                done, energy=work.get_potential_energy(), forces=work.get_forces()
+            )
+            predictions.append(done)
         if kind == "forces":
             df = work.get_forces() - ref.get_forces()
             err.append(df.ravel())
