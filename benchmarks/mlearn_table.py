@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 ORDER = ["Ni", "Cu", "Li", "Mo", "Si", "Ge"]
-FAMILIES = ["bpnn", "painn", "kernel", "mace"]
+FAMILIES = ["bpnn", "painn", "kernel", "mace", "ace"]
 TARGET_FACTOR = 0.8
 MD_REFERENCE = {"Cu": ["emt"], "Si": ["kumagai"]}
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -184,6 +184,65 @@ def table(
     return "\n".join(lines + [""] + summary)
 
 
+def _module():
+    spec = importlib.util.spec_from_file_location("_mlearn", Path(__file__).with_name("mlearn.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pair(e: float | None, f: float | None) -> str:
+    e_txt = "–" if e is None else f"{e:.2f}"
+    f_txt = "–" if f is None else f"{f:.3f}"
+    return f"{e_txt} / {f_txt}"
+
+
+def issue11_table(results_dir: Path = RESULTS) -> str:
+    """The linear-ACE table of issue 11: test MAE beside the best of GAP/MTP/ACE and SNAP.
+
+    Reads ``mlearn_ace_<El>.json`` (benchmarks/mlearn.py --model ace) and, when present,
+    ``mlearn_snap.json`` (the mlearn authors' SNAP/qSNAP evaluated through LAMMPS).
+    """
+    mod = _module()
+    snap_path = results_dir / "mlearn_snap.json"
+    snap = {}
+    if snap_path.exists():
+        for row in json.loads(snap_path.read_text()).get("rows", []):
+            snap[(row["element"], row["model"])] = row
+    lines = [
+        "| element | ace test E / F MAE | target E / F (best GAP, MTP, ACE) | meets | "
+        "SNAP E / F | qSNAP E / F | fit wall s (CPU s) | peak MB | test 95 % coverage E / F |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for el in ORDER:
+        path = results_dir / f"mlearn_ace_{el}.json"
+        target = mod.ISSUE11_TARGET[el]
+        snap_cells = []
+        for variant in ("SNAP", "qSNAP"):
+            row = snap.get((el, variant))
+            snap_cells.append(
+                _pair(row["energy_mae_mev_per_atom"], row["force_mae_ev_per_a"]) if row else "–"
+            )
+        if not path.exists():
+            lines.append(
+                f"| {el} | not run | {_pair(*target)} | | {snap_cells[0]} | {snap_cells[1]} | | | |"
+            )
+            continue
+        r = json.loads(path.read_text())
+        e, f = r["energy_mae_mev_per_atom"], r["force_mae_ev_per_a"]
+        meets = ("E" if e <= target[0] else "") + ("F" if f <= target[1] else "")
+        cov = r.get("test_calibration") or {}
+        cov_txt = " / ".join(
+            f"{cov[k]['coverage_95']:.2f}" if k in cov else "–" for k in ("energy", "forces")
+        )
+        lines.append(
+            f"| {el} | {_pair(e, f)} | {_pair(*target)} | {meets or 'no'} | {snap_cells[0]} | "
+            f"{snap_cells[1]} | {r['train_seconds']:.0f} ({r.get('train_cpu_seconds', 0):.0f}) | "
+            f"{r.get('peak_rss_mb', float('nan')):.0f} | {cov_txt} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", type=Path, help="default: results/mlearn_*_*.json")
@@ -191,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--md-json", type=Path, default=RESULTS / "family_md_speed.json")
     p.add_argument("--families", default=",".join(FAMILIES))
     p.add_argument("--all-configs", action="store_true", help="list non-selected variants too")
+    p.add_argument("--issue11", action="store_true", help="the linear-ACE table (issue 11)")
     args = p.parse_args(argv)
+    if args.issue11:
+        print(issue11_table(args.results_dir))
+        return 0
     files = args.files or sorted(
         f for f in args.results_dir.glob("mlearn_*_*.json") if _NAME.match(f.name)
     )

@@ -89,6 +89,27 @@ def test_batch_equals_structures_one_by_one(model):
     np.testing.assert_allclose(batch["energy"], slow["energy"], atol=1e-10)
 
 
+def test_new_coefficients_take_effect_in_float32():
+    atoms = _alloy(6)
+    m32 = _model(seed=2).to(torch.float32)
+    graph = build_graph(atoms, ELEMENTS, m32.cutoff).to(torch.float32)
+    first = m32.predict(graph)["energy"]
+    m32.set_coefficients(2 * m32.coefficients)
+    second = m32.predict(graph)["energy"]
+    fresh = _model(seed=2)
+    fresh.set_coefficients(2 * fresh.coefficients)
+    ref = fresh.predict(graph.to(torch.float64))["energy"]
+    assert abs(float(second[0] - first[0])) > 1e-3
+    assert float(second[0]) == pytest.approx(float(ref[0]), rel=1e-5)
+
+
+def test_params_are_validated():
+    with pytest.raises(ValueError, match="inner_cutoff"):
+        AceParams(cutoff=4.0, inner_cutoff=4.5)
+    with pytest.raises(ValueError, match="one entry per correlation order"):
+        AceParams(correlation_order=3, max_degree_per_order=[10, 8])
+
+
 def test_core_repulsion_makes_close_atoms_repel():
     model = _model(seed=1, scale=0.5)  # even with large random coefficients
     r_in = float(model.basis.radial.inner_cutoff[0])

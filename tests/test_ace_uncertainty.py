@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from helpers.pair_linear import PairLinear, PairParams
-from test_ace_fit import cuau_cells
+from test_ace_fit import ace_model, cuau_cells
 
 from matloop.calculators.potential import MatloopCalculator
 from matloop.data import fit_reference_energies
@@ -19,9 +18,9 @@ from matloop.training import TrainConfig
 
 @pytest.fixture(scope="module")
 def fitted():
-    """A pair model fitted on EMT Cu–Au (calibrated on its validation split) and its info."""
+    """A small ACE fitted on EMT Cu–Au (calibrated on its validation split) and its info."""
     train, valid = cuau_cells(16, seed=10), cuau_cells(6, seed=11)
-    model = PairLinear(["Cu", "Au"], PairParams(n_radial=8)).double()
+    model = ace_model()
     model.set_reference_energies(fit_reference_energies(train, ["Cu", "Au"]))
     info = fit_ace(model, train, valid, TrainConfig(), progress=False)
     return model, info
@@ -72,7 +71,7 @@ def test_calculator_gives_committee_style_std_only_when_asked(fitted):
     # the same numbers from the posterior by hand: σ² = s²(xᵀΣx + σ²_noise)
     graph = model.graph(atoms)
     rows = model.basis.design_rows(graph, forces=True, stress=False)
-    root = model.posterior.covariance_root
+    root = model.posterior.covariance_root[: model.n_coefficients]  # rows beyond P: E0
     var = ((rows.forces @ root) ** 2).sum(1).reshape(-1, 3) + model.posterior.noise_variance[1]
     expected = model.posterior.sigma_scale[1] * var.mean(1).sqrt()
     np.testing.assert_allclose(fstd, expected.numpy(), rtol=1e-10)
@@ -97,7 +96,9 @@ def test_sigma_and_grade_grow_away_from_the_training_data(fitted):
         )
     assert results["far"][0] > 3 * results["near"][0]
     assert results["far"][1] > 1.5 * results["near"][1]
-    assert results["far"][2] > 1.0 > 0.5 * results["near"][2]
+    # in-distribution atoms sit near the active set's hull (grade ~1–3 with this little data);
+    # a 15 % compressed cell is far outside it
+    assert results["far"][2] > 10.0 * max(results["near"][2], 1.0)
 
 
 def test_calibrated_coverage_on_held_out_emt_data(fitted):

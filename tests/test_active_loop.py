@@ -49,7 +49,7 @@ def _inputs(tmp_path: Path, faults: dict, **over) -> Path:
         "explore": {"temperatures": [600.0, 1200.0], "steps": 12, "timestep_fs": 4.0,
                     "walkers": 2, "sample_interval": 3},
         "select": {"threshold": 0.0, "max_per_iteration": 6},
-        "model": {"committee": 2, "train": TINY_TRAIN},
+        "model": {"family": "bpnn", "committee": 2, "train": TINY_TRAIN},
         "budget": {"max_labels": 40},
         "stop": {"max_iterations": 2},
         "test": {"data": "test.xyz"},

@@ -118,7 +118,7 @@ def test_config_unknown_key_lists_valid_keys(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown key 'training.learning_rat'" in err and "learning_rate" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    bad.write_text("model:\n  params:\n    hiden: [3]\n")
+    bad.write_text("model:\n  family: bpnn\n  params:\n    hiden: [3]\n")
     assert main(["config", "validate", str(bad)]) == 1
     assert "hidden" in capsys.readouterr().err
 

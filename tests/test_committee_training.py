@@ -21,7 +21,8 @@ def test_train_and_load_committee(tmp_path):
         data.append(label_with(a, EMT()))
     ds = Dataset(data)
     cfg = TrainConfig.model_validate({
-        "model": {"params": {"descriptor": {"cutoff": 4.0, "n_radial": 6, "n_angular_eta": 1,
+        "model": {"family": "bpnn",
+                  "params": {"descriptor": {"cutoff": 4.0, "n_radial": 6, "n_angular_eta": 1,
                                             "zetas": [1.0]}, "hidden": [8]}},
         "training": {"max_epochs": 10, "num_threads": 1},
     })

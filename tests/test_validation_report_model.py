@@ -36,7 +36,10 @@ def trained(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny")
     config = TrainConfig.model_validate(
-        {"model": {"params": {"hidden": [16]}}, "training": {"max_time": 3, "num_threads": 1}}
+        {
+            "model": {"family": "bpnn", "params": {"hidden": [16]}},
+            "training": {"max_time": 3, "num_threads": 1},
+        }
     )
     train_ds = _cu_set(10, 1)
     result = train(train_ds, out / "run", config=config, max_time=3, progress=False, seed=0)

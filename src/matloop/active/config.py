@@ -82,7 +82,7 @@ class SelectConfig(_Strict):
 class ModelConfig(_Strict):
     """The committee of potentials trained every iteration."""
 
-    family: str = "bpnn"
+    family: str = "ace"
     committee: int = Field(
         4, ge=1, description="number of members; 1: one model with its own σ (ace, kernel)"
     )
@@ -242,8 +242,9 @@ select:
   diversity: fps             # farthest-point sampling in descriptor space (or: none)
   descriptor: auto           # auto | model (calc.get_descriptors) | simple (radial histogram)
 model:
-  family: bpnn
-  committee: 4               # members (different seeds and bootstrap subsets)
+  family: ace
+  committee: 4               # members (different seeds and bootstrap subsets);
+                             # 1: one model with its own σ (ace posterior, kernel GP variance)
   bootstrap: true
   warm_start: true
   train: {}                  # TrainConfig overrides (see `matloop config template train`)

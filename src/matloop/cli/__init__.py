@@ -26,6 +26,7 @@ def _register() -> None:
         config,
         design,
         eos,
+        export,
         md,
         potentials,
         surrogate,
@@ -38,6 +39,7 @@ def _register() -> None:
     eos.register(app)
     surrogate.register(app)
     design.register(app)
+    export.register(app)
 
 
 _register()

@@ -24,7 +24,7 @@ def template(
     kind: str = typer.Argument("train", help="Which config: train or al."),
     out: Path | None = typer.Option(None, "--out", help="Write to a file instead of stdout."),
     model: str = typer.Option(
-        "bpnn", "--model", "-m", help="Model family of a train template (`matloop models`)."
+        "ace", "--model", "-m", help="Model family of a train template (`matloop models`)."
     ),
 ) -> None:
     """Print a complete YAML config with every default filled in."""

@@ -137,6 +137,29 @@ class Potential(torch.nn.Module):
     ) -> Potential:
         return cls(elements, cls.Params.model_validate(hyperparameters))
 
+    # --- capabilities: declared here, so tools ask the model instead of duck typing -------
+    #: ships usable weights before any fit (e.g. a fine-tunable foundation model)
+    pretrained: ClassVar[bool] = False
+
+    @property
+    def has_variance(self) -> bool:
+        """Whether the model gives a predictive variance now (families override; e.g. fitted)."""
+        return False
+
+    def energy_variance(
+        self, graph: AtomicGraph, per_atom: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Predictive variance of each structure's energy (eV², (S,)); with `per_atom` also (N,)."""
+        raise NotImplementedError(f"{self.family} has no predictive variance")
+
+    def capabilities(self) -> dict[str, bool]:
+        """What this model provides: a variance, its own fit hook, pretrained weights."""
+        return {
+            "variance": bool(self.has_variance),
+            "fit_hook": bool(type(self).custom_fit),
+            "pretrained": bool(type(self).pretrained),
+        }
+
     def set_reference_energies(self, e0: dict[str, float]) -> None:
         """Set E0 per element (eV); elements not given get 0."""
         self.e0 = {s: float(e0.get(s, 0.0)) for s in self.elements}

@@ -27,7 +27,7 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: str = "bpnn"
+    family: str = Field("ace", description="model family (`matloop models`)")
     params: dict[str, Any] = Field(default_factory=dict, description="family hyper-parameters")
 
     @model_validator(mode="after")
@@ -143,7 +143,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
     return parse_config(load_yaml(path), TrainConfig, str(path))
 
 
-def train_config_template(family: str = "bpnn") -> str:
+def train_config_template(family: str = "ace") -> str:
     """A commented YAML template with every default filled in, for model family `family`."""
     from matloop.models import get_family
 

@@ -348,7 +348,8 @@ def _train_custom(
     fit_info = model.fit(train_data, valid_data, config, out_dir=out_dir, progress=progress)
     model.eval()
     dtype = getattr(torch, config.training.dtype)
-    valid_set = _prepare(model, valid_data, e0, "validating", progress)
+    # the fit may refine E0 (the ace family refits it with the coefficients)
+    valid_set = _prepare(model, valid_data, model.e0, "validating", progress)
     valid_metrics = _evaluate(model, valid_set, dtype, config.training.loss)
     elapsed = time.perf_counter() - start_time
     row: dict[str, Any] = {"epoch": 0, "seconds": round(elapsed, 3)}

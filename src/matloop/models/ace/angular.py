@@ -32,7 +32,7 @@ def _legendre_constants(lmax: int) -> tuple[list[float], list[float]]:
 
 def real_spherical_harmonics(unit: torch.Tensor, lmax: int) -> torch.Tensor:
     """Y^r_lm(r̂) for unit vectors (E, 3), shape (E, (lmax+1)²); Y_00 = 1."""
-    return _harmonics(unit, lmax, False)[0]
+    return _harmonics(unit, lmax, False)[0].T
 
 
 def real_spherical_harmonics_with_gradient(
@@ -42,13 +42,19 @@ def real_spherical_harmonics_with_gradient(
 
     ∂Y(r/|r|)/∂r = ∇_S Y / |r|.
     """
+    y, grad = harmonics_transposed(unit, lmax)
+    return y.T, grad.permute(2, 0, 1)
+
+
+def harmonics_transposed(unit: torch.Tensor, lmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Y (LM, E) and ∇_S Y (3, LM, E): the layout in which they are built (rows contiguous)."""
     y, grad = _harmonics(unit, lmax, True)
-    radial = (grad * unit[:, :, None]).sum(1, keepdim=True)
-    return y, grad - radial * unit[:, :, None]
+    u = unit.T[:, None, :]
+    return y, grad - (grad * u).sum(0, keepdim=True) * u
 
 
 def _harmonics(unit: torch.Tensor, lmax: int, gradient: bool):
-    """Y (E, LM) and, with `gradient`, ∇ of the polynomial extension (E, 3, LM)."""
+    """Y (LM, E) and, with `gradient`, ∇ of the polynomial extension (3, LM, E)."""
     x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
     norms, _ = _legendre_constants(lmax)
     # Re/Im of (x + iy)^m
@@ -73,32 +79,40 @@ def _harmonics(unit: torch.Tensor, lmax: int, gradient: bool):
             if gradient:
                 dq[l, m] = a * (q[l - 1, m] + z * dq[l - 1, m]) - b * dq[l - 2, m]
     values: list = []
-    grads: list = []
+    gx: list = []
+    gy: list = []
+    gz: list = []
     k = 0
     sqrt2 = math.sqrt(2.0)
     for l in range(lmax + 1):  # noqa: E741
         row: list = [None] * (2 * l + 1)
-        grow: list = [None] * (2 * l + 1)
+        rx: list = [zero] * (2 * l + 1)
+        ry: list = [zero] * (2 * l + 1)
+        rz: list = [zero] * (2 * l + 1)
         for m in range(l + 1):
             norm = norms[k + m] * (1.0 if m == 0 else sqrt2)
             base = norm * q[l, m]
             if m == 0:
                 row[l] = base
                 if gradient:
-                    grow[l] = torch.stack([zero, zero, norm * dq[l, m]], 1)
+                    rz[l] = norm * dq[l, m]
                 continue
             row[l + m] = base * cos_m[m]
             row[l - m] = base * sin_m[m]
             if gradient:
                 dbase = norm * dq[l, m]
-                c1, s1 = m * cos_m[m - 1], m * sin_m[m - 1]
-                grow[l + m] = torch.stack([base * c1, -base * s1, dbase * cos_m[m]], 1)
-                grow[l - m] = torch.stack([base * s1, base * c1, dbase * sin_m[m]], 1)
+                c1, s1 = base * (m * cos_m[m - 1]), base * (m * sin_m[m - 1])
+                rx[l + m], ry[l + m], rz[l + m] = c1, -s1, dbase * cos_m[m]
+                rx[l - m], ry[l - m], rz[l - m] = s1, c1, dbase * sin_m[m]
         k += l + 1
         values.extend(row)
-        grads.extend(grow)
-    out = torch.stack(values, dim=1)
-    return out, (torch.stack(grads, dim=2) if gradient else None)
+        gx.extend(rx)
+        gy.extend(ry)
+        gz.extend(rz)
+    out = torch.stack(values, dim=0)
+    if not gradient:
+        return out, None
+    return out, torch.stack([torch.stack(gx, 0), torch.stack(gy, 0), torch.stack(gz, 0)], 0)
 
 
 def _double_factorial(n: int) -> float:

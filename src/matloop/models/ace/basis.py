@@ -18,7 +18,6 @@ graph. Design rows use ∂φ(i)/∂A(i) per atom and ∂A/∂r per edge.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor
 
 from matloop.models.ace.angular import (
+    harmonics_transposed,
     real_spherical_harmonics,
     real_spherical_harmonics_with_gradient,
 )
@@ -35,7 +35,7 @@ from matloop.models.graph import AtomicGraph
 
 VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
 # atoms per block when building design rows (bounds the (atoms, nA, P) Jacobian)
-_DESIGN_BLOCK_ATOMS = 8
+_DESIGN_BLOCK_ATOMS = 16
 
 
 @dataclass
@@ -208,6 +208,7 @@ class AceBasis(torch.nn.Module):
                 ).coalesce()
             self._couplings.append(c)
         self._cache: dict = {}
+        self._static: dict = {}
 
     # --- evaluation -----------------------------------------------------------------------
     def edge_basis(self, vectors: Tensor, pair: Tensor) -> Tensor:
@@ -264,10 +265,13 @@ class AceBasis(torch.nn.Module):
         out[torch.arange(spec.shape[0]), species] = spec
         return out.reshape(spec.shape[0], self.n_coefficients)
 
-    def node_weights(self, coefficients: Tensor) -> list[Tensor]:
-        """W_k (n_el, Q_k) = c_element @ C_k: the energy as Σ_k Σ_q W_k[μ_i, q] AA_k[i, q]."""
-        key = (coefficients.data_ptr(), coefficients._version, coefficients.dtype)
-        if self._cache.get("key") != key:
+    def node_weights(self, coefficients: Tensor, key: tuple | None = None) -> list[Tensor]:
+        """W_k (n_el, Q_k) = c_element @ C_k: the energy as Σ_k Σ_q W_k[μ_i, q] AA_k[i, q].
+
+        Cached under `key` (callers that own the coefficients pass one that changes whenever
+        they do); without a key nothing is cached.
+        """
+        if key is None or self._cache.get("key") != key:
             c = coefficients.reshape(len(self.elements), self.n_per_element)
             weights = [
                 torch.sparse.mm(cc.T.to(c.dtype), c.T).T.contiguous() for cc in self._couplings
@@ -275,14 +279,114 @@ class AceBasis(torch.nn.Module):
             self._cache = {"key": key, "weights": weights}
         return self._cache["weights"]
 
-    def atomic_energies(self, a: Tensor, species: Tensor, coefficients: Tensor) -> Tensor:
+    def atomic_energies(
+        self, a: Tensor, species: Tensor, coefficients: Tensor, key: tuple | None = None
+    ) -> Tensor:
         """ε_i = φ(i)·c (eV), (N,), without forming φ."""
-        weights = self.node_weights(coefficients)
+        weights = self.node_weights(coefficients, key)
         single = len(self.elements) == 1
         total = a.new_zeros(a.shape[0])
         for w, aa in zip(weights, self.products(a), strict=True):
             total = total + (aa @ w[0] if single else (aa * w[species]).sum(1))
         return total
+
+    def energy_and_gradient(
+        self, a: Tensor, species: Tensor, coefficients: Tensor, key: tuple | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """ε_i (N,) (eV) and ∂ε_i/∂A(i) (N, nA), by a hand-written reverse pass over the DAG.
+
+        Works on the transposed layout (nodes × atoms) so that every gather and scatter moves
+        contiguous rows.
+        """
+        weights = self.node_weights(coefficients, key)
+        at = a.T.contiguous()
+        single = len(self.elements) == 1
+        prods, lefts, rights = [at], [], []
+        for parent, last in zip(self._parents, self._lasts, strict=True):
+            lefts.append(prods[-1].index_select(0, parent))
+            rights.append(at.index_select(0, last))
+            prods.append(lefts[-1] * rights[-1])
+        if single:
+            node_w = [w[0][:, None] for w in weights]
+            energy = sum(w[0] @ p for w, p in zip(weights, prods, strict=True))
+        else:
+            node_w = [w.T[:, species] for w in weights]
+            per_el = sum(w @ p for w, p in zip(weights, prods, strict=True))  # (n_el, N)
+            energy = per_el.gather(0, species[None, :])[0]
+        grad_a = torch.zeros_like(at)
+        grad = node_w[-1].expand(prods[-1].shape)
+        for k in range(len(prods) - 1, 0, -1):
+            grad_a.index_add_(0, self._lasts[k - 1], grad * lefts[k - 1])
+            below = torch.zeros_like(prods[k - 1]).index_add_(
+                0, self._parents[k - 1], grad * rights[k - 1]
+            )
+            grad = below + node_w[k - 1]
+        grad_a += grad
+        return energy, grad_a.T
+
+    def edge_terms(self, vectors: Tensor, pair: Tensor) -> tuple[Tensor, tuple]:
+        """A columns per edge (E, nA_el) and what :meth:`edge_gradient` needs."""
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        unit = vectors / r[:, None]
+        g, dg = self.radial.with_derivative(r, pair)
+        y, dy = real_spherical_harmonics_with_gradient(unit, self.max_l)
+        values = g[:, self._col_n] * y[:, self._col_lm]
+        return values, (r, unit, g, dg, y, dy)
+
+    def edge_gradient(self, terms: tuple, w_edge: Tensor) -> Tensor:
+        """Σ_a w_a ∂(R Y)_a/∂r_e per edge (E, 3), without the (E, 3, nA) Jacobian."""
+        r, unit, g, dg, y, dy = terms
+        n_lm = y.shape[1]
+        h = w_edge.new_zeros(len(r), n_lm).index_add_(1, self._col_lm, w_edge * g[:, self._col_n])
+        hd = w_edge.new_zeros(len(r), n_lm).index_add_(1, self._col_lm, w_edge * dg[:, self._col_n])
+        radial = (hd * y).sum(1)
+        tangential = torch.bmm(dy, h.unsqueeze(2)).squeeze(2)
+        return radial[:, None] * unit + tangential / r[:, None]
+
+    def energy_and_edge_gradient(
+        self,
+        vectors: Tensor,
+        centers: Tensor,
+        species: Tensor,
+        nbr_species: Tensor,
+        coefficients: Tensor,
+        key: tuple | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """ε_i (N,) (eV, without core repulsion) and ∂E/∂r_e (E, 3), for MD.
+
+        Edges go into a padded (atom, neighbour slot) layout so that A = Σ_j g ⊗ Y and the
+        back-propagation to the edges are batched matrix products (no (E, nA) temporaries).
+        """
+        n, n_el, k_rad = species.shape[0], len(self.elements), self.radial.n_basis
+        pair = species[centers] * n_el + nbr_species
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        unit = vectors / r[:, None]
+        g, dg = self.radial.with_derivative(r, pair)
+        y_t, dy_t = harmonics_transposed(unit, self.max_l)  # (LM, E), (3, LM, E)
+        n_lm = y_t.shape[0]
+        first = torch.searchsorted(centers, torch.arange(n, device=centers.device))
+        pos = torch.arange(len(centers)) - first[centers]
+        width = int(pos.max()) + 1 if len(pos) else 1
+        slot = centers * width + pos
+        g_pad = g.new_zeros(n * width, n_el, k_rad)
+        g_pad[slot, nbr_species] = g
+        y_pad = y_t.new_zeros(n * width, n_lm)
+        y_pad[slot] = y_t.T
+        g_pad = g_pad.reshape(n, width, n_el * k_rad)
+        a_full = torch.bmm(g_pad.transpose(1, 2), y_pad.reshape(n, width, n_lm))
+        cols = self._col_n * n_lm + self._col_lm
+        a = a_full.reshape(n, n_el, k_rad * n_lm)[:, :, cols].reshape(n, self.n_a)
+        energy, grad_a = self.energy_and_gradient(a, species, coefficients, key)
+        w_full = a.new_zeros(n, n_el, k_rad * n_lm)
+        w_full[:, :, cols] = grad_a.reshape(n, n_el, self.n_a_element)
+        w_full = w_full.reshape(n, n_el * k_rad, n_lm)
+        h = torch.bmm(g_pad, w_full).reshape(n * width, n_lm)[slot]
+        dg_pad = dg.new_zeros(n * width, n_el, k_rad)
+        dg_pad[slot, nbr_species] = dg
+        hd = torch.bmm(dg_pad.reshape(n, width, n_el * k_rad), w_full)
+        radial = (hd.reshape(n * width, n_lm)[slot] * y_t.T).sum(1)
+        tangential = (dy_t * h.T[None]).sum(1).T
+        return energy, radial[:, None] * unit + tangential / r[:, None]
 
     def core_energy(self, vectors: Tensor, pair: Tensor) -> Tensor:
         """cr(r_e) per edge (eV)."""
@@ -343,30 +447,19 @@ class AceBasis(torch.nn.Module):
         jac = (dgc * yc)[:, None, :] * unit[:, :, None] + gc[:, None, :] * dyc / r[:, None, None]
         return values, jac
 
-    def _jacobian_matrices(self) -> list[Tensor]:
-        """Sparse M_k ((nA·P_spec) × (Q_k·k)): ∂φ_p/∂A_a = Σ_(q,t) M_k[a·P+p, q·k+t] cof_k[q,t]."""
-        if "jac" in self._cache.get("static", {}):
-            return self._cache["static"]["jac"]
-        mats = []
+    def _jacobian_entries(self) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per rank k: (a·P_spec + p, q·k + t, C_pq) with ∂φ_p/∂A_a = Σ_(q,t) C_pq cof[q, t]."""
+        if "jac" in self._static:
+            return self._static["jac"]
+        entries = []
         for k, c in enumerate(self._couplings, start=1):
             p, q = c.indices()
-            vals = c.values()
             nodes = torch.from_numpy(self._nodes[k])
-            rows, cols, vv = [], [], []
-            for t in range(k):
-                rows.append(nodes[q, t] * self.n_per_element + p)
-                cols.append(q * k + t)
-                vv.append(vals)
-            m = _sparse(
-                torch.stack([torch.cat(rows), torch.cat(cols)]),
-                torch.cat(vv),
-                (self.n_a * self.n_per_element, len(self._nodes[k]) * k),
-            ).coalesce()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
-                mats.append(m.to_sparse_csr())
-        self._cache.setdefault("static", {})["jac"] = mats
-        return mats
+            target = torch.cat([nodes[q, t] * self.n_per_element + p for t in range(k)])
+            source = torch.cat([q * k + t for t in range(k)])
+            entries.append((target, source, c.values().repeat(k)))
+        self._static["jac"] = entries
+        return entries
 
     def _cofactors(self, a: Tensor, k: int) -> Tensor:
         """Π_{s≠t} A[a_s(q)] per node q of rank k and slot t, shape (N, Q_k·k)."""
@@ -381,11 +474,12 @@ class AceBasis(torch.nn.Module):
 
     def phi_jacobian(self, a: Tensor) -> Tensor:
         """∂φ_spec(i)/∂A(i), shape (N, nA, P_spec)."""
-        out = a.new_zeros(self.n_a * self.n_per_element, a.shape[0])
-        for k, m in enumerate(self._jacobian_matrices(), start=1):
-            if m.values().numel():
-                out = out + torch.sparse.mm(m.to(a.dtype), self._cofactors(a, k).T)
-        return out.T.reshape(a.shape[0], self.n_a, self.n_per_element)
+        out = a.new_zeros(a.shape[0], self.n_a * self.n_per_element)
+        for k, (target, source, values) in enumerate(self._jacobian_entries(), start=1):
+            if values.numel():
+                cof = self._cofactors(a, k)
+                out.index_add_(1, target, cof[:, source] * values.to(a.dtype))
+        return out.reshape(a.shape[0], self.n_a, self.n_per_element)
 
     def _gradient_rows(
         self, graph: AtomicGraph, pair: Tensor, a: Tensor, forces: bool, stress: bool
@@ -393,7 +487,7 @@ class AceBasis(torch.nn.Module):
         n_el, p_spec = len(self.elements), self.n_per_element
         n = graph.n_total_atoms
         dtype = a.dtype
-        f_rows = a.new_zeros(n * n_el, 3, p_spec) if forces else None
+        f_rows = a.new_zeros(n * n_el + 1, 3, p_spec) if forces else None
         v_rows = a.new_zeros(graph.n_structures * n_el, 3, 3, p_spec) if stress else None
         centers_np = graph.centers.numpy()
         for a0 in range(0, n, _DESIGN_BLOCK_ATOMS):
@@ -409,23 +503,34 @@ class AceBasis(torch.nn.Module):
             first = torch.searchsorted(centers, torch.arange(a0, a1))
             pos = torch.arange(e1 - e0) - first[local]
             width = int(pos.max()) + 1
-            d = vec.new_zeros((a1 - a0) * width, 3, self.n_a, dtype=dtype)
-            cols = graph.species[graph.neighbors[e0:e1]][:, None] * self.n_a_element
-            cols = cols + torch.arange(self.n_a_element)[None, :]
-            row = (local * width + pos)[:, None, None]
-            d[row, torch.arange(3)[None, :, None], cols[:, None, :]] = d_edge
+            slot = local * width + pos
+            d = vec.new_zeros((a1 - a0) * width, 3, n_el, self.n_a_element, dtype=dtype)
+            d[slot, :, graph.species[graph.neighbors[e0:e1]]] = d_edge
             g = torch.bmm(d.reshape(a1 - a0, width * 3, self.n_a), jac)
-            g = g.reshape((a1 - a0) * width, 3, p_spec)[local * width + pos]  # (e, 3, P)
+            g = g.reshape((a1 - a0) * width, 3, p_spec)
             block = graph.species[centers]
             if forces:
-                f_rows.index_add_(0, centers * n_el + block, g)
-                f_rows.index_add_(0, graph.neighbors[e0:e1] * n_el + block, -g)
+                # padded slots add into a dummy last row
+                dummy = torch.full(((a1 - a0) * width,), n * n_el, dtype=torch.long)
+                f_rows.index_add_(0, dummy.index_copy(0, slot, centers * n_el + block), g)
+                nbr = graph.neighbors[e0:e1] * n_el + block
+                f_rows.index_add_(0, dummy.index_copy(0, slot, nbr), g, alpha=-1)
             if stress:
-                per_edge = g[:, :, None, :] * vec[:, None, :, None]
-                v_rows.index_add_(0, graph.structure[centers] * n_el + block, per_edge)
+                pad = (a1 - a0) * width
+                vec_pad = vec.new_zeros(pad, 3).index_copy(0, slot, vec)  # padded rows add 0
+                target = graph.structure[centers] * n_el + block
+                targets = torch.unique(target).tolist()
+                if len(targets) == 1:
+                    v_rows[targets[0]] += torch.einsum("exp,ey->xyp", g, vec_pad)
+                else:
+                    target_pad = torch.full((pad,), -1, dtype=torch.long)
+                    target_pad = target_pad.index_copy(0, slot, target)
+                    for t in targets:
+                        sel = target_pad == t
+                        v_rows[t] += torch.einsum("exp,ey->xyp", g[sel], vec_pad[sel])
         out_f = out_v = None
         if forces:
-            out_f = f_rows.reshape(n, n_el, 3, p_spec).permute(0, 2, 1, 3)
+            out_f = f_rows[:-1].reshape(n, n_el, 3, p_spec).permute(0, 2, 1, 3)
             out_f = out_f.reshape(3 * n, n_el * p_spec)
         if stress:
             v = v_rows.reshape(graph.n_structures, n_el, 3, 3, p_spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii
@@ -18,10 +19,13 @@ from matloop.models.ace.basis import AceBasis
 from matloop.models.ace.fitting import AceFitParams
 from matloop.models.ace.uncertainty import AcePosterior
 from matloop.models.base import Potential
-from matloop.models.graph import AtomicGraph, atom_blocks, build_graph
+from matloop.models.graph import AtomicGraph, atom_blocks, species_indices
 
 # centre atoms per block at inference (bounds memory for large cells)
 CHUNK_ATOMS = 2048
+# default max total degree by number of elements (0: any larger count); single element:
+# 808 coefficients; two elements: 3,006; three: 5,238
+DEFAULT_MAX_DEGREE = {1: 16.0, 2: 13.0, 3: 11.0, 0: 9.0}
 
 
 class AceParams(BaseModel):
@@ -31,12 +35,18 @@ class AceParams(BaseModel):
 
     cutoff: float = Field(5.0, gt=0, description="outer cutoff rc (Å)")
     correlation_order: int = Field(
-        3, ge=1, le=4, description="max correlation order ν (body order ν+1)"
+        4, ge=1, le=4, description="max correlation order ν (body order ν+1)"
     )
-    max_degree: float = Field(
-        12.0,
+    max_degree: float | None = Field(
+        None,
         gt=0,
-        description="total degree Σ_t (n_t + 1 + l_weight·l_t) of a basis function (the size knob)",
+        description="total degree Σ_t (n_t + 1 + l_weight·l_t) of a basis function (the size "
+        "knob); default by element count: 16, 13, 11, then 9 (the basis grows ~ n_el^ν)",
+    )
+    degree_drop_per_order: float = Field(
+        1.0,
+        ge=0,
+        description="orders ν > 2 get max_degree − drop·(ν − 2) (fewer high-body-order functions)",
     )
     max_degree_per_order: list[float] | None = Field(
         None,
@@ -45,7 +55,7 @@ class AceParams(BaseModel):
     n_radial: int | None = Field(
         None, ge=1, le=30, description="radial functions g_k (default: ⌊max degree⌋)"
     )
-    max_l: int = Field(4, ge=0, le=8, description="largest spherical-harmonic order l")
+    max_l: int = Field(5, ge=0, le=8, description="largest spherical-harmonic order l")
     l_weight: float = Field(1.5, gt=0, description="weight of l in the degree")
     radial_scale: float = Field(2.0, gt=0, description="λ of PACE's ChebExpCos radial base")
     inner_cutoff: float | None = Field(
@@ -69,15 +79,26 @@ class AceParams(BaseModel):
             and len(self.max_degree_per_order) != self.correlation_order
         ):
             raise ValueError("max_degree_per_order needs one entry per correlation order")
+        if self.inner_cutoff is not None and self.inner_cutoff >= self.cutoff:
+            raise ValueError(
+                f"inner_cutoff {self.inner_cutoff} Å must be below cutoff {self.cutoff} Å"
+            )
         return self
 
-    def degrees(self) -> list[float]:
+    def degrees(self, n_elements: int = 1) -> list[float]:
+        """Max total degree of each correlation order 1..ν."""
         if self.max_degree_per_order is not None:
             return list(self.max_degree_per_order)
-        return [self.max_degree] * self.correlation_order
+        top = self.max_degree
+        if top is None:
+            top = DEFAULT_MAX_DEGREE.get(n_elements, DEFAULT_MAX_DEGREE[0])
+        drop = self.degree_drop_per_order
+        return [top - drop * max(0, nu - 2) for nu in range(1, self.correlation_order + 1)]
 
-    def radial_count(self) -> int:
-        return self.n_radial if self.n_radial is not None else max(1, int(max(self.degrees())))
+    def radial_count(self, n_elements: int = 1) -> int:
+        if self.n_radial is not None:
+            return self.n_radial
+        return max(1, int(max(self.degrees(n_elements))))
 
 
 def inner_cutoffs(elements: list[str], params: AceParams) -> torch.Tensor:
@@ -102,9 +123,9 @@ class AcePotential(Potential):
         self.basis = AceBasis(
             self.elements,
             cutoff=params.cutoff,
-            n_radial=params.radial_count(),
+            n_radial=params.radial_count(len(self.elements)),
             max_l=params.max_l,
-            max_degree=params.degrees(),
+            max_degree=params.degrees(len(self.elements)),
             l_weight=params.l_weight,
             radial_scale=params.radial_scale,
             inner_cutoff=inner_cutoffs(self.elements, params),
@@ -151,6 +172,11 @@ class AcePotential(Potential):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
+    def has_variance(self) -> bool:
+        """True once the fit has filled the posterior (σ from :mod:`.uncertainty`)."""
+        return self.posterior.has_variance
+
+    @property
     def n_coefficients(self) -> int:
         return self.basis.n_coefficients
 
@@ -167,10 +193,43 @@ class AcePotential(Potential):
         return self.basis.cutoff
 
     def graph(self, atoms: Atoms) -> AtomicGraph:
-        return build_graph(atoms, self.elements, self.cutoff, None, dtype=self.dtype)
+        """The structure's graph; vesin's vectors directly and a table lookup of the species
+        (per-step Python overhead matters for MD on small cells)."""
+        from vesin import NeighborList
+
+        lookup = np.full(max(119, int(atoms.numbers.max(initial=0)) + 1), -1, dtype=np.int64)
+        lookup[[atomic_numbers[s] for s in self.elements]] = np.arange(len(self.elements))
+        species = lookup[atoms.numbers]
+        if (species < 0).any():
+            species = species_indices(atoms, self.elements)  # raises the clear error
+        positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        cell = np.ascontiguousarray(atoms.cell.array, dtype=np.float64) if pbc.any() else None
+        i, j, vectors = NeighborList(cutoff=self.cutoff, full_list=True).compute(
+            points=positions,
+            box=cell if cell is not None else np.zeros((3, 3)),
+            periodic=pbc.tolist(),
+            quantities="ijD",
+        )
+        order = np.argsort(i, kind="stable")
+        volume = float(abs(atoms.cell.volume)) if pbc.all() else 0.0
+        return AtomicGraph(
+            species=torch.from_numpy(species),
+            structure=torch.zeros(len(atoms), dtype=torch.long),
+            centers=torch.from_numpy(i[order].astype(np.int64)),
+            neighbors=torch.from_numpy(j[order].astype(np.int64)),
+            vectors=torch.from_numpy(np.ascontiguousarray(vectors[order])).to(self.dtype),
+            volumes=torch.tensor([volume], dtype=self.dtype),
+            n_atoms=torch.tensor([len(atoms)], dtype=torch.long),
+        )
 
     def _coefficients(self, dtype: torch.dtype) -> torch.Tensor:
         return self.coefficients.to(dtype)
+
+    def _weights_key(self, dtype: torch.dtype) -> tuple:
+        """Changes whenever the float64 coefficients do (new tensor or in-place update)."""
+        c = self.coefficients
+        return (c.data_ptr(), c._version, dtype)
 
     def energy(self, graph: AtomicGraph) -> torch.Tensor:
         """Interaction energy per structure (eV), differentiable w.r.t. graph.vectors."""
@@ -179,7 +238,10 @@ class AcePotential(Potential):
         pair = b.pair_index(graph.species, graph.centers, graph.neighbors)
         values = b.edge_basis(vectors, pair)
         a = b.atomic_base(values, graph.centers, graph.neighbor_species, graph.n_total_atoms)
-        atomic = b.atomic_energies(a, graph.species, self._coefficients(vectors.dtype))
+        dtype = vectors.dtype
+        atomic = b.atomic_energies(
+            a, graph.species, self._coefficients(dtype), self._weights_key(dtype)
+        )
         core = b.core_energy(vectors, pair)
         energy = atomic.new_zeros(graph.n_structures).index_add(0, graph.structure, atomic)
         return energy.index_add(0, graph.structure[graph.centers], core)
@@ -216,24 +278,14 @@ class AcePotential(Potential):
         species = graph.species[atoms]
         nbr_species = graph.species[graph.neighbors[edges]]
         pair = species[centers] * len(self.elements) + nbr_species
-        values, jac = b.edge_jacobian(vectors, pair)
-        n = atoms.stop - atoms.start
-        with torch.enable_grad():
-            a = b.atomic_base(values, centers, nbr_species, n).detach().requires_grad_(True)
-            atomic = b.atomic_energies(a, species, coef)
-            (grad_a,) = torch.autograd.grad(atomic.sum(), a)
-            vec = vectors.detach().requires_grad_(True)
-            core = b.core_energy(vec, pair)
-            core_grad = (
-                torch.autograd.grad(core.sum(), vec)[0]
-                if core.requires_grad
-                else torch.zeros_like(vec)
-            )
-        grad_edge = grad_a.reshape(n * len(self.elements), -1)[
-            centers * len(self.elements) + nbr_species
-        ]
-        edge_grad = torch.einsum("exa,ea->ex", jac, grad_edge) + core_grad
-        atom_energy = atomic.detach().index_add(0, centers, core.detach())
+        atomic, edge_grad = b.energy_and_edge_gradient(
+            vectors, centers, species, nbr_species, coef, self._weights_key(coef.dtype)
+        )
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        core, dcore = b.radial.core_repulsion_with_derivative(r, pair)
+        if b.radial.core_strength > 0:
+            edge_grad = edge_grad + (dcore / r)[:, None] * vectors
+        atom_energy = atomic.index_add(0, centers, core)
         return atom_energy, edge_grad
 
     def atom_features(self, graph: AtomicGraph) -> torch.Tensor:

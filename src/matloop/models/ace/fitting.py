@@ -6,7 +6,7 @@ stresses (:class:`~matloop.models.ace.solver.NormalEquations`; memory O(P²)), t
 regularisation with no user knob:
 
 1. **evidence**: prior precision α and noise precision β by evidence maximisation (MacKay), for
-   each of three force/energy precision ratios (the loss-weight ratio × {1/3, 1, 3}); the
+   each of five force/energy precision ratios (the loss-weight ratio × 0.1 … 10); the
    ratio with the highest evidence wins; optionally one α per correlation order (ARD);
 2. **validation**: the ratio α/β (and the force/energy ratio) with the lowest validation loss
    w_E·MSE(E/atom) + w_F·MSE(F) (+ w_S·MSE(σ)) — computed from validation normal equations,
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field
+from threadpoolctl import threadpool_limits
 
 from matloop.errors import DataError
 from matloop.models.ace.solver import (
@@ -47,6 +48,7 @@ from matloop.models.ace.solver import (
     ard_fit,
     evidence_fit,
     posterior_for_ratio,
+    profile_transform,
     ridge_path,
     validation_score,
 )
@@ -64,7 +66,7 @@ from matloop.units import EV_PER_A3_TO_GPA
 # row precision per unit loss weight: 1/σ² with σ_E = 1e-3 eV/atom at w_E = 1,
 # σ_F = 0.03 eV/Å at w_F = 0.02 and σ_S = 1e-3 eV/Å³ at w_S = 1
 PRECISION_PER_WEIGHT = {"energy": 1e6, "forces": 1.0 / (0.02 * 0.03**2), "stress": 1e6}
-FORCE_RATIO_FACTORS = (1 / 3, 1.0, 3.0)
+FORCE_RATIO_FACTORS = (0.1, 1 / 3, 1.0, 3.0, 10.0)
 
 
 class AceFitParams(BaseModel):
@@ -81,7 +83,7 @@ class AceFitParams(BaseModel):
         "none", description="one prior precision per correlation order (ARD), chosen by evidence"
     )
     weight_search: bool = Field(
-        True, description="also try the force/energy precision ratio × 1/3 and × 3"
+        True, description="also try the force/energy precision ratio × 0.1, 1/3, 3 and 10"
     )
     chunk_atoms: int = Field(512, ge=1, description="atoms per block of design rows")
     active_set_atoms: int = Field(
@@ -112,6 +114,18 @@ def _chunks(structures: Iterable[Atoms], chunk_atoms: int) -> Iterator[list[Atom
         yield chunk
 
 
+def composition_counts(graph, n_elements: int) -> np.ndarray:
+    """Atoms of each element per structure (S, n_elements): the E0 columns of energy rows."""
+    counts = np.zeros((graph.n_structures, n_elements))
+    np.add.at(counts, (graph.structure.numpy(), graph.species.numpy()), 1.0)
+    return counts
+
+
+def _pad(rows: np.ndarray, n_extra: int) -> np.ndarray:
+    """Rows with `n_extra` zero columns appended (E0 does not act on forces or stress)."""
+    return np.hstack([rows, np.zeros((len(rows), n_extra))])
+
+
 def chunk_graph(model, chunk: list[Atoms]):
     """One float64 graph of a list of structures."""
     return collate([model.graph(a).to(torch.float64) for a in chunk])
@@ -127,7 +141,8 @@ def chunk_rows(model, chunk: list[Atoms], kinds: set[str], graph=None) -> dict[s
     """Design rows and targets {kind: (rows (R, P), targets (R,))} of a list of structures.
 
     Targets have the fixed (non-fitted) part and Σ E0 removed; energy rows are per atom; rows
-    of structures without that label get NaN targets (dropped by NormalEquations.add).
+    of structures without that label get NaN targets (dropped by NormalEquations.add). Rows
+    have P + n_elements columns: the last ones, the composition fractions, correct E0.
     """
     if graph is None:
         graph = chunk_graph(model, chunk)
@@ -138,9 +153,10 @@ def chunk_rows(model, chunk: list[Atoms], kinds: set[str], graph=None) -> dict[s
     e_ref = np.array(
         [e - model.reference_energy(a) for (e, _, _), a in zip(labels, chunk, strict=True)]
     )
+    n_el = len(model.elements)
     out = {
         "energy": (
-            d.energy.double().numpy() / n[:, None],
+            np.hstack([d.energy.double().numpy(), composition_counts(graph, n_el)]) / n[:, None],
             (e_ref - d.offset_energy.double().numpy()) / n,
         )
     }
@@ -152,14 +168,14 @@ def chunk_rows(model, chunk: list[Atoms], kinds: set[str], graph=None) -> dict[s
             ]
         ).reshape(-1)
         offset = 0.0 if d.offset_forces is None else d.offset_forces.double().numpy()
-        out["forces"] = (d.forces.double().numpy(), f_ref - offset)
+        out["forces"] = (_pad(d.forces.double().numpy(), n_el), f_ref - offset)
     if want_s and d.virial is not None:
         volumes = graph.volumes.double().numpy()
         rows, targets = [], []
         for s, (_, _, stress) in enumerate(labels):
             ok = stress is not None and volumes[s] > 0
             v = volumes[s] if volumes[s] > 0 else 1.0
-            rows.append(d.virial[s].double().numpy() / v)
+            rows.append(_pad(d.virial[s].double().numpy() / v, n_el))
             off = 0.0 if d.offset_virial is None else d.offset_virial[s].double().numpy() / v
             targets.append(stress - off if ok else np.full(6, np.nan))
         out["stress"] = (np.concatenate(rows), np.concatenate(targets))
@@ -184,7 +200,7 @@ def accumulate(
     from tqdm.auto import tqdm
 
     basis = basis_of(model)
-    eqs = NormalEquations(int(basis.n_coefficients))
+    eqs = NormalEquations(int(basis.n_coefficients) + len(model.elements))
     total = len(structures) if hasattr(structures, "__len__") else None
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     for chunk in _chunks(structures, chunk_atoms):
@@ -265,17 +281,24 @@ def choose_posterior(
     return chosen, report
 
 
-def _store(model, post: Posterior) -> None:
-    coef = torch.as_tensor(post.coefficients, dtype=torch.float64)
+def _store(model, post: Posterior, t_matrix: np.ndarray, t_offset: np.ndarray) -> dict:
+    """Coefficients, E0 corrections and posterior into the model; returns the ΔE0 (eV)."""
+    p = int(basis_of(model).n_coefficients)
+    full = t_matrix @ post.coefficients + t_offset
+    coef = torch.as_tensor(full[:p], dtype=torch.float64)
     setter = getattr(model, "set_coefficients", None)
     if setter is not None:
         setter(coef)
     else:
         model.coefficients = coef
+    shift = dict(zip(model.elements, full[p:].tolist(), strict=True))
+    model.set_reference_energies({el: model.e0[el] + shift[el] for el in model.elements})
     target = posterior_of(model)
     if target is None:
         raise TypeError("the model has no AcePosterior submodule 'posterior'")
-    target.set_posterior(post.covariance_root, post.noise_variance)
+    # rows of the root for the E0 columns too: energy σ includes E0's dependence on c
+    target.set_posterior(t_matrix @ post.covariance_root, post.noise_variance)
+    return shift
 
 
 def _calibrate(model, structures: Iterable[Atoms], chunk_atoms: int) -> dict[str, Any]:
@@ -283,7 +306,7 @@ def _calibrate(model, structures: Iterable[Atoms], chunk_atoms: int) -> dict[str
     post = posterior_of(model)
     root = post.covariance_root.numpy()
     noise_e, noise_f = (float(x) for x in post.noise_variance[:2])
-    coef = _coefficients(model)
+    coef = np.concatenate([_coefficients(model), np.zeros(len(model.elements))])
     e_err, e_sig, f_err, f_sig = [], [], [], []
     for chunk in _chunks(structures, chunk_atoms):
         rows = chunk_rows(model, chunk, {"forces"})
@@ -364,6 +387,9 @@ def fit_ace(
         raise TypeError("the model has no AcePosterior submodule 'posterior'")
     dtype = model.dtype
     model.to(torch.float64)  # design rows in float64 whatever the model's evaluation dtype
+    # BLAS threads as many as torch's (default 1): on a shared 2-core machine an
+    # oversubscribed eigendecomposition was measured 10–20× slower than on one thread
+    limits = threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
     try:
         kinds = set(kind_weights)
         seed = int(getattr(getattr(config, "training", None), "seed", 0) or 0)
@@ -379,6 +405,9 @@ def fit_ace(
         )
         if train.n_rows() == 0:
             raise DataError("the training set is empty")
+        n_coef = int(basis_of(model).n_coefficients)
+        t_matrix, t_offset = profile_transform(train, n_coef)
+        train_full, train = train, train.transformed(t_matrix, t_offset)
         valid = None
         if valid_data is not None:
             valid = accumulate(
@@ -389,12 +418,14 @@ def fit_ace(
                 progress=progress,
                 desc="ace: validation rows",
             )
+        if valid is not None:
+            valid = valid.transformed(t_matrix, t_offset)
         t_rows = time.perf_counter() - start
         post, report = choose_posterior(
             train, valid, kind_weights, score_weights, params, _groups(model)
         )
-        _store(model, post)
-        grades, grade_info = grade_map(sample, train.n_params)
+        e0_shift = _store(model, post, t_matrix, t_offset)
+        grades, grade_info = grade_map(sample, n_coef)
         posterior_of(model).grade_map = torch.as_tensor(grades, dtype=torch.float64)
         t_solve = time.perf_counter() - start - t_rows
         calibration = None
@@ -403,9 +434,11 @@ def fit_ace(
         valid_errors = _valid_errors(valid, post.coefficients)
     finally:
         model.to(dtype)
+        limits.restore_original_limits()
     return {
         "n_coefficients": int(train.n_params),
-        "n_rows": {k: train.n_rows(k) for k in train.kinds},
+        "n_rows": {k: train_full.n_rows(k) for k in train_full.kinds},
+        "e0_correction_ev": e0_shift,
         "row_precision_per_kind": kind_weights,
         "regularisation": report,
         "kept": report["kept"],

@@ -108,11 +108,24 @@ class RadialBasis(torch.nn.Module):
 
     def core_repulsion(self, r: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         """cr(r) per edge (eV): prehc·exp(−λ_hc r²)/r·½(1+cos(πr/rc))·f_in(r) (PACE ``radcore``)."""
+        return self.core_repulsion_with_derivative(r, pair)[0]
+
+    def core_repulsion_with_derivative(
+        self, r: torch.Tensor, pair: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cr(r) (eV) and dcr/dr (eV/Å) per edge."""
         if self.core_strength == 0:
-            return torch.zeros_like(r)
-        rc = self.cutoff
-        env = 0.5 * (1 + torch.cos(math.pi * r / rc))
+            return torch.zeros_like(r), torch.zeros_like(r)
+        rc, lam = self.cutoff, abs(self.core_decay)
+        arg = math.pi * r / rc
+        env = 0.5 * (1 + torch.cos(arg))
+        denv = -0.5 * math.pi / rc * torch.sin(arg)
         r_in = self.inner_cutoff.to(r.dtype)[pair]
-        switch = inner_switch(r, r_in, torch.full_like(r, self.inner_width))
-        value = abs(self.core_strength) * torch.exp(-abs(self.core_decay) * r * r) / r
-        return torch.where(r < rc, value * env * switch, torch.zeros_like(r))
+        sw, dsw = inner_switch_with_derivative(r, r_in, torch.full_like(r, self.inner_width))
+        value = abs(self.core_strength) * torch.exp(-lam * r * r) / r
+        dvalue = value * (-2 * lam * r - 1 / r)
+        cr = value * env * sw
+        dcr = dvalue * env * sw + value * (denv * sw + env * dsw)
+        inside = r < rc
+        zero = torch.zeros_like(r)
+        return torch.where(inside, cr, zero), torch.where(inside, dcr, zero)

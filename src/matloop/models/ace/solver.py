@@ -92,6 +92,20 @@ class NormalEquations:
             block.weight_sum += float(w.sum())
         block.n_rows += len(y)
 
+    def transformed(self, t_matrix: np.ndarray, t_offset: np.ndarray) -> NormalEquations:
+        """The normal equations in c' where the coefficients are c = T c' + t (every kind)."""
+        out = NormalEquations(t_matrix.shape[1])
+        for kind, b in self.blocks.items():
+            a_t = b.gram @ t_offset
+            out.blocks[kind] = _Block(
+                t_matrix.T @ b.gram @ t_matrix,
+                t_matrix.T @ (b.rhs - a_t),
+                b.yy - 2.0 * float(t_offset @ b.rhs) + float(t_offset @ a_t),
+                b.weight_sum,
+                b.n_rows,
+            )
+        return out
+
     def merge(self, other: NormalEquations) -> NormalEquations:
         """Add the rows of `other` (same P) into this one; returns self."""
         if other.n_params != self.n_params:
@@ -139,6 +153,23 @@ class NormalEquations:
         c = np.asarray(coefficients, dtype=np.float64)
         sq = blk.yy - 2.0 * c @ blk.rhs + c @ blk.gram @ c
         return max(float(sq), 0.0) / blk.weight_sum
+
+
+def profile_transform(eqs: NormalEquations, n_fitted: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, t) that eliminate the trailing columns j ≥ `n_fitted` by least squares.
+
+    Those columns (e.g. composition fractions, i.e. corrections to E0 per element) occur only
+    in energy rows and get a flat prior: for given c, their optimum is
+    c₀ = A₀₀⁺ (b₀ − A₀ₓ c), so the full coefficient vector is T c + t with T = [I; −A₀₀⁺A₀ₓ],
+    t = [0; A₀₀⁺b₀]. :meth:`NormalEquations.transformed` then gives the problem in c alone (its
+    energy block is the Schur complement).
+    """
+    blk = eqs.blocks["energy"]
+    k = n_fitted
+    a00_pinv = np.linalg.pinv(blk.gram[k:, k:], rcond=1e-12, hermitian=True)
+    t_matrix = np.vstack([np.eye(k), -a00_pinv @ blk.gram[k:, :k]])
+    t_offset = np.concatenate([np.zeros(k), a00_pinv @ blk.rhs[k:]])
+    return t_matrix, t_offset
 
 
 @dataclass
@@ -201,7 +232,7 @@ class ScaledSystem:
     def build(cls, eqs: NormalEquations, kind_weights: Mapping[str, float]) -> ScaledSystem:
         a, b, yy, n_rows = eqs.combined(kind_weights)
         s = column_scales(a)
-        lam, v = scipy.linalg.eigh(a / np.outer(s, s), check_finite=False)
+        lam, v = scipy.linalg.eigh(a / np.outer(s, s), check_finite=False, driver="evd")
         lam = np.clip(lam, 0.0, None)
         log_w = sum(
             0.5 * eqs.n_rows(k) * math.log(float(kind_weights[k]))
@@ -235,6 +266,15 @@ def _log_evidence(p, n, alpha_logdet, alpha_ew, beta_terms, logdet_h):
     return value
 
 
+def _clip_alpha(alpha: float, beta: float, lam_max: float) -> float:
+    """α within [1e-15, 1e15] × β·λ_max: outside, the prior is numerically absent or total
+    (an evidence that keeps rising as α → 0 would otherwise drive it to 0 and Σ to infinity)."""
+    if not math.isfinite(alpha):
+        alpha = 1e15 * beta * lam_max
+    top = max(beta * lam_max, 1e-300)
+    return min(max(alpha, 1e-15 * top), 1e15 * top)
+
+
 def evidence_fit(
     eqs: NormalEquations,
     kind_weights: Mapping[str, float],
@@ -251,6 +291,7 @@ def evidence_fit(
     if n == 0:
         raise ValueError("no observations to fit")
     beta_max = _MAX_BETA_GAIN * n / max(sys.yy, 1e-300)
+    lam_max = float(sys.eigenvalues.max()) if len(sys.eigenvalues) else 1.0
     alpha = 1.0
     beta = n / max(sys.yy, 1e-300)
     converged = False
@@ -258,8 +299,8 @@ def evidence_fit(
     while it < max_iter:
         it += 1
         _, gamma, e_w, e_d, _ = _evidence_terms(sys, alpha, beta)
-        new_alpha = max(gamma, 1e-12) / max(e_w, 1e-300)
         new_beta = min(max(n - gamma, 1e-12) / e_d, beta_max)
+        new_alpha = _clip_alpha(max(gamma, 1e-12) / max(e_w, 1e-300), new_beta, lam_max)
         change = abs(math.log(new_alpha / alpha)) + abs(math.log(new_beta / beta))
         alpha, beta = new_alpha, new_beta
         if change < tol:
@@ -388,8 +429,9 @@ def ard_fit(
     while it < max_iter:
         it += 1
         alpha = np.array([alpha_g[g] for g in groups])
-        h = np.diag(alpha) + sum(beta_k[k] * grams[k] for k in kinds)
-        chol = _cholesky(h)
+        h_data = sum(beta_k[k] * grams[k] for k in kinds)
+        data_scale = float(np.trace(h_data))
+        chol = _cholesky(np.diag(alpha) + h_data)
         m = scipy.linalg.cho_solve((chol, True), sum(beta_k[k] * rhs[k] for k in kinds))
         inv_l = scipy.linalg.solve_triangular(chol, np.eye(p), lower=True, check_finite=False)
         sigma_diag = (inv_l * inv_l).sum(0)
@@ -397,7 +439,8 @@ def ard_fit(
         for g in labels:
             sel = groups == g
             gamma_g = float(np.sum(1.0 - alpha_g[g] * sigma_diag[sel]))
-            new_alpha[g] = max(gamma_g, 1e-12) / max(float(m[sel] @ m[sel]), 1e-300)
+            raw = max(gamma_g, 1e-12) / max(float(m[sel] @ m[sel]), 1e-300)
+            new_alpha[g] = _clip_alpha(raw, 1.0, data_scale)
         e_d = {
             k: max(yy[k] - 2 * m @ rhs[k] + m @ grams[k] @ m, yy[k] * 1e-15, 1e-300) for k in kinds
         }

@@ -121,12 +121,22 @@ def predictive_std(model, graph, *, forces: bool = True) -> dict[str, np.ndarray
     design = basis_of(model).design_rows(graph, forces=forces, stress=False)
     n_atoms = design.n_atoms.double()
     root = post.covariance_root
+    n_coef = design.energy.shape[1]
     noise_e, noise_f = float(post.noise_variance[0]), float(post.noise_variance[1])
     scale_e, scale_f = (float(x) for x in post.sigma_scale)
-    var_e = _row_variance(design.energy, root) / n_atoms**2 + noise_e
+    rows_e = design.energy.double()
+    if root.shape[0] > n_coef:  # E0 rows of the root: append the composition of each structure
+        counts = rows_e.new_zeros(len(rows_e), root.shape[0] - n_coef)
+        counts.index_put_(
+            (graph.structure, graph.species),
+            torch.ones(len(graph.species), dtype=torch.float64),
+            accumulate=True,
+        )
+        rows_e = torch.cat([rows_e, counts], 1)
+    var_e = _row_variance(rows_e, root) / n_atoms**2 + noise_e
     out = {"energy_std": scale_e * var_e.sqrt().numpy()}
     if forces and design.forces is not None:
-        var_f = _row_variance(design.forces, root).reshape(-1, 3) + noise_f
+        var_f = _row_variance(design.forces, root[:n_coef]).reshape(-1, 3) + noise_f
         out["forces_std"] = scale_f * var_f.mean(1).sqrt().numpy()
     return out
 
@@ -146,7 +156,9 @@ def uncertainty_results(model, graph, properties: Sequence[str]) -> dict[str, ob
     wanted = set(properties)
     out: dict[str, object] = {}
     if wanted & {"energy_std", "forces_std"}:
-        std = predictive_std(model, graph, forces="forces_std" in wanted)
+        # both at once: callers (AL explorers, validation) ask for one after the other, and the
+        # energy rows come with the force rows
+        std = predictive_std(model, graph, forces=True)
         out["energy_std"] = float(std["energy_std"][0])
         if "forces_std" in std:
             out["forces_std"] = std["forces_std"]
@@ -160,14 +172,14 @@ def uncertainty_results(model, graph, properties: Sequence[str]) -> dict[str, ob
 # --- calibration ------------------------------------------------------------------------
 def calibration_scale(errors: np.ndarray, sigmas: np.ndarray, coverage: float = 0.95) -> float:
     """Scale s such that a fraction `coverage` of |error| ≤ z·s·σ (z the Gaussian quantile)."""
-    from scipy.stats import norm
+    from statistics import NormalDist
 
     errors, sigmas = np.abs(np.asarray(errors, float)), np.asarray(sigmas, float)
     keep = np.isfinite(errors) & (sigmas > 0)
     if not keep.any():
         return 1.0
     ratio = errors[keep] / sigmas[keep]
-    z = float(norm.ppf(0.5 + coverage / 2))
+    z = NormalDist().inv_cdf(0.5 + coverage / 2)
     scale = float(np.quantile(ratio, coverage)) / z
     return scale if scale > 0 and math.isfinite(scale) else 1.0
 
