@@ -34,6 +34,8 @@ from matloop.data import label_with
 from matloop.errors import ConfigError
 from matloop.md import run_md
 
+SMALL_ACE = {"correlation_order": 3, "max_degree": 10.0, "max_l": 3}
+
 
 def _cu():
     return bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
@@ -188,6 +190,7 @@ def test_md_cli_max_uncertainty_stops_and_writes_the_frame(tmp_path, capsys):
     assert rc != 0 and "needs a model with an uncertainty" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_loop_with_one_ace_model_calibrates_and_reports(tmp_path):
     """A single linear model with its posterior σ: D-optimal picks, calibration per iteration,
     the report shows it, and the final model is one calculator with σ."""
@@ -215,7 +218,7 @@ def test_loop_with_one_ace_model_calibrates_and_reports(tmp_path):
             "sample_interval": 5,
         },
         "select": {"threshold": 0.0, "max_per_iteration": 2},
-        "model": {"family": "ace", "committee": 1},
+        "model": {"family": "ace", "committee": 1, "train": {"model": {"params": SMALL_ACE}}},
         "budget": {"max_labels": 20},
         "stop": {"max_iterations": 1},
         "test": {"data": str(tmp_path / "test.xyz")},
@@ -278,7 +281,7 @@ def test_md_learn_labels_refits_and_resumes(tmp_path, capsys):
         a.rattle(0.05, seed=seed)
         labels.append(label_with(a, EMT()))
     write(tmp_path / "labels.xyz", labels)
-    cfg = parse_config({"model": {"family": "ace"}}, TrainConfig, "test")
+    cfg = parse_config({"model": {"family": "ace", "params": SMALL_ACE}}, TrainConfig, "test")
     model = train(Dataset(labels), tmp_path / "ace", config=cfg, progress=False).model_path
     write(tmp_path / "cu.xyz", _cu())
     otf = tmp_path / "otf"

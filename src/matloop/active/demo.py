@@ -27,7 +27,21 @@ DEMO_CONFIG: dict[str, Any] = {
     },
     "select": {"threshold": 0.0, "max_per_iteration": 2},
     # one linear ACE model with its Bayesian posterior σ (fits in about a second)
-    "model": {"family": "ace", "committee": 1},
+    "model": {
+        "family": "ace",
+        "committee": 1,
+        # a small basis (order 3, degree 12, l ≤ 4) keeps the demo fast
+        "train": {
+            "model": {
+                "params": {
+                    "correlation_order": 3,
+                    "max_degree": 12.0,
+                    "max_l": 4,
+                    "degree_drop_per_order": 0.0,
+                }
+            }
+        },
+    },
     "budget": {"max_labels": 24},
     "stop": {"max_iterations": 4, "test_force_mae_target": 0.002},
     "test": {"data": "test.xyz"},
