@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 DEMO_CONFIG: dict[str, Any] = {
@@ -56,29 +55,33 @@ DEMO_CONFIG: dict[str, Any] = {
 
 def demo_structures(seed: int = 0, n_test: int = 20) -> tuple[Any, list[Any]]:
     """The fcc Cu start (32 atoms) and an EMT test set from 1200 K Langevin MD."""
-    import warnings
-
-    from ase import units
     from ase.build import bulk
     from ase.calculators.emt import EMT
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     from matloop.data import label_with
+    from matloop.md import run_md
 
     start = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
-    rng = np.random.default_rng(seed + 12345)
-    md = start.copy()
-    md.calc = EMT()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        MaxwellBoltzmannDistribution(md, temperature_K=1200, rng=rng)
-        dyn = Langevin(md, 4 * units.fs, temperature_K=1200, friction=0.02 / units.fs, rng=rng)
-        dyn.run(100)
-        test = []
-        for _ in range(n_test):
-            dyn.run(15)
-            test.append(label_with(md, EMT(), config_type="test_1200K"))
+    steps = 100 + 15 * n_test
+    md = run_md(
+        start,
+        EMT(),
+        "nvt",
+        temperature_k=1200.0,
+        timestep_fs=4.0,
+        steps=steps,
+        progress=False,
+        seed=seed + 12345,
+        friction_per_fs=0.02,
+        keep_frames=True,
+        traj_interval=15,
+        log_interval=steps,
+    )
+    frames = [f for f in md.frames if f.info["time_ps"] * 250 > 100][:n_test]
+    test = []
+    for frame in frames:
+        frame.info.pop("time_ps", None)
+        test.append(label_with(frame, EMT(), config_type="test_1200K"))
     return start, test
 
 
