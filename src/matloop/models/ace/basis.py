@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from matloop.models.ace.angular import (
-    harmonics_transposed,
+    polynomial_harmonics,
     real_spherical_harmonics,
     real_spherical_harmonics_with_gradient,
 )
@@ -362,7 +362,8 @@ class AceBasis(torch.nn.Module):
         r = torch.linalg.vector_norm(vectors, dim=1)
         unit = vectors / r[:, None]
         g, dg = self.radial.with_derivative(r, pair)
-        y_t, dy_t = harmonics_transposed(unit, self.max_l)  # (LM, E), (3, LM, E)
+        # ∇ of the polynomial extension; its radial part is projected out after the contraction
+        y_t, dy_t = polynomial_harmonics(unit, self.max_l)  # (LM, E), (3, LM, E)
         n_lm = y_t.shape[0]
         first = torch.searchsorted(centers, torch.arange(n, device=centers.device))
         pos = torch.arange(len(centers)) - first[centers]
@@ -384,8 +385,9 @@ class AceBasis(torch.nn.Module):
         dg_pad = dg.new_zeros(n * width, n_el, k_rad)
         dg_pad[slot, nbr_species] = dg
         hd = torch.bmm(dg_pad.reshape(n, width, n_el * k_rad), w_full)
-        radial = (hd.reshape(n * width, n_lm)[slot] * y_t.T).sum(1)
-        tangential = (dy_t * h.T[None]).sum(1).T
+        radial = (hd.reshape(n * width, n_lm)[slot].T.contiguous() * y_t).sum(0)
+        full = (dy_t * h.T.contiguous()[None]).sum(1).T
+        tangential = full - (full * unit).sum(1, keepdim=True) * unit
         return energy, radial[:, None] * unit + tangential / r[:, None]
 
     def core_energy(self, vectors: Tensor, pair: Tensor) -> Tensor:
