@@ -50,8 +50,11 @@ def md_command(
         help="Stop when the model's σ exceeds this (eV/Å: largest atomic force std; eV/atom "
         "for models with only an energy std), writing the offending frame.",
     ),
-    uncertainty_interval: int = typer.Option(
-        10, "--uncertainty-interval", min=1, help="Steps between uncertainty checks."
+    uncertainty_interval: int | None = typer.Option(
+        None,
+        "--uncertainty-interval",
+        min=1,
+        help="Steps between uncertainty checks (default 10 with --max-uncertainty, else 100).",
     ),
     uncertain_frame: Path | None = typer.Option(
         None,
@@ -108,6 +111,8 @@ def md_command(
     calc = _calculator(model)
     check_elements(atoms, calc, model, where=str(structure))
     guard = UncertaintyGuard.for_cli(calc, max_uncertainty, uncertain_frame, traj)
+    if uncertainty_interval is None:  # a warning-only check need not slow MD down
+        uncertainty_interval = 10 if max_uncertainty is not None else 100
     result = run_md(
         atoms,
         calc,
@@ -188,7 +193,7 @@ def _learn(
         timestep_fs=timestep,
         steps=steps,
         seed=seed,
-        check_interval=interval,
+        check_interval=interval or 10,
         max_labels=max_labels,
         thermostat=thermostat,
         barostat=barostat,
