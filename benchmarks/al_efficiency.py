@@ -1,11 +1,20 @@
 """Active learning vs random sampling of MD snapshots: labels needed for a force-MAE target.
 
-For Cu (ASE EMT) and Si (matscipy Kumagai): an independent high-temperature test set is made by
-reference MD; the active-learning loop (committee MD exploration, uncertainty + FPS selection)
-is run from rattled starting structures, and, side by side, committees with the same model
-family, architecture and training budget are trained on N snapshots drawn at random from
-reference MD at the same temperatures. Reported: test force MAE against number of labels for
-both, and the labels each needs to reach the target.
+For each system (Cu with ASE EMT, Si with matscipy Kumagai) an independent test set is made
+first by reference Langevin MD at the conditions of use (seed fixed, before any run). Then, per
+seed and with the same model family and training settings:
+
+(a) the active-learning loop: first labels from short CHGNet MD at the conditions of use, then
+    iterations of MD walkers with the current model at the same conditions (``--ramp-from``
+    heats them from a lower temperature instead), each stopping where the calibrated σ passes
+    ``--stop-factor`` × the labelled structures' median, batch selection (D-optimal for linear
+    models) and reference labels, until the test force MAE reaches the target;
+(b) N snapshots drawn at random from reference MD at the same conditions;
+(c) N snapshots drawn at random from CHGNet MD at the same conditions, labelled by the reference.
+
+Reported: test force MAE against labels, labels to reach the target (log-interpolated) per
+seed, mean ± std, the ratios (a)/(b) and (a)/(c), and the loop's wall time per iteration split
+into explore / select / label / fit.
 
     nice -n 10 python benchmarks/al_efficiency.py --json benchmarks/results/al_efficiency.json
 """
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -25,57 +35,81 @@ SYSTEMS = {
     "Cu": {
         "calculator": "emt",
         "build": ("Cu", "fcc", 3.61, (2, 2, 2)),
-        "explore_temperatures": [300.0, 800.0, 1300.0],
-        "test_temperature": 1200.0,
+        "temperature": 1200.0,
         "timestep_fs": 4.0,
-        "target": 0.03,
+        "target": 0.003,
     },
     "Si": {
         "calculator": "kumagai",
         "build": ("Si", "diamond", 5.43, (2, 2, 1)),
-        "explore_temperatures": [400.0, 900.0, 1500.0],
-        "test_temperature": 1400.0,
+        "temperature": 1400.0,
         "timestep_fs": 2.0,
-        "target": 0.25,
+        "target": 0.065,
     },
 }
 
 TRAIN = {
-    "model": {"params": {"descriptor": {"cutoff": 4.5, "n_radial": 8, "n_angular_eta": 2,
-                                        "zetas": [1.0, 4.0]},
-                         "hidden": [24, 24]}},
-    "training": {"max_epochs": 200, "early_stopping_patience": 40, "batch_size": 4,
-                 "learning_rate": 0.005, "num_threads": 1},
+    # a small basis (the ace defaults until 2026-11-30: order 3, degree 12, l ≤ 4; ~200
+    # coefficients) keeps every fit and σ cheap; the results in benchmarks/README.md used it
+    "ace": {
+        "model": {
+            "params": {
+                "correlation_order": 3,
+                "max_degree": 12.0,
+                "max_l": 4,
+                "degree_drop_per_order": 0.0,
+            }
+        }
+    },
+    "kernel": {"model": {"params": {"n_sparse": 200}}},
+    "bpnn": {
+        "model": {
+            "params": {
+                "descriptor": {"cutoff": 4.5, "n_radial": 8, "n_angular_eta": 2, "zetas": [1, 4]},
+                "hidden": [24, 24],
+            }
+        },
+        "training": {"max_epochs": 200, "early_stopping_patience": 40, "batch_size": 4},
+    },
 }
 
 
-def reference_md(system: dict, temperature: float, n: int, every: int, seed: int,
-                 equil: int = 100):
-    """Labelled snapshots from Langevin MD with the reference calculator."""
-    from ase import units
+def start_structure(system: dict):
     from ase.build import bulk
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
+    el, lattice, a, rep = system["build"]
+    return bulk(el, lattice, a=a, cubic=True) * rep
+
+
+def md_snapshots(system: dict, calc, n: int, every: int, seed: int, equil: int = 50):
+    """`n` labelled snapshots (reference labels) from Langevin MD with `calc` at the conditions."""
     from matloop.calculators import resolve_calculator
     from matloop.data import label_with
 
-    el, lattice, a, rep = system["build"]
-    atoms = bulk(el, lattice, a=a, cubic=True) * rep
-    calc = resolve_calculator(system["calculator"])
-    atoms.calc = calc
-    rng = np.random.default_rng(seed)
-    out = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        dyn = Langevin(atoms, system["timestep_fs"] * units.fs, temperature_K=temperature,
-                       friction=0.02 / units.fs, rng=rng)
-        dyn.run(equil)
-        for _ in range(n):
-            dyn.run(every)
-            out.append(label_with(atoms, calc, config_type=f"md_{temperature:.0f}K"))
-    return out
+        warnings.filterwarnings("ignore", message="Only FixAtoms")  # CHGNet and ASE's FixCom
+        res = _md(system, calc, equil + n * every, every, seed)
+    ref = resolve_calculator(system["calculator"])
+    frames = [f for f in res.frames if f.info["time_ps"] * 1000 / system["timestep_fs"] > equil]
+    return [label_with(f, ref, config_type="md") for f in frames[:n]]
+
+
+def _md(system: dict, calc, steps: int, every: int, seed: int):
+    from matloop.md import run_md
+
+    return run_md(
+        start_structure(system),
+        calc,
+        ensemble="nvt",
+        temperature_k=system["temperature"],
+        timestep_fs=system["timestep_fs"],
+        steps=steps,
+        progress=False,
+        seed=seed,
+        keep_frames=True,
+        traj_interval=every,
+        log_interval=steps,
+    )
 
 
 def labels_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
@@ -92,111 +126,215 @@ def labels_to_reach(curve: list[tuple[int, float]], target: float) -> float | No
     return None
 
 
-def run_system(name: str, args, work: Path) -> dict:
-    import yaml
-    from ase.io import write
+def loop_config(name: str, args, wdir: Path, seed: int) -> dict:
+    sysd = SYSTEMS[name]
+    temp = sysd["temperature"]
+    return {
+        "seed": seed,
+        "reference": {"calculator": sysd["calculator"]},
+        "initial": {"structures": str(wdir / "start.xyz"), "n_label": args.n_initial},
+        "explore": {
+            "temperatures": [temp],
+            "steps": args.md_steps,
+            "timestep_fs": sysd["timestep_fs"],
+            "walkers": args.walkers,
+            "sample_interval": args.sample_interval,
+        },
+        "select": {"threshold": 0.0, "max_per_iteration": args.per_iteration},
+        "model": {
+            "family": args.family,
+            "committee": args.committee,
+            "train": TRAIN[args.family],
+            "warm_start": False,
+        },
+        "budget": {"max_labels": args.max_labels},
+        "stop": {"max_iterations": 50, "test_force_mae_target": args.targets[name]},
+        "test": {"data": str(wdir / "test.xyz")},
+        "strategy": {
+            "starts": [
+                {
+                    "kind": "foundation_md",
+                    "model": "chgnet",
+                    "temperatures": [temp],
+                    "steps": args.foundation_steps,
+                    "timestep_fs": sysd["timestep_fs"],
+                    "sample_interval": 4,
+                }
+            ],
+            "walker_stop_factor": args.stop_factor,
+            "ramp_from_k": args.ramp_from,
+            "selection": args.selection,
+        },
+    }
 
-    from matloop.active.config import ActiveLearningConfig
-    from matloop.active.loop import ActiveLearner, run_active_learning, test_metrics
+
+def random_curve(pool, sizes, test, tcfg, args, out: Path, seed: int) -> list[dict]:
+    """Test errors of models trained on the first n of a random permutation of `pool`."""
+    from matloop.active.loop import load_model
     from matloop.data import Dataset
-    from matloop.training.committee import load_committee, train_committee
+    from matloop.evaluation import evaluate
+    from matloop.training.committee import train_committee
+
+    order = np.random.default_rng(seed).permutation(len(pool))
+    curve = []
+    for n in sizes:
+        chosen = Dataset([pool[i] for i in order[:n]], source="random", validate=False)
+        paths = train_committee(
+            chosen,
+            out / f"n{n:03d}",
+            tcfg,
+            n_members=args.committee,
+            seeds=[seed * 100 + k for k in range(args.committee)],
+            bootstrap=args.committee > 1,
+        )
+        m = evaluate(load_model([str(p) for p in paths]), test)
+        curve.append(
+            {
+                "n_labels": n,
+                "force_mae_ev_per_a": m["force_mae_ev_per_a"],
+                "energy_mae_mev_per_atom": m["energy_mae_mev_per_atom"],
+            }
+        )
+    return curve
+
+
+def run_seed(name: str, args, wdir: Path, test, seed: int) -> dict:
+    from matloop.active.config import ActiveLearningConfig
+    from matloop.active.loop import ActiveLearner
+    from matloop.calculators import resolve_calculator
 
     sysd = SYSTEMS[name]
-    target = args.target.get(name, sysd["target"])
-    wdir = work / name
-    wdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    test = reference_md(sysd, sysd["test_temperature"], args.n_test, 20, seed=1000)
-    write(wdir / "test.xyz", test, format="extxyz")
-    el, lattice, a, rep = sysd["build"]
-    from ase.build import bulk
-
-    write(wdir / "start.xyz", bulk(el, lattice, a=a, cubic=True) * rep, format="extxyz")
-    cfg = {
-        "seed": 0,
-        "reference": {"calculator": sysd["calculator"]},
-        "initial": {"structures": str(wdir / "start.xyz"), "n_label": args.n_initial,
-                    "rattle": 0.08},
-        "explore": {"temperatures": sysd["explore_temperatures"], "steps": args.md_steps,
-                    "timestep_fs": sysd["timestep_fs"], "walkers": 3, "sample_interval": 5,
-                    "uncertainty_limit": 1.0},
-        "select": {"threshold": 0.0, "max_per_iteration": args.per_iteration},
-        "model": {"committee": args.committee, "train": TRAIN, "warm_start": False,
-                  "max_time_s": args.max_time},
-        "budget": {"max_labels": args.max_labels},
-        "stop": {"max_iterations": args.max_iterations, "test_force_mae_target": target},
-        "test": {"data": str(wdir / "test.xyz")},
+    target = args.targets[name]
+    config = ActiveLearningConfig.model_validate(loop_config(name, args, wdir, seed))
+    t0, c0 = time.perf_counter(), time.process_time()
+    learner = ActiveLearner(config, wdir / f"loop_s{seed}", progress=not args.quiet)
+    report = learner.run()
+    its = report["iterations"]
+    loop = [
+        {
+            "n_labels": r["n_labels"],
+            "force_mae_ev_per_a": r["test_force_mae_ev_per_a"],
+            "energy_mae_mev_per_atom": r["test_energy_mae_mev_per_atom"],
+            "test_coverage_95": r.get("test_coverage_95"),
+            "test_sigma_spearman": r.get("test_sigma_spearman"),
+            "sigma_scale": r.get("sigma_scale"),
+        }
+        for r in its
+    ]
+    timing = {
+        k: [r[k] for r in its[1:] if r.get(k) is not None]
+        for k in ("explore_seconds", "select_seconds", "label_seconds", "fit_seconds")
     }
-    (wdir / "al.yaml").write_text(yaml.safe_dump(cfg))
-    config = ActiveLearningConfig.model_validate(cfg)
-    t_al = time.perf_counter()
-    report = run_active_learning(config, wdir / "al", progress=not args.quiet)
-    t_al = time.perf_counter() - t_al
-    al_curve = [(r["n_labels"], r["test_force_mae_ev_per_a"]) for r in report["iterations"]
-                if r.get("test_force_mae_ev_per_a") is not None]
-    al_energy = [(r["n_labels"], r["test_energy_mae_mev_per_atom"]) for r in report["iterations"]
-                 if r.get("test_energy_mae_mev_per_atom") is not None]
-    # random sampling of reference-MD snapshots at the exploration temperatures
-    per_t = int(np.ceil(max(args.random_sizes) / len(sysd["explore_temperatures"]))) + 2
-    pool = []
-    for k, temp in enumerate(sysd["explore_temperatures"]):
-        pool += reference_md(sysd, temp, per_t, 10, seed=2000 + k)
-    tcfg = ActiveLearner(config, wdir / "al", progress=False).train_config()
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(pool))
-    rnd_curve, rnd_energy = [], []
-    capped: dict[int, bool] = {}
-    t_rnd = time.perf_counter()
-    for n in args.random_sizes:
-        chosen = Dataset([pool[i] for i in order[:n]], source="random MD", validate=False)
-        paths = train_committee(chosen, wdir / "random" / f"n{n:03d}", tcfg,
-                                n_members=args.committee, seeds=list(range(args.committee)),
-                                max_time=args.max_time)
-        m = test_metrics(load_committee(paths), test)
-        capped[n] = training_capped(paths, args.max_time)
-        rnd_curve.append((n, m["test_force_mae_ev_per_a"]))
-        rnd_energy.append((n, m["test_energy_mae_mev_per_atom"]))
-        if not args.quiet:
-            print(f"[random {name}] N={n}: force MAE {m['test_force_mae_ev_per_a']:.4f} eV/Å",
-                  flush=True)
-    t_rnd = time.perf_counter() - t_rnd
-    n_al = labels_to_reach(al_curve, target)
-    # points whose training was cut by the time cap do not have the same training budget
-    n_rnd = labels_to_reach([c for c in rnd_curve if not capped[c[0]]], target)
+    loop_s, loop_cpu = time.perf_counter() - t0, time.process_time() - c0
+    tcfg = learner.train_config()
+    t1 = time.perf_counter()
+    pool_ref = md_snapshots(sysd, sysd["calculator"], max(args.random_sizes), 4, 2000 + seed)
+    rnd_ref = random_curve(
+        pool_ref, args.random_sizes, test, tcfg, args, wdir / f"random_ref_s{seed}", seed
+    )
+    pool_fm = md_snapshots(
+        sysd, resolve_calculator("chgnet"), max(args.random_sizes), 4, 3000 + seed
+    )
+    rnd_fm = random_curve(
+        pool_fm, args.random_sizes, test, tcfg, args, wdir / f"random_chgnet_s{seed}", seed
+    )
+    out = {
+        "seed": seed,
+        "loop_curve": loop,
+        "random_reference_md_curve": rnd_ref,
+        "random_chgnet_md_curve": rnd_fm,
+        "loop_stop_reason": report["stop_reason"],
+        "loop_seconds": loop_s,
+        "loop_cpu_seconds": loop_cpu,
+        "random_seconds": time.perf_counter() - t1,
+        "iteration_seconds": {k: float(np.median(v)) if v else None for k, v in timing.items()},
+    }
+    for key, curve in (
+        ("loop", loop),
+        ("random_reference_md", rnd_ref),
+        ("random_chgnet_md", rnd_fm),
+    ):
+        pts = [(c["n_labels"], c["force_mae_ev_per_a"]) for c in curve]
+        out[f"{key}_labels_to_target"] = labels_to_reach(pts, target)
+    if not args.quiet:
+        print(
+            f"[{name} seed {seed}] labels to {target} eV/Å: loop "
+            f"{out['loop_labels_to_target']}, random reference MD "
+            f"{out['random_reference_md_labels_to_target']}, random CHGNet MD "
+            f"{out['random_chgnet_md_labels_to_target']}",
+            flush=True,
+        )
+    return out
+
+
+def summarise(seeds: list[dict]) -> dict:
+    """Mean ± std of labels to target per arm; ratios of the means (None if an arm missed)."""
+    out: dict = {}
+    for arm in ("loop", "random_reference_md", "random_chgnet_md"):
+        vals = [s[f"{arm}_labels_to_target"] for s in seeds]
+        ok = [v for v in vals if v is not None]
+        out[arm] = {
+            "mean": float(np.mean(ok)) if ok else None,
+            "std": float(np.std(ok, ddof=1)) if len(ok) > 1 else None,
+            "n_reached": len(ok),
+            "n_seeds": len(vals),
+        }
+    for arm in ("random_reference_md", "random_chgnet_md"):
+        a, b = out["loop"]["mean"], out[arm]["mean"]
+        out[f"ratio_loop_over_{arm}"] = a / b if a and b else None
+    steps = ("explore_seconds", "select_seconds", "label_seconds", "fit_seconds")
+    out["iteration_seconds_median"] = {
+        k: float(
+            np.median(
+                [s["iteration_seconds"][k] for s in seeds if s["iteration_seconds"][k] is not None]
+                or [np.nan]
+            )
+        )
+        for k in steps
+    }
+    return out
+
+
+def run_system(name: str, args) -> dict:
+    from ase.io import write
+
+    sysd = SYSTEMS[name]
+    wdir = args.work_dir / name
+    wdir.mkdir(parents=True, exist_ok=True)
+    # the test set: independent reference MD at the conditions of use, made before any run
+    from matloop.data import Dataset
+
+    test = Dataset(
+        md_snapshots(sysd, sysd["calculator"], args.n_test, 20, seed=1000),
+        source="test MD",
+        validate=False,
+    )
+    write(wdir / "test.xyz", list(test), format="extxyz")
+    write(wdir / "start.xyz", start_structure(sysd), format="extxyz")
+    seeds = []
+    for s in args.seeds:
+        seeds.append(run_seed(name, args, wdir, test, s))
+        if args.json:  # partial results survive a later failure or a kill
+            partial = [*args.finished, system_result(name, args, test, seeds)]
+            write_json(args, partial, args.t0, args.c0)
+    return system_result(name, args, test, seeds)
+
+
+def system_result(name: str, args, test, seeds: list[dict]) -> dict:
+    sysd = SYSTEMS[name]
     return {
         "system": name,
         "reference": sysd["calculator"],
         "n_atoms": len(test[0]),
-        "test_temperature_k": sysd["test_temperature"],
+        "temperature_k": sysd["temperature"],
         "n_test": len(test),
-        "test_mean_abs_force_ev_per_a": float(np.mean([np.abs(t.get_forces()).mean()
-                                                       for t in test])),
-        "target_force_mae_ev_per_a": target,
-        "al_curve": [{"n_labels": n, "force_mae_ev_per_a": f, "energy_mae_mev_per_atom": e}
-                     for (n, f), (_, e) in zip(al_curve, al_energy, strict=True)],
-        "random_curve": [{"n_labels": n, "force_mae_ev_per_a": f, "energy_mae_mev_per_atom": e,
-                          "training_capped": capped[n]}
-                         for (n, f), (_, e) in zip(rnd_curve, rnd_energy, strict=True)],
-        "al_labels_to_target": n_al,
-        "random_labels_to_target": n_rnd,
-        "ratio_al_over_random": (n_al / n_rnd) if n_al and n_rnd else None,
-        "al_n_quarantined": report["n_quarantined"],
-        "al_stop_reason": report["stop_reason"],
-        "al_seconds": t_al,
-        "random_seconds": t_rnd,
-        "total_seconds": time.perf_counter() - t0,
+        "test_mean_abs_force_ev_per_a": float(
+            np.mean([np.abs(t.get_forces()).mean() for t in test])
+        ),
+        "target_force_mae_ev_per_a": args.targets[name],
+        "seeds": seeds,
+        "summary": summarise(seeds),
     }
-
-
-def training_capped(paths, max_time: float | None) -> bool:
-    """Whether any member stopped on the time cap (fewer epochs than the common budget)."""
-    if not max_time:
-        return False
-    for p in paths:
-        rec = json.loads((Path(p).parent / "member.json").read_text())
-        if rec["seconds"] >= 0.97 * max_time:
-            return True
-    return False
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -206,68 +344,197 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
+    arms = [
+        ("loop_curve", "active learning", "o-"),
+        ("random_reference_md_curve", "random reference-MD snapshots", "s--"),
+        ("random_chgnet_md_curve", "random CHGNet-MD snapshots", "^:"),
+    ]
     for ax, r in zip(axes[0], results, strict=True):
-        ax.plot([c["n_labels"] for c in r["al_curve"]],
-                [c["force_mae_ev_per_a"] for c in r["al_curve"]], "o-", label="active learning")
-        ok = [c for c in r["random_curve"] if not c.get("training_capped")]
-        cut = [c for c in r["random_curve"] if c.get("training_capped")]
-        ax.plot([c["n_labels"] for c in ok], [c["force_mae_ev_per_a"] for c in ok], "s--",
-                label="random MD snapshots")
-        if cut:
-            ax.plot([c["n_labels"] for c in cut], [c["force_mae_ev_per_a"] for c in cut], "s",
-                    mfc="none", color="C1", label="random, training cut by time cap")
+        for k, (key, label, style) in enumerate(arms):
+            for j, s in enumerate(r["seeds"]):
+                c = s[key]
+                ax.plot(
+                    [p["n_labels"] for p in c],
+                    [p["force_mae_ev_per_a"] for p in c],
+                    style,
+                    color=f"C{k}",
+                    alpha=0.7,
+                    label=label if j == 0 else None,
+                )
         ax.axhline(r["target_force_mae_ev_per_a"], color="k", lw=0.8, ls=":", label="target")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("number of labels")
         ax.set_ylabel("test force MAE (eV/Å)")
-        temp = r["test_temperature_k"]
-        ax.set_title(f"{r['system']} ({r['reference']}, test MD at {temp:.0f} K)")
+        ax.set_title(f"{r['system']} ({r['reference']}, test MD at {r['temperature_k']:.0f} K)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def table(paths: list[Path]) -> str:
+    """Markdown tables (labels to target per arm and seed; curves) from result JSON files."""
+    results = []
+    for path in paths:
+        results += json.loads(Path(path).read_text())["results"]
+    lines = [
+        "| system | target (eV/Å) | seeds | loop | random reference MD | random CHGNet MD "
+        "| loop ÷ reference MD | loop ÷ CHGNet MD |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        sm = summarise(r["seeds"])
+        cells = []
+        for arm in ("loop", "random_reference_md", "random_chgnet_md"):
+            a = sm[arm]
+            spread = f" ± {a['std']:.1f}" if a["std"] is not None else ""
+            missed = a["n_seeds"] - a["n_reached"]
+            miss = f" ({missed} seed(s) never reached it)" if missed else ""
+            cells.append(f"{_fmt(a['mean'])}{spread}{miss}")
+        ratios = [
+            _fmt(sm[f"ratio_loop_over_{k}"], 2) for k in ("random_reference_md", "random_chgnet_md")
+        ]
+        lines.append(
+            f"| {r['system']} ({r['reference']}) | {r['target_force_mae_ev_per_a']} | "
+            f"{len(r['seeds'])} | " + " | ".join(cells + ratios) + " |"
+        )
+    lines += [
+        "",
+        "| system | iterations | test coverage of ±1.96σ (calibrated), median | Spearman "
+        "ρ(σ, error), median | σ scale, range | explore / select / label / fit (s, median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        pts = [c for s in r["seeds"] for c in s["loop_curve"][1:]]
+        cov = [c["test_coverage_95"] for c in pts if c.get("test_coverage_95") is not None]
+        rho = [c["test_sigma_spearman"] for c in pts if c.get("test_sigma_spearman") is not None]
+        sc = [c["sigma_scale"] for c in pts if c.get("sigma_scale") is not None]
+        t = summarise(r["seeds"])["iteration_seconds_median"]
+        times = " / ".join(
+            _fmt(t[k])
+            for k in ("explore_seconds", "select_seconds", "label_seconds", "fit_seconds")
+        )
+        lines.append(
+            f"| {r['system']} | {len(pts)} | {_fmt(float(np.median(cov)) if cov else None, 2)} | "
+            f"{_fmt(float(np.median(rho)) if rho else None, 2)} | "
+            f"{_fmt(min(sc) if sc else None, 2)}–{_fmt(max(sc) if sc else None, 2)} | {times} |"
+        )
+    lines += ["", "| system | seed | arm | test force MAE (eV/Å) at labels |", "|---|---|---|---|"]
+    for r in results:
+        for s in r["seeds"]:
+            for key, name in (
+                ("loop_curve", "loop"),
+                ("random_reference_md_curve", "reference MD"),
+                ("random_chgnet_md_curve", "CHGNet MD"),
+            ):
+                pts = ", ".join(f"{c['n_labels']}: {c['force_mae_ev_per_a']:.4f}" for c in s[key])
+                lines.append(f"| {r['system']} | {s['seed']} | {name} | {pts} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", type=Path, default=None, help="write results JSON here")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="unused: all data are generated by reference MD in this run")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="unused: all data are generated by reference MD in this run",
+    )
     p.add_argument("--work-dir", type=Path, default=Path("benchmarks/runs/al_efficiency"))
     p.add_argument("--systems", nargs="+", default=["Cu", "Si"], choices=sorted(SYSTEMS))
-    p.add_argument("--committee", type=int, default=3)
-    p.add_argument("--n-initial", type=int, default=6)
-    p.add_argument("--per-iteration", type=int, default=6)
-    p.add_argument("--max-iterations", type=int, default=7)
-    p.add_argument("--max-labels", type=int, default=48)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--family", default="ace", choices=sorted(TRAIN))
+    p.add_argument("--committee", type=int, default=1, help="1: the model's own σ")
+    p.add_argument("--selection", default="auto", choices=["auto", "dopt", "sigma_fps", "fps"])
+    p.add_argument("--n-initial", type=int, default=2)
+    p.add_argument("--per-iteration", type=int, default=2)
+    p.add_argument("--walkers", type=int, default=3)
+    p.add_argument("--max-labels", type=int, default=16)
     p.add_argument("--md-steps", type=int, default=100)
-    p.add_argument("--max-time", type=float, default=120.0,
-                   help="safety cap on training seconds per member (epochs are the budget)")
-    p.add_argument("--n-test", type=int, default=25)
-    p.add_argument("--random-sizes", type=int, nargs="+", default=[6, 12, 24, 48, 96])
-    p.add_argument("--target", type=json.loads, default={},
-                   help='per-system force-MAE targets, e.g. \'{"Cu": 0.03}\'')
+    p.add_argument("--sample-interval", type=int, default=5)
+    p.add_argument("--foundation-steps", type=int, default=40)
+    p.add_argument(
+        "--stop-factor",
+        type=float,
+        default=5.0,
+        help="walkers stop at this × the labelled structures' median σ",
+    )
+    p.add_argument(
+        "--ramp-from",
+        type=float,
+        default=None,
+        help="K: walkers heat from here to the conditions (default: start there)",
+    )
+    p.add_argument("--n-test", type=int, default=15)
+    p.add_argument("--random-sizes", type=int, nargs="+", default=[2, 4, 8, 16])
+    p.add_argument(
+        "--target",
+        type=json.loads,
+        default={},
+        help="per-system force-MAE targets (eV/Å), e.g. '{\"Cu\": 0.004}'",
+    )
     p.add_argument("--plot", type=Path, default=Path("benchmarks/results/al_efficiency.png"))
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--table",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print markdown tables of these result files and exit",
+    )
     args = p.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
+    args.targets = {s: float(args.target.get(s, SYSTEMS[s]["target"])) for s in SYSTEMS}
     from matloop.utils.threads import configure_torch_threads
 
     configure_torch_threads(1)
-    results = [run_system(s, args, args.work_dir) for s in args.systems]
-    out = {"benchmark": "al_efficiency", "settings": {k: (str(v) if isinstance(v, Path) else v)
-                                                      for k, v in vars(args).items()},
-           "train": TRAIN, "results": results}
+    t0, c0 = time.perf_counter(), time.process_time()
+    args.t0, args.c0 = t0, c0
+    results: list[dict] = []
+    args.finished = results
+    for s in args.systems:
+        results.append(run_system(s, args))
+        if args.json:  # partial results survive a later failure
+            write_json(args, results, t0, c0)
     plot(results, args.plot)
     for r in results:
-        print(f"{r['system']}: target {r['target_force_mae_ev_per_a']} eV/Å — AL "
-              f"{r['al_labels_to_target']} labels, random {r['random_labels_to_target']} "
-              f"(ratio {r['ratio_al_over_random']})")
+        sm = r["summary"]
+        print(
+            f"{r['system']}: target {r['target_force_mae_ev_per_a']} eV/Å — loop "
+            f"{sm['loop']}, random reference MD {sm['random_reference_md']}, random CHGNet "
+            f"MD {sm['random_chgnet_md']}; loop/reference-MD "
+            f"{sm['ratio_loop_over_random_reference_md']}"
+        )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
+        write_json(args, results, t0, c0)
     return 0
+
+
+def write_json(args, results: list[dict], t0: float, c0: float) -> None:
+    skip = ("finished", "t0", "c0")
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip
+    }
+    out = {
+        "benchmark": "al_efficiency",
+        "settings": settings,
+        "train": TRAIN[args.family],
+        "loadavg_end": list(os.getloadavg()),
+        "wall_seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
+        "results": results,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

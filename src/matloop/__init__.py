@@ -13,8 +13,17 @@ __all__ = ["__version__", "load"]
 def load(path, **kwargs):
     """Load a saved potential (file or the directory `matloop train` wrote) as an ASE Calculator.
 
-    Extra keyword arguments go to :class:`matloop.calculators.MatloopCalculator`.
+    An active-learning run directory gives its final model: the single model with its own σ,
+    or the committee as one calculator (σ calibrated). Extra keyword arguments go to
+    :class:`matloop.calculators.MatloopCalculator`.
     """
+    from pathlib import Path
+
     from matloop.calculators import load_calculator
+
+    if (Path(path) / "final_model.json").is_file():
+        from matloop.active.report import load_final_model
+
+        return load_final_model(path, **kwargs)
 
     return load_calculator(path, **kwargs)

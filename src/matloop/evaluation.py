@@ -52,13 +52,39 @@ def predict(calc, dataset: Dataset, progress: bool = False) -> Predictions:
     """Run `calc` on every structure of `dataset`."""
     from tqdm.auto import tqdm
 
+    predicted = []
+    for atoms in tqdm(dataset, desc="predicting", disable=not progress, leave=False):
+        work = atoms.copy()
+        work.calc = calc
+        predicted.append(_single_point(work, dataset.has_forces, dataset.has_stress))
+    return compare(dataset, predicted)
+
+
+def _single_point(work, with_forces: bool, with_stress: bool):
+    """A copy of `work` carrying its calculator's energy, forces and (if any) stress."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    results = {"energy": work.get_potential_energy()}
+    if with_forces:
+        results["forces"] = work.get_forces()
+    if with_stress and work.pbc.all():
+        try:
+            results["stress"] = work.get_stress()
+        except PropertyNotImplementedError:
+            pass
+    done = work.copy()
+    done.calc = SinglePointCalculator(done, **results)
+    return done
+
+
+def compare(dataset: Dataset, predicted: list) -> Predictions:
+    """Predictions from structures already computed (each with a calculator holding energy,
+    forces and optionally stress), aligned with the reference `dataset`."""
     e_ref, e_pred, n_atoms, f_ref, f_pred, s_ref, s_pred = [], [], [], [], [], [], []
     with_forces = dataset.has_forces
     with_stress = dataset.has_stress
-    for atoms in tqdm(dataset, desc="predicting", disable=not progress, leave=False):
+    for atoms, work in zip(dataset, predicted, strict=True):
         n = len(atoms)
-        work = atoms.copy()
-        work.calc = calc
         e_ref.append(energy_of(atoms) / n)
         e_pred.append(work.get_potential_energy() / n)
         n_atoms.append(n)
@@ -68,10 +94,8 @@ def predict(calc, dataset: Dataset, progress: bool = False) -> Predictions:
         if with_stress:
             ref = stress_of(atoms)
             s_ref.append(ref if ref is not None else np.full(6, np.nan))
-            try:
-                s_pred.append(work.get_stress() if work.pbc.all() else np.full(6, np.nan))
-            except PropertyNotImplementedError:
-                s_pred.append(np.full(6, np.nan))
+            stress = work.calc.results.get("stress") if work.calc is not None else None
+            s_pred.append(np.asarray(stress) if stress is not None else np.full(6, np.nan))
     return Predictions(
         np.array(e_ref),
         np.array(e_pred),

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from matloop.active.explorers import StrategyConfig
 from matloop.errors import ConfigError
 from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
@@ -113,7 +114,9 @@ class CommitteeConfig(_Strict):
     """The committee of potentials trained every iteration."""
 
     family: str = "ace"
-    committee: int = Field(4, ge=2, description="number of members")
+    committee: int = Field(
+        4, ge=1, description="number of members; 1: one model with its own σ (ace, kernel)"
+    )
     bootstrap: bool = True
     warm_start: bool = Field(True, description="start each member from its previous weights")
     train: dict[str, Any] = Field(
@@ -204,6 +207,7 @@ class ActiveLearningConfig(_Strict):
     test: TestConfig = Field(default_factory=TestConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
 
     @field_validator("seed")
     @classmethod
@@ -301,7 +305,8 @@ select:
   descriptor: auto           # auto | model (calc.get_descriptors) | simple (radial histogram)
 model:
   family: ace
-  committee: 4               # members (different seeds and bootstrap subsets)
+  committee: 4               # members (different seeds and bootstrap subsets);
+                             # 1: one model with its own σ (ace posterior, kernel GP variance)
   bootstrap: true
   warm_start: true
   train: {}                  # TrainConfig overrides (see `matloop config template train`)
@@ -331,6 +336,15 @@ execution:
     jobs: 1                  # workers = jobs × processes
 state:
   database: null             # default RUN/state.db (SQLite); postgresql://user@host/db allowed
+strategy:                    # how the loop starts, explores and selects
+  starts: []                 # generators of the first labels (empty: rattled copies), e.g.
+                             # - {kind: foundation_md, model: chgnet, temperatures: [900]}
+                             # - {kind: strain, max_strain: 0.04}
+                             # - {kind: vacancy}  - {kind: random_packing}
+  walker_stop_factor: null   # e.g. 3: walkers stop at 3 × the labelled structures' median σ
+  ramp_from_k: null          # K: walkers heat from here to their temperature
+  selection: fps             # fps | sigma_fps | dopt (D-optimal, linear models) | auto
+  calibrate: true            # scale σ on the labels in hand every iteration
 """
 
 

@@ -1,7 +1,9 @@
 """`matloop demo`: a small active-learning loop on EMT Cu, ending with the HTML report.
 
 Everything is built in code: a 32-atom fcc Cu start, an independent high-temperature EMT test
-set, and a config tuned to finish in a few minutes on 2 cores.
+set, and a config tuned to finish in a few minutes on 2 cores: one ``ace`` model with its
+posterior σ, strained / vacancy / rattled starts, walkers heating from 600 K to 1200 K that stop
+at 5 × the labelled structures' median σ, and D-optimal batches of two.
 """
 
 from __future__ import annotations
@@ -9,71 +11,77 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 DEMO_CONFIG: dict[str, Any] = {
     "seed": 0,
     "reference": {"calculator": "emt"},
-    "initial": {"structures": "start.xyz", "n_label": 8, "rattle": 0.08},
+    "initial": {"structures": "start.xyz", "n_label": 3},
     "explore": {
-        "temperatures": [400.0, 900.0, 1400.0],
+        "temperatures": [1200.0],
         "steps": 60,
         "timestep_fs": 4.0,
         "walkers": 3,
-        "sample_interval": 4,
-        "strains": [-0.02, 0.0, 0.02],
-        "uncertainty_limit": 0.5,
+        "sample_interval": 5,
     },
-    "select": {"threshold": 0.02, "max_per_iteration": 8},
+    "select": {"threshold": 0.0, "max_per_iteration": 2},
+    # one linear ACE model with its Bayesian posterior σ (fits in about a second)
     "model": {
-        "family": "bpnn",
-        "committee": 3,
+        "family": "ace",
+        "committee": 1,
+        # a small basis (order 3, degree 12, l ≤ 4) keeps the demo fast
         "train": {
             "model": {
                 "params": {
-                    "descriptor": {"cutoff": 4.5, "n_radial": 8, "n_angular_eta": 1,
-                                   "zetas": [1.0, 4.0]},
-                    "hidden": [16, 16],
+                    "correlation_order": 3,
+                    "max_degree": 12.0,
+                    "max_l": 4,
+                    "degree_drop_per_order": 0.0,
                 }
-            },
-            "training": {"max_epochs": 150, "early_stopping_patience": 30, "batch_size": 4,
-                         "learning_rate": 0.005},
+            }
         },
-        # an epoch budget keeps results independent of machine load; the cap is a safety net
-        "max_time_s": 40.0,
     },
-    "budget": {"max_labels": 48},
-    "stop": {"max_iterations": 4, "test_force_mae_target": 0.015},
+    "budget": {"max_labels": 24},
+    "stop": {"max_iterations": 4, "test_force_mae_target": 0.002},
     "test": {"data": "test.xyz"},
+    "strategy": {
+        "starts": [{"kind": "strain"}, {"kind": "vacancy"}, {"kind": "rattle", "rattle": 0.1}],
+        "walker_stop_factor": 5.0,
+        "ramp_from_k": 600.0,
+        "selection": "auto",
+    },
 }
 
 
 def demo_structures(seed: int = 0, n_test: int = 20) -> tuple[Any, list[Any]]:
     """The fcc Cu start (32 atoms) and an EMT test set from 1200 K Langevin MD."""
-    import warnings
-
-    from ase import units
     from ase.build import bulk
     from ase.calculators.emt import EMT
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     from matloop.data import label_with
+    from matloop.md import run_md
 
     start = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
-    rng = np.random.default_rng(seed + 12345)
-    md = start.copy()
-    md.calc = EMT()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        MaxwellBoltzmannDistribution(md, temperature_K=1200, rng=rng)
-        dyn = Langevin(md, 4 * units.fs, temperature_K=1200, friction=0.02 / units.fs, rng=rng)
-        dyn.run(100)
-        test = []
-        for _ in range(n_test):
-            dyn.run(15)
-            test.append(label_with(md, EMT(), config_type="test_1200K"))
+    steps = 100 + 15 * n_test
+    md = run_md(
+        start,
+        EMT(),
+        "nvt",
+        temperature_k=1200.0,
+        timestep_fs=4.0,
+        steps=steps,
+        progress=False,
+        seed=seed + 12345,
+        friction_per_fs=0.02,
+        keep_frames=True,
+        traj_interval=15,
+        log_interval=steps,
+    )
+    frames = [f for f in md.frames if f.info["time_ps"] * 250 > 100][:n_test]
+    test = []
+    for frame in frames:
+        frame.info.pop("time_ps", None)
+        test.append(label_with(frame, EMT(), config_type="test_1200K"))
     return start, test
 
 
@@ -91,8 +99,9 @@ def write_demo_inputs(run_dir: str | Path) -> Path:
             with atomic_path(run_dir / name) as tmp:
                 write(tmp, frames, format="extxyz")
     cfg_path = run_dir / "demo.yaml"
-    atomic_write_text(cfg_path, "# written by `matloop demo`\n"
-                      + yaml.safe_dump(DEMO_CONFIG, sort_keys=False))
+    atomic_write_text(
+        cfg_path, "# written by `matloop demo`\n" + yaml.safe_dump(DEMO_CONFIG, sort_keys=False)
+    )
     return cfg_path
 
 

@@ -1,9 +1,14 @@
-"""Exploration: MD walkers driven by the committee, snapshots with their uncertainty."""
+"""Exploration: MD walkers driven by the current model, snapshots with their uncertainty.
+
+Walkers run through :func:`matloop.md.run_md` (Langevin NVT, or Berendsen NPT at a pressure) and
+look at the model's σ (:mod:`matloop.active.uncertainty`, times the calibration scale) every
+``sample_interval`` steps; a walker stops at the first snapshot whose σ passes its limit, so
+exploration stays near the configurations the model can already describe.
+"""
 
 from __future__ import annotations
 
 import itertools
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,11 +16,14 @@ import numpy as np
 from ase import Atoms
 
 from matloop.active.config import ExploreConfig
+from matloop.active.uncertainty import predict_uncertainty
+from matloop.errors import MatloopError
 
 
 @dataclass
 class ExploreResult:
-    """Snapshots (copies without calculator) and per-snapshot max atomic forces_std (eV/Å)."""
+    """Snapshots (copies without calculator) and per-snapshot σ (max atomic forces_std in eV/Å,
+    or energy_std in eV/atom for models with only an energy variance), calibrated."""
 
     snapshots: list[Atoms] = field(default_factory=list)
     uncertainties: list[float] = field(default_factory=list)
@@ -39,71 +47,102 @@ def _min_distance(atoms: Atoms) -> float:
     return float(d.min()) if len(d) else np.inf
 
 
+@dataclass
+class WalkerSpec:
+    """One walker: target temperature (K), optional ramp start (K), pressure (GPa) and σ limit."""
+
+    temperature: float
+    steps: int
+    limit: float
+    pressure_gpa: float | None = None
+    ramp_from: float | None = None
+    scale: float = 1.0
+
+
 def run_walker(
-    atoms: Atoms, committee, *, temperature: float, steps: int, cfg: ExploreConfig,
-    rng: np.random.Generator, pressure_gpa: float | None = None,
+    atoms: Atoms,
+    model,
+    spec: WalkerSpec,
+    cfg: ExploreConfig,
+    rng: np.random.Generator,
 ) -> tuple[list[Atoms], list[float], dict[str, Any]]:
-    """Run one MD walker; return snapshots, their uncertainties and a summary."""
-    from ase import units
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    """Run one MD walker; return snapshots, their σ and a summary."""
+    from matloop.md import run_md
 
-    atoms = atoms.copy()
-    atoms.calc = committee
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        if pressure_gpa is not None and atoms.pbc.all():
-            from ase.md.nptberendsen import NPTBerendsen
-
-            dyn = NPTBerendsen(
-                atoms, cfg.timestep_fs * units.fs, temperature_K=temperature,
-                pressure_au=pressure_gpa * units.GPa, taut=100 * units.fs,
-                taup=500 * units.fs, compressibility_au=1.0 / (100 * units.GPa),
-            )
-        else:
-            dyn = Langevin(
-                atoms, cfg.timestep_fs * units.fs, temperature_K=temperature,
-                friction=cfg.friction / units.fs, rng=rng,
-            )
     snaps: list[Atoms] = []
     uncs: list[float] = []
-    stopped = "steps"
-    done = 0
-    while done < steps:
-        n = min(cfg.sample_interval, steps - done)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                dyn.run(n)
-        except Exception as exc:  # noqa: BLE001 - an exploding walker just stops
-            stopped = f"error: {type(exc).__name__}"
-            break
-        done += n
-        unc_atoms = committee.get_property("forces_std", atoms)
-        unc = float(np.max(unc_atoms)) if len(unc_atoms) else 0.0
-        if not np.isfinite(unc) or _min_distance(atoms) < 0.5:
-            stopped = "unphysical"
-            break
-        snap = atoms.copy()
+    state = {"stopped": "steps"}
+    t_start = spec.ramp_from if spec.ramp_from is not None else spec.temperature
+
+    def observe(step: int, live: Atoms) -> str | None:
+        unc = predict_uncertainty(model, live, spec.scale)
+        if not np.isfinite(unc.structure) or _min_distance(live) < 0.5:
+            return "unphysical"
+        snap = live.copy()
+        snap.set_constraint()
         snap.calc = None
         snap.set_velocities(np.zeros((len(snap), 3)))
-        snap.info.update(temperature=float(temperature), md_step=int(done),
-                         energy_std=float(committee.get_property("energy_std", atoms)))
+        target = t_start + (spec.temperature - t_start) * step / spec.steps
+        snap.info.update(temperature=float(target), md_step=int(step), sigma=unc.structure)
         snaps.append(snap)
-        uncs.append(unc)
-        if unc > cfg.uncertainty_limit:
-            stopped = "uncertainty_limit"
-            break
-    info = {"temperature": float(temperature), "steps_done": int(done), "stopped": stopped,
-            "pressure_gpa": pressure_gpa, "max_unc": float(max(uncs)) if uncs else 0.0}
+        uncs.append(unc.structure)
+        return "uncertainty_limit" if unc.structure > spec.limit else None
+
+    npt = spec.pressure_gpa is not None and bool(atoms.pbc.all())
+    try:
+        res = run_md(
+            atoms,
+            model,
+            ensemble="npt" if npt else "nvt",
+            temperature_k=t_start,
+            temperature_end_k=spec.temperature if spec.ramp_from is not None else None,
+            pressure_gpa=spec.pressure_gpa or 0.0,
+            timestep_fs=cfg.timestep_fs,
+            steps=spec.steps,
+            progress=False,
+            seed=int(rng.integers(2**31)),
+            barostat="berendsen",
+            friction_per_fs=cfg.friction,
+            tdamp_fs=100.0,
+            pdamp_fs=500.0,
+            log_interval=spec.steps,
+            observe=observe,
+            observe_interval=cfg.sample_interval,
+            max_force_ev_per_a=None,
+        )
+        state["stopped"] = res.extra["stopped"]
+        done = res.steps
+    except MatloopError as exc:  # an exploding walker stops; its earlier snapshots stay
+        state["stopped"] = f"error: {str(exc)[:80]}"
+        done = int(snaps[-1].info["md_step"]) if snaps else 0
+    info = {
+        "temperature": float(spec.temperature),
+        "steps_done": int(done),
+        "stopped": state["stopped"],
+        "pressure_gpa": spec.pressure_gpa,
+        "ramp_from": spec.ramp_from,
+        "limit": float(spec.limit),
+        "max_unc": float(max(uncs)) if uncs else 0.0,
+    }
     return snaps, uncs, info
 
 
 def explore(
-    starts: list[Atoms], committee, cfg: ExploreConfig, *, seed: int, iteration: int,
+    starts: list[Atoms],
+    model,
+    cfg: ExploreConfig,
+    *,
+    seed: int,
+    iteration: int,
+    limit: float | None = None,
+    scale: float = 1.0,
+    ramp_from: float | None = None,
 ) -> ExploreResult:
-    """Run `cfg.walkers` walkers cycling over temperatures × strains (× pressures)."""
+    """Run `cfg.walkers` walkers cycling over temperatures × strains (× pressures).
+
+    `limit` (σ units, calibrated) replaces ``cfg.uncertainty_limit``; `scale` is the calibration
+    factor on the model's σ; `ramp_from` (K) starts each walker there and heats it to its target.
+    """
     rng = np.random.default_rng([seed, iteration])
     pressures: list[float | None] = list(cfg.pressures_gpa) if cfg.pressures_gpa else [None]
     combos = list(itertools.product(cfg.temperatures, cfg.strains, pressures))
@@ -113,13 +152,18 @@ def explore(
         start = starts[int(rng.integers(len(starts)))].copy()
         if strain and start.pbc.all():
             start.set_cell(start.cell * (1.0 + strain), scale_atoms=True)
-        snaps, uncs, info = run_walker(
-            start, committee, temperature=temperature, steps=cfg.steps, cfg=cfg, rng=rng,
+        spec = WalkerSpec(
+            temperature=float(temperature),
+            steps=cfg.steps,
+            limit=cfg.uncertainty_limit if limit is None else float(limit),
             pressure_gpa=pressure,
+            ramp_from=None if ramp_from is None or ramp_from >= temperature else float(ramp_from),
+            scale=scale,
         )
+        snaps, uncs, info = run_walker(start, model, spec, cfg, rng)
         info.update(walker=w, strain=float(strain))
         for s in snaps:
-            s.info.update(walker=w, strain=float(strain))
+            s.info.update(walker=w, strain=float(strain), explorer="md")
         result.snapshots.extend(snaps)
         result.uncertainties.extend(uncs)
         result.walkers.append(info)

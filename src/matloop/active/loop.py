@@ -1,5 +1,12 @@
-"""The active-learning loop: label initial → train committee → (explore → select → label →
-retrain) until a stop criterion; every step is persisted so a rerun resumes.
+"""The active-learning loop: label initial → train → (explore → select → label → retrain) until
+a stop criterion; every step is persisted so a rerun resumes.
+
+The model is a committee (σ from the members' spread) or, with ``model.committee: 1``, one model
+with its own σ (the ``ace`` posterior, the ``kernel`` GP variance). Every iteration the σ of the
+previous model is compared with the errors it made on the labels just computed (predictions made
+before they were labels): the running maximum-likelihood factor on σ (``sigma_scale``) calibrates
+the next exploration and selection, and the record keeps the 95 % coverage and the rank
+correlation of σ with the true error, on those labels and on the test set.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class ActiveLearner:
         self._train_config = None
         self._test = None
         self._starts: list[Atoms] | None = None
+        self._timing: dict[str, float] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -71,8 +79,12 @@ class ActiveLearner:
 
         ref = self.cfg.reference
         lab = CalculatorLabeller(
-            ref.calculator, ref.settings, handlers=ref.handlers, max_retries=ref.max_retries,
-            timeout_s=ref.timeout_s, limits=ValidationLimits(max_force=ref.max_force),
+            ref.calculator,
+            ref.settings,
+            handlers=ref.handlers,
+            max_retries=ref.max_retries,
+            timeout_s=ref.timeout_s,
+            limits=ValidationLimits(max_force=ref.max_force),
             compute_stress=ref.compute_stress,
         )
         return lab
@@ -119,14 +131,19 @@ class ActiveLearner:
     def initial_selection(self) -> None:
         if self.state.has_selection(0):
             return
+        from matloop.active.explorers import RattleStarts, initial_structures
+
         rng = np.random.default_rng([self.cfg.seed, 0])
-        starts = self.starts()
+        generators = list(self.cfg.strategy.starts) or [
+            RattleStarts(rattle=self.cfg.initial.rattle)
+        ]
+        structures = initial_structures(generators, self.starts(), self.cfg.initial.n_label, rng)
         cands = []
-        for i in range(self.cfg.initial.n_label):
-            atoms = starts[i % len(starts)].copy()
-            if self.cfg.initial.rattle > 0:
-                atoms.positions += rng.normal(0, self.cfg.initial.rattle, atoms.positions.shape)
-            cands.append((f"it000-c{i:03d}", atoms, {"origin": "initial", "unc": 0.0}))
+        for i, atoms in enumerate(structures):
+            kvp = {"origin": "initial", "unc": 0.0, "explorer": atoms.info.pop("explorer")}
+            if "temperature" in atoms.info:
+                kvp["temperature"] = float(atoms.info.pop("temperature"))
+            cands.append((f"it000-c{i:03d}", atoms, kvp))
         self.state.write_selection(0, cands, {"n_candidates": len(cands), "n_above": len(cands)})
         self.say(f"iteration 0: {len(cands)} initial structures selected")
 
@@ -135,13 +152,13 @@ class ActiveLearner:
         stats = {"ok": 0, "failed": 0, "inconsistent": 0}
         if not pending:
             return stats
-        self.say(f"iteration {iteration}: labelling {len(pending)} structure(s) "
-                 f"with {self.cfg.reference.calculator}")
+        self.say(
+            f"iteration {iteration}: labelling {len(pending)} structure(s) "
+            f"with {self.cfg.reference.calculator}"
+        )
         labeller = self.labeller()
         keys = [k for k, _ in pending]
-        for i, result in self.executor.map_unordered(
-            _LabelFn(labeller), [a for _, a in pending]
-        ):
+        for i, result in self.executor.map_unordered(_LabelFn(labeller), [a for _, a in pending]):
             self.state.record_label(keys[i], iteration, result)
             if result.ok:
                 stats["ok"] += 1
@@ -164,18 +181,24 @@ class ActiveLearner:
                 f"only {len(data)} successful label(s) after iteration {iteration}; cannot train "
                 "(see `matloop al status` for the quarantine)"
             )
-        init = [None] * n
-        if self.cfg.model.warm_start and iteration > 0:
+        init: list[str | None] = [None] * n
+        if self.cfg.model.warm_start and iteration > 0 and n > 1:
             prev = self.state.model_members(iteration - 1)
             init = [prev.get(k) for k in range(n)]
-        self.say(f"iteration {iteration}: training a committee of {n} on {len(data)} labels")
+        what = f"a committee of {n}" if n > 1 else f"one {self.cfg.model.family} model"
+        self.say(f"iteration {iteration}: training {what} on {len(data)} labels")
         out = self.dir / "models" / f"iter_{iteration:03d}"
         seeds = [self.cfg.seed * 1000 + 100 * iteration + k for k in range(n)]
         ds = Dataset(data, source="active learning labels", validate=False)
         paths = train_committee(
-            ds, out, self.train_config(), n_members=n, seeds=seeds,
-            bootstrap=self.cfg.model.bootstrap, executor=self.executor if
-            self.executor.n_workers > 1 else None, init_models=init,
+            ds,
+            out,
+            self.train_config(),
+            n_members=n,
+            seeds=seeds,
+            bootstrap=self.cfg.model.bootstrap and n > 1,
+            executor=self.executor if self.executor.n_workers > 1 else None,
+            init_models=init,
             max_time=self.cfg.model.max_time_s,
         )
         for k, p in enumerate(paths):
@@ -189,16 +212,66 @@ class ActiveLearner:
         return [str(p) for p in paths]
 
     def committee(self, iteration: int):
-        from matloop.training.committee import load_committee
+        """The model of `iteration`: a committee, or the single model with its own σ."""
+        from matloop.active.uncertainty import require_uncertainty
 
-        return load_committee(self.state.models(iteration))
+        model = load_model(self.state.models(iteration))
+        require_uncertainty(model, f"the {self.cfg.model.family} model")
+        return model
 
-    def evaluate(self, committee) -> dict[str, float]:
-        """Committee-mean errors on the test set (MAE per atom / per force component)."""
+    def evaluate(self, committee, scale: float = 1.0) -> dict[str, Any]:
+        """Test-set errors (MAE per atom / per force component) and σ calibration."""
         test = self.test_data()
         if test is None:
             return {}
-        return test_metrics(committee, test)
+        return test_metrics(committee, test, scale=scale)
+
+    def sigma_scale(self, iteration: int) -> float:
+        """Calibration factor on the σ of the model of `iteration` (1 before any data)."""
+        for r in self.state.iterations():
+            if r["iteration"] == iteration:
+                return float(r.get("sigma_scale") or 1.0)
+        return 1.0
+
+    def calibration(self, iteration: int) -> dict[str, Any]:
+        """Compare the σ of model `iteration`-1 with its errors on this iteration's new labels."""
+        from matloop.active.uncertainty import calibration_data, calibration_metrics, fit_scale
+
+        prev = {r["iteration"]: r for r in self.state.iterations()}.get(iteration - 1, {})
+        sum_z2 = float(prev.get("calibration_sum_z2") or 0.0)
+        n_vals = int(prev.get("calibration_n_values") or 0)
+        out: dict[str, Any] = {}
+        new = [a for a in self.state.labelled() if a.info["config_type"] == f"al_it{iteration:03d}"]
+        if iteration > 0 and new and self.cfg.strategy.calibrate:
+            data = calibration_data(self.committee(iteration - 1), new)
+            used = float(prev.get("sigma_scale") or 1.0)
+            m = calibration_metrics(data, used)
+            out.update(
+                new_labels_coverage_95=m["coverage_95"],
+                new_labels_spearman=m["spearman"],
+                new_labels_scale_fit=fit_scale(data),
+                sigma_kind=data.kind,
+            )
+            sum_z2 += float(np.sum((data.errors / np.maximum(data.sigmas, 1e-12)) ** 2))
+            n_vals += int(data.errors.size)
+        out["calibration_sum_z2"] = sum_z2
+        out["calibration_n_values"] = n_vals
+        out["sigma_scale"] = float(np.sqrt(sum_z2 / n_vals)) if n_vals else 1.0
+        return out
+
+    def walker_limit(self, model, scale: float, labelled: list[Atoms]) -> float:
+        """σ at which walkers stop: a multiple of the labelled structures' median σ, or fixed."""
+        from matloop.active.uncertainty import predict_uncertainty
+
+        factor = self.cfg.strategy.walker_stop_factor
+        if factor is None or not labelled:
+            return self.cfg.explore.uncertainty_limit
+        pool = [
+            labelled[i]
+            for i in np.linspace(0, len(labelled) - 1, min(30, len(labelled))).astype(int)
+        ]
+        ref = float(np.median([predict_uncertainty(model, a, scale).structure for a in pool]))
+        return factor * max(ref, 1e-6)
 
     def explore_and_select(self, iteration: int, committee) -> dict[str, Any]:
         """Explore with the previous committee and persist this iteration's candidates."""
@@ -220,14 +293,35 @@ class ActiveLearner:
             starts.append(a)
             del w
         t0 = time.perf_counter()
-        self.say(f"iteration {iteration}: exploring with {cfg.explore.walkers} MD walker(s)")
-        res = explore(starts, committee, cfg.explore, seed=cfg.seed, iteration=iteration)
+        scale = self.sigma_scale(iteration - 1)
+        limit = self.walker_limit(committee, scale, labelled)
+        self.say(
+            f"iteration {iteration}: exploring with {cfg.explore.walkers} MD walker(s), "
+            f"σ limit {limit:.3g} (calibration ×{scale:.3g})"
+        )
+        res = explore(
+            starts,
+            committee,
+            cfg.explore,
+            seed=cfg.seed,
+            iteration=iteration,
+            limit=limit,
+            scale=scale,
+            ramp_from=cfg.strategy.ramp_from_k,
+        )
+        t_explore = time.perf_counter() - t0
         remaining = cfg.budget.max_labels - self.state.n_attempted()
         n_max = max(0, min(cfg.select.max_per_iteration, remaining))
         picks = select_candidates(
-            res.snapshots, res.uncertainties, threshold=cfg.select.threshold, max_n=n_max,
-            diversity=cfg.select.diversity, descriptor=cfg.select.descriptor, calc=committee,
+            res.snapshots,
+            res.uncertainties,
+            threshold=cfg.select.threshold,
+            max_n=n_max,
+            diversity=cfg.select.diversity,
+            descriptor=cfg.select.descriptor,
+            calc=committee,
             labelled=labelled,
+            method=cfg.strategy.selection,
         )
         n_above = int(np.sum(np.asarray(res.uncertainties) > cfg.select.threshold))
         info = {
@@ -236,14 +330,21 @@ class ActiveLearner:
             "max_uncertainty": res.max_uncertainty,
             "mean_uncertainty": res.mean_uncertainty,
             "walkers": res.walkers,
-            "explore_seconds": time.perf_counter() - t0,
+            "explore_seconds": t_explore,
+            "select_seconds": time.perf_counter() - t0 - t_explore,
+            "walker_limit": limit,
+            "sigma_scale_used": scale,
             "selected_uncertainties": [float(res.uncertainties[i]) for i in picks],
         }
         cands = []
         for j, i in enumerate(picks):
             snap = res.snapshots[i]
-            kvp = {"origin": "explore", "unc": float(res.uncertainties[i]),
-                   "temperature": float(snap.info.get("temperature", 0.0))}
+            kvp = {
+                "origin": "explore",
+                "unc": float(res.uncertainties[i]),
+                "temperature": float(snap.info.get("temperature", 0.0)),
+                "explorer": str(snap.info.get("explorer", "md")),
+            }
             cands.append((f"it{iteration:03d}-c{j:03d}", snap, kvp))
         self.state.write_selection(iteration, cands, info)
         self.say(
@@ -263,8 +364,9 @@ class ActiveLearner:
             "iteration": iteration,
             "n_labels": len(self.state.labelled()),
             "n_attempted": self.state.n_attempted(),
-            "n_selected": sum(1 for _ in self.state.db.select(kind="candidate",
-                                                               iteration=iteration)),
+            "n_selected": sum(
+                1 for _ in self.state.db.select(kind="candidate", iteration=iteration)
+            ),
             "n_failed": sum(1 for r in q if r["iteration"] == iteration),
             "n_quarantined_total": len(q),
             "explore_max_uncertainty": sel.get("max_uncertainty"),
@@ -274,25 +376,49 @@ class ActiveLearner:
             "models": self.state.models(iteration),
             "finished_at": time.time(),
             "seconds": time.perf_counter() - t_start,
+            "explore_seconds": sel.get("explore_seconds"),
+            "select_seconds": sel.get("select_seconds"),
+            "label_seconds": self._timing.get("label"),
+            "fit_seconds": self._timing.get("fit"),
+            "walker_limit": sel.get("walker_limit"),
+            "selected_from": self.selection_sources(iteration),
         }
-        record.update(self.evaluate(committee))
+        record.update(self.calibration(iteration))
+        record.update(self.evaluate(committee, record["sigma_scale"]))
         self.state.record_iteration(iteration, record)
         msg = f"iteration {iteration} done: {record['n_labels']} labels"
         if "test_force_mae_ev_per_a" in record:
-            msg += (f", test force MAE {record['test_force_mae_ev_per_a']:.4f} eV/Å, energy MAE "
-                    f"{record['test_energy_mae_mev_per_atom']:.2f} meV/atom")
+            msg += (
+                f", test force MAE {record['test_force_mae_ev_per_a']:.4f} eV/Å, energy MAE "
+                f"{record['test_energy_mae_mev_per_atom']:.2f} meV/atom"
+            )
         self.say(msg)
         return record
+
+    def selection_sources(self, iteration: int) -> dict[str, int]:
+        """How many of the iteration's candidates each explorer (and temperature) produced."""
+        counts: dict[str, int] = {}
+        for row in self.state.db.select(kind="candidate", iteration=iteration):
+            name = row.get("explorer", row.get("origin", "?"))
+            if row.get("temperature"):
+                name += f" {row.temperature:.0f} K"
+            counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def stop_reason(self, record: dict, next_selection: dict | None) -> str | None:
         cfg = self.cfg
         st = cfg.stop
-        if st.test_force_mae_target is not None and record.get("test_force_mae_ev_per_a") is not \
-                None and record["test_force_mae_ev_per_a"] <= st.test_force_mae_target:
+        if (
+            st.test_force_mae_target is not None
+            and record.get("test_force_mae_ev_per_a") is not None
+            and record["test_force_mae_ev_per_a"] <= st.test_force_mae_target
+        ):
             return "test force MAE target reached"
-        if st.test_energy_mae_target_mev_per_atom is not None and \
-                record.get("test_energy_mae_mev_per_atom") is not None and \
-                record["test_energy_mae_mev_per_atom"] <= st.test_energy_mae_target_mev_per_atom:
+        if (
+            st.test_energy_mae_target_mev_per_atom is not None
+            and record.get("test_energy_mae_mev_per_atom") is not None
+            and record["test_energy_mae_mev_per_atom"] <= st.test_energy_mae_target_mev_per_atom
+        ):
             return "test energy MAE target reached"
         if record["iteration"] >= st.max_iterations:
             return "max iterations reached"
@@ -303,10 +429,14 @@ class ActiveLearner:
     # -- driver ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run (or resume) the loop to completion; write report.json and report.html."""
-        from matloop.active.state import public_config
-        from matloop.utils.threads import configure_torch_threads
+        from matloop.utils.threads import default_torch_threads, torch_threads
 
-        configure_torch_threads()
+        with torch_threads(default_torch_threads()):  # restored for the caller afterwards
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
+        from matloop.active.state import public_config
+
         cfg_dump = self.cfg.model_dump(mode="json")
         meta = self.state.meta()
         if meta is None:
@@ -314,7 +444,8 @@ class ActiveLearner:
         elif meta.get("config") != public_config(cfg_dump):
             warnings.warn(
                 f"the configuration differs from the one {self.dir} was started with; "
-                "resuming with the new settings", stacklevel=2,
+                "resuming with the new settings",
+                stacklevel=2,
             )
             self.state.write_meta(cfg_dump)
         from matloop.utils.files import atomic_write_text
@@ -341,8 +472,7 @@ class ActiveLearner:
         iteration = 0
         t0 = time.perf_counter()
         self.initial_selection()
-        stats = self.label_pending(0)
-        self.train(0)
+        stats = self._label_and_train(0)
         record = self.finish_iteration(0, t0, stats)
         while True:
             reason = self.stop_reason(record, None)
@@ -365,22 +495,33 @@ class ActiveLearner:
             n_sel = self.state.count(kind="candidate", iteration=iteration)
             if n_sel == 0:
                 why = "no snapshot above the selection threshold"
-                if st.uncertainty_target is not None and \
-                        (info.get("max_uncertainty") or 0.0) <= st.uncertainty_target:
+                if (
+                    st.uncertainty_target is not None
+                    and (info.get("max_uncertainty") or 0.0) <= st.uncertainty_target
+                ):
                     why = "uncertainty target reached"
                 self._copy_models(iteration)
                 record = self.finish_iteration(iteration, t0, {})
                 self._mark_stop(iteration, why)
                 return why
-            if st.uncertainty_target is not None and \
-                    (info.get("max_uncertainty") or 0.0) <= st.uncertainty_target:
+            if (
+                st.uncertainty_target is not None
+                and (info.get("max_uncertainty") or 0.0) <= st.uncertainty_target
+            ):
                 self._copy_models(iteration)
                 record = self.finish_iteration(iteration, t0, {})
                 self._mark_stop(iteration, "uncertainty target reached")
                 return "uncertainty target reached"
-            stats = self.label_pending(iteration)
-            self.train(iteration)
+            stats = self._label_and_train(iteration)
             record = self.finish_iteration(iteration, t0, stats)
+
+    def _label_and_train(self, iteration: int) -> dict[str, int]:
+        t0 = time.perf_counter()
+        stats = self.label_pending(iteration)
+        t1 = time.perf_counter()
+        self.train(iteration)
+        self._timing = {"label": t1 - t0, "fit": time.perf_counter() - t1}
+        return stats
 
     def _copy_models(self, iteration: int) -> None:
         """An iteration without new labels keeps the previous committee."""
@@ -406,25 +547,51 @@ class _LabelFn:
         return self.labeller.label(atoms)
 
 
-def test_metrics(committee, test) -> dict[str, float]:
-    """Energy MAE (meV/atom), force MAE/RMSE (eV/Å per component) and mean max forces_std."""
-    e_err, f_err, uncs = [], [], []
-    for ref in test:
-        n = len(ref)
-        a = ref.copy()
-        a.calc = committee
-        e_err.append((a.get_potential_energy() - ref.get_potential_energy()) / n)
-        f_err.append((a.get_forces() - ref.get_forces()).ravel())
-        if "forces_std" in committee.results:
-            uncs.append(float(np.max(committee.results["forces_std"])))
-    f = np.concatenate(f_err)
-    out = {
-        "test_energy_mae_mev_per_atom": 1000.0 * float(np.mean(np.abs(e_err))),
-        "test_force_mae_ev_per_a": float(np.mean(np.abs(f))),
-        "test_force_rmse_ev_per_a": float(np.sqrt(np.mean(f**2))),
+def load_model(paths: list[str]):
+    """One calculator: the single model, or a committee of several."""
+    import matloop
+    from matloop.training.committee import load_committee
+
+    return matloop.load(paths[0]) if len(paths) == 1 else load_committee(paths)
+
+
+def test_metrics(model, test, scale: float = 1.0) -> dict[str, Any]:
+    """Test errors (:mod:`matloop.evaluation`: energy MAE meV/atom, force MAE/RMSE eV/Å per
+    component) and, for a model with σ, its calibration: 95 % coverage of ±1.96·scale·σ
+    (``test_coverage_95``; uncalibrated: ``..._raw``), the Spearman correlation of σ with
+    the error (``test_sigma_spearman``) and the mean per-structure σ (``test_sigma_mean``)."""
+    from matloop.active.uncertainty import calibration_data, calibration_metrics, uncertainty_kind
+    from matloop.data import Dataset
+    from matloop.evaluation import compare, metrics_from_predictions, predict
+
+    ds = test if isinstance(test, Dataset) else Dataset(list(test), validate=False)
+    data = None
+    if uncertainty_kind(model) is None:
+        pred = predict(model, ds)
+    else:  # one pass: σ and the predictions come from the same evaluation
+        done: list[Atoms] = []
+        data = calibration_data(model, ds, predictions=done)
+        pred = compare(ds, done)
+    m = metrics_from_predictions(pred)
+    out: dict[str, Any] = {
+        "test_energy_mae_mev_per_atom": m["energy_mae_mev_per_atom"],
+        "test_force_mae_ev_per_a": m.get("force_mae_ev_per_a"),
+        "test_force_rmse_ev_per_a": m.get("force_rmse_ev_per_a"),
     }
-    if uncs:
-        out["test_max_forces_std_mean"] = float(np.mean(uncs))
+    if data is None:
+        return out
+    cal, raw = calibration_metrics(data, scale), calibration_metrics(data, 1.0)
+    out.update(
+        test_coverage_95=cal["coverage_95"],
+        test_coverage_95_raw=raw["coverage_95"],
+        test_sigma_spearman=cal["spearman"],
+        sigma_kind=data.kind,
+    )
+    if data.kind == "forces":
+        n = [len(a) for a in ds]
+        per_structure = [s.max() for s in np.split(data.rank_sigmas, np.cumsum(n)[:-1])]
+        out["test_max_forces_std_mean"] = scale * float(np.mean(per_structure))
+    out["test_sigma_mean"] = scale * float(np.mean(data.rank_sigmas))
     return out
 
 
@@ -454,5 +621,6 @@ def run_active_learning(
 
     if not isinstance(config, ActiveLearningConfig):
         config = load_config(config)
-    return ActiveLearner(config, run_dir, scheduler=scheduler, executor=executor,
-                         progress=progress).run()
+    return ActiveLearner(
+        config, run_dir, scheduler=scheduler, executor=executor, progress=progress
+    ).run()

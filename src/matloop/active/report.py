@@ -31,7 +31,8 @@ def build_report(run_dir: Path, state: RunState, stop_reason: str | None = None)
         "n_labels": iterations[-1]["n_labels"] if iterations else len(state.label_keys()),
         "n_attempted": state.n_attempted(),
         "n_quarantined": len(quarantine),
-        "final_model": final_models[0] if final_models else None,
+        # matloop.load(run_dir) gives the whole final model (committee or single model)
+        "final_model": str(run_dir) if final_models else None,
         "final_committee": final_models,
         "dataset": str(run_dir / "dataset.xyz"),
         "iterations": iterations,
@@ -74,27 +75,63 @@ def _plots(report: dict) -> list[tuple[str, str]]:
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.4))
     # exploration of iteration i uses the committee of iteration i-1 (trained on its labels)
-    explored = [(its[k - 1]["n_labels"], r) for k, r in enumerate(its)
-                if k > 0 and r.get("explore_max_uncertainty") is not None]
-    ax.plot([x for x, _ in explored], [r["explore_max_uncertainty"] for _, r in explored], "o-",
-            label="explored snapshots: max")
-    ax.plot([x for x, _ in explored], [r["explore_mean_uncertainty"] for _, r in explored],
-            "s-", label="explored snapshots: mean")
+    explored = [
+        (its[k - 1]["n_labels"], r)
+        for k, r in enumerate(its)
+        if k > 0 and r.get("explore_max_uncertainty") is not None
+    ]
+    ax.plot(
+        [x for x, _ in explored],
+        [r["explore_max_uncertainty"] for _, r in explored],
+        "o-",
+        label="explored snapshots: max",
+    )
+    ax.plot(
+        [x for x, _ in explored],
+        [r["explore_mean_uncertainty"] for _, r in explored],
+        "s-",
+        label="explored snapshots: mean",
+    )
     if any(r.get("test_max_forces_std_mean") is not None for r in its):
-        ax.plot(n, [r.get("test_max_forces_std_mean") for r in its], "^-",
-                label="test set: mean of max")
-    ax.set_xlabel("number of labels the committee was trained on")
-    ax.set_ylabel("committee forces_std (eV/Å)")
+        ax.plot(
+            n, [r.get("test_max_forces_std_mean") for r in its], "^-", label="test set: mean of max"
+        )
+    ax.set_xlabel("number of labels the model was trained on")
+    ax.set_ylabel("σ (calibrated)")
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("Uncertainty against number of labels")
     out.append(("Uncertainty", _fig_to_b64(fig)))
     plt.close(fig)
+    cal = [r for r in its if r.get("test_coverage_95") is not None]
+    if cal:
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+        x = [r["n_labels"] for r in cal]
+        ax[0].plot(x, [r.get("test_coverage_95_raw") for r in cal], "o--", label="raw σ")
+        ax[0].plot(x, [r.get("test_coverage_95") for r in cal], "o-", label="calibrated σ")
+        ax[0].axhline(0.95, color="k", lw=0.8, ls=":", label="ideal")
+        ax[0].set_ylabel("test coverage of ±1.96 σ")
+        ax[0].set_ylim(0, 1.02)
+        ax[1].plot(x, [r.get("test_sigma_spearman") for r in cal], "s-", color="C2")
+        ax[1].set_ylabel("Spearman ρ(σ, |error|) on test")
+        for a in ax:
+            a.set_xlabel("number of labels")
+            a.grid(alpha=0.3)
+        ax[0].legend()
+        fig.suptitle("Calibration of the model's σ")
+        fig.tight_layout()
+        out.append(("Calibration", _fig_to_b64(fig)))
+        plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.4))
     x = [r["iteration"] for r in its]
     ax.bar([i - 0.2 for i in x], [r.get("n_selected", 0) for r in its], 0.4, label="selected")
-    ax.bar([i + 0.2 for i in x], [r.get("n_failed", 0) for r in its], 0.4, label="quarantined",
-           color="C3")
+    ax.bar(
+        [i + 0.2 for i in x],
+        [r.get("n_failed", 0) for r in its],
+        0.4,
+        label="quarantined",
+        color="C3",
+    )
     ax.set_xlabel("iteration")
     ax.set_ylabel("structures")
     ax.legend()
@@ -112,19 +149,74 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def render_html(report: dict) -> str:
-    cols = ["iteration", "n_labels", "n_selected", "n_failed", "n_above_threshold",
-            "explore_max_uncertainty", "test_energy_mae_mev_per_atom", "test_force_mae_ev_per_a",
-            "seconds"]
+# (key in the iteration record, column heading in words with units)
+ITERATION_COLUMNS = [
+    ("iteration", "iteration"),
+    ("n_labels", "labels"),
+    ("n_selected", "selected"),
+    ("n_failed", "failed"),
+    ("explore_max_uncertainty", "largest σ explored"),
+    ("walker_limit", "walker σ limit"),
+    ("test_energy_mae_mev_per_atom", "test energy MAE (meV/atom)"),
+    ("test_force_mae_ev_per_a", "test force MAE (eV/Å)"),
+    ("seconds", "wall time (s)"),
+]
+CALIBRATION_COLUMNS = [
+    ("iteration", "iteration"),
+    ("sigma_scale", "σ scale"),
+    ("new_labels_coverage_95", "95 % coverage, new labels"),
+    ("new_labels_spearman", "rank corr. σ–error, new labels"),
+    ("test_coverage_95_raw", "95 % coverage, test, raw σ"),
+    ("test_coverage_95", "95 % coverage, test, calibrated"),
+    ("test_sigma_spearman", "rank corr. σ–error, test"),
+]
+TIMING_COLUMNS = [
+    ("iteration", "iteration"),
+    ("explore_seconds", "explore (s)"),
+    ("select_seconds", "select (s)"),
+    ("label_seconds", "label (s)"),
+    ("fit_seconds", "fit (s)"),
+]
+
+
+def _table(records: list[dict], columns: list[tuple[str, str]]) -> str:
+    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>"
-        for r in report["iterations"]
+        "<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k, _ in columns) + "</tr>"
+        for r in records
     )
-    qrows = "".join(
-        f"<tr><td>{_fmt(q['key'])}</td><td>{q['iteration']}</td><td>{_fmt(q['formula'])}</td>"
-        f"<td>{_fmt(q['status'])}</td><td>{_fmt(q['reason'])}</td></tr>"
-        for q in report["quarantine"]
-    ) or "<tr><td colspan=5>none</td></tr>"
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def _sources_table(records: list[dict]) -> str:
+    """Where each iteration's selected structures came from (explorer, temperature)."""
+    rows = "".join(
+        f"<tr><td>{r['iteration']}</td><td>"
+        + html.escape(", ".join(f"{k}: {v}" for k, v in sorted(r["selected_from"].items())))
+        + "</td></tr>"
+        for r in records
+        if r.get("selected_from")
+    )
+    return (
+        f"<table><tr><th>iteration</th><th>selected from (explorer: count)</th></tr>{rows}</table>"
+    )
+
+
+def render_html(report: dict) -> str:
+    its = report["iterations"]
+    kind = next((r["sigma_kind"] for r in its if r.get("sigma_kind")), None)
+    sigma_unit = {
+        "forces": "σ: largest atomic force std (eV/Å)",
+        "energy": "σ: energy std (eV/atom)",
+    }.get(kind, "σ: committee forces_std (eV/Å)")
+    qrows = (
+        "".join(
+            f"<tr><td>{_fmt(q['key'])}</td><td>{q['iteration']}</td><td>{_fmt(q['formula'])}</td>"
+            f"<td>{_fmt(q['status'])}</td><td>{_fmt(q['reason'])}</td></tr>"
+            for q in report["quarantine"]
+        )
+        or "<tr><td colspan=5>none</td></tr>"
+    )
     imgs = "".join(
         f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}' alt='{html.escape(t)}'>"
         for t, b in _plots(report)
@@ -135,16 +227,31 @@ def render_html(report: dict) -> str:
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
 img{{max-width:100%}}</style></head><body>
 <h1>Active learning report</h1>
-<p>Run: <code>{html.escape(report['run_dir'])}</code> — generated {report['generated_at']}</p>
-<p><b>Status:</b> {'finished: ' + html.escape(str(report['stop_reason']))
-                    if report['finished'] else 'in progress / interrupted'}<br>
-<b>Labels:</b> {report['n_labels']} successful, {report['n_quarantined']} quarantined,
-{report['n_attempted']} attempted<br>
-<b>Final model:</b> <code>{_fmt(report['final_model'])}</code>
-(load with <code>matloop.load(path)</code>)</p>
+<p>Run: <code>{html.escape(report["run_dir"])}</code> — generated {report["generated_at"]}</p>
+<p><b>Status:</b> {
+        "finished: " + html.escape(str(report["stop_reason"]))
+        if report["finished"]
+        else "in progress / interrupted"
+    }<br>
+<b>Labels:</b> {report["n_labels"]} successful, {report["n_quarantined"]} quarantined,
+{report["n_attempted"]} attempted<br>
+<b>Final model:</b> <code>matloop.load("{html.escape(report["run_dir"])}")</code> gives
+{"the committee as one calculator" if len(report["final_committee"]) > 1 else "the model"}
+with its calibrated σ (files: <code>{_fmt(", ".join(report["final_committee"]))}</code>)</p>
 {imgs}
 <h2>Iterations</h2>
-<table><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>{rows}</table>
+<p>{html.escape(sigma_unit)}, calibrated by the σ scale.</p>
+{_table(its, ITERATION_COLUMNS)}
+<h2>Calibration of σ</h2>
+<p>Each iteration's new labels were predicted, with σ, by the previous model before they were
+computed; the σ scale (maximum likelihood over all such labels so far) multiplies σ. Coverage:
+fraction of errors within ±1.96 σ (ideal 0.95). Rank correlation: Spearman's ρ between σ and the
+size of the error (per atom for forces, per structure for energies).</p>
+{_table(its, CALIBRATION_COLUMNS)}
+<h2>Where the labels came from</h2>
+{_sources_table(its)}
+<h2>Time per iteration</h2>
+{_table(its, TIMING_COLUMNS)}
 <h2>Quarantine</h2>
 <table><tr><th>key</th><th>iteration</th><th>formula</th><th>status</th><th>reason</th></tr>
 {qrows}</table>
@@ -152,8 +259,9 @@ img{{max-width:100%}}</style></head><body>
 """
 
 
-def write_reports(run_dir: str | Path, state: RunState | None = None,
-                  stop_reason: str | None = None) -> dict:
+def write_reports(
+    run_dir: str | Path, state: RunState | None = None, stop_reason: str | None = None
+) -> dict:
     """Write DIR/report.json, DIR/report.html and DIR/dataset.xyz; return the report dict."""
     run_dir = Path(run_dir)
     if state is None:
@@ -169,9 +277,51 @@ def write_reports(run_dir: str | Path, state: RunState | None = None,
             a.info.pop("matloop_key", None)
         with atomic_path(run_dir / "dataset.xyz") as tmp:
             write(tmp, labelled, format="extxyz")
+    if report["final_committee"]:
+        write_final_model(run_dir, report)
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=str))
     atomic_write_text(run_dir / "report.html", render_html(report))
     return report
+
+
+def write_final_model(run_dir: Path, report: dict) -> None:
+    """DIR/final_model.json: the final model's files (relative to DIR) and its σ scale."""
+    its = report["iterations"]
+    paths = []
+    for p in report["final_committee"]:
+        p = Path(p)
+        try:
+            paths.append(str(p.resolve().relative_to(run_dir.resolve())))
+        except ValueError:
+            paths.append(str(p.resolve()))
+    record = {
+        "models": paths,
+        "sigma_scale": float(its[-1].get("sigma_scale") or 1.0),
+        "sigma_kind": its[-1].get("sigma_kind"),
+    }
+    atomic_write_text(run_dir / "final_model.json", json.dumps(record, indent=2))
+
+
+def load_final_model(run_dir: str | Path, **kwargs: Any):
+    """The final model of a run: one model with its own σ, or the committee (calibrated σ)."""
+    import matloop
+    from matloop.errors import DataError
+
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "final_model.json").read_text())
+        paths = [run_dir / p for p in record["models"]]
+        scale = float(record.get("sigma_scale") or 1.0)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{run_dir / 'final_model.json'} is unreadable: {exc}") from exc
+    if len(paths) == 1:
+        return matloop.load(paths[0], **kwargs)
+    from matloop.calculators.committee import CommitteeCalculator
+
+    members = [matloop.load(p, **kwargs) for p in paths]
+    # σ is calibrated on force errors (committees publish forces_std); energy_std stays raw
+    forces_scale = scale if record.get("sigma_kind") in (None, "forces") else 1.0
+    return CommitteeCalculator(members, forces_scale=forces_scale)
 
 
 def open_state(run_dir: str | Path) -> RunState:

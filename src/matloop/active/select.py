@@ -1,9 +1,17 @@
-"""Choose which explored snapshots to label: above an uncertainty threshold, then diverse.
+"""Choose which explored snapshots to label: informative and diverse batches.
 
-Diversity is farthest-point sampling (FPS) in a per-structure descriptor space: the model's
-per-atom descriptors (``calc.get_descriptors``) averaged over atoms of each element, or a simple
-smeared radial distribution when the calculator has none. Already labelled structures count as
-chosen points, so new picks are far from the training set as well as from each other.
+Methods (``method``):
+
+- ``fps``: snapshots above an uncertainty threshold, then farthest-point sampling (FPS) in a
+  per-structure descriptor space: the model's per-atom descriptors (``calc.get_descriptors``)
+  averaged over atoms of each element, or a smeared radial distribution when the calculator has
+  none. Already labelled structures count as chosen points.
+- ``sigma_fps``: greedy, each pick maximising σ × (distance to the nearest chosen or labelled
+  structure) in the same space: uncertain and diverse at once.
+- ``dopt``: greedy D-optimal design in the model's per-atom feature space (for linear models the
+  energy is features · coefficients): each pick maximises the information gain
+  log det(I + Φ_c A⁻¹ Φ_cᵀ) of its atoms' features Φ_c given A = λI + Σ ΦᵀΦ over the labelled
+  structures' atoms and the picks so far — new local environments, not repeats of one.
 """
 
 from __future__ import annotations
@@ -14,8 +22,9 @@ import numpy as np
 from ase import Atoms
 
 
-def simple_descriptor(atoms: Atoms, cutoff: float = 6.0, n_bins: int = 30,
-                      width: float = 0.15) -> np.ndarray:
+def simple_descriptor(
+    atoms: Atoms, cutoff: float = 6.0, n_bins: int = 30, width: float = 0.15
+) -> np.ndarray:
     """Gaussian-smeared radial distribution per atom, averaged (one vector per element pair)."""
     from ase.neighborlist import neighbor_list
 
@@ -65,8 +74,9 @@ def farthest_point_sampling(
     n = min(n, m)
     if n <= 0:
         return []
-    allx = candidates if existing is None or len(existing) == 0 else np.vstack([candidates,
-                                                                               existing])
+    allx = (
+        candidates if existing is None or len(existing) == 0 else np.vstack([candidates, existing])
+    )
     mu = allx.mean(0)
     sd = allx.std(0)
     sd[sd < 1e-12] = 1.0
@@ -92,6 +102,13 @@ def farthest_point_sampling(
     return chosen
 
 
+def _subsample(labelled: Sequence[Atoms], n: int = 200) -> list[Atoms]:
+    pool = list(labelled)
+    if len(pool) > n:
+        pool = [pool[i] for i in np.linspace(0, len(pool) - 1, n).astype(int)]
+    return pool
+
+
 def select_candidates(
     snapshots: Sequence[Atoms],
     uncertainties: Sequence[float],
@@ -102,22 +119,130 @@ def select_candidates(
     descriptor: str = "auto",
     calc=None,
     labelled: Sequence[Atoms] = (),
+    method: str = "fps",
 ) -> list[int]:
     """Indices of the snapshots to label (most uncertain first when diversity is 'none')."""
     unc = np.asarray(uncertainties, dtype=float)
-    above = [i for i in np.argsort(-unc) if unc[i] > threshold]
+    above = [int(i) for i in np.argsort(-unc) if unc[i] > threshold]
     if not above or max_n <= 0:
         return []
+    if method == "auto":
+        from matloop.active.uncertainty import has_linear_features
+
+        method = "dopt" if calc is not None and has_linear_features(calc) else "sigma_fps"
+    if method == "dopt":
+        return dopt_select([snapshots[i] for i in above], calc, max_n, labelled, above)
     if diversity == "none" or len(above) <= 1:
-        return [int(i) for i in above[:max_n]]
+        return above[:max_n]
     desc = np.array([structure_descriptor(snapshots[i], calc, descriptor) for i in above])
     existing = None
     if labelled:
-        pool = list(labelled)
-        if len(pool) > 200:
-            pool = [pool[i] for i in np.linspace(0, len(pool) - 1, 200).astype(int)]
-        existing = np.array([structure_descriptor(a, calc, descriptor) for a in pool])
+        existing = np.array(
+            [structure_descriptor(a, calc, descriptor) for a in _subsample(labelled)]
+        )
         if existing.shape[1] != desc.shape[1]:
             existing = None
-    picks = farthest_point_sampling(desc, max_n, existing, first=0)
-    return [int(above[p]) for p in picks]
+    if method == "sigma_fps":
+        picks = sigma_fps(desc, unc[above], max_n, existing)
+    else:
+        picks = farthest_point_sampling(desc, max_n, existing, first=0)
+    return [above[p] for p in picks]
+
+
+def sigma_fps(
+    candidates: np.ndarray, sigma: np.ndarray, n: int, existing: np.ndarray | None = None
+) -> list[int]:
+    """Greedy picks maximising σ × distance to the nearest chosen/existing point (standardised
+    descriptor space); the first pick without `existing` is the most uncertain."""
+    allx = (
+        candidates if existing is None or len(existing) == 0 else np.vstack([candidates, existing])
+    )
+    mu, sd = allx.mean(0), allx.std(0)
+    sd[sd < 1e-12] = 1.0
+    x = (candidates - mu) / sd
+    dmin = np.full(len(x), np.inf)
+    if existing is not None and len(existing):
+        e = (existing - mu) / sd
+        for chunk in np.array_split(e, max(1, len(e) // 256)):
+            dmin = np.minimum(dmin, np.linalg.norm(x[:, None] - chunk[None], axis=-1).min(1))
+    sigma = np.maximum(np.asarray(sigma, dtype=float), 1e-300)
+    chosen: list[int] = []
+    while len(chosen) < min(n, len(x)):
+        score = sigma * np.where(np.isfinite(dmin), dmin, 1.0)
+        score[chosen] = -np.inf
+        k = int(np.argmax(score))
+        if not np.isfinite(score[k]) or (chosen and dmin[k] <= 1e-12):
+            break
+        chosen.append(k)
+        dmin = np.minimum(dmin, np.linalg.norm(x - x[k], axis=1))
+    return chosen
+
+
+def information_gains(features: Sequence[np.ndarray], info: np.ndarray) -> np.ndarray:
+    """log det(I + Φ A⁻¹ Φᵀ) of each per-atom feature block Φ (n_atoms, P) given A (P, P)."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    factor = cho_factor(info, lower=True)
+    gains = np.empty(len(features))
+    for k, phi in enumerate(features):
+        m = np.eye(len(phi)) + phi @ cho_solve(factor, phi.T)
+        gains[k] = np.linalg.slogdet(m)[1]
+    return gains
+
+
+def dopt_select(
+    candidates: Sequence[Atoms],
+    calc,
+    n: int,
+    labelled: Sequence[Atoms] = (),
+    index: Sequence[int] | None = None,
+    ridge: float = 1e-3,
+) -> list[int]:
+    """Greedy D-optimal batch: indices (into `index`, default 0..) of `n` candidate structures.
+
+    Features are the calculator's per-atom features (:func:`~matloop.active.uncertainty.
+    atom_features`), standardised by the labelled atoms' spread for models whose features are
+    not linear coefficients; A starts at ridge·trace-scaled identity plus the labelled atoms'
+    ΦᵀΦ and grows with every pick.
+    """
+    from matloop.active.uncertainty import atom_features, has_linear_features
+
+    index = list(range(len(candidates))) if index is None else list(index)
+    feats = [atom_features(calc, a) for a in candidates]
+    if any(f is None for f in feats):
+        from matloop.errors import ConfigError
+
+        raise ConfigError("selection 'dopt' needs a model with per-atom features")
+    train = [atom_features(calc, a) for a in _subsample(labelled, 400)]
+    ref = np.vstack(train) if train else np.vstack(feats)
+    if not has_linear_features(calc):
+        mu, sd = ref.mean(0), ref.std(0)
+        sd[sd < 1e-12] = 1.0
+        feats = [(f - mu) / sd for f in feats]
+        train = [(f - mu) / sd for f in train]
+    return [index[k] for k in dopt_greedy(feats, train, n, ridge)]
+
+
+def dopt_greedy(
+    features: Sequence[np.ndarray], known: Sequence[np.ndarray], n: int, ridge: float = 1e-3
+) -> list[int]:
+    """Greedy D-optimal choice of `n` feature blocks (n_atoms, P) given the `known` blocks.
+
+    A = ridge·(trace/P)·I + Σ_known ΦᵀΦ; each pick maximises log det(I + Φ A⁻¹ Φᵀ), then joins A.
+    """
+    p = features[0].shape[1]
+    info = np.zeros((p, p))
+    for f in known:
+        info += f.T @ f
+    scale = np.trace(info) / p if np.trace(info) > 0 else 1.0
+    info += ridge * scale * np.eye(p)
+    chosen: list[int] = []
+    while len(chosen) < min(n, len(features)):
+        gains = information_gains(features, info)
+        gains[chosen] = -np.inf
+        k = int(np.argmax(gains))
+        if not np.isfinite(gains[k]):
+            break
+        chosen.append(k)
+        info += features[k].T @ features[k]
+    return chosen

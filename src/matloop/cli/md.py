@@ -51,16 +51,76 @@ def md_command(
     traj_interval: int | None = typer.Option(None, help="Steps between trajectory frames."),
     summary_json: Path | None = typer.Option(None, "--json", help="Write the run summary here."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    max_uncertainty: float | None = typer.Option(
+        None,
+        "--max-uncertainty",
+        help="Stop when the model's σ exceeds this (eV/Å: largest atomic force std; eV/atom "
+        "for models with only an energy std), writing the offending frame.",
+    ),
+    uncertainty_interval: int | None = typer.Option(
+        None,
+        "--uncertainty-interval",
+        min=1,
+        help="Steps between uncertainty checks (default 10 with --max-uncertainty, else 100).",
+    ),
+    uncertain_frame: Path | None = typer.Option(
+        None,
+        "--uncertain-frame",
+        help="Where the frame that passed --max-uncertainty goes (default: uncertain_frame.xyz "
+        "beside --traj, or in the current folder).",
+    ),
+    learn: bool = typer.Option(
+        False,
+        "--learn",
+        help="On-the-fly learning: when σ passes --max-uncertainty, label the frame with "
+        "--reference, refit and continue (rerun to resume).",
+    ),
+    reference: str | None = typer.Option(
+        None, "--reference", help="Reference calculator for --learn (emt, kumagai, ...)."
+    ),
+    train_data: Path | None = typer.Option(
+        None, "--train-data", help="Labels the model was fitted on (--learn refits on them)."
+    ),
+    learn_dir: Path = typer.Option(
+        Path("otf-run"), "--learn-dir", help="Folder of --learn's labels, models, checkpoint."
+    ),
+    max_labels: int = typer.Option(200, "--max-labels", min=1, help="Labels --learn may add."),
 ) -> None:
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
     _warn_hook()
+    if learn:
+        _learn(
+            model,
+            structure,
+            ensemble,
+            temperature,
+            pressure,
+            timestep,
+            steps,
+            seed,
+            thermostat,
+            barostat,
+            max_uncertainty,
+            uncertainty_interval,
+            reference,
+            train_data,
+            learn_dir,
+            max_labels,
+            traj,
+            log,
+        )
+        return
     from matloop.md import check_elements, read_structure, run_md
+    from matloop.md.guard import UncertaintyGuard
     from matloop.utils.files import atomic_write_text
 
     atoms = read_structure(structure)
     _check_structure(atoms, structure)
     calc = _calculator(model)
     check_elements(atoms, calc, model, where=str(structure))
+    guard = UncertaintyGuard.for_cli(calc, max_uncertainty, uncertain_frame, traj)
+    if uncertainty_interval is None:  # a warning-only check need not slow MD down
+        uncertainty_interval = 10 if max_uncertainty is not None else 100
     result = run_md(
         atoms,
         calc,
@@ -77,8 +137,12 @@ def md_command(
         barostat=barostat,
         log_interval=log_interval,
         traj_interval=traj_interval,
+        observe=guard,
+        observe_interval=uncertainty_interval,
     )
     s = result.summary()
+    if guard is not None:
+        s.update(guard.summary())
     typer.echo(
         f"{s['ensemble'].upper()} {s['n_atoms']} atoms, {s['steps']} steps × {timestep:g} fs "
         f"= {s['duration_ps']:g} ps in {s['seconds']:.1f} s "
@@ -95,6 +159,56 @@ def md_command(
             typer.echo(f"{label}: {path}")
     if summary_json is not None:
         atomic_write_text(summary_json, json.dumps(s, indent=2) + "\n")
+    if guard is not None:
+        guard.finish()
+
+
+def _learn(
+    model,
+    structure,
+    ensemble,
+    temperature,
+    pressure,
+    timestep,
+    steps,
+    seed,
+    thermostat,
+    barostat,
+    max_uncertainty,
+    interval,
+    reference,
+    train_data,
+    learn_dir,
+    max_labels,
+    traj,
+    log,
+) -> None:
+    """`matloop md --learn`: on-the-fly learning (see :mod:`matloop.active.onthefly`)."""
+    from matloop.active.onthefly import OnTheFlyLearner, OnTheFlySettings, summarise
+    from matloop.errors import ConfigError
+    from matloop.md import read_structure
+
+    if reference is None or max_uncertainty is None:
+        raise ConfigError("--learn needs --reference CALC and --max-uncertainty X")
+    if traj is not None or log is not None:
+        raise ConfigError(f"--learn writes its log and checkpoint in --learn-dir ({learn_dir})")
+    settings = OnTheFlySettings(
+        reference=reference,
+        threshold=max_uncertainty,
+        ensemble=ensemble,
+        temperature_k=temperature,
+        pressure_gpa=pressure,
+        timestep_fs=timestep,
+        steps=steps,
+        seed=seed,
+        check_interval=interval or 10,
+        max_labels=max_labels,
+        thermostat=thermostat,
+        barostat=barostat,
+    )
+    state = OnTheFlyLearner(learn_dir, settings).run(model, read_structure(structure), train_data)
+    typer.echo(summarise(state, timestep))
+    typer.echo(f"labels: {learn_dir / 'labels.xyz'}; state: {learn_dir / 'state.json'}")
 
 
 def validate_command(

@@ -12,7 +12,7 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -370,6 +370,15 @@ class _TrajWriter:
             self._fd.close()
 
 
+Observer = Callable[[int, Atoms], "str | None"]
+
+
+def _set_target_temperature(dyn: Any, temperature_k: float) -> None:
+    """Move a thermostat's target (Langevin, Berendsen); other integrators keep theirs."""
+    if hasattr(dyn, "set_temperature"):
+        dyn.set_temperature(temperature_K=temperature_k)
+
+
 @contextlib.contextmanager
 def _maybe_atomic(path: str | Path | None) -> Iterator[Path | None]:
     if path is None:
@@ -403,6 +412,9 @@ def run_md(
     pdamp_fs: float | None = None,
     max_force_ev_per_a: float | None = 1000.0,
     keep_frames: bool = False,
+    observe: Observer | None = None,
+    observe_interval: int | None = None,
+    temperature_end_k: float | None = None,
 ) -> MDResult:
     """Run MD of a copy of `atoms` with `calculator` and return the log and the final structure.
 
@@ -416,6 +428,12 @@ def run_md(
     carries ``info["time_ps"]``) are written atomically at the end. The run stops with a
     :class:`MatloopError` if energies become non-finite or a force exceeds `max_force_ev_per_a`
     (an exploding simulation).
+
+    `observe(step, atoms)` is called every `observe_interval` steps (default: the log interval)
+    on the live structure; a returned string stops the run there, and becomes
+    ``result.extra["stopped"]`` (``"steps"`` when the run went to the end). With
+    `temperature_end_k`, the thermostat target goes linearly from `temperature_k` to it (NVT and
+    Berendsen NPT), updated at every observation or log row.
     """
     name = calculator if isinstance(calculator, str) else type(calculator).__name__
     if isinstance(calculator, str):
@@ -430,8 +448,14 @@ def run_md(
         log_interval = max(1, steps // 1000)
     if traj_interval is None:
         traj_interval = max(1, steps // 200)
-    if log_interval <= 0 or traj_interval <= 0:
-        raise ConfigError("log_interval and traj_interval must be positive")
+    if observe_interval is None:
+        observe_interval = log_interval
+    if log_interval <= 0 or traj_interval <= 0 or observe_interval <= 0:
+        raise ConfigError("log_interval, traj_interval and observe_interval must be positive")
+    if temperature_end_k is not None and not (
+        temperature_end_k > 0 and math.isfinite(temperature_end_k)
+    ):
+        raise ConfigError(f"the final temperature must be > 0 K, got {temperature_end_k!r}")
 
     atoms = atoms.copy()
     atoms.calc = calculator
@@ -465,6 +489,7 @@ def run_md(
     n = len(atoms)
     rows: list[tuple[float, ...]] = []
     kept: list[Atoms] = []
+    stopped = "steps"
 
     def keep(step: int) -> None:
         if keep_frames:
@@ -509,6 +534,12 @@ def run_md(
                 chunk = min(log_interval - done % log_interval, steps - done)
                 if writer is not None or keep_frames:
                     chunk = min(chunk, traj_interval - done % traj_interval)
+                if observe is not None or temperature_end_k is not None:
+                    chunk = min(chunk, observe_interval - done % observe_interval)
+                if temperature_end_k is not None:
+                    _set_target_temperature(
+                        dyn, temperature_k + (temperature_end_k - temperature_k) * done / steps
+                    )
                 dyn.run(chunk)
                 done += chunk
                 bar.update(chunk)
@@ -533,6 +564,13 @@ def run_md(
                 if writer is not None and done % traj_interval == 0:
                     atoms.info["time_ps"] = done * timestep_fs / 1000.0
                     writer.write(atoms)
+                if observe is not None and done % observe_interval == 0:
+                    why = observe(done, atoms)
+                    if why:
+                        stopped = str(why)
+                        if rows[-1][0] != done * timestep_fs / 1000.0:
+                            record(done)
+                        break
             bar.close()
         finally:
             if writer is not None:
@@ -550,7 +588,9 @@ def run_md(
             np.savetxt(log_tmp, data, header=header, fmt="%.10g")
 
     atoms.info.pop("time_ps", None)
-    extra: dict[str, Any] = {"seed": seed}
+    extra: dict[str, Any] = {"seed": seed, "stopped": stopped}
+    if temperature_end_k is not None:
+        extra["temperature_end_k"] = temperature_end_k
     if ens == "nvt":
         extra["thermostat"] = thermostat
     if ens == "npt":
@@ -559,7 +599,7 @@ def run_md(
     return MDResult(
         ensemble=ens,
         n_atoms=n,
-        steps=steps,
+        steps=done,
         timestep_fs=float(timestep_fs),
         time_ps=data[:, 0],
         temperature_k=data[:, 1],

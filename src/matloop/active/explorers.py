@@ -1,0 +1,233 @@
+"""Pluggable pieces of an active-learning strategy: starting-set generators and their configs.
+
+Each generator is a pydantic section with a ``kind`` and a ``generate(starts, n, rng)`` method
+that returns `n` unlabelled structures (``info["explorer"]`` says which generator made them).
+The ``strategy`` section of the loop's config lists them under ``starts`` with weights: the
+``initial.n_label`` first labels are shared among them in proportion to ``weight``.
+
+Units: Å, K, fs, GPa; strains are dimensionless linear strains.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Annotated, Literal
+
+import numpy as np
+from ase import Atoms
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _pick(starts: list[Atoms], rng: np.random.Generator) -> Atoms:
+    atoms = starts[int(rng.integers(len(starts)))].copy()
+    atoms.calc = None
+    return atoms
+
+
+def _min_distance(atoms: Atoms) -> float:
+    from ase.neighborlist import neighbor_list
+
+    d = neighbor_list("d", atoms, 6.0)
+    return float(d.min()) if len(d) else 2.0
+
+
+def _rattle(atoms: Atoms, amount: float, rng: np.random.Generator) -> None:
+    if amount > 0:
+        atoms.positions += rng.normal(0.0, amount, atoms.positions.shape)
+
+
+class RattleStarts(_Strict):
+    """Copies of the starting structures with Gaussian displacements (the classic start)."""
+
+    kind: Literal["rattle"] = "rattle"
+    weight: float = Field(1.0, gt=0)
+    rattle: float = Field(0.05, ge=0, description="displacement std (Å)")
+
+    def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
+        out = []
+        for i in range(n):
+            atoms = starts[i % len(starts)].copy()
+            atoms.calc = None
+            _rattle(atoms, self.rattle, rng)
+            out.append(atoms)
+        return out
+
+
+class StrainStarts(_Strict):
+    """Cells under random strain (isotropic and shear up to `max_strain`), lightly rattled."""
+
+    kind: Literal["strain"] = "strain"
+    weight: float = Field(1.0, gt=0)
+    max_strain: float = Field(0.04, gt=0, lt=0.5, description="largest strain component")
+    rattle: float = Field(0.03, ge=0, description="Å")
+
+    def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
+        out = []
+        for _ in range(n):
+            atoms = _pick(starts, rng)
+            if atoms.pbc.all():
+                eps = rng.uniform(-self.max_strain, self.max_strain, (3, 3))
+                eps = 0.5 * (eps + eps.T)
+                atoms.set_cell(atoms.cell @ (np.eye(3) + eps), scale_atoms=True)
+            _rattle(atoms, self.rattle, rng)
+            out.append(atoms)
+        return out
+
+
+class VacancyStarts(_Strict):
+    """Starting structures with `n_vacancies` random atoms removed, lightly rattled."""
+
+    kind: Literal["vacancy"] = "vacancy"
+    weight: float = Field(1.0, gt=0)
+    n_vacancies: int = Field(1, ge=1)
+    rattle: float = Field(0.05, ge=0, description="Å")
+
+    def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
+        out = []
+        for _ in range(n):
+            atoms = _pick(starts, rng)
+            k = min(self.n_vacancies, len(atoms) - 1)
+            del atoms[sorted(rng.choice(len(atoms), k, replace=False).tolist())]
+            _rattle(atoms, self.rattle, rng)
+            out.append(atoms)
+        return out
+
+
+class RandomPackingStarts(_Strict):
+    """Random positions in a starting cell (its composition and density) with a minimum
+    interatomic distance: disordered, liquid-like structures."""
+
+    kind: Literal["random_packing"] = "random_packing"
+    weight: float = Field(1.0, gt=0)
+    min_distance: float | None = Field(
+        None, gt=0, description="Å; default 0.7 × the start's nearest-neighbour distance"
+    )
+    max_tries: int = Field(2000, ge=1, description="random draws per atom before giving up")
+
+    def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
+        return [self._pack(_pick(starts, rng), rng) for _ in range(n)]
+
+    def _pack(self, atoms: Atoms, rng: np.random.Generator) -> Atoms:
+        from ase.geometry import get_distances
+
+        from matloop.errors import ConfigError
+
+        dmin = self.min_distance or 0.7 * _min_distance(atoms)
+        placed = np.zeros((0, 3))
+        for _ in range(len(atoms)):
+            for _ in range(self.max_tries):
+                trial = rng.random(3) @ atoms.cell.array
+                if len(placed) == 0:
+                    break
+                _, d = get_distances(trial, placed, cell=atoms.cell, pbc=atoms.pbc)
+                if d.min() >= dmin:
+                    break
+            else:
+                raise ConfigError(
+                    f"random_packing: cannot place {len(atoms)} atoms {dmin:.2f} Å "
+                    "apart in the starting cell; lower min_distance"
+                )
+            placed = np.vstack([placed, trial])
+        atoms.positions = placed
+        return atoms
+
+
+class FoundationMDStarts(_Strict):
+    """Snapshots of short MD with a cheap model (a foundation model such as ``chgnet``, or any
+    calculator name) at the target temperatures; the `n` kept are the most diverse."""
+
+    kind: Literal["foundation_md"] = "foundation_md"
+    weight: float = Field(1.0, gt=0)
+    model: str = Field("chgnet", description="calculator name or model file")
+    temperatures: list[float] = Field(default_factory=lambda: [300.0], description="K")
+    steps: int = Field(200, ge=1, description="MD steps per temperature")
+    timestep_fs: float = Field(2.0, gt=0)
+    sample_interval: int = Field(10, ge=1, description="steps between candidate snapshots")
+
+    def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
+        from matloop.active.select import farthest_point_sampling, simple_descriptor
+        from matloop.calculators import resolve_calculator
+
+        calc = resolve_calculator(self.model)
+        pool: list[Atoms] = []
+        for temperature in self.temperatures:
+            with warnings.catch_warnings():
+                # CHGNet's pymatgen conversion warns at every step about ASE's FixCom
+                warnings.filterwarnings("ignore", message="Only FixAtoms")
+                res = self._md(_pick(starts, rng), calc, temperature, rng)
+            for frame in res.frames[1:]:
+                frame.calc = None
+                frame.set_velocities(np.zeros((len(frame), 3)))
+                frame.info.pop("time_ps", None)
+                frame.info["temperature"] = float(temperature)
+                pool.append(frame)
+        desc = np.array([simple_descriptor(a) for a in pool])
+        first = int(rng.integers(len(pool)))
+        return [pool[i] for i in farthest_point_sampling(desc, n, first=first)]
+
+    def _md(self, atoms: Atoms, calc, temperature: float, rng: np.random.Generator):
+        from matloop.md import run_md
+
+        return run_md(
+            atoms,
+            calc,
+            ensemble="nvt",
+            temperature_k=temperature,
+            timestep_fs=self.timestep_fs,
+            steps=self.steps,
+            progress=False,
+            seed=int(rng.integers(2**31)),
+            keep_frames=True,
+            traj_interval=self.sample_interval,
+            log_interval=self.steps,
+        )
+
+
+StartGenerator = Annotated[
+    RattleStarts | StrainStarts | VacancyStarts | RandomPackingStarts | FoundationMDStarts,
+    Field(discriminator="kind"),
+]
+
+
+class StrategyConfig(_Strict):
+    """How the loop starts, explores and selects (beyond the plain ``explore`` walkers).
+
+    ``starts``: generators of the first ``initial.n_label`` structures (empty: rattled copies,
+    ``initial.rattle``). ``walker_stop_factor``: a walker stops when the calibrated σ of a
+    snapshot exceeds this many times the median calibrated σ of the labelled structures
+    (replaces the fixed ``explore.uncertainty_limit``). ``ramp_from_k``: walkers heat linearly
+    from this temperature to their target. ``selection``: ``fps`` (uncertain, then farthest-point
+    in descriptor space; the classic), ``sigma_fps`` (σ × distance to the chosen and labelled
+    structures), ``dopt`` (greedy D-optimal information gain in the model's per-atom feature
+    space), ``auto`` (``dopt`` for models with linear features, else ``sigma_fps``).
+    ``calibrate``: fit a factor on σ from the labels in hand every iteration.
+    """
+
+    starts: list[StartGenerator] = Field(default_factory=list)
+    walker_stop_factor: float | None = Field(None, gt=1.0)
+    ramp_from_k: float | None = Field(None, gt=0, description="K")
+    selection: Literal["fps", "sigma_fps", "dopt", "auto"] = "fps"
+    calibrate: bool = True
+
+
+def initial_structures(
+    generators: list, starts: list[Atoms], n: int, rng: np.random.Generator
+) -> list[Atoms]:
+    """`n` structures shared among `generators` in proportion to their weights."""
+    weights = np.array([g.weight for g in generators], dtype=float)
+    share = weights / weights.sum() * n
+    counts = np.floor(share).astype(int)
+    for k in np.argsort(-(share - counts))[: n - counts.sum()]:
+        counts[k] += 1
+    out: list[Atoms] = []
+    for gen, count in zip(generators, counts, strict=True):
+        if count == 0:
+            continue
+        for atoms in gen.generate(starts, int(count), rng):
+            atoms.info["explorer"] = gen.kind
+            out.append(atoms)
+    return out

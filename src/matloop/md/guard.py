@@ -1,0 +1,116 @@
+"""Watch a model's uncertainty during MD (an observer for :func:`matloop.md.run_md`).
+
+σ comes from :func:`matloop.active.uncertainty.predict_uncertainty`: the largest atomic force
+std (eV/Å; committees, ``ace``) or the energy std (eV/atom; ``kernel``). The guard warns once when
+a linear model's extrapolation grade passes 1 (the structure is outside its training set), and
+with a limit it stops the run at the first check whose σ passes it, writing that frame.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from matloop.active.uncertainty import predict_uncertainty, uncertainty_kind
+from matloop.errors import ConfigError, MatloopError
+
+UNITS = {"forces": "eV/Å (largest atomic force std)", "energy": "eV/atom (energy std)"}
+
+
+class UncertaintyGuard:
+    """Observer: ``guard(step, atoms)`` returns ``"max_uncertainty"`` to stop the run."""
+
+    def __init__(
+        self,
+        calc: Any,
+        max_uncertainty: float | None = None,
+        frame_path: str | Path | None = None,
+        timestep_fs: float | None = None,
+    ) -> None:
+        self.calc = calc
+        self.kind = uncertainty_kind(calc)
+        if self.kind is None:
+            raise ConfigError(
+                "--max-uncertainty needs a model with an uncertainty (a committee, the kernel "
+                "or the ace family)"
+            )
+        if max_uncertainty is not None and not max_uncertainty > 0:
+            raise ConfigError(f"--max-uncertainty must be > 0, got {max_uncertainty!r}")
+        self.limit = max_uncertainty
+        self.frame_path = Path(frame_path) if frame_path is not None else None
+        if self.limit is not None and self.frame_path is not None and self.frame_path.exists():
+            raise ConfigError(f"{self.frame_path} exists; remove it or choose --uncertain-frame")
+        self.max_seen = 0.0
+        self.max_grade: float | None = None
+        self.stopped_at: tuple[int, float] | None = None
+        self._warned = False
+
+    @classmethod
+    def for_cli(
+        cls, calc: Any, max_uncertainty: float | None, frame: Path | None, traj: Path | None
+    ) -> UncertaintyGuard | None:
+        """The guard `matloop md` uses: None for a model without σ and no limit asked."""
+        if uncertainty_kind(calc) is None and max_uncertainty is None:
+            return None
+        if frame is None:
+            folder = traj.parent if traj is not None else Path(".")
+            frame = folder / "uncertain_frame.xyz"
+        return cls(calc, max_uncertainty, frame)
+
+    def __call__(self, step: int, atoms: Atoms) -> str | None:
+        unc = predict_uncertainty(self.calc, atoms)
+        self.max_seen = max(self.max_seen, unc.structure)
+        if unc.grade is not None and unc.grade.size:
+            grade = float(unc.grade.max())
+            self.max_grade = grade if self.max_grade is None else max(self.max_grade, grade)
+            if grade > 1.0 and not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"step {step}: extrapolation grade {grade:.2f} > 1 — the model is "
+                    f"extrapolating (σ = {unc.structure:.3g} {UNITS[unc.kind]})",
+                    stacklevel=2,
+                )
+        if self.limit is not None and unc.structure > self.limit:
+            self.stopped_at = (step, unc.structure)
+            self._write(atoms, step, unc.structure, unc.atoms)
+            return "max_uncertainty"
+        return None
+
+    def _write(self, atoms: Atoms, step: int, sigma: float, per_atom: np.ndarray) -> None:
+        from ase.io import write
+
+        from matloop.utils.files import atomic_path
+
+        if self.frame_path is None:
+            return
+        frame = atoms.copy()
+        frame.set_constraint()
+        frame.calc = None
+        frame.info.update(md_step=int(step), sigma=float(sigma), sigma_kind=self.kind)
+        frame.arrays["sigma"] = np.asarray(per_atom, dtype=float)
+        with atomic_path(self.frame_path) as tmp:
+            write(tmp, frame, format="extxyz")
+
+    def summary(self) -> dict[str, Any]:
+        """Largest σ seen (and grade), and where the run stopped."""
+        out: dict[str, Any] = {"max_uncertainty_seen": self.max_seen, "uncertainty_kind": self.kind}
+        if self.max_grade is not None:
+            out["max_extrapolation_grade"] = self.max_grade
+        if self.stopped_at is not None:
+            out["stopped_at_step"] = self.stopped_at[0]
+        return out
+
+    def finish(self) -> None:
+        """Raise the one-line error of a run stopped by the limit (after outputs are written)."""
+        if self.stopped_at is None:
+            return
+        step, sigma = self.stopped_at
+        where = f"; frame written to {self.frame_path}" if self.frame_path else ""
+        raise MatloopError(
+            f"stopped at step {step}: σ = {sigma:.3g} {UNITS[self.kind or 'forces']} exceeds "
+            f"--max-uncertainty {self.limit:g}{where}"
+        )
