@@ -38,6 +38,7 @@ def _register() -> None:
     eos.register(app)
     surrogate.register(app)
     design.register(app)
+    __import__("matloop.cli.property", fromlist=["register"]).register(app)
 
 
 _register()
