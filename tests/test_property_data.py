@@ -143,3 +143,15 @@ def test_duplicates_find_rotated_translated_copy():
     assert [len(ds.structures) in g for g in groups].count(True) == 1
     (group,) = [g for g in groups if len(ds.structures) in g]
     assert 5 in group
+
+
+def test_ase_db_properties_from_key_value_pairs(tmp_path):
+    from ase.db import connect
+
+    ds = make_crystals(n_strain=1, alloys=False, metals=("Cu", "Al"))
+    with connect(tmp_path / "set.db") as db:
+        for i, a in enumerate(ds.structures):
+            db.write(a, id_name=ds.ids[i], e=float(ds.target("energy_per_atom")[i]))
+    back = read_dataset(tmp_path / "set.db", id_key="id_name", units={"e": "eV/atom"})
+    assert back.ids == ds.ids and back.unit("e") == "eV/atom"
+    np.testing.assert_allclose(back.target("e"), ds.target("energy_per_atom"))
