@@ -14,8 +14,8 @@ FAST_CGCNN = {
     "atom_dim": 32,
     "hidden_dim": 48,
     "n_conv": 2,
-    "epochs": 60,
-    "patience": 60,
+    "epochs": 40,
+    "patience": 40,
     "n_members": 2,
     "mc_samples": 3,
     "batch_size": 32,
@@ -49,11 +49,11 @@ def test_cgcnn_learns_volume_and_calibrates(cgcnn, crystals):
 
 
 def test_gbt_learns_emt_energy(crystals):
-    model = GBTBaseline(target="energy_per_atom", params={"max_iter": 150}).fit(crystals)
+    model = GBTBaseline(target="energy_per_atom", params={"max_iter": 100}).fit(crystals)
     mae, mae_mean = _mae_vs_mean(model, crystals, "energy_per_atom")
     assert mae < 0.6 * mae_mean  # eV/atom
     ens = GBTBaseline(
-        target="energy_per_atom", params={"max_iter": 80, "uncertainty": "ensemble", "n_members": 3}
+        target="energy_per_atom", params={"max_iter": 40, "uncertainty": "ensemble", "n_members": 3}
     ).fit(crystals)
     assert (ens.predict(crystals, return_std=True)[1] > 0).all()
 
@@ -68,7 +68,7 @@ def test_multi_target_cgcnn(crystals):
 
 @pytest.mark.parametrize("cls", [CrystalGraphModel, GBTBaseline])
 def test_classification_of_structure_type(cls, crystals):
-    params = {**FAST_CGCNN, "epochs": 40} if cls is CrystalGraphModel else {"max_iter": 60}
+    params = {**FAST_CGCNN, "epochs": 30} if cls is CrystalGraphModel else {"max_iter": 60}
     model = cls(target="structure", task="classification", params=params).fit(crystals)
     proba = model.predict_proba(crystals)
     assert proba.shape == (len(crystals), 5)
@@ -116,9 +116,10 @@ def test_exported_forest_matches_sklearn(crystals):
     from matloop.property.estimators import export_forest, forest_raw
     from matloop.property.features import descriptor_matrix
 
-    X = descriptor_matrix(crystals.structures)
+    part = crystals.subset(range(0, len(crystals), 2))
+    X = descriptor_matrix(part.structures)
     X[::7, -1] = np.nan  # missing values take the learnt branch
-    y = crystals.target("energy_per_atom")
+    y = part.target("energy_per_atom")
     est = HistGradientBoostingRegressor(max_iter=40).fit(X, y)
     np.testing.assert_allclose(forest_raw(export_forest(est), X)[:, 0], est.predict(X), rtol=1e-10)
 
