@@ -180,9 +180,34 @@ def run_one(name, spec, split_name, idx, kind, args) -> dict:
     return result
 
 
+def table(results: dict) -> str:
+    """Markdown table of the runs in `results` (the JSON this script writes)."""
+    head = (
+        "| task | split | model | n train/test | MAE or ROC-AUC | R² or acc. | 95 % cov. "
+        "| OOD flagged / precision / base | train s | load | published (Matbench MAE) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for r in results["runs"]:
+        if "mae" in r:
+            main_, second = f"{r['mae']:.4g} {r['unit']}", f"{r['r2']:.3f}"
+            cov = f"{r['coverage_95']:.2f}"
+        else:
+            main_, second, cov = f"{r['roc_auc']:.3f}", f"{r['accuracy']:.3f}", "–"
+        o = r["ood"]
+        ood = f"{o['flag_rate']:.2f} / {o['precision']:.2f} / {o['base_rate']:.2f}"
+        pub = ", ".join(f"{k} {v:g}" for k, v in r.get("published_mae", {}).items()) or "–"
+        rows.append(
+            f"| {r['task']} | {r['split']} | {r['model']} | {r['n_train']}/{r['n_test']} "
+            f"| {main_} | {second} | {cov} | {ood} | {r['train_time_s']:.0f} "
+            f"| {r['loadavg'][0]:.0f} | {pub} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--data-dir", type=Path, help="the crystal data directory")
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/property.json"))
     p.add_argument("--tasks", default="all", help="comma-separated task names or 'all'")
     p.add_argument("--models", default="gbt,cgcnn")
@@ -192,7 +217,13 @@ def main(argv=None) -> None:
     p.add_argument("--cgcnn-epochs", type=int, default=200)
     p.add_argument("--members", type=int, default=2)
     p.add_argument("--mc-samples", type=int, default=4)
+    p.add_argument("--table", action="store_true", help="print the JSON's markdown table, exit")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.json.read_text())), end="")
+        return
+    if args.data_dir is None:
+        p.error("--data-dir is required")
 
     import torch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
@@ -71,7 +72,9 @@ def test_extxyz_round_trip_and_targets(tmp_path):
     ds = make_crystals(n_strain=1, alloys=False)
     path = tmp_path / "set.extxyz"
     write_extxyz(ds, path)
-    back = read_dataset(path)
+    gz = tmp_path / "set.extxyz.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    back = read_dataset(gz)
     assert back.ids == ds.ids
     np.testing.assert_allclose(back.target("energy_per_atom"), ds.target("energy_per_atom"))
     assert back.labels("structure") == ds.labels("structure")

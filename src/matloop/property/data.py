@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import os
 from collections import defaultdict
@@ -224,7 +225,13 @@ def _read_ase(path: Path, id_key: str) -> PropertyDataset:
             infos.append(info)
         return _from_infos(structures, infos, str(path), id_key)
     try:
-        frames = read(str(path), index=":")
+        if path.suffix == ".gz" and _base_suffix(path) in (".xyz", ".extxyz"):
+            # ASE seeks back to each frame; on a gzip stream every seek re-inflates from the start
+            # (quadratic: > 10 min for the 6,665-frame Matbench file, 2 s from memory)
+            with _open_text(path) as fh:
+                frames = read(io.StringIO(fh.read()), index=":", format="extxyz")
+        else:
+            frames = read(str(path), index=":")
     except Exception as exc:  # ASE raises many types for malformed files
         raise DataError(f"{path}: cannot read structures: {exc}") from None
     for a in frames:
