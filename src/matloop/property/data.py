@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -125,7 +126,9 @@ class PropertyDataset:
         """Reduced formulas (pymatgen convention, e.g. ``SrTiO3``)."""
         from pymatgen.core import Composition
 
-        return [Composition(a.get_chemical_formula()).reduced_formula for a in self.structures]
+        with warnings.catch_warnings():  # noble gases: "No Pauling electronegativity" per formula
+            warnings.simplefilter("ignore", UserWarning)
+            return [Composition(a.get_chemical_formula()).reduced_formula for a in self.structures]
 
 
 def _missing(v) -> bool:
