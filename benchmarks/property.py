@@ -235,6 +235,7 @@ def main(argv=None) -> None:
     done = {(r["task"], r["split"], r["model"]) for r in out["runs"]}
     out["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
     out["settings"] = {k: str(v) for k, v in vars(args).items()}
+    out["settings"]["data_dir"] = f"<data-dir>/{args.data_dir.name}"  # no machine paths
     # every task's primary split first, grouped splits after: a run cut short still covers all
     for grouped in (False,) if args.no_grouped else (False, True):
         for name in wanted:
