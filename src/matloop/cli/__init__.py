@@ -30,6 +30,7 @@ def _register() -> None:
         export,
         md,
         potentials,
+        property,
         surrogate,
     )
 
@@ -42,6 +43,7 @@ def _register() -> None:
     design.register(app)
     data.register(app)
     export.register(app)
+    property.register(app)
 
 
 _register()
