@@ -30,36 +30,83 @@ def _warn_lines(caught) -> None:
 
 
 def suggest_command(
-    data: Path = typer.Option(..., "--data", help="Observed rows: component columns + properties."),
-    space: Path = typer.Option(..., "--space", help="space.yaml (components, bounds, total, ...)."),
+    data: Path = typer.Option(..., "--data", help="Observed rows: input columns + properties."),
+    space: Path | None = typer.Option(
+        None,
+        "--space",
+        help="space.yaml (components, bounds, total, ...); optional with "
+        "--candidates (then it filters the pool).",
+    ),
+    candidates: Path | None = typer.Option(
+        None,
+        "--candidates",
+        help="Finite pool (CSV) to pick from; its columns other than the "
+        "objectives are the inputs (fractions or process parameters).",
+    ),
     objective: list[str] = typer.Option(
         ..., "--objective", help="NAME:max | NAME:min | NAME:target=VALUE | NAME:within=LO,HI"
     ),
     batch: int = typer.Option(1, "--batch", min=1, help="Number of suggestions (q-batch)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     acquisition: str = typer.Option(
-        "auto", "--acquisition", help="auto | logei | ucb | nehvi (auto: logei, nehvi if >1)."
+        "auto",
+        "--acquisition",
+        help="auto | logei | ei | pi | ucb | nehvi (auto: logei, nehvi if >1).",
     ),
-    beta: float = typer.Option(4.0, "--beta", help="UCB exploration weight."),
+    beta: float = typer.Option(4.0, "--beta", help="UCB exploration weight (kappa = sqrt(beta))."),
+    model: str = typer.Option("gp", "--model", help="Surrogate for --candidates: gp | rf."),
     restarts: int = typer.Option(8, "--restarts", min=1, help="Optimiser restarts (effort)."),
-    raw_samples: int = typer.Option(256, "--raw-samples", min=8,
-                                    help="Random feasible points scored to seed the optimiser."),
+    raw_samples: int = typer.Option(
+        256, "--raw-samples", min=8, help="Random feasible points scored to seed the optimiser."
+    ),
     out: Path = typer.Option(..., "--out", help="Output CSV (one row per suggestion)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
 ) -> None:
-    """Ask: propose the next compositions to make (Bayesian optimisation, BoTorch)."""
+    """Ask: propose the next experiments (Bayesian optimisation, BoTorch), from a design space
+    or from a finite pool of candidates."""
     from matloop.design.bo import suggest
     from matloop.design.objectives import parse_objective
     from matloop.design.space import load_space
+    from matloop.errors import ConfigError
     from matloop.utils.files import atomic_path
 
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    if space is None and candidates is None:
+        raise ConfigError("give --space (continuous design) or --candidates (a finite pool)")
     objs = [parse_objective(s) for s in objective]
-    sp = load_space(space)
+    sp = load_space(space) if space is not None else None
     frame = _read_csv(data)
+    pool = _read_csv(candidates, "candidates") if candidates is not None else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = suggest(frame, sp, objs, batch=batch, seed=seed, acquisition=acquisition,
-                      beta=beta, num_restarts=restarts, raw_samples=raw_samples,
-                      source=str(data))
+        if pool is not None:
+            res = _suggest_pool(
+                frame,
+                pool,
+                objs,
+                sp,
+                batch=batch,
+                seed=seed,
+                model=model,
+                acquisition=acquisition,
+                beta=beta,
+                data=data,
+                candidates=candidates,
+            )
+        else:
+            res = suggest(
+                frame,
+                sp,
+                objs,
+                batch=batch,
+                seed=seed,
+                acquisition=acquisition,
+                beta=beta,
+                num_restarts=restarts,
+                raw_samples=raw_samples,
+                source=str(data),
+            )
     _warn_lines([w for w in caught if "space-filling" in str(w.message)])
     with atomic_path(out) as tmp:
         table = res.table.copy()
@@ -73,27 +120,68 @@ def suggest_command(
     typer.echo(f"{len(res.table)} suggestion(s) ({res.acquisition}) written to {out}")
 
 
-def _load_table(data: Path, properties: list[str], components: str | None, basis: str,
-                normalise: bool):
+def _suggest_pool(
+    frame, pool, objs, sp, *, batch, seed, model, acquisition, beta, data, candidates
+):
+    """Pool-based ask; with a space, candidate rows outside it are dropped first."""
+    from matloop.design.pool import suggest_from_pool
+    from matloop.errors import DataError
+
+    dropped = 0
+    if sp is not None:
+        missing = [c for c in sp.names if c not in pool.columns]
+        if missing:
+            raise DataError(f"{candidates}: no column(s) {missing} of the space")
+        ok = [
+            not sp.check_point(r, atol=1e-6 * max(1.0, sp.total))
+            for r in pool[sp.names].to_numpy(float)
+        ]
+        dropped = len(pool) - int(sum(ok))
+        pool = pool[ok].reset_index(drop=True)
+    res = suggest_from_pool(
+        frame,
+        pool,
+        objs,
+        batch=batch,
+        seed=seed,
+        model=model,
+        acquisition=acquisition,
+        beta=beta,
+        data_name=str(data),
+        pool_name=str(candidates),
+    )
+    if dropped:
+        res.messages.append(f"{dropped} candidate(s) outside the space were skipped")
+    return res
+
+
+def _load_table(
+    data: Path, properties: list[str], components: str | None, basis: str, normalise: bool
+):
     from matloop.compositions import read_composition_table
     from matloop.design.objectives import Objective, objective_values
 
     frame = _read_csv(data)
     comps = [c.strip() for c in components.split(",")] if components else None
     Y = objective_values(frame, [Objective(p, "max") for p in properties], source=str(data))
-    table = read_composition_table(frame, comps, basis=basis, normalise_rows=normalise,
-                                   source=str(data), ignore=properties)
+    table = read_composition_table(
+        frame, comps, basis=basis, normalise_rows=normalise, source=str(data), ignore=properties
+    )
     return frame, table, Y
 
 
 _PROP = typer.Option(..., "--property", "-p", help="Property column (repeat for several).")
-_COMPS = typer.Option(None, "--components", help="Comma-separated component columns "
-                      "(default: every column named like a chemical formula).")
+_COMPS = typer.Option(
+    None,
+    "--components",
+    help="Comma-separated component columns (default: every column named like a chemical formula).",
+)
 _BASIS = typer.Option("mol", "--basis", help="Composition units: mol or wt (converted to mol %).")
 _NORM = typer.Option(False, "--normalise", help="Rescale rows to sum to 100 instead of failing.")
 _MODEL = typer.Option("hgb", "--model", help="gp | rf | et | hgb | nn")
-_FEAT = typer.Option("stats", "--features", help="stats (fractions + element statistics) | "
-                     "fractions")
+_FEAT = typer.Option(
+    "stats", "--features", help="stats (fractions + element statistics) | fractions"
+)
 
 
 def fit_command(
@@ -114,8 +202,15 @@ def fit_command(
     from matloop.design.splits import composition_groups
 
     _, table, Y = _load_table(data, prop, components, basis, normalise)
-    m = PropertyModel(table.components, prop, kind=model, features=features,
-                      n_members=members, n_estimators=trees, seed=seed)
+    m = PropertyModel(
+        table.components,
+        prop,
+        kind=model,
+        features=features,
+        n_members=members,
+        n_estimators=trees,
+        seed=seed,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         m.fit(table.values, Y, groups=composition_groups(table.values, table.components))
@@ -179,20 +274,37 @@ def evaluate_command(
         times = frame[time_column].to_numpy()
 
     def make():
-        return PropertyModel(table.components, prop, kind=model, features=features,
-                             n_members=members, n_estimators=trees, seed=seed)
+        return PropertyModel(
+            table.components,
+            prop,
+            kind=model,
+            features=features,
+            n_members=members,
+            n_estimators=trees,
+            seed=seed,
+        )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        res = cross_validate(make, table.values, Y, table.components, prop, split=split,
-                             n_splits=folds, times=times, seed=seed)
-    _warn_lines({str(w.message): w for w in caught
-                 if issubclass(w.category, UserWarning)}.values())
+        res = cross_validate(
+            make,
+            table.values,
+            Y,
+            table.components,
+            prop,
+            split=split,
+            n_splits=folds,
+            times=times,
+            seed=seed,
+        )
+    _warn_lines({str(w.message): w for w in caught if issubclass(w.category, UserWarning)}.values())
     typer.echo(f"{split} split, {res['n_splits']} folds, model {model}")
     typer.echo(f"{'property':<14}{'n':>7}{'MAE':>11}{'RMSE':>11}{'R2':>8}{'cov95':>8}{'topk':>7}")
     for p, m in res["properties"].items():
-        typer.echo(f"{p:<14}{m['n']:>7}{m['mae']:>11.4g}{m['rmse']:>11.4g}{m['r2']:>8.3f}"
-                   f"{m['coverage95']:>8.3f}{m['topk_recall']:>7.2f}")
+        typer.echo(
+            f"{p:<14}{m['n']:>7}{m['mae']:>11.4g}{m['rmse']:>11.4g}{m['r2']:>8.3f}"
+            f"{m['coverage95']:>8.3f}{m['topk_recall']:>7.2f}"
+        )
     if json_out:
         clean = {k: v for k, v in res.items() if not isinstance(v, np.ndarray)}
         clean.update({"model": model, "features": features, "data": str(data)})
