@@ -311,6 +311,50 @@ def evaluate_command(
         atomic_write_text(json_out, json.dumps(clean, indent=2, default=float))
 
 
+def inverse_command(
+    model: Path = typer.Option(..., "--model", help="Model file from `matloop design fit`."),
+    space: Path = typer.Option(..., "--space", help="space.yaml: allowed compositions."),
+    target: list[str] = typer.Option(..., "--target", help="NAME=VALUE (repeat per property)."),
+    tolerance: list[str] = typer.Option(
+        [],
+        "--tolerance",
+        help="NAME=TOL: acceptable |property − target| (default: half the median predicted σ).",
+    ),
+    samples: int = typer.Option(20000, "--samples", min=100, help="Feasible compositions scored."),
+    top: int = typer.Option(20, "--top", min=1, help="Rows in the ranked list."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="Ranked CSV of feasible compositions."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+) -> None:
+    """Inverse design: feasible compositions ranked by the chance to meet a target property set."""
+    from matloop.design.inverse import inverse_design, parse_targets
+    from matloop.design.models import PropertyModel
+    from matloop.design.space import load_space
+    from matloop.errors import ConfigError
+    from matloop.utils.files import atomic_path
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    targets = parse_targets(target)
+    tols = parse_targets(tolerance, "--tolerance")
+    sp = load_space(space)
+    m = PropertyModel.load(model)
+    table = inverse_design(m, sp, targets, tolerances=tols, n_samples=samples, top=top, seed=seed)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    best = table.iloc[0]
+    preds = ", ".join(
+        f"{k} {best[f'pred_{k}_mean']:.4g} [{best[f'pred_{k}_lo95']:.4g}, "
+        f"{best[f'pred_{k}_hi95']:.4g}]"
+        for k in targets
+    )
+    typer.echo(
+        f"scored {table.attrs['n_feasible_scored']} feasible compositions; best: {preds} "
+        f"(P within tolerance {best['p_within_tolerance']:.2f})"
+    )
+    typer.echo(f"{len(table)} ranked composition(s) written to {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     sub = typer.Typer(no_args_is_help=True, help=_HELP)
@@ -318,4 +362,5 @@ def register(app: typer.Typer) -> None:
     sub.command("fit")(fit_command)
     sub.command("predict")(predict_command)
     sub.command("evaluate")(evaluate_command)
+    sub.command("inverse")(inverse_command)
     app.add_typer(sub, name="design", help=_HELP)

@@ -192,16 +192,35 @@ def _mc_multi(model, Xb, opt, opt_idx, Y, sampler, constraints) -> Acquisition:
         raise ConfigError("no observed row has all optimised objectives measured")
     lo, hi = util[ok].min(axis=0), util[ok].max(axis=0)
     ref = lo - 0.1 * np.maximum(hi - lo, 1e-9)
+    keep = baseline_rows(util, ok)
     acq = qLogNoisyExpectedHypervolumeImprovement(
         model,
         ref_point=torch.tensor(ref, dtype=torch.double),
-        X_baseline=Xb,
+        X_baseline=Xb[torch.as_tensor(keep)],
         sampler=sampler,
         objective=GenericMCMultiOutputObjective(mo),
         constraints=constraints or None,
         prune_baseline=True,
     )
     return Acquisition(acq, "qLogNEHVI", False)
+
+
+def baseline_rows(util: np.ndarray, ok: np.ndarray, cap: int = 256) -> np.ndarray:
+    """Observed rows that matter for hypervolume improvement: the Pareto front, then the next
+    non-dominated layers, up to `cap` rows (NEHVI's cost grows with the baseline size)."""
+    import torch
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    idx = np.flatnonzero(ok)
+    if len(idx) <= cap:
+        return idx
+    keep: list[int] = []
+    rest = idx
+    while len(keep) < cap and len(rest):
+        front = is_non_dominated(torch.tensor(util[rest], dtype=torch.double)).numpy()
+        keep.extend(rest[front].tolist())
+        rest = rest[~front]
+    return np.array(sorted(keep))
 
 
 def utilities(Y: np.ndarray, opt: list[Objective], opt_idx: list[int]) -> np.ndarray:

@@ -64,42 +64,34 @@ def fit_gp(
     priors: bool = True,
     bias: bool = False,
     fixed_noise: float | None = None,
+    max_fit_rows: int = 1000,
+    seed: int = 0,
 ):
     """Fit a ``SingleTaskGP`` to `X` (n × d) and `y` (n,), n ≥ 2.
 
     `bounds` (2 × d) are the input ranges mapped to the unit cube (default: the data's range).
     `fixed_noise`: noise variance in units of var(y) held fixed (e.g. 0.01), else fitted.
+    Above `max_fit_rows` rows the hyper-parameters are fitted on a random subset of that size
+    and the returned GP conditions on all rows with them (one O(n³) solve instead of one per
+    optimiser step: thousands of rows in seconds).
     """
-    import torch
     from botorch.exceptions.errors import ModelFittingError
     from botorch.fit import fit_gpytorch_mll
-    from botorch.models import SingleTaskGP
-    from botorch.models.transforms import Normalize, Standardize
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float).reshape(-1)
     if len(y) < 2 or not np.all(np.isfinite(y)):
         raise DataError(f"a GP needs >= 2 finite observations, got {int(np.isfinite(y).sum())}")
-    Xt = torch.tensor(X, dtype=torch.double)
-    yt = torch.tensor(y[:, None], dtype=torch.double)
     if bounds is None:
         lo, hi = X.min(axis=0), X.max(axis=0)
         bounds = np.stack([lo, np.where(hi > lo, hi, lo + 1.0)])
-    bt = torch.tensor(np.asarray(bounds, dtype=float), dtype=torch.double)
-    yvar = None
-    if fixed_noise is not None:
-        yvar = torch.full_like(yt, fixed_noise * max(float(np.var(y)), 1e-12))
-    model = SingleTaskGP(
-        Xt,
-        yt,
-        train_Yvar=yvar,
-        covar_module=make_covar_module(
-            X.shape[1], ard=ard, kernel=kernel, priors=priors, bias=bias
-        ),
-        input_transform=Normalize(X.shape[1], bounds=bt),
-        outcome_transform=Standardize(1),
+    kw = dict(
+        bounds=bounds, ard=ard, kernel=kernel, priors=priors, bias=bias, fixed_noise=fixed_noise
     )
+    if len(y) > max_fit_rows:
+        return _fit_gp_subset(X, y, max_fit_rows=max_fit_rows, seed=seed, **kw)
+    model = _build_gp(X, y, **kw)
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -109,6 +101,40 @@ def fit_gp(
             raise FitError(f"Gaussian process fit failed ({type(exc).__name__}: {exc})") from exc
     model.eval()
     return model
+
+
+def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise):
+    """An unfitted ``SingleTaskGP`` with our kernel, priors and transforms."""
+    import torch
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms import Normalize, Standardize
+
+    Xt = torch.tensor(X, dtype=torch.double)
+    yt = torch.tensor(y[:, None], dtype=torch.double)
+    bt = torch.tensor(np.asarray(bounds, dtype=float), dtype=torch.double)
+    yvar = None
+    if fixed_noise is not None:
+        yvar = torch.full_like(yt, fixed_noise * max(float(np.var(y)), 1e-12))
+    covar = make_covar_module(X.shape[1], ard=ard, kernel=kernel, priors=priors, bias=bias)
+    return SingleTaskGP(
+        Xt,
+        yt,
+        train_Yvar=yvar,
+        covar_module=covar,
+        input_transform=Normalize(X.shape[1], bounds=bt),
+        outcome_transform=Standardize(1),
+    )
+
+
+def _fit_gp_subset(X, y, *, max_fit_rows, seed, **kw):
+    """Hyper-parameters from a random subset, posterior conditioned on every row."""
+    sel = np.random.default_rng(seed).choice(len(y), max_fit_rows, replace=False)
+    sub = fit_gp(X[sel], y[sel], max_fit_rows=max_fit_rows, **kw)
+    full = _build_gp(X, y, **kw)
+    hyper = {k: v for k, v in sub.state_dict().items() if not k.startswith("outcome_transform")}
+    full.load_state_dict(hyper, strict=False)
+    full.eval()
+    return full
 
 
 def fit_gp_list(X, Y, **kw):
