@@ -166,6 +166,7 @@ def pool_bo_batched(
     bias: bool = False,
     fixed_noise: float | None = None,
     maxiter: int = 40,
+    refit=refit_schedule,
     on_step=None,
 ) -> np.ndarray:
     """Pool-based BO for several independent runs at once (minimising `y`).
@@ -196,7 +197,7 @@ def pool_bo_batched(
     post, state, stats = None, None, None
     while order.shape[1] < n_cycles:
         t = order.shape[1]
-        if post is None or refit_schedule(t):
+        if post is None or refit(t):
             yo = yt[order]
             mu_y = yo.mean(1, keepdim=True)
             sd_y = yo.std(1, keepdim=True).clamp_min(1e-9)
