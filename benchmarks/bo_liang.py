@@ -212,8 +212,14 @@ def main(argv=None) -> int:
         curves = {}
         for m in args.methods:
             t0, c0 = time.time(), time.process_time()
+            fit_stats: dict = {}
             orders = pool_bo_batched(
-                X, y, seeds=list(range(args.repeats)), n_cycles=budget, **METHODS[m]
+                X,
+                y,
+                seeds=list(range(args.repeats)),
+                n_cycles=budget,
+                stats=fit_stats,
+                **METHODS[m],
             )
             curves[m] = np.array([top_fraction_curve(o, y) for o in orders])
             out = ef_af(curves[m], N)
@@ -222,6 +228,7 @@ def main(argv=None) -> int:
                 cpu_s=time.process_time() - c0,
                 loadavg=os.getloadavg(),
                 settings=METHODS[m],
+                hyperparameter_fits=fit_stats,
                 mean_top_curve=curves[m].mean(axis=0).round(4).tolist(),
             )
             entry["methods"][m] = out

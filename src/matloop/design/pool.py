@@ -113,19 +113,25 @@ def _fit_batched_gp(Xo, yo, *, ard, priors, bias, fixed_noise, previous, maxiter
     if previous is not None:
         model.load_state_dict(previous, strict=False)
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    _fit_sum_lbfgs(mll, maxiter)
+    model.fit_ok_ = _fit_sum_lbfgs(mll, maxiter)
     model.eval()
     return model
 
 
-def _fit_sum_lbfgs(mll, maxiter: int) -> None:
+def _fit_sum_lbfgs(mll, maxiter: int) -> bool:
     """Maximise the summed (independent) log marginal likelihoods of a batched GP with one
-    torch L-BFGS: BoTorch's per-batch scipy optimisers cost a Python loop per run and step."""
+    torch L-BFGS: BoTorch's per-batch scipy optimisers cost a Python loop per run and step.
+
+    Returns False when the optimiser stepped into a non-positive-definite covariance; the
+    hyper-parameters are then put back to where they were before the fit (the caller counts it).
+    """
     import torch
+    from linear_operator.utils.errors import NotPSDError
 
     model = mll.model
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
     opt = torch.optim.LBFGS(
         params,
         lr=0.5,
@@ -146,10 +152,12 @@ def _fit_sum_lbfgs(mll, maxiter: int) -> None:
         warnings.simplefilter("ignore")
         try:
             opt.step(closure)
-        except (RuntimeError, ValueError) as exc:  # e.g. a Cholesky failure: a clear error
-            from matloop.errors import FitError
-
-            raise FitError(f"batched GP hyper-parameter fit failed ({exc})") from exc
+        except NotPSDError:
+            with torch.no_grad():
+                for p, b in zip(params, before, strict=True):
+                    p.copy_(b)
+            return False
+    return True
 
 
 def pool_bo_batched(
@@ -167,6 +175,7 @@ def pool_bo_batched(
     fixed_noise: float | None = None,
     maxiter: int = 40,
     refit=refit_schedule,
+    stats: dict | None = None,
     on_step=None,
 ) -> np.ndarray:
     """Pool-based BO for several independent runs at once (minimising `y`).
@@ -194,14 +203,14 @@ def pool_bo_batched(
     )
     seen = torch.zeros(R, N, dtype=torch.bool)
     seen.scatter_(1, order, True)
-    post, state, stats = None, None, None
+    post, state, ystats = None, None, None
     while order.shape[1] < n_cycles:
         t = order.shape[1]
         if post is None or refit(t):
             yo = yt[order]
             mu_y = yo.mean(1, keepdim=True)
             sd_y = yo.std(1, keepdim=True).clamp_min(1e-9)
-            stats = (mu_y, sd_y)
+            ystats = (mu_y, sd_y)
             ys = (yo - mu_y) / sd_y
             Xo = Xu[order]
             model = _fit_batched_gp(
@@ -215,6 +224,11 @@ def pool_bo_batched(
                 maxiter=maxiter,
             )
             state = model.state_dict()
+            if stats is not None:
+                stats["fits"] = stats.get("fits", 0) + 1
+                stats["fits_kept_previous"] = stats.get("fits_kept_previous", 0) + (
+                    not model.fit_ok_
+                )
             post = _BatchedPosterior(model, Xp, order, ys)
         mu, sd = post.mean_std()
         ys_obs = post.ys
@@ -223,7 +237,7 @@ def pool_bo_batched(
         pick = torch.argmax(score, dim=1)
         seen[torch.arange(R), pick] = True
         order = torch.cat([order, pick[:, None]], dim=1)
-        post.add(pick, (yt[pick] - stats[0][:, 0]) / stats[1][:, 0])
+        post.add(pick, (yt[pick] - ystats[0][:, 0]) / ystats[1][:, 0])
         if on_step is not None:
             on_step(order.shape[1])
     return order.numpy()
