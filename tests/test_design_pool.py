@@ -12,7 +12,16 @@ def test_pool_bo_finds_top_candidates_faster_than_random():
     X = rng.random((100, 2))
     y = (X[:, 0] - 0.7) ** 2 + (X[:, 1] - 0.3) ** 2  # minimise; best near (0.7, 0.3)
     budget = 20
-    orders = pool_bo_batched(X, y, seeds=[0, 1], n_cycles=budget, acquisition="lcb", ard=True)
+    orders = pool_bo_batched(
+        X,
+        y,
+        seeds=[0, 1],
+        n_cycles=budget,
+        acquisition="lcb",
+        ard=True,
+        maxiter=20,
+        refit=lambda t: t <= 6 or t % 4 == 0,  # fewer hyper-parameter fits keep the test quick
+    )
     found = []
     for order in orders:
         assert len(order) == budget and len(set(order.tolist())) == budget
