@@ -39,46 +39,83 @@ def _warn_lines(caught) -> None:
 
 
 def suggest_command(
-    data: Path = typer.Option(..., "--data", help="Observed rows: component columns + properties."),
-    space: Path = typer.Option(..., "--space", help="space.yaml (components, bounds, total, ...)."),
+    data: Path = typer.Option(..., "--data", help="Observed rows: input columns + properties."),
+    space: Path | None = typer.Option(
+        None,
+        "--space",
+        help="space.yaml (components, bounds, total, ...); optional with "
+        "--candidates (then it filters the pool).",
+    ),
+    candidates: Path | None = typer.Option(
+        None,
+        "--candidates",
+        help="Finite pool (CSV) to pick from; its columns other than the "
+        "objectives are the inputs (fractions or process parameters).",
+    ),
     objective: list[str] = typer.Option(
         ..., "--objective", help="NAME:max | NAME:min | NAME:target=VALUE | NAME:within=LO,HI"
     ),
     batch: int = typer.Option(1, "--batch", min=1, help="Number of suggestions (q-batch)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     acquisition: str = typer.Option(
-        "auto", "--acquisition", help="auto | logei | ucb | nehvi (auto: logei, nehvi if >1)."
+        "auto",
+        "--acquisition",
+        help="auto | logei | ei | pi | ucb | nehvi (auto: logei, nehvi if >1).",
     ),
-    beta: float = typer.Option(4.0, "--beta", help="UCB exploration weight."),
+    beta: float = typer.Option(4.0, "--beta", help="UCB exploration weight (kappa = sqrt(beta))."),
+    model: str = typer.Option("gp", "--model", help="Surrogate for --candidates: gp | rf."),
     restarts: int = typer.Option(8, "--restarts", min=1, help="Optimiser restarts (effort)."),
     raw_samples: int = typer.Option(
         256, "--raw-samples", min=8, help="Random feasible points scored to seed the optimiser."
     ),
     out: Path = typer.Option(..., "--out", help="Output CSV (one row per suggestion)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
 ) -> None:
-    """Ask: propose the next compositions to make (Bayesian optimisation, BoTorch)."""
+    """Ask: propose the next experiments (Bayesian optimisation, BoTorch), from a design space
+    or from a finite pool of candidates."""
     from matloop.design.bo import suggest
     from matloop.design.objectives import parse_objective
     from matloop.design.space import load_space
+    from matloop.errors import ConfigError
     from matloop.utils.files import atomic_path
 
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    if space is None and candidates is None:
+        raise ConfigError("give --space (continuous design) or --candidates (a finite pool)")
     objs = [parse_objective(s) for s in objective]
-    sp = load_space(space)
+    sp = load_space(space) if space is not None else None
     frame = _read_csv(data)
+    pool = _read_csv(candidates, "candidates") if candidates is not None else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = suggest(
-            frame,
-            sp,
-            objs,
-            batch=batch,
-            seed=seed,
-            acquisition=acquisition,
-            beta=beta,
-            num_restarts=restarts,
-            raw_samples=raw_samples,
-            source=str(data),
-        )
+        if pool is not None:
+            res = _suggest_pool(
+                frame,
+                pool,
+                objs,
+                sp,
+                batch=batch,
+                seed=seed,
+                model=model,
+                acquisition=acquisition,
+                beta=beta,
+                data=data,
+                candidates=candidates,
+            )
+        else:
+            res = suggest(
+                frame,
+                sp,
+                objs,
+                batch=batch,
+                seed=seed,
+                acquisition=acquisition,
+                beta=beta,
+                num_restarts=restarts,
+                raw_samples=raw_samples,
+                source=str(data),
+            )
     _warn_lines([w for w in caught if "space-filling" in str(w.message)])
     with atomic_path(out) as tmp:
         table = res.table.copy()
@@ -90,6 +127,41 @@ def suggest_command(
         if "space-filling" not in m:
             typer.echo(m)
     typer.echo(f"{len(res.table)} suggestion(s) ({res.acquisition}) written to {out}")
+
+
+def _suggest_pool(
+    frame, pool, objs, sp, *, batch, seed, model, acquisition, beta, data, candidates
+):
+    """Pool-based ask; with a space, candidate rows outside it are dropped first."""
+    from matloop.design.pool import suggest_from_pool
+    from matloop.errors import DataError
+
+    dropped = 0
+    if sp is not None:
+        missing = [c for c in sp.names if c not in pool.columns]
+        if missing:
+            raise DataError(f"{candidates}: no column(s) {missing} of the space")
+        ok = [
+            not sp.check_point(r, atol=1e-6 * max(1.0, sp.total))
+            for r in pool[sp.names].to_numpy(float)
+        ]
+        dropped = len(pool) - int(sum(ok))
+        pool = pool[ok].reset_index(drop=True)
+    res = suggest_from_pool(
+        frame,
+        pool,
+        objs,
+        batch=batch,
+        seed=seed,
+        model=model,
+        acquisition=acquisition,
+        beta=beta,
+        data_name=str(data),
+        pool_name=str(candidates),
+    )
+    if dropped:
+        res.messages.append(f"{dropped} candidate(s) outside the space were skipped")
+    return res
 
 
 def _load_table(
@@ -255,6 +327,50 @@ def evaluate_command(
         atomic_write_text(json_out, json.dumps(clean, indent=2, default=float))
 
 
+def inverse_command(
+    model: Path = typer.Option(..., "--model", help="Model file from `matloop design fit`."),
+    space: Path = typer.Option(..., "--space", help="space.yaml: allowed compositions."),
+    target: list[str] = typer.Option(..., "--target", help="NAME=VALUE (repeat per property)."),
+    tolerance: list[str] = typer.Option(
+        [],
+        "--tolerance",
+        help="NAME=TOL: acceptable |property − target| (default: half the median predicted σ).",
+    ),
+    samples: int = typer.Option(20000, "--samples", min=100, help="Feasible compositions scored."),
+    top: int = typer.Option(20, "--top", min=1, help="Rows in the ranked list."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="Ranked CSV of feasible compositions."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+) -> None:
+    """Inverse design: feasible compositions ranked by the chance to meet a target property set."""
+    from matloop.design.inverse import inverse_design, parse_targets
+    from matloop.design.models import PropertyModel
+    from matloop.design.space import load_space
+    from matloop.errors import ConfigError
+    from matloop.utils.files import atomic_path
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    targets = parse_targets(target)
+    tols = parse_targets(tolerance, "--tolerance")
+    sp = load_space(space)
+    m = PropertyModel.load(model)
+    table = inverse_design(m, sp, targets, tolerances=tols, n_samples=samples, top=top, seed=seed)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    best = table.iloc[0]
+    preds = ", ".join(
+        f"{k} {best[f'pred_{k}_mean']:.4g} [{best[f'pred_{k}_lo95']:.4g}, "
+        f"{best[f'pred_{k}_hi95']:.4g}]"
+        for k in targets
+    )
+    typer.echo(
+        f"scored {table.attrs['n_feasible_scored']} feasible compositions; best: {preds} "
+        f"(P within tolerance {best['p_within_tolerance']:.2f})"
+    )
+    typer.echo(f"{len(table)} ranked composition(s) written to {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     sub = typer.Typer(no_args_is_help=True, help=_HELP)
@@ -262,4 +378,5 @@ def register(app: typer.Typer) -> None:
     sub.command("fit")(fit_command)
     sub.command("predict")(predict_command)
     sub.command("evaluate")(evaluate_command)
+    sub.command("inverse")(inverse_command)
     app.add_typer(sub, name="design", help=_HELP)

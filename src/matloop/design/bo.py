@@ -24,11 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from matloop.design.acquisition import (
+    build_acquisition,
+    check_objectives,
+    score_points,
+    utilities,
+)
 from matloop.design.objectives import Objective, objective_values, pareto_mask
 from matloop.design.space import Space, UnitBoxProblem, observed_compositions, unit_box_problem
-from matloop.errors import ConfigError, FitError
-
-ACQUISITIONS = ("auto", "logei", "ucb", "nehvi")
+from matloop.design.surrogates import fit_gp_list
+from matloop.errors import ConfigError
 
 
 @dataclass
@@ -51,8 +56,13 @@ def _polytope_samples(prob: UnitBoxProblem, n: int, seed: int):
     x0 = torch.tensor(prob.feasible_point(), dtype=torch.double)
     try:
         samples = get_polytope_samples(
-            n, bounds, inequality_constraints=ineq, equality_constraints=eq, seed=seed,
-            n_burnin=200, n_thinning=4,
+            n,
+            bounds,
+            inequality_constraints=ineq,
+            equality_constraints=eq,
+            seed=seed,
+            n_burnin=200,
+            n_thinning=4,
         )
     except Exception:  # degenerate polytope (e.g. one free direction): use the centre
         samples = x0.repeat(n, 1)
@@ -83,43 +93,6 @@ def space_filling(prob: UnitBoxProblem, n: int, seed: int, existing_u=None):
         picks.append(i)
         chosen_pts.append(scaled[i])
     return cand[picks], np.array(dists)
-
-
-def fit_gp_list(u, Y):
-    """One ``SingleTaskGP`` per column of `Y` (rows with NaN dropped per column) → ModelListGP."""
-    import torch
-    from botorch.exceptions.errors import ModelFittingError
-    from botorch.fit import fit_gpytorch_mll
-    from botorch.models import ModelListGP, SingleTaskGP
-    from botorch.models.transforms import Standardize
-    from gpytorch.kernels import MaternKernel, ScaleKernel
-    from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
-
-    models = []
-    for j in range(Y.shape[1]):
-        ok = np.isfinite(Y[:, j])
-        X = torch.tensor(u[ok], dtype=torch.double)
-        y = torch.tensor(Y[ok, j : j + 1], dtype=torch.double)
-        kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=X.shape[1]))
-        models.append(SingleTaskGP(X, y, covar_module=kernel, outcome_transform=Standardize(1)))
-    model = ModelListGP(*models)
-    mll = SumMarginalLogLikelihood(model.likelihood, model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fit_gpytorch_mll(mll)
-        except (ModelFittingError, RuntimeError, ValueError):
-            # one hard objective must not spoil the others: fit each model on its own
-            for j, m in enumerate(models):
-                try:
-                    fit_gpytorch_mll(ExactMarginalLogLikelihood(m.likelihood, m))
-                except (ModelFittingError, RuntimeError, ValueError) as exc:
-                    raise FitError(
-                        f"the Gaussian process of objective column {j} could not be fitted "
-                        f"({type(exc).__name__}: {exc}); check that column for constant or "
-                        "non-finite values"
-                    ) from exc
-    return model
 
 
 def _predict(model, u):
@@ -158,30 +131,45 @@ def suggest(
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _suggest(data, space, objectives, batch=batch, seed=seed, acquisition=acquisition,
-                        beta=beta, min_observations=min_observations, num_restarts=num_restarts,
-                        raw_samples=raw_samples, mc_samples=mc_samples, source=source)
+        return _suggest(
+            data,
+            space,
+            objectives,
+            batch=batch,
+            seed=seed,
+            acquisition=acquisition,
+            beta=beta,
+            min_observations=min_observations,
+            num_restarts=num_restarts,
+            raw_samples=raw_samples,
+            mc_samples=mc_samples,
+            source=source,
+        )
     finally:
         torch.set_num_threads(prev)
 
 
-def _suggest(data, space, objectives, *, batch, seed, acquisition, beta, min_observations,
-             num_restarts, raw_samples, mc_samples, source) -> Suggestion:
+def _suggest(
+    data,
+    space,
+    objectives,
+    *,
+    batch,
+    seed,
+    acquisition,
+    beta,
+    min_observations,
+    num_restarts,
+    raw_samples,
+    mc_samples,
+    source,
+) -> Suggestion:
     import pandas as pd
     import torch
 
     if batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")
-    if acquisition not in ACQUISITIONS:
-        raise ConfigError(f"unknown acquisition {acquisition!r}; choose from {ACQUISITIONS}")
-    if not objectives:
-        raise ConfigError("give at least one objective, e.g. --objective 'nd:max'")
-    names = [o.name for o in objectives]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"objective names repeat: {names}")
-    opt = [o for o in objectives if o.optimised]
-    if not opt:
-        raise ConfigError("all objectives are 'within' limits; add one to max/min/target")
+    opt = check_objectives(objectives, acquisition)
 
     prob = unit_box_problem(space)  # ConfigError when infeasible
     x_obs = observed_compositions(data, space, source=source)
@@ -211,76 +199,25 @@ def _suggest(data, space, objectives, *, batch, seed, acquisition, beta, min_obs
         table["acquisition_function"] = "space-filling (maximin distance)"
         return Suggestion(table, "space-filling", "space-filling", messages)
 
-    model = fit_gp_list(u_obs, Y)
-    n_opt = len(opt)
-    if acquisition == "auto":
-        acquisition = "logei" if n_opt == 1 else "nehvi"
-    if n_opt > 1 and acquisition != "nehvi":
-        raise ConfigError(f"{n_opt} objectives to optimise need acquisition 'nehvi'")
-    if n_opt == 1 and acquisition == "nehvi":
-        acquisition = "logei"
-
-    opt_idx = [objectives.index(o) for o in opt]
-    cons = [(objectives.index(o), o) for o in objectives if not o.optimised]
-    constraints = []
-    for j, o in cons:
-        constraints.append(lambda Z, j=j, hi=o.high: Z[..., j] - hi)
-        constraints.append(lambda Z, j=j, lo=o.low: lo - Z[..., j])
-    if constraints and acquisition == "ucb":
-        raise ConfigError("'within' limits need acquisition logei or nehvi, not ucb")
-
-    from botorch.acquisition import qLogNoisyExpectedImprovement, qUpperConfidenceBound
-    from botorch.acquisition.multi_objective.logei import (
-        qLogNoisyExpectedHypervolumeImprovement,
-    )
-    from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
-    from botorch.acquisition.objective import GenericMCObjective
-    from botorch.optim import optimize_acqf
-    from botorch.sampling import SobolQMCNormalSampler
-
-    sampler = SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed)
+    lo_b, hi_b = prob.lo / t, prob.hi / t
+    model = fit_gp_list(u_obs, Y, bounds=np.stack([lo_b, np.where(hi_b > lo_b, hi_b, lo_b + 1)]))
     Xb = torch.tensor(u_obs, dtype=torch.double)
-    analytic = n_opt == 1 and batch == 1 and not constraints and opt[0].kind in ("max", "min")
-    if analytic:  # closed-form acquisition: exact and much cheaper than MC
-        from botorch.acquisition import LogExpectedImprovement, UpperConfidenceBound
-
-        o, j = opt[0], opt_idx[0]
-        sub = model.models[j]
-        maximize = o.kind == "max"
-        if acquisition == "logei":
-            with torch.no_grad():
-                mu = sub.posterior(Xb).mean.squeeze(-1)
-            best = mu.max() if maximize else mu.min()
-            acq = LogExpectedImprovement(sub, best_f=best, maximize=maximize)
-        else:
-            acq = UpperConfidenceBound(sub, beta=beta, maximize=maximize)
-    elif n_opt == 1:
-        o, j = opt[0], opt_idx[0]
-        objective = GenericMCObjective(lambda Z, X=None, o=o, j=j: o.utility(Z[..., j]))
-        if acquisition == "logei":
-            acq = qLogNoisyExpectedImprovement(
-                model, Xb, sampler=sampler, objective=objective,
-                constraints=constraints or None, prune_baseline=True,
-            )
-        else:
-            acq = qUpperConfidenceBound(model, beta=beta, sampler=sampler, objective=objective)
-    else:
-        def mo(Z, X=None):
-            return torch.stack([o.utility(Z[..., j]) for o, j in zip(opt, opt_idx, strict=True)],
-                               dim=-1)
-
-        util = np.column_stack([o.utility(Y[:, j]) for o, j in zip(opt, opt_idx, strict=True)])
-        ok = np.all(np.isfinite(util), axis=1)
-        if ok.sum() == 0:
-            raise ConfigError("no observed row has all optimised objectives measured")
-        lo, hi = util[ok].min(axis=0), util[ok].max(axis=0)
-        ref = lo - 0.1 * np.maximum(hi - lo, 1e-9)
-        acq = qLogNoisyExpectedHypervolumeImprovement(
-            model, ref_point=torch.tensor(ref, dtype=torch.double), X_baseline=Xb,
-            sampler=sampler, objective=GenericMCMultiOutputObjective(mo),
-            constraints=constraints or None, prune_baseline=True,
-        )
-        pm = pareto_mask(util)
+    built = build_acquisition(
+        model,
+        Xb,
+        objectives,
+        Y,
+        acquisition=acquisition,
+        batch=batch,
+        beta=beta,
+        seed=seed,
+        mc_samples=mc_samples,
+    )
+    acq = built.function
+    opt_idx = [objectives.index(o) for o in opt]
+    n_opt = len(opt)
+    if n_opt > 1:
+        pm = pareto_mask(utilities(Y, opt, opt_idx))
         messages.append(f"{int(pm.sum())} observed composition(s) are on the Pareto front")
 
     # optimise over all components; fixed ones (forbidden, min == max) via fixed_features
@@ -293,11 +230,17 @@ def _suggest(data, space, objectives, *, batch, seed, acquisition, beta, min_obs
 
     lo_all, hi_all = prob.lo / t, prob.hi / t
     bounds = torch.tensor(np.stack([lo_all, hi_all]), dtype=torch.double)
+    from botorch.optim import optimize_acqf
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         u_best, _ = optimize_acqf(
-            acq, bounds=bounds, q=batch, num_restarts=num_restarts,
-            raw_samples=raw_samples, inequality_constraints=to_full(ineq),
+            acq,
+            bounds=bounds,
+            q=batch,
+            num_restarts=num_restarts,
+            raw_samples=raw_samples,
+            inequality_constraints=to_full(ineq),
             equality_constraints=to_full(eq),
             fixed_features={int(i): float(lo_all[i]) for i in fixed} or None,
             sequential=batch > 1,
@@ -313,19 +256,13 @@ def _suggest(data, space, objectives, *, batch, seed, acquisition, beta, min_obs
         x = prob.round(prob.to_x(z_np))
     u_new = prob.to_u(x)
     mean, std = _predict(model, u_new)
-    with torch.no_grad():
-        per_point = []
-        for row in torch.tensor(u_new, dtype=torch.double):
-            per_point.append(float(acq(row[None, None, :]).item()))
+    per_point = score_points(built, torch.tensor(u_new, dtype=torch.double))
     table = pd.DataFrame(x, columns=comp_cols)
     for j, o in enumerate(objectives):
         table[f"pred_{o.name}_mean"] = mean[:, j]
         table[f"pred_{o.name}_std"] = std[:, j]
-    name = {"logei": "qLogNEI", "ucb": f"qUCB(beta={beta:g})", "nehvi": "qLogNEHVI"}[acquisition]
-    if analytic:
-        name = "LogEI" if acquisition == "logei" else f"UCB(beta={beta:g})"
+    name = built.name
     table["acquisition"] = per_point
     table["acquisition_function"] = name
-    pm_n = int(pareto_mask(np.column_stack(
-        [o.utility(Y[:, j]) for o, j in zip(opt, opt_idx, strict=True)])).sum())
+    pm_n = int(pareto_mask(utilities(Y, opt, opt_idx)).sum())
     return Suggestion(table, "bo", name, messages, pareto_observed=pm_n if n_opt > 1 else None)

@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
 
 from matloop.compositions.features import CompositionFeaturizer
 from matloop.errors import ConfigError, DataError, ModelFileError
@@ -34,6 +35,7 @@ from matloop.errors import ConfigError, DataError, ModelFileError
 MODEL_KINDS = ("gp", "rf", "et", "hgb", "nn")
 _FORMAT = "matloop.design.PropertyModel"
 _FORMAT_VERSION = 2  # 2: JSON + arrays (.npz); 1 was a pickle and is refused
+FEATURES = ("stats", "fractions", "raw")
 
 
 class _Scaler:
@@ -276,13 +278,19 @@ class _NNEnsemble:
         return mean * self.y_sd + self.y_mu, np.sqrt(var) * self.y_sd
 
 
-class PropertyModel:
-    """Composition → properties with uncertainty (see module docstring)."""
+class PropertyModel(RegressorMixin, BaseEstimator):
+    """Composition → properties with uncertainty (see module docstring); a scikit-learn estimator.
+
+    Constructor arguments are stored untouched (``get_params``/``set_params``/``clone`` work);
+    everything learnt by :meth:`fit` ends in an underscore. ``components`` names the columns of
+    X (chemical formulas, needed for ``features="stats"``); ``features="raw"`` uses the columns
+    as given (e.g. process parameters). ``properties`` names the columns of Y (default y0, y1 …).
+    """
 
     def __init__(
         self,
-        components: list[str],
-        properties: list[str],
+        components: list[str] | None = None,
+        properties: list[str] | None = None,
         kind: str = "hgb",
         *,
         features: str = "stats",
@@ -296,12 +304,8 @@ class PropertyModel:
         n_threads: int = 1,
         search: list[dict] | None = None,
     ):
-        if kind not in MODEL_KINDS:
-            raise ConfigError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
-        if features not in ("stats", "fractions"):
-            raise ConfigError("features must be 'stats' or 'fractions'")
-        self.components = list(components)
-        self.properties = list(properties)
+        self.components = components
+        self.properties = properties
         self.kind = kind
         self.features = features
         self.calibrate = calibrate
@@ -309,34 +313,67 @@ class PropertyModel:
         self.n_estimators = n_estimators
         self.gp_max_train = gp_max_train
         self.hgb_params = hgb_params
-        self.nn_params = nn_params or {}
+        self.nn_params = nn_params
         self.seed = seed
         self.n_threads = n_threads
         self.search = search
-        self.featurizer = CompositionFeaturizer(self.components, stats=features == "stats")
 
     # ----------------------------------------------------------------- fitting
+    def _validate_params(self, n_cols: int, n_props: int) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"unknown model kind {self.kind!r}; choose from {MODEL_KINDS}")
+        if self.features not in FEATURES:
+            raise ConfigError(f"features must be one of {FEATURES}, got {self.features!r}")
+        if self.components is None and self.features != "raw":
+            raise ConfigError(f"features={self.features!r} needs component names (components=)")
+        comps = (
+            list(self.components)
+            if self.components is not None
+            else [f"x{i}" for i in range(n_cols)]
+        )
+        props = (
+            list(self.properties)
+            if self.properties is not None
+            else [f"y{j}" for j in range(n_props)]
+        )
+        self.components_, self.properties_ = comps, props
+        self.featurizer_ = (
+            None
+            if self.features == "raw"
+            else CompositionFeaturizer(comps, stats=self.features == "stats")
+        )
+
+    def _features(self, X):
+        return X if self.featurizer_ is None else self.featurizer_.transform(X)
+
     def _check(self, X, Y=None):
         X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or X.shape[1] != len(self.components):
+        if X.ndim == 1:
             raise DataError(
-                f"expected {len(self.components)} component columns {self.components}, "
+                f"X must be 2-D (rows × {len(self.components_)} components); "
+                "Reshape your data with X.reshape(1, -1) for a single row"
+            )
+        if X.ndim != 2 or X.shape[1] != len(self.components_):
+            raise DataError(
+                f"expected {len(self.components_)} component columns {self.components_}, "
                 f"got shape {X.shape}"
             )
+        if not np.all(np.isfinite(X)):
+            raise DataError("X contains NaN or infinite values")
         if Y is None:
             return X
         Y = np.asarray(Y, dtype=float)
         if Y.ndim == 1:
             Y = Y[:, None]
-        if Y.shape != (len(X), len(self.properties)):
-            raise DataError(f"expected Y of shape {(len(X), len(self.properties))}, got {Y.shape}")
+        if Y.shape != (len(X), len(self.properties_)):
+            raise DataError(f"expected Y of shape {(len(X), len(self.properties_))}, got {Y.shape}")
         return X, Y
 
     def _fit_raw(self, F, Y):
         if self.kind == "nn":
-            return _NNEnsemble(self.n_members, self.seed, **self.nn_params).fit(F, Y)
+            return _NNEnsemble(self.n_members_, self.seed, **self.nn_params_).fit(F, Y)
         models = []
-        for j, name in enumerate(self.properties):
+        for j, name in enumerate(self.properties_):
             ok = np.isfinite(Y[:, j])
             if ok.sum() < 2:
                 raise DataError(f"property {name!r} has {int(ok.sum())} measured rows (need >= 2)")
@@ -344,10 +381,10 @@ class PropertyModel:
                 _SingleProperty(
                     self.kind,
                     self.seed + 17 * j,
-                    self.n_members,
-                    self.n_estimators,
+                    self.n_members_,
+                    self.n_estimators_,
                     self.gp_max_train,
-                    self.hgb_params,
+                    self.hgb_params_,
                 ).fit(F[ok], Y[ok, j])
             )
         return models
@@ -359,31 +396,42 @@ class PropertyModel:
         return np.column_stack([o[0] for o in outs]), np.column_stack([o[1] for o in outs])
 
     def fit(self, X, Y, groups=None) -> PropertyModel:
-        """Fit on compositions `X` (rows × components) and properties `Y` (NaN = missing)."""
+        """Fit on compositions `X` (rows × components) and properties `Y` (NaN = missing);
+        `groups` (e.g. identical compositions) keep the inner calibration split grouped."""
         from threadpoolctl import threadpool_limits
 
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or len(X) < 2:
+            raise DataError(
+                f"X must be a 2-D table with >= 2 rows, got n_samples = {len(X)} (shape {X.shape})"
+            )
+        Y_arr = np.asarray(Y, dtype=float)
+        self._validate_params(X.shape[1], 1 if Y_arr.ndim == 1 else Y_arr.shape[1])
+        self.y_1d_ = Y_arr.ndim == 1
         # OpenMP/BLAS oversubscription on small shared machines costs far more than it gains
         with threadpool_limits(self.n_threads):
-            return self._fit(X, Y, groups)
+            return self._fit(X, Y_arr, groups)
 
     def _fit(self, X, Y, groups=None) -> PropertyModel:
         from matloop.design.splits import inner_split
 
         X, Y = self._check(X, Y)
-        F = self.featurizer.transform(X)
-        self.calibration_ = [(1.0, 0.0)] * len(self.properties)
+        self.n_features_in_ = X.shape[1]
+        F = self._features(X)
+        self.hgb_params_ = dict(self.hgb_params or {})
+        self.nn_params_ = dict(self.nn_params or {})
+        self.n_members_, self.n_estimators_ = self.n_members, self.n_estimators
+        self.calibration_ = [(1.0, 0.0)] * len(self.properties_)
         self.selected_ = None
-        if self.calibrate or self.search:
+        if (self.calibrate or self.search) and len(X) >= 10:
             tr, va = inner_split(len(X), groups, 0.2, self.seed)
-            candidates = self.search or [None]
             best = None
-            for cand in candidates:
+            for cand in self.search or [None]:
                 if cand is not None:
-                    self._set_params(cand)
-                inner = self._fit_raw(F[tr], Y[tr])
-                mean, spread = self._predict_raw(inner, F[va])
+                    self._apply_candidate(cand)
+                mean, spread = self._predict_raw(self._fit_raw(F[tr], Y[tr]), F[va])
                 score = 0.0
-                for j in range(len(self.properties)):
+                for j in range(len(self.properties_)):
                     ok = np.isfinite(Y[va, j])
                     sd = np.nanstd(Y[tr, j]) or 1.0
                     score += np.sqrt(np.mean((Y[va, j][ok] - mean[ok, j]) ** 2)) / sd
@@ -391,45 +439,50 @@ class PropertyModel:
                     best = (score, cand, mean, spread)
             _, cand, mean, spread = best
             if cand is not None:
-                self._set_params(cand)
+                self._apply_candidate(cand)
                 self.selected_ = dict(cand)
             if self.calibrate:
-                cal = []
-                for j in range(len(self.properties)):
-                    ok = np.isfinite(Y[va, j])
-                    if ok.sum() >= 10:
-                        cal.append(
-                            _fit_sigma_calibration(Y[va, j][ok] - mean[ok, j], spread[ok, j])
-                        )
-                    else:
-                        cal.append((1.0, 0.0))
-                self.calibration_ = cal
+                self.calibration_ = [
+                    self._calibrate(Y[va, j], mean[:, j], spread[:, j])
+                    for j in range(len(self.properties_))
+                ]
         self.models_ = self._fit_raw(F, Y)
         self.n_train_ = np.isfinite(Y).sum(axis=0).tolist()
         return self
 
-    def _set_params(self, cand: dict) -> None:
-        """Apply one hyper-parameter candidate: keys of hgb_params/nn_params or attributes."""
+    @staticmethod
+    def _calibrate(y, mean, spread) -> tuple[float, float]:
+        ok = np.isfinite(y)
+        if ok.sum() < 10:
+            return (1.0, 0.0)
+        return _fit_sigma_calibration(y[ok] - mean[ok], spread[ok])
+
+    def _apply_candidate(self, cand: dict) -> None:
+        """Apply one hyper-parameter candidate to the fitted copies (constructor untouched)."""
         for k, v in cand.items():
             if k in ("n_estimators", "n_members"):
-                setattr(self, k, v)
+                setattr(self, f"{k}_", v)
             elif self.kind == "nn":
-                self.nn_params = {**self.nn_params, k: v}
+                self.nn_params_ = {**self.nn_params_, k: v}
             else:
-                self.hgb_params = {**(self.hgb_params or {}), k: v}
+                self.hgb_params_ = {**self.hgb_params_, k: v}
 
     def predict(self, X, return_std: bool = False):
-        """Means (rows × properties) and, with `return_std`, calibrated standard deviations."""
+        """Means (rows × properties; 1-D if fitted on 1-D y) and, with `return_std`, calibrated
+        standard deviations of the same shape."""
+        from sklearn.utils.validation import check_is_fitted
         from threadpoolctl import threadpool_limits
 
+        check_is_fitted(self, "models_")
         X = self._check(X)
         with threadpool_limits(self.n_threads):
-            mean, spread = self._predict_raw(self.models_, self.featurizer.transform(X))
-        if not return_std:
-            return mean
+            mean, spread = self._predict_raw(self.models_, self._features(X))
         a = np.array([c[0] for c in self.calibration_])
         b = np.array([c[1] for c in self.calibration_])
-        return mean, np.sqrt((a * spread) ** 2 + b**2)
+        std = np.sqrt((a * spread) ** 2 + b**2)
+        if self.y_1d_:
+            mean, std = mean[:, 0], std[:, 0]
+        return (mean, std) if return_std else mean
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path) -> None:

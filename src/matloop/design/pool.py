@@ -1,14 +1,16 @@
 """Pool-based Bayesian optimisation: pick the next experiment from a fixed candidate list.
 
 This is the lab situation "we can make any of these N recipes" and the protocol of
-Liang et al., npj Comput. Mater. 7, 188 (2021). The surrogate is an exact GP (Matern-5/2, ARD
-or isotropic, + white noise; scikit-learn) on standardised inputs/outputs, hyper-parameters
-re-optimised each cycle from the previous optimum (warm start). Acquisitions (minimisation):
+Liang et al., npj Comput. Mater. 7, 188 (2021).
 
-* ``lcb``: μ − κσ (κ = 2 is the paper's "LCB2");
-* ``ei``: expected improvement below the best observed value (ξ = 0.01 in standard units);
-* ``lcb_decay``: LCB whose κ decays linearly from `kappa` to 0.5 over the budget
-  (exploration early, exploitation late).
+* :func:`suggest_from_pool` — the ask step for users (``matloop design suggest --candidates``):
+  BoTorch surrogate (:mod:`matloop.design.surrogates`), acquisition
+  (:mod:`matloop.design.acquisition`) and BoTorch's discrete optimiser over the unobserved rows.
+* :func:`pool_bo_batched` — many simulated campaigns at once for benchmarks: one batched
+  BoTorch ``SingleTaskGP`` (Matérn-5/2, ARD or isotropic, priors) whose hyper-parameters are
+  refitted on a schedule, and an exact posterior updated by one Cholesky row per experiment.
+  Acquisitions (minimisation, standardised units): ``lcb`` μ − κσ, ``lcb_decay`` (κ → 0.5),
+  ``ei``, ``pi``.
 """
 
 from __future__ import annotations
@@ -16,22 +18,248 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import norm
+
+from matloop.errors import ConfigError, DataError
 
 
-def _gp(dim: int, ard: bool, previous=None):
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+def refit_schedule(t: int) -> bool:
+    """Refit hyper-parameters with `t` observations? Every step to 20, every 5th to 100, every
+    20th to 200, then frozen (the exact posterior is still updated with every point)."""
+    return t <= 20 or (t <= 100 and t % 5 == 0) or (t <= 200 and t % 20 == 0)
 
-    if previous is not None:
-        kernel = previous
-    else:
-        ls = np.ones(dim) if ard else 1.0
-        # bounds in standardised units: keep ARD length scales from collapsing on few points
-        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(ls, (5e-2, 20.0), nu=2.5) + WhiteKernel(
-            1e-2, (1e-3, 0.1)
+
+class _BatchedPosterior:
+    """Exact GP posterior of R independent runs over a fixed pool, updated one point at a time.
+
+    Hyper-parameters come from a batched BoTorch ``SingleTaskGP`` fit; between fits the Cholesky
+    factor L and V = L⁻¹ K(observed, pool) grow by one row per step (O(t·N) instead of O(t³)).
+    """
+
+    def __init__(self, model, Xp, obs_idx, ys):
+        import torch
+
+        self.Xp = Xp  # R × N × d (the same pool repeated)
+        self.covar = model.covar_module
+        self.noise = model.likelihood.noise.detach().reshape(-1, 1)  # R × 1
+        self.const = model.mean_module.constant.detach().reshape(-1, 1)  # R × 1
+        with torch.no_grad():
+            self.kdiag = self.covar(Xp, diag=True)  # R × N
+            Xo = torch.gather(Xp, 1, obs_idx[..., None].expand(-1, -1, Xp.shape[-1]))
+            K = self.covar(Xo, Xo).to_dense()
+            K = K + self.noise[..., None] * torch.eye(K.shape[-1], dtype=K.dtype)
+            self.L = torch.linalg.cholesky(K + 1e-8 * torch.eye(K.shape[-1], dtype=K.dtype))
+            self.V = torch.linalg.solve_triangular(
+                self.L, self.covar(Xo, Xp).to_dense(), upper=False
+            )
+        self.ys = ys  # R × t (standardised with the statistics of the last fit)
+
+    def add(self, new_idx, y_new):
+        """Append one observation per run (`new_idx`: R pool indices, `y_new`: R values)."""
+        import torch
+
+        R = len(new_idx)
+        ar = torch.arange(R)
+        with torch.no_grad():
+            l_vec = self.V[ar, :, new_idx]  # R × t  (= L⁻¹ k(obs, x_new))
+            kxx = self.kdiag[ar, new_idx] + self.noise[:, 0] + 1e-8
+            d = torch.sqrt(torch.clamp(kxx - (l_vec**2).sum(-1), min=1e-12))  # R
+            kx_pool = self.covar(self.Xp[ar, new_idx][:, None, :], self.Xp).to_dense()[:, 0]
+            v_new = (kx_pool - torch.einsum("rt,rtn->rn", l_vec, self.V)) / d[:, None]
+            t = self.L.shape[-1]
+            L = torch.zeros(R, t + 1, t + 1, dtype=self.L.dtype)
+            L[:, :t, :t] = self.L
+            L[:, t, :t] = l_vec
+            L[:, t, t] = d
+            self.L = L
+            self.V = torch.cat([self.V, v_new[:, None, :]], dim=1)
+            self.ys = torch.cat([self.ys, y_new[:, None]], dim=1)
+
+    def mean_std(self):
+        import torch
+
+        with torch.no_grad():
+            w = torch.linalg.solve_triangular(
+                self.L, (self.ys - self.const)[..., None], upper=False
+            )[..., 0]
+            mu = self.const + torch.einsum("rt,rtn->rn", w, self.V)
+            var = torch.clamp(self.kdiag - (self.V**2).sum(1), min=1e-12)
+        return mu, var.sqrt()
+
+
+def _fit_batched_gp(Xo, yo, *, ard, priors, bias, fixed_noise, previous, maxiter):
+    """Batched ``SingleTaskGP`` (one GP per run) on unit-cube inputs and standardised y."""
+    import torch
+    from botorch.models import SingleTaskGP
+    from gpytorch.constraints import GreaterThan
+    from gpytorch.likelihoods import GaussianLikelihood
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+    from gpytorch.priors import LogNormalPrior
+
+    from matloop.design.surrogates import make_covar_module
+
+    R, _, d = Xo.shape
+    covar = make_covar_module(d, ard=ard, priors=priors, bias=bias, batch_shape=[R])
+    kw = {}
+    if fixed_noise is not None:
+        kw["train_Yvar"] = torch.full_like(yo[..., None], fixed_noise)
+    else:  # softplus-constrained noise: the torch optimiser has no bounds
+        kw["likelihood"] = GaussianLikelihood(
+            noise_prior=LogNormalPrior(-4.0, 1.0) if priors else None,
+            noise_constraint=GreaterThan(1e-6),
+            batch_shape=torch.Size([R]),
         )
-    return GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=0)
+        kw["likelihood"].noise = 0.01
+    model = SingleTaskGP(Xo, yo[..., None], covar_module=covar, outcome_transform=None, **kw)
+    if previous is not None:
+        model.load_state_dict(previous, strict=False)
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    model.fit_ok_ = _fit_sum_lbfgs(mll, maxiter)
+    model.eval()
+    return model
+
+
+def _fit_sum_lbfgs(mll, maxiter: int) -> bool:
+    """Maximise the summed (independent) log marginal likelihoods of a batched GP with one
+    torch L-BFGS: BoTorch's per-batch scipy optimisers cost a Python loop per run and step.
+
+    Returns False when the optimiser stepped into a non-positive-definite covariance; the
+    hyper-parameters are then put back to where they were before the fit (the caller counts it).
+    """
+    import torch
+    from linear_operator.utils.errors import NotPSDError
+
+    model = mll.model
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
+    opt = torch.optim.LBFGS(
+        params,
+        lr=0.5,
+        max_iter=maxiter,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+    )
+    X, y = model.train_inputs[0], model.train_targets
+
+    def closure():
+        opt.zero_grad()
+        loss = -mll(model(X), y).sum()
+        loss.backward()
+        return loss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            opt.step(closure)
+        except NotPSDError:
+            with torch.no_grad():
+                for p, b in zip(params, before, strict=True):
+                    p.copy_(b)
+            return False
+    return True
+
+
+def pool_bo_batched(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seeds: list[int],
+    n_init: int = 2,
+    n_cycles: int | None = None,
+    acquisition: str = "lcb",
+    kappa: float = 2.0,
+    ard: bool = True,
+    priors: bool = True,
+    bias: bool = False,
+    fixed_noise: float | None = None,
+    maxiter: int = 40,
+    refit=refit_schedule,
+    stats: dict | None = None,
+    on_step=None,
+) -> np.ndarray:
+    """Pool-based BO for several independent runs at once (minimising `y`).
+
+    Every run starts from `n_init` random pool points (its seed) and then measures the pool
+    point with the best acquisition (``lcb``: μ − κσ; ``ei``; ``pi``; all in standardised units)
+    until `n_cycles` points (default: the whole pool). GP: BoTorch ``SingleTaskGP``, Matérn-5/2,
+    `ard`, `priors` (BoTorch's dimension-scaled length-scale prior, Gamma output scale, log-normal
+    noise), optional constant (`bias`) kernel and `fixed_noise` (variance in units of var(y));
+    inputs scaled to the pool's unit cube, y standardised at each hyper-parameter fit.
+    Returns runs × experiments pool indices in the order measured.
+    """
+    import torch
+
+    N, d = X.shape
+    n_cycles = N if n_cycles is None else min(n_cycles, N)
+    R = len(seeds)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    Xu = torch.tensor((X - lo) / np.where(hi > lo, hi - lo, 1.0), dtype=torch.double)
+    Xp = Xu.expand(R, N, d)
+    yt = torch.tensor(y, dtype=torch.double)
+    order = torch.tensor(
+        np.array([np.random.default_rng(s).choice(N, n_init, replace=False) for s in seeds]),
+        dtype=torch.long,
+    )
+    seen = torch.zeros(R, N, dtype=torch.bool)
+    seen.scatter_(1, order, True)
+    post, state, ystats = None, None, None
+    while order.shape[1] < n_cycles:
+        t = order.shape[1]
+        if post is None or refit(t):
+            yo = yt[order]
+            mu_y = yo.mean(1, keepdim=True)
+            sd_y = yo.std(1, keepdim=True).clamp_min(1e-9)
+            ystats = (mu_y, sd_y)
+            ys = (yo - mu_y) / sd_y
+            Xo = Xu[order]
+            model = _fit_batched_gp(
+                Xo,
+                ys,
+                ard=ard,
+                priors=priors,
+                bias=bias,
+                fixed_noise=fixed_noise,
+                previous=state,
+                maxiter=maxiter,
+            )
+            state = model.state_dict()
+            if stats is not None:
+                stats["fits"] = stats.get("fits", 0) + 1
+                stats["fits_kept_previous"] = stats.get("fits_kept_previous", 0) + (
+                    not model.fit_ok_
+                )
+            post = _BatchedPosterior(model, Xp, order, ys)
+        mu, sd = post.mean_std()
+        ys_obs = post.ys
+        score = _pool_scores(mu, sd, ys_obs, acquisition, kappa, t, n_cycles)
+        score[seen] = -torch.inf
+        pick = torch.argmax(score, dim=1)
+        seen[torch.arange(R), pick] = True
+        order = torch.cat([order, pick[:, None]], dim=1)
+        post.add(pick, (yt[pick] - ystats[0][:, 0]) / ystats[1][:, 0])
+        if on_step is not None:
+            on_step(order.shape[1])
+    return order.numpy()
+
+
+def _pool_scores(mu, sd, ys_obs, acquisition, kappa, t, n_cycles):
+    """Acquisition (larger is better) for minimisation, standardised units, R × N."""
+    import torch
+
+    if acquisition == "lcb":
+        return -(mu - kappa * sd)
+    if acquisition == "lcb_decay":
+        frac = t / max(n_cycles - 1, 1)
+        return -(mu - (kappa * (1 - frac) + 0.5 * frac) * sd)
+    best = ys_obs.min(dim=1, keepdim=True).values
+    z = (best - mu) / sd
+    normal = torch.distributions.Normal(0.0, 1.0)
+    if acquisition == "ei":
+        return (best - mu) * normal.cdf(z) + sd * torch.exp(normal.log_prob(z))
+    if acquisition == "pi":
+        return normal.cdf(z)
+    raise ConfigError(f"unknown acquisition {acquisition!r}; choose lcb, lcb_decay, ei or pi")
 
 
 def pool_bo_run(
@@ -44,56 +272,24 @@ def pool_bo_run(
     kappa: float = 2.0,
     ard: bool = True,
     seed: int = 0,
+    **kw,
 ) -> np.ndarray:
-    """Indices of the pool in the order they were measured (minimising `y`).
+    """Indices of the pool in the order they were measured (minimising `y`), one run.
 
     `X` (N × d) and `y` (N,) are the pool (unique candidates); `n_cycles` experiments in total
-    (default: the whole pool). The first `n_init` are random.
+    (default: the whole pool). The first `n_init` are random. See :func:`pool_bo_batched`.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):  # tiny matrices: threads only add overhead on shared cores
-        return _run(X, y, n_init, n_cycles, acquisition, kappa, ard, seed)
-
-
-def _run(X, y, n_init, n_cycles, acquisition, kappa, ard, seed) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    N = len(y)
-    n_cycles = N if n_cycles is None else min(n_cycles, N)
-    Xs = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
-    order = list(rng.choice(N, n_init, replace=False))
-    remaining = np.ones(N, dtype=bool)
-    remaining[order] = False
-    kernel = None
-    while len(order) < n_cycles:
-        idx = np.array(order)
-        yo = y[idx]
-        mu_y, sd_y = yo.mean(), yo.std() if yo.std() > 0 else 1.0
-        ys = (yo - mu_y) / sd_y
-        gp = _gp(X.shape[1], ard, kernel)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            gp.fit(Xs[idx], ys)
-        kernel = gp.kernel_
-        cand = np.flatnonzero(remaining)
-        mu, sd = gp.predict(Xs[cand], return_std=True)
-        sd = np.maximum(sd, 1e-9)
-        if acquisition == "lcb":
-            score = -(mu - kappa * sd)
-        elif acquisition == "ei":
-            best = ys.min()
-            z = (best - mu - 0.01) / sd
-            score = (best - mu - 0.01) * norm.cdf(z) + sd * norm.pdf(z)
-        elif acquisition == "lcb_decay":
-            frac = len(order) / max(n_cycles - 1, 1)
-            k = kappa * (1 - frac) + 0.5 * frac
-            score = -(mu - k * sd)
-        else:
-            raise ValueError(f"unknown acquisition {acquisition!r}")
-        pick = cand[int(np.argmax(score))]
-        order.append(int(pick))
-        remaining[pick] = False
-    return np.array(order)
+    return pool_bo_batched(
+        X,
+        y,
+        seeds=[seed],
+        n_init=n_init,
+        n_cycles=n_cycles,
+        acquisition=acquisition,
+        kappa=kappa,
+        ard=ard,
+        **kw,
+    )[0]
 
 
 def top_fraction_curve(order: np.ndarray, y: np.ndarray, top: float = 0.05) -> np.ndarray:
@@ -103,3 +299,188 @@ def top_fraction_curve(order: np.ndarray, y: np.ndarray, top: float = 0.05) -> n
     best = set(np.argsort(y, kind="stable")[:n_top])
     hits = np.array([o in best for o in order], dtype=float)
     return np.cumsum(hits) / n_top
+
+
+# --------------------------------------------------------------------------- ask from a pool
+POOL_MODELS = ("gp", "rf")
+
+
+def pool_inputs(
+    data, pool, objectives, *, data_name: str = "data", pool_name: str = "candidates"
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Input columns (the pool's columns other than the objectives) and both input matrices."""
+    import pandas as pd
+
+    names = {o.name for o in objectives}
+    cols = [c for c in pool.columns if c not in names]
+    if not cols:
+        raise DataError(f"{pool_name}: no input columns besides the objectives")
+    bad = [c for c in cols if not pd.api.types.is_numeric_dtype(pool[c])]
+    if bad:
+        raise DataError(
+            f"{pool_name}: input column(s) {bad} are not numeric; drop them or make them numbers"
+        )
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise DataError(
+            f"{data_name}: no column(s) {missing} (the inputs of {pool_name}); "
+            f"columns are {list(data.columns)}"
+        )
+    Xp = pool[cols].to_numpy(float)
+    try:
+        Xo = data[cols].to_numpy(float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{data_name}: input columns are not numeric: {exc}") from exc
+    for X, name in ((Xp, pool_name), (Xo, data_name)):
+        rows = np.flatnonzero(~np.all(np.isfinite(X), axis=1))
+        if rows.size:
+            raise DataError(f"{name}: row {rows[0] + 2} has a missing or non-finite input value")
+    if len(Xp) == 0:
+        raise DataError(f"{pool_name}: no candidate rows")
+    return cols, Xo, Xp
+
+
+def observed_mask(Xo: np.ndarray, Xp: np.ndarray, decimals: int = 9) -> np.ndarray:
+    """True for pool rows equal (to `decimals` significant places) to an observed row."""
+
+    def key(X):
+        return [tuple(r) for r in np.vectorize(lambda v: float(f"{v:.{decimals}g}"))(X)]
+
+    seen = set(key(Xo)) if len(Xo) else set()
+    return np.array([k in seen for k in key(Xp)], dtype=bool)
+
+
+def _maximin_pool(Xs: np.ndarray, Xo_s: np.ndarray, batch: int, seed: int) -> list[int]:
+    """Greedy maximin picks from the (standardised) pool rows, away from observed rows."""
+    rng = np.random.default_rng(seed)
+    picks: list[int] = []
+    ref = list(Xo_s)
+    for _ in range(batch):
+        if ref:
+            d = np.min(np.linalg.norm(Xs[:, None, :] - np.array(ref)[None], axis=2), axis=1)
+            d[picks] = -1.0
+            i = int(np.argmax(d))
+        else:
+            i = int(rng.integers(len(Xs)))
+        picks.append(i)
+        ref.append(Xs[i])
+    return picks
+
+
+def suggest_from_pool(
+    data,
+    pool,
+    objectives,
+    *,
+    batch: int = 1,
+    seed: int = 0,
+    model: str = "gp",
+    acquisition: str = "auto",
+    beta: float = 4.0,
+    min_observations: int = 2,
+    mc_samples: int = 256,
+    data_name: str = "data",
+    pool_name: str = "candidates",
+):
+    """Pick the next `batch` rows of the finite `pool` (DataFrame) given observed `data`.
+
+    Rows of the pool already in `data` (same inputs) are never suggested. Returns a
+    :class:`matloop.design.bo.Suggestion` whose table holds the chosen pool rows (original
+    columns and ``pool_row``, 0-based) with predictions and acquisition values.
+    """
+    import pandas as pd
+    import torch
+
+    from matloop.design.acquisition import build_acquisition, check_objectives, score_points
+    from matloop.design.bo import Suggestion
+    from matloop.design.objectives import objective_values
+
+    if batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {batch}")
+    if model not in POOL_MODELS:
+        raise ConfigError(f"unknown model {model!r}; choose from {POOL_MODELS}")
+    check_objectives(objectives, acquisition)
+    cols, Xo, Xp = pool_inputs(data, pool, objectives, data_name=data_name, pool_name=pool_name)
+    Y = objective_values(data, objectives, source=data_name)
+    free = np.flatnonzero(~observed_mask(Xo, Xp))
+    if len(free) < batch:
+        raise DataError(
+            f"{pool_name}: only {len(free)} candidate(s) not yet observed, asked "
+            f"for --batch {batch}"
+        )
+    torch.manual_seed(seed)
+    lo = np.minimum(Xp.min(axis=0), Xo.min(axis=0) if len(Xo) else np.inf)
+    hi = np.maximum(Xp.max(axis=0), Xo.max(axis=0) if len(Xo) else -np.inf)
+    width = np.where(hi > lo, hi - lo, 1.0)
+    counts = np.isfinite(Y).sum(axis=0) if len(Y) else np.zeros(len(objectives), int)
+    messages: list[str] = []
+    if int(counts.min()) < min_observations:
+        few = ", ".join(f"{o.name}: {int(c)}" for o, c in zip(objectives, counts, strict=True))
+        msg = (
+            f"only {few} observation(s) (need >= {min_observations} per objective for a "
+            f"model); suggesting {batch} space-filling candidate(s) from the pool"
+        )
+        warnings.warn(msg, stacklevel=2)
+        messages.append(msg)
+        sub = _maximin_pool((Xp[free] - lo) / width, (Xo - lo) / width, batch, seed)
+        table = pool.iloc[free[sub]].reset_index(drop=True)
+        table.insert(0, "pool_row", free[sub])
+        table["acquisition_function"] = "space-filling (maximin distance)"
+        return Suggestion(table, "space-filling", "space-filling", messages)
+
+    bounds = np.stack([lo, lo + width])
+    if model == "gp":
+        from matloop.design.surrogates import fit_gp_list
+
+        bmodel = fit_gp_list(Xo, Y, bounds=bounds)
+    else:
+        from matloop.design.surrogates import ForestSurrogate
+
+        bmodel = ForestSurrogate(seed=seed).fit(Xo, Y).botorch_model()
+    Xb = torch.tensor(Xo, dtype=torch.double)
+    built = build_acquisition(
+        bmodel,
+        Xb,
+        objectives,
+        Y,
+        acquisition=acquisition,
+        batch=batch,
+        beta=beta,
+        seed=seed,
+        mc_samples=mc_samples,
+    )
+    chosen = _optimise_discrete(built.function, Xp[free], batch)
+    rows = free[chosen]
+    Xc = torch.tensor(Xp[rows], dtype=torch.double)
+    with torch.no_grad():
+        post = bmodel.posterior(Xc)
+        mean = post.mean.reshape(len(rows), -1).numpy()
+        std = post.variance.clamp_min(0).sqrt().reshape(len(rows), -1).numpy()
+    table = pool.iloc[rows].reset_index(drop=True)
+    table.insert(0, "pool_row", rows)
+    for j, o in enumerate(objectives):
+        table[f"pred_{o.name}_mean"] = mean[:, j]
+        table[f"pred_{o.name}_std"] = std[:, j]
+    table["acquisition"] = score_points(built, Xc)
+    table["acquisition_function"] = f"{built.name} [{model}]"
+    messages.append(
+        f"{len(free)} of {len(Xp)} candidates not yet observed; inputs: {', '.join(cols)}"
+    )
+    return Suggestion(pd.DataFrame(table), "bo", built.name, messages)
+
+
+def _optimise_discrete(acq, choices: np.ndarray, q: int) -> np.ndarray:
+    """Indices into `choices` of the q points chosen (sequential greedy, BoTorch)."""
+    import torch
+    from botorch.optim import optimize_acqf_discrete
+
+    C = torch.tensor(choices, dtype=torch.double)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        X, _ = optimize_acqf_discrete(acq, q=q, choices=C, unique=True)
+    picks: list[int] = []
+    for x in X:
+        d = (C - x).abs().sum(dim=-1)
+        d[picks] = float("inf")
+        picks.append(int(torch.argmin(d)))
+    return np.array(picks)

@@ -1,0 +1,152 @@
+"""Pool-based suggestion (`matloop design suggest --candidates`) and the shared BO pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from matloop.cli import main
+from matloop.design.objectives import parse_objective
+from matloop.design.pool import suggest_from_pool
+
+
+def _pool(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Process-parameter pool (temperature °C, time h) with a known yield peak at 640 °C, 3 h."""
+    rng = np.random.default_rng(seed)
+    T = rng.uniform(500, 800, n).round(1)
+    t = rng.uniform(0.5, 6, n).round(2)
+    y = 90 - ((T - 640) / 60) ** 2 * 20 - (t - 3) ** 2 * 4
+    return pd.DataFrame({"temperature": T, "time": t, "yield": y})
+
+
+def run(args, capsys):
+    rc = main(["design", *args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _files(tmp_path, n_obs: int = 8):
+    pool = _pool()
+    obs = pool.sample(n_obs, random_state=1)
+    cand = pool.drop(columns="yield")
+    (p_obs, p_cand) = (tmp_path / "observed.csv", tmp_path / "pool.csv")
+    obs.to_csv(p_obs, index=False)
+    cand.to_csv(p_cand, index=False)
+    return pool, obs, p_obs, p_cand
+
+
+@pytest.mark.parametrize("model", ["gp", "rf"])
+def test_cli_pool_suggest_picks_unobserved_good_rows(tmp_path, capsys, model):
+    pool, obs, p_obs, p_cand = _files(tmp_path)
+    out = tmp_path / "next.csv"
+    rc, o, e = run(
+        [
+            "suggest",
+            "--data",
+            str(p_obs),
+            "--candidates",
+            str(p_cand),
+            "--objective",
+            "yield:max",
+            "--batch",
+            "3",
+            "--seed",
+            "2",
+            "--model",
+            model,
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
+    assert rc == 0, e
+    df = pd.read_csv(out)
+    assert len(df) == 3 and df["pool_row"].nunique() == 3
+    assert {"temperature", "time", "pred_yield_mean", "pred_yield_std"} <= set(df.columns)
+    assert not set(df["pool_row"]) & set(obs.index)  # observed rows are never suggested again
+    # the rows are the pool's own rows
+    np.testing.assert_allclose(
+        df[["temperature", "time"]], pool.loc[df["pool_row"], ["temperature", "time"]]
+    )
+    # better than the pool median on average (the model found the peak's neighbourhood)
+    assert pool.loc[df["pool_row"], "yield"].mean() > pool["yield"].median()
+    assert "inputs: temperature, time" in o and "3 suggestion(s)" in o
+
+
+def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
+    _, _, p_obs, p_cand = _files(tmp_path)
+    out = tmp_path / "next.csv"
+    out.write_text("keep me\n")
+    args = [
+        "suggest",
+        "--data",
+        str(p_obs),
+        "--candidates",
+        str(p_cand),
+        "--objective",
+        "yield:max",
+        "--out",
+        str(out),
+    ]
+    rc, o, e = run(args, capsys)
+    assert rc == 1 and "exists; pass --force" in e and len(e.strip().splitlines()) == 1
+    assert out.read_text() == "keep me\n"
+    rc, o, e = run([*args, "--force"], capsys)
+    assert rc == 0, e and len(pd.read_csv(out)) == 1
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_input", "no column(s) ['time'] (the inputs of"),
+        ("text_column", "input column(s) ['batch_id'] are not numeric"),
+        ("no_space_no_pool", "give --space (continuous design) or --candidates"),
+        ("too_few_left", "only 0 candidate(s) not yet observed"),
+    ],
+)
+def test_cli_pool_bad_input_one_line(tmp_path, capsys, case, expected):
+    pool, obs, p_obs, p_cand = _files(tmp_path)
+    args = ["--candidates", str(p_cand)]
+    if case == "missing_input":
+        obs.drop(columns="time").to_csv(p_obs, index=False)
+    elif case == "text_column":
+        cand = pool.drop(columns="yield").assign(batch_id="a")
+        cand.to_csv(p_cand, index=False)
+    elif case == "no_space_no_pool":
+        args = []
+    elif case == "too_few_left":
+        obs.drop(columns="yield").to_csv(p_cand, index=False)
+    out = tmp_path / "n.csv"
+    rc, o, e = run(
+        ["suggest", "--data", str(p_obs), *args, "--objective", "yield:max", "--out", str(out)],
+        capsys,
+    )
+    assert rc == 1 and e.startswith("error: ") and expected in e, e
+    assert len(e.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_one_observation_gives_space_filling_pool_rows():
+    pool = _pool(40)
+    objs = [parse_objective("yield:max")]
+    with pytest.warns(UserWarning, match="space-filling"):
+        res = suggest_from_pool(pool.head(1), pool.drop(columns="yield"), objs, batch=2)
+    assert res.mode == "space-filling" and 0 not in set(res.table["pool_row"])
+
+
+@pytest.mark.parametrize("acq", ["ucb", "ei", "pi", "logei"])
+def test_gp_from_two_points_and_every_acquisition(acq):
+    pool = _pool(60)
+    objs = [parse_objective("yield:min")]
+    res = suggest_from_pool(pool.head(2), pool.drop(columns="yield"), objs, acquisition=acq, seed=0)
+    row = res.table.iloc[0]
+    assert row["pool_row"] >= 2 and np.isfinite(row["acquisition"]) and row["pred_yield_std"] > 0
+
+
+def test_two_objectives_pool_nehvi():
+    pool = _pool(80).assign(cost=lambda d: d["temperature"] * 0.01 + d["time"])
+    objs = [parse_objective("yield:max"), parse_objective("cost:min")]
+    res = suggest_from_pool(
+        pool.sample(10, random_state=0), pool.drop(columns=["yield", "cost"]), objs, batch=2, seed=0
+    )
+    assert res.acquisition == "qLogNEHVI" and len(res.table) == 2
