@@ -40,7 +40,7 @@ def _element_vector(symbol: str) -> tuple[float, ...]:
         try:
             v = getattr(el, attr)
             v = float(v) if v is not None else np.nan
-        except Exception:  # pymatgen warns/raises for missing data
+        except (AttributeError, KeyError, TypeError, ValueError):  # pymatgen: missing data
             v = np.nan
         out.append(v)
     return tuple(out)

@@ -64,7 +64,7 @@ def _polytope_samples(prob: UnitBoxProblem, n: int, seed: int):
             n_burnin=200,
             n_thinning=4,
         )
-    except Exception:  # degenerate polytope (e.g. one free direction): use the centre
+    except (ValueError, RuntimeError):  # degenerate polytope (one free direction): the centre
         samples = x0.repeat(n, 1)
     return samples.numpy()
 

@@ -372,7 +372,7 @@ def observed_compositions(frame, space: Space, source: str = "data") -> np.ndarr
             continue
         try:
             parse_component(str(col))
-        except Exception:
+        except (ValueError, KeyError):  # not a component name (DataError is a ValueError)
             continue
         vals = np.asarray(frame[col], dtype=float)
         if np.nansum(np.abs(vals)) > 0:

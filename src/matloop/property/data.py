@@ -235,7 +235,7 @@ def _read_ase(path: Path, id_key: str) -> PropertyDataset:
                 frames = read(io.StringIO(fh.read()), index=":", format="extxyz")
         else:
             frames = read(str(path), index=":")
-    except Exception as exc:  # ASE raises many types for malformed files
+    except Exception as exc:  # noqa: BLE001 - ASE raises many types; reported as one line
         raise DataError(f"{path}: cannot read structures: {exc}") from None
     for a in frames:
         if a.calc is not None:  # extxyz puts energy/free_energy into a calculator
