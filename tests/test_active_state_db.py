@@ -114,6 +114,7 @@ def test_active_learning_run_on_postgresql_and_a_local_cluster(tmp_path, pg_url)
         "explore": {"temperatures": [900.0], "steps": 8, "walkers": 1, "sample_interval": 2},
         "select": {"threshold": 0.0, "max_per_iteration": 3},
         "model": {
+            "family": "bpnn",
             "committee": 2,
             "train": {
                 "model": {

@@ -51,7 +51,7 @@ def _al_config(**over) -> dict:
         "reference": {"calculator": "emt"},
         "initial": {"structures": "cu.xyz", "n_label": 4},
         "explore": {"temperatures": [300.0], "steps": 5, "walkers": 1},
-        "model": {"committee": 2, "train": TINY_TRAIN},
+        "model": {"family": "bpnn", "committee": 2, "train": TINY_TRAIN},
         "budget": {"max_labels": 10},
         "stop": {"max_iterations": 1},
     }

@@ -39,6 +39,7 @@ def _config(tmp_path: Path, max_iterations: int = 1, steps: int = 6) -> Path:
         },
         "select": {"threshold": 0.0, "max_per_iteration": 3},
         "model": {
+            "family": "bpnn",
             "committee": 2,
             "train": {
                 "model": {"params": {"descriptor": descriptor, "hidden": [8]}},
@@ -185,7 +186,8 @@ def test_train_ctrl_c_names_checkpoint_and_resumes(tmp_path, monkeypatch):
         frames.append(atoms)
     write(tmp_path / "cu.xyz", frames)
     cfg = {
-        "model": {"params": {"hidden": [8], "descriptor": {"cutoff": 4.0, "n_radial": 4,
+        "model": {"family": "bpnn",
+                  "params": {"hidden": [8], "descriptor": {"cutoff": 4.0, "n_radial": 4,
                                                           "n_angular_eta": 1, "zetas": [1.0]}}},
         "training": {"max_epochs": 100000, "checkpoint_every": 1, "num_threads": 1},
     }  # fmt: skip
