@@ -54,9 +54,13 @@ def main(argv=None) -> int:
     ap.add_argument("--anchor-trees", type=int, default=200, help="trees of the RF anchor")
     ap.add_argument("--max-groups", type=int, default=0, help="subsample compositions (dev)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--folds-to-run", type=int, default=0,
-                    help="evaluate only the first K of the grouped folds (same training-set "
-                         "size; for a CPU-starved run); 0 = all")
+    ap.add_argument(
+        "--folds-to-run",
+        type=int,
+        default=0,
+        help="evaluate only the first K of the grouped folds (same training-set "
+        "size; for a CPU-starved run); 0 = all",
+    )
     args = ap.parse_args(argv)
 
     import pandas as pd
@@ -80,8 +84,11 @@ def main(argv=None) -> int:
         "search": None if args.no_search else SEARCH,
         "seed": args.seed,
         "anchor_trees": args.anchor_trees,
-        "host": {"python": sys.version.split()[0], "machine": platform.machine(),
-                 "cpus": os.cpu_count()},
+        "host": {
+            "python": sys.version.split()[0],
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+        },
         "properties": {},
     }
     t_all = time.time()
@@ -112,7 +119,11 @@ def main(argv=None) -> int:
                 oof_rf[te] = rf.predict(X[te])
                 fold["anchor_rf_rmse"] = regression_metrics(y[te], oof_rf[te])["rmse"]
             model = PropertyModel(
-                comps, [key], kind=args.model, n_members=args.members, seed=args.seed + k,
+                comps,
+                [key],
+                kind=args.model,
+                n_members=args.members,
+                seed=args.seed + k,
                 search=None if args.no_search else SEARCH,
             )
             model.fit(X[tr], y[tr, None], groups=groups[tr])
@@ -122,12 +133,18 @@ def main(argv=None) -> int:
             kk = max(1, int(round(0.05 * len(te))))
             m["top5pct_recall"] = topk_recall(y[te], oof[te], kk)
             recalls.append(m["top5pct_recall"])
-            fold.update(matloop=m, selected=model.selected_,
-                        calibration=[list(c) for c in model.calibration_])
+            fold.update(
+                matloop=m,
+                selected=model.selected_,
+                calibration=[list(c) for c in model.calibration_],
+            )
             folds.append(fold)
-            print(f"[{key}] fold {k}: matloop RMSE {m['rmse']:.4g} cov95 {m['coverage95']:.3f}"
-                  + (f" | RF {fold['anchor_rf_rmse']:.4g}" if "anchor_rf_rmse" in fold else "")
-                  + f" ({time.time() - t0:.0f} s)", flush=True)
+            print(
+                f"[{key}] fold {k}: matloop RMSE {m['rmse']:.4g} cov95 {m['coverage95']:.3f}"
+                + (f" | RF {fold['anchor_rf_rmse']:.4g}" if "anchor_rf_rmse" in fold else "")
+                + f" ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
         done = np.isfinite(oof)
         ours = regression_metrics(y[done], oof[done], oof_sd[done])
         ours["folds_evaluated"] = len(folds)
@@ -146,20 +163,33 @@ def main(argv=None) -> int:
         }
         if not args.skip_anchor:
             rf_m = regression_metrics(y[done], oof_rf[done])
-            rf_m["top5pct_recall"] = float(np.mean([
-                topk_recall(y[te], oof_rf[te], max(1, int(round(0.05 * len(te)))))
-                for k, (_, te) in enumerate(_shuffled_group_kfold(groups, args.folds, args.seed))
-                if k < len(folds)]))
+            rf_m["top5pct_recall"] = float(
+                np.mean(
+                    [
+                        topk_recall(y[te], oof_rf[te], max(1, int(round(0.05 * len(te)))))
+                        for k, (_, te) in enumerate(
+                            _shuffled_group_kfold(groups, args.folds, args.seed)
+                        )
+                        if k < len(folds)
+                    ]
+                )
+            )
             entry["anchor_rf_same_folds"] = rf_m
         if suspicious.any():
             ok = ~suspicious & done
             entry["matloop_without_Tg_below_150C"] = regression_metrics(y[ok], oof[ok], oof_sd[ok])
             entry["n_Tg_below_150C"] = int(suspicious.sum())
         results["properties"][key] = entry
-        print(f"[{key}] matloop RMSE {ours['rmse']:.4g} MAE {ours['mae']:.4g} R2 {ours['r2']:.3f} "
-              f"cov95 {ours['coverage95']:.3f} | goal {GOAL[key]} | "
-              + (f"RF same folds {entry['anchor_rf_same_folds']['rmse']:.4g}"
-                 if "anchor_rf_same_folds" in entry else ""), flush=True)
+        print(
+            f"[{key}] matloop RMSE {ours['rmse']:.4g} MAE {ours['mae']:.4g} R2 {ours['r2']:.3f} "
+            f"cov95 {ours['coverage95']:.3f} | goal {GOAL[key]} | "
+            + (
+                f"RF same folds {entry['anchor_rf_same_folds']['rmse']:.4g}"
+                if "anchor_rf_same_folds" in entry
+                else ""
+            ),
+            flush=True,
+        )
         results["seconds"] = time.time() - t_all
         if args.json:  # after every property, so a long run leaves partial results
             out = Path(args.json)

@@ -25,11 +25,13 @@ from matloop.data import label_with
 from matloop.labelling.faults import FaultyCalculator
 
 TINY_TRAIN = {
-    "model": {"params": {"descriptor": {"cutoff": 4.0, "n_radial": 6, "n_angular_eta": 1,
-                                        "zetas": [1.0]},
-                         "hidden": [8]}},
-    "training": {"max_epochs": 15, "batch_size": 4, "learning_rate": 0.01,
-                 "num_threads": 1},
+    "model": {
+        "params": {
+            "descriptor": {"cutoff": 4.0, "n_radial": 6, "n_angular_eta": 1, "zetas": [1.0]},
+            "hidden": [8],
+        }
+    },
+    "training": {"max_epochs": 15, "batch_size": 4, "learning_rate": 0.01, "num_threads": 1},
 }
 
 
@@ -46,8 +48,13 @@ def _inputs(tmp_path: Path, faults: dict, **over) -> Path:
         "seed": 1,
         "reference": {"calculator": "faulty", "settings": faults, "timeout_s": 0.3},
         "initial": {"structures": "start.xyz", "n_label": 12, "rattle": 0.08},
-        "explore": {"temperatures": [600.0, 1200.0], "steps": 12, "timestep_fs": 4.0,
-                    "walkers": 2, "sample_interval": 3},
+        "explore": {
+            "temperatures": [600.0, 1200.0],
+            "steps": 12,
+            "timestep_fs": 4.0,
+            "walkers": 2,
+            "sample_interval": 3,
+        },
         "select": {"threshold": 0.0, "max_per_iteration": 6},
         "model": {"family": "bpnn", "committee": 2, "train": TINY_TRAIN},
         "budget": {"max_labels": 40},
@@ -61,8 +68,14 @@ def _inputs(tmp_path: Path, faults: dict, **over) -> Path:
     return path
 
 
-FAULTS = {"p_exception": 0.08, "p_scf": 0.16, "p_nan": 0.08, "p_absurd": 0.08,
-          "p_timeout": 0.04, "hang_s": 3.0}
+FAULTS = {
+    "p_exception": 0.08,
+    "p_scf": 0.16,
+    "p_nan": 0.08,
+    "p_absurd": 0.08,
+    "p_timeout": 0.04,
+    "hang_s": 3.0,
+}
 
 
 def test_loop_with_injected_failures_quarantines_and_never_trains_on_them(tmp_path, capsys):
@@ -128,7 +141,8 @@ def test_loop_with_injected_failures_quarantines_and_never_trains_on_them(tmp_pa
 def _keys_done(db: Path) -> set[str]:
     st = RunState(db)
     return {r.key for r in st.db.select(kind="label")} | {
-        r.key for r in st.db.select(kind="quarantine")}
+        r.key for r in st.db.select(kind="quarantine")
+    }
 
 
 def test_kill_and_resume_loses_and_repeats_nothing(tmp_path):
@@ -136,8 +150,7 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path):
     cfg = _inputs(tmp_path, faults, stop={"max_iterations": 2})
     run = tmp_path / "run"
     log = tmp_path / "calls.log"
-    env = dict(os.environ, MATLOOP_FAULT_LOG=str(log), MATLOOP_NUM_THREADS="1",
-               OMP_NUM_THREADS="1")
+    env = dict(os.environ, MATLOOP_FAULT_LOG=str(log), MATLOOP_NUM_THREADS="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "matloop", "al", "run", str(cfg), "--dir", str(run), "--quiet"]
     rng = random.Random(7)
     done_before: list[tuple[int, set[str]]] = []
@@ -151,8 +164,7 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path):
     for attempt in range(4):
         offset = n_calls()
         done_before.append((offset, _keys_done(run / "state.db") if run.exists() else set()))
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         want = rng.randint(1, 6)
         deadline = time.monotonic() + 300
         while proc.poll() is None and n_calls() < offset + want and time.monotonic() < deadline:
@@ -194,10 +206,12 @@ def test_loop_on_a_dask_cluster(tmp_path):
     from matloop.active.loop import run_active_learning
 
     cfg = _inputs(tmp_path, {"p_nan": 0.2}, stop={"max_iterations": 1})
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
-        report = run_active_learning(load_config(cfg), tmp_path / "run",
-                                     scheduler=cluster.scheduler_address, progress=False)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        report = run_active_learning(
+            load_config(cfg), tmp_path / "run", scheduler=cluster.scheduler_address, progress=False
+        )
     assert [r["iteration"] for r in report["iterations"]] == [0, 1]
     assert report["n_quarantined"] >= 1
     st = RunState(tmp_path / "run" / "state.db")

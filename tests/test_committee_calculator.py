@@ -72,8 +72,9 @@ def test_calibration_and_fitted_scale(members):
         a = _si(seed, 0.1)
         a.calc = ref
         data.append(a.copy())
-        data[-1].calc = SinglePointCalculator(data[-1], energy=a.get_potential_energy(),
-                                              forces=a.get_forces())
+        data[-1].calc = SinglePointCalculator(
+            data[-1], energy=a.get_potential_energy(), forces=a.get_forces()
+        )
     comm = CommitteeCalculator(members)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -20,12 +20,23 @@ def test_train_and_load_committee(tmp_path):
         a.rattle(0.08, seed=i)
         data.append(label_with(a, EMT()))
     ds = Dataset(data)
-    cfg = TrainConfig.model_validate({
-        "model": {"family": "bpnn",
-                  "params": {"descriptor": {"cutoff": 4.0, "n_radial": 6, "n_angular_eta": 1,
-                                            "zetas": [1.0]}, "hidden": [8]}},
-        "training": {"max_epochs": 10, "num_threads": 1},
-    })
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {
+                "family": "bpnn",
+                "params": {
+                    "descriptor": {
+                        "cutoff": 4.0,
+                        "n_radial": 6,
+                        "n_angular_eta": 1,
+                        "zetas": [1.0],
+                    },
+                    "hidden": [8],
+                },
+            },
+            "training": {"max_epochs": 10, "num_threads": 1},
+        }
+    )
     paths = train_committee(ds, tmp_path / "c", cfg, n_members=2, seeds=[3, 4])
     assert len(paths) == 2 and all(p.exists() for p in paths)
     recs = [json.loads((p.parent / "member.json").read_text()) for p in paths]

@@ -35,8 +35,12 @@ def test_parse_component_and_molar_mass():
 
 @pytest.mark.parametrize(
     "text",
-    ["70SiO2-20Na2O-10CaO", "70 SiO2 + 20 Na2O + 10 CaO", "SiO2:70, Na2O:20, CaO:10",
-     "SiO2=70 Na2O=20 CaO=10"],
+    [
+        "70SiO2-20Na2O-10CaO",
+        "70 SiO2 + 20 Na2O + 10 CaO",
+        "SiO2:70, Na2O:20, CaO:10",
+        "SiO2=70 Na2O=20 CaO=10",
+    ],
 )
 def test_parse_formula_string_forms(text):
     assert parse_formula_string(text) == {"SiO2": 70.0, "Na2O": 20.0, "CaO": 10.0}

@@ -26,9 +26,28 @@ def run(args, capsys):
 
 def test_suggest_batch_writes_feasible_rows(tmp_path, capsys):
     out = tmp_path / "next.csv"
-    rc, o, e = run(["suggest", "--data", OBS, "--space", SPACE, "--objective", "nd:max",
-                    "--batch", "2", "--seed", "1", "--restarts", "3", "--raw-samples", "64",
-                    "--out", str(out)], capsys)
+    rc, o, e = run(
+        [
+            "suggest",
+            "--data",
+            OBS,
+            "--space",
+            SPACE,
+            "--objective",
+            "nd:max",
+            "--batch",
+            "2",
+            "--seed",
+            "1",
+            "--restarts",
+            "3",
+            "--raw-samples",
+            "64",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 0, e
     df = pd.read_csv(out)
     comps = ["SiO2", "Na2O", "CaO", "Al2O3", "PbO"]
@@ -45,8 +64,22 @@ def test_two_rows_space_filling_says_so(tmp_path, capsys):
     two = tmp_path / "two.csv"
     pd.read_csv(OBS).head(2).to_csv(two, index=False)
     out = tmp_path / "next.csv"
-    rc, o, e = run(["suggest", "--data", str(two), "--space", SPACE, "--objective", "nd:max",
-                    "--batch", "3", "--out", str(out)], capsys)
+    rc, o, e = run(
+        [
+            "suggest",
+            "--data",
+            str(two),
+            "--space",
+            SPACE,
+            "--objective",
+            "nd:max",
+            "--batch",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 0
     assert "warning: only nd: 2 observation(s)" in e and "space-filling" in e
     assert len(pd.read_csv(out)) == 3
@@ -83,14 +116,28 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case, expected):
         space.write_text("components: {SiO2: [50, 100], Xx2O: [0, 10]}\n")
     elif case == "infeasible":
         space = tmp_path / "s.yaml"
-        space.write_text("total: 100\ncomponents: {SiO2: [50, 60], Na2O: [0, 20], PbO: [0, 30]}"
-                         "\nforbidden: [PbO]\n")
+        space.write_text(
+            "total: 100\ncomponents: {SiO2: [50, 60], Na2O: [0, 20], PbO: [0, 30]}"
+            "\nforbidden: [PbO]\n"
+        )
     elif case == "bad_objective":
         objective = "nd:up"
     elif case == "missing_file":
         data = tmp_path / "nope.csv"
-    rc, o, e = run(["suggest", "--data", str(data), "--space", str(space), "--objective",
-                    objective, "--out", str(tmp_path / "n.csv")], capsys)
+    rc, o, e = run(
+        [
+            "suggest",
+            "--data",
+            str(data),
+            "--space",
+            str(space),
+            "--objective",
+            objective,
+            "--out",
+            str(tmp_path / "n.csv"),
+        ],
+        capsys,
+    )
     assert rc == 1
     assert e.startswith("error: ") and expected in e, e
     assert len(e.strip().splitlines()) == 1 and "Traceback" not in e
@@ -100,9 +147,24 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case, expected):
 def test_fit_predict_evaluate(tmp_path, capsys):
     data = str(DATA / "glass_small.csv")
     model = tmp_path / "m.pkl"
-    rc, o, e = run(["fit", "--data", data, "-p", "nd", "-p", "Tg", "--model", "rf",
-                    "--trees", "30",
-                    "--out", str(model)], capsys)
+    rc, o, e = run(
+        [
+            "fit",
+            "--data",
+            data,
+            "-p",
+            "nd",
+            "-p",
+            "Tg",
+            "--model",
+            "rf",
+            "--trees",
+            "30",
+            "--out",
+            str(model),
+        ],
+        capsys,
+    )
     assert rc == 0, e
     assert "nd: 80" in o and "Tg: " in o and model.exists()
     pred = tmp_path / "pred.csv"
@@ -113,18 +175,70 @@ def test_fit_predict_evaluate(tmp_path, capsys):
     assert (df["pred_Tg_std"] > 0).all()
     for split in ("group", "family"):
         js = tmp_path / f"{split}.json"
-        rc, o, e = run(["evaluate", "--data", data, "-p", "nd", "--split", split, "--folds", "3",
-                        "--model", "rf", "--trees", "30", "--json", str(js)], capsys)
+        rc, o, e = run(
+            [
+                "evaluate",
+                "--data",
+                data,
+                "-p",
+                "nd",
+                "--split",
+                split,
+                "--folds",
+                "3",
+                "--model",
+                "rf",
+                "--trees",
+                "30",
+                "--json",
+                str(js),
+            ],
+            capsys,
+        )
         assert rc == 0, e
         res = json.loads(js.read_text())
         assert res["split"] == split and res["properties"]["nd"]["n"] == 80
         assert "RMSE" in o and "cov95" in o
     assert res["properties"]["nd"]["r2"] > 0.5
-    rc, o, e = run(["evaluate", "--data", data, "-p", "nd", "--split", "time", "--folds", "3",
-                    "--model", "rf", "--trees", "30"], capsys)
+    rc, o, e = run(
+        [
+            "evaluate",
+            "--data",
+            data,
+            "-p",
+            "nd",
+            "--split",
+            "time",
+            "--folds",
+            "3",
+            "--model",
+            "rf",
+            "--trees",
+            "30",
+        ],
+        capsys,
+    )
     assert rc == 1 and "--time-column" in e
-    rc, o, e = run(["evaluate", "--data", data, "-p", "nd", "--split", "time", "--folds", "3",
-                    "--time-column", "year", "--model", "rf", "--trees", "30"], capsys)
+    rc, o, e = run(
+        [
+            "evaluate",
+            "--data",
+            data,
+            "-p",
+            "nd",
+            "--split",
+            "time",
+            "--folds",
+            "3",
+            "--time-column",
+            "year",
+            "--model",
+            "rf",
+            "--trees",
+            "30",
+        ],
+        capsys,
+    )
     assert rc == 0, e
     rc, o, e = run(["fit", "--data", data, "-p", "abbe", "--out", str(model)], capsys)
     assert rc == 1 and "no column for objective(s) ['abbe']" in e
@@ -134,9 +248,26 @@ def test_subprocess_smoke(tmp_path):
     """A real process: a user error is one line on stderr, exit code 1."""
     out = tmp_path / "next.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "matloop", "design", "suggest", "--data", OBS, "--space",
-         SPACE, "--objective", "Tg:min", "--objective", "abbe:max", "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "matloop",
+            "design",
+            "suggest",
+            "--data",
+            OBS,
+            "--space",
+            SPACE,
+            "--objective",
+            "Tg:min",
+            "--objective",
+            "abbe:max",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == (

@@ -32,8 +32,9 @@ def synthetic(n=240, seed=0, replicates=2, noise=(0.004, 8.0)):
     f = X / 100
     nd = 1.46 + 0.25 * f[:, 1] + 0.35 * f[:, 2] + 0.05 * f[:, 3]
     tg = 1400 * f[:, 0] ** 2 - 900 * f[:, 1] + 300 * f[:, 2] + 500 * f[:, 3] * f[:, 0] + 300
-    Y = np.column_stack([nd + rng.normal(0, noise[0], len(X)),
-                         tg + rng.normal(0, noise[1], len(X))])
+    Y = np.column_stack(
+        [nd + rng.normal(0, noise[0], len(X)), tg + rng.normal(0, noise[1], len(X))]
+    )
     Y[rng.random(len(X)) < 0.3, 1] = np.nan  # Tg missing for ~30 % of rows
     return X, Y
 
@@ -62,8 +63,10 @@ def test_grouped_and_family_splits_never_straddle():
     for tr, te in folds:
         assert len(set(fams[te])) == 1 and not set(fams[tr]) & set(fams[te])
     # random split on replicated data does put replicates on both sides
-    straddle = sum(bool(set(groups[tr]) & set(groups[te]))
-                   for tr, te in make_splits("random", len(X), n_splits=5, seed=0))
+    straddle = sum(
+        bool(set(groups[tr]) & set(groups[te]))
+        for tr, te in make_splits("random", len(X), n_splits=5, seed=0)
+    )
     assert straddle == 5
     t = np.arange(len(X))[::-1]
     for tr, te in make_splits("time", len(X), n_splits=3, times=t):
@@ -75,11 +78,18 @@ def test_grouped_and_family_splits_never_straddle():
 @pytest.mark.parametrize("kind", ["rf", "hgb", "gp"])
 def test_models_fit_with_missing_values_and_calibrated_std(kind):
     X, Y = synthetic(n=240 if kind != "gp" else 120)
-    m = PropertyModel(COMPS, ["nd", "Tg"], kind=kind, n_members=2, n_estimators=40,
-                      hgb_params={"max_iter": 80},
-                      features="fractions" if kind == "gp" else "stats")
-    res = cross_validate(lambda: m.__class__(**_params(m)), X, Y, COMPS, ["nd", "Tg"],
-                         split="group", n_splits=3)
+    m = PropertyModel(
+        COMPS,
+        ["nd", "Tg"],
+        kind=kind,
+        n_members=2,
+        n_estimators=40,
+        hgb_params={"max_iter": 80},
+        features="fractions" if kind == "gp" else "stats",
+    )
+    res = cross_validate(
+        lambda: m.__class__(**_params(m)), X, Y, COMPS, ["nd", "Tg"], split="group", n_splits=3
+    )
     nd, tg = res["properties"]["nd"], res["properties"]["Tg"]
     # std of the targets: nd ≈ 0.02, Tg ≈ 100 K; models must do far better than the mean
     assert nd["r2"] > 0.8 and tg["r2"] > 0.8, (nd, tg)
@@ -88,15 +98,27 @@ def test_models_fit_with_missing_values_and_calibrated_std(kind):
 
 
 def _params(m):
-    return dict(components=m.components, properties=m.properties, kind=m.kind,
-                n_members=m.n_members, features=m.features, n_estimators=m.n_estimators,
-                hgb_params=m.hgb_params)
+    return dict(
+        components=m.components,
+        properties=m.properties,
+        kind=m.kind,
+        n_members=m.n_members,
+        features=m.features,
+        n_estimators=m.n_estimators,
+        hgb_params=m.hgb_params,
+    )
 
 
 def test_nn_ensemble_multi_output_and_save_load(tmp_path):
     X, Y = synthetic(n=160)
-    m = PropertyModel(COMPS, ["nd", "Tg"], kind="nn", n_members=2, features="fractions",
-                      nn_params={"epochs": 60, "hidden": 32}).fit(X, Y, groups=None)
+    m = PropertyModel(
+        COMPS,
+        ["nd", "Tg"],
+        kind="nn",
+        n_members=2,
+        features="fractions",
+        nn_params={"epochs": 60, "hidden": 32},
+    ).fit(X, Y, groups=None)
     mean, std = m.predict(X, return_std=True)
     ok = np.isfinite(Y[:, 1])
     assert regression_metrics(Y[ok, 1], mean[ok, 1])["r2"] > 0.7

@@ -48,8 +48,9 @@ def test_infeasible_spaces_raise_clear_errors():
     with pytest.raises(ConfigError, match="allow sums 40..140 but total is 150"):
         unit_box_problem(ternary_space(total=150))
     with pytest.raises(ConfigError, match="no feasible composition"):
-        unit_box_problem(ternary_space(
-            linear_constraints=[{"coefficients": {"Na2O": 1, "CaO": 1}, "ge": 65}]))
+        unit_box_problem(
+            ternary_space(linear_constraints=[{"coefficients": {"Na2O": 1, "CaO": 1}, "ge": 65}])
+        )
     with pytest.raises(ConfigError, match=r"forbidden: SiO2"):
         unit_box_problem(ternary_space(forbidden=["SiO2"]))
 
@@ -62,7 +63,7 @@ def test_space_filling_points_are_feasible_and_spread():
     for row in x:
         assert sp.check_point(row) == []
         assert round(row.sum(), 6) == 100.0
-    assert np.min([np.linalg.norm(a - b) for i, a in enumerate(x) for b in x[i + 1:]]) > 1.0
+    assert np.min([np.linalg.norm(a - b) for i, a in enumerate(x) for b in x[i + 1 :]]) > 1.0
 
 
 def test_two_observations_give_space_filling_with_warning():
@@ -78,8 +79,9 @@ def test_two_observations_give_space_filling_with_warning():
 
 def test_bad_data_errors():
     sp = ternary_space()
-    ok = pd.DataFrame({"SiO2": [60, 70, 65], "Na2O": [30, 20, 25], "CaO": [10, 10, 10],
-                       "y": [1.0, 2.0, 3.0]})
+    ok = pd.DataFrame(
+        {"SiO2": [60, 70, 65], "Na2O": [30, 20, 25], "CaO": [10, 10, 10], "y": [1.0, 2.0, 3.0]}
+    )
     with pytest.raises(DataError, match=r"no column for objective\(s\) \['nd'\]"):
         suggest(ok, sp, [parse_objective("nd:max")])
     off = ok.assign(SiO2=[60, 70, 50])
@@ -133,8 +135,9 @@ def test_bo_beats_random_on_known_optimum():
                 warnings.simplefilter("ignore")
                 res = suggest(df, sp, [parse_objective("y:max")], seed=seed * 100 + it, **FAST)
             xn = res.table[sp.names].to_numpy()
-            df = pd.concat([df, pd.DataFrame(xn, columns=sp.names).assign(y=peak(xn))],
-                           ignore_index=True)
+            df = pd.concat(
+                [df, pd.DataFrame(xn, columns=sp.names).assign(y=peak(xn))], ignore_index=True
+            )
         bests.append(df["y"].max())
     print("BO bests", bests, "random median", random_median)
     # over the seeds, BO's typical best beats the median best of random feasible sampling
@@ -157,8 +160,9 @@ def test_target_and_minimise_objectives():
     assert res.acquisition.startswith("qUCB") and (res.table["Na2O"] > 30).all()
     # maximise p while keeping the (measured) CaO-like property c inside 0..5
     df["c"] = x[:, 2]
-    res = suggest(df, sp, [parse_objective("p:max"), parse_objective("c:within=0,5")], seed=0,
-                  **FAST)
+    res = suggest(
+        df, sp, [parse_objective("p:max"), parse_objective("c:within=0,5")], seed=0, **FAST
+    )
     assert res.table["CaO"].iloc[0] < 6.0 and res.table["Na2O"].iloc[0] > 30
 
 
@@ -170,8 +174,9 @@ def test_multi_objective_nehvi_and_pareto():
     z, _ = space_filling(prob, 8, seed=4)
     x = prob.to_x(z)
     df = pd.DataFrame(x, columns=sp.names).assign(a=x[:, 1], b=x[:, 2] - 0.2 * x[:, 1])
-    res = suggest(df, sp, [parse_objective("a:max"), parse_objective("b:max")], batch=2,
-                  seed=0, **FAST)
+    res = suggest(
+        df, sp, [parse_objective("a:max"), parse_objective("b:max")], batch=2, seed=0, **FAST
+    )
     assert res.acquisition == "qLogNEHVI" and len(res.table) == 2
     assert {"pred_a_mean", "pred_a_std", "pred_b_mean", "pred_b_std"} <= set(res.table.columns)
     for row in res.table[sp.names].to_numpy():

@@ -55,8 +55,9 @@ def test_dask_local_cluster_executor():
 
     lab = make_labeller("emt")
     s = _structures()
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
         with DaskExecutor(cluster) as ex:
             assert ex.n_workers == 1
             _check(list(ex.map_unordered(lab.label, s)), s)

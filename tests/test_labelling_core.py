@@ -93,9 +93,12 @@ def test_scf_handler_gives_up_when_ladder_exhausted():
 
 def test_custom_handlers_and_bounded_retries():
     atoms = _structure_with("scf", recoverable=True, p_scf=1.0)
-    lab = make_labeller("faulty", {"p_scf": 1.0}, handlers={"scf": [{"max_iterations": 120},
-                                                                     {"max_iterations": 160}]},
-                        max_retries=1)
+    lab = make_labeller(
+        "faulty",
+        {"p_scf": 1.0},
+        handlers={"scf": [{"max_iterations": 120}, {"max_iterations": 160}]},
+        max_retries=1,
+    )
     result = lab.label(atoms)
     assert result.status is LabelStatus.FAILED  # 160 would work but only one retry allowed
     assert len(result.attempts) == 2

@@ -69,8 +69,13 @@ def _parse(path):
 def report_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     report = build_report(
-        EMT(), _cu_set(3, 1), train_ds=_cu_set(3, 2), reference="emt", out_dir=out,
-        settings=FAST, model_name="EMT as model",
+        EMT(),
+        _cu_set(3, 1),
+        train_ds=_cu_set(3, 2),
+        reference="emt",
+        out_dir=out,
+        settings=FAST,
+        model_name="EMT as model",
     )
     return out, report
 
@@ -93,14 +98,30 @@ def test_report_html_is_self_contained_with_plots(report_dir):
 def test_report_json_keys_and_checks(report_dir):
     out, report = report_dir
     data = json.loads((out / "report.json").read_text())
-    for key in ("checks", "thresholds", "settings", "test_metrics", "train_metrics",
-                "test_train_ratio", "physics", "nve", "reference_comparison", "passed",
-                "largest_force_ev_per_a", "figures"):
+    for key in (
+        "checks",
+        "thresholds",
+        "settings",
+        "test_metrics",
+        "train_metrics",
+        "test_train_ratio",
+        "physics",
+        "nve",
+        "reference_comparison",
+        "passed",
+        "largest_force_ev_per_a",
+        "figures",
+    ):
         assert key in data, key
     names = {c["name"] for c in data["checks"]}
-    assert {"NVE energy drift", "largest force", "F = −∇E (finite differences)",
-            "invariance: energy (translation/rotation/permutation)", "EOS: B0 vs reference",
-            "RDF vs reference"} <= names
+    assert {
+        "NVE energy drift",
+        "largest force",
+        "F = −∇E (finite differences)",
+        "invariance: energy (translation/rotation/permutation)",
+        "EOS: B0 vs reference",
+        "RDF vs reference",
+    } <= names
     # EMT against its own labels: exact, every judged check passes
     assert data["passed"] is True
     assert data["test_metrics"]["energy_mae_mev_per_atom"] < 1e-6
@@ -117,7 +138,9 @@ def test_thresholds_change_the_verdict(tmp_path):
     # a 1e-9 eV/Å force limit must fail; the verdict and the check say so
     with pytest.warns(UserWarning, match="largest force"):
         report = build_report(
-            EMT(), _cu_set(2, 3), out_dir=tmp_path,
+            EMT(),
+            _cu_set(2, 3),
+            out_dir=tmp_path,
             thresholds=Thresholds(max_force_ev_per_a=1e-9),
             settings={**FAST, "nve_ps": 0.0, "n_physics_structures": 0},
         )
@@ -137,12 +160,28 @@ def test_validate_cli(tmp_path, capsys):
     cfg = tmp_path / "report.yaml"
     cfg.write_text(
         "thresholds:\n  max_force_ev_per_a: 20\nsettings:\n"
-        + "".join(f"  {k}: {str(v).lower() if isinstance(v, bool) else v}\n"
-                  for k, v in FAST.items() if k != "nve_ps")
+        + "".join(
+            f"  {k}: {str(v).lower() if isinstance(v, bool) else v}\n"
+            for k, v in FAST.items()
+            if k != "nve_ps"
+        )
         + "  rdf_ps: 0\n"
     )
-    rc = main(["validate", "emt", "--test", str(test_file), "--out", str(tmp_path / "rep"),
-               "--config", str(cfg), "--nve-ps", "0.04", "--no-progress"])
+    rc = main(
+        [
+            "validate",
+            "emt",
+            "--test",
+            str(test_file),
+            "--out",
+            str(tmp_path / "rep"),
+            "--config",
+            str(cfg),
+            "--nve-ps",
+            "0.04",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "[PASS] NVE energy drift" in out and "report.html" in out
@@ -152,20 +191,41 @@ def test_validate_cli(tmp_path, capsys):
 
 
 def test_validate_cli_bad_input(tmp_path, capsys):
-    rc = main(["validate", "emt", "--test", str(tmp_path / "missing.xyz"), "--out",
-               str(tmp_path / "r")])
+    rc = main(
+        ["validate", "emt", "--test", str(tmp_path / "missing.xyz"), "--out", str(tmp_path / "r")]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error:") and "missing.xyz" in err
     si = Dataset([label_with(bulk("Si", "diamond", a=5.43, cubic=True), resolve_sw())])
     si.write(tmp_path / "si.xyz")
-    rc = main(["validate", "emt", "--test", str(tmp_path / "si.xyz"), "--out",
-               str(tmp_path / "r"), "--nve-ps", "0"])
+    rc = main(
+        [
+            "validate",
+            "emt",
+            "--test",
+            str(tmp_path / "si.xyz"),
+            "--out",
+            str(tmp_path / "r"),
+            "--nve-ps",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "Si" in err and "Traceback" not in err
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("thresholds:\n  max_drift: 1\n")
-    rc = main(["validate", "emt", "--test", str(tmp_path / "si.xyz"), "--out",
-               str(tmp_path / "r"), "--config", str(bad_cfg)])
+    rc = main(
+        [
+            "validate",
+            "emt",
+            "--test",
+            str(tmp_path / "si.xyz"),
+            "--out",
+            str(tmp_path / "r"),
+            "--config",
+            str(bad_cfg),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "max_drift" in err
 

@@ -64,8 +64,20 @@ def test_md_cli_with_model_file(trained, capsys):
     model_path, _, out = trained
     structure = out / "cu.xyz"
     write(structure, bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 1)))
-    rc = main(["md", str(model_path), str(structure), "--ensemble", "nvt", "--steps", "20",
-               "--no-progress", "--json", str(out / "md.json")])
+    rc = main(
+        [
+            "md",
+            str(model_path),
+            str(structure),
+            "--ensemble",
+            "nvt",
+            "--steps",
+            "20",
+            "--no-progress",
+            "--json",
+            str(out / "md.json"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert json.loads((out / "md.json").read_text())["ensemble"] == "nvt"
 
@@ -74,11 +86,21 @@ def test_md_cli_with_model_file(trained, capsys):
 def test_report_of_trained_model(trained):
     model_path, train_ds, out = trained
     report = build_report(
-        matloop.load(model_path), _cu_set(4, 2), train_ds=train_ds, reference="emt",
+        matloop.load(model_path),
+        _cu_set(4, 2),
+        train_ds=train_ds,
+        reference="emt",
         out_dir=out / "report",
-        settings={"nve_ps": 0.05, "nve_equilibration_ps": 0.01, "nve_timestep_fs": 2.0,
-                  "rdf_ps": 0.0, "n_physics_structures": 1, "fd_atoms": 2, "eos_points": 7,
-                  "progress": False},
+        settings={
+            "nve_ps": 0.05,
+            "nve_equilibration_ps": 0.01,
+            "nve_timestep_fs": 2.0,
+            "rdf_ps": 0.0,
+            "n_physics_structures": 1,
+            "fd_atoms": 2,
+            "eos_points": 7,
+            "progress": False,
+        },
     )
     by_name = {c["name"]: c for c in report["checks"]}
     # the physics of any matloop model must hold, however little it was trained

@@ -27,7 +27,12 @@ class CommitteeCalculator(Calculator):
     """Mean and spread of a list of ASE calculators (see module docstring for the results)."""
 
     implemented_properties = [
-        "energy", "free_energy", "forces", "stress", "energy_std", "forces_std",
+        "energy",
+        "free_energy",
+        "forces",
+        "stress",
+        "energy_std",
+        "forces_std",
         "energies_committee",
     ]
 

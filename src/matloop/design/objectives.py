@@ -82,9 +82,7 @@ def objective_values(frame, objectives: list[Objective], source: str = "data") -
     cols = list(frame.columns)
     missing = [o.name for o in objectives if o.name not in cols]
     if missing:
-        raise DataError(
-            f"{source}: no column for objective(s) {missing}; columns are {cols}"
-        )
+        raise DataError(f"{source}: no column for objective(s) {missing}; columns are {cols}")
     out = np.empty((len(frame), len(objectives)))
     for j, o in enumerate(objectives):
         try:

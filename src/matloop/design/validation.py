@@ -45,8 +45,15 @@ def cross_validate(
     folds = []
     recalls: dict[str, list[float]] = {p: [] for p in properties}
     for k, (tr, te) in enumerate(
-        make_splits(split, len(X), n_splits=n_splits, groups=groups, families=families,
-                    times=times, seed=seed)
+        make_splits(
+            split,
+            len(X),
+            n_splits=n_splits,
+            groups=groups,
+            families=families,
+            times=times,
+            seed=seed,
+        )
     ):
         if split in ("group", "family"):
             assert not set(groups[tr]) & set(groups[te]), "grouped split straddles"
@@ -65,9 +72,7 @@ def cross_validate(
             fold[p] = m
         folds.append(fold)
         if progress:
-            txt = ", ".join(
-                f"{p} RMSE {fold[p].get('rmse', float('nan')):.4g}" for p in properties
-            )
+            txt = ", ".join(f"{p} RMSE {fold[p].get('rmse', float('nan')):.4g}" for p in properties)
             progress(f"fold {k + 1}: {txt}")
     result = {"split": split, "n_splits": len(folds), "properties": {}, "folds": folds}
     for j, p in enumerate(properties):

@@ -68,9 +68,16 @@ class PySCFCalculator(Calculator):
             raise ConfigError("the pyscf labeller handles molecules only (pbc must be False)")
         p = self.parameters
         mol = gto.M(
-            atom=[(s, tuple(x)) for s, x in zip(self.atoms.get_chemical_symbols(),
-                                                 self.atoms.get_positions(), strict=True)],
-            basis=p["basis"], charge=int(p["charge"]), spin=int(p["spin"]), unit="Angstrom",
+            atom=[
+                (s, tuple(x))
+                for s, x in zip(
+                    self.atoms.get_chemical_symbols(), self.atoms.get_positions(), strict=True
+                )
+            ],
+            basis=p["basis"],
+            charge=int(p["charge"]),
+            spin=int(p["spin"]),
+            unit="Angstrom",
             verbose=0,
         )
         if str(p["xc"]).upper() == "HF":
@@ -120,8 +127,14 @@ def _gpaw(
     if mixing_beta is not None:
         extra["mixer"] = Mixer(beta=float(mixing_beta), nmaxold=5, weight=50.0)
     return gpaw.GPAW(
-        mode=PW(float(ecut)), xc=xc, kpts=kpts, maxiter=int(maxiter),
-        occupations=FermiDirac(float(smearing_width)), txt=txt, **extra, **kwargs,
+        mode=PW(float(ecut)),
+        xc=xc,
+        kpts=kpts,
+        maxiter=int(maxiter),
+        occupations=FermiDirac(float(smearing_width)),
+        txt=txt,
+        **extra,
+        **kwargs,
     )
 
 
@@ -196,7 +209,10 @@ class EspressoLabelCalculator(Calculator):
         directory = tempfile.mkdtemp(prefix="matloop-qe-")
         calc = Espresso(
             profile=EspressoProfile(command=command, pseudo_dir=pseudo_dir),
-            pseudopotentials=pseudos, input_data=input_data, kpts=p["kpts"], directory=directory,
+            pseudopotentials=pseudos,
+            input_data=input_data,
+            kpts=p["kpts"],
+            directory=directory,
         )
         work = self.atoms.copy()
         work.calc = calc
@@ -236,8 +252,14 @@ class VaspLabelCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
     default_parameters = {
-        "encut": 400.0, "kpts": (1, 1, 1), "xc": "PBE", "nelm": 60, "ismear": 1, "sigma": 0.1,
-        "ediff": 1e-6, "keep_dir": False,
+        "encut": 400.0,
+        "kpts": (1, 1, 1),
+        "xc": "PBE",
+        "nelm": 60,
+        "ismear": 1,
+        "sigma": 0.1,
+        "ediff": 1e-6,
+        "keep_dir": False,
     }
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
@@ -269,8 +291,11 @@ def check_vasp_configured() -> None:
     """Raise a clear ConfigError unless VASP can be run here."""
     if not os.environ.get("VASP_PP_PATH"):
         raise ConfigError("the vasp labeller needs VASP_PP_PATH (the POTCAR library) to be set")
-    if not (os.environ.get("ASE_VASP_COMMAND") or os.environ.get("VASP_COMMAND")
-            or os.environ.get("VASP_SCRIPT")):
+    if not (
+        os.environ.get("ASE_VASP_COMMAND")
+        or os.environ.get("VASP_COMMAND")
+        or os.environ.get("VASP_SCRIPT")
+    ):
         raise ConfigError("the vasp labeller needs ASE_VASP_COMMAND (e.g. 'mpirun vasp_std')")
 
 
@@ -293,9 +318,13 @@ def _tblite(
     from tblite.ase import TBLite
 
     return TBLite(
-        method=method, max_iterations=int(max_iterations), mixer_damping=float(mixer_damping),
-        electronic_temperature=float(electronic_temperature), accuracy=float(accuracy),
-        verbosity=0, **kwargs,
+        method=method,
+        max_iterations=int(max_iterations),
+        mixer_damping=float(mixer_damping),
+        electronic_temperature=float(electronic_temperature),
+        accuracy=float(accuracy),
+        verbosity=0,
+        **kwargs,
     )
 
 

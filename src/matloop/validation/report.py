@@ -684,5 +684,3 @@ def build_report(
         failed = [c["name"] for c in checks if c["passed"] is False]
         warnings.warn(f"validation checks failed: {', '.join(failed)}", stacklevel=2)
     return report
-
-
