@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from matloop.compositions.features import CompositionFeaturizer
 from matloop.errors import ConfigError, DataError, ModelFileError
+from matloop.utils.threads import with_default_torch_threads
 
 MODEL_KINDS = ("gp", "rf", "et", "hgb", "nn")
 _FORMAT = "matloop.design.PropertyModel"
@@ -177,12 +178,10 @@ class _NNEnsemble:
         self.hidden, self.epochs, self.lr = hidden, epochs, lr
         self.weight_decay, self.batch_size = weight_decay, batch_size
 
+    @with_default_torch_threads
     def fit(self, X, Y):
         import torch
 
-        from matloop.utils.threads import configure_torch_threads
-
-        configure_torch_threads()
         self.xs = _Scaler().fit(X)
         self.y_mu = np.nanmean(Y, axis=0)
         self.y_sd = np.nanstd(Y, axis=0)

@@ -31,6 +31,7 @@ from matloop.errors import ConfigError, DataError, ModelFileError
 from matloop.property.config import CGCNNConfig, GBTConfig
 from matloop.property.data import PropertyDataset
 from matloop.property.splits import split as make_split
+from matloop.utils.threads import with_default_torch_threads
 
 FORMAT = "matloop-property"
 FORMAT_VERSION = 1
@@ -359,10 +360,8 @@ class CrystalGraphModel(PropertyModel):
             for a in tqdm(dataset.structures, desc="graphs", disable=not self.progress, leave=False)
         ]
 
+    @with_default_torch_threads
     def _fit(self, train: PropertyDataset, val: PropertyDataset) -> None:
-        from matloop.utils.threads import configure_torch_threads
-
-        configure_torch_threads()
         g_tr, g_va = self._graphs(train), self._graphs(val)
         y_tr, y_va = self._encode(train), self._encode(val)
         if self.task == "regression":
@@ -457,11 +456,9 @@ class CrystalGraphModel(PropertyModel):
         net.eval()
         return np.concatenate(outs).astype(np.float64)
 
+    @with_default_torch_threads
     def _samples(self, dataset: PropertyDataset) -> np.ndarray:
         """(S, n, n_out) outputs: every member, with MC-dropout passes when ``mc_samples`` > 0."""
-        from matloop.utils.threads import configure_torch_threads
-
-        configure_torch_threads()
         graphs = self._graphs(dataset)
         passes = self.cfg.mc_samples
         out = []

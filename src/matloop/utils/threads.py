@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
 
 import torch
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def configure_torch_threads(n_threads: int | None = None) -> int:
@@ -51,3 +56,14 @@ def torch_threads(n_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def with_default_torch_threads(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: run `func` inside ``torch_threads(default_torch_threads())``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch_threads(default_torch_threads()):
+            return func(*args, **kwargs)
+
+    return wrapper
