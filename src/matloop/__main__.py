@@ -1,5 +1,3 @@
-import sys
+from matloop.cli import entry
 
-from matloop.cli import main
-
-sys.exit(main())
+entry()

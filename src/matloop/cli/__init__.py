@@ -96,5 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def entry() -> None:
+    """The `matloop` script and ``python -m matloop``: run :func:`main` and exit with its code.
+
+    After Ctrl-C has been reported (exit code 130) the process ends at once: what was saved is
+    already on disk, and interpreter shutdown (joining worker threads and pools) must not turn the
+    exit into a second, uncaught interrupt.
+    """
+    import os
+    import signal
+
+    code = main()
+    if code == 130:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
