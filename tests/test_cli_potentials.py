@@ -198,3 +198,19 @@ def test_train_delta_on_a_base_calculator(tmp_path, tiny_config, capsys):
     reference = atoms.get_potential_energy()
     atoms.calc = calc
     assert abs(atoms.get_potential_energy() - reference) / len(atoms) < 0.05
+
+
+def test_cli_shows_warnings_one_way_and_restores_the_callers_settings(capsys):
+    import warnings
+
+    from matloop.cli import _errors, main
+
+    before = warnings.showwarning
+    with _errors.show_warnings():
+        warnings.warn("first  line\n second", UserWarning, stacklevel=1)
+        warnings.warn("first  line\n second", UserWarning, stacklevel=1)
+        warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+    assert warnings.showwarning is before
+    assert capsys.readouterr().err == "warning: first line second\n"
+    assert main(["models"]) == 0
+    assert warnings.showwarning is before  # running a command leaves the process as it was

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         # the command's thread count (MATLOOP_NUM_THREADS or 1), restored for in-process callers
-        with torch_threads(default_torch_threads()):
+        with torch_threads(default_torch_threads()), _errors.show_warnings():
             result = app(args=argv, prog_name="matloop", standalone_mode=False)
     except SystemExit as exc:  # typer/click exit
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

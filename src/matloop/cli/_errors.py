@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 
 import yaml
 from pydantic import ValidationError
@@ -59,3 +62,27 @@ def report_usage(exc) -> int:
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     print(f"error: {message}{hint}", file=sys.stderr)
     return exc.exit_code
+
+
+@contextlib.contextmanager
+def show_warnings() -> Iterator[None]:
+    """Print each warning raised inside the block at once, as one ``warning: ...`` line on stderr.
+
+    The one way matloop's CLI shows warnings: every command runs inside it (see ``main``).
+    Deprecation warnings of libraries are not shown; a repeated text is shown once. The caller's
+    warning settings are restored afterwards.
+    """
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        if issubclass(category, DeprecationWarning):
+            return
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
-
-@contextlib.contextmanager
-def show_warnings() -> Iterator[None]:
-    """Print each warning raised inside the block as one ``warning: ...`` line on stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            seen = set()
-            for w in caught:
-                if issubclass(w.category, DeprecationWarning):
-                    continue
-                text = " ".join(str(w.message).split())
-                if text not in seen:
-                    seen.add(text)
-                    print(f"warning: {text}", file=sys.stderr)
+from matloop.cli._errors import show_warnings
 
 
 def fit_command(

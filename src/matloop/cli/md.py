@@ -8,17 +8,6 @@ from pathlib import Path
 import typer
 
 
-def _warn_hook():
-    """Show warnings as one `warning: ...` line on stderr."""
-    import sys
-    import warnings
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {message}", file=sys.stderr)
-
-    warnings.showwarning = show
-
-
 def _calculator(spec: str):
     from matloop.calculators import resolve_calculator
 
@@ -87,7 +76,6 @@ def md_command(
     max_labels: int = typer.Option(200, "--max-labels", min=1, help="Labels --learn may add."),
 ) -> None:
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
-    _warn_hook()
     if learn:
         _learn(
             model,
@@ -236,7 +224,6 @@ def validate_command(
     ),
 ) -> None:
     """Write DIR/report.html (self-contained) and DIR/report.json; exit 0 even if checks fail."""
-    _warn_hook()
     from matloop.validation import ReportSettings, Thresholds, build_report, load_report_config
 
     thresholds, settings = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli.eos import show_warnings
+from matloop.cli._errors import show_warnings
 
 
 def _split_columns(text: str) -> list[str]:
