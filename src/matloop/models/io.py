@@ -16,6 +16,7 @@ import torch
 
 from matloop.errors import ModelFileError
 from matloop.models.base import Potential
+from matloop.utils.safe_io import torch_load_plain
 
 FORMAT_NAME = "matloop-potential"
 FORMAT_VERSION = 1
@@ -64,7 +65,7 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check the raw payload of a model file."""
     path = resolve_model_path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch_load_plain(path)
     except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, RuntimeError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(

@@ -31,6 +31,7 @@ from matloop.errors import ConfigError, DataError, ModelFileError
 from matloop.property.config import CGCNNConfig, GBTConfig
 from matloop.property.data import PropertyDataset
 from matloop.property.splits import split as make_split
+from matloop.utils.safe_io import torch_load_plain
 from matloop.utils.threads import with_default_torch_threads
 
 FORMAT = "matloop-property"
@@ -505,7 +506,6 @@ class CrystalGraphModel(PropertyModel):
             torch.save({f"member_{m}": n.state_dict() for m, n in enumerate(self.nets_)}, tmp)
 
     def _load_arrays(self, state: dict, directory: Path) -> None:
-        import torch
 
         def arr(v):
             return None if v is None else np.asarray(v, dtype=float)
@@ -513,7 +513,7 @@ class CrystalGraphModel(PropertyModel):
         self.y_mean_, self.y_std_ = arr(state["y_mean"]), arr(state["y_std"])
         self.weights_ = arr(state["class_weights"])
         self.history_ = state["history"]
-        weights = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+        weights = torch_load_plain(directory / "weights.pt")
         self.nets_ = []
         for m in range(state["n_members"]):
             net = self._new_net()

@@ -27,6 +27,7 @@ from matloop.models.graph import AtomicGraph, collate
 from matloop.models.io import MODEL_FILENAME, load_model, save_model
 from matloop.training.config import TrainConfig
 from matloop.utils.files import atomic_path, atomic_write_text
+from matloop.utils.safe_io import torch_load_plain
 from matloop.utils.threads import default_torch_threads, torch_threads
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
@@ -529,7 +530,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch_load_plain(path)
     except pickle.UnpicklingError:
         raise ModelFileError(
             f"{path}: refusing to load a checkpoint that holds objects other than tensors "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,16 @@ def load_bundle(
             f"by this matloop (expects {version})"
         )
     return meta, arrays
+
+
+def torch_load_plain(path, **kwargs):
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain data only.
+
+    torch warns about the pickle protocol of a file it is about to refuse; matloop reports the
+    refusal itself in one line, so that warning is not shown.
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*Detected pickle protocol")
+        return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
