@@ -31,10 +31,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 
 from matloop.labelling.base import LabelResult, LabelStatus
+from matloop.utils.jsonable import to_jsonable
 
 
 def _db_url(spec: str | Path) -> str:
@@ -146,7 +146,7 @@ class RunState:
             self._write(
                 f"selection:{key_sel}",
                 Atoms(),
-                _clean(info),
+                to_jsonable(info),
                 kind="selection",
                 key=key_sel,
                 iteration=iteration,
@@ -272,7 +272,7 @@ class RunState:
                 self._write(
                     f"model:{key}",
                     Atoms(),
-                    _clean(metrics),
+                    to_jsonable(metrics),
                     kind="model",
                     key=key,
                     iteration=iteration,
@@ -288,7 +288,7 @@ class RunState:
                 self._write(
                     f"iteration:{key}",
                     Atoms(),
-                    _clean(record),
+                    to_jsonable(record),
                     kind="iteration",
                     key=key,
                     iteration=iteration,
@@ -311,18 +311,3 @@ def public_config(config: dict[str, Any]) -> dict[str, Any]:
     if not database:
         return config
     return {**config, "state": {**config["state"], "database": redact(database)}}
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-friendly copy (ASE stores data as JSON; numpy scalars → Python)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
