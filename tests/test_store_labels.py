@@ -214,3 +214,17 @@ def test_unlabelled_structure_is_refused(tmp_path):
     with pytest.raises(DataError, match="unlabelled"):
         LabelStore(tmp_path / "x.db").push([atoms], code="emt")
     assert not os.path.exists(tmp_path / "x.db")  # refused before anything was written
+
+
+def test_pull_and_count_from_a_missing_database_create_nothing(tmp_path, capsys):
+    from matloop.cli import main
+
+    missing = tmp_path / "missing.db"
+    for argv in (
+        ["data", "pull", "--db", str(missing), "--out", str(tmp_path / "o.xyz")],
+        ["data", "count", "--db", str(missing)],
+    ):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "database not found" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -84,14 +84,15 @@ def pull_command(
         raise ConfigError(f"{out} exists; pass --force to overwrite it")
     n = 0
     with _redacting(db):
-        store = LabelStore(db)
+        store = LabelStore(db, create=False)  # reading never creates a database
         with atomic_path(out) as tmp:
             with open(tmp, "w") as fh:
                 for atoms in store.pull(select):
                     write(fh, atoms, format="extxyz")
                     n += 1
             if n == 0:
-                raise ConfigError(f"no rows in {redact(db)} match {select!r}; nothing written")
+                which = f" match {select!r}" if select else ""
+                raise ConfigError(f"no rows in {redact(db)}{which}; nothing written")
     typer.echo(f"wrote {n} structure(s) to {out}")
 
 
@@ -103,7 +104,7 @@ def count_command(
     from matloop.store import LabelStore
 
     with _redacting(db):
-        typer.echo(str(LabelStore(db).count(select)))
+        typer.echo(str(LabelStore(db, create=False).count(select)))
 
 
 class _redacting:

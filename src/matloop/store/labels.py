@@ -76,9 +76,10 @@ class LabelStore:
     (``postgresql://user@host:5432/db``; password from the URL or ``PGPASSWORD``/``~/.pgpass``).
     """
 
-    def __init__(self, url: str | os.PathLike) -> None:
+    def __init__(self, url: str | os.PathLike, *, create: bool = True) -> None:
+        """Open the store at `url`; with ``create=False`` a missing SQLite file is an error."""
         self.url = str(url)
-        self.db = connect(self.url)
+        self.db = connect(self.url, create=create)
 
     def __repr__(self) -> str:
         return f"LabelStore({redact(self.url)!r})"
