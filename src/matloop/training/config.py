@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from matloop.errors import ConfigError
 
@@ -23,41 +32,85 @@ class LossWeights(BaseModel):
 
 
 class ModelConfig(BaseModel):
-    """Which family and its hyper-parameters (see `matloop models`)."""
+    """Which family and its typed hyper-parameters (see `matloop models`).
 
-    model_config = ConfigDict(extra="forbid")
+    One subclass per registered family (:data:`FAMILY_CONFIGS`), chosen by ``family``: in a
+    :class:`TrainConfig` the choice is a discriminated union, so a misspelled parameter is
+    reported with that family's valid keys. ``ModelConfig(family="painn", params={...})`` builds
+    the family's subclass.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     family: str = Field("ace", description="model family (`matloop models`)")
-    params: dict[str, Any] = Field(default_factory=dict, description="family hyper-parameters")
+    params: BaseModel = Field(description="family hyper-parameters")
 
-    @model_validator(mode="after")
-    def _check_params(self) -> ModelConfig:
-        from matloop.models import get_family
+    def __new__(cls, /, **data: Any) -> ModelConfig:
+        if cls is ModelConfig:  # the family's subclass, as in a config file
+            from matloop.models import check_family
 
-        cls = get_family(self.family)
-        try:
-            params = cls.Params.model_validate(self.params)
-        except ValidationError as exc:
-            message = format_validation_error(exc, cls.Params, f"model.params ({self.family})")
-            raise ValueError(message) from None
-        _check_layer_widths(params, f"model.params ({self.family})")
-        return self
+            cls = FAMILY_CONFIGS[check_family(data.get("family", DEFAULT_FAMILY)).name]
+        return super().__new__(cls)
 
-    def family_params(self):
-        from matloop.models import get_family
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> ModelConfig:
+        if cls is ModelConfig:  # the family's subclass
+            return TypeAdapter(FamilyChoice).validate_python(obj, **kwargs)
+        return super().model_validate(obj, **kwargs)
 
-        return get_family(self.family).Params.model_validate(self.params)
+    def family_params(self) -> BaseModel:
+        """A copy of the family's parameters (the model may fill in data-derived values)."""
+        return self.params.model_copy(deep=True)
 
 
-def _check_layer_widths(params: BaseModel, where: str) -> None:
-    """Integer lists in family parameters are layer widths: each must be ≥ 1."""
-    for name, value in params:
-        if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
-            bad = [v for v in value if v < 1]
-            if bad:
-                raise ValueError(f"{where}: {name}: layer widths must be ≥ 1, got {value}")
-        elif isinstance(value, BaseModel):
-            _check_layer_widths(value, f"{where}.{name}")
+DEFAULT_FAMILY = "ace"
+
+
+def _checked_family(family: Any) -> str:
+    from matloop.models import check_family
+
+    if not isinstance(family, str):
+        raise ValueError(f"model family must be a name, got {family!r}")
+    try:
+        return check_family(family).name
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _family_config(name: str, params: type[BaseModel]) -> type[ModelConfig]:
+    return create_model(
+        f"{name.capitalize()}ModelConfig",
+        __base__=ModelConfig,
+        __doc__=f"The {name} family and its parameters.",
+        family=(Literal[name], name),  # type: ignore[valid-type]
+        params=(params, Field(default_factory=params, description=f"{name} hyper-parameters")),
+    )
+
+
+def _with_family(data: Any) -> Any:
+    """Fill in the default family and check it before the union picks the subclass."""
+    if isinstance(data, dict):
+        data = {"family": DEFAULT_FAMILY, **data}
+        _checked_family(data["family"])
+    return data
+
+
+def _load_family_configs() -> dict[str, type[ModelConfig]]:
+    from matloop.models import FAMILIES
+
+    return {name: _family_config(name, spec.params) for name, spec in FAMILIES.items()}
+
+
+#: family name → its :class:`ModelConfig` subclass (``params`` typed as the family's ``Params``)
+FAMILY_CONFIGS: dict[str, type[ModelConfig]] = _load_family_configs()
+globals().update({cls.__name__: cls for cls in FAMILY_CONFIGS.values()})  # picklable by name
+
+#: the model section of a training config: one :class:`ModelConfig` subclass per family
+FamilyChoice = Annotated[
+    Union[tuple(FAMILY_CONFIGS.values())],  # noqa: UP007 - built from the registry
+    Field(discriminator="family"),
+    BeforeValidator(_with_family),
+]
 
 
 class TrainingParams(BaseModel):
@@ -94,36 +147,68 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: FamilyChoice = Field(default_factory=lambda: FAMILY_CONFIGS[DEFAULT_FAMILY]())
     training: TrainingParams = Field(default_factory=TrainingParams)
     reference_energies: dict[str, float] | Literal["fit"] = Field(
         "fit", description="E0 per element (eV) or 'fit' (least squares on the training set)"
     )
 
 
-def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names valid at `loc` (following nested pydantic models)."""
-    current: Any = model
+def _tags(tp: Any) -> dict[Any, type[BaseModel]]:
+    """Tag → variant of a union of pydantic models discriminated by a single-value Literal."""
+    out = {}
+    for arg in get_args(tp) if get_origin(tp) in (Union, types.UnionType) else ():
+        for field in getattr(arg, "model_fields", {}).values():
+            values = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+            if len(values) == 1:
+                out[values[0]] = arg
+    return out
+
+
+def _step(tp: Any, part: Any) -> tuple[Any, bool]:
+    """The type at `part` below `tp`, and whether `part` is a union tag (not shown to users)."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    tags = _tags(tp)
+    if part in tags:
+        return tags[part], True
+    if get_origin(tp) in (Union, types.UnionType):  # e.g. Optional[Model]
+        models = [a for a in get_args(tp) if hasattr(a, "model_fields")]
+        tp = models[0] if len(models) == 1 else None
+    field = getattr(tp, "model_fields", {}).get(part)
+    if field is not None:
+        return field.annotation, False
+    args = get_args(tp)
+    return (args[-1] if args else None), False  # list items, dict values
+
+
+def _locate(root: type[BaseModel], loc: tuple) -> tuple[str, list[str]]:
+    """The dotted path of `loc` as users write it, and the keys valid where it ends."""
+    current: Any = root
+    shown = []
+    for part in loc:
+        current, is_tag = _step(current, part)
+        if not is_tag:
+            shown.append(str(part))
+    parent: Any = root
     for part in loc[:-1]:
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        current = field.annotation
-    return sorted(getattr(current, "model_fields", {}))
+        parent, _ = _step(parent, part)
+    while get_origin(parent) is Annotated:
+        parent = get_args(parent)[0]
+    return ".".join(shown) or "<root>", sorted(getattr(parent, "model_fields", {}))
 
 
 def format_validation_error(exc: ValidationError, root: type[BaseModel], source: str) -> str:
-    """One line per problem; unknown keys list the valid ones."""
+    """One line for all problems; unknown keys list the valid ones."""
     parts = []
     for err in exc.errors():
-        loc = tuple(err.get("loc", ()))
-        where = ".".join(str(x) for x in loc) or "<root>"
+        where, valid = _locate(root, tuple(err.get("loc", ())))
         if err.get("type") == "extra_forbidden":
-            valid = _valid_keys(root, loc)
             hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
             parts.append(f"unknown key '{where}'{hint}")
         else:
-            parts.append(f"{where}: {err.get('msg')}")
+            message = str(err.get("msg", "")).removeprefix("Value error, ")
+            parts.append(f"{where}: {message}")
     return f"{source}: " + "; ".join(parts)
 
 
@@ -167,10 +252,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
 
 def train_config_template(family: str = "ace") -> str:
     """A commented YAML template with every default filled in, for model family `family`."""
-    from matloop.models import get_family
-
-    params = get_family(family).Params().model_dump(mode="json")
-    config = TrainConfig(model=ModelConfig(family=family, params=params))
+    config = TrainConfig(model=ModelConfig(family=family))
     header = (
         "# matloop training configuration (units: eV, Å; loss weights per MSE term)\n"
         "# validate with: matloop config validate FILE\n"
