@@ -9,16 +9,12 @@ import pytest
 import yaml
 
 from matloop.active.config import ActiveLearningConfig
+from matloop.cli import main
 from matloop.errors import ConfigError
 from matloop.models import FAMILIES, get_family
 from matloop.models.params import BPNNParams, PaiNNParams
-from matloop.training.config import (
-    FAMILY_CONFIGS,
-    ModelConfig,
-    TrainConfig,
-    load_train_config,
-    parse_config,
-)
+from matloop.training.config import FAMILY_CONFIGS, ModelConfig, TrainConfig, load_train_config
+from matloop.utils.config import parse_config
 
 AL_BASE = {"reference": {"calculator": "emt"}, "initial": {"structures": "start.xyz"}}
 
@@ -131,3 +127,38 @@ def test_bad_al_training_options_fail_at_load(model, words):
     with pytest.raises(ConfigError) as info:
         parse_config({**AL_BASE, "model": model}, ActiveLearningConfig, "al.yaml")
     assert words in str(info.value) and str(info.value).count("unknown model family") <= 1
+
+
+# every config file a user writes: (kind, a valid body, a body with one misspelled key, the key)
+FILES = [
+    ("train", "training: {max_epochs: 3}\n", "training: {max_epoch: 3}\n", "training.max_epoch"),
+    ("space", "components: {SiO2: [0, 100]}\n", "components: {SiO2: [0, 100]}\ntotl: 1\n", "totl"),
+    (
+        "report",
+        "thresholds: {max_force_mae_ev_per_a: 0.1}\n",
+        "settings: {nve_p: 1}\n",
+        "settings.nve_p",
+    ),
+    ("property", "model: gbt\n", "gbt: {max_itr: 3}\n", "gbt.max_itr"),
+]
+
+
+@pytest.mark.parametrize("kind, good, bad, key", FILES, ids=[f[0] for f in FILES])
+def test_config_validate_every_kind_with_one_loader(tmp_path, capsys, kind, good, bad, key):
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(good)
+    args = ["config", "validate", str(path), "--kind", kind]
+    assert main(args) == 0 and f"valid {kind} config" in capsys.readouterr().out
+    if kind != "property":  # auto-detected from the keys
+        assert main(args[:3]) == 0 and f"valid {kind} config" in capsys.readouterr().out
+    for text, words in (
+        (bad, f"unknown key '{key}' (valid keys here: "),
+        ("a: [1,\n", "malformed YAML"),
+        ("- 1\n", "expected a mapping"),
+    ):
+        path.write_text(text)
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}") and words in err and len(err.splitlines()) == 1
+    assert main(["config", "validate", str(tmp_path / "none.yaml"), "--kind", kind]) == 1
+    assert "not found" in capsys.readouterr().err

@@ -235,10 +235,10 @@ class ActiveLearningConfig(_Strict):
 
 def load_config(path: str | Path) -> ActiveLearningConfig:
     """Read and validate a YAML config; relative paths are taken from the file's folder."""
-    from matloop.training.config import load_yaml, parse_config
+    from matloop.utils.config import load_config_file
 
     path = Path(path)
-    cfg = parse_config(load_yaml(path), ActiveLearningConfig, str(path))
+    cfg = load_config_file(path, ActiveLearningConfig)
     return cfg.resolve_paths(path.parent.resolve())
 
 
@@ -264,13 +264,6 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
                 f"test.data {cfg.test.data} contains {', '.join(missing)}, which no starting "
                 f"structure in {cfg.initial.structures} has; the models would never learn it"
             )
-
-
-def format_validation_error(exc: Any) -> str:
-    """One line for all problems of an AL config (the formatter shared by every config)."""
-    from matloop.training.config import format_validation_error as _format
-
-    return _format(exc, ActiveLearningConfig, "invalid configuration")
 
 
 TEMPLATE = """\

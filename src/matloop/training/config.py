@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import types
-from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -14,11 +12,14 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
-    ValidationError,
     create_model,
 )
 
 from matloop.errors import ConfigError
+from matloop.utils.config import format_validation_error as format_validation_error
+from matloop.utils.config import load_config_file
+from matloop.utils.config import load_yaml as load_yaml
+from matloop.utils.config import parse_config as parse_config
 
 
 class LossWeights(BaseModel):
@@ -154,100 +155,9 @@ class TrainConfig(BaseModel):
     )
 
 
-def _tags(tp: Any) -> dict[Any, type[BaseModel]]:
-    """Tag → variant of a union of pydantic models discriminated by a single-value Literal."""
-    out = {}
-    for arg in get_args(tp) if get_origin(tp) in (Union, types.UnionType) else ():
-        for field in getattr(arg, "model_fields", {}).values():
-            values = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
-            if len(values) == 1:
-                out[values[0]] = arg
-    return out
-
-
-def _step(tp: Any, part: Any) -> tuple[Any, bool]:
-    """The type at `part` below `tp`, and whether `part` is a union tag (not shown to users)."""
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
-    tags = _tags(tp)
-    if part in tags:
-        return tags[part], True
-    if get_origin(tp) in (Union, types.UnionType):  # e.g. Optional[Model]
-        models = [a for a in get_args(tp) if hasattr(a, "model_fields")]
-        tp = models[0] if len(models) == 1 else None
-    field = getattr(tp, "model_fields", {}).get(part)
-    if field is not None:
-        return field.annotation, False
-    args = get_args(tp)
-    return (args[-1] if args else None), False  # list items, dict values
-
-
-def _locate(root: type[BaseModel], loc: tuple) -> tuple[str, list[str]]:
-    """The dotted path of `loc` as users write it, and the keys valid where it ends."""
-    current: Any = root
-    shown = []
-    for part in loc:
-        current, is_tag = _step(current, part)
-        if not is_tag:
-            shown.append(str(part))
-    parent: Any = root
-    for part in loc[:-1]:
-        parent, _ = _step(parent, part)
-    while get_origin(parent) is Annotated:
-        parent = get_args(parent)[0]
-    return ".".join(shown) or "<root>", sorted(getattr(parent, "model_fields", {}))
-
-
-def format_validation_error(exc: ValidationError, root: type[BaseModel], source: str) -> str:
-    """One line for all problems; unknown keys list the valid ones."""
-    parts = []
-    for err in exc.errors():
-        where, valid = _locate(root, tuple(err.get("loc", ())))
-        if err.get("type") == "extra_forbidden":
-            hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
-            parts.append(f"unknown key '{where}'{hint}")
-        else:
-            message = str(err.get("msg", "")).removeprefix("Value error, ")
-            parts.append(f"{where}: {message}")
-    return f"{source}: " + "; ".join(parts)
-
-
-def parse_config(data: Any, root: type[BaseModel], source: str) -> BaseModel:
-    """Validate `data` as `root`, turning pydantic errors into one clear ConfigError."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return root.model_validate(data)
-    except ValidationError as exc:
-        # a nested family params error: report the family's valid keys
-        raise ConfigError(format_validation_error(exc, root, source)) from None
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-
-
-def load_yaml(path: str | os.PathLike) -> Any:
-    """Read a YAML file (safe loader only) with one-line errors for every way it can be bad."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory, expected a YAML file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text (UTF-8) YAML file ({exc.reason})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: malformed YAML: {first}") from None
-
-
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
     """Read and validate a training YAML file."""
-    return parse_config(load_yaml(path), TrainConfig, str(path))
+    return load_config_file(path, TrainConfig)
 
 
 def train_config_template(family: str = "ace") -> str:
