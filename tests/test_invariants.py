@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,21 @@ def test_ci_runs_format_check_parallel_tests_and_no_assertion_that_cannot_fail()
     assert not re.search(r"\bor True\b", ci)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'select\s*=\s*\[[^\]]*"BLE"', pyproject)
+
+
+def test_help_imports_no_torch():
+    code = (
+        "import sys\nfrom matloop.cli import main\nassert main(['--help']) == 0\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_validate_is_quick_by_default():
+    """`matloop validate` runs a short NVE check unless a longer one is asked for (--nve-ps)."""
+    from matloop.validation.config import ReportSettings
+
+    settings = ReportSettings()
+    assert settings.nve_ps / (settings.nve_timestep_fs * 1e-3) <= 2000  # MD steps
+    assert ReportSettings(nve_ps=20.0).nve_ps == 20.0
