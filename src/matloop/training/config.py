@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from matloop.errors import ConfigError
+from matloop.models import FAMILIES, check_family
 from matloop.utils.config import format_validation_error as format_validation_error
 from matloop.utils.config import load_config_file
 from matloop.utils.config import load_yaml as load_yaml
@@ -32,6 +33,9 @@ class LossWeights(BaseModel):
     stress: float = Field(0.0, ge=0.0, description="stress MSE is in (eV/Å³)²; try 10–1000")
 
 
+DEFAULT_FAMILY = "ace"
+
+
 class ModelConfig(BaseModel):
     """Which family and its typed hyper-parameters (see `matloop models`).
 
@@ -43,13 +47,11 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    family: str = Field("ace", description="model family (`matloop models`)")
+    family: str = Field(DEFAULT_FAMILY, description="model family (`matloop models`)")
     params: BaseModel = Field(description="family hyper-parameters")
 
     def __new__(cls, /, **data: Any) -> ModelConfig:
         if cls is ModelConfig:  # the family's subclass, as in a config file
-            from matloop.models import check_family
-
             cls = FAMILY_CONFIGS[check_family(data.get("family", DEFAULT_FAMILY)).name]
         return super().__new__(cls)
 
@@ -64,12 +66,7 @@ class ModelConfig(BaseModel):
         return self.params.model_copy(deep=True)
 
 
-DEFAULT_FAMILY = "ace"
-
-
 def _checked_family(family: Any) -> str:
-    from matloop.models import check_family
-
     if not isinstance(family, str):
         raise ValueError(f"model family must be a name, got {family!r}")
     try:
@@ -96,14 +93,10 @@ def _with_family(data: Any) -> Any:
     return data
 
 
-def _load_family_configs() -> dict[str, type[ModelConfig]]:
-    from matloop.models import FAMILIES
-
-    return {name: _family_config(name, spec.params) for name, spec in FAMILIES.items()}
-
-
 #: family name → its :class:`ModelConfig` subclass (``params`` typed as the family's ``Params``)
-FAMILY_CONFIGS: dict[str, type[ModelConfig]] = _load_family_configs()
+FAMILY_CONFIGS: dict[str, type[ModelConfig]] = {
+    name: _family_config(name, spec.params) for name, spec in FAMILIES.items()
+}
 globals().update({cls.__name__: cls for cls in FAMILY_CONFIGS.values()})  # picklable by name
 
 #: the model section of a training config: one :class:`ModelConfig` subclass per family
