@@ -12,9 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from matloop.active.explorers import StrategyConfig
-from matloop.errors import ConfigError
 from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
+from matloop.training.config import TrainConfig
 
 
 class _Strict(BaseModel):
@@ -111,7 +111,11 @@ class SelectConfig(_Strict):
 
 
 class CommitteeConfig(_Strict):
-    """The committee of potentials trained every iteration."""
+    """The committee of potentials trained every iteration.
+
+    ``train`` is a full :class:`~matloop.training.TrainConfig` written as overrides of its
+    defaults; its ``model.family`` is this section's ``family`` (write it once, here).
+    """
 
     family: str = "ace"
     committee: int = Field(
@@ -119,8 +123,9 @@ class CommitteeConfig(_Strict):
     )
     bootstrap: bool = True
     warm_start: bool = Field(True, description="start each member from its previous weights")
-    train: dict[str, Any] = Field(
-        default_factory=dict, description="overrides of matloop.training.TrainConfig"
+    train: TrainConfig = Field(
+        default_factory=TrainConfig,
+        description="training options (matloop.training.TrainConfig); model.family is `family`",
     )
     max_time_s: float | None = Field(None, gt=0, description="training time limit per member")
 
@@ -134,39 +139,32 @@ class CommitteeConfig(_Strict):
             raise ValueError(f"unknown model family {v!r}; available: {valid}")
         return v
 
-    @model_validator(mode="after")
-    def _train(self) -> CommitteeConfig:
-        self.train_config()  # a misspelled or out-of-range training option fails at load
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _family_into_train(cls, data: Any) -> Any:
+        """The training config's model family is the committee's (one place to write it)."""
+        if not isinstance(data, dict) or not isinstance(data.get("train", {}), dict):
+            return data
+        family = data.get("family", "ace")
+        from matloop.models import FAMILIES
 
-    def train_config(self):
-        """The typed :class:`~matloop.training.TrainConfig` these overrides describe."""
-        from matloop.training import TrainConfig
-        from matloop.training.config import parse_config
+        if not isinstance(family, str) or family not in FAMILIES:  # reported by `family`
+            return data
+        train = dict(data.get("train") or {})
+        model = train.get("model", {})
+        if isinstance(model, dict):
+            given = model.get("family", family)
+            if given != family:
+                raise ValueError(
+                    f"train.model.family is {given!r} but family is {family!r}; "
+                    "give the family once, as model.family"
+                )
+            train["model"] = {**model, "family": family}
+        return {**data, "train": train}
 
-        data = _deep_merge(TrainConfig().model_dump(), self.train)
-        model = data.setdefault("model", {})
-        if model.get("family") != self.family:
-            model["family"] = self.family
-            if "params" not in self.train.get("model", {}):
-                model["params"] = {}
-        try:
-            return parse_config(data, TrainConfig, "model.train")
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-
-
-ModelConfig = CommitteeConfig  # the former name (training.ModelConfig is the family choice)
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    def train_config(self) -> TrainConfig:
+        """The typed training configuration of every member (a copy: training may change it)."""
+        return self.train.model_copy(deep=True)
 
 
 class BudgetConfig(_Strict):
@@ -237,10 +235,10 @@ class ActiveLearningConfig(_Strict):
 
 def load_config(path: str | Path) -> ActiveLearningConfig:
     """Read and validate a YAML config; relative paths are taken from the file's folder."""
-    from matloop.training.config import load_yaml, parse_config
+    from matloop.utils.config import load_config_file
 
     path = Path(path)
-    cfg = parse_config(load_yaml(path), ActiveLearningConfig, str(path))
+    cfg = load_config_file(path, ActiveLearningConfig)
     return cfg.resolve_paths(path.parent.resolve())
 
 
@@ -266,13 +264,6 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
                 f"test.data {cfg.test.data} contains {', '.join(missing)}, which no starting "
                 f"structure in {cfg.initial.structures} has; the models would never learn it"
             )
-
-
-def format_validation_error(exc: Any) -> str:
-    """One line for all problems of an AL config (the formatter shared by every config)."""
-    from matloop.training.config import format_validation_error as _format
-
-    return _format(exc, ActiveLearningConfig, "invalid configuration")
 
 
 TEMPLATE = """\

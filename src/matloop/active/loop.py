@@ -91,15 +91,7 @@ class ActiveLearner:
 
     def train_config(self):
         if self._train_config is None:
-            from matloop.training import TrainConfig
-            from matloop.training.config import parse_config
-
-            data = _deep_merge(TrainConfig().model_dump(), self.cfg.model.train)
-            if data.get("model", {}).get("family") != self.cfg.model.family:
-                data.setdefault("model", {})["family"] = self.cfg.model.family
-                if "params" not in self.cfg.model.train.get("model", {}):
-                    data["model"]["params"] = {}
-            self._train_config = parse_config(data, TrainConfig, "model.train")
+            self._train_config = self.cfg.model.train_config()  # typed and checked at load
         return self._train_config
 
     def starts(self) -> list[Atoms]:
@@ -596,16 +588,6 @@ def test_metrics(model, test, scale: float = 1.0) -> dict[str, Any]:
 
 
 test_metrics.__test__ = False  # not a pytest test
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in (over or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 def run_active_learning(

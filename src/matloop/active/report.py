@@ -334,9 +334,9 @@ def open_state(run_dir: str | Path) -> RunState:
         return RunState(db)
     cfg = run_dir / "config.yaml"
     if cfg.exists():
-        import yaml
+        from matloop.utils.config import load_yaml
 
-        url = (yaml.safe_load(cfg.read_text()) or {}).get("state", {}).get("database")
+        url = ((load_yaml(cfg) or {}).get("state") or {}).get("database")
         if url:
             # config.yaml holds the URL with its password masked: libpq then takes the
             # password from PGPASSWORD or ~/.pgpass

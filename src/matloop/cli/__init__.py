@@ -59,6 +59,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False,
         "--version",
@@ -68,15 +69,17 @@ def _root(
     ),
 ) -> None:
     """matloop: reference data → potentials, surrogates and designs, with uncertainty."""
+    from matloop.utils.threads import default_torch_threads, torch_threads
+
+    # the command's torch threads (MATLOOP_NUM_THREADS or 1), restored for in-process callers
+    # when the command ends; set here rather than in main() so that `--help` imports no torch
+    ctx.with_resource(torch_threads(default_torch_threads()))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `matloop` script; returns the exit code (0 on success)."""
-    from matloop.utils.threads import default_torch_threads, torch_threads
-
     try:
-        # the command's thread count (MATLOOP_NUM_THREADS or 1), restored for in-process callers
-        with torch_threads(default_torch_threads()), _errors.show_warnings():
+        with _errors.show_warnings():
             result = app(args=argv, prog_name="matloop", standalone_mode=False)
     except SystemExit as exc:  # typer/click exit
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -23,12 +23,10 @@ def describe(exc: BaseException) -> str:
         return f"file not found: {name}"
     if isinstance(exc, IsADirectoryError | PermissionError | NotADirectoryError):
         return f"cannot use {exc.filename}: {exc.strerror}"
-    if isinstance(exc, ValidationError):
-        parts = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err.get("loc", ())) or "<root>"
-            parts.append(f"{loc}: {err.get('msg')}")
-        return "invalid configuration: " + "; ".join(parts)
+    if isinstance(exc, ValidationError):  # one not raised by a config file (those name the file)
+        from matloop.utils.config import format_validation_error
+
+        return format_validation_error(exc, None, "invalid configuration")
     if isinstance(exc, yaml.YAMLError):
         return f"malformed YAML: {str(exc).splitlines()[0]}"
     if isinstance(exc, KeyboardInterrupt):

@@ -46,31 +46,72 @@ def template(
         typer.echo(f"wrote {out}")
 
 
+_KINDS = "train, al, space (design), report (validation) or property"
+
+
 @config_app.command("validate")
 def validate(
     file: Path = typer.Argument(..., help="YAML file to check."),
-    kind: str = typer.Option("auto", help="train, al or auto (guess from the keys)."),
+    kind: str = typer.Option("auto", help=f"{_KINDS}; auto: guess from the keys."),
 ) -> None:
     """Check a config completely without computing: keys, value ranges, model family and its
     parameters, training options, reference calculator and its arguments, input files."""
     from matloop.errors import ConfigError
-    from matloop.training.config import load_train_config, load_yaml
+    from matloop.utils.config import load_yaml
 
     if kind == "auto":
-        data = load_yaml(file)
-        kind = (
-            "al"
-            if isinstance(data, dict) and {"reference", "initial", "explore"} & set(data)
-            else "train"
-        )
-    if kind == "train":
-        load_train_config(file)
-    elif kind == "al":
+        kind = _guess_kind(load_yaml(file))
+    if kind == "al":
         al = _al_module()
         al.check_inputs(al.load_config(file))
+    elif kind in _LOADERS:
+        _LOADERS[kind](file)
     else:
-        raise ConfigError(f"unknown config kind {kind!r}; choose train, al or auto")
+        raise ConfigError(f"unknown config kind {kind!r}; choose {_KINDS} or auto")
     typer.echo(f"{file}: valid {kind} config")
+
+
+def _guess_kind(data: object) -> str:
+    keys = set(data) if isinstance(data, dict) else set()
+    if {"reference", "initial", "explore"} & keys:
+        return "al"
+    if "components" in keys:
+        return "space"
+    if keys and keys <= {"thresholds", "settings"}:
+        return "report"
+    return "train"
+
+
+def _load_train(file: Path) -> None:
+    from matloop.training.config import load_train_config
+
+    load_train_config(file)
+
+
+def _load_space(file: Path) -> None:
+    from matloop.design.space import load_space
+
+    load_space(file)
+
+
+def _load_report(file: Path) -> None:
+    from matloop.validation.config import load_report_config
+
+    load_report_config(file)
+
+
+def _load_property(file: Path) -> None:
+    from matloop.property.config import load_config
+
+    load_config(file)
+
+
+_LOADERS = {
+    "train": _load_train,
+    "space": _load_space,
+    "report": _load_report,
+    "property": _load_property,
+}
 
 
 def register(app: typer.Typer) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from matloop.active.onthefly import OnTheFlySettings
 
 
 def _calculator(spec: str):
@@ -77,26 +81,28 @@ def md_command(
 ) -> None:
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
     if learn:
-        _learn(
-            model,
-            structure,
-            ensemble,
-            temperature,
-            pressure,
-            timestep,
-            steps,
-            seed,
-            thermostat,
-            barostat,
-            max_uncertainty,
-            uncertainty_interval,
-            reference,
-            train_data,
-            learn_dir,
-            max_labels,
-            traj,
-            log,
+        from matloop.active.onthefly import OnTheFlySettings
+        from matloop.errors import ConfigError
+
+        if reference is None or max_uncertainty is None:
+            raise ConfigError("--learn needs --reference CALC and --max-uncertainty X")
+        if traj is not None or log is not None:
+            raise ConfigError(f"--learn writes its log and checkpoint in --learn-dir ({learn_dir})")
+        settings = OnTheFlySettings(
+            reference=reference,
+            threshold=max_uncertainty,
+            ensemble=ensemble,
+            temperature_k=temperature,
+            pressure_gpa=pressure,
+            timestep_fs=timestep,
+            steps=steps,
+            seed=seed,
+            check_interval=uncertainty_interval or 10,
+            max_labels=max_labels,
+            thermostat=thermostat,
+            barostat=barostat,
         )
+        _learn(model, structure, settings, train_data, learn_dir)
         return
     from matloop.md import check_elements, read_structure, run_md
     from matloop.md.guard import UncertaintyGuard
@@ -152,50 +158,18 @@ def md_command(
 
 
 def _learn(
-    model,
-    structure,
-    ensemble,
-    temperature,
-    pressure,
-    timestep,
-    steps,
-    seed,
-    thermostat,
-    barostat,
-    max_uncertainty,
-    interval,
-    reference,
-    train_data,
-    learn_dir,
-    max_labels,
-    traj,
-    log,
+    model: str,
+    structure: Path,
+    settings: OnTheFlySettings,
+    train_data: Path | None,
+    learn_dir: Path,
 ) -> None:
     """`matloop md --learn`: on-the-fly learning (see :mod:`matloop.active.onthefly`)."""
-    from matloop.active.onthefly import OnTheFlyLearner, OnTheFlySettings, summarise
-    from matloop.errors import ConfigError
+    from matloop.active.onthefly import OnTheFlyLearner, summarise
     from matloop.md import read_structure
 
-    if reference is None or max_uncertainty is None:
-        raise ConfigError("--learn needs --reference CALC and --max-uncertainty X")
-    if traj is not None or log is not None:
-        raise ConfigError(f"--learn writes its log and checkpoint in --learn-dir ({learn_dir})")
-    settings = OnTheFlySettings(
-        reference=reference,
-        threshold=max_uncertainty,
-        ensemble=ensemble,
-        temperature_k=temperature,
-        pressure_gpa=pressure,
-        timestep_fs=timestep,
-        steps=steps,
-        seed=seed,
-        check_interval=interval or 10,
-        max_labels=max_labels,
-        thermostat=thermostat,
-        barostat=barostat,
-    )
     state = OnTheFlyLearner(learn_dir, settings).run(model, read_structure(structure), train_data)
-    typer.echo(summarise(state, timestep))
+    typer.echo(summarise(state, settings.timestep_fs))
     typer.echo(f"labels: {learn_dir / 'labels.xyz'}; state: {learn_dir / 'state.json'}")
 
 

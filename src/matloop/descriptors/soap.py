@@ -41,21 +41,8 @@ import math
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class SOAPParams(BaseModel):
-    """Hyper-parameters of the SOAP-like descriptor (lengths in Å)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cutoff: float = Field(5.0, gt=0.5, description="cutoff radius rc (Å)")
-    cutoff_width: float = Field(1.0, gt=0.0, description="width of the smooth cutoff region (Å)")
-    n_max: int = Field(12, ge=1, le=24, description="radial Gaussians per neighbour species")
-    l_max: int = Field(4, ge=0, le=10, description="largest angular order l")
-    r_min: float = Field(1.5, ge=0.0, description="centre of the first radial Gaussian (Å)")
-    width_factor: float = Field(0.7, gt=0.0, description="Gaussian width / centre spacing")
-    central_weight: float = Field(1.0, ge=0.0, description="weight w_c of the centre channel")
+from matloop.models.params import SOAPParams
 
 
 def smooth_cutoff(r: torch.Tensor, rc: float, width: float) -> torch.Tensor:

@@ -125,12 +125,10 @@ def suggest(
     unit_box_problem(space)
     observed_compositions(data, space, source=source)
     objective_values(data, objectives, source=source)
-    import torch
+    from matloop.utils.threads import torch_threads
 
     # GP matrices here are tiny: one thread avoids costly oversubscription on shared cores
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # the caller's setting is restored afterwards
         return _suggest(
             data,
             space,
@@ -145,8 +143,6 @@ def suggest(
             mc_samples=mc_samples,
             source=source,
         )
-    finally:
-        torch.set_num_threads(prev)
 
 
 def _suggest(

@@ -140,35 +140,10 @@ class Space(BaseModel):
 
 def load_space(path: str | Path) -> Space:
     """Read and validate a ``space.yaml``; errors name the file."""
-    from matloop.training.config import load_yaml
+    from matloop.utils.config import load_yaml, parse_config
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(2, "No such file", str(path))
-    raw = load_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'components', 'total', ...")
-    from pydantic import ValidationError
-
-    try:
-        return Space.model_validate(raw)
-    except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err.get("loc", ())) or "<root>"
-            msg = err.get("msg", "")
-            if err.get("type") == "extra_forbidden":
-                msg += f" (valid keys here: {_valid_keys(err.get('loc', ()))})"
-            parts.append(f"{loc}: {msg}")
-        raise ConfigError(f"{path}: invalid space: " + "; ".join(parts)) from exc
-
-
-def _valid_keys(loc: tuple) -> str:
-    if len(loc) >= 2 and loc[0] == "components":
-        return ", ".join(Bounds.model_fields)
-    if len(loc) >= 2 and loc[0] == "linear_constraints":
-        return ", ".join(LinearConstraint.model_fields)
-    return ", ".join(Space.model_fields)
+    data = load_yaml(path, what="space file")
+    return parse_config(data, Space, f"{path}: invalid space", "a mapping with 'components', ...")
 
 
 @dataclass

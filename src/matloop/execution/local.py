@@ -15,11 +15,10 @@ def _worker_init(threads: int) -> None:
     os.environ.setdefault("MATLOOP_NUM_THREADS", str(threads))
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except Exception:  # noqa: BLE001 - torch is optional in a worker that only labels
-        pass
+        from matloop.utils.threads import configure_torch_threads
+    except ImportError:  # torch is optional in a worker that only labels
+        return
+    configure_torch_threads(threads)  # this worker process's own setting
 
 
 class LocalExecutor(Executor):

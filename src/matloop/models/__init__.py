@@ -1,7 +1,8 @@
 """Potential families. Each family is a :class:`~matloop.models.base.Potential` subclass.
 
 Families are imported lazily, so that optional back-ends (e.g. mace-torch) are only needed by
-the users of that family.
+the users of that family; their hyper-parameters (:mod:`matloop.models.params`) are not, so that
+a configuration is checked without importing torch.
 """
 
 from __future__ import annotations
@@ -9,9 +10,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from matloop.errors import ConfigError
-from matloop.models.base import Potential
+from matloop.models import params as _params
+
+if TYPE_CHECKING:
+    from matloop.models.base import Potential
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,7 @@ class FamilySpec:
     module: str
     class_name: str
     description: str
+    params: type[BaseModel]  # the class's ``Params``, from the torch-free matloop.models.params
     requires: str | None = None  # importable name of an optional package
     install_hint: str | None = None  # what to pip install when `requires` is missing
 
@@ -36,30 +44,35 @@ _SPECS = [
         "matloop.models.bpnn",
         "BPNN",
         "Behler–Parrinello symmetry functions + per-element neural networks",
+        _params.BPNNParams,
     ),
     FamilySpec(
         "painn",
         "matloop.models.painn",
         "PaiNN",
         "PaiNN-like equivariant message passing (scalar + vector features)",
+        _params.PaiNNParams,
     ),
     FamilySpec(
         "kernel",
         "matloop.models.kernel",
         "KernelPotential",
         "SOAP-like power spectrum + sparse Gaussian process (energy variance)",
+        _params.KernelParams,
     ),
     FamilySpec(
         "ace",
         "matloop.models.ace.family",
         "AcePotential",
         "Linear atomic cluster expansion (closed-form Bayesian fit, posterior σ)",
+        _params.AceParams,
     ),
     FamilySpec(
         "mace",
         "matloop.models.mace",
         "MACEPotential",
         "MACE higher-order equivariant message passing (mace-torch modules)",
+        _params.MACEParams,
         requires="mace",
         install_hint="'matloop[mace]'",
     ),
@@ -68,6 +81,7 @@ _SPECS = [
         "matloop.models.chgnet_family",
         "CHGNetFinetune",
         "CHGNet pretrained universal potential, fine-tuned on your data (chgnet)",
+        _params.CHGNetParams,
         requires="chgnet",
         install_hint="'matloop[chgnet]'",
     ),
@@ -87,8 +101,8 @@ def available_families() -> dict[str, str]:
     return out
 
 
-def get_family(name: str) -> type[Potential]:
-    """The Potential class of family `name` (clear error listing the valid names)."""
+def check_family(name: str) -> FamilySpec:
+    """The registry entry of family `name`, checked to be usable (one clear line if not)."""
     try:
         spec = FAMILIES[name]
     except KeyError:
@@ -99,8 +113,29 @@ def get_family(name: str) -> type[Potential]:
             f"model family {name!r} needs the optional package {spec.requires!r}: "
             f"pip install {spec.install_hint or spec.requires}"
         )
+    return spec
+
+
+def get_family(name: str) -> type[Potential]:
+    """The Potential class of family `name` (clear error listing the valid names)."""
+    spec = check_family(name)
     module = importlib.import_module(spec.module)
     return getattr(module, spec.class_name)
 
 
-__all__ = ["FAMILIES", "FamilySpec", "Potential", "available_families", "get_family"]
+def __getattr__(name: str) -> Any:
+    if name == "Potential":  # torch-heavy: imported when asked for
+        from matloop.models.base import Potential
+
+        return Potential
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "FAMILIES",
+    "FamilySpec",
+    "Potential",
+    "available_families",
+    "check_family",
+    "get_family",
+]

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field
 
-from matloop.descriptors.symmetry_functions import SymmetryFunctionParams, SymmetryFunctions
+from matloop.descriptors.symmetry_functions import SymmetryFunctions
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, atom_blocks, build_graph
+from matloop.models.params import BPNNParams
 
 # atoms per block at inference: bounds memory for large cells (≈ 0.2 GB per block)
 CHUNK_ATOMS = 2048
 
 _ACTIVATIONS = {"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU, "softplus": torch.nn.Softplus}
-
-
-class BPNNParams(BaseModel):
-    """Architecture of a Behler–Parrinello network."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    descriptor: SymmetryFunctionParams = Field(default_factory=SymmetryFunctionParams)
-    hidden: list[int] = Field(default_factory=lambda: [64, 64], description="hidden layer widths")
-    activation: Literal["tanh", "silu", "softplus"] = "silu"
 
 
 def _mlp(n_in: int, hidden: list[int], activation: str) -> torch.nn.Sequential:

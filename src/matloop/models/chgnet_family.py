@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Literal
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.data import atomic_numbers
-from pydantic import BaseModel, ConfigDict, Field
 
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, species_indices
+from matloop.models.params import CHGNetParams
 from matloop.units import GPA_TO_EV_PER_A3
 
 # CrystalGraph tensors kept in graph.extra: name -> which count (column of "cg_counts") sizes it
@@ -50,19 +49,6 @@ _CG_FIELDS = {
     "cg_bond_graph": 3,
 }
 _VACUUM = 2.0  # Å beyond the cutoff around a non-periodic structure
-
-
-class CHGNetParams(BaseModel):
-    """Which pretrained CHGNet to start from and what to fine-tune."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    pretrained: Literal["0.3.0", "0.2.0"] = Field("0.3.0", description="CHGNet weights to start")
-    freeze: list[str] = Field(
-        default_factory=list,
-        description="parameter-name prefixes kept fixed, e.g. ['atom_embedding', 'bond_embedding']",
-    )
-    refit_atom_ref: bool = Field(True, description="least-squares refit of per-element energies")
 
 
 def _load_chgnet(name: str):

@@ -28,16 +28,16 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field
 
-from matloop.descriptors.soap import SOAPDescriptor, SOAPParams
+from matloop.descriptors.soap import SOAPDescriptor
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, atom_blocks, build_graph
+from matloop.models.params import KernelParams
 
 # centre atoms per block at inference (bounds autograd memory for large cells)
 CHUNK_ATOMS = 1024
@@ -46,38 +46,6 @@ _TEMP_ELEMENTS = 2_000_000
 # loss weights that correspond to the params' sigmas (the TrainConfig defaults)
 _REFERENCE_WEIGHTS = {"energy": 1.0, "forces": 0.02}
 _FLOAT_BUFFERS = ("sparse_points", "weights", "kmm_factor", "posterior_factor", "delta")
-
-
-class KernelParams(BaseModel):
-    """Hyper-parameters of the sparse-GP potential (energies in eV, lengths in Å)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    descriptor: SOAPParams = Field(default_factory=SOAPParams)
-    zeta: int = Field(4, ge=1, le=8, description="kernel exponent ζ of (q̂·x)^ζ")
-    n_sparse: int = Field(1000, ge=1, description="sparse points per element")
-    sparse_method: Literal["fps", "cur", "random"] = Field(
-        "fps",
-        description="farthest-point sampling in kernel distance, CUR leverage scores, or random",
-    )
-    energy_sigma: float = Field(0.001, gt=0, description="energy noise σ_E (eV/atom)")
-    force_sigma: float = Field(0.03, gt=0, description="force noise σ_F (eV/Å)")
-    delta: float = Field(1.0, gt=0, description="prior std δ of atomic energies (eV)")
-    jitter: float = Field(1e-8, gt=0, description="added to the diagonal of K_mm")
-    max_force_structures: int | None = Field(
-        None, ge=0, description="use forces of at most this many structures (default: all)"
-    )
-    force_time_fraction: float = Field(
-        0.6,
-        gt=0,
-        le=1,
-        description="stop adding force rows after this fraction of training.max_time",
-    )
-    select_sigmas: bool = Field(
-        False,
-        description="pick σ_E, σ_F from ×{1/3, 1, 3} of the configured values on the validation "
-        "data (best Σ (rmse/σ)² of energy per atom and forces)",
-    )
 
 
 class KernelPotential(Potential):

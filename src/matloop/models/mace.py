@@ -27,18 +27,16 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import warnings
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from ase.data import atomic_numbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph
+from matloop.models.params import MACEParams
 
-_IRREPS = re.compile(r"^\s*\d+x\d+[eo](\s*\+\s*\d+x\d+[eo])*\s*$")
 _MACE: Any = None
 
 
@@ -69,38 +67,6 @@ def _mace_modules():
 
         _MACE = (mace.modules, e3nn.o3)
     return _MACE
-
-
-class MACEParams(BaseModel):
-    """Architecture of a MACE network (mace-torch names; small CPU-friendly defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    r_max: float = Field(5.0, gt=0, description="cutoff (Å)")
-    num_bessel: int = Field(8, ge=1, description="Bessel radial basis functions")
-    num_polynomial_cutoff: int = Field(5, ge=2, description="order p of the smooth envelope")
-    max_ell: int = Field(2, ge=0, le=4, description="largest l of the edge spherical harmonics")
-    correlation: int = Field(2, ge=1, le=4, description="body order − 1 of the product basis")
-    num_interactions: int = Field(2, ge=1, description="message-passing layers")
-    hidden_irreps: str = Field("16x0e+16x1o", description="node features, scalars first")
-    mlp_irreps: str = Field("16x0e", description="hidden irreps of the last (non-linear) readout")
-    radial_mlp: list[int] = Field([32, 32], description="hidden widths of the radial MLP")
-    gate: Literal["silu", "tanh", "abs"] = "silu"
-    interaction: Literal["RealAgnosticResidualInteractionBlock", "RealAgnosticInteractionBlock"] = (
-        "RealAgnosticResidualInteractionBlock"
-    )
-    avg_num_neighbors: float | None = Field(
-        None, gt=0, description="message normalisation; None = set from the training data"
-    )
-
-    @field_validator("hidden_irreps", "mlp_irreps")
-    @classmethod
-    def _check_irreps(cls, value: str) -> str:
-        if not _IRREPS.match(value):
-            raise ValueError(f"{value!r} is not an irreps string like '16x0e+16x1o'")
-        if not value.strip().split("+")[0].strip().endswith("x0e"):
-            raise ValueError(f"{value!r} must start with the scalars (e.g. '16x0e+...')")
-        return value.replace(" ", "")
 
 
 class MACEPotential(Potential):

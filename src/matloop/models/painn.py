@@ -14,29 +14,16 @@ atom's energy depends on edges beyond its own (2–3 hops), so there is no block
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph
+from matloop.models.params import PaiNNParams
 
 _ACTIVATIONS = {"silu": torch.nn.SiLU, "tanh": torch.nn.Tanh, "softplus": torch.nn.Softplus}
 # keeps the gradient of ‖V v‖ finite where v = 0 (all vectors are 0 before the first layer)
 _NORM_EPS = 1e-8
-
-
-class PaiNNParams(BaseModel):
-    """Architecture of a PaiNN network."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    features: int = Field(32, ge=1, description="scalar/vector feature channels F")
-    layers: int = Field(3, ge=1, description="interaction (message + update) layers")
-    n_radial: int = Field(16, ge=1, description="radial basis functions sin(nπr/rc)/r")
-    cutoff: float = Field(5.0, gt=0, description="interaction cutoff (Å)")
-    activation: Literal["silu", "tanh", "softplus"] = "silu"
 
 
 class _Message(torch.nn.Module):

@@ -66,11 +66,9 @@ def load_config(path: str | os.PathLike | None) -> PropertyConfig:
     """Read and validate a YAML config (None: defaults)."""
     if path is None:
         return PropertyConfig()
-    import yaml
+    from matloop.utils.config import load_config_file
 
-    with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
-    return PropertyConfig.model_validate(data)
+    return load_config_file(path, PropertyConfig)
 
 
 def template() -> str:

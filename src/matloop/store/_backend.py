@@ -148,11 +148,11 @@ def transaction(db: Any) -> Iterator[Any]:
     try:
         yield db.connection.cursor()
         db.connection.commit()
-    except BaseException:
+    except BaseException as exc:
         try:
             db.connection.rollback()
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
+        except Exception as rollback_error:  # noqa: BLE001 - the original error is raised
+            exc.add_note(f"the rollback failed too: {rollback_error!r}")
         raise
     finally:
         try:

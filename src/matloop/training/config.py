@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    create_model,
+)
 
 from matloop.errors import ConfigError
+from matloop.models import FAMILIES, check_family
+from matloop.utils.config import format_validation_error as format_validation_error
+from matloop.utils.config import load_config_file
+from matloop.utils.config import load_yaml as load_yaml
+from matloop.utils.config import parse_config as parse_config
 
 
 class LossWeights(BaseModel):
@@ -22,42 +33,78 @@ class LossWeights(BaseModel):
     stress: float = Field(0.0, ge=0.0, description="stress MSE is in (eV/Å³)²; try 10–1000")
 
 
+DEFAULT_FAMILY = "ace"
+
+
 class ModelConfig(BaseModel):
-    """Which family and its hyper-parameters (see `matloop models`)."""
+    """Which family and its typed hyper-parameters (see `matloop models`).
 
-    model_config = ConfigDict(extra="forbid")
+    One subclass per registered family (:data:`FAMILY_CONFIGS`), chosen by ``family``: in a
+    :class:`TrainConfig` the choice is a discriminated union, so a misspelled parameter is
+    reported with that family's valid keys. ``ModelConfig(family="painn", params={...})`` builds
+    the family's subclass.
+    """
 
-    family: str = Field("ace", description="model family (`matloop models`)")
-    params: dict[str, Any] = Field(default_factory=dict, description="family hyper-parameters")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    @model_validator(mode="after")
-    def _check_params(self) -> ModelConfig:
-        from matloop.models import get_family
+    family: str = Field(DEFAULT_FAMILY, description="model family (`matloop models`)")
+    params: BaseModel = Field(description="family hyper-parameters")
 
-        cls = get_family(self.family)
-        try:
-            params = cls.Params.model_validate(self.params)
-        except ValidationError as exc:
-            message = format_validation_error(exc, cls.Params, f"model.params ({self.family})")
-            raise ValueError(message) from None
-        _check_layer_widths(params, f"model.params ({self.family})")
-        return self
+    def __new__(cls, /, **data: Any) -> ModelConfig:
+        if cls is ModelConfig:  # the family's subclass, as in a config file
+            cls = FAMILY_CONFIGS[check_family(data.get("family", DEFAULT_FAMILY)).name]
+        return super().__new__(cls)
 
-    def family_params(self):
-        from matloop.models import get_family
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> ModelConfig:
+        if cls is ModelConfig:  # the family's subclass
+            return TypeAdapter(FamilyChoice).validate_python(obj, **kwargs)
+        return super().model_validate(obj, **kwargs)
 
-        return get_family(self.family).Params.model_validate(self.params)
+    def family_params(self) -> BaseModel:
+        """A copy of the family's parameters (the model may fill in data-derived values)."""
+        return self.params.model_copy(deep=True)
 
 
-def _check_layer_widths(params: BaseModel, where: str) -> None:
-    """Integer lists in family parameters are layer widths: each must be ≥ 1."""
-    for name, value in params:
-        if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
-            bad = [v for v in value if v < 1]
-            if bad:
-                raise ValueError(f"{where}: {name}: layer widths must be ≥ 1, got {value}")
-        elif isinstance(value, BaseModel):
-            _check_layer_widths(value, f"{where}.{name}")
+def _checked_family(family: Any) -> str:
+    if not isinstance(family, str):
+        raise ValueError(f"model family must be a name, got {family!r}")
+    try:
+        return check_family(family).name
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _family_config(name: str, params: type[BaseModel]) -> type[ModelConfig]:
+    return create_model(
+        f"{name.capitalize()}ModelConfig",
+        __base__=ModelConfig,
+        __doc__=f"The {name} family and its parameters.",
+        family=(Literal[name], name),  # type: ignore[valid-type]
+        params=(params, Field(default_factory=params, description=f"{name} hyper-parameters")),
+    )
+
+
+def _with_family(data: Any) -> Any:
+    """Fill in the default family and check it before the union picks the subclass."""
+    if isinstance(data, dict):
+        data = {"family": DEFAULT_FAMILY, **data}
+        _checked_family(data["family"])
+    return data
+
+
+#: family name → its :class:`ModelConfig` subclass (``params`` typed as the family's ``Params``)
+FAMILY_CONFIGS: dict[str, type[ModelConfig]] = {
+    name: _family_config(name, spec.params) for name, spec in FAMILIES.items()
+}
+globals().update({cls.__name__: cls for cls in FAMILY_CONFIGS.values()})  # picklable by name
+
+#: the model section of a training config: one :class:`ModelConfig` subclass per family
+FamilyChoice = Annotated[
+    Union[tuple(FAMILY_CONFIGS.values())],  # noqa: UP007 - built from the registry
+    Field(discriminator="family"),
+    BeforeValidator(_with_family),
+]
 
 
 class TrainingParams(BaseModel):
@@ -94,83 +141,21 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: FamilyChoice = Field(default_factory=lambda: FAMILY_CONFIGS[DEFAULT_FAMILY]())
     training: TrainingParams = Field(default_factory=TrainingParams)
     reference_energies: dict[str, float] | Literal["fit"] = Field(
         "fit", description="E0 per element (eV) or 'fit' (least squares on the training set)"
     )
 
 
-def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names valid at `loc` (following nested pydantic models)."""
-    current: Any = model
-    for part in loc[:-1]:
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        current = field.annotation
-    return sorted(getattr(current, "model_fields", {}))
-
-
-def format_validation_error(exc: ValidationError, root: type[BaseModel], source: str) -> str:
-    """One line per problem; unknown keys list the valid ones."""
-    parts = []
-    for err in exc.errors():
-        loc = tuple(err.get("loc", ()))
-        where = ".".join(str(x) for x in loc) or "<root>"
-        if err.get("type") == "extra_forbidden":
-            valid = _valid_keys(root, loc)
-            hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
-            parts.append(f"unknown key '{where}'{hint}")
-        else:
-            parts.append(f"{where}: {err.get('msg')}")
-    return f"{source}: " + "; ".join(parts)
-
-
-def parse_config(data: Any, root: type[BaseModel], source: str) -> BaseModel:
-    """Validate `data` as `root`, turning pydantic errors into one clear ConfigError."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return root.model_validate(data)
-    except ValidationError as exc:
-        # a nested family params error: report the family's valid keys
-        raise ConfigError(format_validation_error(exc, root, source)) from None
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-
-
-def load_yaml(path: str | os.PathLike) -> Any:
-    """Read a YAML file (safe loader only) with one-line errors for every way it can be bad."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory, expected a YAML file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text (UTF-8) YAML file ({exc.reason})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: malformed YAML: {first}") from None
-
-
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
     """Read and validate a training YAML file."""
-    return parse_config(load_yaml(path), TrainConfig, str(path))
+    return load_config_file(path, TrainConfig)
 
 
 def train_config_template(family: str = "ace") -> str:
     """A commented YAML template with every default filled in, for model family `family`."""
-    from matloop.models import get_family
-
-    params = get_family(family).Params().model_dump(mode="json")
-    config = TrainConfig(model=ModelConfig(family=family, params=params))
+    config = TrainConfig(model=ModelConfig(family=family))
     header = (
         "# matloop training configuration (units: eV, Å; loss weights per MSE term)\n"
         "# validate with: matloop config validate FILE\n"

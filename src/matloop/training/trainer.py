@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
+import inspect
 import json
 import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +32,9 @@ from matloop.training.config import TrainConfig
 from matloop.utils.files import atomic_path, atomic_write_text
 from matloop.utils.safe_io import torch_load_plain
 from matloop.utils.threads import default_torch_threads, torch_threads
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "matloop-checkpoint"
@@ -184,6 +190,22 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _in_config_threads(func: Callable[P, R]) -> Callable[P, R]:
+    """Run `func` with its `config`'s ``training.num_threads`` torch threads (default:
+    ``MATLOOP_NUM_THREADS`` or 1); the caller's torch setting is restored afterwards."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        config = signature.bind(*args, **kwargs).arguments.get("config")
+        threads = config.training.num_threads if config is not None else None
+        with torch_threads(threads or default_torch_threads()):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_in_config_threads
 def train(
     train_data: Dataset,
     out_dir: str | os.PathLike,
@@ -202,35 +224,6 @@ def train(
     `max_time` (s) bounds the wall-clock time of the optimisation; `resume` continues from
     ``out_dir/checkpoint.pt``; `init_model` warm-starts from a saved model of the same family.
     """
-    threads = (config.training.num_threads if config is not None else None) or (
-        default_torch_threads()
-    )
-    with torch_threads(threads):  # the caller's torch setting is restored afterwards
-        return _train(
-            train_data,
-            out_dir,
-            config,
-            valid_data=valid_data,
-            seed=seed,
-            max_time=max_time,
-            resume=resume,
-            init_model=init_model,
-            progress=progress,
-        )
-
-
-def _train(
-    train_data: Dataset,
-    out_dir: str | os.PathLike,
-    config: TrainConfig | None = None,
-    *,
-    valid_data: Dataset | None = None,
-    seed: int | None = None,
-    max_time: float | None = None,
-    resume: bool = False,
-    init_model: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> TrainResult:
     from tqdm.auto import tqdm
 
     config = copy.deepcopy(config) if config is not None else TrainConfig()

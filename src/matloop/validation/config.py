@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from matloop.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Thresholds(BaseModel):
@@ -90,18 +88,9 @@ class ReportConfig(BaseModel):
 
 def load_report_config(path: str | Path) -> tuple[Thresholds, ReportSettings]:
     """Read thresholds and settings from a YAML file (unknown keys are rejected)."""
-    from matloop.training.config import load_yaml
+    from matloop.utils.config import load_yaml, parse_config
 
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"report config not found: {p}")
-    data = load_yaml(p) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping with 'thresholds:' and/or 'settings:'")
-    try:
-        cfg = ReportConfig.model_validate(data)
-    except ValidationError as exc:
-        from matloop.training.config import format_validation_error
-
-        raise ConfigError(format_validation_error(exc, ReportConfig, str(p))) from None
+    data = load_yaml(path, what="report config")
+    expected = "a mapping with 'thresholds:' and/or 'settings:'"
+    cfg = parse_config(data, ReportConfig, str(path), expected=expected)
     return cfg.thresholds, cfg.settings

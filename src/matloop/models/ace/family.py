@@ -13,99 +13,15 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matloop.models.ace.basis import AceBasis
-from matloop.models.ace.fitting import AceFitParams
 from matloop.models.ace.uncertainty import AcePosterior
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, atom_blocks, species_indices
+from matloop.models.params import AceParams
 
 # centre atoms per block at inference (bounds memory for large cells)
 CHUNK_ATOMS = 1024
-# default max total degree by number of elements (0: any larger count); single element:
-# 808 coefficients; two elements: 3,006; three: 5,238
-DEFAULT_MAX_DEGREE = {1: 16.0, 2: 13.0, 3: 11.0, 0: 9.0}
-
-
-class AceParams(BaseModel):
-    """Basis of the linear ACE (lengths in Å, energies in eV).
-
-    Defaults were chosen on validation splits of the mlearn Si and Cu training sets (ridge fits
-    on energies and forces): order 4 with max degree 16 beat order 3 / degree 12 (Si 2.9 vs
-    4.2 meV/atom, 0.068 vs 0.087 eV/Å); λ = 1 beat 2 and 5 (Si 2.70 / 0.066, 2.94 / 0.068,
-    4.07 / 0.079); larger bases validate better still (Si 2.57 / 0.062 at 1,350 coefficients)
-    at about twice the MD and fitting cost.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    cutoff: float = Field(5.0, gt=0, description="outer cutoff rc (Å)")
-    correlation_order: int = Field(
-        4, ge=1, le=4, description="max correlation order ν (body order ν+1)"
-    )
-    max_degree: float | None = Field(
-        None,
-        gt=0,
-        description="total degree Σ_t (n_t + 1 + l_weight·l_t) of a basis function (the size "
-        "knob); default by element count: 16, 13, 11, then 9 (the basis grows ~ n_el^ν)",
-    )
-    degree_drop_per_order: float = Field(
-        1.0,
-        ge=0,
-        description="orders ν > 2 get max_degree − drop·(ν − 2) (fewer high-body-order functions)",
-    )
-    max_degree_per_order: list[float] | None = Field(
-        None,
-        description="max total degree for orders 1..ν (overrides max_degree; length ν)",
-    )
-    n_radial: int | None = Field(
-        None, ge=1, le=30, description="radial functions g_k (default: ⌊max degree⌋)"
-    )
-    max_l: int = Field(5, ge=0, le=8, description="largest spherical-harmonic order l")
-    l_weight: float = Field(1.5, gt=0, description="weight of l in the degree")
-    radial_scale: float = Field(1.0, gt=0, description="λ of PACE's ChebExpCos radial base")
-    inner_cutoff: float | None = Field(
-        None,
-        gt=0,
-        description="inner cutoff r_in for every pair (Å); default inner_cutoff_fraction × the "
-        "sum of covalent radii",
-    )
-    inner_cutoff_fraction: float = Field(0.6, gt=0, le=1.5)
-    inner_width: float = Field(0.25, gt=0, description="width of the inner switch (Å)")
-    core_strength: float = Field(
-        20.0, ge=0, description="core repulsion prefactor prehc (eV·Å) below the inner cutoff"
-    )
-    core_decay: float = Field(1.0, gt=0, description="core repulsion λ_hc (1/Å²)")
-    fit: AceFitParams = Field(default_factory=AceFitParams)
-
-    @model_validator(mode="after")
-    def _check(self) -> AceParams:
-        if (
-            self.max_degree_per_order is not None
-            and len(self.max_degree_per_order) != self.correlation_order
-        ):
-            raise ValueError("max_degree_per_order needs one entry per correlation order")
-        if self.inner_cutoff is not None and self.inner_cutoff >= self.cutoff:
-            raise ValueError(
-                f"inner_cutoff {self.inner_cutoff} Å must be below cutoff {self.cutoff} Å"
-            )
-        return self
-
-    def degrees(self, n_elements: int = 1) -> list[float]:
-        """Max total degree of each correlation order 1..ν."""
-        if self.max_degree_per_order is not None:
-            return list(self.max_degree_per_order)
-        top = self.max_degree
-        if top is None:
-            top = DEFAULT_MAX_DEGREE.get(n_elements, DEFAULT_MAX_DEGREE[0])
-        drop = self.degree_drop_per_order
-        return [top - drop * max(0, nu - 2) for nu in range(1, self.correlation_order + 1)]
-
-    def radial_count(self, n_elements: int = 1) -> int:
-        if self.n_radial is not None:
-            return self.n_radial
-        return max(1, int(max(self.degrees(n_elements))))
 
 
 def inner_cutoffs(elements: list[str], params: AceParams) -> torch.Tensor:

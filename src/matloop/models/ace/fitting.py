@@ -33,12 +33,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field
 from threadpoolctl import threadpool_limits
 
 from matloop.errors import DataError
@@ -61,35 +60,13 @@ from matloop.models.ace.uncertainty import (
     posterior_of,
 )
 from matloop.models.graph import collate
+from matloop.models.params import AceFitParams
 from matloop.units import EV_PER_A3_TO_GPA
 
 # row precision per unit loss weight: 1/σ² with σ_E = 1e-3 eV/atom at w_E = 1,
 # σ_F = 0.03 eV/Å at w_F = 0.02 and σ_S = 1e-3 eV/Å³ at w_S = 1
 PRECISION_PER_WEIGHT = {"energy": 1e6, "forces": 1.0 / (0.02 * 0.03**2), "stress": 1e6}
 FORCE_RATIO_FACTORS = (0.1, 1 / 3, 1.0, 3.0, 10.0)
-
-
-class AceFitParams(BaseModel):
-    """How the linear coefficients are fitted (closed form; nothing here is a learning rate)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    regularisation: Literal["auto", "evidence", "validation"] = Field(
-        "auto",
-        description="evidence maximisation, the best ridge on the validation split, or auto: "
-        "whichever of the two validates better",
-    )
-    ard: Literal["none", "order"] = Field(
-        "none", description="one prior precision per correlation order (ARD), chosen by evidence"
-    )
-    weight_search: bool = Field(
-        True, description="also try the force/energy precision ratio × 0.1, 1/3, 3 and 10"
-    )
-    chunk_atoms: int = Field(512, ge=1, description="atoms per block of design rows")
-    active_set_atoms: int = Field(
-        5000, ge=1, description="training atoms per element sampled for the MaxVol active set"
-    )
-    calibrate: bool = Field(True, description="scale σ on the validation split (95 % coverage)")
 
 
 def kind_weights_from_loss(loss: Any) -> dict[str, float]:

@@ -1,0 +1,298 @@
+"""Hyper-parameters of every model family (pydantic), importable without torch.
+
+The training configuration chooses a family's parameters by a discriminated union on
+``model.family`` (:mod:`matloop.training.config`); validating a config must not import torch or
+the family's network code, so each family's ``Params`` lives here and its module re-exports it.
+Lengths in Å, energies in eV.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# ace: default max total degree by number of elements (0: any larger count); single element:
+# 808 coefficients; two elements: 3,006; three: 5,238
+DEFAULT_MAX_DEGREE = {1: 16.0, 2: 13.0, 3: 11.0, 0: 9.0}
+# mace: an e3nn irreps string such as "16x0e+16x1o"
+_IRREPS = re.compile(r"^\s*\d+x\d+[eo](\s*\+\s*\d+x\d+[eo])*\s*$")
+#: widths of hidden layers (each ≥ 1)
+LayerWidths = list[Annotated[int, Field(ge=1)]]
+
+
+class SymmetryFunctionParams(BaseModel):
+    """Hyper-parameters of the descriptor (lengths in Å, η in Å⁻²).
+
+    Leave ``radial``/``angular`` empty to use the default grids chosen from the cutoffs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutoff: float = Field(5.0, gt=0.5, description="radial cutoff rc (Å)")
+    angular_cutoff: float | None = Field(
+        None, gt=0.5, description="cutoff of the angular terms (Å); default: the radial cutoff"
+    )
+    n_radial: int = Field(16, ge=1, description="number of shifted radial Gaussians")
+    n_angular_eta: int = Field(3, ge=1, description="number of angular radial widths")
+    zetas: list[float] = Field(
+        default_factory=lambda: [1.0, 2.0, 4.0, 8.0], description="angular exponents ζ"
+    )
+    radial: list[tuple[float, float]] = Field(
+        default_factory=list, description="explicit (eta, rs) pairs for G2 (Å⁻², Å)"
+    )
+    angular_radial: list[tuple[float, float]] = Field(
+        default_factory=list,
+        description="explicit (eta, rs) radial factors of G5 (Å⁻², Å); combined with every ζ, λ",
+    )
+
+    @property
+    def rc_angular(self) -> float:
+        return min(self.angular_cutoff or self.cutoff, self.cutoff)
+
+    def radial_grid(self) -> list[tuple[float, float]]:
+        """(η, Rs) pairs: Gaussians shifted evenly from 0.5 Å to rc, width = spacing."""
+        if self.radial:
+            return [tuple(map(float, p)) for p in self.radial]
+        if self.n_radial == 1:
+            return [(1.0 / (2 * (0.5 * self.cutoff) ** 2), 0.0)]
+        import numpy as np
+
+        shifts = np.linspace(0.5, self.cutoff, self.n_radial)
+        width = shifts[1] - shifts[0]
+        eta = 1.0 / (2.0 * width**2)
+        return [(float(eta), float(rs)) for rs in shifts]
+
+    def angular_radial_grid(self) -> list[tuple[float, float]]:
+        """(η, Rs) of the angular radial factor: centred Gaussians, widths up to the cutoff."""
+        if self.angular_radial:
+            return [tuple(map(float, p)) for p in self.angular_radial]
+        import numpy as np
+
+        rc = self.rc_angular
+        if self.n_angular_eta == 1:
+            widths = np.array([rc / 2.0])
+        else:
+            widths = np.linspace(rc / 4.0 + 0.5, rc, self.n_angular_eta)
+        return [(float(1.0 / (2.0 * w**2)), 0.0) for w in widths]
+
+    def angle_grid(self) -> list[tuple[float, float]]:
+        """(ζ, λ) pairs of the angular factor 2^(1−ζ)(1 + λ cos θ)^ζ."""
+        return [(float(z), lam) for z in self.zetas for lam in (1.0, -1.0)]
+
+
+class SOAPParams(BaseModel):
+    """Hyper-parameters of the SOAP-like descriptor (lengths in Å)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutoff: float = Field(5.0, gt=0.5, description="cutoff radius rc (Å)")
+    cutoff_width: float = Field(1.0, gt=0.0, description="width of the smooth cutoff region (Å)")
+    n_max: int = Field(12, ge=1, le=24, description="radial Gaussians per neighbour species")
+    l_max: int = Field(4, ge=0, le=10, description="largest angular order l")
+    r_min: float = Field(1.5, ge=0.0, description="centre of the first radial Gaussian (Å)")
+    width_factor: float = Field(0.7, gt=0.0, description="Gaussian width / centre spacing")
+    central_weight: float = Field(1.0, ge=0.0, description="weight w_c of the centre channel")
+
+
+class AceFitParams(BaseModel):
+    """How the linear coefficients are fitted (closed form; nothing here is a learning rate)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    regularisation: Literal["auto", "evidence", "validation"] = Field(
+        "auto",
+        description="evidence maximisation, the best ridge on the validation split, or auto: "
+        "whichever of the two validates better",
+    )
+    ard: Literal["none", "order"] = Field(
+        "none", description="one prior precision per correlation order (ARD), chosen by evidence"
+    )
+    weight_search: bool = Field(
+        True, description="also try the force/energy precision ratio × 0.1, 1/3, 3 and 10"
+    )
+    chunk_atoms: int = Field(512, ge=1, description="atoms per block of design rows")
+    active_set_atoms: int = Field(
+        5000, ge=1, description="training atoms per element sampled for the MaxVol active set"
+    )
+    calibrate: bool = Field(True, description="scale σ on the validation split (95 % coverage)")
+
+
+class AceParams(BaseModel):
+    """Basis of the linear ACE (lengths in Å, energies in eV).
+
+    Defaults were chosen on validation splits of the mlearn Si and Cu training sets (ridge fits
+    on energies and forces): order 4 with max degree 16 beat order 3 / degree 12 (Si 2.9 vs
+    4.2 meV/atom, 0.068 vs 0.087 eV/Å); λ = 1 beat 2 and 5 (Si 2.70 / 0.066, 2.94 / 0.068,
+    4.07 / 0.079); larger bases validate better still (Si 2.57 / 0.062 at 1,350 coefficients)
+    at about twice the MD and fitting cost.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutoff: float = Field(5.0, gt=0, description="outer cutoff rc (Å)")
+    correlation_order: int = Field(
+        4, ge=1, le=4, description="max correlation order ν (body order ν+1)"
+    )
+    max_degree: float | None = Field(
+        None,
+        gt=0,
+        description="total degree Σ_t (n_t + 1 + l_weight·l_t) of a basis function (the size "
+        "knob); default by element count: 16, 13, 11, then 9 (the basis grows ~ n_el^ν)",
+    )
+    degree_drop_per_order: float = Field(
+        1.0,
+        ge=0,
+        description="orders ν > 2 get max_degree − drop·(ν − 2) (fewer high-body-order functions)",
+    )
+    max_degree_per_order: list[float] | None = Field(
+        None,
+        description="max total degree for orders 1..ν (overrides max_degree; length ν)",
+    )
+    n_radial: int | None = Field(
+        None, ge=1, le=30, description="radial functions g_k (default: ⌊max degree⌋)"
+    )
+    max_l: int = Field(5, ge=0, le=8, description="largest spherical-harmonic order l")
+    l_weight: float = Field(1.5, gt=0, description="weight of l in the degree")
+    radial_scale: float = Field(1.0, gt=0, description="λ of PACE's ChebExpCos radial base")
+    inner_cutoff: float | None = Field(
+        None,
+        gt=0,
+        description="inner cutoff r_in for every pair (Å); default inner_cutoff_fraction × the "
+        "sum of covalent radii",
+    )
+    inner_cutoff_fraction: float = Field(0.6, gt=0, le=1.5)
+    inner_width: float = Field(0.25, gt=0, description="width of the inner switch (Å)")
+    core_strength: float = Field(
+        20.0, ge=0, description="core repulsion prefactor prehc (eV·Å) below the inner cutoff"
+    )
+    core_decay: float = Field(1.0, gt=0, description="core repulsion λ_hc (1/Å²)")
+    fit: AceFitParams = Field(default_factory=AceFitParams)
+
+    @model_validator(mode="after")
+    def _check(self) -> AceParams:
+        if (
+            self.max_degree_per_order is not None
+            and len(self.max_degree_per_order) != self.correlation_order
+        ):
+            raise ValueError("max_degree_per_order needs one entry per correlation order")
+        if self.inner_cutoff is not None and self.inner_cutoff >= self.cutoff:
+            raise ValueError(
+                f"inner_cutoff {self.inner_cutoff} Å must be below cutoff {self.cutoff} Å"
+            )
+        return self
+
+    def degrees(self, n_elements: int = 1) -> list[float]:
+        """Max total degree of each correlation order 1..ν."""
+        if self.max_degree_per_order is not None:
+            return list(self.max_degree_per_order)
+        top = self.max_degree
+        if top is None:
+            top = DEFAULT_MAX_DEGREE.get(n_elements, DEFAULT_MAX_DEGREE[0])
+        drop = self.degree_drop_per_order
+        return [top - drop * max(0, nu - 2) for nu in range(1, self.correlation_order + 1)]
+
+    def radial_count(self, n_elements: int = 1) -> int:
+        if self.n_radial is not None:
+            return self.n_radial
+        return max(1, int(max(self.degrees(n_elements))))
+
+
+class BPNNParams(BaseModel):
+    """Architecture of a Behler–Parrinello network."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    descriptor: SymmetryFunctionParams = Field(default_factory=SymmetryFunctionParams)
+    hidden: LayerWidths = Field(default_factory=lambda: [64, 64], description="hidden layer widths")
+    activation: Literal["tanh", "silu", "softplus"] = "silu"
+
+
+class PaiNNParams(BaseModel):
+    """Architecture of a PaiNN network."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: int = Field(32, ge=1, description="scalar/vector feature channels F")
+    layers: int = Field(3, ge=1, description="interaction (message + update) layers")
+    n_radial: int = Field(16, ge=1, description="radial basis functions sin(nπr/rc)/r")
+    cutoff: float = Field(5.0, gt=0, description="interaction cutoff (Å)")
+    activation: Literal["silu", "tanh", "softplus"] = "silu"
+
+
+class KernelParams(BaseModel):
+    """Hyper-parameters of the sparse-GP potential (energies in eV, lengths in Å)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    descriptor: SOAPParams = Field(default_factory=SOAPParams)
+    zeta: int = Field(4, ge=1, le=8, description="kernel exponent ζ of (q̂·x)^ζ")
+    n_sparse: int = Field(1000, ge=1, description="sparse points per element")
+    sparse_method: Literal["fps", "cur", "random"] = Field(
+        "fps",
+        description="farthest-point sampling in kernel distance, CUR leverage scores, or random",
+    )
+    energy_sigma: float = Field(0.001, gt=0, description="energy noise σ_E (eV/atom)")
+    force_sigma: float = Field(0.03, gt=0, description="force noise σ_F (eV/Å)")
+    delta: float = Field(1.0, gt=0, description="prior std δ of atomic energies (eV)")
+    jitter: float = Field(1e-8, gt=0, description="added to the diagonal of K_mm")
+    max_force_structures: int | None = Field(
+        None, ge=0, description="use forces of at most this many structures (default: all)"
+    )
+    force_time_fraction: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="stop adding force rows after this fraction of training.max_time",
+    )
+    select_sigmas: bool = Field(
+        False,
+        description="pick σ_E, σ_F from ×{1/3, 1, 3} of the configured values on the validation "
+        "data (best Σ (rmse/σ)² of energy per atom and forces)",
+    )
+
+
+class MACEParams(BaseModel):
+    """Architecture of a MACE network (mace-torch names; small CPU-friendly defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r_max: float = Field(5.0, gt=0, description="cutoff (Å)")
+    num_bessel: int = Field(8, ge=1, description="Bessel radial basis functions")
+    num_polynomial_cutoff: int = Field(5, ge=2, description="order p of the smooth envelope")
+    max_ell: int = Field(2, ge=0, le=4, description="largest l of the edge spherical harmonics")
+    correlation: int = Field(2, ge=1, le=4, description="body order − 1 of the product basis")
+    num_interactions: int = Field(2, ge=1, description="message-passing layers")
+    hidden_irreps: str = Field("16x0e+16x1o", description="node features, scalars first")
+    mlp_irreps: str = Field("16x0e", description="hidden irreps of the last (non-linear) readout")
+    radial_mlp: LayerWidths = Field([32, 32], description="hidden widths of the radial MLP")
+    gate: Literal["silu", "tanh", "abs"] = "silu"
+    interaction: Literal["RealAgnosticResidualInteractionBlock", "RealAgnosticInteractionBlock"] = (
+        "RealAgnosticResidualInteractionBlock"
+    )
+    avg_num_neighbors: float | None = Field(
+        None, gt=0, description="message normalisation; None = set from the training data"
+    )
+
+    @field_validator("hidden_irreps", "mlp_irreps")
+    @classmethod
+    def _check_irreps(cls, value: str) -> str:
+        if not _IRREPS.match(value):
+            raise ValueError(f"{value!r} is not an irreps string like '16x0e+16x1o'")
+        if not value.strip().split("+")[0].strip().endswith("x0e"):
+            raise ValueError(f"{value!r} must start with the scalars (e.g. '16x0e+...')")
+        return value.replace(" ", "")
+
+
+class CHGNetParams(BaseModel):
+    """Which pretrained CHGNet to start from and what to fine-tune."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pretrained: Literal["0.3.0", "0.2.0"] = Field("0.3.0", description="CHGNet weights to start")
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="parameter-name prefixes kept fixed, e.g. ['atom_embedding', 'bond_embedding']",
+    )
+    refit_atom_ref: bool = Field(True, description="least-squares refit of per-element energies")
