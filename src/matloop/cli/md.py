@@ -80,6 +80,11 @@ def md_command(
     max_labels: int = typer.Option(200, "--max-labels", min=1, help="Labels --learn may add."),
 ) -> None:
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
+    from matloop.md import ensemble_settings
+
+    md_settings = ensemble_settings(  # the ensemble is checked before anything is read
+        ensemble, temperature, pressure_gpa=pressure, thermostat=thermostat, barostat=barostat
+    )
     if learn:
         from matloop.active.onthefly import OnTheFlySettings
         from matloop.errors import ConfigError
@@ -118,17 +123,13 @@ def md_command(
     result = run_md(
         atoms,
         calc,
-        ensemble=ensemble,  # type: ignore[arg-type]
-        temperature_k=temperature,
-        pressure_gpa=pressure,
+        ensemble=md_settings,
         timestep_fs=timestep,
         steps=steps,
         traj=traj,
         log=log,
         progress=progress,
         seed=seed,
-        thermostat=thermostat,
-        barostat=barostat,
         log_interval=log_interval,
         traj_interval=traj_interval,
         observe=guard,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from matloop.md.config import ENSEMBLES, NPT, NVE, NVT, EnsembleSettings, ensemble_settings
 from matloop.md.runner import (
-    ENSEMBLES,
     LOG_COLUMNS,
     MDResult,
     check_elements,
@@ -16,6 +16,11 @@ from matloop.md.runner import (
 
 __all__ = [
     "ENSEMBLES",
+    "NPT",
+    "NVE",
+    "NVT",
+    "EnsembleSettings",
+    "ensemble_settings",
     "LOG_COLUMNS",
     "MDResult",
     "check_elements",

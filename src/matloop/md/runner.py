@@ -22,13 +22,11 @@ from ase import Atoms, units
 from ase.calculators.calculator import BaseCalculator
 
 from matloop.errors import ConfigError, DataError, MatloopError, UnknownElementError
+from matloop.md.config import NPT, NVE, NVT, ensemble_settings
 from matloop.units import EV_PER_A3_TO_GPA, EV_TO_MEV
 from matloop.utils.files import atomic_path
 
 Ensemble = Literal["nve", "nvt", "npt"]
-ENSEMBLES = ("nve", "nvt", "npt")
-THERMOSTATS = ("langevin", "nose-hoover")
-BAROSTATS = ("mtk", "berendsen")
 
 LOG_COLUMNS = (
     "time_ps",
@@ -179,18 +177,8 @@ def read_structure(path: str | Path, index: int | str = -1) -> Atoms:
     return atoms
 
 
-def _validate(
-    ensemble: str,
-    temperature_k: float,
-    timestep_fs: float,
-    steps: int,
-    atoms: Atoms,
-    thermostat: str,
-    barostat: str,
-) -> str:
-    ens = str(ensemble).lower()
-    if ens not in ENSEMBLES:
-        raise ConfigError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
+def _validate(settings: NVE | NVT | NPT, timestep_fs: float, steps: int, atoms: Atoms) -> None:
+    """Checks that need more than the ensemble's own settings (run length, the structure)."""
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps <= 0:
         raise ConfigError(f"steps must be a positive integer, got {steps!r}")
     if not (timestep_fs > 0 and math.isfinite(timestep_fs)):
@@ -200,19 +188,10 @@ def _validate(
             f"timestep {timestep_fs} fs is very long for atomistic MD (typical: 0.5–2 fs)",
             stacklevel=3,
         )
-    if not (temperature_k >= 0 and math.isfinite(temperature_k)):
-        raise ConfigError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
-    if ens in ("nvt", "npt") and temperature_k == 0:
-        raise ConfigError(f"{ens.upper()} needs a temperature > 0 K")
-    if thermostat not in THERMOSTATS:
-        raise ConfigError(f"unknown thermostat {thermostat!r}; choose {', '.join(THERMOSTATS)}")
-    if barostat not in BAROSTATS:
-        raise ConfigError(f"unknown barostat {barostat!r}; choose {', '.join(BAROSTATS)}")
     if len(atoms) == 0:
         raise DataError("the structure has no atoms")
-    if ens == "npt" and not all(atoms.pbc):
+    if isinstance(settings, NPT) and not all(atoms.pbc):
         raise ConfigError("NPT needs a periodic cell in all three directions")
-    return ens
 
 
 def _first_evaluation(atoms: Atoms, calc_name: str) -> np.ndarray:
@@ -266,27 +245,18 @@ def _thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) ->
 
 
 def _make_dynamics(
-    atoms: Atoms,
-    ens: str,
-    dt: float,
-    temperature_k: float,
-    pressure_gpa: float,
-    rng: np.random.Generator,
-    thermostat: str,
-    barostat: str,
-    friction_per_fs: float,
-    tdamp_fs: float | None,
-    pdamp_fs: float | None,
-    timestep_fs: float,
+    atoms: Atoms, settings: NVE | NVT | NPT, timestep_fs: float, rng: np.random.Generator
 ):
-    tdamp = (tdamp_fs if tdamp_fs is not None else 100 * timestep_fs) * units.fs
-    pdamp = (pdamp_fs if pdamp_fs is not None else 1000 * timestep_fs) * units.fs
-    if ens == "nve":
+    """The ASE integrator for `settings` (temperatures in K, pressure in GPa, times in fs)."""
+    dt = timestep_fs * units.fs
+    if isinstance(settings, NVE):
         from ase.md.verlet import VelocityVerlet
 
         return VelocityVerlet(atoms, timestep=dt)
-    if ens == "nvt":
-        if thermostat == "nose-hoover":
+    tdamp = (settings.tdamp_fs or 100 * timestep_fs) * units.fs
+    temperature_k = settings.temperature_k
+    if isinstance(settings, NVT):
+        if settings.thermostat == "nose-hoover":
             from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
             return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=temperature_k, tdamp=tdamp)
@@ -295,16 +265,13 @@ def _make_dynamics(
 
         # fixcm=True is deprecated (wrong distribution); ASE recommends FixCom instead.
         atoms.set_constraint(list(atoms.constraints) + [FixCom()])
+        friction = settings.friction_per_fs / units.fs
         return Langevin(
-            atoms,
-            timestep=dt,
-            temperature_K=temperature_k,
-            friction=friction_per_fs / units.fs,
-            fixcm=False,
-            rng=rng,
+            atoms, timestep=dt, temperature_K=temperature_k, friction=friction, fixcm=False, rng=rng
         )
-    pressure_au = pressure_gpa * units.GPa
-    if barostat == "berendsen":
+    pdamp = (settings.pdamp_fs or 1000 * timestep_fs) * units.fs
+    pressure_au = settings.pressure_gpa * units.GPa
+    if settings.barostat == "berendsen":
         from ase.md.nptberendsen import NPTBerendsen
 
         return NPTBerendsen(
@@ -391,7 +358,7 @@ def _maybe_atomic(path: str | Path | None) -> Iterator[Path | None]:
 def run_md(
     atoms: Atoms,
     calculator: BaseCalculator | str,
-    ensemble: Ensemble = "nve",
+    ensemble: Ensemble | NVE | NVT | NPT = "nve",
     temperature_k: float = 300.0,
     pressure_gpa: float = 0.0,
     timestep_fs: float = 1.0,
@@ -418,11 +385,15 @@ def run_md(
 ) -> MDResult:
     """Run MD of a copy of `atoms` with `calculator` and return the log and the final structure.
 
-    `calculator` is an ASE calculator or a name for :func:`matloop.calculators.resolve_calculator`
-    (``emt``, ``sw``, ``module:function``, a model file). Velocities are drawn from a
-    Maxwell–Boltzmann distribution at `initial_temperature_k` (default `temperature_k`) with
-    `seed`, unless `keep_velocities` and the structure already has momenta. Note that NVE started
-    from a perfect crystal at T settles near T/2 (equipartition).
+    `ensemble` is a name (with the flat settings below) or typed settings from
+    :mod:`matloop.md.config` (:class:`NVE`, :class:`NVT`, :class:`NPT`), which then replace
+    `temperature_k`, `pressure_gpa`, `thermostat`, `barostat`, `friction_per_fs` and the damping
+    times. `calculator` is an ASE calculator or a name for
+    :func:`matloop.calculators.resolve_calculator` (``emt``, ``sw``, ``module:function``, a
+    model file). Velocities are drawn from a Maxwell–Boltzmann distribution at
+    `initial_temperature_k` (default `temperature_k`) with `seed`, unless `keep_velocities` and
+    the structure already has momenta. Note that NVE started from a perfect crystal at T
+    settles near T/2 (equipartition).
 
     `log` (text table, columns :data:`LOG_COLUMNS`) and `traj` (``.traj`` or ``.xyz``; each frame
     carries ``info["time_ps"]``) are written atomically at the end. The run stops with a
@@ -442,7 +413,23 @@ def run_md(
         calculator = resolve_calculator(calculator)
     if not isinstance(atoms, Atoms):
         raise ConfigError(f"atoms must be an ase.Atoms, got {type(atoms).__name__}")
-    ens = _validate(ensemble, temperature_k, timestep_fs, steps, atoms, thermostat, barostat)
+    if isinstance(ensemble, NVE | NVT | NPT):
+        settings = ensemble
+        temperature_k = settings.temperature_k
+        pressure_gpa = getattr(settings, "pressure_gpa", 0.0)
+    else:
+        settings = ensemble_settings(
+            ensemble,
+            temperature_k,
+            pressure_gpa=pressure_gpa,
+            thermostat=thermostat,
+            barostat=barostat,
+            friction_per_fs=friction_per_fs,
+            tdamp_fs=tdamp_fs,
+            pdamp_fs=pdamp_fs,
+        )
+    ens = settings.ensemble
+    _validate(settings, timestep_fs, steps, atoms)
     steps = int(steps)
     if log_interval is None:
         log_interval = max(1, steps // 1000)
@@ -472,20 +459,7 @@ def run_md(
     forces0 = _first_evaluation(atoms, str(name))
     max_force = float(np.max(np.linalg.norm(forces0, axis=1)))
 
-    dyn = _make_dynamics(
-        atoms,
-        ens,
-        timestep_fs * units.fs,
-        temperature_k,
-        pressure_gpa,
-        rng,
-        thermostat,
-        barostat,
-        friction_per_fs,
-        tdamp_fs,
-        pdamp_fs,
-        timestep_fs,
-    )
+    dyn = _make_dynamics(atoms, settings, timestep_fs, rng)
     n = len(atoms)
     rows: list[tuple[float, ...]] = []
     kept: list[Atoms] = []
