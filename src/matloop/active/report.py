@@ -217,9 +217,13 @@ def render_html(report: dict) -> str:
         )
         or "<tr><td colspan=5>none</td></tr>"
     )
+    plots = _plots(report)
+    if report.get("test_parity_plot"):
+        png = (Path(report["run_dir"]) / report["test_parity_plot"]).read_bytes()
+        plots.insert(0, ("Test set parity (final model)", base64.b64encode(png).decode()))
     imgs = "".join(
         f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}' alt='{html.escape(t)}'>"
-        for t, b in _plots(report)
+        for t, b in plots
     )
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>matloop active learning report</title>
@@ -279,9 +283,27 @@ def write_reports(
             write(tmp, labelled, format="extxyz")
     if report["final_committee"]:
         write_final_model(run_dir, report)
+        report["test_parity_plot"] = write_test_parity(run_dir, report)
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=str))
     atomic_write_text(run_dir / "report.html", render_html(report))
     return report
+
+
+def write_test_parity(run_dir: Path, report: dict) -> str | None:
+    """DIR/test_parity.png: the final model against the run's test set (``test.data``), if any.
+
+    Returns the file name, or None when the run has no test set (or it is no longer there).
+    """
+    test = ((report.get("config") or {}).get("test") or {}).get("data")
+    if not test or not Path(test).is_file():
+        return None
+    from matloop.data import read_dataset
+    from matloop.evaluation import parity_plot, predict
+
+    pred = predict(load_final_model(run_dir), read_dataset(test, require_forces=False))
+    n_labels = report["n_labels"]
+    parity_plot(pred, run_dir / "test_parity.png", f"final model ({n_labels} labels) on {test}")
+    return "test_parity.png"
 
 
 def write_final_model(run_dir: Path, report: dict) -> None:
