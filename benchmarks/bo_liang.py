@@ -15,11 +15,13 @@ reach Top% = t, i.e. t·N) ÷ (experiments BO needs on the mean curve).
 
 All runs of one method go through ``matloop.design.pool.pool_bo_batched`` at once (a batched
 BoTorch GP, hyper-parameters refitted on a schedule, exact posterior updated every step).
-Side by side: the random baseline (analytic) and the authors' own GP-Matern52-LCB2 result on
-Crossed barrel (``demo_TopCount_collection_...npy``, the anchor). The authors' released notebook
-scores ``-μ + ratio·σ`` with ratio 2 ("LCB2"), i.e. μ − κσ with κ = 2 (a May-2021 version had
-``-ratio·μ + σ²``). Results are written after every dataset/method so a cut run still leaves
-numbers.
+Random forests go through ``pool_forest_batched``. Side by side: the random baseline (analytic),
+the authors' own GP-Matern52-LCB2 result on Crossed barrel (``demo_TopCount_collection_...npy``,
+the anchor), their other Crossed-barrel arrays when ``--anchor-dir`` holds them, and, for the
+other four datasets, their 2020 EF_max / Top% 0.8 numbers (``REFERENCE``). The authors'
+released notebook scores ``-μ + ratio·σ`` with ratio 2 ("LCB2"), i.e. μ − κσ with κ = 2 (a
+May-2021 version had ``-ratio·μ + σ²``). Results are written after every dataset/method so a cut
+run still leaves numbers.
 """
 
 from __future__ import annotations
