@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -33,9 +35,20 @@ def _check_counts(**counts: int) -> None:
             raise ConfigError(f"--{name} must be ≥ 1, got {value}")
 
 
-def _warn_lines(caught) -> None:
-    for w in caught:
-        typer.echo(f"warning: {w.message}", err=True)
+@contextlib.contextmanager
+def _quiet_model_internals() -> Iterator[None]:
+    """Silence BoTorch/GPyTorch's numerical notices (jitter added, optimiser restarts, input
+    scaling hints) while suggesting: they are not actionable and would bury the suggestions.
+    Every other warning (the space-filling notice, sklearn's) still reaches the CLI's one
+    warning printer, ``cli._errors.show_warnings``, which wraps every command."""
+    from botorch.exceptions.warnings import BotorchWarning
+    from gpytorch.utils.warnings import GPInputWarning
+    from linear_operator.utils.warnings import NumericalWarning
+
+    with warnings.catch_warnings():
+        for category in (BotorchWarning, GPInputWarning, NumericalWarning):
+            warnings.filterwarnings("ignore", category=category)
+        yield
 
 
 def suggest_command(
@@ -87,8 +100,7 @@ def suggest_command(
     sp = load_space(space) if space is not None else None
     frame = _read_csv(data)
     pool = _read_csv(candidates, "candidates") if candidates is not None else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _quiet_model_internals():
         if pool is not None:
             res = _suggest_pool(
                 frame,
@@ -116,7 +128,6 @@ def suggest_command(
                 raw_samples=raw_samples,
                 source=str(data),
             )
-    _warn_lines([w for w in caught if "space-filling" in str(w.message)])
     with atomic_path(out) as tmp:
         table = res.table.copy()
         for c in table.columns:
@@ -226,10 +237,7 @@ def fit_command(
         n_estimators=trees,
         seed=seed,
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        m.fit(table.values, Y, groups=composition_groups(table.values, table.components))
-    _warn_lines([w for w in caught if issubclass(w.category, UserWarning)])
+    m.fit(table.values, Y, groups=composition_groups(table.values, table.components))
     m.save(out)
     counts = ", ".join(f"{p}: {n}" for p, n in zip(prop, m.n_train_, strict=True))
     typer.echo(f"fitted {model} model on {len(table.values)} rows ({counts}); saved to {out}")
@@ -300,20 +308,17 @@ def evaluate_command(
             seed=seed,
         )
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        res = cross_validate(
-            make,
-            table.values,
-            Y,
-            table.components,
-            prop,
-            split=split,
-            n_splits=folds,
-            times=times,
-            seed=seed,
-        )
-    _warn_lines({str(w.message): w for w in caught if issubclass(w.category, UserWarning)}.values())
+    res = cross_validate(
+        make,
+        table.values,
+        Y,
+        table.components,
+        prop,
+        split=split,
+        n_splits=folds,
+        times=times,
+        seed=seed,
+    )
     typer.echo(f"{split} split, {res['n_splits']} folds, model {model}")
     typer.echo(f"{'property':<14}{'n':>7}{'MAE':>11}{'RMSE':>11}{'R2':>8}{'cov95':>8}{'topk':>7}")
     for p, m in res["properties"].items():

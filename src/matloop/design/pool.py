@@ -11,6 +11,8 @@ Liang et al., npj Comput. Mater. 7, 188 (2021).
   refitted on a schedule, and an exact posterior updated by one Cholesky row per experiment.
   Acquisitions (minimisation, standardised units): ``lcb`` μ − κσ, ``lcb_decay`` (κ → 0.5),
   ``ei``, ``pi``.
+* :func:`pool_forest_batched` — the same protocol with the random-forest surrogate
+  (:class:`matloop.design.surrogates.ForestSurrogate`, σ = spread over the trees), LCB.
 """
 
 from __future__ import annotations
@@ -260,6 +262,62 @@ def _pool_scores(mu, sd, ys_obs, acquisition, kappa, t, n_cycles):
     if acquisition == "pi":
         return normal.cdf(z)
     raise ConfigError(f"unknown acquisition {acquisition!r}; choose lcb, lcb_decay, ei or pi")
+
+
+def forest_refit_schedule(t: int) -> bool:
+    """Refit the forest with `t` observations? Every step to 100, every 10th to 300, then
+    frozen (a forest, unlike the GP posterior, sees new points only when refitted)."""
+    return t <= 100 or (t <= 300 and t % 10 == 0)
+
+
+def pool_forest_batched(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seeds: list[int],
+    n_init: int = 2,
+    n_cycles: int | None = None,
+    kappa: float = 1.0,
+    n_estimators: int = 100,
+    refit=forest_refit_schedule,
+    on_step=None,
+) -> np.ndarray:
+    """Pool-based BO with the random-forest surrogate (:class:`ForestSurrogate`), minimising `y`.
+
+    The protocol of :func:`pool_bo_batched` (same initial points per seed): inputs scaled to the
+    pool's unit cube, y standardised at each fit, LCB μ − κσ with σ the spread over the trees;
+    ties (frequent with trees) are broken at random. Returns runs × experiments pool indices.
+    """
+    from matloop.design.surrogates import ForestSurrogate
+
+    N, _ = X.shape
+    n_cycles = N if n_cycles is None else min(n_cycles, N)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    Xu = (X - lo) / np.where(hi > lo, hi - lo, 1.0)
+    orders = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        order = list(rng.choice(N, n_init, replace=False))
+        seen = np.zeros(N, dtype=bool)
+        seen[order] = True
+        score = None
+        while len(order) < n_cycles:
+            t = len(order)
+            if score is None or refit(t):
+                yo = y[order]
+                ys = (yo - yo.mean()) / max(float(yo.std()), 1e-9)
+                forest = ForestSurrogate(n_estimators=n_estimators, seed=seed + t)
+                mu, sd = forest.fit(Xu[order], ys).predict(Xu)
+                score = -(mu[:, 0] - kappa * sd[:, 0])
+            cand = np.where(seen, -np.inf, score)
+            best = np.flatnonzero(cand >= cand.max() - 1e-12)
+            pick = int(best[rng.integers(len(best))])
+            seen[pick] = True
+            order.append(pick)
+            if on_step is not None:
+                on_step(len(order))
+        orders.append(order)
+    return np.array(orders)
 
 
 def pool_bo_run(
