@@ -20,7 +20,7 @@ from matloop.active.explorers import (
     VacancyStarts,
     initial_structures,
 )
-from matloop.active.select import dopt_greedy, sigma_fps
+from matloop.active.select import dopt_greedy, sigma_fps, vopt_greedy
 from matloop.active.uncertainty import (
     CalibrationData,
     calibration_data,
@@ -84,6 +84,16 @@ def test_dopt_picks_new_directions_not_repeats():
     assert sorted(picks) in ([1, 3], [2, 3])
     # without the training set, the known directions are as good as any
     assert len(dopt_greedy(candidates, [], 5)) == 5
+
+
+def test_vopt_picks_what_the_pool_needs_where_dopt_picks_the_outlier():
+    eye = np.eye(4)
+    known = [eye[[0, 1]]]
+    pool = np.vstack([np.tile(eye[[2]], (20, 1)), eye[[3]]])  # the walkers mostly visit 2
+    candidates = [eye[[0]], eye[[2]], 3.0 * eye[[3]]]  # 3: a rare, extreme environment
+    assert dopt_greedy(candidates, known, 1) == [2]
+    assert vopt_greedy(candidates, known, pool, 1) == [1]
+    assert vopt_greedy(candidates, known, pool, 2) == [1, 2]  # then the rest of the pool
 
 
 def test_sigma_fps_prefers_uncertain_then_far():

@@ -203,14 +203,16 @@ class StrategyConfig(_Strict):
     from this temperature to their target. ``selection``: ``fps`` (uncertain, then farthest-point
     in descriptor space; the classic), ``sigma_fps`` (σ × distance to the chosen and labelled
     structures), ``dopt`` (greedy D-optimal information gain in the model's per-atom feature
-    space), ``auto`` (``dopt`` for models with linear features, else ``sigma_fps``).
+    space), ``vopt`` (greedy V-optimal: the largest drop of the posterior variance summed over
+    the explored snapshots' atoms), ``auto`` (``dopt`` for models with linear features, else
+    ``sigma_fps``).
     ``calibrate``: fit a factor on σ from the labels in hand every iteration.
     """
 
     starts: list[StartGenerator] = Field(default_factory=list)
     walker_stop_factor: float | None = Field(None, gt=1.0)
     ramp_from_k: float | None = Field(None, gt=0, description="K")
-    selection: Literal["fps", "sigma_fps", "dopt", "auto"] = "fps"
+    selection: Literal["fps", "sigma_fps", "dopt", "vopt", "auto"] = "fps"
     calibrate: bool = True
 
 
