@@ -96,6 +96,25 @@ def test_vopt_picks_what_the_pool_needs_where_dopt_picks_the_outlier():
     assert vopt_greedy(candidates, known, pool, 2) == [1, 2]  # then the rest of the pool
 
 
+def test_vopt_on_a_model_and_the_trust_level(tiny_cu_model):
+    import matloop
+    from matloop.active.loop import _within
+    from matloop.active.select import select_candidates
+
+    model = matloop.load(tiny_cu_model)
+    snaps = []
+    for k in range(5):
+        a = _cu()
+        a.rattle(0.03 * (k + 1), seed=k)
+        snaps.append(a)
+    sigma = [0.1] * 5
+    picks = select_candidates(snaps, sigma, threshold=0.0, max_n=2, calc=model, method="vopt")
+    assert len(set(picks)) == 2 and all(0 <= i < 5 for i in picks)
+    assert _within([0.1, 0.5, 0.2], 0.3) == [0, 2]
+    assert _within([0.5, 0.4], 0.3) == [0, 1]  # none within: all stay candidates
+    assert _within([0.5], None) == [0]
+
+
 def test_sigma_fps_prefers_uncertain_then_far():
     x = np.array([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0], [-5.0, 5.0]])
     sigma = np.array([1.0, 0.99, 0.5, 0.2])

@@ -207,6 +207,9 @@ class StrategyConfig(_Strict):
     the explored snapshots' atoms), ``auto`` (``dopt`` for models with linear features, else
     ``sigma_fps``).
     ``calibrate``: fit a factor on σ from the labels in hand every iteration.
+    ``select_within_limit``: choose only among snapshots whose σ is within the walkers' limit (an
+    upper trust level): the snapshot that stopped a walker is already off the distribution the
+    model is used on (all snapshots when none is within).
     """
 
     starts: list[StartGenerator] = Field(default_factory=list)
@@ -214,6 +217,7 @@ class StrategyConfig(_Strict):
     ramp_from_k: float | None = Field(None, gt=0, description="K")
     selection: Literal["fps", "sigma_fps", "dopt", "vopt", "auto"] = "fps"
     calibrate: bool = True
+    select_within_limit: bool = False
 
 
 def initial_structures(

@@ -312,9 +312,10 @@ class ActiveLearner:
         t_explore = time.perf_counter() - t0
         remaining = cfg.budget.max_labels - self.state.n_attempted()
         n_max = max(0, min(cfg.select.max_per_iteration, remaining))
+        keep = _within(res.uncertainties, limit if cfg.strategy.select_within_limit else None)
         picks = select_candidates(
-            res.snapshots,
-            res.uncertainties,
+            [res.snapshots[i] for i in keep],
+            [res.uncertainties[i] for i in keep],
             threshold=cfg.select.threshold,
             max_n=n_max,
             diversity=cfg.select.diversity,
@@ -323,6 +324,7 @@ class ActiveLearner:
             labelled=labelled,
             method=cfg.strategy.selection,
         )
+        picks = [keep[i] for i in picks]
         n_above = int(np.sum(np.asarray(res.uncertainties) > cfg.select.threshold))
         info = {
             "n_snapshots": len(res.snapshots),
@@ -535,6 +537,12 @@ class ActiveLearner:
                 data = dict(row.data)
                 data["stop_reason"] = reason
                 self.state.db.update(row.id, data=data)
+
+
+def _within(uncertainties: list[float], limit: float | None) -> list[int]:
+    """Indices of the snapshots with σ ≤ `limit` (all without a limit, or when none is)."""
+    inside = [i for i, u in enumerate(uncertainties) if limit is None or u <= limit]
+    return inside or list(range(len(uncertainties)))
 
 
 class _LabelFn:
