@@ -205,6 +205,8 @@ def loop_config(name: str, args, wdir: Path, seed: int) -> dict:
             "ramp_from_k": args.ramp_from,
             "selection": args.selection,
             "select_within_limit": not args.select_all,
+            "walker_driver": args.walker_driver,
+            "walker_driver_until": args.walker_driver_until,
         },
     }
 
@@ -569,6 +571,17 @@ def main(argv=None) -> int:
         help="seed of the test-set MD (another seed gives a validation set for choosing settings)",
     )
     p.add_argument("--loop-only", action="store_true", help="skip the random arms")
+    p.add_argument(
+        "--walker-driver",
+        default=None,
+        help="calculator that moves the loop's walkers (e.g. chgnet; default: the model)",
+    )
+    p.add_argument(
+        "--walker-driver-until",
+        type=int,
+        default=None,
+        help="labels from which the model drives its own walkers",
+    )
     p.add_argument(
         "--select-all",
         action="store_true",

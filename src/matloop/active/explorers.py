@@ -209,7 +209,11 @@ class StrategyConfig(_Strict):
     ``calibrate``: fit a factor on σ from the labels in hand every iteration.
     ``select_within_limit``: choose only among snapshots whose σ is within the walkers' limit (an
     upper trust level): the snapshot that stopped a walker is already off the distribution the
-    model is used on (all snapshots when none is within).
+    model is used on (all snapshots when none is within). ``walker_driver``: a calculator name
+    or model file (e.g. ``chgnet``) that moves the walkers while the current model's σ decides
+    where they stop and what is chosen: physical trajectories before the model has enough labels
+    to run stable MD of its own; ``walker_driver_until``: the model drives itself from this many
+    labels on.
     """
 
     starts: list[StartGenerator] = Field(default_factory=list)
@@ -218,6 +222,8 @@ class StrategyConfig(_Strict):
     selection: Literal["fps", "sigma_fps", "dopt", "vopt", "auto"] = "fps"
     calibrate: bool = True
     select_within_limit: bool = False
+    walker_driver: str | None = None
+    walker_driver_until: int | None = Field(None, ge=1, description="labels")
 
 
 def initial_structures(

@@ -273,6 +273,17 @@ class ActiveLearner:
         ref = float(np.median([predict_uncertainty(model, a, scale).structure for a in pool]))
         return factor * max(ref, 1e-6)
 
+    def walker_driver(self, n_labels: int):
+        """The calculator that moves the walkers (None: the model itself)."""
+        st = self.cfg.strategy
+        if st.walker_driver is None or (
+            st.walker_driver_until is not None and n_labels >= st.walker_driver_until
+        ):
+            return None
+        from matloop.calculators import resolve_calculator
+
+        return resolve_calculator(st.walker_driver)
+
     def explore_and_select(self, iteration: int, committee) -> dict[str, Any]:
         """Explore with the previous committee and persist this iteration's candidates."""
         from matloop.active.explore import explore
@@ -308,6 +319,7 @@ class ActiveLearner:
             limit=limit,
             scale=scale,
             ramp_from=cfg.strategy.ramp_from_k,
+            driver=self.walker_driver(len(labelled)),
         )
         t_explore = time.perf_counter() - t0
         remaining = cfg.budget.max_labels - self.state.n_attempted()
