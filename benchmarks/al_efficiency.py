@@ -439,7 +439,9 @@ def plot(results: list[dict], path: Path) -> None:
                     alpha=0.7,
                     label=label if j == 0 else None,
                 )
-        ax.axhline(r["target_force_mae_ev_per_a"], color="k", lw=0.8, ls=":", label="target")
+        rules = r.get("target_rules") or {"target": r["target_force_mae_ev_per_a"]}
+        for (rule, target), ls in zip(rules.items(), (":", "-."), strict=False):
+            ax.axhline(target, color="k", lw=0.8, ls=ls, label=f"target {rule}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("number of labels")
@@ -456,6 +458,20 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def load_results(paths: list[Path]) -> list[dict]:
+    """Results of several files; runs of one system (e.g. one seed per process) with the same
+    test set and targets become one result with all their seeds."""
+    merged: dict[tuple, dict] = {}
+    for path in paths:
+        for r in json.loads(Path(path).read_text())["results"]:
+            key = (r["system"], json.dumps(r.get("target_rules"), sort_keys=True))
+            if key in merged:
+                merged[key]["seeds"] = merged[key]["seeds"] + r["seeds"]
+            else:
+                merged[key] = dict(r)
+    return list(merged.values())
+
+
 def _rows(results: list[dict]):
     """(result, target rule, target) for every system and rule (old files: one fixed target)."""
     for r in results:
@@ -466,9 +482,7 @@ def _rows(results: list[dict]):
 
 def table(paths: list[Path]) -> str:
     """Markdown tables (labels to target per arm and seed; curves) from result JSON files."""
-    results = []
-    for path in paths:
-        results += json.loads(Path(path).read_text())["results"]
+    results = load_results(paths)
     lines = [
         "| system | target (eV/Å) | seeds | loop | random reference MD | random CHGNet MD "
         "| loop ÷ reference MD | loop ÷ CHGNet MD |",
@@ -615,11 +629,12 @@ def main(argv=None) -> int:
         type=Path,
         nargs="+",
         default=None,
-        help="print markdown tables of these result files and exit",
+        help="print markdown tables of these result files, draw --plot from them and exit",
     )
     args = p.parse_args(argv)
     if args.table:
         print(table(args.table))
+        plot(load_results(args.table), args.plot)
         return 0
     args.targets, args.target_rules, args.reference_mae = {}, {}, {}
     from matloop.utils.threads import configure_torch_threads
