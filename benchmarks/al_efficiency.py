@@ -1,22 +1,29 @@
 """Active learning vs random sampling of MD snapshots: labels needed for a force-MAE target.
 
-For each system (Cu with ASE EMT, Si with matscipy Kumagai) an independent test set is made
-first by reference Langevin MD at the conditions of use (seed fixed, before any run). Then, per
-seed and with the same model family and training settings:
+For each system (Cu with ASE EMT, Si with matscipy Kumagai, an (H2O)8 cluster with GFN2-xTB
+through tblite) an independent test set is made first by reference Langevin MD at the
+conditions of use (seed fixed, before any run). The targets follow rules fixed before the runs
+and applied to every arm alike: ``--target-factors`` × the test force MAE of a model trained on
+``--target-labels`` random snapshots of another reference MD (default 1.1× and 1.25× a
+32-label model). Then, per seed and with the same model family and training settings:
 
 (a) the active-learning loop: first labels from short CHGNet MD at the conditions of use, then
-    iterations of MD walkers with the current model at the same conditions (``--ramp-from``
-    heats them from a lower temperature instead), each stopping where the calibrated σ passes
-    ``--stop-factor`` × the labelled structures' median, batch selection (D-optimal for linear
-    models) and reference labels, until the test force MAE reaches the target;
+    iterations of MD walkers with the current model (or ``--walker-driver``) at the same
+    conditions (``--ramp-from`` heats them from a lower temperature instead), each stopping
+    where the calibrated σ passes ``--stop-factor`` × the labelled structures' median, batch
+    selection among the snapshots within that limit (``--selection``, default V-optimal: the
+    largest drop of the posterior variance summed over the explored snapshots) and reference
+    labels, until the test force MAE reaches the smallest target;
 (b) N snapshots drawn at random from reference MD at the same conditions;
 (c) N snapshots drawn at random from CHGNet MD at the same conditions, labelled by the reference.
 
-Reported: test force MAE against labels, labels to reach the target (log-interpolated) per
+Reported: test force MAE against labels, labels to reach each target (log-interpolated) per
 seed, mean ± std, the ratios (a)/(b) and (a)/(c), and the loop's wall time per iteration split
-into explore / select / label / fit.
+into explore / select / label / fit. Every label is a whole structure (labelled atoms = labels ×
+atoms per structure).
 
-    nice -n 10 python benchmarks/al_efficiency.py --json benchmarks/results/al_efficiency.json
+    nice -n 10 python benchmarks/al_efficiency.py --systems Cu --json results/al_efficiency_Cu.json
+    python benchmarks/al_efficiency.py --table results/al_efficiency_*.json  # tables and figure
 """
 
 from __future__ import annotations
