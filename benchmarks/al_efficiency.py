@@ -470,7 +470,11 @@ def load_results(paths: list[Path]) -> list[dict]:
     test set and targets become one result with all their seeds."""
     merged: dict[tuple, dict] = {}
     for path in paths:
-        for r in json.loads(Path(path).read_text())["results"]:
+        data = json.loads(Path(path).read_text())
+        driver = data.get("settings", {}).get("walker_driver")
+        for r in data["results"]:
+            if driver:  # another loop: its own rows
+                r["system"] = f"{r['system']} (walkers moved by {driver})"
             key = (r["system"], json.dumps(r.get("target_rules"), sort_keys=True))
             if key in merged:
                 merged[key]["seeds"] = merged[key]["seeds"] + r["seeds"]
