@@ -60,3 +60,23 @@ def test_strains_temperatures_and_pressure():
     res = explore([_start()], comm, cfg, seed=0, iteration=0)
     assert res.walkers[0]["pressure_gpa"] == 20.0 and res.walkers[0]["stopped"] == "steps"
     assert res.snapshots[-1].get_volume() < v0  # compressed by 20 GPa
+
+
+def test_a_driver_moves_the_walkers_while_the_model_gives_sigma():
+    comm = CommitteeCalculator([EMT(), LennardJones(sigma=2.3, epsilon=0.4, rc=5.0)])
+    cfg = ExploreConfig(
+        temperatures=[600.0],
+        steps=20,
+        walkers=1,
+        sample_interval=10,
+        uncertainty_limit=1e6,
+        timestep_fs=2.0,
+    )
+    own = explore([_start()], comm, cfg, seed=0, iteration=0)
+    driven = explore([_start()], comm, cfg, seed=0, iteration=0, driver=EMT())
+    assert len(own.snapshots) == len(driven.snapshots) == 2
+    # same seeds, other forces: other trajectories; σ is still the committee's spread
+    assert not np.allclose(own.snapshots[-1].positions, driven.snapshots[-1].positions)
+    assert min(driven.uncertainties) > 0
+    again = explore([_start()], comm, cfg, seed=0, iteration=0, driver=EMT())
+    assert np.allclose(again.snapshots[-1].positions, driven.snapshots[-1].positions)

@@ -14,13 +14,16 @@ from helpers.al_models import emt_lj_committee
 
 from matloop.active.explorers import (
     FoundationMDStarts,
+    InterstitialStarts,
+    NEBStarts,
     RandomPackingStarts,
     StrainStarts,
     StrategyConfig,
+    SurfaceStarts,
     VacancyStarts,
     initial_structures,
 )
-from matloop.active.select import dopt_greedy, sigma_fps
+from matloop.active.select import dopt_greedy, sigma_fps, vopt_greedy
 from matloop.active.uncertainty import (
     CalibrationData,
     calibration_data,
@@ -84,6 +87,81 @@ def test_dopt_picks_new_directions_not_repeats():
     assert sorted(picks) in ([1, 3], [2, 3])
     # without the training set, the known directions are as good as any
     assert len(dopt_greedy(candidates, [], 5)) == 5
+
+
+def test_vopt_picks_what_the_pool_needs_where_dopt_picks_the_outlier():
+    eye = np.eye(4)
+    known = [eye[[0, 1]]]
+    pool = np.vstack([np.tile(eye[[2]], (20, 1)), eye[[3]]])  # the walkers mostly visit 2
+    candidates = [eye[[0]], eye[[2]], 3.0 * eye[[3]]]  # 3: a rare, extreme environment
+    assert dopt_greedy(candidates, known, 1) == [2]
+    assert vopt_greedy(candidates, known, pool, 1) == [1]
+    assert vopt_greedy(candidates, known, pool, 2) == [1, 2]  # then the rest of the pool
+
+
+def test_vopt_on_a_model_and_the_trust_level(tiny_cu_model):
+    import matloop
+    from matloop.active.loop import _within
+    from matloop.active.select import select_candidates
+
+    model = matloop.load(tiny_cu_model)
+    snaps = []
+    for k in range(5):
+        a = _cu()
+        a.rattle(0.03 * (k + 1), seed=k)
+        snaps.append(a)
+    sigma = [0.1] * 5
+    picks = select_candidates(snaps, sigma, threshold=0.0, max_n=2, calc=model, method="vopt")
+    assert len(set(picks)) == 2 and all(0 <= i < 5 for i in picks)
+    assert _within([0.1, 0.5, 0.2], 0.3) == [0, 2]
+    assert _within([0.5, 0.4], 0.3) == [0, 1]  # none within: all stay candidates
+    assert _within([0.5], None) == [0]
+
+
+def test_interstitial_and_surface_starts():
+    rng = np.random.default_rng(0)
+    start = _cu()
+    for a in InterstitialStarts(rattle=0.0).generate([start], 2, rng):
+        assert len(a) == 33 and a[-1].symbol == "Cu"
+        d = a.get_distances(32, list(range(32)), mic=True)
+        assert d.min() > 1.6  # an open (octahedral: a/2 = 1.8 Å) site, not on top of an atom
+    slab = SurfaceStarts(vacuum=8.0, rattle=0.0).generate([start], 1, rng)[0]
+    assert len(slab) == 32 and slab.cell[2, 2] == pytest.approx(start.cell[2, 2] + 8.0)
+    z = np.sort(slab.positions[:, 2])
+    assert z.min() >= 3.9 and z.max() <= slab.cell[2, 2] - 3.9  # vacuum on both sides
+    assert np.diff(z).max() < 2.0  # one slab, no gap inside
+
+
+def test_neb_starts_follow_a_vacancy_hop(tmp_path):
+    start = _cu()
+    site = start.positions[0].copy()
+    del start[0]
+    hop = int(np.argmin(np.linalg.norm(start.positions - site, axis=1)))
+    final = start.copy()
+    final.positions[hop] = site
+    write(tmp_path / "a.xyz", start)
+    write(tmp_path / "b.xyz", final)
+    gen = NEBStarts(
+        initial=str(tmp_path / "a.xyz"),
+        final=str(tmp_path / "b.xyz"),
+        images=3,
+        calculator="emt",
+        steps=30,
+    )
+    images = gen.generate([], 3, np.random.default_rng(0))
+    assert len(images) == 3 and all(a.calc is None for a in images)
+    path = [start.positions[hop]] + [a.positions[hop] for a in images] + [site]
+    assert np.all(np.diff([np.linalg.norm(p - start.positions[hop]) for p in path]) > 0)
+    energies = []
+    for a in [start, images[1], final]:
+        a = a.copy()
+        a.calc = EMT()
+        energies.append(a.get_potential_energy())
+    assert energies[1] > max(energies[0], energies[2]) + 0.1  # a barrier, eV
+    write(tmp_path / "c.xyz", _cu())
+    bad = NEBStarts(initial=str(tmp_path / "a.xyz"), final=str(tmp_path / "c.xyz"), images=1)
+    with pytest.raises(ConfigError, match="same atoms"):
+        bad.generate([], 1, np.random.default_rng(0))
 
 
 def test_sigma_fps_prefers_uncertain_then_far():

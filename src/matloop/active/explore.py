@@ -57,6 +57,7 @@ class WalkerSpec:
     pressure_gpa: float | None = None
     ramp_from: float | None = None
     scale: float = 1.0
+    driver: Any = None  # calculator that moves the atoms (default: the model itself)
 
 
 def run_walker(
@@ -92,7 +93,7 @@ def run_walker(
     try:
         res = run_md(
             atoms,
-            model,
+            spec.driver if spec.driver is not None else model,
             ensemble="npt" if npt else "nvt",
             temperature_k=t_start,
             temperature_end_k=spec.temperature if spec.ramp_from is not None else None,
@@ -137,11 +138,14 @@ def explore(
     limit: float | None = None,
     scale: float = 1.0,
     ramp_from: float | None = None,
+    driver: Any = None,
 ) -> ExploreResult:
     """Run `cfg.walkers` walkers cycling over temperatures × strains (× pressures).
 
     `limit` (σ units, calibrated) replaces ``cfg.uncertainty_limit``; `scale` is the calibration
-    factor on the model's σ; `ramp_from` (K) starts each walker there and heats it to its target.
+    factor on the model's σ; `ramp_from` (K) starts each walker there and heats it to its target;
+    `driver` (a calculator, e.g. a foundation model) moves the walkers instead of the model, whose
+    σ still decides where they stop and what is selected.
     """
     rng = np.random.default_rng([seed, iteration])
     pressures: list[float | None] = list(cfg.pressures_gpa) if cfg.pressures_gpa else [None]
@@ -159,6 +163,7 @@ def explore(
             pressure_gpa=pressure,
             ramp_from=None if ramp_from is None or ramp_from >= temperature else float(ramp_from),
             scale=scale,
+            driver=driver,
         )
         snaps, uncs, info = run_walker(start, model, spec, cfg, rng)
         info.update(walker=w, strain=float(strain))

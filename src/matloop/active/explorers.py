@@ -97,6 +97,112 @@ class VacancyStarts(_Strict):
         return out
 
 
+class InterstitialStarts(_Strict):
+    """Starting structures with `n_interstitials` extra atoms, each at the most open of
+    `trials` random points of the cell (farthest from every atom), lightly rattled."""
+
+    kind: Literal["interstitial"] = "interstitial"
+    weight: float = Field(1.0, gt=0)
+    n_interstitials: int = Field(1, ge=1)
+    element: str | None = Field(None, description="default: the start's most common element")
+    trials: int = Field(200, ge=1, description="random points tried per interstitial")
+    rattle: float = Field(0.03, ge=0, description="Å")
+
+    def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
+        from ase.geometry import get_distances
+
+        out = []
+        for _ in range(n):
+            atoms = _pick(starts, rng)
+            symbols = atoms.get_chemical_symbols()
+            element = self.element or max(set(symbols), key=symbols.count)
+            for _ in range(self.n_interstitials):
+                points = rng.random((self.trials, 3)) @ atoms.cell.array
+                _, d = get_distances(points, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+                atoms += Atoms(element, positions=[points[int(np.argmax(d.min(1)))]])
+            _rattle(atoms, self.rattle, rng)
+            out.append(atoms)
+        return out
+
+
+class SurfaceStarts(_Strict):
+    """Slabs: a starting cell opened by `vacuum` Å along one cell axis (random among `axes`),
+    so the lattice planes normal to it become two free surfaces; lightly rattled."""
+
+    kind: Literal["surface"] = "surface"
+    weight: float = Field(1.0, gt=0)
+    vacuum: float = Field(8.0, gt=0, description="Å of vacuum added along the axis")
+    axes: list[Literal[0, 1, 2]] = Field(default_factory=lambda: [2], min_length=1)
+    rattle: float = Field(0.03, ge=0, description="Å")
+
+    def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
+        out = []
+        for _ in range(n):
+            atoms = _pick(starts, rng)
+            axis = int(self.axes[int(rng.integers(len(self.axes)))])
+            atoms.wrap()
+            cell = atoms.cell.array.copy()
+            length = np.linalg.norm(cell[axis])
+            cell[axis] *= (length + self.vacuum) / length
+            atoms.set_cell(cell, scale_atoms=False)
+            atoms.translate(0.5 * self.vacuum * cell[axis] / np.linalg.norm(cell[axis]))
+            _rattle(atoms, self.rattle, rng)
+            out.append(atoms)
+        return out
+
+
+class NEBStarts(_Strict):
+    """Images along a reaction path between given end points (two structure files with the same
+    atoms in the same order): linear (``idpp``: image-dependent pair potential) interpolation,
+    then `steps` of a nudged-elastic-band relaxation with a cheap `calculator` (a foundation
+    model, or any calculator name); the `n` images taken evenly along the band."""
+
+    kind: Literal["neb"] = "neb"
+    weight: float = Field(1.0, gt=0)
+    initial: str = Field(..., description="structure file of the first end point")
+    final: str = Field(..., description="structure file of the last end point")
+    images: int = Field(7, ge=1, description="images between the end points")
+    interpolation: Literal["linear", "idpp"] = "idpp"
+    calculator: str | None = Field("chgnet", description="None: the interpolated band as is")
+    steps: int = Field(100, ge=0, description="FIRE steps of the band relaxation")
+    fmax: float = Field(0.1, gt=0, description="eV/Å")
+    climb: bool = True
+
+    def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
+        band = self.band()
+        inner = band[1:-1]
+        picks = np.unique(np.linspace(0, len(inner) - 1, min(n, len(inner))).round().astype(int))
+        out = [inner[i].copy() for i in picks]
+        for atoms in out:
+            atoms.calc = None
+        return out
+
+    def band(self) -> list[Atoms]:
+        """The end points and the (relaxed) images between them."""
+        from ase.io import read
+        from ase.mep import NEB
+        from ase.optimize import FIRE
+
+        from matloop.errors import ConfigError
+
+        first, last = (read(path) for path in (self.initial, self.final))
+        if first.get_chemical_symbols() != last.get_chemical_symbols():
+            raise ConfigError("neb: the end points must hold the same atoms in the same order")
+        band = [first] + [first.copy() for _ in range(self.images)] + [last]
+        neb = NEB(band, climb=self.climb, allow_shared_calculator=True)
+        neb.interpolate(method=self.interpolation, mic=bool(first.pbc.any()))
+        if self.calculator is not None and self.steps > 0:
+            from matloop.calculators import resolve_calculator
+
+            calc = resolve_calculator(self.calculator)
+            for image in band:
+                image.calc = calc
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Only FixAtoms")
+                FIRE(neb, logfile=None).run(fmax=self.fmax, steps=self.steps)
+        return band
+
+
 class RandomPackingStarts(_Strict):
     """Random positions in a starting cell (its composition and density) with a minimum
     interatomic distance: disordered, liquid-like structures."""
@@ -188,7 +294,14 @@ class FoundationMDStarts(_Strict):
 
 
 StartGenerator = Annotated[
-    RattleStarts | StrainStarts | VacancyStarts | RandomPackingStarts | FoundationMDStarts,
+    RattleStarts
+    | StrainStarts
+    | VacancyStarts
+    | InterstitialStarts
+    | SurfaceStarts
+    | RandomPackingStarts
+    | FoundationMDStarts
+    | NEBStarts,
     Field(discriminator="kind"),
 ]
 
@@ -203,15 +316,27 @@ class StrategyConfig(_Strict):
     from this temperature to their target. ``selection``: ``fps`` (uncertain, then farthest-point
     in descriptor space; the classic), ``sigma_fps`` (σ × distance to the chosen and labelled
     structures), ``dopt`` (greedy D-optimal information gain in the model's per-atom feature
-    space), ``auto`` (``dopt`` for models with linear features, else ``sigma_fps``).
+    space), ``vopt`` (greedy V-optimal: the largest drop of the posterior variance summed over
+    the explored snapshots' atoms), ``auto`` (``dopt`` for models with linear features, else
+    ``sigma_fps``).
     ``calibrate``: fit a factor on σ from the labels in hand every iteration.
+    ``select_within_limit``: choose only among snapshots whose σ is within the walkers' limit (an
+    upper trust level): the snapshot that stopped a walker is already off the distribution the
+    model is used on (all snapshots when none is within). ``walker_driver``: a calculator name
+    or model file (e.g. ``chgnet``) that moves the walkers while the current model's σ decides
+    where they stop and what is chosen: physical trajectories before the model has enough labels
+    to run stable MD of its own; ``walker_driver_until``: the model drives itself from this many
+    labels on.
     """
 
     starts: list[StartGenerator] = Field(default_factory=list)
     walker_stop_factor: float | None = Field(None, gt=1.0)
     ramp_from_k: float | None = Field(None, gt=0, description="K")
-    selection: Literal["fps", "sigma_fps", "dopt", "auto"] = "fps"
+    selection: Literal["fps", "sigma_fps", "dopt", "vopt", "auto"] = "fps"
     calibrate: bool = True
+    select_within_limit: bool = False
+    walker_driver: str | None = None
+    walker_driver_until: int | None = Field(None, ge=1, description="labels")
 
 
 def initial_structures(

@@ -265,6 +265,17 @@ class ActiveLearner:
         ref = float(np.median([predict_uncertainty(model, a, scale).structure for a in pool]))
         return factor * max(ref, 1e-6)
 
+    def walker_driver(self, n_labels: int):
+        """The calculator that moves the walkers (None: the model itself)."""
+        st = self.cfg.strategy
+        if st.walker_driver is None or (
+            st.walker_driver_until is not None and n_labels >= st.walker_driver_until
+        ):
+            return None
+        from matloop.calculators import resolve_calculator
+
+        return resolve_calculator(st.walker_driver)
+
     def explore_and_select(self, iteration: int, committee) -> dict[str, Any]:
         """Explore with the previous committee and persist this iteration's candidates."""
         from matloop.active.explore import explore
@@ -300,13 +311,15 @@ class ActiveLearner:
             limit=limit,
             scale=scale,
             ramp_from=cfg.strategy.ramp_from_k,
+            driver=self.walker_driver(len(labelled)),
         )
         t_explore = time.perf_counter() - t0
         remaining = cfg.budget.max_labels - self.state.n_attempted()
         n_max = max(0, min(cfg.select.max_per_iteration, remaining))
+        keep = _within(res.uncertainties, limit if cfg.strategy.select_within_limit else None)
         picks = select_candidates(
-            res.snapshots,
-            res.uncertainties,
+            [res.snapshots[i] for i in keep],
+            [res.uncertainties[i] for i in keep],
             threshold=cfg.select.threshold,
             max_n=n_max,
             diversity=cfg.select.diversity,
@@ -315,6 +328,7 @@ class ActiveLearner:
             labelled=labelled,
             method=cfg.strategy.selection,
         )
+        picks = [keep[i] for i in picks]
         n_above = int(np.sum(np.asarray(res.uncertainties) > cfg.select.threshold))
         info = {
             "n_snapshots": len(res.snapshots),
@@ -527,6 +541,12 @@ class ActiveLearner:
                 data = dict(row.data)
                 data["stop_reason"] = reason
                 self.state.db.update(row.id, data=data)
+
+
+def _within(uncertainties: list[float], limit: float | None) -> list[int]:
+    """Indices of the snapshots with σ ≤ `limit` (all without a limit, or when none is)."""
+    inside = [i for i, u in enumerate(uncertainties) if limit is None or u <= limit]
+    return inside or list(range(len(uncertainties)))
 
 
 class _LabelFn:

@@ -12,6 +12,10 @@ Methods (``method``):
   energy is features · coefficients): each pick maximises the information gain
   log det(I + Φ_c A⁻¹ Φ_cᵀ) of its atoms' features Φ_c given A = λI + Σ ΦᵀΦ over the labelled
   structures' atoms and the picks so far — new local environments, not repeats of one.
+- ``vopt``: greedy V-optimal (I-optimal) design in the same space: each pick maximises the
+  expected reduction of the posterior variance summed over every atom of the explored pool,
+  tr(M (A⁻¹ − (A + Φ_cᵀΦ_c)⁻¹)) with M = Σ_pool ΦᵀΦ — information on the distribution the
+  walkers sample (the conditions of use), not on its rare extremes.
 """
 
 from __future__ import annotations
@@ -132,6 +136,9 @@ def select_candidates(
         method = "dopt" if calc is not None and has_linear_features(calc) else "sigma_fps"
     if method == "dopt":
         return dopt_select([snapshots[i] for i in above], calc, max_n, labelled, above)
+    if method == "vopt":
+        cands = [snapshots[i] for i in above]
+        return dopt_select(cands, calc, max_n, labelled, above, pool=list(snapshots))
     if diversity == "none" or len(above) <= 1:
         return above[:max_n]
     desc = np.array([structure_descriptor(snapshots[i], calc, descriptor) for i in above])
@@ -197,8 +204,10 @@ def dopt_select(
     labelled: Sequence[Atoms] = (),
     index: Sequence[int] | None = None,
     ridge: float = 1e-3,
+    pool: Sequence[Atoms] | None = None,
 ) -> list[int]:
     """Greedy D-optimal batch: indices (into `index`, default 0..) of `n` candidate structures.
+    With `pool` (the explored snapshots), V-optimal instead (:func:`vopt_greedy`).
 
     Features are the calculator's per-atom features (:func:`~matloop.active.uncertainty.
     atom_features`), standardised by the labelled atoms' spread for models whose features are
@@ -209,7 +218,8 @@ def dopt_select(
 
     index = list(range(len(candidates))) if index is None else list(index)
     feats = [atom_features(calc, a) for a in candidates]
-    if any(f is None for f in feats):
+    pool_feats = None if pool is None else [atom_features(calc, a) for a in pool]
+    if any(f is None for f in feats + (pool_feats or [])):
         from matloop.errors import ConfigError
 
         raise ConfigError("selection 'dopt' needs a model with per-atom features")
@@ -220,7 +230,19 @@ def dopt_select(
         sd[sd < 1e-12] = 1.0
         feats = [(f - mu) / sd for f in feats]
         train = [(f - mu) / sd for f in train]
+        pool_feats = None if pool_feats is None else [(f - mu) / sd for f in pool_feats]
+    if pool_feats is not None:
+        return [index[k] for k in vopt_greedy(feats, train, np.vstack(pool_feats), n, ridge)]
     return [index[k] for k in dopt_greedy(feats, train, n, ridge)]
+
+
+def _information(known: Sequence[np.ndarray], p: int, ridge: float) -> np.ndarray:
+    """A = ridge·(trace/P)·I + Σ_known ΦᵀΦ (P, P)."""
+    info = np.zeros((p, p))
+    for f in known:
+        info += f.T @ f
+    scale = np.trace(info) / p if np.trace(info) > 0 else 1.0
+    return info + ridge * scale * np.eye(p)
 
 
 def dopt_greedy(
@@ -230,15 +252,49 @@ def dopt_greedy(
 
     A = ridge·(trace/P)·I + Σ_known ΦᵀΦ; each pick maximises log det(I + Φ A⁻¹ Φᵀ), then joins A.
     """
-    p = features[0].shape[1]
-    info = np.zeros((p, p))
-    for f in known:
-        info += f.T @ f
-    scale = np.trace(info) / p if np.trace(info) > 0 else 1.0
-    info += ridge * scale * np.eye(p)
+    info = _information(known, features[0].shape[1], ridge)
     chosen: list[int] = []
     while len(chosen) < min(n, len(features)):
         gains = information_gains(features, info)
+        gains[chosen] = -np.inf
+        k = int(np.argmax(gains))
+        if not np.isfinite(gains[k]):
+            break
+        chosen.append(k)
+        info += features[k].T @ features[k]
+    return chosen
+
+
+def variance_reductions(
+    features: Sequence[np.ndarray], info: np.ndarray, pool: np.ndarray
+) -> np.ndarray:
+    """Drop of Σ_pool φ A⁻¹ φᵀ (summed posterior variance over the pool's atoms) if each block
+    Φ joined A: tr(S⁻¹ Φ A⁻¹ M A⁻¹ Φᵀ), S = I + Φ A⁻¹ Φᵀ, M = poolᵀ pool (Woodbury)."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    factor = cho_factor(info, lower=True)
+    b = cho_solve(factor, cho_solve(factor, pool.T @ pool).T)  # A⁻¹ M A⁻¹ (symmetric)
+    out = np.empty(len(features))
+    for k, phi in enumerate(features):
+        g = phi @ cho_solve(factor, phi.T)
+        h = phi @ b @ phi.T
+        out[k] = np.trace(np.linalg.solve(np.eye(len(phi)) + g, h))
+    return out
+
+
+def vopt_greedy(
+    features: Sequence[np.ndarray],
+    known: Sequence[np.ndarray],
+    pool: np.ndarray,
+    n: int,
+    ridge: float = 1e-3,
+) -> list[int]:
+    """Greedy V-optimal choice of `n` feature blocks (n_atoms, P): each pick most reduces the
+    posterior variance summed over the `pool` rows (n_pool_atoms, P), then joins A."""
+    info = _information(known, features[0].shape[1], ridge)
+    chosen: list[int] = []
+    while len(chosen) < min(n, len(features)):
+        gains = variance_reductions(features, info, pool)
         gains[chosen] = -np.inf
         k = int(np.argmax(gains))
         if not np.isfinite(gains[k]):
