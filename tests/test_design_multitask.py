@@ -175,3 +175,27 @@ def test_cli_fit_predict_with_multitask(tmp_path, capsys):
                  "--out", str(pred)]) == 0  # fmt: skip
     p = pd.read_csv(pred)
     assert (p["pred_Tg_std"] > 0).all() and p["pred_nd_mean"].notna().all()
+
+
+def test_inverse_design_uses_the_student_t_predictive(fitted, tmp_path):
+    from scipy.stats import t as student_t
+
+    from matloop.design.inverse import inverse_design
+    from matloop.design.space import load_space
+
+    _, _, m = fitted
+    (tmp_path / "s.yaml").write_text(
+        "total: 100\ncomponents:\n  SiO2: [50, 80]\n  Na2O: [5, 25]\n  CaO: [0, 20]\n"
+        "  B2O3: [0, 10]\n"
+    )
+    table = inverse_design(
+        m, load_space(tmp_path / "s.yaml"), {"nd": 1.52}, tolerances={"nd": 0.005},
+        n_samples=300, top=3, seed=0,
+    )  # fmt: skip
+    X = table[COMPS].to_numpy()
+    assert np.allclose(X.sum(axis=1), 100) and np.all(X[:, 0] >= 50 - 1e-6)
+    mean, scale, nu = m.predict_distribution(X)
+    p = student_t.cdf((1.525 - mean[:, 0]) / scale[:, 0], nu[:, 0]) - student_t.cdf(
+        (1.515 - mean[:, 0]) / scale[:, 0], nu[:, 0]
+    )
+    np.testing.assert_allclose(table["p_within_tolerance"], p, rtol=1e-6)

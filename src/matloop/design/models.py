@@ -554,6 +554,13 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         nu = getattr(self, "tail_df_", [float("inf")] * len(self.properties_))
         return gaussian_equivalent_factor(nu, level)
 
+    def predict_distribution(self, X):
+        """(mean, scale, ν), rows × properties: the predictive is mean + scale·t_ν (ν = inf:
+        Gaussian with σ = scale)."""
+        mean, scale = self._predict_scale(X)
+        nu = np.broadcast_to(np.asarray(getattr(self, "tail_df_", np.inf), float), mean.shape)
+        return mean, scale, nu
+
     def predict_interval(self, X, level: float = 0.95):
         """(lower, upper) of the central `level` predictive interval (Student-t where fitted),
         rows × properties (1-D if fitted on 1-D y)."""
