@@ -58,6 +58,8 @@ def _args(argv):
     ap.add_argument("--members", type=int, default=3, help="bagged hgb members (uncertainty)")
     ap.add_argument("--mt-members", type=int, default=2, help="multitask: MLPs and hgb members")
     ap.add_argument("--mt-epochs", type=int, default=100, help="multitask: MLP epochs")
+    ap.add_argument("--mt-hgb-iter", type=int, default=1000, help="multitask: boosting rounds")
+    ap.add_argument("--mt-hgb-lr", type=float, default=0.07, help="multitask: learning rate")
     ap.add_argument("--no-search", action="store_true", help="hgb: skip inner search")
     ap.add_argument("--anchor-trees", type=int, default=200, help="trees of the RF anchor")
     ap.add_argument("--max-groups", type=int, default=0, help="subsample compositions (dev)")
@@ -91,6 +93,7 @@ def _fit_predict(name, args, comps, props, X, Y, groups, tr, te, k):
             kind="multitask",
             n_members=args.mt_members,
             nn_params={"epochs": args.mt_epochs},
+            hgb_params={"max_iter": args.mt_hgb_iter, "learning_rate": args.mt_hgb_lr},
             seed=args.seed + k,
         )
         model.fit(X[tr], Y[tr], groups=groups[tr])
