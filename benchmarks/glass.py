@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     suspicious = (d["Tg_C"] < 150).to_numpy()
     results = {
         "benchmark": "glass composition-grouped CV, joint folds over all properties",
-        "data": str(path),
+        "data": f"<data-dir>/{path.name}",  # no machine paths in committed results
         "args": {k: v for k, v in vars(args).items() if k not in ("json", "data_dir")},
         "search": None if args.no_search else SEARCH,
         "host": {
