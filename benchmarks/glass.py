@@ -3,19 +3,25 @@
 Run from the repository root::
 
     nice -n 10 python benchmarks/glass.py --data-dir ../shared/data/glass \\
-        --json benchmarks/results/glass.json
+        --json benchmarks/results/glass_multitask.json
 
-For every property the same grouped folds (by ``comp_key``: replicates of a composition never
-straddle train and test) are used for
+One set of grouped folds over every record (by ``comp_key``: replicates of a composition never
+straddle train and test, and a composition tested for nd is not in training for Abbe or Tg
+either). On identical folds, side by side:
 
-* the anchor: random forest, 200 trees, the 24 mol % columns (as in the data README);
-* matloop: :class:`matloop.design.models.PropertyModel` (default bagged gradient boosting on
-  fractions + element statistics) whose hyper-parameters are chosen, and whose 95 % intervals
-  are calibrated, on an inner grouped validation split of each training fold — never on the test
-  fold.
+* ``rf``: the anchor, random forest, 200 trees, the 24 mol % columns (as in the data README),
+  one per property;
+* ``hgb``: :class:`matloop.design.models.PropertyModel` (bagged gradient boosting on fractions +
+  element statistics), one per property; hyper-parameters chosen and 95 % intervals calibrated
+  (Gaussian) on an inner grouped validation split of each training fold;
+* ``multitask``: ``PropertyModel(kind="multitask")``, one model for all properties (boosting
+  beside shared-trunk multi-task MLPs, blend weights and Student-t intervals fitted on the inner
+  grouped validation split).
 
-Reported: RMSE, MAE, R², 95 % interval coverage, top-5 % recall; the data README gives the
-replicate noise floor (23 K / 0.022 / 2.5).
+The test folds are read only for the reported numbers. Reported per property and model: RMSE,
+MAE, R², 95 % interval coverage, top-5 % recall; per fold: CPU seconds and load average. The
+data README gives the replicate noise floor (23 K / 0.022 / 2.55). Results are written after
+every fold, so a long run leaves partial numbers.
 """
 
 from __future__ import annotations
@@ -35,169 +41,268 @@ PROPS = {"Tg": "Tg_K", "nd": "nd", "abbe": "abbe_vd"}
 ANCHOR_README = {"Tg": 35.0, "nd": 0.0308, "abbe": 2.90}
 GOAL = {"Tg": 30.0, "nd": 0.025, "abbe": 2.6}
 NOISE = {"Tg": 23.1, "nd": 0.022, "abbe": 2.55}
+MODELS = ("rf", "hgb", "multitask")
 SEARCH = [
     {"learning_rate": 0.1, "max_leaf_nodes": 63, "min_samples_leaf": 10, "max_iter": 300},
     {"learning_rate": 0.1, "max_leaf_nodes": 127, "min_samples_leaf": 5, "max_iter": 300},
 ]
 
 
-def main(argv=None) -> int:
+def _args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "glass"))
     ap.add_argument("--json", default=None, help="write results here")
     ap.add_argument("--props", nargs="+", default=list(PROPS), choices=list(PROPS))
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--model", default="hgb", help="PropertyModel kind (gp, rf, et, hgb, nn)")
-    ap.add_argument("--members", type=int, default=3, help="bagged members (uncertainty)")
-    ap.add_argument("--no-search", action="store_true", help="skip inner hyper-parameter search")
-    ap.add_argument("--skip-anchor", action="store_true")
+    ap.add_argument("--members", type=int, default=3, help="bagged hgb members (uncertainty)")
+    ap.add_argument("--mt-members", type=int, default=2, help="multitask: MLPs and hgb members")
+    ap.add_argument("--mt-epochs", type=int, default=100, help="multitask: MLP epochs")
+    ap.add_argument("--mt-hgb-iter", type=int, default=1000, help="multitask: boosting rounds")
+    ap.add_argument("--mt-hgb-lr", type=float, default=0.07, help="multitask: learning rate")
+    ap.add_argument("--no-search", action="store_true", help="hgb: skip inner search")
     ap.add_argument("--anchor-trees", type=int, default=200, help="trees of the RF anchor")
     ap.add_argument("--max-groups", type=int, default=0, help="subsample compositions (dev)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--folds-to-run",
-        type=int,
-        default=0,
-        help="evaluate only the first K of the grouped folds (same training-set "
-        "size; for a CPU-starved run); 0 = all",
+        "--folds-to-run", type=int, default=0, help="evaluate only the first K folds; 0 = all"
     )
-    args = ap.parse_args(argv)
+    ap.add_argument("--fold-ids", type=int, nargs="+", help="evaluate only these folds")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="combine the results (and their .oof.npz predictions) of runs on disjoint folds "
+        "into --json instead of fitting",
+    )
+    return ap.parse_args(argv)
 
-    import pandas as pd
+
+def _fit_predict(name, args, comps, props, X, Y, groups, tr, te, k):
+    """Predictions (rows of `te` × props) and calibrated std (NaN for rf) of model `name`."""
     from sklearn.ensemble import RandomForestRegressor
+
+    from matloop.design.models import PropertyModel
+
+    mean = np.full((len(te), len(props)), np.nan)
+    std = np.full_like(mean, np.nan)
+    if name == "multitask":
+        model = PropertyModel(
+            comps,
+            props,
+            kind="multitask",
+            n_members=args.mt_members,
+            nn_params={"epochs": args.mt_epochs},
+            hgb_params={"max_iter": args.mt_hgb_iter, "learning_rate": args.mt_hgb_lr},
+            seed=args.seed + k,
+        )
+        model.fit(X[tr], Y[tr], groups=groups[tr])
+        mean, std = model.predict(X[te], return_std=True)
+        info = {"blend_hgb_weight": model.blend_, "calibration": model.calibration_}
+        return mean, std, {**info, "student_t_df": model.tail_df_}
+    info = {}
+    for j, key in enumerate(props):
+        trj = tr[np.isfinite(Y[tr, j])]
+        if name == "rf":
+            rf = RandomForestRegressor(args.anchor_trees, n_jobs=1, random_state=args.seed)
+            mean[:, j] = rf.fit(X[trj], Y[trj, j]).predict(X[te])
+            continue
+        model = PropertyModel(
+            comps,
+            [key],
+            kind="hgb",
+            n_members=args.members,
+            seed=args.seed + k,
+            search=None if args.no_search else SEARCH,
+        )
+        model.fit(X[trj], Y[trj, j : j + 1], groups=groups[trj])
+        m, s = model.predict(X[te], return_std=True)
+        mean[:, j], std[:, j] = m[:, 0], s[:, 0]
+        info[key] = {"selected": model.selected_, "calibration": model.calibration_}
+    return mean, std, info
+
+
+def _summary(args, props, models, Y, groups, suspicious, oof, folds_done):
+    from matloop.design.metrics import regression_metrics, topk_recall
+
+    in_folds = np.zeros(len(Y), bool)
+    for te in folds_done:
+        in_folds[te] = True
+    out = {}
+    for j, key in enumerate(props):
+        has = np.isfinite(Y[:, j])
+        entry = {
+            "n_records": int(has.sum()),
+            "n_compositions": int(len(np.unique(groups[has]))),
+            "goal_rmse": GOAL[key],
+            "noise_floor_rmse": NOISE[key],
+            "anchor_readme_rmse": ANCHOR_README[key],
+        }
+        for name in models:
+            mean, std = oof[name]
+            done = has & in_folds & np.isfinite(mean[:, j])
+            sd = None if name == "rf" else std[done, j]
+            m = regression_metrics(Y[done, j], mean[done, j], sd)
+            per_fold, recalls = [], []
+            for te in folds_done:
+                tj = te[has[te]]
+                per_fold.append(regression_metrics(Y[tj, j], mean[tj, j])["rmse"])
+                kk = max(1, int(round(0.05 * len(tj))))
+                recalls.append(topk_recall(Y[tj, j], mean[tj, j], kk))
+            m.update(
+                folds_evaluated=len(folds_done),
+                rmse_per_fold=per_fold,
+                rmse_fold_sd=float(np.std(per_fold)),
+                top5pct_recall=float(np.mean(recalls)),
+            )
+            if name != "rf":
+                m["goal_met"] = bool(m["rmse"] <= GOAL[key] and 0.93 <= m["coverage95"] <= 0.97)
+            if key == "Tg" and suspicious.any():
+                ok = done & ~suspicious
+                m["without_Tg_below_150C"] = regression_metrics(
+                    Y[ok, j], mean[ok, j], None if sd is None else std[ok, j]
+                )
+            entry[name] = m
+        out[key] = entry
+    return out
+
+
+def _write(path, results, oof=None):
+    """JSON results (and the out-of-fold predictions as `path`.oof.npz), atomically."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if oof is not None:
+        arrays = {f"{n}.{w}": a for n, (m, s) in oof.items() for w, a in (("mean", m), ("std", s))}
+        tmp = out.with_name(out.name + ".oof.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, out.with_name(out.name + ".oof.npz"))
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=float))
+    os.replace(tmp, out)
+
+
+def _merge(args, Y, groups, suspicious, fold_test):
+    """Results of runs on disjoint folds (same data, props, seed) combined into one."""
+    parts = [json.loads(Path(p).read_text()) for p in args.merge]
+    models = list(dict.fromkeys(n for part in parts for n in part["args"]["models"]))
+    oof = {n: (np.full(Y.shape, np.nan), np.full(Y.shape, np.nan)) for n in models}
+    folds = {}
+    for path, part in zip(args.merge, parts, strict=True):
+        with np.load(path + ".oof.npz", allow_pickle=False) as npz:
+            for n in part["args"]["models"]:
+                for i, w in enumerate(("mean", "std")):
+                    a = npz[f"{n}.{w}"]
+                    oof[n][i][np.isfinite(a)] = a[np.isfinite(a)]
+        for f in part["folds"]:
+            folds.setdefault(f["fold"], {**f, "models": {}})["models"].update(f["models"])
+    folds = [folds[k] for k in sorted(folds)]
+    done = [fold_test[f["fold"]] for f in folds if set(models) <= set(f["models"])]
+    return {
+        "benchmark": parts[0]["benchmark"],
+        "data": parts[0]["data"],
+        "merged_from": [Path(p).name for p in args.merge],
+        "parts": [{"args": p["args"], "wall_s": p["wall_s"], "cpu_s": p["cpu_s"]} for p in parts],
+        "cpu_s": sum(p["cpu_s"] for p in parts),
+        "folds": folds,
+        "properties": _summary(args, args.props, models, Y, groups, suspicious, oof, done),
+    }
+
+
+def main(argv=None) -> int:
+    args = _args(argv)
+    import pandas as pd
+    import torch
     from threadpoolctl import threadpool_limits
 
-    from matloop.design.metrics import regression_metrics, topk_recall
-    from matloop.design.models import PropertyModel
     from matloop.design.splits import _shuffled_group_kfold
 
     threadpool_limits(1)
+    torch.set_num_threads(1)
     path = Path(args.data_dir) / "glass_properties.csv.gz"
     df = pd.read_csv(path)
     comps = list(df.columns[df.columns.get_loc("SiO2") : df.columns.get_loc("WO3") + 1])
+    cols = [PROPS[p] for p in args.props]
+    d = df[df[cols].notna().any(axis=1)].reset_index(drop=True)
+    if args.max_groups:
+        keep = np.random.default_rng(args.seed).permutation(d["comp_key"].unique())
+        d = d[d["comp_key"].isin(keep[: args.max_groups])].reset_index(drop=True)
+    X = d[comps].to_numpy(float)
+    Y = d[cols].to_numpy(float)
+    groups = d["comp_key"].to_numpy()
+    suspicious = (d["Tg_C"] < 150).to_numpy()
     results = {
-        "benchmark": "glass composition-grouped CV",
-        "data": str(path),
-        "folds": args.folds,
-        "model": args.model,
-        "members": args.members,
+        "benchmark": "glass composition-grouped CV, joint folds over all properties",
+        "data": f"<data-dir>/{path.name}",  # no machine paths in committed results
+        "args": {k: v for k, v in vars(args).items() if k not in ("json", "data_dir")},
         "search": None if args.no_search else SEARCH,
-        "seed": args.seed,
-        "anchor_trees": args.anchor_trees,
         "host": {
             "python": sys.version.split()[0],
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
         },
-        "properties": {},
+        "folds": [],
     }
-    t_all = time.time()
-    for key in args.props:
-        col = PROPS[key]
-        d = df[df[col].notna()].reset_index(drop=True)
-        if args.max_groups:
-            rng = np.random.default_rng(args.seed)
-            keep = rng.permutation(d["comp_key"].unique())[: args.max_groups]
-            d = d[d["comp_key"].isin(keep)].reset_index(drop=True)
-        X = d[comps].to_numpy(float)
-        y = d[col].to_numpy(float)
-        groups = d["comp_key"].to_numpy()
-        suspicious = (d["Tg_C"] < 150).to_numpy() if key == "Tg" else np.zeros(len(d), bool)
-        oof = np.full(len(y), np.nan)
-        oof_sd = np.full(len(y), np.nan)
-        oof_rf = np.full(len(y), np.nan)
-        folds, recalls = [], []
-        t0 = time.time()
-        for k, (tr, te) in enumerate(_shuffled_group_kfold(groups, args.folds, args.seed)):
-            if args.folds_to_run and k >= args.folds_to_run:
-                break
-            assert not set(groups[tr]) & set(groups[te])
-            fold = {"fold": k, "n_train": int(len(tr)), "n_test": int(len(te))}
-            if not args.skip_anchor:
-                rf = RandomForestRegressor(args.anchor_trees, n_jobs=1, random_state=args.seed)
-                rf.fit(X[tr], y[tr])
-                oof_rf[te] = rf.predict(X[te])
-                fold["anchor_rf_rmse"] = regression_metrics(y[te], oof_rf[te])["rmse"]
-            model = PropertyModel(
-                comps,
-                [key],
-                kind=args.model,
-                n_members=args.members,
-                seed=args.seed + k,
-                search=None if args.no_search else SEARCH,
-            )
-            model.fit(X[tr], y[tr, None], groups=groups[tr])
-            mean, sd = model.predict(X[te], return_std=True)
-            oof[te], oof_sd[te] = mean[:, 0], sd[:, 0]
-            m = regression_metrics(y[te], oof[te], oof_sd[te])
-            kk = max(1, int(round(0.05 * len(te))))
-            m["top5pct_recall"] = topk_recall(y[te], oof[te], kk)
-            recalls.append(m["top5pct_recall"])
-            fold.update(
-                matloop=m,
-                selected=model.selected_,
-                calibration=[list(c) for c in model.calibration_],
-            )
-            folds.append(fold)
+    splits = list(_shuffled_group_kfold(groups, args.folds, args.seed))
+    if args.merge:
+        if not args.json:
+            raise SystemExit("--merge needs --json")
+        results = _merge(args, Y, groups, suspicious, [te for _, te in splits])
+        _write(args.json, results)
+        print(f"wrote {args.json}")
+        return 0
+    oof = {name: (np.full(Y.shape, np.nan), np.full(Y.shape, np.nan)) for name in args.models}
+    folds_done = []
+    t_all, cpu_all = time.time(), time.process_time()
+    for k, (tr, te) in enumerate(splits):
+        if (args.folds_to_run and k >= args.folds_to_run) or (
+            args.fold_ids is not None and k not in args.fold_ids
+        ):
+            continue
+        assert not set(groups[tr]) & set(groups[te])
+        fold = {"fold": k, "n_train": int(len(tr)), "n_test": int(len(te)), "models": {}}
+        for name in args.models:
+            t0, c0, load0 = time.time(), time.process_time(), os.getloadavg()
+            mean, std, info = _fit_predict(name, args, comps, args.props, X, Y, groups, tr, te, k)
+            oof[name][0][te], oof[name][1][te] = mean, std
+            rmse = [
+                float(np.sqrt(np.nanmean((Y[te, j] - mean[:, j]) ** 2))) for j in range(Y.shape[1])
+            ]
+            fold["models"][name] = {
+                "rmse": dict(zip(args.props, rmse, strict=True)),
+                "wall_s": time.time() - t0,
+                "cpu_s": time.process_time() - c0,
+                "loadavg_start": load0,
+                "loadavg_end": os.getloadavg(),
+                **info,
+            }
             print(
-                f"[{key}] fold {k}: matloop RMSE {m['rmse']:.4g} cov95 {m['coverage95']:.3f}"
-                + (f" | RF {fold['anchor_rf_rmse']:.4g}" if "anchor_rf_rmse" in fold else "")
-                + f" ({time.time() - t0:.0f} s)",
+                f"fold {k} {name}: RMSE "
+                + " ".join(f"{p} {r:.4g}" for p, r in zip(args.props, rmse, strict=True))
+                + f" (cpu {time.process_time() - c0:.0f} s, wall {time.time() - t0:.0f} s, "
+                f"load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
-        done = np.isfinite(oof)
-        ours = regression_metrics(y[done], oof[done], oof_sd[done])
-        ours["folds_evaluated"] = len(folds)
-        ours["top5pct_recall"] = float(np.mean(recalls))
-        ours["rmse_fold_sd"] = float(np.std([f["matloop"]["rmse"] for f in folds]))
-        entry = {
-            "n_records": int(len(y)),
-            "n_compositions": int(len(np.unique(groups))),
-            "matloop": ours,
-            "goal_rmse": GOAL[key],
-            "goal_met": bool(ours["rmse"] <= GOAL[key] and 0.93 <= ours["coverage95"] <= 0.97),
-            "noise_floor_rmse": NOISE[key],
-            "anchor_readme_rmse": ANCHOR_README[key],
-            "folds": folds,
-            "seconds": time.time() - t0,
-        }
-        if not args.skip_anchor:
-            rf_m = regression_metrics(y[done], oof_rf[done])
-            rf_m["top5pct_recall"] = float(
-                np.mean(
-                    [
-                        topk_recall(y[te], oof_rf[te], max(1, int(round(0.05 * len(te)))))
-                        for k, (_, te) in enumerate(
-                            _shuffled_group_kfold(groups, args.folds, args.seed)
-                        )
-                        if k < len(folds)
-                    ]
-                )
-            )
-            entry["anchor_rf_same_folds"] = rf_m
-        if suspicious.any():
-            ok = ~suspicious & done
-            entry["matloop_without_Tg_below_150C"] = regression_metrics(y[ok], oof[ok], oof_sd[ok])
-            entry["n_Tg_below_150C"] = int(suspicious.sum())
-        results["properties"][key] = entry
-        print(
-            f"[{key}] matloop RMSE {ours['rmse']:.4g} MAE {ours['mae']:.4g} R2 {ours['r2']:.3f} "
-            f"cov95 {ours['coverage95']:.3f} | goal {GOAL[key]} | "
-            + (
-                f"RF same folds {entry['anchor_rf_same_folds']['rmse']:.4g}"
-                if "anchor_rf_same_folds" in entry
-                else ""
-            ),
-            flush=True,
+        folds_done.append(te)
+        results["folds"].append(fold)
+        results["properties"] = _summary(
+            args, args.props, args.models, Y, groups, suspicious, oof, folds_done
         )
-        results["seconds"] = time.time() - t_all
-        if args.json:  # after every property, so a long run leaves partial results
-            out = Path(args.json)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(out.suffix + ".tmp")
-            tmp.write_text(json.dumps(results, indent=2, default=float))
-            os.replace(tmp, out)
-            print(f"wrote {out}", flush=True)
+        results.update(wall_s=time.time() - t_all, cpu_s=time.process_time() - cpu_all)
+        results["loadavg_end"] = os.getloadavg()
+        if args.json:
+            _write(args.json, results, oof)
+            print(f"wrote {args.json}", flush=True)
+    for key, entry in results["properties"].items():
+        print(
+            f"[{key}] "
+            + " | ".join(
+                f"{n} RMSE {entry[n]['rmse']:.4g}"
+                + (f" cov95 {entry[n]['coverage95']:.3f}" if "coverage95" in entry[n] else "")
+                for n in args.models
+            )
+            + f" | goal {GOAL[key]}"
+        )
     return 0
 
 

@@ -198,7 +198,7 @@ _COMPS = typer.Option(
 )
 _BASIS = typer.Option("mol", "--basis", help="Composition units: mol or wt (converted to mol %).")
 _NORM = typer.Option(False, "--normalise", help="Rescale rows to sum to 100 instead of failing.")
-_MODEL = typer.Option("hgb", "--model", help="gp | rf | et | hgb | nn")
+_MODEL = typer.Option("hgb", "--model", help="gp | rf | et | hgb | nn | multitask")
 _FEAT = typer.Option(
     "stats", "--features", help="stats (fractions + element statistics) | fractions"
 )

@@ -5,13 +5,14 @@ constraints, e.g. "no PbO, SiO2 ≥ 15 mol %") are sampled uniformly from the po
 :class:`~matloop.design.models.PropertyModel` predicts each property with a calibrated σ; the
 candidates are ranked by the probability that every targeted property lies within its tolerance
 (P = Π_j [Φ((t_j + tol_j − μ_j)/σ_j) − Φ((t_j − tol_j − μ_j)/σ_j)]), ties broken by the
-standardised distance to the targets.
+standardised distance to the targets. For a model with Student-t intervals
+(``kind="multitask"``) Φ is the t_ν distribution function with the fitted scale and ν.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from matloop.errors import ConfigError, DataError
 
@@ -72,13 +73,20 @@ def inverse_design(
             X[:, comps.index(c)] = x[:, i]
     mean, std = model.predict(X, return_std=True)
     mean, std = np.atleast_2d(mean.T).T, np.atleast_2d(std.T).T
+    # Student-t predictive where the model fitted one (scale and ν), else Gaussian with std
+    _, scale, nu = (
+        model.predict_distribution(X)
+        if hasattr(model, "predict_distribution")
+        else (None, std, np.full(std.shape, np.inf))
+    )
     logp = np.zeros(len(x))
     dist2 = np.zeros(len(x))
     for name, t in targets.items():
         j = props.index(name)
         mu, sd = mean[:, j], np.maximum(std[:, j], 1e-12)
+        sc, df = np.maximum(scale[:, j], 1e-12), nu[:, j]
         tol = tolerances.get(name, 0.5 * float(np.median(sd)))
-        p = norm.cdf((t + tol - mu) / sd) - norm.cdf((t - tol - mu) / sd)
+        p = student_t.cdf((t + tol - mu) / sc, df) - student_t.cdf((t - tol - mu) / sc, df)
         logp += np.log(np.maximum(p, 1e-300))
         dist2 += ((mu - t) / np.sqrt(sd**2 + tol**2)) ** 2
     order = np.lexsort((dist2, -logp))[:top]

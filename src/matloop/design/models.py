@@ -13,12 +13,22 @@ Kinds (``kind=``):
 * ``"hgb"`` — bagged histogram gradient boosting (``n_members`` bootstrap members); spread over
   members;
 * ``"nn"`` — deep ensemble of multi-output MLPs (torch) with a Gaussian likelihood head, trained
-  on all properties at once with a mask for missing values.
+  on all properties at once with a mask for missing values;
+* ``"multitask"`` — per property, bagged gradient boosting blended with a deep ensemble of
+  shared-trunk multi-task MLPs (:mod:`matloop.design.multitask`); the blend weight is chosen on
+  the inner validation split, the spread is the mixture spread of both ensembles.
 
 Uncertainty calibration (``calibrate=True``): the model is first fitted on an inner training
 part (grouped by identical composition when ``groups`` is given) and
 σ² = (a·spread)² + b² is fitted by maximum likelihood on the inner validation part; then the
 model is refitted on all rows. The test data of an outer CV are never used.
+
+Intervals (``intervals=``): ``"gaussian"`` (normal predictive, the default for every kind but
+multitask) or ``"student-t"`` (default for multitask): the scale and the degrees of freedom ν
+of a Student-t predictive are fitted together, so heavy-tailed records do not widen every
+interval. ``predict(X, return_std=True)`` then returns the Gaussian-equivalent σ at 95 %
+(mean ± 1.96·σ is the exact 95 % t interval); :meth:`PropertyModel.predict_interval` gives
+exact t intervals at any level.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ from matloop.compositions.features import CompositionFeaturizer
 from matloop.errors import ConfigError, DataError, ModelFileError
 from matloop.utils.threads import with_default_torch_threads
 
-MODEL_KINDS = ("gp", "rf", "et", "hgb", "nn")
+MODEL_KINDS = ("gp", "rf", "et", "hgb", "nn", "multitask")
+INTERVALS = ("gaussian", "student-t")
 _FORMAT = "matloop.design.PropertyModel"
 _FORMAT_VERSION = 2  # 2: JSON + arrays (.npz); 1 was a pickle and is refused
 FEATURES = ("stats", "fractions", "raw")
@@ -302,6 +313,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         seed: int = 0,
         n_threads: int = 1,
         search: list[dict] | None = None,
+        intervals: str | None = None,
     ):
         self.components = components
         self.properties = properties
@@ -316,11 +328,20 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         self.seed = seed
         self.n_threads = n_threads
         self.search = search
+        self.intervals = intervals
 
     # ----------------------------------------------------------------- fitting
     def _validate_params(self, n_cols: int, n_props: int) -> None:
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"unknown model kind {self.kind!r}; choose from {MODEL_KINDS}")
+        if self.intervals is not None and self.intervals not in INTERVALS:
+            raise ConfigError(f"intervals must be one of {INTERVALS}, got {self.intervals!r}")
+        if self.kind == "multitask":
+            from matloop.design.multitask import MLP_DEFAULTS
+
+            unknown = sorted(set(self.nn_params or {}) - set(MLP_DEFAULTS))
+            if unknown:
+                raise ConfigError(f"unknown multitask nn_params {unknown}; known: {MLP_DEFAULTS}")
         if self.features not in FEATURES:
             raise ConfigError(f"features must be one of {FEATURES}, got {self.features!r}")
         if self.components is None and self.features != "raw":
@@ -371,6 +392,21 @@ class PropertyModel(RegressorMixin, BaseEstimator):
     def _fit_raw(self, F, Y):
         if self.kind == "nn":
             return _NNEnsemble(self.n_members_, self.seed, **self.nn_params_).fit(F, Y)
+        if self.kind == "multitask":
+            return self._fit_multitask(F, Y)
+        return self._fit_per_property(F, Y, self.kind)
+
+    def _fit_multitask(self, F, Y):
+        from matloop.design.multitask import HGB_DEFAULTS, MultiTaskBlend, MultiTaskNet
+
+        # a fixed budget of ~one boosting round per 20 rows (100–1000) unless max_iter is given
+        budget = {"max_iter": int(np.clip(len(F) // 20, 100, HGB_DEFAULTS["max_iter"]))}
+        params = {**HGB_DEFAULTS, **budget, **self.hgb_params_}
+        trees = self._fit_per_property(F, Y, "hgb", params)
+        net = MultiTaskNet(self.n_members_, self.seed, **self.nn_params_).fit(F, Y)
+        return MultiTaskBlend(trees, net, getattr(self, "blend_", None))
+
+    def _fit_per_property(self, F, Y, kind, hgb_params=None):
         models = []
         for j, name in enumerate(self.properties_):
             ok = np.isfinite(Y[:, j])
@@ -378,18 +414,18 @@ class PropertyModel(RegressorMixin, BaseEstimator):
                 raise DataError(f"property {name!r} has {int(ok.sum())} measured rows (need >= 2)")
             models.append(
                 _SingleProperty(
-                    self.kind,
+                    kind,
                     self.seed + 17 * j,
                     self.n_members_,
                     self.n_estimators_,
                     self.gp_max_train,
-                    self.hgb_params_,
+                    self.hgb_params_ if hgb_params is None else hgb_params,
                 ).fit(F[ok], Y[ok, j])
             )
         return models
 
     def _predict_raw(self, models, F):
-        if self.kind == "nn":
+        if self.kind in ("nn", "multitask"):
             return models.predict(F)
         outs = [m.predict(F) for m in models]
         return np.column_stack([o[0] for o in outs]), np.column_stack([o[1] for o in outs])
@@ -416,45 +452,67 @@ class PropertyModel(RegressorMixin, BaseEstimator):
 
         X, Y = self._check(X, Y)
         self.n_features_in_ = X.shape[1]
+        self.intervals_ = self.intervals or (
+            "student-t" if self.kind == "multitask" else "gaussian"
+        )
         F = self._features(X)
         self.hgb_params_ = dict(self.hgb_params or {})
         self.nn_params_ = dict(self.nn_params or {})
         self.n_members_, self.n_estimators_ = self.n_members, self.n_estimators
         self.calibration_ = [(1.0, 0.0)] * len(self.properties_)
+        self.tail_df_ = [float("inf")] * len(self.properties_)
         self.selected_ = None
+        if self.kind == "multitask":
+            self.blend_ = None
         if (self.calibrate or self.search) and len(X) >= 10:
             tr, va = inner_split(len(X), groups, 0.2, self.seed)
             best = None
             for cand in self.search or [None]:
                 if cand is not None:
                     self._apply_candidate(cand)
-                mean, spread = self._predict_raw(self._fit_raw(F[tr], Y[tr]), F[va])
+                inner = self._fit_raw(F[tr], Y[tr])
+                if self.kind == "multitask":  # blend weights: inner validation part only
+                    parts = inner.predict_parts(F[va])
+                    mean, spread = inner.combine(parts, inner.choose_weights(parts, Y[va]))
+                    weights = inner.weights
+                else:
+                    mean, spread = self._predict_raw(inner, F[va])
+                    weights = None
                 score = 0.0
                 for j in range(len(self.properties_)):
                     ok = np.isfinite(Y[va, j])
                     sd = np.nanstd(Y[tr, j]) or 1.0
                     score += np.sqrt(np.mean((Y[va, j][ok] - mean[ok, j]) ** 2)) / sd
                 if best is None or score < best[0]:
-                    best = (score, cand, mean, spread)
-            _, cand, mean, spread = best
+                    best = (score, cand, mean, spread, weights)
+            _, cand, mean, spread, weights = best
             if cand is not None:
                 self._apply_candidate(cand)
                 self.selected_ = dict(cand)
+            if weights is not None:
+                self.blend_ = [float(w) for w in weights]
             if self.calibrate:
-                self.calibration_ = [
-                    self._calibrate(Y[va, j], mean[:, j], spread[:, j])
+                fits = [
+                    self._calibrate(Y[va, j], mean[:, j], spread[:, j], self.intervals_)
                     for j in range(len(self.properties_))
                 ]
+                self.calibration_ = [f[:2] for f in fits]
+                self.tail_df_ = [f[2] for f in fits]
         self.models_ = self._fit_raw(F, Y)
         self.n_train_ = np.isfinite(Y).sum(axis=0).tolist()
         return self
 
     @staticmethod
-    def _calibrate(y, mean, spread) -> tuple[float, float]:
+    def _calibrate(y, mean, spread, intervals: str) -> tuple[float, float, float]:
+        """(a, b, ν) on the inner validation rows; ν = inf for a Gaussian predictive."""
         ok = np.isfinite(y)
         if ok.sum() < 10:
-            return (1.0, 0.0)
-        return _fit_sigma_calibration(y[ok] - mean[ok], spread[ok])
+            return (1.0, 0.0, float("inf"))
+        if intervals == "student-t":
+            from matloop.design.multitask import fit_student_t_calibration
+
+            return fit_student_t_calibration(y[ok] - mean[ok], spread[ok])
+        return (*_fit_sigma_calibration(y[ok] - mean[ok], spread[ok]), float("inf"))
 
     def _apply_candidate(self, cand: dict) -> None:
         """Apply one hyper-parameter candidate to the fitted copies (constructor untouched)."""
@@ -468,7 +526,16 @@ class PropertyModel(RegressorMixin, BaseEstimator):
 
     def predict(self, X, return_std: bool = False):
         """Means (rows × properties; 1-D if fitted on 1-D y) and, with `return_std`, calibrated
-        standard deviations of the same shape."""
+        standard deviations of the same shape (for Student-t intervals the Gaussian-equivalent σ
+        at 95 %: mean ± 1.96·σ is the exact t interval; see :meth:`predict_interval`)."""
+        mean, scale = self._predict_scale(X)
+        std = scale * self._tail_factor(0.95)
+        if self.y_1d_:
+            mean, std = mean[:, 0], std[:, 0]
+        return (mean, std) if return_std else mean
+
+    def _predict_scale(self, X):
+        """Means and calibrated predictive scales (σ, or the t scale), rows × properties."""
         from sklearn.utils.validation import check_is_fitted
         from threadpoolctl import threadpool_limits
 
@@ -478,10 +545,35 @@ class PropertyModel(RegressorMixin, BaseEstimator):
             mean, spread = self._predict_raw(self.models_, self._features(X))
         a = np.array([c[0] for c in self.calibration_])
         b = np.array([c[1] for c in self.calibration_])
-        std = np.sqrt((a * spread) ** 2 + b**2)
+        return mean, np.sqrt((a * spread) ** 2 + b**2)
+
+    def _tail_factor(self, level: float) -> np.ndarray:
+        from matloop.design.multitask import gaussian_equivalent_factor
+
+        # models saved before tail_df_ existed are Gaussian
+        nu = getattr(self, "tail_df_", [float("inf")] * len(self.properties_))
+        return gaussian_equivalent_factor(nu, level)
+
+    def predict_distribution(self, X):
+        """(mean, scale, ν), rows × properties: the predictive is mean + scale·t_ν (ν = inf:
+        Gaussian with σ = scale)."""
+        mean, scale = self._predict_scale(X)
+        nu = np.broadcast_to(np.asarray(getattr(self, "tail_df_", np.inf), float), mean.shape)
+        return mean, scale, nu
+
+    def predict_interval(self, X, level: float = 0.95):
+        """(lower, upper) of the central `level` predictive interval (Student-t where fitted),
+        rows × properties (1-D if fitted on 1-D y)."""
+        from scipy.stats import norm
+
+        if not 0.0 < level < 1.0:
+            raise ConfigError(f"level must be in (0, 1), got {level}")
+        mean, scale = self._predict_scale(X)
+        half = scale * self._tail_factor(level) * norm.ppf(0.5 + level / 2)
+        lo, hi = mean - half, mean + half
         if self.y_1d_:
-            mean, std = mean[:, 0], std[:, 0]
-        return (mean, std) if return_std else mean
+            lo, hi = lo[:, 0], hi[:, 0]
+        return lo, hi
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path) -> None:
@@ -505,6 +597,10 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         if isinstance(self.models_, _NNEnsemble):
             meta["nn"], nn_arrays = self.models_.to_data()
             arrays.update(nn_arrays)
+        elif self.kind == "multitask":
+            meta["multitask"], mt_arrays = self.models_.net.to_data()
+            arrays.update(mt_arrays)
+            arrays[ESTIMATOR_KEY] = estimator_to_array(self.models_.trees)
         else:
             arrays[ESTIMATOR_KEY] = estimator_to_array(self.models_)
         save_bundle(path, _FORMAT, _FORMAT_VERSION, meta, arrays)
@@ -524,6 +620,14 @@ class PropertyModel(RegressorMixin, BaseEstimator):
                     setattr(model, key[len("fitted.") :], estimator_from_array(value, str(path)))
             if "nn" in meta:
                 model.models_ = _NNEnsemble.from_data(meta["nn"], arrays)
+            elif "multitask" in meta:
+                from matloop.design.multitask import MultiTaskBlend, MultiTaskNet
+
+                model.models_ = MultiTaskBlend(
+                    estimator_from_array(arrays[ESTIMATOR_KEY], str(path)),
+                    MultiTaskNet.from_data(meta["multitask"], arrays),
+                    model.blend_,
+                )
             else:
                 model.models_ = estimator_from_array(arrays[ESTIMATOR_KEY], str(path))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
