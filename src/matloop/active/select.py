@@ -20,7 +20,7 @@ Methods (``method``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -252,17 +252,7 @@ def dopt_greedy(
 
     A = ridge·(trace/P)·I + Σ_known ΦᵀΦ; each pick maximises log det(I + Φ A⁻¹ Φᵀ), then joins A.
     """
-    info = _information(known, features[0].shape[1], ridge)
-    chosen: list[int] = []
-    while len(chosen) < min(n, len(features)):
-        gains = information_gains(features, info)
-        gains[chosen] = -np.inf
-        k = int(np.argmax(gains))
-        if not np.isfinite(gains[k]):
-            break
-        chosen.append(k)
-        info += features[k].T @ features[k]
-    return chosen
+    return _greedy(features, known, n, ridge, information_gains)
 
 
 def variance_reductions(
@@ -291,10 +281,21 @@ def vopt_greedy(
 ) -> list[int]:
     """Greedy V-optimal choice of `n` feature blocks (n_atoms, P): each pick most reduces the
     posterior variance summed over the `pool` rows (n_pool_atoms, P), then joins A."""
+    return _greedy(features, known, n, ridge, lambda f, info: variance_reductions(f, info, pool))
+
+
+def _greedy(
+    features: Sequence[np.ndarray],
+    known: Sequence[np.ndarray],
+    n: int,
+    ridge: float,
+    gain: Callable[[Sequence[np.ndarray], np.ndarray], np.ndarray],
+) -> list[int]:
+    """Pick up to `n` blocks one at a time by the largest `gain(features, A)`, each joining A."""
     info = _information(known, features[0].shape[1], ridge)
     chosen: list[int] = []
     while len(chosen) < min(n, len(features)):
-        gains = variance_reductions(features, info, pool)
+        gains = gain(features, info)
         gains[chosen] = -np.inf
         k = int(np.argmax(gains))
         if not np.isfinite(gains[k]):
