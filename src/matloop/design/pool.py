@@ -162,6 +162,14 @@ def _fit_sum_lbfgs(mll, maxiter: int) -> bool:
     return True
 
 
+def unit_cube(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower corner and width of the box around the rows of `arrays` (width 1 where a column
+    is constant): ``(X - lo) / width`` maps the box onto the unit cube."""
+    rows = np.concatenate([a for a in arrays if len(a)], axis=0)
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    return lo, np.where(hi > lo, hi - lo, 1.0)
+
+
 def pool_bo_batched(
     X: np.ndarray,
     y: np.ndarray,
@@ -195,8 +203,8 @@ def pool_bo_batched(
     N, d = X.shape
     n_cycles = N if n_cycles is None else min(n_cycles, N)
     R = len(seeds)
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    Xu = torch.tensor((X - lo) / np.where(hi > lo, hi - lo, 1.0), dtype=torch.double)
+    lo, width = unit_cube(X)
+    Xu = torch.tensor((X - lo) / width, dtype=torch.double)
     Xp = Xu.expand(R, N, d)
     yt = torch.tensor(y, dtype=torch.double)
     order = torch.tensor(
@@ -292,8 +300,8 @@ def pool_forest_batched(
 
     N, _ = X.shape
     n_cycles = N if n_cycles is None else min(n_cycles, N)
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    Xu = (X - lo) / np.where(hi > lo, hi - lo, 1.0)
+    lo, width = unit_cube(X)
+    Xu = (X - lo) / width
     orders = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -467,9 +475,7 @@ def suggest_from_pool(
             f"for --batch {batch}"
         )
     torch.manual_seed(seed)
-    lo = np.minimum(Xp.min(axis=0), Xo.min(axis=0) if len(Xo) else np.inf)
-    hi = np.maximum(Xp.max(axis=0), Xo.max(axis=0) if len(Xo) else -np.inf)
-    width = np.where(hi > lo, hi - lo, 1.0)
+    lo, width = unit_cube(Xp, Xo)
     counts = np.isfinite(Y).sum(axis=0) if len(Y) else np.zeros(len(objectives), int)
     messages: list[str] = []
     if int(counts.min()) < min_observations:
