@@ -172,6 +172,36 @@ class _SingleProperty:
         return mean, std
 
 
+def nets_to_arrays(nets: list, prefix: str) -> dict[str, np.ndarray]:
+    """The weights of an ensemble of torch modules as plain arrays, ``PREFIX.MEMBER.NAME``."""
+    return {
+        f"{prefix}.{m}.{key}": value.detach().cpu().numpy()
+        for m, net in enumerate(nets)
+        for key, value in net.state_dict().items()
+    }
+
+
+def nets_from_arrays(arrays: dict, prefix: str, n_members: int, make_net) -> list:
+    """The ensemble :func:`nets_to_arrays` wrote: `n_members` fresh ``make_net()`` modules with
+    their weights loaded, in eval mode."""
+    import torch
+
+    nets = []
+    for m in range(n_members):
+        head = f"{prefix}.{m}."
+        net = make_net()
+        net.load_state_dict(
+            {
+                k[len(head) :]: torch.from_numpy(np.array(v))
+                for k, v in arrays.items()
+                if k.startswith(head)
+            }
+        )
+        net.eval()
+        nets.append(net)
+    return nets
+
+
 class _NNEnsemble:
     """Deep ensemble of MLPs, all properties at once, masked Gaussian NLL."""
 
@@ -247,31 +277,18 @@ class _NNEnsemble:
             "nn.y_mu": self.y_mu,
             "nn.y_sd": self.y_sd,
         }
-        for m, net in enumerate(self.nets):
-            for key, value in net.state_dict().items():
-                arrays[f"nn.{m}.{key}"] = value.detach().cpu().numpy()
+        arrays.update(nets_to_arrays(self.nets, "nn"))
         return {k: getattr(self, k) for k in self._PARAMS}, arrays
 
     @classmethod
     def from_data(cls, params: dict, arrays: dict[str, np.ndarray]) -> _NNEnsemble:
-        import torch
 
         self = cls(**params)
         self.xs = _Scaler()
         self.xs.mu, self.xs.sd = arrays["nn.x_mu"], arrays["nn.x_sd"]
         self.y_mu, self.y_sd = arrays["nn.y_mu"], arrays["nn.y_sd"]
-        self.nets = []
-        for m in range(self.n_members):
-            net = self._net(len(self.xs.mu), len(self.y_mu))
-            prefix = f"nn.{m}."
-            state = {
-                k[len(prefix) :]: torch.from_numpy(np.array(v))
-                for k, v in arrays.items()
-                if k.startswith(prefix)
-            }
-            net.load_state_dict(state)
-            net.eval()
-            self.nets.append(net)
+        d, p = len(self.xs.mu), len(self.y_mu)
+        self.nets = nets_from_arrays(arrays, "nn", self.n_members, lambda: self._net(d, p))
         return self
 
     def predict(self, X):

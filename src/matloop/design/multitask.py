@@ -145,33 +145,22 @@ class MultiTaskNet:
 
     def to_data(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able parameters, arrays): the fitted ensemble as plain data."""
+        from matloop.design.models import nets_to_arrays
+
         arrays = {"mt.x_mu": self.x_mu, "mt.x_sd": self.x_sd}
         arrays.update({"mt.y_mu": self.y_mu, "mt.y_sd": self.y_sd})
-        for m, net in enumerate(self.nets):
-            for key, value in net.state_dict().items():
-                arrays[f"mt.{m}.{key}"] = value.detach().cpu().numpy()
+        arrays.update(nets_to_arrays(self.nets, "mt"))
         return {k: getattr(self, k) for k in self._PARAMS}, arrays
 
     @classmethod
     def from_data(cls, params: dict, arrays: dict[str, np.ndarray]) -> MultiTaskNet:
-        import torch
+        from matloop.design.models import nets_from_arrays
 
         self = cls(**params)
         for key in ("x_mu", "x_sd", "y_mu", "y_sd"):
             setattr(self, key, np.asarray(arrays[f"mt.{key}"], float))
-        self.nets = []
-        for m in range(self.n_members):
-            net = self._net(len(self.x_mu), len(self.y_mu))
-            prefix = f"mt.{m}."
-            net.load_state_dict(
-                {
-                    k[len(prefix) :]: torch.from_numpy(np.array(v))
-                    for k, v in arrays.items()
-                    if k.startswith(prefix)
-                }
-            )
-            net.eval()
-            self.nets.append(net)
+        d, p = len(self.x_mu), len(self.y_mu)
+        self.nets = nets_from_arrays(arrays, "mt", self.n_members, lambda: self._net(d, p))
         return self
 
 
