@@ -95,6 +95,7 @@ def test_two_rows_space_filling_says_so(tmp_path, capsys):
         ("infeasible", "constraints leave no feasible composition"),
         ("bad_objective", "unknown direction 'up'"),
         ("missing_file", "file not found"),
+        ("not_a_table", "is not a comma-separated table"),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path, capsys, case, expected):
@@ -124,6 +125,9 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case, expected):
         objective = "nd:up"
     elif case == "missing_file":
         data = tmp_path / "nope.csv"
+    elif case == "not_a_table":  # an extxyz file given by mistake
+        data = tmp_path / "cu.xyz"
+        data.write_text('1\nLattice="3.6 0 0 0 3.6 0 0 0 3.6" pbc="T T T"\nCu 0 0 0\n')
     rc, o, e = run(
         [
             "suggest",

@@ -21,9 +21,15 @@ def _read_csv(path: Path, what: str = "data"):
     if not path.exists():
         raise FileNotFoundError(2, "No such file", str(path))
     try:
-        return pd.read_csv(path, encoding="utf-8-sig")
+        frame = pd.read_csv(path, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read {what} as CSV: {exc}") from exc
+    if frame.shape[1] < 2:  # e.g. an extxyz file: its first line parses as one column
+        raise DataError(
+            f"{path}: {what} is not a comma-separated table (one column, {list(frame.columns)}); "
+            "give a CSV file with a header row of column names"
+        )
+    return frame
 
 
 def _check_counts(**counts: int) -> None:
