@@ -113,9 +113,39 @@ def test_vopt_on_a_model_and_the_trust_level(tiny_cu_model):
     sigma = [0.1] * 5
     picks = select_candidates(snaps, sigma, threshold=0.0, max_n=2, calc=model, method="vopt")
     assert len(set(picks)) == 2 and all(0 <= i < 5 for i in picks)
+    auto = select_candidates(snaps, sigma, threshold=0.0, max_n=2, calc=model, method="auto")
+    assert auto == select_candidates(
+        snaps, sigma, threshold=0.0, max_n=2, calc=model, method="sigma_fps"
+    )  # a network's default: σ × diversity
     assert _within([0.1, 0.5, 0.2], 0.3) == [0, 2]
     assert _within([0.5, 0.4], 0.3) == [0, 1]  # none within: all stay candidates
     assert _within([0.5], None) == [0]
+
+
+def test_auto_selection_is_v_optimal_for_a_linear_model(tmp_path):
+    import matloop
+    from matloop.active.select import select_candidates
+    from matloop.data import Dataset
+    from matloop.training import TrainConfig, train
+    from matloop.training.config import parse_config
+
+    labels = []
+    for seed in range(2):
+        a = _cu()
+        a.rattle(0.05, seed=seed)
+        labels.append(label_with(a, EMT()))
+    cfg = parse_config({"model": {"family": "ace", "params": SMALL_ACE}}, TrainConfig, "test")
+    model = matloop.load(train(Dataset(labels), tmp_path, config=cfg, progress=False).model_path)
+    snaps = []
+    for k in range(6):
+        a = _cu()
+        a.rattle(0.04 * (k + 1), seed=10 + k)
+        snaps.append(a)
+    sigma = [0.1] * 6
+    kw = {"threshold": 0.0, "max_n": 2, "calc": model}
+    vopt = select_candidates(snaps, sigma, method="vopt", **kw)
+    assert select_candidates(snaps, sigma, method="auto", **kw) == vopt
+    assert vopt != select_candidates(snaps, sigma, method="sigma_fps", **kw)
 
 
 def test_interstitial_and_surface_starts():

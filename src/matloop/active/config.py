@@ -16,6 +16,9 @@ from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
 from matloop.training.config import TrainConfig
 
+#: eV/Å: walkers stop at this max atomic forces_std when no other limit is configured
+DEFAULT_WALKER_LIMIT = 1.0
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -91,8 +94,12 @@ class ExploreConfig(_Strict):
             raise ValueError("pressures_gpa must be a non-empty list of finite pressures (GPa)")
         return v
 
-    uncertainty_limit: float = Field(
-        1.0, gt=0, description="stop a walker when max atomic forces_std exceeds this (eV/Å)"
+    uncertainty_limit: float | None = Field(
+        None,
+        gt=0,
+        description="stop a walker when max atomic forces_std exceeds this (eV/Å), or at "
+        "strategy.walker_stop_factor × the labelled median if that comes first; 1.0 when "
+        "neither is set",
     )
     start_from_dataset: float = Field(
         0.5, ge=0, le=1, description="fraction of walkers started from labelled structures"
@@ -118,8 +125,11 @@ class CommitteeConfig(_Strict):
     """
 
     family: str = "ace"
-    committee: int = Field(
-        4, ge=1, description="number of members; 1: one model with its own σ (ace, kernel)"
+    committee: int | None = Field(
+        None,
+        ge=1,
+        description="number of members; 1: one model with its own σ; default 1 for families "
+        "with their own σ (ace, kernel), else 4",
     )
     bootstrap: bool = True
     warm_start: bool = Field(True, description="start each member from its previous weights")
@@ -161,6 +171,15 @@ class CommitteeConfig(_Strict):
                 )
             train["model"] = {**model, "family": family}
         return {**data, "train": train}
+
+    @model_validator(mode="after")
+    def _default_committee(self) -> CommitteeConfig:
+        """One model where the family has its own σ (the issue's "own uncertainty first")."""
+        if self.committee is None:
+            from matloop.models import FAMILIES
+
+            self.committee = 1 if FAMILIES[self.family].own_variance else 4
+        return self
 
     def train_config(self) -> TrainConfig:
         """The typed training configuration of every member (a copy: training may change it)."""
@@ -288,7 +307,8 @@ explore:
   sample_interval: 10        # steps between candidate snapshots
   strains: [0.0]             # isotropic strains of the starting cells, e.g. [-0.02, 0, 0.02]
   pressures_gpa: null        # e.g. [0, 5]: NPT (Berendsen) instead of NVT
-  uncertainty_limit: 1.0     # eV/Å: a walker stops when max atomic forces_std exceeds this
+  uncertainty_limit: null    # eV/Å: a walker also stops when max atomic forces_std passes
+                             # this (with strategy.walker_stop_factor: whichever comes first)
 select:
   threshold: 0.05            # eV/Å: candidates need max atomic forces_std above this
   max_per_iteration: 10
@@ -296,8 +316,8 @@ select:
   descriptor: auto           # auto | model (calc.get_descriptors) | simple (radial histogram)
 model:
   family: ace
-  committee: 4               # members (different seeds and bootstrap subsets);
-                             # 1: one model with its own σ (ace posterior, kernel GP variance)
+  committee: null            # members (different seeds and bootstrap subsets); null: 1 for
+                             # families with their own σ (ace posterior, kernel GP), else 4
   bootstrap: true
   warm_start: true
   train: {}                  # TrainConfig overrides (see `matloop config template train`)
@@ -332,9 +352,12 @@ strategy:                    # how the loop starts, explores and selects
                              # - {kind: foundation_md, model: chgnet, temperatures: [900]}
                              # - {kind: strain, max_strain: 0.04}
                              # - {kind: vacancy}  - {kind: random_packing}
-  walker_stop_factor: null   # e.g. 3: walkers stop at 3 × the labelled structures' median σ
+  walker_stop_factor: 5.0    # walkers stop at 5 × the labelled structures' median σ
+                             # (null: only explore.uncertainty_limit, default 1 eV/Å)
   ramp_from_k: null          # K: walkers heat from here to their temperature
-  selection: fps             # fps | sigma_fps | dopt (D-optimal, linear models) | auto
+  selection: auto            # auto (vopt for linear models, else sigma_fps) | fps | sigma_fps
+                             # | dopt (D-optimal) | vopt (V-optimal: variance over explored)
+  select_within_limit: true  # pick only snapshots within the walkers' σ limit
   calibrate: true            # scale σ on the labels in hand every iteration
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from matloop.active.config import ExploreConfig
+from matloop.active.config import DEFAULT_WALKER_LIMIT, ExploreConfig
 from matloop.active.uncertainty import predict_uncertainty
 from matloop.errors import MatloopError
 
@@ -142,12 +142,14 @@ def explore(
 ) -> ExploreResult:
     """Run `cfg.walkers` walkers cycling over temperatures × strains (× pressures).
 
-    `limit` (σ units, calibrated) replaces ``cfg.uncertainty_limit``; `scale` is the calibration
-    factor on the model's σ; `ramp_from` (K) starts each walker there and heats it to its target;
+    `limit` (σ units, calibrated) replaces ``cfg.uncertainty_limit`` (default 1 eV/Å); `scale`
+    is the calibration factor on the model's σ; `ramp_from` (K) starts each walker there and
+    heats it to its target;
     `driver` (a calculator, e.g. a foundation model) moves the walkers instead of the model, whose
     σ still decides where they stop and what is selected.
     """
     rng = np.random.default_rng([seed, iteration])
+    walker_limit = cfg.uncertainty_limit or DEFAULT_WALKER_LIMIT
     pressures: list[float | None] = list(cfg.pressures_gpa) if cfg.pressures_gpa else [None]
     combos = list(itertools.product(cfg.temperatures, cfg.strains, pressures))
     result = ExploreResult()
@@ -159,7 +161,7 @@ def explore(
         spec = WalkerSpec(
             temperature=float(temperature),
             steps=cfg.steps,
-            limit=cfg.uncertainty_limit if limit is None else float(limit),
+            limit=walker_limit if limit is None else float(limit),
             pressure_gpa=pressure,
             ramp_from=None if ramp_from is None or ramp_from >= temperature else float(ramp_from),
             scale=scale,

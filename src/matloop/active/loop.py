@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from ase import Atoms
 
-from matloop.active.config import ActiveLearningConfig
+from matloop.active.config import DEFAULT_WALKER_LIMIT, ActiveLearningConfig
 from matloop.active.state import RunState
 from matloop.errors import ConfigError, DataError
 
@@ -252,18 +252,21 @@ class ActiveLearner:
         return out
 
     def walker_limit(self, model, scale: float, labelled: list[Atoms]) -> float:
-        """σ at which walkers stop: a multiple of the labelled structures' median σ, or fixed."""
+        """σ (eV/Å) at which walkers stop: the smaller of a multiple of the labelled structures'
+        median σ and the fixed ``explore.uncertainty_limit`` (1 eV/Å when neither is set)."""
         from matloop.active.uncertainty import predict_uncertainty
 
         factor = self.cfg.strategy.walker_stop_factor
+        cap = self.cfg.explore.uncertainty_limit
         if factor is None or not labelled:
-            return self.cfg.explore.uncertainty_limit
+            return DEFAULT_WALKER_LIMIT if cap is None else cap
         pool = [
             labelled[i]
             for i in np.linspace(0, len(labelled) - 1, min(30, len(labelled))).astype(int)
         ]
         ref = float(np.median([predict_uncertainty(model, a, scale).structure for a in pool]))
-        return factor * max(ref, 1e-6)
+        relative = factor * max(ref, 1e-6)
+        return relative if cap is None else min(relative, cap)
 
     def walker_driver(self, n_labels: int):
         """The calculator that moves the walkers (None: the model itself)."""

@@ -32,6 +32,7 @@ class FamilySpec:
     params: type[BaseModel]  # the class's ``Params``, from the torch-free matloop.models.params
     requires: str | None = None  # importable name of an optional package
     install_hint: str | None = None  # what to pip install when `requires` is missing
+    own_variance: bool = False  # a fitted model gives its own predictive σ (no committee needed)
 
     @property
     def installed(self) -> bool:
@@ -59,6 +60,7 @@ _SPECS = [
         "KernelPotential",
         "SOAP-like power spectrum + sparse Gaussian process (energy variance)",
         _params.KernelParams,
+        own_variance=True,
     ),
     FamilySpec(
         "ace",
@@ -66,6 +68,7 @@ _SPECS = [
         "AcePotential",
         "Linear atomic cluster expansion (closed-form Bayesian fit, posterior σ)",
         _params.AceParams,
+        own_variance=True,
     ),
     FamilySpec(
         "mace",
