@@ -29,9 +29,15 @@ def make_covar_module(
     kernel: str = "matern52",
     priors: bool = True,
     bias: bool = False,
+    input_warp: bool = False,
     batch_shape=None,
 ):
-    """GPyTorch covariance module on unit-cube inputs: scale × base kernel (+ constant)."""
+    """GPyTorch covariance module on unit-cube inputs: scale × base kernel (+ constant).
+
+    `input_warp`: each input first goes through a learned Kumaraswamy CDF (as BoTorch's
+    ``Warp``, log-normal priors on both concentrations centred on the identity), fitted with
+    the kernel.
+    """
     import torch
     from gpytorch.kernels import ConstantKernel, MaternKernel, RBFKernel, ScaleKernel
     from gpytorch.priors import GammaPrior, LogNormalPrior
@@ -51,7 +57,56 @@ def make_covar_module(
     )
     if bias:
         covar = covar + ConstantKernel(batch_shape=batch_shape)
+    if input_warp:
+        covar = _warped_kernel_class()(covar, dim, batch_shape)
     return covar
+
+
+def _warped_kernel_class():
+    import torch
+    from gpytorch.constraints import GreaterThan
+    from gpytorch.kernels import Kernel
+    from gpytorch.priors import LogNormalPrior
+
+    class WarpedKernel(Kernel):
+        """k(w(x), w(x')) with w(x) = 1 − (1 − x^a)^b per dimension (Kumaraswamy CDF, as
+        BoTorch's ``Warp``) on unit-cube inputs; a, b > 0 with log-normal priors at 1 (identity).
+        Written out here because ``Warp`` leaves a, b unconstrained for a bounded optimiser."""
+
+        def __init__(self, base, dim: int, batch_shape):
+            super().__init__(batch_shape=batch_shape)
+            self.base = base
+            for name in ("a", "b"):
+                self.register_parameter(
+                    f"raw_{name}", torch.nn.Parameter(torch.zeros(*batch_shape, 1, dim))
+                )
+                self.register_constraint(f"raw_{name}", GreaterThan(1e-4))
+                self.register_prior(
+                    f"{name}_prior",
+                    LogNormalPrior(0.0, 0.75**0.5),
+                    lambda m, n=name: getattr(m, f"raw_{n}_constraint").transform(
+                        getattr(m, f"raw_{n}")
+                    ),
+                )
+            with torch.no_grad():  # a = b = 1: no warping to start with
+                for name in ("a", "b"):
+                    c = getattr(self, f"raw_{name}_constraint")
+                    getattr(self, f"raw_{name}").fill_(
+                        float(c.inverse_transform(torch.tensor(1.0)))
+                    )
+
+        def _w(self, x):
+            a = self.raw_a_constraint.transform(self.raw_a)
+            b = self.raw_b_constraint.transform(self.raw_b)
+            x = x.clamp(0.0, 1.0) * (1 - 2e-7) + 1e-7
+            return 1 - (1 - x.pow(a)).pow(b)
+
+        def forward(self, x1, x2, diag=False, **params):
+            w1 = self._w(x1)
+            w2 = w1 if x2 is x1 else self._w(x2)
+            return self.base.forward(w1, w2, diag=diag, **params)
+
+    return WarpedKernel
 
 
 def fit_gp(
