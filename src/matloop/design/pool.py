@@ -530,12 +530,18 @@ def suggest_from_pool(
     beta: float = 4.0,
     min_observations: int = 2,
     mc_samples: int = 256,
+    input_warp: bool = True,
+    drop_simplex: bool = True,
     data_name: str = "data",
     pool_name: str = "candidates",
 ):
     """Pick the next `batch` rows of the finite `pool` (DataFrame) given observed `data`.
 
-    Rows of the pool already in `data` (same inputs) are never suggested. Returns a
+    The GP is the benchmark's default (``benchmarks/bo_liang.py``): ARD Matérn-5/2 with priors,
+    `input_warp` (a learned Kumaraswamy CDF per input) and, when the inputs are mixture
+    fractions with a constant sum, without the redundant last fraction (`drop_simplex`,
+    :func:`simplex_columns`). Rows of the pool already in `data` (same inputs) are never
+    suggested. Returns a
     :class:`matloop.design.bo.Suggestion` whose table holds the chosen pool rows (original
     columns and ``pool_row``, 0-based) with predictions and acquisition values.
     """
@@ -577,11 +583,17 @@ def suggest_from_pool(
         table["acquisition_function"] = "space-filling (maximin distance)"
         return Suggestion(table, "space-filling", "space-filling", messages)
 
-    bounds = np.stack([lo, lo + width])
+    keep = np.arange(len(cols))
     if model == "gp":
         from matloop.design.surrogates import fit_gp_list
 
-        bmodel = fit_gp_list(Xo, Y, bounds=bounds)
+        if drop_simplex:
+            keep = simplex_columns(np.concatenate([Xp, Xo]))
+        if len(keep) < len(cols):
+            messages.append(f"mixture fractions: the GP models {', '.join(cols[: len(keep)])}")
+        Xo, Xp = Xo[:, keep], Xp[:, keep]
+        bounds = np.stack([lo, lo + width])[:, keep]
+        bmodel = fit_gp_list(Xo, Y, bounds=bounds, input_warp=input_warp)
     else:
         from matloop.design.surrogates import ForestSurrogate
 

@@ -119,12 +119,14 @@ def fit_gp(
     priors: bool = True,
     bias: bool = False,
     fixed_noise: float | None = None,
+    input_warp: bool = False,
     max_fit_rows: int = 1000,
     seed: int = 0,
 ):
     """Fit a ``SingleTaskGP`` to `X` (n × d) and `y` (n,), n ≥ 2.
 
     `bounds` (2 × d) are the input ranges mapped to the unit cube (default: the data's range).
+    `input_warp`: a learned Kumaraswamy CDF per input (:func:`make_covar_module`).
     `fixed_noise`: noise variance in units of var(y) held fixed (e.g. 0.01), else fitted.
     Above `max_fit_rows` rows the hyper-parameters are fitted on a random subset of that size
     and the returned GP conditions on all rows with them (one O(n³) solve instead of one per
@@ -142,7 +144,13 @@ def fit_gp(
         lo, hi = X.min(axis=0), X.max(axis=0)
         bounds = np.stack([lo, np.where(hi > lo, hi, lo + 1.0)])
     kw = dict(
-        bounds=bounds, ard=ard, kernel=kernel, priors=priors, bias=bias, fixed_noise=fixed_noise
+        bounds=bounds,
+        ard=ard,
+        kernel=kernel,
+        priors=priors,
+        bias=bias,
+        fixed_noise=fixed_noise,
+        input_warp=input_warp,
     )
     if len(y) > max_fit_rows:
         return _fit_gp_subset(X, y, max_fit_rows=max_fit_rows, seed=seed, **kw)
@@ -158,7 +166,7 @@ def fit_gp(
     return model
 
 
-def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise):
+def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise, input_warp=False):
     """An unfitted ``SingleTaskGP`` with our kernel, priors and transforms."""
     import torch
     from botorch.models import SingleTaskGP
@@ -170,7 +178,9 @@ def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise):
     yvar = None
     if fixed_noise is not None:
         yvar = torch.full_like(yt, fixed_noise * max(float(np.var(y)), 1e-12))
-    covar = make_covar_module(X.shape[1], ard=ard, kernel=kernel, priors=priors, bias=bias)
+    covar = make_covar_module(
+        X.shape[1], ard=ard, kernel=kernel, priors=priors, bias=bias, input_warp=input_warp
+    )
     return SingleTaskGP(
         Xt,
         yt,
