@@ -4,13 +4,15 @@ This is the lab situation "we can make any of these N recipes" and the protocol 
 Liang et al., npj Comput. Mater. 7, 188 (2021).
 
 * :func:`suggest_from_pool` — the ask step for users (``matloop design suggest --candidates``):
-  BoTorch surrogate (:mod:`matloop.design.surrogates`), acquisition
+  BoTorch surrogate (:mod:`matloop.design.surrogates`; optionally with warped inputs and
+  without the redundant last mixture fraction), acquisition
   (:mod:`matloop.design.acquisition`) and BoTorch's discrete optimiser over the unobserved rows.
 * :func:`pool_bo_batched` — many simulated campaigns at once for benchmarks: one batched
   BoTorch ``SingleTaskGP`` (Matérn-5/2, ARD or isotropic, priors) whose hyper-parameters are
   refitted on a schedule, and an exact posterior updated by one Cholesky row per experiment.
   Acquisitions (minimisation, standardised units): ``lcb`` μ − κσ, ``lcb_decay`` (κ → 0.5),
-  ``ei``, ``pi``.
+  ``ei``, ``pi``. Options: input warping, mixture inputs without the redundant fraction
+  (:func:`simplex_columns`), outcome warps (:func:`warp_outcomes`).
 * :func:`pool_forest_batched` — the same protocol with the random-forest surrogate
   (:class:`matloop.design.surrogates.ForestSurrogate`, σ = spread over the trees), LCB.
 """
@@ -530,17 +532,18 @@ def suggest_from_pool(
     beta: float = 4.0,
     min_observations: int = 2,
     mc_samples: int = 256,
-    input_warp: bool = True,
-    drop_simplex: bool = True,
+    input_warp: bool = False,
+    drop_simplex: bool = False,
     data_name: str = "data",
     pool_name: str = "candidates",
 ):
     """Pick the next `batch` rows of the finite `pool` (DataFrame) given observed `data`.
 
-    The GP is the benchmark's default (``benchmarks/bo_liang.py``): ARD Matérn-5/2 with priors,
-    `input_warp` (a learned Kumaraswamy CDF per input) and, when the inputs are mixture
-    fractions with a constant sum, without the redundant last fraction (`drop_simplex`,
-    :func:`simplex_columns`). Rows of the pool already in `data` (same inputs) are never
+    The GP is the benchmark's default (``benchmarks/bo_liang.py``): ARD Matérn-5/2 with priors
+    on the pool's unit cube. Options (off by default; see benchmarks/README.md for why):
+    `input_warp`, a learned Kumaraswamy CDF per input; `drop_simplex`, leave out the redundant
+    last fraction when the inputs are mixture fractions with a constant sum
+    (:func:`simplex_columns`). Rows of the pool already in `data` (same inputs) are never
     suggested. Returns a
     :class:`matloop.design.bo.Suggestion` whose table holds the chosen pool rows (original
     columns and ``pool_row``, 0-based) with predictions and acquisition values.
