@@ -44,8 +44,8 @@ DATASETS = {  # file: maximise?
     "AutoAM": ("AutoAM_dataset.csv", True),
 }
 METHODS = {
-    # ours: ARD Matérn-5/2 with BoTorch's priors; LCB μ − κσ with κ = 1 (see benchmarks/README.md
-    # for how κ was chosen and for the selection among the variants below)
+    # ours (the default, first): ARD Matérn-5/2 with BoTorch's priors; LCB μ − κσ with κ = 1 (see
+    # benchmarks/README.md for how κ was chosen and for the two selections among the variants)
     "GP-M52-ARD-priors-LCB(kappa=1)": dict(acquisition="lcb", kappa=1.0, ard=True, priors=True),
     "GP-M52-ARD-priors-LCB(kappa=0.5)": dict(acquisition="lcb", kappa=0.5, ard=True, priors=True),
     # κ = 2: the acquisition of the authors' released "LCB2" (-μ + 2σ) with our GP
@@ -59,6 +59,34 @@ METHODS = {
     "GP-M52-ARD-priors-PI": dict(acquisition="pi", ard=True, priors=True),
     "GP-M52-ARD-priors-LCB(kappa=2->0.5)": dict(
         acquisition="lcb_decay", kappa=2.0, ard=True, priors=True
+    ),
+    # outcome warps (matloop.design.pool.warp_outcomes), input warping and mixture inputs without
+    # their redundant last fraction (simplex_columns): the candidates of the second selection
+    "GP-M52-ARD-priors-copula-LCB(kappa=1)": dict(
+        acquisition="lcb", kappa=1.0, ard=True, priors=True, y_warp="copula"
+    ),
+    "GP-M52-ARD-priors-copula-LCB(kappa=2)": dict(
+        acquisition="lcb", kappa=2.0, ard=True, priors=True, y_warp="copula"
+    ),
+    "GP-M52-ARD-priors-power-LCB(kappa=1)": dict(
+        acquisition="lcb", kappa=1.0, ard=True, priors=True, y_warp="power"
+    ),
+    "GP-M52-ARD-priors-simplex-LCB(kappa=1)": dict(
+        acquisition="lcb", kappa=1.0, ard=True, priors=True, drop_simplex=True
+    ),
+    "GP-M52-ARD-priors-simplex-power-LCB(kappa=1)": dict(
+        acquisition="lcb", kappa=1.0, ard=True, priors=True, drop_simplex=True, y_warp="power"
+    ),
+    "GP-M52-ARD-priors-warp-LCB(kappa=1)": dict(
+        acquisition="lcb", kappa=1.0, ard=True, priors=True, input_warp=True
+    ),
+    # the second selection's winner on seeds 1000-1049; loses the Crossed-barrel anchor at 50
+    # and 100 experiments on the reported seeds, so not the default
+    "GP-M52-ARD-priors-simplex-warp-LCB(kappa=1)": dict(
+        acquisition="lcb", kappa=1.0, ard=True, priors=True, drop_simplex=True, input_warp=True
+    ),
+    "GP-M52-ARD-priors-simplex-copula-LCB(kappa=1)": dict(
+        acquisition="lcb", kappa=1.0, ard=True, priors=True, drop_simplex=True, y_warp="copula"
     ),
     # random forest (100 trees, sigma = spread over trees), LCB kappa = 1: the authors' "RF_LCB11"
     "RF-LCB(kappa=1)": dict(engine="forest", kappa=1.0, n_estimators=100),
@@ -121,6 +149,33 @@ REFERENCE_SOURCE = (
     "PV-Lab/Benchmarking, 'Benchmarking Barplots.ipynb' (commit e34c3d3, 2020-10-07), "
     "table 'Secondary Data.csv'; method from the per-dataset notebook's EF figure"
 )
+
+
+# The authors' GP-M52-LCB2 array (the anchor), mean EF at 30 / 50 / 100 experiments.
+ANCHOR_EF = {"30": 3.77, "50": 3.86, "100": 3.54}
+
+
+def targets_met(results: dict[str, dict]) -> dict:
+    """The selection score of one method: `results` maps dataset -> its :func:`ef_af` output.
+
+    Targets (11): Crossed barrel EF@30/50/100 >= ANCHOR_EF; on each other dataset EF_max and
+    experiments to Top% 0.8 at least as good as REFERENCE. Ties: geometric mean of EF_max.
+    """
+    met = {}
+    cb = results.get("Crossed barrel")
+    for b, target in ANCHOR_EF.items():
+        met[f"Crossed barrel EF@{b}"] = bool(cb) and cb["EF"].get(b, 0.0) >= target
+    for name in REFERENCE:
+        ok = compare_reference(name, results[name]) if name in results else None
+        met[f"{name} EF_max"] = bool(ok and ok["EF_max"])
+        met[f"{name} Top% 0.8"] = bool(ok and ok["experiments_to_0.8"])
+    efs = [r["EF_max"] for r in results.values()]
+    return {
+        "targets_met": sum(met.values()),
+        "of": len(met),
+        "geomean_EF_max": float(np.exp(np.mean(np.log(efs)))) if efs else None,
+        "met": met,
+    }
 
 
 def load(data_dir: Path, name: str):

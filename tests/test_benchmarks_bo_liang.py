@@ -61,3 +61,19 @@ def test_comparison_with_the_authors_2020_numbers():
         "experiments_to_0.8": False,
     }
     assert bo_liang.compare_reference("Crossed barrel", ok) is None
+
+
+def test_selection_score_counts_the_eleven_targets():
+    res = {
+        "Crossed barrel": {"EF": {"30": 3.8, "50": 3.85, "100": 3.6}, "EF_max": 4.0},
+        "Perovskite": {"EF_max": 1.8, "experiments_to": {"0.8": 31}},
+        "AgNP": {"EF_max": 5.0, "experiments_to": {"0.8": 20}},
+        "P3HT": {"EF_max": 3.9, "experiments_to": {}},
+        "AutoAM": {"EF_max": 2.7, "experiments_to": {"0.8": 25}},
+    }
+    score = bo_liang.targets_met(res)
+    # met: CB @30 and @100, Perovskite EF_max, AgNP both, AutoAM both; missed: CB @50, P3HT both
+    assert (score["targets_met"], score["of"]) == (7, 11)
+    assert not score["met"]["Crossed barrel EF@50"] and not score["met"]["Perovskite Top% 0.8"]
+    efs = [4.0, 1.8, 5.0, 3.9, 2.7]
+    assert score["geomean_EF_max"] == pytest.approx(np.prod(efs) ** (1 / 5))

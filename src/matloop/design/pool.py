@@ -4,13 +4,15 @@ This is the lab situation "we can make any of these N recipes" and the protocol 
 Liang et al., npj Comput. Mater. 7, 188 (2021).
 
 * :func:`suggest_from_pool` — the ask step for users (``matloop design suggest --candidates``):
-  BoTorch surrogate (:mod:`matloop.design.surrogates`), acquisition
+  BoTorch surrogate (:mod:`matloop.design.surrogates`; optionally with warped inputs and
+  without the redundant last mixture fraction), acquisition
   (:mod:`matloop.design.acquisition`) and BoTorch's discrete optimiser over the unobserved rows.
 * :func:`pool_bo_batched` — many simulated campaigns at once for benchmarks: one batched
   BoTorch ``SingleTaskGP`` (Matérn-5/2, ARD or isotropic, priors) whose hyper-parameters are
   refitted on a schedule, and an exact posterior updated by one Cholesky row per experiment.
   Acquisitions (minimisation, standardised units): ``lcb`` μ − κσ, ``lcb_decay`` (κ → 0.5),
-  ``ei``, ``pi``.
+  ``ei``, ``pi``. Options: input warping, mixture inputs without the redundant fraction
+  (:func:`simplex_columns`), outcome warps (:func:`warp_outcomes`).
 * :func:`pool_forest_batched` — the same protocol with the random-forest surrogate
   (:class:`matloop.design.surrogates.ForestSurrogate`, σ = spread over the trees), LCB.
 """
@@ -88,7 +90,7 @@ class _BatchedPosterior:
         return mu, var.sqrt()
 
 
-def _fit_batched_gp(Xo, yo, *, ard, priors, bias, fixed_noise, previous, maxiter):
+def _fit_batched_gp(Xo, yo, *, ard, priors, bias, fixed_noise, previous, maxiter, input_warp=False):
     """Batched ``SingleTaskGP`` (one GP per run) on unit-cube inputs and standardised y."""
     import torch
     from botorch.models import SingleTaskGP
@@ -100,7 +102,9 @@ def _fit_batched_gp(Xo, yo, *, ard, priors, bias, fixed_noise, previous, maxiter
     from matloop.design.surrogates import make_covar_module
 
     R, _, d = Xo.shape
-    covar = make_covar_module(d, ard=ard, priors=priors, bias=bias, batch_shape=[R])
+    covar = make_covar_module(
+        d, ard=ard, priors=priors, bias=bias, input_warp=input_warp, batch_shape=[R]
+    )
     kw = {}
     if fixed_noise is not None:
         kw["train_Yvar"] = torch.full_like(yo[..., None], fixed_noise)
@@ -124,11 +128,11 @@ def _fit_sum_lbfgs(mll, maxiter: int) -> bool:
     """Maximise the summed (independent) log marginal likelihoods of a batched GP with one
     torch L-BFGS: BoTorch's per-batch scipy optimisers cost a Python loop per run and step.
 
-    Returns False when the optimiser stepped into a non-positive-definite covariance; the
+    Returns False when the optimiser stepped into a non-positive-definite (or NaN) covariance; the
     hyper-parameters are then put back to where they were before the fit (the caller counts it).
     """
     import torch
-    from linear_operator.utils.errors import NotPSDError
+    from linear_operator.utils.errors import NanError, NotPSDError
 
     model = mll.model
     model.train()
@@ -154,12 +158,76 @@ def _fit_sum_lbfgs(mll, maxiter: int) -> bool:
         warnings.simplefilter("ignore")
         try:
             opt.step(closure)
-        except NotPSDError:
+        except (NotPSDError, NanError):
             with torch.no_grad():
                 for p, b in zip(params, before, strict=True):
                     p.copy_(b)
             return False
     return True
+
+
+Y_WARPS = ("standardize", "copula", "power")
+
+
+def warp_outcomes(y: np.ndarray, warp: str = "standardize", params=None) -> np.ndarray:
+    """Observed values `y` (runs × t, or t) → the values the GP is fitted to, per run (row).
+
+    ``standardize``: zero mean, unit variance. ``copula``: rank-based Gaussian copula, Φ⁻¹ of
+    the mid-rank quantiles (ties share their mean rank), then standardised: only the order of
+    the observations matters. ``power``: HEBO's power warp: y / std(y), then Box-Cox when every
+    value is positive, else Yeo-Johnson, λ by maximum likelihood (clipped to [-2, 2]), then
+    standardised; `params` from :func:`fit_power_warp` keeps λ fixed (e.g. between refits).
+    """
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    if warp not in Y_WARPS:
+        raise ConfigError(f"unknown outcome warp {warp!r}; choose from {Y_WARPS}")
+    y = np.asarray(y, dtype=float)
+    Y = np.atleast_2d(y)
+    if warp == "copula":
+        Y = ndtri((rankdata(Y, axis=1) - 0.5) / Y.shape[1])
+    elif warp == "power":
+        params = fit_power_warp(Y) if params is None else params
+        Y = np.stack([_power(r, *pr) for r, pr in zip(Y, params, strict=True)])
+    sd = np.maximum(Y.std(axis=1, ddof=1, keepdims=True), 1e-9) if Y.shape[1] > 1 else 1.0
+    return ((Y - Y.mean(axis=1, keepdims=True)) / sd).reshape(y.shape)
+
+
+def fit_power_warp(Y: np.ndarray) -> list[tuple[bool, float, float]]:
+    """Per row of `Y`: (Box-Cox?, λ, scale) of :func:`warp_outcomes`' ``power`` warp."""
+    from scipy.stats import boxcox_normmax, yeojohnson_normmax
+
+    out = []
+    for r in np.atleast_2d(np.asarray(Y, dtype=float)):
+        scale = max(float(r.std()), 1e-12)
+        x = r / scale
+        box = bool(np.all(x > 0))
+        lam = 1.0
+        if len(x) > 2 and np.ptp(x) > 1e-12:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                lam = float(boxcox_normmax(x, method="mle") if box else yeojohnson_normmax(x))
+        out.append((box, float(np.clip(lam, -2.0, 2.0)) if np.isfinite(lam) else 1.0, scale))
+    return out
+
+
+def _power(r: np.ndarray, box: bool, lam: float, scale: float) -> np.ndarray:
+    from scipy.stats import boxcox, yeojohnson
+
+    x = r / scale
+    if box and np.all(x > 0):
+        return boxcox(x, lmbda=lam)
+    return yeojohnson(x, lmbda=lam)
+
+
+def simplex_columns(X: np.ndarray, rtol: float = 0.025) -> np.ndarray:
+    """Indices of the input columns to model: all but the last when every row sums to the same
+    total within `rtol` (mixture fractions: the last is then fixed by the others), else all."""
+    s = np.asarray(X, dtype=float).sum(axis=1)
+    d = X.shape[1]
+    on_simplex = d > 1 and np.all(X >= 0) and np.ptp(s) <= rtol * max(abs(float(s.mean())), 1e-12)
+    return np.arange(d - 1 if on_simplex else d)
 
 
 def unit_cube(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,6 +251,9 @@ def pool_bo_batched(
     priors: bool = True,
     bias: bool = False,
     fixed_noise: float | None = None,
+    y_warp: str = "standardize",
+    drop_simplex: bool = False,
+    input_warp: bool = False,
     maxiter: int = 40,
     refit=refit_schedule,
     stats: dict | None = None,
@@ -195,11 +266,20 @@ def pool_bo_batched(
     until `n_cycles` points (default: the whole pool). GP: BoTorch ``SingleTaskGP``, Matérn-5/2,
     `ard`, `priors` (BoTorch's dimension-scaled length-scale prior, Gamma output scale, log-normal
     noise), optional constant (`bias`) kernel and `fixed_noise` (variance in units of var(y));
-    inputs scaled to the pool's unit cube, y standardised at each hyper-parameter fit.
+    inputs scaled to the pool's unit cube (`drop_simplex`: without the redundant last column of
+    mixture fractions, :func:`simplex_columns`; `input_warp`: a learned Kumaraswamy CDF per
+    input, :func:`matloop.design.surrogates.make_covar_module`). Outcomes:
+    ``y_warp="standardize"`` standardises y at each hyper-parameter fit; ``copula`` /
+    ``power`` (:func:`warp_outcomes`) re-warp all observations at every step, the GP's
+    hyper-parameters following the refit schedule.
     Returns runs × experiments pool indices in the order measured.
     """
     import torch
 
+    if y_warp not in Y_WARPS:
+        raise ConfigError(f"unknown outcome warp {y_warp!r}; choose from {Y_WARPS}")
+    if drop_simplex:
+        X = X[:, simplex_columns(X)]
     N, d = X.shape
     n_cycles = N if n_cycles is None else min(n_cycles, N)
     R = len(seeds)
@@ -213,7 +293,7 @@ def pool_bo_batched(
     )
     seen = torch.zeros(R, N, dtype=torch.bool)
     seen.scatter_(1, order, True)
-    post, state, ystats = None, None, None
+    post, state, ystats, wparams = None, None, None, None
     while order.shape[1] < n_cycles:
         t = order.shape[1]
         if post is None or refit(t):
@@ -222,6 +302,9 @@ def pool_bo_batched(
             sd_y = yo.std(1, keepdim=True).clamp_min(1e-9)
             ystats = (mu_y, sd_y)
             ys = (yo - mu_y) / sd_y
+            if y_warp != "standardize":
+                wparams = fit_power_warp(yo.numpy()) if y_warp == "power" else None
+                ys = torch.tensor(warp_outcomes(yo.numpy(), y_warp, wparams), dtype=torch.double)
             Xo = Xu[order]
             model = _fit_batched_gp(
                 Xo,
@@ -232,6 +315,7 @@ def pool_bo_batched(
                 fixed_noise=fixed_noise,
                 previous=state,
                 maxiter=maxiter,
+                input_warp=input_warp,
             )
             state = model.state_dict()
             if stats is not None:
@@ -248,6 +332,9 @@ def pool_bo_batched(
         seen[torch.arange(R), pick] = True
         order = torch.cat([order, pick[:, None]], dim=1)
         post.add(pick, (yt[pick] - ystats[0][:, 0]) / ystats[1][:, 0])
+        if y_warp != "standardize":  # ranks change with every observation (λ at refits)
+            warped = warp_outcomes(yt[order].numpy(), y_warp, wparams)
+            post.ys = torch.tensor(warped, dtype=torch.double)
         if on_step is not None:
             on_step(order.shape[1])
     return order.numpy()
@@ -445,12 +532,19 @@ def suggest_from_pool(
     beta: float = 4.0,
     min_observations: int = 2,
     mc_samples: int = 256,
+    input_warp: bool = False,
+    drop_simplex: bool = False,
     data_name: str = "data",
     pool_name: str = "candidates",
 ):
     """Pick the next `batch` rows of the finite `pool` (DataFrame) given observed `data`.
 
-    Rows of the pool already in `data` (same inputs) are never suggested. Returns a
+    The GP is the benchmark's default (``benchmarks/bo_liang.py``): ARD Matérn-5/2 with priors
+    on the pool's unit cube. Options (off by default; see benchmarks/README.md for why):
+    `input_warp`, a learned Kumaraswamy CDF per input; `drop_simplex`, leave out the redundant
+    last fraction when the inputs are mixture fractions with a constant sum
+    (:func:`simplex_columns`). Rows of the pool already in `data` (same inputs) are never
+    suggested. Returns a
     :class:`matloop.design.bo.Suggestion` whose table holds the chosen pool rows (original
     columns and ``pool_row``, 0-based) with predictions and acquisition values.
     """
@@ -492,11 +586,17 @@ def suggest_from_pool(
         table["acquisition_function"] = "space-filling (maximin distance)"
         return Suggestion(table, "space-filling", "space-filling", messages)
 
-    bounds = np.stack([lo, lo + width])
+    keep = np.arange(len(cols))
     if model == "gp":
         from matloop.design.surrogates import fit_gp_list
 
-        bmodel = fit_gp_list(Xo, Y, bounds=bounds)
+        if drop_simplex:
+            keep = simplex_columns(np.concatenate([Xp, Xo]))
+        if len(keep) < len(cols):
+            messages.append(f"mixture fractions: the GP models {', '.join(cols[: len(keep)])}")
+        Xo, Xp = Xo[:, keep], Xp[:, keep]
+        bounds = np.stack([lo, lo + width])[:, keep]
+        bmodel = fit_gp_list(Xo, Y, bounds=bounds, input_warp=input_warp)
     else:
         from matloop.design.surrogates import ForestSurrogate
 

@@ -29,9 +29,15 @@ def make_covar_module(
     kernel: str = "matern52",
     priors: bool = True,
     bias: bool = False,
+    input_warp: bool = False,
     batch_shape=None,
 ):
-    """GPyTorch covariance module on unit-cube inputs: scale × base kernel (+ constant)."""
+    """GPyTorch covariance module on unit-cube inputs: scale × base kernel (+ constant).
+
+    `input_warp`: each input first goes through a learned Kumaraswamy CDF (as BoTorch's
+    ``Warp``, log-normal priors on both concentrations centred on the identity), fitted with
+    the kernel.
+    """
     import torch
     from gpytorch.kernels import ConstantKernel, MaternKernel, RBFKernel, ScaleKernel
     from gpytorch.priors import GammaPrior, LogNormalPrior
@@ -51,7 +57,56 @@ def make_covar_module(
     )
     if bias:
         covar = covar + ConstantKernel(batch_shape=batch_shape)
+    if input_warp:
+        covar = _warped_kernel_class()(covar, dim, batch_shape)
     return covar
+
+
+def _warped_kernel_class():
+    import torch
+    from gpytorch.constraints import GreaterThan
+    from gpytorch.kernels import Kernel
+    from gpytorch.priors import LogNormalPrior
+
+    class WarpedKernel(Kernel):
+        """k(w(x), w(x')) with w(x) = 1 − (1 − x^a)^b per dimension (Kumaraswamy CDF, as
+        BoTorch's ``Warp``) on unit-cube inputs; a, b > 0 with log-normal priors at 1 (identity).
+        Written out here because ``Warp`` leaves a, b unconstrained for a bounded optimiser."""
+
+        def __init__(self, base, dim: int, batch_shape):
+            super().__init__(batch_shape=batch_shape)
+            self.base = base
+            for name in ("a", "b"):
+                self.register_parameter(
+                    f"raw_{name}", torch.nn.Parameter(torch.zeros(*batch_shape, 1, dim))
+                )
+                self.register_constraint(f"raw_{name}", GreaterThan(1e-4))
+                self.register_prior(
+                    f"{name}_prior",
+                    LogNormalPrior(0.0, 0.75**0.5),
+                    lambda m, n=name: getattr(m, f"raw_{n}_constraint").transform(
+                        getattr(m, f"raw_{n}")
+                    ),
+                )
+            with torch.no_grad():  # a = b = 1: no warping to start with
+                for name in ("a", "b"):
+                    c = getattr(self, f"raw_{name}_constraint")
+                    getattr(self, f"raw_{name}").fill_(
+                        float(c.inverse_transform(torch.tensor(1.0)))
+                    )
+
+        def _w(self, x):
+            a = self.raw_a_constraint.transform(self.raw_a)
+            b = self.raw_b_constraint.transform(self.raw_b)
+            x = x.clamp(0.0, 1.0) * (1 - 2e-7) + 1e-7
+            return 1 - (1 - x.pow(a)).pow(b)
+
+        def forward(self, x1, x2, diag=False, **params):
+            w1 = self._w(x1)
+            w2 = w1 if x2 is x1 else self._w(x2)
+            return self.base.forward(w1, w2, diag=diag, **params)
+
+    return WarpedKernel
 
 
 def fit_gp(
@@ -64,12 +119,14 @@ def fit_gp(
     priors: bool = True,
     bias: bool = False,
     fixed_noise: float | None = None,
+    input_warp: bool = False,
     max_fit_rows: int = 1000,
     seed: int = 0,
 ):
     """Fit a ``SingleTaskGP`` to `X` (n × d) and `y` (n,), n ≥ 2.
 
     `bounds` (2 × d) are the input ranges mapped to the unit cube (default: the data's range).
+    `input_warp`: a learned Kumaraswamy CDF per input (:func:`make_covar_module`).
     `fixed_noise`: noise variance in units of var(y) held fixed (e.g. 0.01), else fitted.
     Above `max_fit_rows` rows the hyper-parameters are fitted on a random subset of that size
     and the returned GP conditions on all rows with them (one O(n³) solve instead of one per
@@ -87,7 +144,13 @@ def fit_gp(
         lo, hi = X.min(axis=0), X.max(axis=0)
         bounds = np.stack([lo, np.where(hi > lo, hi, lo + 1.0)])
     kw = dict(
-        bounds=bounds, ard=ard, kernel=kernel, priors=priors, bias=bias, fixed_noise=fixed_noise
+        bounds=bounds,
+        ard=ard,
+        kernel=kernel,
+        priors=priors,
+        bias=bias,
+        fixed_noise=fixed_noise,
+        input_warp=input_warp,
     )
     if len(y) > max_fit_rows:
         return _fit_gp_subset(X, y, max_fit_rows=max_fit_rows, seed=seed, **kw)
@@ -103,7 +166,7 @@ def fit_gp(
     return model
 
 
-def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise):
+def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise, input_warp=False):
     """An unfitted ``SingleTaskGP`` with our kernel, priors and transforms."""
     import torch
     from botorch.models import SingleTaskGP
@@ -115,7 +178,9 @@ def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise):
     yvar = None
     if fixed_noise is not None:
         yvar = torch.full_like(yt, fixed_noise * max(float(np.var(y)), 1e-12))
-    covar = make_covar_module(X.shape[1], ard=ard, kernel=kernel, priors=priors, bias=bias)
+    covar = make_covar_module(
+        X.shape[1], ard=ard, kernel=kernel, priors=priors, bias=bias, input_warp=input_warp
+    )
     return SingleTaskGP(
         Xt,
         yt,
