@@ -37,11 +37,9 @@ def test_template_is_a_valid_config(tmp_path):
     assert cfg.initial.structures == str((tmp_path / "start.xyz").resolve())
 
 
-def test_defaults_use_the_models_own_sigma_and_a_relative_walker_limit(tmp_path):
+def test_default_committee_is_the_models_own_sigma_where_it_has_one(tmp_path):
     cfg = load_config(_write_config(tmp_path))
     assert cfg.model.family == "ace" and cfg.model.committee == 1  # the posterior σ
-    assert cfg.strategy.walker_stop_factor == 5.0 and cfg.strategy.select_within_limit
-    assert cfg.strategy.selection == "auto"
     bpnn = load_config(_write_config(tmp_path, **{"model.family": "bpnn"}))
     assert bpnn.model.committee == 4  # no σ of its own: a committee
     given = load_config(_write_config(tmp_path, **{"model.committee": 3}))

@@ -122,7 +122,7 @@ def test_vopt_on_a_model_and_the_trust_level(tiny_cu_model):
     assert _within([0.5], None) == [0]
 
 
-def test_auto_selection_is_v_optimal_for_a_linear_model(tmp_path):
+def test_auto_selection_is_d_optimal_for_a_linear_model(tmp_path):
     import matloop
     from matloop.active.select import select_candidates
     from matloop.data import Dataset
@@ -143,9 +143,9 @@ def test_auto_selection_is_v_optimal_for_a_linear_model(tmp_path):
         snaps.append(a)
     sigma = [0.1] * 6
     kw = {"threshold": 0.0, "max_n": 2, "calc": model}
-    vopt = select_candidates(snaps, sigma, method="vopt", **kw)
-    assert select_candidates(snaps, sigma, method="auto", **kw) == vopt
-    assert vopt != select_candidates(snaps, sigma, method="sigma_fps", **kw)
+    dopt = select_candidates(snaps, sigma, method="dopt", **kw)
+    assert select_candidates(snaps, sigma, method="auto", **kw) == dopt
+    assert dopt != select_candidates(snaps, sigma, method="sigma_fps", **kw)
 
 
 def test_interstitial_and_surface_starts():

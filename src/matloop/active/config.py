@@ -352,12 +352,12 @@ strategy:                    # how the loop starts, explores and selects
                              # - {kind: foundation_md, model: chgnet, temperatures: [900]}
                              # - {kind: strain, max_strain: 0.04}
                              # - {kind: vacancy}  - {kind: random_packing}
-  walker_stop_factor: 5.0    # walkers stop at 5 × the labelled structures' median σ
-                             # (null: only explore.uncertainty_limit, default 1 eV/Å)
+  walker_stop_factor: null   # e.g. 5: walkers stop at 5 × the labelled structures' median σ
+                             # (null: at explore.uncertainty_limit, default 1 eV/Å)
   ramp_from_k: null          # K: walkers heat from here to their temperature
-  selection: auto            # auto (vopt for linear models, else sigma_fps) | fps | sigma_fps
-                             # | dopt (D-optimal) | vopt (V-optimal: variance over explored)
-  select_within_limit: true  # pick only snapshots within the walkers' σ limit
+  selection: fps             # fps | sigma_fps | dopt (D-optimal) | vopt (V-optimal: variance
+                             # over explored) | auto (dopt for linear models, else sigma_fps)
+  select_within_limit: false # true: pick only snapshots within the walkers' σ limit
   calibrate: true            # scale σ on the labels in hand every iteration
 """
 

@@ -311,14 +311,14 @@ class StrategyConfig(_Strict):
 
     ``starts``: generators of the first ``initial.n_label`` structures (empty: rattled copies,
     ``initial.rattle``). ``walker_stop_factor``: a walker stops when the calibrated σ of a
-    snapshot exceeds this many times the median calibrated σ of the labelled structures (default
-    5; null: the fixed ``explore.uncertainty_limit``). ``ramp_from_k``: walkers heat linearly
+    snapshot exceeds this many times the median calibrated σ of the labelled structures (or at
+    ``explore.uncertainty_limit`` if that is set and lower). ``ramp_from_k``: walkers heat linearly
     from this temperature to their target. ``selection``: ``fps`` (uncertain, then
     farthest-point in descriptor space; the classic), ``sigma_fps`` (σ × distance to the chosen
     and labelled structures), ``dopt`` (greedy D-optimal information gain in the model's
     per-atom feature space), ``vopt`` (greedy V-optimal: the largest drop of the posterior
-    variance summed over the explored snapshots' atoms), ``auto`` (the default: ``vopt`` for
-    models with linear features, else ``sigma_fps``). ``calibrate``: fit a factor on σ from the
+    variance summed over the explored snapshots' atoms), ``auto`` (``dopt`` for models with
+    linear features, else ``sigma_fps``). ``calibrate``: fit a factor on σ from the
     labels in hand every iteration. ``select_within_limit``: choose only among snapshots whose σ
     is within the walkers' limit (an upper trust level): the snapshot that stopped a walker is
     already off the distribution the model is used on (all snapshots when none is within).
@@ -329,11 +329,11 @@ class StrategyConfig(_Strict):
     """
 
     starts: list[StartGenerator] = Field(default_factory=list)
-    walker_stop_factor: float | None = Field(5.0, gt=1.0)
+    walker_stop_factor: float | None = Field(None, gt=1.0)
     ramp_from_k: float | None = Field(None, gt=0, description="K")
-    selection: Literal["fps", "sigma_fps", "dopt", "vopt", "auto"] = "auto"
+    selection: Literal["fps", "sigma_fps", "dopt", "vopt", "auto"] = "fps"
     calibrate: bool = True
-    select_within_limit: bool = True
+    select_within_limit: bool = False
     walker_driver: str | None = None
     walker_driver_until: int | None = Field(None, ge=1, description="labels")
 

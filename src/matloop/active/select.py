@@ -133,7 +133,7 @@ def select_candidates(
     if method == "auto":
         from matloop.active.uncertainty import has_linear_features
 
-        method = "vopt" if calc is not None and has_linear_features(calc) else "sigma_fps"
+        method = "dopt" if calc is not None and has_linear_features(calc) else "sigma_fps"
     if method == "dopt":
         return dopt_select([snapshots[i] for i in above], calc, max_n, labelled, above)
     if method == "vopt":
