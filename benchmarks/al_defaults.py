@@ -7,9 +7,9 @@ budget and no accuracy tolerance (``select.threshold: 0``) filled in. Arms, same
 * ``old``: the template before this round: a committee of 4 bootstrap ``ace`` fits (σ from
   their spread), FPS selection, walkers stopped at a fixed 1 eV/Å, picks may be the stopping
   frame;
-* ``new``: the settings of `al_efficiency.py`: one ``ace`` model with its posterior σ, selection
-  ``auto`` (D-optimal for a linear model), walkers stopped at 5 × the labelled structures'
-  median σ, picks within that limit;
+* ``new``: the settings of `al_efficiency.py`: one ``ace`` model with its posterior σ,
+  V-optimal selection, walkers stopped at 5 × the labelled structures' median σ, picks within
+  that limit;
 * ``committee4_new_strategy`` and ``committee1_old_strategy``: one half of each, to tell which
   change makes the difference.
 
@@ -32,7 +32,7 @@ OLD = {
 }
 NEW = {
     "model": {"committee": 1},
-    "strategy": {"selection": "auto", "walker_stop_factor": 5.0, "select_within_limit": True},
+    "strategy": {"selection": "vopt", "walker_stop_factor": 5.0, "select_within_limit": True},
 }
 #: one part of each set at a time: which of the two changes makes the difference
 ARMS = {
