@@ -29,7 +29,6 @@ MLP_DEFAULTS = {
     "weight_decay": 1e-4,
     "batch_size": 256,
     "dropout": 0.0,
-    "huber_delta": 0.0,
 }
 
 #: defaults of the boosting part (``hgb_params=`` overrides them): a fixed budget, no early
@@ -125,26 +124,13 @@ class MultiTaskNet:
             for i in range(0, n, bs):
                 b = perm[i : i + bs]
                 wb = Wt[b]
-                loss = self._loss(net(Xt[b]) - Yt[b])
-                per_task = (loss * wb).sum(0) / (wb > 0).sum(0).clamp_min(1)
+                per_task = ((net(Xt[b]) - Yt[b]) ** 2 * wb).sum(0) / (wb > 0).sum(0).clamp_min(1)
                 opt.zero_grad()
                 per_task.sum().backward()
                 opt.step()
                 sched.step()
         net.eval()
         return net
-
-    def _loss(self, resid):
-        """Squared error, or Huber's loss (×2, so equal to it below ``huber_delta`` standard
-        deviations of the property): a few wrong records then pull the fit linearly, not
-        quadratically."""
-        if not self.huber_delta:
-            return resid**2
-        import torch
-
-        return 2 * torch.nn.functional.huber_loss(
-            resid, torch.zeros_like(resid), reduction="none", delta=self.huber_delta
-        )
 
     @with_default_torch_threads
     def predict(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
