@@ -16,7 +16,9 @@ either). On identical folds, side by side:
   (Gaussian) on an inner grouped validation split of each training fold;
 * ``multitask``: ``PropertyModel(kind="multitask")``, one model for all properties (boosting
   beside shared-trunk multi-task MLPs, blend weights and Student-t intervals fitted on the inner
-  grouped validation split).
+  grouped validation split);
+* ``multitask-glass``: the same with the oxide-glass structure descriptors added to the features
+  (``features="glass"``: former/modifier fractions, NBO/T, field strength …).
 
 The test folds are read only for the reported numbers. Reported per property and model: RMSE,
 MAE, R², 95 % interval coverage, top-5 % recall; per fold: CPU seconds and load average. The
@@ -41,7 +43,7 @@ PROPS = {"Tg": "Tg_K", "nd": "nd", "abbe": "abbe_vd"}
 ANCHOR_README = {"Tg": 35.0, "nd": 0.0308, "abbe": 2.90}
 GOAL = {"Tg": 30.0, "nd": 0.025, "abbe": 2.6}
 NOISE = {"Tg": 23.1, "nd": 0.022, "abbe": 2.55}
-MODELS = ("rf", "hgb", "multitask")
+MODELS = ("rf", "hgb", "multitask", "multitask-glass")
 SEARCH = [
     {"learning_rate": 0.1, "max_leaf_nodes": 63, "min_samples_leaf": 10, "max_iter": 300},
     {"learning_rate": 0.1, "max_leaf_nodes": 127, "min_samples_leaf": 5, "max_iter": 300},
@@ -69,6 +71,15 @@ def _args(argv):
     )
     ap.add_argument("--fold-ids", type=int, nargs="+", help="evaluate only these folds")
     ap.add_argument(
+        "--select",
+        action="store_true",
+        help="design selection on the inner grouped split of fold 0's training part only: "
+        "boosting validation curves (single member) per feature set and learning rate, one "
+        "multi-task MLP per feature set and epoch count, best blends; writes --json",
+    )
+    ap.add_argument("--select-lrs", type=float, nargs="+", default=[0.07, 0.03])
+    ap.add_argument("--select-epochs", type=int, nargs="+", default=[60, 100, 200])
+    ap.add_argument(
         "--merge",
         nargs="+",
         metavar="JSON",
@@ -86,11 +97,12 @@ def _fit_predict(name, args, comps, props, X, Y, groups, tr, te, k):
 
     mean = np.full((len(te), len(props)), np.nan)
     std = np.full_like(mean, np.nan)
-    if name == "multitask":
+    if name.startswith("multitask"):
         model = PropertyModel(
             comps,
             props,
             kind="multitask",
+            features="glass" if name == "multitask-glass" else "stats",
             n_members=args.mt_members,
             nn_params={"epochs": args.mt_epochs},
             hgb_params={"max_iter": args.mt_hgb_iter, "learning_rate": args.mt_hgb_lr},
@@ -164,6 +176,70 @@ def _summary(args, props, models, Y, groups, suspicious, oof, folds_done):
                 )
             entry[name] = m
         out[key] = entry
+    return out
+
+
+def _rmse(y, pred) -> float:
+    return float(np.sqrt(np.mean((y - pred) ** 2)))
+
+
+def _select(args, comps, X, Y, groups, tr):
+    """Validation RMSE of design variants on the inner grouped split of `tr` (never a test fold).
+
+    Boosting: one unbagged member per property, 127 leaves, RMSE every 100 rounds up to 1,500
+    (staged predictions); MLP: one multi-task member per epoch count; blends: the best boosting
+    weight (grid 0.05) of each boosting curve's best-round predictions with each MLP."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from matloop.compositions.features import CompositionFeaturizer
+    from matloop.design.multitask import MultiTaskNet
+    from matloop.design.splits import inner_split
+
+    itr, iva = inner_split(len(tr), groups[tr], 0.2, args.seed)
+    a, b = tr[itr], tr[iva]
+    out = {"n_inner_train": int(len(a)), "n_inner_val": int(len(b)), "hgb": {}, "mlp": {}}
+    best_pred = {}
+    for feats in ("stats", "glass"):
+        F = CompositionFeaturizer(comps, glass=feats == "glass").transform(X)
+        for lr in args.select_lrs:
+            for j, key in enumerate(args.props):
+                ok, okb = np.isfinite(Y[a, j]), np.isfinite(Y[b, j])
+                c0 = time.process_time()
+                est = HistGradientBoostingRegressor(
+                    max_iter=1500, learning_rate=lr, max_leaf_nodes=127, min_samples_leaf=5,
+                    l2_regularization=1.0, early_stopping=False, random_state=args.seed,
+                )  # fmt: skip
+                est.fit(F[a][ok], Y[a][ok, j])
+                curve, preds = {}, {}
+                for i, pred in enumerate(est.staged_predict(F[b]), 1):
+                    if i % 100 == 0:
+                        curve[i] = _rmse(Y[b][okb, j], pred[okb])
+                        preds[i] = pred
+                n_best = min(curve, key=curve.get)
+                best_pred[(feats, lr, j)] = preds[n_best]
+                out["hgb"][f"{feats}.lr{lr}.{key}"] = {
+                    "rmse_every_100": curve,
+                    "best_rounds": n_best,
+                    "cpu_s": time.process_time() - c0,
+                }
+                print(f"select hgb {feats} lr {lr} {key}: best {n_best} rounds", flush=True)
+        for epochs in args.select_epochs:
+            c0 = time.process_time()
+            mlp, _ = MultiTaskNet(1, args.seed, epochs=epochs).fit(F[a], Y[a]).predict(F[b])
+            rm = np.sqrt(np.nanmean((Y[b] - mlp) ** 2, axis=0))
+            entry = {"rmse": dict(zip(args.props, rm.tolist(), strict=True)), "blend": {}}
+            entry["cpu_s"] = time.process_time() - c0
+            for lr in args.select_lrs:
+                for j, key in enumerate(args.props):
+                    okb = np.isfinite(Y[b, j])
+                    ws = np.linspace(0.0, 1.0, 21)
+                    h = best_pred[(feats, lr, j)][okb]
+                    y = Y[b][okb, j]
+                    err = [_rmse(y, w * h + (1 - w) * mlp[okb, j]) for w in ws]
+                    k = int(np.argmin(err))
+                    entry["blend"][f"hgb_lr{lr}.{key}"] = {"w_hgb": float(ws[k]), "rmse": err[k]}
+            out["mlp"][f"{feats}.epochs{epochs}"] = entry
+            print(f"select mlp {feats} {epochs} epochs: {entry['rmse']}", flush=True)
     return out
 
 
@@ -244,6 +320,15 @@ def main(argv=None) -> int:
         "folds": [],
     }
     splits = list(_shuffled_group_kfold(groups, args.folds, args.seed))
+    if args.select:
+        if not args.json:
+            raise SystemExit("--select needs --json")
+        c0 = time.process_time()
+        results["selection"] = _select(args, comps, X, Y, groups, splits[0][0])
+        results.update(cpu_s=time.process_time() - c0, loadavg_end=os.getloadavg())
+        _write(args.json, results)
+        print(f"wrote {args.json}")
+        return 0
     if args.merge:
         if not args.json:
             raise SystemExit("--merge needs --json")

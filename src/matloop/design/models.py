@@ -47,7 +47,7 @@ MODEL_KINDS = ("gp", "rf", "et", "hgb", "nn", "multitask")
 INTERVALS = ("gaussian", "student-t")
 _FORMAT = "matloop.design.PropertyModel"
 _FORMAT_VERSION = 2  # 2: JSON + arrays (.npz); 1 was a pickle and is refused
-FEATURES = ("stats", "fractions", "raw")
+FEATURES = ("stats", "glass", "fractions", "raw")
 
 
 class _Scaler:
@@ -310,7 +310,9 @@ class PropertyModel(RegressorMixin, BaseEstimator):
 
     Constructor arguments are stored untouched (``get_params``/``set_params``/``clone`` work);
     everything learnt by :meth:`fit` ends in an underscore. ``components`` names the columns of
-    X (chemical formulas, needed for ``features="stats"``); ``features="raw"`` uses the columns
+    X (chemical formulas, needed for ``features="stats"``); ``features="glass"`` adds the
+    oxide-glass structure descriptors of :data:`matloop.compositions.features.GLASS_FEATURES`
+    (former/modifier fractions, NBO/T, field strength …); ``features="raw"`` uses the columns
     as given (e.g. process parameters). ``properties`` names the columns of Y (default y0, y1 …).
     """
 
@@ -377,7 +379,9 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         self.featurizer_ = (
             None
             if self.features == "raw"
-            else CompositionFeaturizer(comps, stats=self.features == "stats")
+            else CompositionFeaturizer(
+                comps, stats=self.features != "fractions", glass=self.features == "glass"
+            )
         )
 
     def _features(self, X):
