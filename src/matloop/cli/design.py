@@ -206,7 +206,10 @@ _BASIS = typer.Option("mol", "--basis", help="Composition units: mol or wt (conv
 _NORM = typer.Option(False, "--normalise", help="Rescale rows to sum to 100 instead of failing.")
 _MODEL = typer.Option("hgb", "--model", help="gp | rf | et | hgb | nn | multitask")
 _FEAT = typer.Option(
-    "stats", "--features", help="stats (fractions + element statistics) | fractions"
+    "stats",
+    "--features",
+    help="stats (fractions + element statistics) | glass (stats + oxide-glass structure "
+    "descriptors: NBO/T, former/modifier fractions, field strength …) | fractions",
 )
 
 
