@@ -7,6 +7,8 @@ and prints the validation errors (also per config_type), so that choices never s
     # move 3 of the training surfaces into the validation split, try a longer cutoff
     python benchmarks/tune_mlearn.py --element Mo --config benchmarks/configs/mlearn_ace.yaml \
         --hold-out Surface:3 --param cutoff=5.5
+    # MD cost of the candidate bases (CPU ms per energy+forces call, 108 Cu atoms)
+    python benchmarks/tune_mlearn.py --md-cost 12 14 16 --json out.json
 """
 
 from __future__ import annotations
@@ -58,13 +60,57 @@ def per_type_errors(model_path: Path, valid) -> dict[str, dict[str, float]]:
     return out
 
 
+def md_cost(degrees: list[float], seconds: float = 4.0) -> list[dict]:
+    """CPU time of one energy+forces call of the matloop calculator, 108-atom fcc Cu, one
+    thread, for linear ACE bases of total degree `degrees` (order 4, l ≤ 4): the MD cost side
+    of the basis choice (coefficients are random: the cost does not depend on them)."""
+    import torch
+    from ase.build import bulk
+
+    from matloop.calculators.potential import MatloopCalculator
+    from matloop.models.ace.family import AcePotential
+    from matloop.models.params import AceParams
+
+    torch.set_num_threads(1)
+    atoms = bulk("Cu", "fcc", 3.6, cubic=True) * (3, 3, 3)
+    atoms.rattle(0.05, seed=0)
+    rows = []
+    for degree in degrees:
+        params = AceParams(correlation_order=4, max_degree_per_order=[degree] * 4, max_l=4)
+        model = AcePotential(["Cu"], params)
+        model.set_coefficients(1e-3 * torch.randn(model.n_coefficients, dtype=torch.float64))
+        a = atoms.copy()
+        a.calc = MatloopCalculator(model)
+        a.get_forces()
+        start, steps = time.process_time(), 0
+        while time.process_time() - start < seconds:
+            a.positions += 1e-4
+            a.get_forces()
+            steps += 1
+        cpu = (time.process_time() - start) / steps
+        rows.append(
+            {
+                "max_degree": degree,
+                "n_coefficients": model.n_coefficients,
+                "cpu_ms_per_step_108_atoms": round(1000 * cpu, 2),
+                "atom_steps_per_cpu_s": round(len(a) / cpu),
+                "load_average": os.getloadavg()[0],
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     from matloop.data import read_dataset
     from matloop.training import TrainConfig, load_train_config, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--element", required=True)
+    parser.add_argument("--element")
+    parser.add_argument(
+        "--md-cost", type=float, nargs="+", help="only time MD steps for these total degrees"
+    )
     parser.add_argument("--config", type=Path)
     parser.add_argument("--max-time", type=float, default=300.0)
     parser.add_argument("--work-dir", type=Path, default=Path("benchmarks/runs/tune"))
@@ -76,6 +122,13 @@ def main() -> None:
         "--param", action="append", default=[], help="KEY=VALUE: override model.params.KEY"
     )
     args = parser.parse_args()
+    if args.md_cost:
+        rows = md_cost(args.md_cost)
+        if args.json:
+            args.json.write_text(json.dumps({"md_cost": rows}, indent=2))
+        return
+    if not args.element:
+        parser.error("--element is required")
     cfg = load_train_config(args.config) if args.config else TrainConfig()
     cfg.training.loss.stress = 0.0
     if args.param:

@@ -14,9 +14,19 @@ regularisation with no user knob:
 
 With ``regularisation: auto`` (default) the one with the lower validation loss is kept; both
 are reported. The posterior (covariance root, noise variances) then gives ``energy_std`` /
-``forces_std``, scaled on the validation split so that 95 % of its errors lie within ±1.96σ,
-and the MaxVol active set of training atoms gives the extrapolation grade
-(:mod:`matloop.models.ace.uncertainty`).
+``forces_std``, scaled so that a new error lies within ±1.96σ with probability 95 %
+(split-conformal quantile; forces from the validation split, energies from the validation
+energies pooled with the training energies' leave-one-out (PRESS) errors, which the linear
+model gives without refits), and the MaxVol active set of training atoms gives the
+extrapolation grade (:mod:`matloop.models.ace.uncertainty`).
+
+Basis choice (``fit.basis_degrees`` / ``basis_cutoffs`` / ``basis_radial_scales``): one pass
+over the data per cutoff and radial scale computes the rows of the model's basis; the
+candidates truncated at a lower total degree are nested in it (their rows are columns of it,
+:func:`~matloop.models.ace.basis.nested_columns`), so each is fitted from sub-blocks of the same
+normal equations. The candidate with the lowest validation loss (or the fewest coefficients
+within ``basis_tolerance`` of it) replaces the model's basis; all are listed in
+``basis_search``.
 
 Loss weights → relative row precisions, as in the ``kernel`` family: σ_E = 1 meV/atom at
 w_E = 1, σ_F = 0.03 eV/Å at w_F = 0.02, σ_S = 1 meV/Å³ at w_S = 1 (σ ∝ 1/√w); only the ratios
