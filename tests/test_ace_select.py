@@ -148,5 +148,8 @@ def test_search_candidates_are_validated():
     data = cuau_cells(3, seed=25)
     model.set_reference_energies(fit_reference_energies(data, ["Cu", "Au"]))
     with pytest.raises(ConfigError, match="above the model's max degree"):
+        fit_ace(model, data, data, TrainConfig(), progress=False)
+    model = ace_model(max_degree=5, fit=AceFitParams(basis_degrees=[4, 5]))
+    with pytest.raises(ConfigError, match="needs validation data"):
         fit_ace(model, data, None, TrainConfig(), progress=False)
     assert isinstance(model, AcePotential)

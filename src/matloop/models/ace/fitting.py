@@ -610,6 +610,8 @@ def fit_ace(
         raise TypeError("the model has no AcePosterior submodule 'posterior'")
     searching = bool(params.basis_degrees or params.basis_cutoffs or params.basis_radial_scales)
     grid = _search_grid(model.params, params, len(model.elements)) if searching else None
+    if searching and valid_data is None:
+        raise ConfigError("choosing the ace basis (fit.basis_*) needs validation data")
     dtype = model.dtype
     model.to(torch.float64)  # design rows in float64 whatever the model's evaluation dtype
     # BLAS threads as many as torch's (default 1): on a shared 2-core machine an
