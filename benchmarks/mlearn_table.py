@@ -262,19 +262,19 @@ def _coverage(r: dict, energy_key: str = "energy") -> str:
     )
 
 
-def search_table(results_dir: Path = RESULTS, stem: str = "ace_search") -> str:
+def search_table(results_dir: Path = RESULTS, stem: str = "ace_search", base: str = "ace") -> str:
     """Linear ACE with the basis chosen on validation (``mlearn_<stem>_<El>.json``) beside the
     fixed-basis rows (``mlearn_ace_<El>.json``) and the target: test MAE, chosen basis, test
     coverage of the energy σ with the earlier calibration rule and the pooled one."""
     mod = _module()
     lines = [
-        "| element | fixed basis E / F | chosen basis E / F | target E / F | chosen basis "
+        f"| element | {base} E / F | chosen basis E / F | target E / F | chosen basis "
         "| valid E / F RMSE | fit wall s (CPU s) | load avg "
         "| coverage E / F: earlier rule → pooled |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for el in ORDER:
-        old_path = results_dir / f"mlearn_ace_{el}.json"
+        old_path = results_dir / f"mlearn_{base}_{el}.json"
         new_path = results_dir / f"mlearn_{stem}_{el}.json"
         old = json.loads(old_path.read_text()) if old_path.exists() else None
         new = json.loads(new_path.read_text()) if new_path.exists() else None
@@ -309,12 +309,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="linear ACE with the basis chosen on validation (mlearn_ace_search_<El>.json)",
     )
+    p.add_argument(
+        "--search-stem", default="ace_search", help="with --issue11-search: mlearn_<STEM>_<El>.json"
+    )
+    p.add_argument("--base-stem", default="ace", help="with --issue11-search: the rows to compare")
     args = p.parse_args(argv)
     if args.issue11:
         print(issue11_table(args.results_dir))
         return 0
     if args.issue11_search:
-        print(search_table(args.results_dir))
+        print(search_table(args.results_dir, args.search_stem, args.base_stem))
         return 0
     files = args.files or sorted(
         f for f in args.results_dir.glob("mlearn_*_*.json") if _NAME.match(f.name)
