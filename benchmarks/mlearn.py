@@ -121,8 +121,8 @@ def _fit_facts(fit: dict | None) -> dict | None:
         return None
     keys = (
         "n_coefficients", "n_sparse", "kept", "alpha", "beta", "effective_parameters",
-        "noise_std", "valid_errors", "calibration", "rows_seconds", "solve_seconds",
-        "fit_seconds",
+        "noise_std", "valid_errors", "calibration", "basis_search", "rows_seconds",
+        "solve_seconds", "fit_seconds",
     )  # fmt: skip
     return {k: fit[k] for k in keys if k in fit}
 
@@ -144,6 +144,13 @@ def coverage_on(calc, dataset) -> dict:
             f_err.append((atoms.get_forces() - ref.get_forces()).ravel())
             f_sig.append(np.repeat(calc.get_property("forces_std", atoms), 3))
     out = {"energy": coverage_stats(np.array(e_err), np.array(e_sig))}
+    # the same σ_E with the scale of the earlier rule (validation energies only, plain quantile)
+    energy_cal = ((calc.metadata.get("fit") or {}).get("calibration") or {}).get("energy") or {}
+    if energy_cal.get("validation_quantile_scale"):
+        factor = energy_cal["validation_quantile_scale"] / energy_cal["scale"]
+        out["energy_validation_quantile"] = coverage_stats(
+            np.array(e_err), factor * np.array(e_sig)
+        )
     if f_err:
         out["forces"] = coverage_stats(np.concatenate(f_err), np.concatenate(f_sig))
     return out

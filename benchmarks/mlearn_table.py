@@ -243,6 +243,59 @@ def issue11_table(results_dir: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+def _chosen_basis(r: dict) -> str:
+    """λ, max total degree and P of the basis the fit chose (``fit.basis_search``)."""
+    chosen = ((r.get("fit") or {}).get("basis_search") or {}).get("chosen")
+    if not chosen:
+        return "–"
+    degree = max(chosen["max_degree_per_order"])
+    return (
+        f"λ {chosen['radial_scale']:g}, degree {degree:g}, rc {chosen['cutoff']:g} Å, "
+        f"P {chosen['n_coefficients']:,}"
+    )
+
+
+def _coverage(r: dict, energy_key: str = "energy") -> str:
+    cov = r.get("test_calibration") or {}
+    return " / ".join(
+        f"{cov[k]['coverage_95']:.2f}" if k in cov else "–" for k in (energy_key, "forces")
+    )
+
+
+def search_table(results_dir: Path = RESULTS, stem: str = "ace_search", base: str = "ace") -> str:
+    """Linear ACE with the basis chosen on validation (``mlearn_<stem>_<El>.json``) beside the
+    fixed-basis rows (``mlearn_ace_<El>.json``) and the target: test MAE, chosen basis, test
+    coverage of the energy σ with the earlier calibration rule and the pooled one."""
+    mod = _module()
+    lines = [
+        f"| element | {base} E / F | chosen basis E / F | target E / F | chosen basis "
+        "| valid E / F RMSE | fit wall s (CPU s) | load avg "
+        "| coverage E / F: earlier rule → pooled |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for el in ORDER:
+        old_path = results_dir / f"mlearn_{base}_{el}.json"
+        new_path = results_dir / f"mlearn_{stem}_{el}.json"
+        old = json.loads(old_path.read_text()) if old_path.exists() else None
+        new = json.loads(new_path.read_text()) if new_path.exists() else None
+        old_txt = _pair(old["energy_mae_mev_per_atom"], old["force_mae_ev_per_a"]) if old else "–"
+        target = _pair(*mod.ISSUE11_TARGET[el])
+        if new is None:
+            lines.append(f"| {el} | {old_txt} | not run | {target} | | | | | |")
+            continue
+        valid = (new.get("fit") or {}).get("valid_errors") or {}
+        v_txt = _pair(valid.get("energy_rmse_mev_per_atom"), valid.get("force_rmse_ev_per_a"))
+        load = max(new.get("load_average_start", [0])[0], new.get("load_average_end", [0])[0])
+        lines.append(
+            f"| {el} | {old_txt} | "
+            f"{_pair(new['energy_mae_mev_per_atom'], new['force_mae_ev_per_a'])} | {target} | "
+            f"{_chosen_basis(new)} | {v_txt} | "
+            f"{new['train_seconds']:.0f} ({new.get('train_cpu_seconds', 0):.0f}) | {load:.1f} | "
+            f"{_coverage(new, 'energy_validation_quantile')} → {_coverage(new)} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", type=Path, help="default: results/mlearn_*_*.json")
@@ -251,9 +304,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--families", default=",".join(FAMILIES))
     p.add_argument("--all-configs", action="store_true", help="list non-selected variants too")
     p.add_argument("--issue11", action="store_true", help="the linear-ACE table (issue 11)")
+    p.add_argument(
+        "--issue11-search",
+        action="store_true",
+        help="linear ACE with the basis chosen on validation (mlearn_ace_search_<El>.json)",
+    )
+    p.add_argument(
+        "--search-stem", default="ace_search", help="with --issue11-search: mlearn_<STEM>_<El>.json"
+    )
+    p.add_argument("--base-stem", default="ace", help="with --issue11-search: the rows to compare")
     args = p.parse_args(argv)
     if args.issue11:
         print(issue11_table(args.results_dir))
+        return 0
+    if args.issue11_search:
+        print(search_table(args.results_dir, args.search_stem, args.base_stem))
         return 0
     files = args.files or sorted(
         f for f in args.results_dir.glob("mlearn_*_*.json") if _NAME.match(f.name)

@@ -116,7 +116,42 @@ class AceFitParams(BaseModel):
     active_set_atoms: int = Field(
         5000, ge=1, description="training atoms per element sampled for the MaxVol active set"
     )
-    calibrate: bool = Field(True, description="scale σ on the validation split (95 % coverage)")
+    calibrate: bool = Field(
+        True,
+        description="scale σ for 95 % coverage: forces on the validation split, energies on the "
+        "validation energies pooled with the training energies' leave-one-out (PRESS) errors",
+    )
+    press_energies: int = Field(
+        2000,
+        ge=0,
+        description="training energies (a uniform sample) whose leave-one-out errors join the "
+        "energy calibration (0: validation energies only)",
+    )
+    basis_degrees: list[float] | None = Field(
+        None,
+        description="candidate max total degrees: the model's basis truncated at each (nested "
+        "sub-bases, fitted from the same design rows); the lowest validation loss wins",
+    )
+    basis_cutoffs: list[float] | None = Field(
+        None, description="candidate outer cutoffs rc (Å); one pass over the data each"
+    )
+    basis_radial_scales: list[float] | None = Field(
+        None, description="candidate radial scales λ; one pass over the data each"
+    )
+    basis_tolerance: float = Field(
+        0.0,
+        ge=0,
+        description="keep the candidate with the fewest coefficients (MD cost grows with them) "
+        "whose validation loss is within this fraction of the best",
+    )
+
+    @model_validator(mode="after")
+    def _check_search(self) -> AceFitParams:
+        for name in ("basis_degrees", "basis_cutoffs", "basis_radial_scales"):
+            values = getattr(self, name)
+            if values is not None and (not values or min(values) <= 0):
+                raise ValueError(f"{name} needs at least one positive value")
+        return self
 
 
 class AceParams(BaseModel):

@@ -567,6 +567,40 @@ class AceBasis(torch.nn.Module):
         return out
 
 
+def _function_keys(basis: AceBasis) -> list[tuple]:
+    """(mus, ns, ls, k) per function of the spec: k numbers the couplings of equal (mus, ns, ls)."""
+    seen: dict[tuple, int] = {}
+    keys = []
+    for f in basis.functions:
+        base = (f.mus, f.ns, f.ls)
+        keys.append((*base, seen.get(base, 0)))
+        seen[base] = seen.get(base, 0) + 1
+    return keys
+
+
+def nested_columns(small: AceBasis, large: AceBasis) -> np.ndarray:
+    """Coefficient index in `large` of every coefficient of `small` (P_small,).
+
+    A basis truncated at a lower degree, order or l (same elements, radial functions and
+    cutoffs) is a subset of the larger one, so its design rows are columns of the larger
+    one's; raises ValueError when `small` is not such a subset.
+    """
+    same = (small.elements, small.cutoff, small.radial.scale) == (
+        large.elements,
+        large.cutoff,
+        large.radial.scale,
+    ) and torch.equal(small.radial.inner_cutoff, large.radial.inner_cutoff)
+    if not same:
+        raise ValueError("bases with different elements, cutoffs or radial scale are not nested")
+    index = {key: j for j, key in enumerate(_function_keys(large))}
+    try:
+        spec = np.array([index[key] for key in _function_keys(small)], dtype=np.int64)
+    except KeyError as exc:
+        raise ValueError(f"basis function {exc.args[0]} is not in the larger basis") from None
+    per = large.n_per_element
+    return np.concatenate([mu0 * per + spec for mu0 in range(len(small.elements))])
+
+
 def _sparse(indices: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
     """COO tensor from indices built here (known valid; skips torch's invariant checks)."""
     return torch.sparse_coo_tensor(indices, values, shape, check_invariants=False)

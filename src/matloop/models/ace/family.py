@@ -32,6 +32,24 @@ def inner_cutoffs(elements: list[str], params: AceParams) -> torch.Tensor:
     return params.inner_cutoff_fraction * (radii[:, None] + radii[None, :])
 
 
+def build_basis(elements: list[str], params: AceParams) -> AceBasis:
+    """The ACE basis of `params` for `elements` (element-count defaults resolved)."""
+    n_el = len(elements)
+    return AceBasis(
+        list(elements),
+        cutoff=params.cutoff,
+        n_radial=params.radial_count(n_el),
+        max_l=params.max_l,
+        max_degree=params.degrees(n_el),
+        l_weight=params.l_weight,
+        radial_scale=params.radial_scale,
+        inner_cutoff=inner_cutoffs(list(elements), params),
+        inner_width=params.inner_width,
+        core_strength=params.core_strength,
+        core_decay=params.core_decay,
+    )
+
+
 class AcePotential(Potential):
     """Linear atomic cluster expansion (PACE-compatible), fitted by Bayesian linear regression."""
 
@@ -41,35 +59,30 @@ class AcePotential(Potential):
     custom_fit = True
 
     def __init__(self, elements: list[str], params: AceParams | None = None) -> None:
-        params = params or AceParams()
-        n_el = len(elements)
-        # pin the element-count defaults, so a saved model rebuilds the same basis even if a
-        # later matloop changes its defaults
-        params = params.model_copy(
+        super().__init__(elements, self._pinned(params or AceParams(), len(elements)))
+        self._compute_dtype = torch.float64
+        self.set_basis(self.params)
+
+    @staticmethod
+    def _pinned(params: AceParams, n_el: int) -> AceParams:
+        """`params` with the element-count defaults pinned, so a saved model rebuilds the same
+        basis even if a later matloop changes its defaults."""
+        return params.model_copy(
             update={
                 "max_degree_per_order": params.degrees(n_el),
                 "n_radial": params.radial_count(n_el),
             }
         )
-        super().__init__(elements, params)
-        self.basis = AceBasis(
-            self.elements,
-            cutoff=params.cutoff,
-            n_radial=params.radial_count(len(self.elements)),
-            max_l=params.max_l,
-            max_degree=params.degrees(len(self.elements)),
-            l_weight=params.l_weight,
-            radial_scale=params.radial_scale,
-            inner_cutoff=inner_cutoffs(self.elements, params),
-            inner_width=params.inner_width,
-            core_strength=params.core_strength,
-            core_decay=params.core_decay,
-        )
+
+    def set_basis(self, params: AceParams) -> None:
+        """(Re)build the basis from `params`; coefficients and posterior start empty."""
+        params = self._pinned(params, len(self.elements))
+        self.params = params
+        self.basis = build_basis(self.elements, params)
         self.register_buffer(
             "coefficients", torch.zeros(self.basis.n_coefficients, dtype=torch.float64)
         )
         self.posterior = AcePosterior()
-        self._compute_dtype = torch.float64
 
     # --- dtype: coefficients stay float64, casts choose the compute dtype -------------------
     @property
@@ -244,4 +257,4 @@ class AcePotential(Potential):
         return facts
 
 
-__all__ = ["AceParams", "AcePotential", "inner_cutoffs"]
+__all__ = ["AceParams", "AcePotential", "build_basis", "inner_cutoffs"]

@@ -14,9 +14,19 @@ regularisation with no user knob:
 
 With ``regularisation: auto`` (default) the one with the lower validation loss is kept; both
 are reported. The posterior (covariance root, noise variances) then gives ``energy_std`` /
-``forces_std``, scaled on the validation split so that 95 % of its errors lie within ±1.96σ,
-and the MaxVol active set of training atoms gives the extrapolation grade
-(:mod:`matloop.models.ace.uncertainty`).
+``forces_std``, scaled so that a new error lies within ±1.96σ with probability 95 %
+(split-conformal quantile; forces from the validation split, energies from the validation
+energies pooled with the training energies' leave-one-out (PRESS) errors, which the linear
+model gives without refits), and the MaxVol active set of training atoms gives the
+extrapolation grade (:mod:`matloop.models.ace.uncertainty`).
+
+Basis choice (``fit.basis_degrees`` / ``basis_cutoffs`` / ``basis_radial_scales``): one pass
+over the data per cutoff and radial scale computes the rows of the model's basis; the
+candidates truncated at a lower total degree are nested in it (their rows are columns of it,
+:func:`~matloop.models.ace.basis.nested_columns`), so each is fitted from sub-blocks of the same
+normal equations. The candidate with the lowest validation loss (or the fewest coefficients
+within ``basis_tolerance`` of it) replaces the model's basis; all are listed in
+``basis_search``.
 
 Loss weights → relative row precisions, as in the ``kernel`` family: σ_E = 1 meV/atom at
 w_E = 1, σ_F = 0.03 eV/Å at w_F = 0.02, σ_S = 1 meV/Å³ at w_S = 1 (σ ∝ 1/√w); only the ratios
@@ -33,6 +43,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +51,7 @@ import torch
 from ase import Atoms
 from threadpoolctl import threadpool_limits
 
-from matloop.errors import DataError
+from matloop.errors import ConfigError, DataError
 from matloop.models.ace.solver import (
     NormalEquations,
     Posterior,
@@ -57,7 +68,9 @@ from matloop.models.ace.uncertainty import (
     calibration_scale,
     coverage_stats,
     grade_map,
+    group_press_z,
     posterior_of,
+    press_z,
 )
 from matloop.models.graph import collate
 from matloop.models.params import AceFitParams
@@ -159,6 +172,72 @@ def chunk_rows(model, chunk: list[Atoms], kinds: set[str], graph=None) -> dict[s
     return out
 
 
+# floats of training design rows kept for leave-one-structure-out errors (160 MB)
+PRESS_GROUP_VALUES = 20_000_000
+
+
+class PressSample:
+    """Training rows kept for leave-one-out (PRESS) errors of the energies.
+
+    Every structure's energy and force rows while they fit in `max_values` floats (then each
+    structure is left out whole), else a uniform sample (reservoir) of at most `capacity`
+    energy rows (each energy is left out, its structure's forces stay in the fit).
+    """
+
+    def __init__(self, capacity: int, seed: int = 0, max_values: int = PRESS_GROUP_VALUES):
+        self.capacity, self.max_values = int(capacity), int(max_values)
+        self.rows: list[np.ndarray] = []
+        self.targets: list[float] = []
+        self.groups: list[tuple] | None = [] if capacity > 0 else None
+        self.n_values, self.seen = 0, 0
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, sizes: list[int], energy: tuple, forces: tuple | None) -> None:
+        """Rows of one chunk: atoms per structure, (rows, targets) of energies and forces."""
+        x_e, y_e = energy
+        if self.groups is not None and forces is not None:
+            x_f, y_f = forces
+            self.n_values += x_e.size + x_f.size
+            if self.n_values <= self.max_values:
+                ends = np.cumsum([3 * n for n in sizes])
+                for s, (lo, hi) in enumerate(zip(ends - 3 * np.asarray(sizes), ends, strict=True)):
+                    self.groups.append((x_e[s].copy(), y_e[s], x_f[lo:hi].copy(), y_f[lo:hi]))
+            else:
+                self.groups = None  # too large: energies only
+        for row, y in zip(x_e, y_e, strict=True):
+            self._add_energy(row, y)
+
+    def _add_energy(self, row: np.ndarray, y: float) -> None:
+        if not np.isfinite(y) or self.capacity == 0:
+            return
+        self.seen += 1
+        if len(self.rows) < self.capacity:
+            self.rows.append(row.copy())
+            self.targets.append(float(y))
+        else:
+            slot = int(self.rng.integers(self.seen))
+            if slot < self.capacity:
+                self.rows[slot], self.targets[slot] = row.copy(), float(y)
+
+    def z_scores(self, columns, coefficients, root, noise_e: float, noise_f: float) -> np.ndarray:
+        """PRESS z-scores of the energies per atom for the coefficient columns `columns`."""
+        if self.groups:
+            out = []
+            for x_e, y_e, x_f, y_f in self.groups:
+                if not np.isfinite(y_e):
+                    continue
+                keep = np.isfinite(y_f)
+                x = np.vstack([x_e[None, columns], x_f[keep][:, columns]])
+                y = np.concatenate([[y_e], y_f[keep]])
+                noise = np.concatenate([[noise_e], np.full(int(keep.sum()), noise_f)])
+                out.append(group_press_z(x, y, coefficients, root, noise))
+            return np.array(out)
+        if not self.rows:
+            return np.zeros(0)
+        x = np.asarray(self.rows)[:, columns]
+        return press_z(x, np.asarray(self.targets), coefficients, root, noise_e)
+
+
 def accumulate(
     model,
     structures: Iterable[Atoms],
@@ -166,13 +245,14 @@ def accumulate(
     *,
     chunk_atoms: int = 512,
     sample: FeatureSample | None = None,
+    press: PressSample | None = None,
     progress: bool = False,
     desc: str = "ace: design rows",
 ) -> NormalEquations:
     """Normal equations of every kind in `kinds` over any iterable of labelled structures.
 
     Memory is O(P²) plus one chunk of design rows; `sample` (optional) collects per-atom
-    features for the active set on the way.
+    features for the active set on the way, `press` (optional) rows for leave-one-out errors.
     """
     from tqdm.auto import tqdm
 
@@ -182,8 +262,11 @@ def accumulate(
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     for chunk in _chunks(structures, chunk_atoms):
         graph = chunk_graph(model, chunk)
-        for kind, (rows, targets) in chunk_rows(model, chunk, kinds, graph).items():
-            eqs.add(kind, rows, targets)
+        rows = chunk_rows(model, chunk, kinds, graph)
+        for kind, (x, y) in rows.items():
+            eqs.add(kind, x, y)
+        if press is not None:
+            press.add([len(a) for a in chunk], rows["energy"], rows.get("forces"))
         if sample is not None:
             with torch.no_grad():
                 feats = basis.atom_features(graph).double().numpy()
@@ -191,14 +274,6 @@ def accumulate(
         bar.update(len(chunk))
     bar.close()
     return eqs
-
-
-def _groups(model) -> np.ndarray | None:
-    """Correlation order of every coefficient (from ``basis.describe()``), or None."""
-    describe = getattr(basis_of(model), "describe", None)
-    if describe is None:
-        return None
-    return np.array([int(entry["rank"]) for entry in describe()])
 
 
 def choose_posterior(
@@ -239,7 +314,7 @@ def choose_posterior(
         report["ard"] = {**ard.summary(), "valid_score": score}
         if ard.log_evidence > post_ev.log_evidence:
             post_ev, score_ev = ard, score
-    chosen, method = post_ev, "evidence"
+    chosen, method, kept_score = post_ev, "evidence", score_ev
     if has_valid:
         ratio, factor, score_val, system, kw = best_val
         post_val = posterior_for_ratio(system, kw, ratio)
@@ -253,8 +328,9 @@ def choose_posterior(
             params.regularisation == "auto" and score_val < score_ev
         )
         if use_val:
-            chosen, method = post_val, "validation"
+            chosen, method, kept_score = post_val, "validation", score_val
     report["kept"] = method
+    report["kept_valid_score"] = kept_score
     return chosen, report
 
 
@@ -278,8 +354,29 @@ def _store(model, post: Posterior, t_matrix: np.ndarray, t_offset: np.ndarray) -
     return shift
 
 
-def _calibrate(model, structures: Iterable[Atoms], chunk_atoms: int) -> dict[str, Any]:
-    """Errors and unscaled σ on `structures`; sets the σ scales for 95 % coverage."""
+def _press_z(model, chosen) -> np.ndarray:
+    """PRESS z-scores (:class:`PressSample`) of the training energies for the chosen basis."""
+    n_el = len(model.elements)
+    p_big = len(chosen.data.train.blocks["energy"].rhs) - n_el
+    post = chosen.post
+    return chosen.data.press.z_scores(
+        np.concatenate([chosen.columns, p_big + np.arange(n_el)]),
+        chosen.t_matrix @ post.coefficients + chosen.t_offset,
+        chosen.t_matrix @ post.covariance_root,
+        float(post.noise_variance["energy"]),
+        float(post.noise_variance.get("forces", 0.0)),
+    )
+
+
+def _calibrate(
+    model, structures: Iterable[Atoms], chunk_atoms: int, press: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Errors and unscaled σ on `structures`; sets the σ scales for 95 % coverage.
+
+    Forces: the validation force components. Energies: the validation energies per atom
+    pooled with the training energies' PRESS z-scores (`press`): 20–30 validation energies
+    alone leave the 95 % quantile, hence the scale, uncertain by tens of per cent.
+    """
     post = posterior_of(model)
     root = post.covariance_root.numpy()
     noise_e, noise_f = (float(x) for x in post.noise_variance[:2])
@@ -288,8 +385,9 @@ def _calibrate(model, structures: Iterable[Atoms], chunk_atoms: int) -> dict[str
     for chunk in _chunks(structures, chunk_atoms):
         rows = chunk_rows(model, chunk, {"forces"})
         x, y = rows["energy"]
-        e_err.append(x @ coef - y)
-        e_sig.append(np.sqrt(((x @ root) ** 2).sum(1) + noise_e))
+        keep_e = np.isfinite(y)
+        e_err.append((x @ coef - y)[keep_e])
+        e_sig.append(np.sqrt(((x @ root) ** 2).sum(1) + noise_e)[keep_e])
         if "forces" in rows:
             xf, yf = rows["forces"]
             var = (((xf @ root) ** 2).sum(1) + noise_f).reshape(-1, 3)
@@ -299,18 +397,29 @@ def _calibrate(model, structures: Iterable[Atoms], chunk_atoms: int) -> dict[str
             f_sig.append(sig[keep])
     out: dict[str, Any] = {}
     scales = [1.0, 1.0]
+    press = np.zeros(0) if press is None else np.asarray(press, float)
+    press = press[np.isfinite(press)]
     for k, (name, err, sig) in enumerate((("energy", e_err, e_sig), ("forces", f_err, f_sig))):
-        if not err:
+        err = np.concatenate(err) if err else np.zeros(0)
+        sig = np.concatenate(sig) if sig else np.zeros(0)
+        extra = press if name == "energy" else np.zeros(0)
+        if len(err) + len(extra) == 0:
             continue
-        err, sig = np.concatenate(err), np.concatenate(sig)
-        if len(err) == 0:
-            continue
-        scales[k] = calibration_scale(err, sig)
-        out[name] = {
-            "scale": scales[k],
-            "unscaled": coverage_stats(err, sig),
-            "scaled": coverage_stats(err, scales[k] * sig),
-        }
+        # z-scores of both sources: the scale is the same whatever σ they came with
+        z = np.concatenate([err / np.maximum(sig, 1e-300), extra])
+        scales[k] = calibration_scale(z, np.ones_like(z))
+        out[name] = {"scale": scales[k], "n_validation": len(err)}
+        if len(err):
+            out[name]["unscaled"] = coverage_stats(err, sig)
+            out[name]["scaled"] = coverage_stats(err, scales[k] * sig)
+        if len(extra):
+            out[name]["n_press"] = len(extra)
+            out[name]["press_unscaled"] = coverage_stats(extra, np.ones_like(extra))
+            ratio = np.abs(err) / np.maximum(sig, 1e-300)
+            # the earlier rule (plain 95 % quantile of the validation energies), for comparison
+            out[name]["validation_quantile_scale"] = (
+                float(np.quantile(ratio, 0.95)) / 1.959964 if len(err) else None
+            )
     post.sigma_scale = torch.tensor(scales, dtype=torch.float64)
     return out
 
@@ -337,6 +446,141 @@ def _coefficients(model) -> np.ndarray:
     return model.coefficients.detach().double().numpy()
 
 
+@dataclass
+class _Pass:
+    """Everything one pass over the data gives for one (superset) basis."""
+
+    params: Any  # AceParams of the basis the rows were computed with
+    train: NormalEquations
+    valid: NormalEquations | None
+    sample: FeatureSample
+    press: PressSample
+
+
+@dataclass
+class _Candidate:
+    params: Any
+    data: _Pass
+    columns: np.ndarray  # coefficient columns of the candidate in its pass's basis
+    n_coefficients: int
+    post: Posterior
+    report: dict
+    t_matrix: np.ndarray
+    t_offset: np.ndarray
+    score: float
+    valid_errors: dict
+
+
+def _one_pass(model, train_data, valid_data, kinds, params: AceFitParams, seed: int, progress):
+    sample = FeatureSample(len(model.elements), params.active_set_atoms, seed=seed)
+    press = PressSample(params.press_energies, seed=seed)
+    train = accumulate(
+        model,
+        train_data,
+        kinds,
+        chunk_atoms=params.chunk_atoms,
+        sample=sample,
+        press=press,
+        progress=progress,
+        desc="ace: training rows",
+    )
+    if train.n_rows() == 0:
+        raise DataError("the training set is empty")
+    valid = None
+    if valid_data is not None:
+        valid = accumulate(
+            model,
+            valid_data,
+            kinds,
+            chunk_atoms=params.chunk_atoms,
+            progress=progress,
+            desc="ace: validation rows",
+        )
+    return _Pass(model.params, train, valid, sample, press)
+
+
+def _search_grid(model_params, fit: AceFitParams, n_el: int) -> list[tuple[Any, list[Any]]]:
+    """[(superset params of one pass, [candidate params nested in it])]."""
+    own = model_params.degrees(n_el)
+    degrees = sorted(set(fit.basis_degrees or [max(own)]))
+    if max(degrees) > max(own) + 1e-9:
+        raise ConfigError(
+            f"basis_degrees {degrees} go above the model's max degree {max(own)}: "
+            "the candidates are truncations of the model's basis"
+        )
+    grid = []
+    for rc in fit.basis_cutoffs or [model_params.cutoff]:
+        for lam in fit.basis_radial_scales or [model_params.radial_scale]:
+            top = model_params.model_copy(update={"cutoff": rc, "radial_scale": lam})
+            subs = [
+                top.model_copy(
+                    update={
+                        "max_degree_per_order": [min(d, o) for o in own],
+                        "n_radial": min(top.radial_count(n_el), max(1, int(d))),
+                    }
+                )
+                for d in degrees
+            ]
+            grid.append((top, subs))
+    return grid
+
+
+def _solve_candidate(model, data: _Pass, params, kind_weights, score_weights, fit_params):
+    """Fit the candidate basis `params` (nested in `data`'s basis) from `data`'s rows."""
+    from matloop.models.ace.basis import nested_columns
+    from matloop.models.ace.family import build_basis
+
+    # the model holds `data`'s (largest) basis while its nested candidates are solved
+    sub = build_basis(model.elements, params)
+    cols = nested_columns(sub, basis_of(model))
+    n_el = len(model.elements)
+    p_big = int(basis_of(model).n_coefficients)
+    full_cols = np.concatenate([cols, p_big + np.arange(n_el)])
+    train = data.train.subset(full_cols)
+    t_matrix, t_offset = profile_transform(train, len(cols))
+    train_t = train.transformed(t_matrix, t_offset)
+    valid = None
+    if data.valid is not None:
+        valid = data.valid.subset(full_cols).transformed(t_matrix, t_offset)
+    groups = np.array([len(f.ls) for f in sub.functions] * n_el)
+    post, report = choose_posterior(train_t, valid, kind_weights, score_weights, fit_params, groups)
+    kept = report["kept_valid_score"]
+    score = math.inf if kept is None else float(kept)
+    return _Candidate(
+        params,
+        data,
+        cols,
+        len(cols),
+        post,
+        report,
+        t_matrix,
+        t_offset,
+        score,
+        _valid_errors(valid, post.coefficients),
+    )
+
+
+def _pick(candidates: list[_Candidate], tolerance: float) -> _Candidate:
+    """The fewest coefficients within `tolerance` of the lowest validation loss."""
+    best = min(c.score for c in candidates)
+    if not math.isfinite(best):
+        return candidates[-1]
+    ok = [c for c in candidates if c.score <= (1.0 + tolerance) * best]
+    return min(ok, key=lambda c: (c.n_coefficients, c.score))
+
+
+def _describe(c: _Candidate) -> dict[str, Any]:
+    return {
+        "cutoff": c.params.cutoff,
+        "radial_scale": c.params.radial_scale,
+        "max_degree_per_order": list(c.params.max_degree_per_order),
+        "n_coefficients": c.n_coefficients,
+        "valid_score": c.score,
+        "valid_errors": c.valid_errors,
+        "kept": c.report["kept"],
+    }
+
+
 def fit_ace(
     model,
     train_data: Iterable[Atoms],
@@ -349,7 +593,9 @@ def fit_ace(
     """Fit the coefficients and posterior of `model` in place (E0 must already be set).
 
     `train_data` and `valid_data` are any iterables of labelled structures (a Dataset, a list,
-    a lazy reader; `valid_data` is read twice). Returns JSON-able facts about the fit.
+    a lazy reader; `valid_data` is read once per candidate cutoff/radial scale and once more to
+    calibrate). With ``fit.basis_*`` candidates the model's basis is replaced by the chosen
+    one (recorded in ``basis_search``). Returns JSON-able facts about the fit.
     """
     start = time.perf_counter()
     params = getattr(model.params, "fit", None) or AceFitParams()
@@ -362,6 +608,10 @@ def fit_ace(
     }
     if posterior_of(model) is None:
         raise TypeError("the model has no AcePosterior submodule 'posterior'")
+    searching = bool(params.basis_degrees or params.basis_cutoffs or params.basis_radial_scales)
+    grid = _search_grid(model.params, params, len(model.elements)) if searching else None
+    if searching and valid_data is None:
+        raise ConfigError("choosing the ace basis (fit.basis_*) needs validation data")
     dtype = model.dtype
     model.to(torch.float64)  # design rows in float64 whatever the model's evaluation dtype
     # BLAS threads as many as torch's (default 1): on a shared 2-core machine an
@@ -370,51 +620,39 @@ def fit_ace(
     try:
         kinds = set(kind_weights)
         seed = int(getattr(getattr(config, "training", None), "seed", 0) or 0)
-        sample = FeatureSample(len(model.elements), params.active_set_atoms, seed=seed)
-        train = accumulate(
-            model,
-            train_data,
-            kinds,
-            chunk_atoms=params.chunk_atoms,
-            sample=sample,
-            progress=progress,
-            desc="ace: training rows",
-        )
-        if train.n_rows() == 0:
-            raise DataError("the training set is empty")
+        candidates, t_rows = [], 0.0
+        for top, subs in grid or [(model.params, [model.params])]:
+            t0 = time.perf_counter()
+            if top is not model.params:
+                model.set_basis(top)
+            data = _one_pass(model, train_data, valid_data, kinds, params, seed, progress)
+            t_rows += time.perf_counter() - t0
+            for sub in subs:
+                candidates.append(
+                    _solve_candidate(model, data, sub, kind_weights, score_weights, params)
+                )
+        chosen = _pick(candidates, params.basis_tolerance)
+        if searching:
+            model.set_basis(chosen.params)
+        post, report = chosen.post, chosen.report
+        e0_shift = _store(model, post, chosen.t_matrix, chosen.t_offset)
         n_coef = int(basis_of(model).n_coefficients)
-        t_matrix, t_offset = profile_transform(train, n_coef)
-        train_full, train = train, train.transformed(t_matrix, t_offset)
-        valid = None
-        if valid_data is not None:
-            valid = accumulate(
-                model,
-                valid_data,
-                kinds,
-                chunk_atoms=params.chunk_atoms,
-                progress=progress,
-                desc="ace: validation rows",
-            )
-        if valid is not None:
-            valid = valid.transformed(t_matrix, t_offset)
-        t_rows = time.perf_counter() - start
-        post, report = choose_posterior(
-            train, valid, kind_weights, score_weights, params, _groups(model)
-        )
-        e0_shift = _store(model, post, t_matrix, t_offset)
-        grades, grade_info = grade_map(sample, n_coef)
+        grades, grade_info = grade_map(chosen.data.sample.columns(chosen.columns), n_coef)
         posterior_of(model).grade_map = torch.as_tensor(grades, dtype=torch.float64)
         t_solve = time.perf_counter() - start - t_rows
         calibration = None
-        if params.calibrate and valid is not None and valid.n_rows() > 0:
-            calibration = _calibrate(model, valid_data, params.chunk_atoms)
-        valid_errors = _valid_errors(valid, post.coefficients)
+        if params.calibrate:
+            press = _press_z(model, chosen)
+            has_valid = chosen.data.valid is not None and chosen.data.valid.n_rows() > 0
+            calibration = _calibrate(
+                model, valid_data if has_valid else [], params.chunk_atoms, press
+            )
     finally:
         model.to(dtype)
         limits.restore_original_limits()
-    return {
-        "n_coefficients": int(train.n_params),
-        "n_rows": {k: train_full.n_rows(k) for k in train_full.kinds},
+    out = {
+        "n_coefficients": int(chosen.n_coefficients),
+        "n_rows": {k: chosen.data.train.n_rows(k) for k in chosen.data.train.kinds},
         "e0_correction_ev": e0_shift,
         "row_precision_per_kind": kind_weights,
         "regularisation": report,
@@ -423,10 +661,17 @@ def fit_ace(
         "beta": post.summary()["beta"],
         "effective_parameters": float(post.gamma),
         "noise_std": {k: math.sqrt(v) for k, v in post.noise_variance.items()},
-        "valid_errors": valid_errors,
+        "valid_errors": chosen.valid_errors,
         "calibration": calibration,
         "active_set": grade_info,
         "rows_seconds": round(t_rows, 2),
         "solve_seconds": round(t_solve, 2),
         "fit_seconds": round(time.perf_counter() - start, 2),
     }
+    if searching:
+        out["basis_search"] = {
+            "candidates": [_describe(c) for c in candidates],
+            "tolerance": params.basis_tolerance,
+            "chosen": _describe(chosen),
+        }
+    return out

@@ -106,6 +106,16 @@ class NormalEquations:
             )
         return out
 
+    def subset(self, columns: np.ndarray) -> NormalEquations:
+        """The normal equations of the columns `columns` only (a nested, smaller basis)."""
+        idx = np.asarray(columns, dtype=np.int64)
+        out = NormalEquations(len(idx))
+        for kind, b in self.blocks.items():
+            out.blocks[kind] = _Block(
+                b.gram[np.ix_(idx, idx)], b.rhs[idx], b.yy, b.weight_sum, b.n_rows
+            )
+        return out
+
     def merge(self, other: NormalEquations) -> NormalEquations:
         """Add the rows of `other` (same P) into this one; returns self."""
         if other.n_params != self.n_params:

@@ -20,8 +20,11 @@ predictive variance xᵀΣx + σ²_kind. Reported (same meaning and units as
   > 1 is extrapolation. Computed over a sample of at most ``active_set_atoms`` training atoms
   per element, so a training atom outside that sample may still score slightly above 1.
 
-s_E and s_F (1 unless calibrated) are fitted on the validation split so that 95 % of the
-validation errors fall inside ±1.96σ (:func:`calibration_scale`).
+s_E and s_F (1 unless calibrated) are set so that a new error falls inside ±1.96σ with
+probability 95 % (:func:`calibration_scale`, a split-conformal quantile): s_F from the validation
+force components, s_E from the validation energies pooled with the training energies'
+leave-one-out (PRESS) errors (:func:`press_z`, :func:`group_press_z`), which a linear model
+gives without refitting — 20–30 validation energies alone leave the scale uncertain.
 """
 
 from __future__ import annotations
@@ -171,17 +174,66 @@ def uncertainty_results(model, graph, properties: Sequence[str]) -> dict[str, ob
 
 # --- calibration ------------------------------------------------------------------------
 def calibration_scale(errors: np.ndarray, sigmas: np.ndarray, coverage: float = 0.95) -> float:
-    """Scale s such that a fraction `coverage` of |error| ≤ z·s·σ (z the Gaussian quantile)."""
+    """Scale s such that |error| ≤ z·s·σ (z the Gaussian quantile) for a new error with
+    probability ≥ `coverage`: the split-conformal quantile, i.e. the ⌈(n + 1)·coverage⌉-th
+    smallest of the n ratios |error|/σ (the plain empirical quantile is too small for small n)."""
     from statistics import NormalDist
 
     errors, sigmas = np.abs(np.asarray(errors, float)), np.asarray(sigmas, float)
     keep = np.isfinite(errors) & (sigmas > 0)
     if not keep.any():
         return 1.0
-    ratio = errors[keep] / sigmas[keep]
+    ratio = np.sort(errors[keep] / sigmas[keep])
+    rank = min(math.ceil((len(ratio) + 1) * coverage), len(ratio))
     z = NormalDist().inv_cdf(0.5 + coverage / 2)
-    scale = float(np.quantile(ratio, coverage)) / z
+    scale = float(ratio[rank - 1]) / z
     return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
+def press_z(
+    rows: np.ndarray,
+    targets: np.ndarray,
+    coefficients: np.ndarray,
+    covariance_root: np.ndarray,
+    noise_variance: float,
+) -> np.ndarray:
+    """Leave-one-out (PRESS) z-scores of training rows of a Gaussian linear model, no refits.
+
+    With posterior N(m, Σ = R Rᵀ) and noise variance σ², leaving out a row x with residual
+    r = y − xᵀm gives the residual r/(1 − h) and the predictive variance σ²/(1 − h),
+    h = xᵀΣx/σ²; so z = r/√(σ² − xᵀΣx). Rows with h ≈ 1 (nothing else determines them) are
+    dropped.
+    """
+    x = np.asarray(rows, float)
+    left = noise_variance - ((x @ covariance_root) ** 2).sum(1)
+    ok = left > 1e-9 * noise_variance
+    return (np.asarray(targets, float) - x @ coefficients)[ok] / np.sqrt(left[ok])
+
+
+def group_press_z(
+    rows: np.ndarray,
+    targets: np.ndarray,
+    coefficients: np.ndarray,
+    covariance_root: np.ndarray,
+    noise_variances: np.ndarray,
+) -> float:
+    """PRESS z-score of the first row when the whole group of rows (a structure) is left out.
+
+    With D = diag(σ²) of the group and M = D − XΣXᵀ, the left-out residuals are D M⁻¹ r and
+    their predictive covariance D M⁻¹ D, so z₀ = (M⁻¹r)₀ / √(M⁻¹)₀₀.
+    """
+    x = np.asarray(rows, float)
+    proj = x @ covariance_root
+    m = np.diag(np.asarray(noise_variances, float)) - proj @ proj.T
+    r = np.asarray(targets, float) - x @ coefficients
+    e0 = np.zeros(len(r))
+    e0[0] = 1.0
+    try:
+        chol = scipy.linalg.cho_factor(m, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return math.nan
+    a, b = scipy.linalg.cho_solve(chol, np.stack([r, e0], 1), check_finite=False).T
+    return float(a[0] / math.sqrt(b[0])) if b[0] > 0 else math.nan
 
 
 def coverage_stats(errors: np.ndarray, sigmas: np.ndarray) -> dict[str, float]:
@@ -241,6 +293,13 @@ class FeatureSample:
                     slot = int(self.rng.integers(self.seen[k]))
                     if slot < self.capacity:
                         bucket[slot] = row.copy()
+
+    def columns(self, columns: np.ndarray) -> FeatureSample:
+        """A copy holding only the feature columns `columns` (a nested, smaller basis)."""
+        out = FeatureSample(len(self.rows), self.capacity)
+        out.rows = [[row[columns] for row in bucket] for bucket in self.rows]
+        out.seen = list(self.seen)
+        return out
 
     def matrix(self, k: int) -> np.ndarray:
         return np.asarray(self.rows[k]) if self.rows[k] else np.zeros((0, 0))
