@@ -105,6 +105,10 @@ class ExploreConfig(_Strict):
         0.5, ge=0, le=1, description="fraction of walkers started from labelled structures"
     )
 
+    def fixed_limit(self) -> float:
+        """The walkers' fixed σ limit (eV/Å): ``uncertainty_limit`` or the default."""
+        return DEFAULT_WALKER_LIMIT if self.uncertainty_limit is None else self.uncertainty_limit
+
 
 class SelectConfig(_Strict):
     """Which explored snapshots to label."""

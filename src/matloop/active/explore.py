@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from matloop.active.config import DEFAULT_WALKER_LIMIT, ExploreConfig
+from matloop.active.config import ExploreConfig
 from matloop.active.uncertainty import predict_uncertainty
 from matloop.errors import MatloopError
 
@@ -149,7 +149,6 @@ def explore(
     σ still decides where they stop and what is selected.
     """
     rng = np.random.default_rng([seed, iteration])
-    walker_limit = cfg.uncertainty_limit or DEFAULT_WALKER_LIMIT
     pressures: list[float | None] = list(cfg.pressures_gpa) if cfg.pressures_gpa else [None]
     combos = list(itertools.product(cfg.temperatures, cfg.strains, pressures))
     result = ExploreResult()
@@ -161,7 +160,7 @@ def explore(
         spec = WalkerSpec(
             temperature=float(temperature),
             steps=cfg.steps,
-            limit=walker_limit if limit is None else float(limit),
+            limit=cfg.fixed_limit() if limit is None else float(limit),
             pressure_gpa=pressure,
             ramp_from=None if ramp_from is None or ramp_from >= temperature else float(ramp_from),
             scale=scale,

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from ase import Atoms
 
-from matloop.active.config import DEFAULT_WALKER_LIMIT, ActiveLearningConfig
+from matloop.active.config import ActiveLearningConfig
 from matloop.active.state import RunState
 from matloop.errors import ConfigError, DataError
 
@@ -257,9 +257,9 @@ class ActiveLearner:
         from matloop.active.uncertainty import predict_uncertainty
 
         factor = self.cfg.strategy.walker_stop_factor
-        cap = self.cfg.explore.uncertainty_limit
         if factor is None or not labelled:
-            return DEFAULT_WALKER_LIMIT if cap is None else cap
+            return self.cfg.explore.fixed_limit()
+        cap = self.cfg.explore.uncertainty_limit
         pool = [
             labelled[i]
             for i in np.linspace(0, len(labelled) - 1, min(30, len(labelled))).astype(int)
