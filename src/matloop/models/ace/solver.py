@@ -107,8 +107,11 @@ class NormalEquations:
         return out
 
     def subset(self, columns: np.ndarray) -> NormalEquations:
-        """The normal equations of the columns `columns` only (a nested, smaller basis)."""
+        """The normal equations of the columns `columns` only (a nested, smaller basis); self
+        when `columns` are all of them in order (no copy of the P × P blocks)."""
         idx = np.asarray(columns, dtype=np.int64)
+        if np.array_equal(idx, np.arange(self.n_params)):
+            return self
         out = NormalEquations(len(idx))
         for kind, b in self.blocks.items():
             out.blocks[kind] = _Block(

@@ -295,7 +295,11 @@ class FeatureSample:
                         bucket[slot] = row.copy()
 
     def columns(self, columns: np.ndarray) -> FeatureSample:
-        """A copy holding only the feature columns `columns` (a nested, smaller basis)."""
+        """A copy holding only the feature columns `columns` (a nested, smaller basis); self when
+        `columns` are all of them in order."""
+        width = next((len(b[0]) for b in self.rows if b), 0)
+        if np.array_equal(columns, np.arange(width)):
+            return self
         out = FeatureSample(len(self.rows), self.capacity)
         out.rows = [[row[columns] for row in bucket] for bucket in self.rows]
         out.seen = list(self.seen)
