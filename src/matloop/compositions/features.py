@@ -255,6 +255,8 @@ class CompositionFeaturizer:
     descriptors of :data:`GLASS_FEATURES`.
     """
 
+    glass: bool = False  # models saved before the option existed restore without it
+
     def __init__(self, components: Sequence[str], stats: bool = True, glass: bool = False):
         self.components = list(components)
         self.stats = stats
@@ -274,7 +276,7 @@ class CompositionFeaturizer:
             for scope in ("all", "cat"):
                 for p in ELEMENT_PROPERTIES.values():
                     names += [f"{scope}_{p}_{s}" for s in ("mean", "std", "min", "max")]
-        if getattr(self, "glass", False):  # models saved before the option existed lack it
+        if self.glass:
             names += list(GLASS_FEATURES)
         return names
 
@@ -286,7 +288,7 @@ class CompositionFeaturizer:
             raise ValueError(f"expected {len(self.components)} component columns, got {x.shape[1]}")
         sums = x.sum(axis=1, keepdims=True)
         frac = np.divide(x, sums, out=np.zeros_like(x), where=sums > 0)
-        extra = [glass_descriptors(frac, self.components)] if getattr(self, "glass", False) else []
+        extra = [glass_descriptors(frac, self.components)] if self.glass else []
         if not self.stats:
             return np.hstack([frac, *extra])
         elements, af = element_fractions(frac, self.components)

@@ -12,6 +12,7 @@ optimiser split), shared by pool-based and continuous design.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -62,6 +63,7 @@ def make_covar_module(
     return covar
 
 
+@functools.cache
 def _warped_kernel_class():
     import torch
     from gpytorch.constraints import GreaterThan
