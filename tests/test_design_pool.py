@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from matloop.design.pool import pool_bo_batched, pool_bo_run, top_fraction_curve
 
@@ -78,3 +79,23 @@ def test_copula_runs_depend_only_on_the_order_of_the_outcomes():
     a = pool_bo_batched(X, y, y_warp="copula", **kw)
     b = pool_bo_batched(X, np.exp(10 * y), y_warp="copula", **kw)
     assert a.tolist() == b.tolist()
+
+
+def test_auto_input_options_switch_on_for_mixtures_only():
+    from matloop.design.pool import mixture_options
+    from matloop.errors import ConfigError
+
+    rng = np.random.default_rng(6)
+    F = rng.dirichlet(np.ones(3), size=30)
+    y = (F[:, 0] - 0.5) ** 2 + F[:, 1]
+    kw = dict(seeds=[0, 1], n_cycles=7, kappa=1.0, maxiter=10, refit=lambda t: t <= 4)
+    auto = pool_bo_batched(F, y, input_warp="auto", drop_simplex="auto", **kw)
+    on = pool_bo_batched(F, y, input_warp=True, drop_simplex=True, **kw)
+    assert mixture_options(F, input_warp="auto", drop_simplex="auto") == (True, True)
+    assert auto.tolist() == on.tolist()
+    X = rng.random((30, 3))  # not mixture fractions: "auto" is the plain GP
+    assert mixture_options(X, input_warp="auto", drop_simplex="auto") == (False, False)
+    auto = pool_bo_batched(X, y, input_warp="auto", drop_simplex="auto", **kw)
+    assert auto.tolist() == pool_bo_batched(X, y, **kw).tolist()
+    with pytest.raises(ConfigError, match="input_warp must be True, False or 'auto'"):
+        pool_bo_batched(X, y, input_warp="yes", **kw)

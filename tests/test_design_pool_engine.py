@@ -62,3 +62,25 @@ def test_forest_protocol_finds_the_best_rows_of_a_smooth_pool():
     # the forest's LCB finds the single best row (top 5 % of 20) well before random would
     found = [int(np.argmax(top_fraction_curve(o, y) >= 1.0)) + 1 for o in orders]
     assert np.mean(found) < 8, found  # random: 10.5 on average
+
+
+def test_fixed_noise_runs_use_that_noise_in_the_posterior():
+    rng = np.random.default_rng(3)
+    X = rng.random((30, 2))
+    y = (X[:, 0] - 0.3) ** 2 + X[:, 1]
+    orders = pool_bo_batched(X, y, seeds=[0, 1], n_cycles=6, fixed_noise=1e-3, maxiter=10)
+    assert orders.shape == (2, 6) and all(len(set(r)) == 6 for r in orders)
+    Xt = torch.tensor(X)
+    order = torch.tensor(orders[:, :4])
+    model = _fit_batched_gp(
+        Xt[order],
+        torch.tensor(y)[order],
+        ard=True,
+        priors=True,
+        bias=False,
+        fixed_noise=1e-3,
+        previous=None,
+        maxiter=5,
+    )
+    post = _BatchedPosterior(model, Xt.expand(2, 30, 2), order, torch.tensor(y)[order])
+    torch.testing.assert_close(post.noise, torch.full((2, 1), 1e-3, dtype=torch.double))

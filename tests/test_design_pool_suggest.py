@@ -103,6 +103,8 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
         ("text_column", "input column(s) ['batch_id'] are not numeric"),
         ("no_space_no_pool", "give --space (continuous design) or --candidates"),
         ("too_few_left", "only 0 candidate(s) not yet observed"),
+        ("bad_warp", "--input-warp must be auto, on or off, got 'yes'"),
+        ("warp_without_pool", "--input-warp applies to --candidates (a finite pool) only"),
     ],
 )
 def test_cli_pool_bad_input_one_line(tmp_path, capsys, case, expected):
@@ -117,6 +119,10 @@ def test_cli_pool_bad_input_one_line(tmp_path, capsys, case, expected):
         args = []
     elif case == "too_few_left":
         obs.drop(columns="yield").to_csv(p_cand, index=False)
+    elif case == "bad_warp":
+        args += ["--input-warp", "yes"]
+    elif case == "warp_without_pool":
+        args = ["--space", str(tmp_path / "space.yaml"), "--input-warp", "on"]
     out = tmp_path / "n.csv"
     rc, o, e = run(
         ["suggest", "--data", str(p_obs), *args, "--objective", "yield:max", "--out", str(out)],
@@ -188,5 +194,24 @@ def test_pool_of_mixtures_can_model_all_but_the_last_fraction():
     )
     assert any("the GP models CsPbI, FAPbI" in m for m in res.messages), res.messages
     assert pool.loc[res.table["pool_row"], "loss"].mean() < pool["loss"].quantile(0.25)
-    full = suggest_from_pool(obs, pool.drop(columns="loss"), objs, seed=0)  # the default
-    assert not any("mixture fractions" in m for m in full.messages)
+    auto = suggest_from_pool(obs, pool.drop(columns="loss"), objs, seed=0)  # the default
+    assert auto.table["pool_row"].tolist() == res.table["pool_row"].tolist()
+    plain = suggest_from_pool(
+        obs, pool.drop(columns="loss"), objs, seed=0, drop_simplex=False, input_warp=False
+    )
+    assert not any("mixture fractions" in m for m in plain.messages)
+    process = _pool(60)  # process parameters: "auto" leaves them as they are
+    msgs = suggest_from_pool(process.head(10), process.drop(columns="yield"), [_MAX], seed=0)
+    assert not any("mixture fractions" in m for m in msgs.messages)
+
+
+_MAX = parse_objective("yield:max")
+
+
+def test_pool_default_acquisition_is_the_benchmarks_ucb_for_one_max_objective():
+    pool = _pool(40)
+    cand = pool.drop(columns="yield")
+    best = suggest_from_pool(pool.head(6), cand, [_MAX], seed=0)
+    assert best.acquisition == "UCB(beta=1)", best.acquisition
+    target = suggest_from_pool(pool.head(6), cand, [parse_objective("yield:target=80")], seed=0)
+    assert target.acquisition == "qLogNEI", target.acquisition

@@ -81,8 +81,20 @@ def suggest_command(
         "--acquisition",
         help="auto | logei | ei | pi | ucb | nehvi (auto: logei, nehvi if >1).",
     ),
-    beta: float = typer.Option(4.0, "--beta", help="UCB exploration weight (kappa = sqrt(beta))."),
+    beta: float | None = typer.Option(
+        None,
+        "--beta",
+        help="UCB exploration weight, kappa = sqrt(beta) (default 4; 1 with --candidates, "
+        "where auto is UCB for one max/min objective).",
+    ),
     model: str = typer.Option("gp", "--model", help="Surrogate for --candidates: gp | rf."),
+    input_warp: str | None = typer.Option(
+        None,
+        "--input-warp",
+        help="GP inputs of --candidates: auto (the default: where they are mixture fractions "
+        "with one total, a learned warp per input and the redundant last fraction left out) "
+        "| on | off.",
+    ),
     restarts: int = typer.Option(8, "--restarts", min=1, help="Optimiser restarts (effort)."),
     raw_samples: int = typer.Option(
         256, "--raw-samples", min=8, help="Random feasible points scored to seed the optimiser."
@@ -102,6 +114,7 @@ def suggest_command(
         raise ConfigError(f"{out} exists; pass --force to overwrite it")
     if space is None and candidates is None:
         raise ConfigError("give --space (continuous design) or --candidates (a finite pool)")
+    warp = _input_warp_setting(input_warp, candidates)
     objs = [parse_objective(s) for s in objective]
     sp = load_space(space) if space is not None else None
     frame = _read_csv(data)
@@ -117,9 +130,10 @@ def suggest_command(
                 seed=seed,
                 model=model,
                 acquisition=acquisition,
-                beta=beta,
+                beta=1.0 if beta is None else beta,
                 data=data,
                 candidates=candidates,
+                input_warp=warp,
             )
         else:
             res = suggest(
@@ -129,7 +143,7 @@ def suggest_command(
                 batch=batch,
                 seed=seed,
                 acquisition=acquisition,
-                beta=beta,
+                beta=4.0 if beta is None else beta,
                 num_restarts=restarts,
                 raw_samples=raw_samples,
                 source=str(data),
@@ -146,8 +160,22 @@ def suggest_command(
     typer.echo(f"{len(res.table)} suggestion(s) ({res.acquisition}) written to {out}")
 
 
+def _input_warp_setting(value: str | None, candidates: Path | None) -> bool | str:
+    """``--input-warp`` as `suggest_from_pool` takes it (True, False or "auto")."""
+    from matloop.errors import ConfigError
+
+    if value is None:
+        return "auto"
+    if candidates is None:
+        raise ConfigError("--input-warp applies to --candidates (a finite pool) only")
+    settings = {"auto": "auto", "on": True, "off": False}
+    if value not in settings:
+        raise ConfigError(f"--input-warp must be auto, on or off, got {value!r}")
+    return settings[value]
+
+
 def _suggest_pool(
-    frame, pool, objs, sp, *, batch, seed, model, acquisition, beta, data, candidates
+    frame, pool, objs, sp, *, batch, seed, model, acquisition, beta, data, candidates, input_warp
 ):
     """Pool-based ask; with a space, candidate rows outside it are dropped first."""
     from matloop.design.pool import suggest_from_pool
@@ -173,6 +201,8 @@ def _suggest_pool(
         model=model,
         acquisition=acquisition,
         beta=beta,
+        input_warp=input_warp,
+        drop_simplex=input_warp,
         data_name=str(data),
         pool_name=str(candidates),
     )

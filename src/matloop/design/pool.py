@@ -44,7 +44,8 @@ class _BatchedPosterior:
 
         self.Xp = Xp  # R × N × d (the same pool repeated)
         self.covar = model.covar_module
-        self.noise = model.likelihood.noise.detach().reshape(-1, 1)  # R × 1
+        # R × 1; a fixed noise comes per observation (R × t), the same value at each
+        self.noise = model.likelihood.noise.detach().reshape(Xp.shape[0], -1)[:, :1]
         self.const = model.mean_module.constant.detach().reshape(-1, 1)  # R × 1
         with torch.no_grad():
             self.kdiag = self.covar(Xp, diag=True)  # R × N
@@ -230,6 +231,20 @@ def simplex_columns(X: np.ndarray, rtol: float = 0.025) -> np.ndarray:
     return np.arange(d - 1 if on_simplex else d)
 
 
+def mixture_options(
+    X: np.ndarray, *, input_warp: bool | str, drop_simplex: bool | str
+) -> tuple[bool, bool]:
+    """`(input_warp, drop_simplex)`, each True, False or ``"auto"``, with ``"auto"`` resolved
+    for the pool rows `X`: on where every row's inputs are mixture fractions with one total
+    (:func:`simplex_columns`), off otherwise."""
+    for name, value in (("input_warp", input_warp), ("drop_simplex", drop_simplex)):
+        if not (isinstance(value, bool) or (isinstance(value, str) and value == "auto")):
+            raise ConfigError(f"{name} must be True, False or 'auto', got {value!r}")
+    on_simplex = len(simplex_columns(X)) < X.shape[1]
+    resolve = {True: True, False: False, "auto": on_simplex}
+    return resolve[input_warp], resolve[drop_simplex]
+
+
 def unit_cube(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lower corner and width of the box around the rows of `arrays` (width 1 where a column
     is constant): ``(X - lo) / width`` maps the box onto the unit cube."""
@@ -252,8 +267,8 @@ def pool_bo_batched(
     bias: bool = False,
     fixed_noise: float | None = None,
     y_warp: str = "standardize",
-    drop_simplex: bool = False,
-    input_warp: bool = False,
+    drop_simplex: bool | str = False,
+    input_warp: bool | str = False,
     maxiter: int = 40,
     refit=refit_schedule,
     stats: dict | None = None,
@@ -278,6 +293,7 @@ def pool_bo_batched(
 
     if y_warp not in Y_WARPS:
         raise ConfigError(f"unknown outcome warp {y_warp!r}; choose from {Y_WARPS}")
+    input_warp, drop_simplex = mixture_options(X, input_warp=input_warp, drop_simplex=drop_simplex)
     if drop_simplex:
         X = X[:, simplex_columns(X)]
     N, d = X.shape
@@ -529,22 +545,24 @@ def suggest_from_pool(
     seed: int = 0,
     model: str = "gp",
     acquisition: str = "auto",
-    beta: float = 4.0,
+    beta: float = 1.0,
     min_observations: int = 2,
     mc_samples: int = 256,
-    input_warp: bool = False,
-    drop_simplex: bool = False,
+    input_warp: bool | str = "auto",
+    drop_simplex: bool | str = "auto",
     data_name: str = "data",
     pool_name: str = "candidates",
 ):
     """Pick the next `batch` rows of the finite `pool` (DataFrame) given observed `data`.
 
     The GP is the benchmark's default (``benchmarks/bo_liang.py``): ARD Matérn-5/2 with priors
-    on the pool's unit cube. Options (off by default; see benchmarks/README.md for why):
-    `input_warp`, a learned Kumaraswamy CDF per input; `drop_simplex`, leave out the redundant
-    last fraction when the inputs are mixture fractions with a constant sum
-    (:func:`simplex_columns`). Rows of the pool already in `data` (same inputs) are never
-    suggested. Returns a
+    on the pool's unit cube. `input_warp`, a learned Kumaraswamy CDF per input, and
+    `drop_simplex`, the redundant last fraction left out, are each True, False or ``"auto"``
+    (the default: on where the inputs are mixture fractions with a constant sum,
+    :func:`simplex_columns`; benchmarks/README.md says why). Rows of the pool already in
+    `data` (same inputs) are never suggested. ``acquisition="auto"`` is the benchmark's too
+    for one objective to maximise or minimise: UCB with `beta` = κ² = 1 (log-EI for a target
+    or limits, qLogNEHVI for several objectives). Returns a
     :class:`matloop.design.bo.Suggestion` whose table holds the chosen pool rows (original
     columns and ``pool_row``, 0-based) with predictions and acquisition values.
     """
@@ -559,7 +577,9 @@ def suggest_from_pool(
         raise ConfigError(f"--batch must be >= 1, got {batch}")
     if model not in POOL_MODELS:
         raise ConfigError(f"unknown model {model!r}; choose from {POOL_MODELS}")
-    check_objectives(objectives, acquisition)
+    opt = check_objectives(objectives, acquisition)
+    if acquisition == "auto" and len(objectives) == 1 and opt[0].kind in ("max", "min"):
+        acquisition = "ucb"
     cols, Xo, Xp = pool_inputs(data, pool, objectives, data_name=data_name, pool_name=pool_name)
     Y = objective_values(data, objectives, source=data_name)
     free = np.flatnonzero(~observed_mask(Xo, Xp))
@@ -590,8 +610,12 @@ def suggest_from_pool(
     if model == "gp":
         from matloop.design.surrogates import fit_gp_list
 
+        rows = np.concatenate([Xp, Xo])
+        input_warp, drop_simplex = mixture_options(
+            rows, input_warp=input_warp, drop_simplex=drop_simplex
+        )
         if drop_simplex:
-            keep = simplex_columns(np.concatenate([Xp, Xo]))
+            keep = simplex_columns(rows)
         if len(keep) < len(cols):
             messages.append(f"mixture fractions: the GP models {', '.join(cols[: len(keep)])}")
         Xo, Xp = Xo[:, keep], Xp[:, keep]
