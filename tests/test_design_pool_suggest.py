@@ -215,3 +215,17 @@ def test_pool_default_acquisition_is_the_benchmarks_ucb_for_one_max_objective():
     assert best.acquisition == "UCB(beta=1)", best.acquisition
     target = suggest_from_pool(pool.head(6), cand, [parse_objective("yield:target=80")], seed=0)
     assert target.acquisition == "qLogNEI", target.acquisition
+
+
+def test_warped_gp_can_restart_from_prior_samples():
+    """BoTorch's fit retries from samples of every prior; the warp's a, b must take them."""
+    import torch
+    from botorch.optim.utils import sample_all_priors
+
+    from matloop.design.surrogates import make_covar_module
+
+    k = make_covar_module(3, ard=True, priors=True, bias=False, input_warp=True)
+    torch.manual_seed(0)
+    sample_all_priors(k)
+    a = k.raw_a_constraint.transform(k.raw_a)
+    assert torch.all(a > 0) and not torch.allclose(a, torch.ones_like(a))

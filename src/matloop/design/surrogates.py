@@ -89,6 +89,8 @@ def _warped_kernel_class():
                     lambda m, n=name: getattr(m, f"raw_{n}_constraint").transform(
                         getattr(m, f"raw_{n}")
                     ),
+                    # BoTorch's fit retries from prior samples, which need a way back to raw
+                    lambda m, v, n=name: m._set_positive(n, v),
                 )
             with torch.no_grad():  # a = b = 1: no warping to start with
                 for name in ("a", "b"):
@@ -96,6 +98,12 @@ def _warped_kernel_class():
                     getattr(self, f"raw_{name}").fill_(
                         float(c.inverse_transform(torch.tensor(1.0)))
                     )
+
+        def _set_positive(self, name: str, value) -> None:
+            raw = getattr(self, f"raw_{name}")
+            value = torch.as_tensor(value, dtype=raw.dtype).expand_as(raw)
+            c = getattr(self, f"raw_{name}_constraint")
+            self.initialize(**{f"raw_{name}": c.inverse_transform(value)})
 
         def _w(self, x):
             a = self.raw_a_constraint.transform(self.raw_a)
