@@ -80,14 +80,17 @@ def _args(argv):
         "--select",
         nargs="?",
         const="budget",
-        choices=("budget", "knn", "hgb"),
+        choices=("budget", "knn", "hgb", "members", "hgb-ensemble"),
         help="design selection on the inner grouped split of fold 0's training part only "
         "(writes --json): 'budget' = boosting validation curves (single member) per feature set "
         "and learning rate, one multi-task MLP per feature set and epoch count, best blends; "
         "'knn' = the multitask-glass members (fitted once, cached in --select-cache) blended "
         "with nearest-composition members of several k / spaces, weights and Student-t "
         "calibration cross-fitted between two grouped halves of the validation part; 'hgb' = "
-        "boosting variants (single member) in the same blend",
+        "boosting variants (single member) in the same blend; 'members' = twice the ensemble "
+        "members (a second set with another seed) against the cached set, with the kNN member; "
+        "'hgb-ensemble' = the boosting ensemble (--mt-members members, as PropertyModel fits "
+        "them) with and without bootstrap rows and column subsampling, in the same blend",
     )
     ap.add_argument("--select-cache", default=None, help="npz of the fitted members' predictions")
     ap.add_argument("--select-k", type=int, nargs="+", default=[3, 5, 10, 20, 40])
@@ -113,6 +116,7 @@ def _fit_predict(name, args, comps, props, X, Y, groups, tr, te, k):
     std = np.full_like(mean, np.nan)
     if name.startswith("multitask"):
         knn = json.loads(args.mt_knn) if args.mt_knn else None
+        new = name == "multitask-glass-knn"
         model = PropertyModel(
             comps,
             props,
@@ -120,8 +124,13 @@ def _fit_predict(name, args, comps, props, X, Y, groups, tr, te, k):
             features="glass" if name.startswith("multitask-glass") else "stats",
             n_members=args.mt_members,
             nn_params={"epochs": args.mt_epochs},
-            hgb_params={"max_iter": args.mt_hgb_iter, "learning_rate": args.mt_hgb_lr},
-            knn_params=knn if name == "multitask-glass-knn" else {"k": 0},
+            hgb_params={
+                "max_iter": args.mt_hgb_iter,
+                "learning_rate": args.mt_hgb_lr,
+                # the earlier rows: bootstrap members on every column, no kNN member
+                **({} if new else {"bootstrap": True, "max_features": 1.0}),
+            },
+            knn_params=knn if new else {"k": 0},
             seed=args.seed + k,
         )
         model.fit(X[tr], Y[tr], groups=groups[tr])
@@ -260,7 +269,7 @@ def _select(args, comps, X, Y, groups, tr):
     return out
 
 
-def _inner_parts(args, comps, X, Y, tr):
+def _inner_parts(args, comps, X, Y, tr, seed_offset=0, cache=None):
     """Inner split of `tr` and the multitask-glass members' predictions on its validation part
     (boosting and MLP ensembles as in the benchmark, fitted once on the inner training part;
     cached in ``--select-cache``)."""
@@ -270,7 +279,7 @@ def _inner_parts(args, comps, X, Y, tr):
     groups = args.groups_
     itr, iva = inner_split(len(tr), groups[tr], 0.2, args.seed)
     a, b = tr[itr], tr[iva]
-    cache = Path(args.select_cache) if args.select_cache else None
+    cache = cache or (Path(args.select_cache) if args.select_cache else None)
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as npz:
             if np.array_equal(npz["b"], b):
@@ -286,7 +295,7 @@ def _inner_parts(args, comps, X, Y, tr):
         nn_params={"epochs": args.mt_epochs},
         hgb_params={"max_iter": args.mt_hgb_iter, "learning_rate": args.mt_hgb_lr},
         knn_params={"k": 0},
-        seed=args.seed,
+        seed=args.seed + seed_offset,
     ).fit(X[a], Y[a])
     (mh, sh), (mn, sn) = model.models_.predict_parts(model._features(X[b]))
     parts = {"b": b, "mh": mh, "sh": sh, "mn": mn, "sn": sn}
@@ -438,6 +447,109 @@ def _select_hgb(args, comps, X, Y, groups, tr):
     return out
 
 
+def _select_members(args, comps, X, Y, groups, tr):
+    """2 × ``--mt-members`` boosting and MLP members (the cached set and a second one with other
+    seeds) against the cached set alone, each blended with the ``--mt-knn`` member, cross-fitted
+    as in :func:`_select_knn`."""
+    from matloop.compositions.features import CompositionFeaturizer
+    from matloop.design.multitask import NearestCompositions
+
+    args.groups_ = groups
+    a, b, P, _ = _inner_parts(args, comps, X, Y, tr)
+    cache2 = Path(args.select_cache).with_suffix(".more.npz")
+    _, _, Q, cpu = _inner_parts(args, comps, X, Y, tr, seed_offset=1000, cache=cache2)
+    F = CompositionFeaturizer(comps, glass=True).transform(X)
+    knn = NearestCompositions(len(comps), **json.loads(args.mt_knn or "{}")).fit(F[a], Y[a])
+    mk, sk = knn.predict(F[b])
+    half = _halves(groups[b], args.seed)
+
+    def pooled(m1, s1, m2, s2):  # two equal-size ensembles as one
+        return (m1 + m2) / 2, np.sqrt((s1**2 + s2**2) / 2 + ((m1 - m2) / 2) ** 2)
+
+    sets = {
+        "cached": [(P["mh"], P["sh"]), (P["mn"], P["sn"])],
+        "second": [(Q["mh"], Q["sh"]), (Q["mn"], Q["sn"])],
+        "both": [
+            pooled(P["mh"], P["sh"], Q["mh"], Q["sh"]),
+            pooled(P["mn"], P["sn"], Q["mn"], Q["sn"]),
+        ],
+    }
+    out = {"n_inner_train": int(len(a)), "n_inner_val": int(len(b)), "cpu_second_set_s": cpu}
+    for name, members in sets.items():
+        entry = {}
+        for j, key in enumerate(args.props):
+            okb = np.isfinite(Y[b, j])
+            three = [(m[:, j], s[:, j]) for m, s in (*members, (mk, sk))]
+            r, c, w = _crossfit_blend(three, Y[b, j], half)
+            entry[key] = {
+                "hgb_alone_rmse": _rmse(Y[b][okb, j], members[0][0][okb, j]),
+                "mlp_alone_rmse": _rmse(Y[b][okb, j], members[1][0][okb, j]),
+                "blend_rmse": r,
+                "coverage95": c,
+                "w_hgb_w_knn_nu": w,
+            }
+        out[name] = entry
+        print(
+            f"members {name}: " + " ".join(f"{k} {entry[k]['blend_rmse']:.4g}" for k in args.props),
+            flush=True,
+        )
+    return out
+
+
+def _select_hgb_ensemble(args, comps, X, Y, groups, tr):
+    """Boosting ensembles of ``--mt-members`` members built as ``PropertyModel`` builds them
+    (seeds, bootstrap or not, ``max_features``) beside the cached bagged ensemble, each blended
+    with the cached MLP ensemble and the ``--mt-knn`` member, cross-fitted as in
+    :func:`_select_knn`."""
+    from matloop.compositions.features import CompositionFeaturizer
+    from matloop.design.models import _SingleProperty
+    from matloop.design.multitask import HGB_DEFAULTS, NearestCompositions
+
+    args.groups_ = groups
+    a, b, P, _ = _inner_parts(args, comps, X, Y, tr)
+    F = CompositionFeaturizer(comps, glass=True).transform(X)
+    knn = NearestCompositions(len(comps), **json.loads(args.mt_knn or "{}")).fit(F[a], Y[a])
+    mk, sk = knn.predict(F[b])
+    half = _halves(groups[b], args.seed)
+    base = {**HGB_DEFAULTS, "max_iter": args.mt_hgb_iter, "learning_rate": args.mt_hgb_lr}
+    variants = {
+        "bagged (cached)": None,
+        "no bootstrap, max_features 0.5": {"bootstrap": False, "max_features": 0.5},
+        "no bootstrap, max_features 0.3": {"bootstrap": False, "max_features": 0.3},
+    }
+    out = {"n_inner_train": int(len(a)), "n_inner_val": int(len(b)), "base": base, "hgb": {}}
+    for name, change in variants.items():
+        entry, c0 = {}, time.process_time()
+        for j, key in enumerate(args.props):
+            ok, okb = np.isfinite(Y[a, j]), np.isfinite(Y[b, j])
+            if change is None:
+                mh, sh = P["mh"][:, j], P["sh"][:, j]
+            else:
+                params = {**base, **change}
+                sp = _SingleProperty("hgb", args.seed + 17 * j, args.mt_members, 0, 0, params)
+                mh, sh = sp.fit(F[a][ok], Y[a][ok, j]).predict(F[b])
+            members = [(mh, sh), (P["mn"][:, j], P["sn"][:, j]), (mk[:, j], sk[:, j])]
+            r, c, w = _crossfit_blend(members, Y[b, j], half)
+            entry[key] = {
+                "hgb_alone_rmse": _rmse(Y[b][okb, j], mh[okb]),
+                "blend_rmse": r,
+                "coverage95": c,
+                "w_hgb_w_knn_nu": w,
+            }
+        entry["cpu_s"] = time.process_time() - c0
+        out["hgb"][name] = entry
+        print(
+            f"hgb ensemble {name}: "
+            + " ".join(
+                f"{k} {entry[k]['hgb_alone_rmse']:.4g}/{entry[k]['blend_rmse']:.4g}"
+                f" cov {entry[k]['coverage95']:.3f}"
+                for k in args.props
+            ),
+            flush=True,
+        )
+    return out
+
+
 def _write(path, results, oof=None):
     """JSON results (and the out-of-fold predictions as `path`.oof.npz), atomically."""
     out = Path(path)
@@ -519,7 +631,13 @@ def main(argv=None) -> int:
         if not args.json:
             raise SystemExit("--select needs --json")
         c0 = time.process_time()
-        select = {"budget": _select, "knn": _select_knn, "hgb": _select_hgb}[args.select]
+        select = {
+            "budget": _select,
+            "knn": _select_knn,
+            "hgb": _select_hgb,
+            "members": _select_members,
+            "hgb-ensemble": _select_hgb_ensemble,
+        }[args.select]
         results["selection"] = select(args, comps, X, Y, groups, splits[0][0])
         results.update(cpu_s=time.process_time() - c0, loadavg_end=os.getloadavg())
         _write(args.json, results)

@@ -136,3 +136,23 @@ def test_bad_knn_settings_are_one_line_errors(params, match):
     X, Y = lookup_table(n=40)
     with pytest.raises(ConfigError, match=match):
         PropertyModel(COMPS, kind="multitask", knn_params=params, **SMALL).fit(X, Y)
+
+
+def test_boosting_members_without_bootstrap_differ_through_column_subsampling():
+    from matloop.design.models import _SingleProperty
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    y = X[:, 0] - 2 * X[:, 1] + np.sin(3 * X[:, 2]) + rng.normal(0, 0.1, 300)
+    base = {"max_iter": 50, "early_stopping": False}
+
+    def fit(**extra):
+        return _SingleProperty("hgb", 0, 3, 0, 0, {**base, **extra}).fit(X, y)
+
+    same = fit(bootstrap=False)  # all rows, all columns: the members are one model thrice
+    assert np.all(same.predict(X)[1] < 1e-9)
+    sub = fit(bootstrap=False, max_features=0.5)
+    assert np.median(sub.predict(X)[1]) > 1e-3
+    assert all(m.n_features_in_ == 6 for m in sub.members)
+    bagged = fit()  # the default: bootstrap rows
+    assert np.median(bagged.predict(X)[1]) > 1e-3

@@ -133,9 +133,12 @@ class _SingleProperty:
                 l2_regularization=1.0,
             )
             params.update(self.hgb_params)
+            # bootstrap=False: every member sees every row and the members differ only through
+            # max_features (column subsampling) and their seeds
+            bootstrap = params.pop("bootstrap", True) and self.n_members > 1
             self.members = []
             for m in range(self.n_members):
-                idx = rng.integers(0, len(y), len(y)) if self.n_members > 1 else np.arange(len(y))
+                idx = rng.integers(0, len(y), len(y)) if bootstrap else np.arange(len(y))
                 est = HistGradientBoostingRegressor(random_state=self.seed + m, **params)
                 self.members.append(est.fit(X[idx], y[idx]))
         elif self.kind == "gp":
