@@ -18,7 +18,11 @@ either). On identical folds, side by side:
   beside shared-trunk multi-task MLPs, blend weights and Student-t intervals fitted on the inner
   grouped validation split);
 * ``multitask-glass``: the same with the oxide-glass structure descriptors added to the features
-  (``features="glass"``: former/modifier fractions, NBO/T, field strength …).
+  (``features="glass"``: former/modifier fractions, NBO/T, field strength …), bootstrap boosting
+  members, no kNN member (the previous round's model);
+* ``multitask-glass-knn``: ``PropertyModel(kind="multitask", features="glass")`` with its
+  defaults: boosting members on every row with column subsampling and a nearest-composition
+  (kNN) member in the blend.
 
 The test folds are read only for the reported numbers. Reported per property and model: RMSE,
 MAE, R², 95 % interval coverage, top-5 % recall; per fold: CPU seconds and load average. The
@@ -616,7 +620,11 @@ def main(argv=None) -> int:
     results = {
         "benchmark": "glass composition-grouped CV, joint folds over all properties",
         "data": f"<data-dir>/{path.name}",  # no machine paths in committed results
-        "args": {k: v for k, v in vars(args).items() if k not in ("json", "data_dir")},
+        "args": {
+            k: Path(v).name if k == "select_cache" and v else v
+            for k, v in vars(args).items()
+            if k not in ("json", "data_dir")
+        },
         "search": None if args.no_search else SEARCH,
         "host": {
             "python": sys.version.split()[0],

@@ -1,15 +1,17 @@
 """Multi-task composition → properties model and Student-t interval calibration.
 
 ``PropertyModel(kind="multitask")`` (see :mod:`matloop.design.models`) uses
-:class:`MultiTaskBlend`: per property, bagged histogram gradient boosting beside a deep ensemble
+:class:`MultiTaskBlend`: per property, histogram gradient boosting members beside a deep ensemble
 of multi-task MLPs (one trunk shared by every property, one linear head per property; trained on
 every composition at once with a masked loss, so a composition measured for nd only still
 shapes the trunk that predicts Abbe and Tg). Replicates (identical feature rows) are averaged
 into one training row weighted by their count (the same squared-error optimum, fewer rows).
 
-The blend weight of the two model families is chosen per property on the caller's inner
-validation split; the raw spread combines both ensembles and their disagreement (mixture
-variance). :func:`fit_student_t_calibration` then fits σ = sqrt((a·spread)² + b²) and the
+A third member, :class:`NearestCompositions`, predicts from the few nearest distinct training
+compositions (near-identical glasses reported in other papers), which trees and MLPs interpolate
+poorly. The blend weights of the members are chosen per property on the caller's inner validation
+split; the raw spread combines the members' spreads and their disagreement (mixture variance).
+:func:`fit_student_t_calibration` then fits σ = sqrt((a·spread)² + b²) and the
 degrees of freedom ν of a Student-t predictive, so a few heavy-tailed records do not widen
 every interval.
 """
