@@ -15,8 +15,10 @@ Kinds (``kind=``):
 * ``"nn"`` — deep ensemble of multi-output MLPs (torch) with a Gaussian likelihood head, trained
   on all properties at once with a mask for missing values;
 * ``"multitask"`` — per property, bagged gradient boosting blended with a deep ensemble of
-  shared-trunk multi-task MLPs (:mod:`matloop.design.multitask`); the blend weight is chosen on
-  the inner validation split, the spread is the mixture spread of both ensembles.
+  shared-trunk multi-task MLPs and a distance-weighted nearest-composition (kNN) member
+  (:mod:`matloop.design.multitask`; ``knn_params={"k": 0}`` leaves the kNN out); the blend
+  weights are chosen on the inner validation split, the spread is the mixture spread of the
+  members.
 
 Uncertainty calibration (``calibrate=True``): the model is first fitted on an inner training
 part (grouped by identical composition when ``groups`` is given) and
@@ -131,9 +133,12 @@ class _SingleProperty:
                 l2_regularization=1.0,
             )
             params.update(self.hgb_params)
+            # bootstrap=False: every member sees every row and the members differ only through
+            # max_features (column subsampling) and their seeds
+            bootstrap = params.pop("bootstrap", True) and self.n_members > 1
             self.members = []
             for m in range(self.n_members):
-                idx = rng.integers(0, len(y), len(y)) if self.n_members > 1 else np.arange(len(y))
+                idx = rng.integers(0, len(y), len(y)) if bootstrap else np.arange(len(y))
                 est = HistGradientBoostingRegressor(random_state=self.seed + m, **params)
                 self.members.append(est.fit(X[idx], y[idx]))
         elif self.kind == "gp":
@@ -316,6 +321,8 @@ class PropertyModel(RegressorMixin, BaseEstimator):
     as given (e.g. process parameters). ``properties`` names the columns of Y (default y0, y1 …).
     """
 
+    blend_knn_ = None  # models saved before the kNN member existed blend without it
+
     def __init__(
         self,
         components: list[str] | None = None,
@@ -329,6 +336,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         gp_max_train: int = 1500,
         hgb_params: dict | None = None,
         nn_params: dict | None = None,
+        knn_params: dict | None = None,
         seed: int = 0,
         n_threads: int = 1,
         search: list[dict] | None = None,
@@ -344,6 +352,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         self.gp_max_train = gp_max_train
         self.hgb_params = hgb_params
         self.nn_params = nn_params
+        self.knn_params = knn_params
         self.seed = seed
         self.n_threads = n_threads
         self.search = search
@@ -361,6 +370,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
             unknown = sorted(set(self.nn_params or {}) - set(MLP_DEFAULTS))
             if unknown:
                 raise ConfigError(f"unknown multitask nn_params {unknown}; known: {MLP_DEFAULTS}")
+            self._knn_settings()
         if self.features not in FEATURES:
             raise ConfigError(f"features must be one of {FEATURES}, got {self.features!r}")
         if self.components is None and self.features != "raw":
@@ -417,15 +427,35 @@ class PropertyModel(RegressorMixin, BaseEstimator):
             return self._fit_multitask(F, Y)
         return self._fit_per_property(F, Y, self.kind)
 
-    def _fit_multitask(self, F, Y):
-        from matloop.design.multitask import HGB_DEFAULTS, MultiTaskBlend, MultiTaskNet
+    def _knn_settings(self) -> dict:
+        """The kNN member's settings (defaults + ``knn_params``), validated."""
+        from matloop.design.multitask import KNN_DEFAULTS, check_knn_params
 
-        # a fixed budget of ~one boosting round per 20 rows (100–1000) unless max_iter is given
+        unknown = sorted(set(self.knn_params or {}) - set(KNN_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"unknown multitask knn_params {unknown}; known: {KNN_DEFAULTS}")
+        settings = {**KNN_DEFAULTS, **(self.knn_params or {})}
+        check_knn_params(**settings)
+        return settings
+
+    def _fit_multitask(self, F, Y):
+        from matloop.design.multitask import (
+            HGB_DEFAULTS,
+            MultiTaskBlend,
+            MultiTaskNet,
+            NearestCompositions,
+        )
+
+        # a fixed budget of ~one boosting round per 20 rows (100–600) unless max_iter is given
         budget = {"max_iter": int(np.clip(len(F) // 20, 100, HGB_DEFAULTS["max_iter"]))}
         params = {**HGB_DEFAULTS, **budget, **self.hgb_params_}
         trees = self._fit_per_property(F, Y, "hgb", params)
         net = MultiTaskNet(self.n_members_, self.seed, **self.nn_params_).fit(F, Y)
-        return MultiTaskBlend(trees, net, getattr(self, "blend_", None))
+        knn, settings = None, self._knn_settings()
+        if settings["k"] > 0:
+            n_frac = F.shape[1] if self.featurizer_ is None else len(self.components_)
+            knn = NearestCompositions(n_frac, **settings).fit(F, Y)
+        return MultiTaskBlend(trees, net, getattr(self, "blend_", None), knn, self.blend_knn_)
 
     def _fit_per_property(self, F, Y, kind, hgb_params=None):
         models = []
@@ -484,7 +514,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         self.tail_df_ = [float("inf")] * len(self.properties_)
         self.selected_ = None
         if self.kind == "multitask":
-            self.blend_ = None
+            self.blend_ = self.blend_knn_ = None
         if (self.calibrate or self.search) and len(X) >= 10:
             tr, va = inner_split(len(X), groups, 0.2, self.seed)
             best = None
@@ -494,8 +524,9 @@ class PropertyModel(RegressorMixin, BaseEstimator):
                 inner = self._fit_raw(F[tr], Y[tr])
                 if self.kind == "multitask":  # blend weights: inner validation part only
                     parts = inner.predict_parts(F[va])
-                    mean, spread = inner.combine(parts, inner.choose_weights(parts, Y[va]))
-                    weights = inner.weights
+                    inner.choose_weights(parts, Y[va])
+                    mean, spread = inner.combine(parts, inner.weights, inner.knn_weights)
+                    weights = (inner.weights, inner.knn_weights)
                 else:
                     mean, spread = self._predict_raw(inner, F[va])
                     weights = None
@@ -511,7 +542,9 @@ class PropertyModel(RegressorMixin, BaseEstimator):
                 self._apply_candidate(cand)
                 self.selected_ = dict(cand)
             if weights is not None:
-                self.blend_ = [float(w) for w in weights]
+                self.blend_ = [float(w) for w in weights[0]]
+                if weights[1] is not None:
+                    self.blend_knn_ = [float(w) for w in weights[1]]
             if self.calibrate:
                 fits = [
                     self._calibrate(Y[va, j], mean[:, j], spread[:, j], self.intervals_)
@@ -621,6 +654,9 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         elif self.kind == "multitask":
             meta["multitask"], mt_arrays = self.models_.net.to_data()
             arrays.update(mt_arrays)
+            if self.models_.knn is not None:
+                meta["knn"], knn_arrays = self.models_.knn.to_data()
+                arrays.update(knn_arrays)
             arrays[ESTIMATOR_KEY] = estimator_to_array(self.models_.trees)
         else:
             arrays[ESTIMATOR_KEY] = estimator_to_array(self.models_)
@@ -642,12 +678,19 @@ class PropertyModel(RegressorMixin, BaseEstimator):
             if "nn" in meta:
                 model.models_ = _NNEnsemble.from_data(meta["nn"], arrays)
             elif "multitask" in meta:
-                from matloop.design.multitask import MultiTaskBlend, MultiTaskNet
+                from matloop.design.multitask import (
+                    MultiTaskBlend,
+                    MultiTaskNet,
+                    NearestCompositions,
+                )
 
+                knn = meta.get("knn")
                 model.models_ = MultiTaskBlend(
                     estimator_from_array(arrays[ESTIMATOR_KEY], str(path)),
                     MultiTaskNet.from_data(meta["multitask"], arrays),
                     model.blend_,
+                    None if knn is None else NearestCompositions.from_data(knn, arrays),
+                    model.blend_knn_,
                 )
             else:
                 model.models_ = estimator_from_array(arrays[ESTIMATOR_KEY], str(path))
