@@ -156,3 +156,15 @@ def test_boosting_members_without_bootstrap_differ_through_column_subsampling():
     assert all(m.n_features_in_ == 6 for m in sub.members)
     bagged = fit()  # the default: bootstrap rows
     assert np.median(bagged.predict(X)[1]) > 1e-3
+
+
+def test_default_members_are_the_benchmarked_ones():
+    rng = np.random.default_rng(2)
+    X = rng.dirichlet(np.ones(len(COMPS)), size=60)
+    Y = (X @ np.array([500.0, 300.0, 700.0, 450.0]))[:, None]
+    m = PropertyModel(COMPS, ["Tg"], kind="multitask", **SMALL).fit(X, Y)
+    assert m.n_members is None and m.n_members_ == 2 and len(m.models_.net.nets) == 2
+    h = PropertyModel(COMPS, ["Tg"], kind="hgb", hgb_params={"max_iter": 20}).fit(X, Y)
+    assert h.n_members_ == 5
+    with pytest.raises(ConfigError, match="n_members must be >= 1"):
+        PropertyModel(COMPS, ["Tg"], kind="hgb", n_members=0).fit(X, Y)

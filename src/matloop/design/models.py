@@ -310,6 +310,11 @@ class _NNEnsemble:
         return mean * self.y_sd + self.y_mu, np.sqrt(var) * self.y_sd
 
 
+#: ensemble members when ``n_members=None``: the multi-task model's as benchmarked
+#: (benchmarks/glass.py: 2 boosting members and 2 MLPs), 5 for the others
+DEFAULT_MEMBERS = {"multitask": 2}
+
+
 class PropertyModel(RegressorMixin, BaseEstimator):
     """Composition → properties with uncertainty (see module docstring); a scikit-learn estimator.
 
@@ -331,7 +336,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         *,
         features: str = "stats",
         calibrate: bool = True,
-        n_members: int = 5,
+        n_members: int | None = None,
         n_estimators: int = 200,
         gp_max_train: int = 1500,
         hgb_params: dict | None = None,
@@ -362,6 +367,8 @@ class PropertyModel(RegressorMixin, BaseEstimator):
     def _validate_params(self, n_cols: int, n_props: int) -> None:
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"unknown model kind {self.kind!r}; choose from {MODEL_KINDS}")
+        if self.n_members is not None and self.n_members < 1:
+            raise ConfigError(f"n_members must be >= 1, got {self.n_members}")
         if self.intervals is not None and self.intervals not in INTERVALS:
             raise ConfigError(f"intervals must be one of {INTERVALS}, got {self.intervals!r}")
         if self.kind == "multitask":
@@ -509,7 +516,8 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         F = self._features(X)
         self.hgb_params_ = dict(self.hgb_params or {})
         self.nn_params_ = dict(self.nn_params or {})
-        self.n_members_, self.n_estimators_ = self.n_members, self.n_estimators
+        self.n_members_ = self.n_members or DEFAULT_MEMBERS.get(self.kind, 5)
+        self.n_estimators_ = self.n_estimators
         self.calibration_ = [(1.0, 0.0)] * len(self.properties_)
         self.tail_df_ = [float("inf")] * len(self.properties_)
         self.selected_ = None
