@@ -618,6 +618,8 @@ def suggest_from_pool(
             keep = simplex_columns(rows)
         if len(keep) < len(cols):
             messages.append(f"mixture fractions: the GP models {', '.join(cols[: len(keep)])}")
+        if input_warp:
+            messages.append("inputs warped by a learned Kumaraswamy CDF (off: --input-warp off)")
         Xo, Xp = Xo[:, keep], Xp[:, keep]
         bounds = np.stack([lo, lo + width])[:, keep]
         bmodel = fit_gp_list(Xo, Y, bounds=bounds, input_warp=input_warp)
