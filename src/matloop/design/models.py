@@ -43,6 +43,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from matloop.compositions.features import CompositionFeaturizer
 from matloop.errors import ConfigError, DataError, ModelFileError
+from matloop.utils.safe_io import nets_from_arrays, nets_to_arrays
 from matloop.utils.threads import with_default_torch_threads
 
 MODEL_KINDS = ("gp", "rf", "et", "hgb", "nn", "multitask")
@@ -175,36 +176,6 @@ class _SingleProperty:
             return per.mean(axis=0), per.std(axis=0)
         mean, std = self.est.predict(self.scaler.transform(X), return_std=True)
         return mean, std
-
-
-def nets_to_arrays(nets: list, prefix: str) -> dict[str, np.ndarray]:
-    """The weights of an ensemble of torch modules as plain arrays, ``PREFIX.MEMBER.NAME``."""
-    return {
-        f"{prefix}.{m}.{key}": value.detach().cpu().numpy()
-        for m, net in enumerate(nets)
-        for key, value in net.state_dict().items()
-    }
-
-
-def nets_from_arrays(arrays: dict, prefix: str, n_members: int, make_net) -> list:
-    """The ensemble :func:`nets_to_arrays` wrote: `n_members` fresh ``make_net()`` modules with
-    their weights loaded, in eval mode."""
-    import torch
-
-    nets = []
-    for m in range(n_members):
-        head = f"{prefix}.{m}."
-        net = make_net()
-        net.load_state_dict(
-            {
-                k[len(head) :]: torch.from_numpy(np.array(v))
-                for k, v in arrays.items()
-                if k.startswith(head)
-            }
-        )
-        net.eval()
-        nets.append(net)
-    return nets
 
 
 class _NNEnsemble:

@@ -162,7 +162,7 @@ class MultiTaskNet:
 
     def to_data(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able parameters, arrays): the fitted ensemble as plain data."""
-        from matloop.design.models import nets_to_arrays
+        from matloop.utils.safe_io import nets_to_arrays
 
         arrays = {"mt.x_mu": self.x_mu, "mt.x_sd": self.x_sd}
         arrays.update({"mt.y_mu": self.y_mu, "mt.y_sd": self.y_sd})
@@ -171,7 +171,7 @@ class MultiTaskNet:
 
     @classmethod
     def from_data(cls, params: dict, arrays: dict[str, np.ndarray]) -> MultiTaskNet:
-        from matloop.design.models import nets_from_arrays
+        from matloop.utils.safe_io import nets_from_arrays
 
         self = cls(**params)
         for key in ("x_mu", "x_sd", "y_mu", "y_sd"):

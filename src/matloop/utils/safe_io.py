@@ -174,3 +174,33 @@ def torch_load_plain(path, **kwargs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(?s).*Detected pickle protocol")
         return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+
+
+def nets_to_arrays(nets: list, prefix: str) -> dict[str, np.ndarray]:
+    """The weights of an ensemble of torch modules as plain arrays, ``PREFIX.MEMBER.NAME``."""
+    return {
+        f"{prefix}.{m}.{key}": value.detach().cpu().numpy()
+        for m, net in enumerate(nets)
+        for key, value in net.state_dict().items()
+    }
+
+
+def nets_from_arrays(arrays: dict, prefix: str, n_members: int, make_net) -> list:
+    """The ensemble :func:`nets_to_arrays` wrote: `n_members` fresh ``make_net()`` modules with
+    their weights loaded, in eval mode."""
+    import torch
+
+    nets = []
+    for m in range(n_members):
+        head = f"{prefix}.{m}."
+        net = make_net()
+        net.load_state_dict(
+            {
+                k[len(head) :]: torch.from_numpy(np.array(v))
+                for k, v in arrays.items()
+                if k.startswith(head)
+            }
+        )
+        net.eval()
+        nets.append(net)
+    return nets
