@@ -74,6 +74,10 @@ class AcePotential(Potential):
             }
         )
 
+    def basis_for(self, params: AceParams) -> AceBasis:
+        """The basis `params` gives this model's elements (the model itself is unchanged)."""
+        return build_basis(self.elements, params)
+
     def set_basis(self, params: AceParams) -> None:
         """(Re)build the basis from `params`; coefficients and posterior start empty."""
         params = self._pinned(params, len(self.elements))

@@ -528,10 +528,9 @@ def _search_grid(model_params, fit: AceFitParams, n_el: int) -> list[tuple[Any, 
 def _solve_candidate(model, data: _Pass, params, kind_weights, score_weights, fit_params):
     """Fit the candidate basis `params` (nested in `data`'s basis) from `data`'s rows."""
     from matloop.models.ace.basis import nested_columns
-    from matloop.models.ace.family import build_basis
 
     # the model holds `data`'s (largest) basis while its nested candidates are solved
-    sub = build_basis(model.elements, params)
+    sub = model.basis_for(params)
     cols = nested_columns(sub, basis_of(model))
     n_el = len(model.elements)
     p_big = int(basis_of(model).n_coefficients)
