@@ -407,14 +407,9 @@ class PropertyModel(RegressorMixin, BaseEstimator):
 
     def _knn_settings(self) -> dict:
         """The kNN member's settings (defaults + ``knn_params``), validated."""
-        from matloop.design.multitask import KNN_DEFAULTS, check_knn_params
+        from matloop.design.multitask import knn_settings
 
-        unknown = sorted(set(self.knn_params or {}) - set(KNN_DEFAULTS))
-        if unknown:
-            raise ConfigError(f"unknown multitask knn_params {unknown}; known: {KNN_DEFAULTS}")
-        settings = {**KNN_DEFAULTS, **(self.knn_params or {})}
-        check_knn_params(**settings)
-        return settings
+        return knn_settings(self.knn_params)
 
     def _fit_multitask(self, F, Y):
         from matloop.design.multitask import (

@@ -193,15 +193,9 @@ class NearestCompositions:
     _PARAMS = ("n_fractions", *KNN_DEFAULTS)
 
     def __init__(self, n_fractions: int, **params):
-        unknown = set(params) - set(KNN_DEFAULTS)
-        if unknown:
-            from matloop.errors import ConfigError
-
-            raise ConfigError(f"unknown multitask knn_params {sorted(unknown)}")
         self.n_fractions = int(n_fractions)
-        for key, value in {**KNN_DEFAULTS, **params}.items():
+        for key, value in knn_settings(params).items():
             setattr(self, key, value)
-        check_knn_params(self.k, self.space, self.eps)
 
     def _space(self, F: np.ndarray) -> np.ndarray:
         if self.space == "fractions":
@@ -252,6 +246,19 @@ class NearestCompositions:
         self.z_mu = np.asarray(arrays["knn.z_mu"], float)
         self.z_sd = np.asarray(arrays["knn.z_sd"], float)
         return self._build()
+
+
+def knn_settings(params: dict | None) -> dict:
+    """The nearest-composition member's settings: :data:`KNN_DEFAULTS` updated by `params`,
+    validated (one clear line for an unknown key or a bad value)."""
+    from matloop.errors import ConfigError
+
+    unknown = sorted(set(params or {}) - set(KNN_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown multitask knn_params {unknown}; known: {KNN_DEFAULTS}")
+    settings = {**KNN_DEFAULTS, **(params or {})}
+    check_knn_params(**settings)
+    return settings
 
 
 def check_knn_params(k, space, eps) -> None:
