@@ -115,6 +115,7 @@ def suggest_command(
     if space is None and candidates is None:
         raise ConfigError("give --space (continuous design) or --candidates (a finite pool)")
     warp = _input_warp_setting(input_warp, candidates)
+    beta_kw = {} if beta is None else {"beta": beta}  # else each ask step's own default
     objs = [parse_objective(s) for s in objective]
     sp = load_space(space) if space is not None else None
     frame = _read_csv(data)
@@ -130,7 +131,7 @@ def suggest_command(
                 seed=seed,
                 model=model,
                 acquisition=acquisition,
-                beta=1.0 if beta is None else beta,
+                beta_kw=beta_kw,
                 data=data,
                 candidates=candidates,
                 input_warp=warp,
@@ -143,10 +144,10 @@ def suggest_command(
                 batch=batch,
                 seed=seed,
                 acquisition=acquisition,
-                beta=4.0 if beta is None else beta,
                 num_restarts=restarts,
                 raw_samples=raw_samples,
                 source=str(data),
+                **beta_kw,
             )
     with atomic_path(out) as tmp:
         table = res.table.copy()
@@ -175,7 +176,7 @@ def _input_warp_setting(value: str | None, candidates: Path | None) -> bool | st
 
 
 def _suggest_pool(
-    frame, pool, objs, sp, *, batch, seed, model, acquisition, beta, data, candidates, input_warp
+    frame, pool, objs, sp, *, batch, seed, model, acquisition, beta_kw, data, candidates, input_warp
 ):
     """Pool-based ask; with a space, candidate rows outside it are dropped first."""
     from matloop.design.pool import suggest_from_pool
@@ -200,11 +201,11 @@ def _suggest_pool(
         seed=seed,
         model=model,
         acquisition=acquisition,
-        beta=beta,
         input_warp=input_warp,
         drop_simplex=input_warp,
         data_name=str(data),
         pool_name=str(candidates),
+        **beta_kw,
     )
     if dropped:
         res.messages.append(f"{dropped} candidate(s) outside the space were skipped")

@@ -92,12 +92,8 @@ def _warped_kernel_class():
                     # BoTorch's fit retries from prior samples, which need a way back to raw
                     lambda m, v, n=name: m._set_positive(n, v),
                 )
-            with torch.no_grad():  # a = b = 1: no warping to start with
-                for name in ("a", "b"):
-                    c = getattr(self, f"raw_{name}_constraint")
-                    getattr(self, f"raw_{name}").fill_(
-                        float(c.inverse_transform(torch.tensor(1.0)))
-                    )
+            for name in ("a", "b"):  # a = b = 1: no warping to start with
+                self._set_positive(name, 1.0)
 
         def _set_positive(self, name: str, value) -> None:
             raw = getattr(self, f"raw_{name}")
