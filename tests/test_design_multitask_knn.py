@@ -53,6 +53,17 @@ def test_choose_weights_finds_the_member_that_is_right():
     np.testing.assert_allclose(mean, y) and np.testing.assert_allclose(spread, 0.0)
 
 
+def test_choose_weights_is_not_steered_by_a_few_gross_outliers():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(300, 1))
+    good = y + rng.normal(0, 0.1, y.shape)  # right on every ordinary record
+    poor = y + rng.normal(0, 1.0, y.shape)
+    y[:3], good[:3], poor[:3] = 100.0, 0.0, 60.0  # three gross records the poor member "gets"
+    blend = MultiTaskBlend([None], None)
+    blend.choose_weights([(good, np.ones_like(y)), (poor, np.ones_like(y))], y)
+    assert blend.weights[0] >= 0.8, blend.weights  # squared error picks 0.0 here
+
+
 def lookup_table(n=400, seed=0):
     """A property that jumps between neighbouring composition clusters (papers of one glass
     family): smooth models interpolate it poorly, the nearest compositions know it."""
