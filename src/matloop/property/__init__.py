@@ -18,7 +18,7 @@ from matloop.property.data import (
 from matloop.property.estimators import (
     CrystalGraphModel,
     GBTBaseline,
-    PropertyModel,
+    StructurePropertyModel,
     load_model,
     make_model,
 )
@@ -29,7 +29,7 @@ __all__ = [
     "GBTBaseline",
     "PropertyConfig",
     "PropertyDataset",
-    "PropertyModel",
+    "StructurePropertyModel",
     "duplicate_report",
     "find_duplicates",
     "from_structures",

@@ -38,7 +38,7 @@ FORMAT = "matloop-property"
 FORMAT_VERSION = 1
 
 
-class PropertyModel(BaseEstimator):
+class StructurePropertyModel(BaseEstimator):
     """Shared fit/predict/calibration/OOD logic; subclasses supply the learner."""
 
     kind = ""
@@ -113,7 +113,9 @@ class PropertyModel(BaseEstimator):
 
     # --- fitting ------------------------------------------------------------------------------
 
-    def fit(self, dataset: PropertyDataset, val: PropertyDataset | None = None) -> PropertyModel:
+    def fit(
+        self, dataset: PropertyDataset, val: PropertyDataset | None = None
+    ) -> StructurePropertyModel:
         """Train on `dataset` (validation from ``split`` unless `val` is given); returns self."""
         self._check()
         data = self._labelled(dataset)
@@ -330,7 +332,7 @@ class PropertyModel(BaseEstimator):
 # --- crystal graph network ---------------------------------------------------------------------
 
 
-class CrystalGraphModel(PropertyModel):
+class CrystalGraphModel(StructurePropertyModel):
     """CGCNN-like network; ``params`` is a :class:`CGCNNConfig` (or its dict)."""
 
     kind = "cgcnn"
@@ -571,7 +573,7 @@ def _proba(raw: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-class GBTBaseline(PropertyModel):
+class GBTBaseline(StructurePropertyModel):
     """HistGradientBoosting on :func:`descriptor_matrix`; ``params`` is a :class:`GBTConfig`."""
 
     kind = "gbt"
@@ -704,18 +706,18 @@ class GBTBaseline(PropertyModel):
                 }
 
 
-MODELS: dict[str, type[PropertyModel]] = {"cgcnn": CrystalGraphModel, "gbt": GBTBaseline}
+MODELS: dict[str, type[StructurePropertyModel]] = {"cgcnn": CrystalGraphModel, "gbt": GBTBaseline}
 
 
-def make_model(kind: str, **kwargs) -> PropertyModel:
+def make_model(kind: str, **kwargs) -> StructurePropertyModel:
     """A model of family `kind` (``cgcnn`` or ``gbt``)."""
     if kind not in MODELS:
         raise ConfigError(f"unknown model {kind!r} (choose from {', '.join(MODELS)})")
     return MODELS[kind](**kwargs)
 
 
-def load_model(directory: str | os.PathLike) -> PropertyModel:
-    """Load a model written by :meth:`PropertyModel.save` (no pickle anywhere)."""
+def load_model(directory: str | os.PathLike) -> StructurePropertyModel:
+    """Load a model written by :meth:`StructurePropertyModel.save` (no pickle anywhere)."""
     d = Path(directory)
     path = d / "model.json"
     if not path.exists():

@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from matloop.property.data import PropertyDataset
-from matloop.property.estimators import PropertyModel
+from matloop.property.estimators import StructurePropertyModel
 
 
 def write_report(
-    model: PropertyModel, dataset: PropertyDataset, directory: str | os.PathLike, title: str
+    model: StructurePropertyModel,
+    dataset: PropertyDataset,
+    directory: str | os.PathLike,
+    title: str,
 ) -> dict:
     """Metrics of `model` on `dataset`, PNG plots and ``report.html`` in `directory`."""
     from matloop.property import metrics as M
