@@ -242,6 +242,10 @@ _FEAT = typer.Option(
     help="stats (fractions + element statistics) | glass (stats + oxide-glass structure "
     "descriptors: NBO/T, former/modifier fractions, field strength …) | fractions",
 )
+_MEMBERS = typer.Option(
+    None, "--members", help="Ensemble members (hgb, nn: 5; multitask: 2, as benchmarked)."
+)
+_TREES = typer.Option(200, "--trees", help="Trees (rf, et).")
 
 
 def fit_command(
@@ -252,10 +256,8 @@ def fit_command(
     normalise: bool = _NORM,
     model: str = _MODEL,
     features: str = _FEAT,
-    members: int | None = typer.Option(
-        None, "--members", help="Ensemble members (hgb, nn: 5; multitask: 2, as benchmarked)."
-    ),
-    trees: int = typer.Option(200, "--trees", help="Trees (rf, et)."),
+    members: int | None = _MEMBERS,
+    trees: int = _TREES,
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(
         ..., "--out", help="Model file to write (.npz: JSON and arrays, no pickle)."
@@ -318,10 +320,8 @@ def evaluate_command(
     normalise: bool = _NORM,
     model: str = _MODEL,
     features: str = _FEAT,
-    members: int | None = typer.Option(
-        None, "--members", help="Ensemble members (hgb, nn: 5; multitask: 2, as benchmarked)."
-    ),
-    trees: int = typer.Option(200, "--trees", help="Trees (rf, et)."),
+    members: int | None = _MEMBERS,
+    trees: int = _TREES,
     seed: int = typer.Option(0, "--seed"),
     json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON."),
 ) -> None:
