@@ -72,6 +72,7 @@ def test_save_load_round_trip_without_pickle(fitted, tmp_path):
         assert all(name.endswith(".npy") for name in zf.namelist())
     with np.load(path, allow_pickle=False) as npz:
         assert any(k.startswith("mt.0.") for k in npz.files)
+        assert npz["mt.quantiles"].shape[1] > 0  # the MLPs' input transform travels as arrays
     back = PropertyModel.load(path)
     for a, b in zip(back.predict(X, return_std=True), m.predict(X, return_std=True), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -125,6 +126,33 @@ def test_unknown_options_are_one_line_errors():
         PropertyModel(COMPS, kind="multitask", intervals="cauchy").fit(X, Y)
     with pytest.raises(ConfigError, match="nn_params"):
         PropertyModel(COMPS, kind="multitask", nn_params={"width": 3}).fit(X, Y)
+    with pytest.raises(ConfigError, match="inputs must be one of"):
+        PropertyModel(COMPS, kind="multitask", nn_params={"inputs": "rank"}).fit(X, Y)
+
+
+@pytest.mark.parametrize("inputs", ["quantile", "standard"])
+def test_quantile_inputs_make_the_mlps_blind_to_monotone_feature_rescaling(inputs):
+    """With normal-score inputs only each feature's ranks matter: cubing a (positive) feature
+    leaves the predictions unchanged, while plain standardisation sees a different input."""
+    X, Y = glass_like(n=200, seed=3)
+    F = CompositionFeaturizer(COMPS, stats=False).transform(X) + 0.01
+    cubed = F.copy()
+    cubed[:, 0] = cubed[:, 0] ** 3
+    kw = dict(n_members=1, seed=0, epochs=5, hidden=8, inputs=inputs)
+    plain = MultiTaskNet(**kw).fit(F, Y).predict(F)[0]
+    rescaled = MultiTaskNet(**kw).fit(cubed, Y).predict(cubed)[0]
+    same = np.allclose(plain, rescaled, rtol=1e-5, atol=1e-6 * np.abs(plain).max())
+    assert same == (inputs == "quantile")
+
+
+def test_models_saved_with_standardised_inputs_still_load(tmp_path):
+    X, Y = glass_like(n=120, seed=4)
+    kw = {**SMALL, "nn_params": {**SMALL["nn_params"], "inputs": "standard"}}
+    m = PropertyModel(COMPS, ["nd", "Tg", "abbe"], kind="multitask", n_members=1, **kw).fit(X, Y)
+    m.save(tmp_path / "std.npz")
+    back = PropertyModel.load(tmp_path / "std.npz")
+    assert back.models_.net.quantiles_ is None
+    np.testing.assert_allclose(back.predict(X), m.predict(X), rtol=1e-6)
 
 
 CHECKS = [
