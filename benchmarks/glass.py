@@ -22,7 +22,9 @@ either). On identical folds, side by side:
   members, no kNN member (the previous round's model);
 * ``multitask-glass-knn``: ``PropertyModel(kind="multitask", features="glass")`` with its
   defaults: boosting members on every row with column subsampling and a nearest-composition
-  (kNN) member in the blend.
+  (kNN) member in the blend; since round 4 also blend weights by mean absolute error and MLPs on
+  normal-score (quantile) inputs (``results/glass_multitask_glass_knn.json`` is round 3's run,
+  ``…_mae.json`` and ``…_quantile.json`` round 4's two steps).
 
 The test folds are read only for the reported numbers. Reported per property and model: RMSE,
 MAE, R², 95 % interval coverage, top-5 % recall; per fold: CPU seconds and load average. The
@@ -84,7 +86,7 @@ def _args(argv):
         "--select",
         nargs="?",
         const="budget",
-        choices=("budget", "knn", "hgb", "members", "hgb-ensemble"),
+        choices=("budget", "knn", "hgb", "members", "hgb-ensemble", "inputs"),
         help="design selection on the inner grouped split of fold 0's training part only "
         "(writes --json): 'budget' = boosting validation curves (single member) per feature set "
         "and learning rate, one multi-task MLP per feature set and epoch count, best blends; "
@@ -94,7 +96,9 @@ def _args(argv):
         "boosting variants (single member) in the same blend; 'members' = twice the ensemble "
         "members (a second set with another seed) against the cached set, with the kNN member; "
         "'hgb-ensemble' = the boosting ensemble (--mt-members members, as PropertyModel fits "
-        "them) with and without bootstrap rows and column subsampling, in the same blend",
+        "them) with and without bootstrap rows and column subsampling, in the same blend; "
+        "'inputs' = blend weights by squared vs absolute error and the MLPs on standardised vs "
+        "quantile inputs (two seeds), cross-fitted on three grouped half splits",
     )
     ap.add_argument("--select-cache", default=None, help="npz of the fitted members' predictions")
     ap.add_argument("--select-k", type=int, nargs="+", default=[3, 5, 10, 20, 40])
@@ -316,9 +320,10 @@ def _halves(groups_b, seed):
     return np.array([g in first for g in groups_b])
 
 
-def _crossfit_blend(parts, y, half, step=0.05):
-    """Blend weights and Student-t calibration fitted on one grouped half of the validation rows
-    and applied to the other, both ways: pooled (RMSE, 95 % coverage, weights per half)."""
+def _crossfit_blend(parts, y, half, step=0.05, criterion="mae"):
+    """Blend weights (by `criterion`) and Student-t calibration fitted on one grouped half of the
+    validation rows and applied to the other, both ways: pooled (RMSE, 95 % coverage, weights per
+    half)."""
     from scipy.stats import t as student_t
 
     from matloop.design.multitask import MultiTaskBlend, fit_student_t_calibration
@@ -328,7 +333,7 @@ def _crossfit_blend(parts, y, half, step=0.05):
     for fit_on in (half, ~half):
         blend = MultiTaskBlend([None], None, knn=object() if len(parts) == 3 else None)
         sub = [(m[fit_on & ok, None], s[fit_on & ok, None]) for m, s in parts]
-        blend.choose_weights(sub, y[fit_on & ok, None], step)
+        blend.choose_weights(sub, y[fit_on & ok, None], step, criterion)
         wk = None if blend.knn_weights is None else blend.knn_weights
         mean, spread = MultiTaskBlend.combine(
             [(m[:, None], s[:, None]) for m, s in parts], blend.weights, wk
@@ -554,6 +559,50 @@ def _select_hgb_ensemble(args, comps, X, Y, groups, tr):
     return out
 
 
+def _select_inputs(args, comps, X, Y, groups, tr):
+    """Round 4 on the inner grouped split of `tr`: blend weights by squared vs absolute error,
+    and the MLP ensemble on standardised vs normal-score (quantile) inputs (two seeds each),
+    blended with the boosting members and the kNN member; each cross-fitted on three grouped
+    half splits of the validation rows."""
+    from matloop.compositions.features import CompositionFeaturizer
+    from matloop.design.multitask import MultiTaskNet, NearestCompositions
+
+    args.groups_ = groups
+    a, b, P, cpu_members = _inner_parts(args, comps, X, Y, tr)
+    F = CompositionFeaturizer(comps, glass=True).transform(X)
+    mk, sk = NearestCompositions(len(comps)).fit(F[a], Y[a]).predict(F[b])
+    out = {"n_inner_train": int(len(a)), "n_inner_val": int(len(b)), "mlp": {}}
+    for inputs in ("standard", "quantile"):
+        for seed in (args.seed, args.seed + 7):
+            c0 = time.process_time()
+            net = MultiTaskNet(args.mt_members, seed, epochs=args.mt_epochs, inputs=inputs)
+            mn, sn = net.fit(F[a], Y[a]).predict(F[b])
+            entry = {"cpu_s": time.process_time() - c0}
+            for j, key in enumerate(args.props):
+                okb = np.isfinite(Y[b, j])
+                three = [(P["mh"][:, j], P["sh"][:, j]), (mn[:, j], sn[:, j]), (mk[:, j], sk[:, j])]
+                entry[key] = {"mlp_alone_rmse": _rmse(Y[b][okb, j], mn[okb, j])}
+                for criterion in ("mse", "mae"):
+                    rmse = [
+                        _crossfit_blend(three, Y[b, j], _halves(groups[b], h), criterion=criterion)[
+                            0
+                        ]
+                        for h in range(3)
+                    ]
+                    entry[key][f"blend_rmse_{criterion}_weights"] = rmse
+            out["mlp"][f"{inputs}.seed{seed}"] = entry
+            print(
+                f"inputs {inputs} seed {seed}: "
+                + " ".join(
+                    f"{k} {np.mean(entry[k]['blend_rmse_mse_weights']):.4g}"
+                    f"/{np.mean(entry[k]['blend_rmse_mae_weights']):.4g}"
+                    for k in args.props
+                ),
+                flush=True,
+            )
+    return out
+
+
 def _write(path, results, oof=None):
     """JSON results (and the out-of-fold predictions as `path`.oof.npz), atomically."""
     out = Path(path)
@@ -645,6 +694,7 @@ def main(argv=None) -> int:
             "hgb": _select_hgb,
             "members": _select_members,
             "hgb-ensemble": _select_hgb_ensemble,
+            "inputs": _select_inputs,
         }[args.select]
         results["selection"] = select(args, comps, X, Y, groups, splits[0][0])
         results.update(cpu_s=time.process_time() - c0, loadavg_end=os.getloadavg())

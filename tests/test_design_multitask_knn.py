@@ -60,8 +60,11 @@ def test_choose_weights_is_not_steered_by_a_few_gross_outliers():
     poor = y + rng.normal(0, 1.0, y.shape)
     y[:3], good[:3], poor[:3] = 100.0, 0.0, 60.0  # three gross records the poor member "gets"
     blend = MultiTaskBlend([None], None)
-    blend.choose_weights([(good, np.ones_like(y)), (poor, np.ones_like(y))], y)
-    assert blend.weights[0] >= 0.8, blend.weights  # squared error picks 0.0 here
+    parts = [(good, np.ones_like(y)), (poor, np.ones_like(y))]
+    assert blend.choose_weights(parts, y)[0] >= 0.8  # absolute error, the default
+    assert blend.choose_weights(parts, y, criterion="mse")[0] == 0.0  # the three records rule
+    with pytest.raises(ConfigError, match="criterion"):
+        blend.choose_weights(parts, y, criterion="huber")
 
 
 def lookup_table(n=400, seed=0):
