@@ -36,10 +36,10 @@ MLP_DEFAULTS = {
 }
 #: how the MLPs see the features: "quantile" = each feature mapped through its empirical CDF on
 #: the training rows to a normal score (scikit-learn's QuantileTransformer, :data:`N_QUANTILES`
-#: quantiles), then standardised;
-#: "standard" = standardised only (models saved before the option existed). On the glass
-#: benchmark's inner split the quantile inputs lowered the blend's RMSE by 1.7 % (Tg), 0.7 % (nd)
-#: and 1.2 % (Abbe): sparse oxide fractions standardise to a few huge values, normal scores do not
+#: quantiles), then standardised; "standard" = standardised only (models saved before the option
+#: existed). Sparse oxide fractions standardise to a few huge values, normal scores do not: on the
+#: glass benchmark's inner split the blend's RMSE fell 1.7 % (Tg), 0.7 % (nd), 1.2 % (Abbe); on its
+#: grouped 5-fold test the two were level within what five outlying records swing
 MLP_INPUTS = ("quantile", "standard")
 N_QUANTILES = 200
 
