@@ -91,10 +91,12 @@ def test_auto_input_options_switch_on_for_mixtures_only():
     kw = dict(seeds=[0, 1], n_cycles=7, kappa=1.0, maxiter=10, refit=lambda t: t <= 4)
     auto = pool_bo_batched(F, y, input_warp="auto", drop_simplex="auto", **kw)
     on = pool_bo_batched(F, y, input_warp=True, drop_simplex=True, **kw)
-    assert mixture_options(F, input_warp="auto", drop_simplex="auto") == (True, True)
+    warp, keep = mixture_options(F, input_warp="auto", drop_simplex="auto")
+    assert warp and keep.tolist() == [0, 1]  # warped, the redundant last fraction left out
     assert auto.tolist() == on.tolist()
     X = rng.random((30, 3))  # not mixture fractions: "auto" is the plain GP
-    assert mixture_options(X, input_warp="auto", drop_simplex="auto") == (False, False)
+    warp, keep = mixture_options(X, input_warp="auto", drop_simplex="auto")
+    assert not warp and keep.tolist() == [0, 1, 2]
     auto = pool_bo_batched(X, y, input_warp="auto", drop_simplex="auto", **kw)
     assert auto.tolist() == pool_bo_batched(X, y, **kw).tolist()
     with pytest.raises(ConfigError, match="input_warp must be True, False or 'auto'"):

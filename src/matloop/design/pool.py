@@ -233,16 +233,18 @@ def simplex_columns(X: np.ndarray, rtol: float = 0.025) -> np.ndarray:
 
 def mixture_options(
     X: np.ndarray, *, input_warp: bool | str, drop_simplex: bool | str
-) -> tuple[bool, bool]:
-    """`(input_warp, drop_simplex)`, each True, False or ``"auto"``, with ``"auto"`` resolved
-    for the pool rows `X`: on where every row's inputs are mixture fractions with one total
-    (:func:`simplex_columns`), off otherwise."""
+) -> tuple[bool, np.ndarray]:
+    """`input_warp` resolved and the columns of the rows `X` the GP models; `input_warp` and
+    `drop_simplex` are each True, False or ``"auto"`` (on where every row's inputs are mixture
+    fractions with one total, :func:`simplex_columns`, off otherwise); with `drop_simplex` the
+    redundant last fraction is not among the columns."""
     for name, value in (("input_warp", input_warp), ("drop_simplex", drop_simplex)):
         if not (isinstance(value, bool) or (isinstance(value, str) and value == "auto")):
             raise ConfigError(f"{name} must be True, False or 'auto', got {value!r}")
-    on_simplex = len(simplex_columns(X)) < X.shape[1]
-    resolve = {True: True, False: False, "auto": on_simplex}
-    return resolve[input_warp], resolve[drop_simplex]
+    simplex = simplex_columns(X)
+    resolve = {True: True, False: False, "auto": len(simplex) < X.shape[1]}
+    keep = simplex if resolve[drop_simplex] else np.arange(X.shape[1])
+    return resolve[input_warp], keep
 
 
 def unit_cube(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -293,9 +295,8 @@ def pool_bo_batched(
 
     if y_warp not in Y_WARPS:
         raise ConfigError(f"unknown outcome warp {y_warp!r}; choose from {Y_WARPS}")
-    input_warp, drop_simplex = mixture_options(X, input_warp=input_warp, drop_simplex=drop_simplex)
-    if drop_simplex:
-        X = X[:, simplex_columns(X)]
+    input_warp, keep = mixture_options(X, input_warp=input_warp, drop_simplex=drop_simplex)
+    X = X[:, keep]
     N, d = X.shape
     n_cycles = N if n_cycles is None else min(n_cycles, N)
     R = len(seeds)
@@ -610,12 +611,9 @@ def suggest_from_pool(
     if model == "gp":
         from matloop.design.surrogates import fit_gp_list
 
-        rows = np.concatenate([Xp, Xo])
-        input_warp, drop_simplex = mixture_options(
-            rows, input_warp=input_warp, drop_simplex=drop_simplex
+        input_warp, keep = mixture_options(
+            np.concatenate([Xp, Xo]), input_warp=input_warp, drop_simplex=drop_simplex
         )
-        if drop_simplex:
-            keep = simplex_columns(rows)
         if len(keep) < len(cols):
             messages.append(f"mixture fractions: the GP models {', '.join(cols[: len(keep)])}")
         if input_warp:
