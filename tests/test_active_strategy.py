@@ -24,7 +24,7 @@ from matloop.active.explorers import (
     initial_structures,
 )
 from matloop.active.select import dopt_greedy, sigma_fps, vopt_greedy
-from matloop.active.uncertainty import (
+from matloop.calculators.uncertainty import (
     CalibrationData,
     calibration_data,
     calibration_metrics,

@@ -5,7 +5,7 @@ Units everywhere inside matloop: eV, Å, eV/Å, eV/Å³ (ASE stress sign and Voi
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from matloop._version import __version__
 
 __all__ = ["__version__", "load"]
 
@@ -17,13 +17,6 @@ def load(path, **kwargs):
     or the committee as one calculator (σ calibrated). Extra keyword arguments go to
     :class:`matloop.calculators.MatloopCalculator`.
     """
-    from pathlib import Path
+    from matloop.active.report import load_model_or_run
 
-    from matloop.calculators import load_calculator
-
-    if (Path(path) / "final_model.json").is_file():
-        from matloop.active.report import load_final_model
-
-        return load_final_model(path, **kwargs)
-
-    return load_calculator(path, **kwargs)
+    return load_model_or_run(path, **kwargs)

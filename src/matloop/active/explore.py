@@ -1,7 +1,7 @@
 """Exploration: MD walkers driven by the current model, snapshots with their uncertainty.
 
 Walkers run through :func:`matloop.md.run_md` (Langevin NVT, or Berendsen NPT at a pressure) and
-look at the model's σ (:mod:`matloop.active.uncertainty`, times the calibration scale) every
+look at the model's σ (:mod:`matloop.calculators.uncertainty`, times the calibration scale) every
 ``sample_interval`` steps; a walker stops at the first snapshot whose σ passes its limit, so
 exploration stays near the configurations the model can already describe.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from matloop.active.config import ExploreConfig
-from matloop.active.uncertainty import predict_uncertainty
+from matloop.calculators.uncertainty import predict_uncertainty
 from matloop.errors import MatloopError
 
 

@@ -205,7 +205,7 @@ class ActiveLearner:
 
     def committee(self, iteration: int):
         """The model of `iteration`: a committee, or the single model with its own σ."""
-        from matloop.active.uncertainty import require_uncertainty
+        from matloop.calculators.uncertainty import require_uncertainty
 
         model = load_model(self.state.models(iteration))
         require_uncertainty(model, f"the {self.cfg.model.family} model")
@@ -227,7 +227,7 @@ class ActiveLearner:
 
     def calibration(self, iteration: int) -> dict[str, Any]:
         """Compare the σ of model `iteration`-1 with its errors on this iteration's new labels."""
-        from matloop.active.uncertainty import calibration_data, calibration_metrics, fit_scale
+        from matloop.calculators.uncertainty import calibration_data, calibration_metrics, fit_scale
 
         prev = {r["iteration"]: r for r in self.state.iterations()}.get(iteration - 1, {})
         sum_z2 = float(prev.get("calibration_sum_z2") or 0.0)
@@ -254,7 +254,7 @@ class ActiveLearner:
     def walker_limit(self, model, scale: float, labelled: list[Atoms]) -> float:
         """σ (eV/Å) at which walkers stop: the smaller of a multiple of the labelled structures'
         median σ and the fixed ``explore.uncertainty_limit`` (1 eV/Å when neither is set)."""
-        from matloop.active.uncertainty import predict_uncertainty
+        from matloop.calculators.uncertainty import predict_uncertainty
 
         factor = self.cfg.strategy.walker_stop_factor
         if factor is None or not labelled:
@@ -564,10 +564,10 @@ class _LabelFn:
 
 def load_model(paths: list[str]):
     """One calculator: the single model, or a committee of several."""
-    import matloop
+    from matloop.calculators import load_calculator
     from matloop.training.committee import load_committee
 
-    return matloop.load(paths[0]) if len(paths) == 1 else load_committee(paths)
+    return load_calculator(paths[0]) if len(paths) == 1 else load_committee(paths)
 
 
 def test_metrics(model, test, scale: float = 1.0) -> dict[str, Any]:
@@ -575,7 +575,11 @@ def test_metrics(model, test, scale: float = 1.0) -> dict[str, Any]:
     component) and, for a model with σ, its calibration: 95 % coverage of ±1.96·scale·σ
     (``test_coverage_95``; uncalibrated: ``..._raw``), the Spearman correlation of σ with
     the error (``test_sigma_spearman``) and the mean per-structure σ (``test_sigma_mean``)."""
-    from matloop.active.uncertainty import calibration_data, calibration_metrics, uncertainty_kind
+    from matloop.calculators.uncertainty import (
+        calibration_data,
+        calibration_metrics,
+        uncertainty_kind,
+    )
     from matloop.data import Dataset
     from matloop.evaluation import compare, metrics_from_predictions, predict
 

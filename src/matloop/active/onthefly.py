@@ -2,7 +2,7 @@
 
 ``matloop md MODEL STRUCTURE --learn --reference CALC --train-data LABELS --max-uncertainty X``
 runs MD with MODEL; at every check (``--uncertainty-interval`` steps) the model's σ
-(:mod:`matloop.active.uncertainty`) is compared with X. Above it, the current frame is labelled
+(:mod:`matloop.calculators.uncertainty`) is compared with X. Above it, the current frame is labelled
 by the reference, added to the labels, the model is refitted with its own training settings
 (from its metadata; a linear ``ace`` model refits in seconds) and MD continues from the same
 positions and velocities with the new model.
@@ -73,7 +73,7 @@ class OnTheFlyLearner:
         if not labels or any(a.calc is None for a in labels):
             raise DataError(f"{train_data}: --train-data needs labelled structures")
         calc = resolve_calculator(model)
-        from matloop.active.uncertainty import require_uncertainty
+        from matloop.calculators.uncertainty import require_uncertainty
 
         require_uncertainty(calc, f"model {model}")
         if not getattr(calc, "metadata", {}).get("config"):
@@ -119,7 +119,7 @@ class OnTheFlyLearner:
     # -- one event -----------------------------------------------------------------------------
     def _label_and_refit(self, atoms: Atoms, state: dict[str, Any]) -> str:
         """Label `atoms` with the reference, refit on all labels; the new model's path."""
-        import matloop
+        from matloop.active.report import load_model_or_run
         from matloop.calculators import resolve_calculator
         from matloop.data import Dataset, label_with
         from matloop.training import TrainConfig, train
@@ -130,7 +130,7 @@ class OnTheFlyLearner:
         labelled = label_with(frame, resolve_calculator(self.s.reference), config_type="otf")
         labels = [*self.labels(), labelled]
         self._write_labels(labels)
-        old = matloop.load(state["model"])
+        old = load_model_or_run(state["model"])
         config = parse_config(old.metadata["config"], TrainConfig, "model metadata")
         out = self.dir / "models" / f"model_{state['n_refits'] + 1:03d}"
         with warnings.catch_warnings():
@@ -143,13 +143,13 @@ class OnTheFlyLearner:
         """Run (or resume) to `settings.steps`; return the state (events, labels, log)."""
         from ase.io import read
 
-        import matloop
-        from matloop.active.uncertainty import predict_uncertainty
+        from matloop.active.report import load_model_or_run
+        from matloop.calculators.uncertainty import predict_uncertainty
         from matloop.md import run_md
 
         state = self.start(model, atoms, train_data)
         atoms = read(str(self.dir / "checkpoint.xyz"))
-        calc = matloop.load(state["model"])
+        calc = load_model_or_run(state["model"])
         while state["step"] < self.s.steps:
             hit: dict[str, Any] = {}
 
@@ -196,7 +196,7 @@ class OnTheFlyLearner:
                 state["events"].append(
                     {"step": state["step"], "sigma": hit["sigma"], "n_labels": len(self.labels())}
                 )
-                calc = matloop.load(path)
+                calc = load_model_or_run(path)
             elif hit:
                 state["stopped"] = "label budget spent"
                 self._write_frame(atoms)

@@ -324,9 +324,18 @@ def write_final_model(run_dir: Path, report: dict) -> None:
     atomic_write_text(run_dir / "final_model.json", json.dumps(record, indent=2))
 
 
+def load_model_or_run(path: str | Path, **kwargs: Any):
+    """A saved potential as an ASE Calculator; a run directory gives its final model."""
+    from matloop.calculators import load_calculator
+
+    if (Path(path) / "final_model.json").is_file():
+        return load_final_model(path, **kwargs)
+    return load_calculator(path, **kwargs)
+
+
 def load_final_model(run_dir: str | Path, **kwargs: Any):
     """The final model of a run: one model with its own σ, or the committee (calibrated σ)."""
-    import matloop
+    from matloop.calculators import load_calculator
     from matloop.errors import DataError
 
     run_dir = Path(run_dir)
@@ -337,10 +346,10 @@ def load_final_model(run_dir: str | Path, **kwargs: Any):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{run_dir / 'final_model.json'} is unreadable: {exc}") from exc
     if len(paths) == 1:
-        return matloop.load(paths[0], **kwargs)
+        return load_calculator(paths[0], **kwargs)
     from matloop.calculators.committee import CommitteeCalculator
 
-    members = [matloop.load(p, **kwargs) for p in paths]
+    members = [load_calculator(p, **kwargs) for p in paths]
     # σ is calibrated on force errors (committees publish forces_std); energy_std stays raw
     forces_scale = scale if record.get("sigma_kind") in (None, "forces") else 1.0
     return CommitteeCalculator(members, forces_scale=forces_scale)

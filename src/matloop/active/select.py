@@ -131,7 +131,7 @@ def select_candidates(
     if not above or max_n <= 0:
         return []
     if method == "auto":
-        from matloop.active.uncertainty import has_linear_features
+        from matloop.calculators.uncertainty import has_linear_features
 
         method = "dopt" if calc is not None and has_linear_features(calc) else "sigma_fps"
     if method == "dopt":
@@ -209,12 +209,12 @@ def dopt_select(
     """Greedy D-optimal batch: indices (into `index`, default 0..) of `n` candidate structures.
     With `pool` (the explored snapshots), V-optimal instead (:func:`vopt_greedy`).
 
-    Features are the calculator's per-atom features (:func:`~matloop.active.uncertainty.
+    Features are the calculator's per-atom features (:func:`~matloop.calculators.uncertainty.
     atom_features`), standardised by the labelled atoms' spread for models whose features are
     not linear coefficients; A starts at ridge·trace-scaled identity plus the labelled atoms'
     ΦᵀΦ and grows with every pick.
     """
-    from matloop.active.uncertainty import atom_features, has_linear_features
+    from matloop.calculators.uncertainty import atom_features, has_linear_features
 
     index = list(range(len(candidates))) if index is None else list(index)
     feats = [atom_features(calc, a) for a in candidates]

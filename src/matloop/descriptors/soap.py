@@ -42,7 +42,7 @@ import math
 import numpy as np
 import torch
 
-from matloop.models.params import SOAPParams
+from matloop.descriptors.params import SOAPParams
 
 
 def smooth_cutoff(r: torch.Tensor, rc: float, width: float) -> torch.Tensor:

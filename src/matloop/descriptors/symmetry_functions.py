@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from matloop.models.params import SymmetryFunctionParams
+from matloop.descriptors.params import SymmetryFunctionParams
 
 
 def cosine_cutoff(r: torch.Tensor, rc: float) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Watch a model's uncertainty during MD (an observer for :func:`matloop.md.run_md`).
 
-σ comes from :func:`matloop.active.uncertainty.predict_uncertainty`: the largest atomic force
+σ comes from :func:`matloop.calculators.uncertainty.predict_uncertainty`: the largest atomic force
 std (eV/Å; committees, ``ace``) or the energy std (eV/atom; ``kernel``). The guard warns once when
 a linear model's extrapolation grade passes 1 (the structure is outside its training set), and
 with a limit it stops the run at the first check whose σ passes it, writing that frame.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from matloop.active.uncertainty import predict_uncertainty, uncertainty_kind
+from matloop.calculators.uncertainty import predict_uncertainty, uncertainty_kind
 from matloop.errors import ConfigError, MatloopError
 
 UNITS = {"forces": "eV/Å (largest atomic force std)", "energy": "eV/atom (energy std)"}

@@ -27,7 +27,7 @@ def save_model(
     model: Potential, path: str | os.PathLike, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write `model` to `path` atomically."""
-    from matloop import __version__
+    from matloop._version import __version__
     from matloop.utils.files import atomic_path
 
     payload = {

@@ -203,7 +203,7 @@ def _present(cur: Any, hashes: list[str]) -> set[str]:
 def _provenance(
     code: str, settings: dict | None, version: str | None, run: str | None, tag: str | None
 ) -> dict[str, Any]:
-    from matloop import __version__
+    from matloop._version import __version__
 
     prov: dict[str, Any] = {
         "ref_code": str(code),

@@ -95,7 +95,7 @@ def save_surrogate(
     """Save a fitted surrogate as plain data (JSON metadata + arrays, no pickle), atomically."""
     import sklearn
 
-    from matloop import __version__
+    from matloop._version import __version__
     from matloop.utils.safe_io import ESTIMATOR_KEY, estimator_to_array, save_bundle
 
     meta = {

@@ -147,7 +147,7 @@ def train_committee(
 
 def load_committee(paths: Sequence[str | Path], **kwargs: Any):
     """A :class:`~matloop.calculators.committee.CommitteeCalculator` of saved models."""
-    import matloop
+    from matloop.calculators import load_calculator
     from matloop.calculators.committee import CommitteeCalculator
 
-    return CommitteeCalculator([matloop.load(p) for p in paths], **kwargs)
+    return CommitteeCalculator([load_calculator(p) for p in paths], **kwargs)

@@ -1,0 +1,82 @@
+"""Hyper-parameters of the descriptors (pydantic), importable without torch.
+
+The model families' parameters (:mod:`matloop.models.params`) nest these; lengths in Å.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SymmetryFunctionParams(BaseModel):
+    """Hyper-parameters of the descriptor (lengths in Å, η in Å⁻²).
+
+    Leave ``radial``/``angular`` empty to use the default grids chosen from the cutoffs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutoff: float = Field(5.0, gt=0.5, description="radial cutoff rc (Å)")
+    angular_cutoff: float | None = Field(
+        None, gt=0.5, description="cutoff of the angular terms (Å); default: the radial cutoff"
+    )
+    n_radial: int = Field(16, ge=1, description="number of shifted radial Gaussians")
+    n_angular_eta: int = Field(3, ge=1, description="number of angular radial widths")
+    zetas: list[float] = Field(
+        default_factory=lambda: [1.0, 2.0, 4.0, 8.0], description="angular exponents ζ"
+    )
+    radial: list[tuple[float, float]] = Field(
+        default_factory=list, description="explicit (eta, rs) pairs for G2 (Å⁻², Å)"
+    )
+    angular_radial: list[tuple[float, float]] = Field(
+        default_factory=list,
+        description="explicit (eta, rs) radial factors of G5 (Å⁻², Å); combined with every ζ, λ",
+    )
+
+    @property
+    def rc_angular(self) -> float:
+        return min(self.angular_cutoff or self.cutoff, self.cutoff)
+
+    def radial_grid(self) -> list[tuple[float, float]]:
+        """(η, Rs) pairs: Gaussians shifted evenly from 0.5 Å to rc, width = spacing."""
+        if self.radial:
+            return [tuple(map(float, p)) for p in self.radial]
+        if self.n_radial == 1:
+            return [(1.0 / (2 * (0.5 * self.cutoff) ** 2), 0.0)]
+        import numpy as np
+
+        shifts = np.linspace(0.5, self.cutoff, self.n_radial)
+        width = shifts[1] - shifts[0]
+        eta = 1.0 / (2.0 * width**2)
+        return [(float(eta), float(rs)) for rs in shifts]
+
+    def angular_radial_grid(self) -> list[tuple[float, float]]:
+        """(η, Rs) of the angular radial factor: centred Gaussians, widths up to the cutoff."""
+        if self.angular_radial:
+            return [tuple(map(float, p)) for p in self.angular_radial]
+        import numpy as np
+
+        rc = self.rc_angular
+        if self.n_angular_eta == 1:
+            widths = np.array([rc / 2.0])
+        else:
+            widths = np.linspace(rc / 4.0 + 0.5, rc, self.n_angular_eta)
+        return [(float(1.0 / (2.0 * w**2)), 0.0) for w in widths]
+
+    def angle_grid(self) -> list[tuple[float, float]]:
+        """(ζ, λ) pairs of the angular factor 2^(1−ζ)(1 + λ cos θ)^ζ."""
+        return [(float(z), lam) for z in self.zetas for lam in (1.0, -1.0)]
+
+
+class SOAPParams(BaseModel):
+    """Hyper-parameters of the SOAP-like descriptor (lengths in Å)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutoff: float = Field(5.0, gt=0.5, description="cutoff radius rc (Å)")
+    cutoff_width: float = Field(1.0, gt=0.0, description="width of the smooth cutoff region (Å)")
+    n_max: int = Field(12, ge=1, le=24, description="radial Gaussians per neighbour species")
+    l_max: int = Field(4, ge=0, le=10, description="largest angular order l")
+    r_min: float = Field(1.5, ge=0.0, description="centre of the first radial Gaussian (Å)")
+    width_factor: float = Field(0.7, gt=0.0, description="Gaussian width / centre spacing")
+    central_weight: float = Field(1.0, ge=0.0, description="weight w_c of the centre channel")
