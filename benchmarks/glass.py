@@ -86,7 +86,7 @@ def _args(argv):
         "--select",
         nargs="?",
         const="budget",
-        choices=("budget", "knn", "hgb", "members", "hgb-ensemble", "inputs"),
+        choices=("budget", "knn", "hgb", "members", "hgb-ensemble", "inputs", "mlp-variants"),
         help="design selection on the inner grouped split of fold 0's training part only "
         "(writes --json): 'budget' = boosting validation curves (single member) per feature set "
         "and learning rate, one multi-task MLP per feature set and epoch count, best blends; "
@@ -98,7 +98,9 @@ def _args(argv):
         "'hgb-ensemble' = the boosting ensemble (--mt-members members, as PropertyModel fits "
         "them) with and without bootstrap rows and column subsampling, in the same blend; "
         "'inputs' = blend weights by squared vs absolute error and the MLPs on standardised vs "
-        "quantile inputs (two seeds), cross-fitted on three grouped half splits",
+        "quantile inputs (two seeds), cross-fitted on three grouped half splits; 'mlp-variants' "
+        "= round 5's MLP variants (Huber loss, nd as Lorentz-Lorenz, width 512, replicate "
+        "medians) against the default, two seeds, in the same blend",
     )
     ap.add_argument("--select-cache", default=None, help="npz of the fitted members' predictions")
     ap.add_argument("--select-k", type=int, nargs="+", default=[3, 5, 10, 20, 40])
@@ -559,6 +561,22 @@ def _select_hgb_ensemble(args, comps, X, Y, groups, tr):
     return out
 
 
+def _blend_entry(args, P, mlp, knn, y_val, groups_val, criteria=("mse", "mae")):
+    """Per property: the MLP alone and its blend with the cached boosting members and the kNN
+    member, cross-fitted on three grouped half splits of the validation rows, per criterion."""
+    (mn, sn), (mk, sk) = mlp, knn
+    entry = {}
+    for j, key in enumerate(args.props):
+        okb = np.isfinite(y_val[:, j])
+        three = [(P["mh"][:, j], P["sh"][:, j]), (mn[:, j], sn[:, j]), (mk[:, j], sk[:, j])]
+        entry[key] = {"mlp_alone_rmse": _rmse(y_val[okb, j], mn[okb, j])}
+        for criterion in criteria:
+            halves = [_halves(groups_val, h) for h in range(3)]
+            rmse = [_crossfit_blend(three, y_val[:, j], h, criterion=criterion)[0] for h in halves]
+            entry[key][f"blend_rmse_{criterion}_weights"] = rmse
+    return entry
+
+
 def _select_inputs(args, comps, X, Y, groups, tr):
     """Round 4 on the inner grouped split of `tr`: blend weights by squared vs absolute error,
     and the MLP ensemble on standardised vs normal-score (quantile) inputs (two seeds each),
@@ -570,26 +588,15 @@ def _select_inputs(args, comps, X, Y, groups, tr):
     args.groups_ = groups
     a, b, P, cpu_members = _inner_parts(args, comps, X, Y, tr)
     F = CompositionFeaturizer(comps, glass=True).transform(X)
-    mk, sk = NearestCompositions(len(comps)).fit(F[a], Y[a]).predict(F[b])
+    knn = NearestCompositions(len(comps)).fit(F[a], Y[a]).predict(F[b])
     out = {"n_inner_train": int(len(a)), "n_inner_val": int(len(b)), "mlp": {}}
     for inputs in ("standard", "quantile"):
         for seed in (args.seed, args.seed + 7):
             c0 = time.process_time()
             net = MultiTaskNet(args.mt_members, seed, epochs=args.mt_epochs, inputs=inputs)
-            mn, sn = net.fit(F[a], Y[a]).predict(F[b])
+            mlp = net.fit(F[a], Y[a]).predict(F[b])
             entry = {"cpu_s": time.process_time() - c0}
-            for j, key in enumerate(args.props):
-                okb = np.isfinite(Y[b, j])
-                three = [(P["mh"][:, j], P["sh"][:, j]), (mn[:, j], sn[:, j]), (mk[:, j], sk[:, j])]
-                entry[key] = {"mlp_alone_rmse": _rmse(Y[b][okb, j], mn[okb, j])}
-                for criterion in ("mse", "mae"):
-                    rmse = [
-                        _crossfit_blend(three, Y[b, j], _halves(groups[b], h), criterion=criterion)[
-                            0
-                        ]
-                        for h in range(3)
-                    ]
-                    entry[key][f"blend_rmse_{criterion}_weights"] = rmse
+            entry.update(_blend_entry(args, P, mlp, knn, Y[b], groups[b]))
             out["mlp"][f"{inputs}.seed{seed}"] = entry
             print(
                 f"inputs {inputs} seed {seed}: "
@@ -597,6 +604,83 @@ def _select_inputs(args, comps, X, Y, groups, tr):
                     f"{k} {np.mean(entry[k]['blend_rmse_mse_weights']):.4g}"
                     f"/{np.mean(entry[k]['blend_rmse_mae_weights']):.4g}"
                     for k in args.props
+                ),
+                flush=True,
+            )
+    return out
+
+
+def _mlp_variants():
+    """Round 5's MLP variants (name -> (MultiTaskNet subclass, nn_params, nd as Lorentz–Lorenz))."""
+    import torch
+
+    from matloop.design.multitask import MultiTaskNet
+
+    class Huber(MultiTaskNet):
+        def _loss(self, residual):  # squared within 3 SD, linear beyond
+            return 2.0 * torch.nn.functional.huber_loss(
+                residual, torch.zeros_like(residual), reduction="none", delta=3.0
+            )
+
+    class MedianReplicates(MultiTaskNet):
+        def _aggregate(self, F, Y):
+            return _median_replicates(F, Y)
+
+    return {
+        "V0 default": (MultiTaskNet, {}, False),
+        "V1 Huber delta 3 SD": (Huber, {}, False),
+        "V2 nd as Lorentz-Lorenz": (MultiTaskNet, {}, True),
+        "V3 hidden 512": (MultiTaskNet, {"hidden": 512}, False),
+        "V4 replicate medians": (MedianReplicates, {}, False),
+    }
+
+
+def _median_replicates(F, Y):
+    """As :func:`matloop.design.multitask.aggregate_replicates`, with per-property medians."""
+    import pandas as pd
+
+    from matloop.design.multitask import aggregate_replicates
+
+    Fu, means, counts = aggregate_replicates(F, Y)
+    _, inv = np.unique(np.round(F, 10), axis=0, return_inverse=True)  # the same row order
+    medians = pd.DataFrame(Y).groupby(inv.ravel()).median()  # NaN-skipping, per property
+    means[medians.index.to_numpy()] = medians.to_numpy()
+    return Fu, means, counts
+
+
+def _select_mlp_variants(args, comps, X, Y, groups, tr):
+    """Round 5 on the inner grouped split of `tr` (rule written before the run): the MLP member
+    with a Huber loss, nd learnt as (n²−1)/(n²+2), width 512, or replicate medians, against
+    today's default, two seeds each, blended (absolute-error weights) with the cached boosting
+    members and the kNN member, cross-fitted on three grouped half splits."""
+    from matloop.compositions.features import CompositionFeaturizer
+    from matloop.design.multitask import NearestCompositions
+
+    args.groups_ = groups
+    a, b, P, _ = _inner_parts(args, comps, X, Y, tr)
+    F = CompositionFeaturizer(comps, glass=True).transform(X)
+    knn = NearestCompositions(len(comps)).fit(F[a], Y[a]).predict(F[b])
+    nd = args.props.index("nd") if "nd" in args.props else None
+    out = {"n_inner_train": int(len(a)), "n_inner_val": int(len(b)), "mlp": {}}
+    for name, (cls, params, lorentz_lorenz) in _mlp_variants().items():
+        for seed in (args.seed, args.seed + 7):
+            c0 = time.process_time()
+            Ya = Y[a].copy()
+            if lorentz_lorenz and nd is not None:
+                Ya[:, nd] = (Ya[:, nd] ** 2 - 1) / (Ya[:, nd] ** 2 + 2)
+            net = cls(args.mt_members, seed, epochs=args.mt_epochs, **params).fit(F[a], Ya)
+            mn, sn = net.predict(F[b])
+            if lorentz_lorenz and nd is not None:
+                n_of = lambda r: np.sqrt((1 + 2 * r) / (1 - r))  # noqa: E731
+                lo, hi = n_of(mn[:, nd] - sn[:, nd]), n_of(mn[:, nd] + sn[:, nd])
+                mn[:, nd], sn[:, nd] = n_of(mn[:, nd]), (hi - lo) / 2
+            entry = {"cpu_s": time.process_time() - c0}
+            entry.update(_blend_entry(args, P, (mn, sn), knn, Y[b], groups[b], ("mae",)))
+            out["mlp"][f"{name}.seed{seed}"] = entry
+            print(
+                f"{name} seed {seed}: "
+                + " ".join(
+                    f"{k} {np.mean(entry[k]['blend_rmse_mae_weights']):.4g}" for k in args.props
                 ),
                 flush=True,
             )
@@ -695,6 +779,7 @@ def main(argv=None) -> int:
             "members": _select_members,
             "hgb-ensemble": _select_hgb_ensemble,
             "inputs": _select_inputs,
+            "mlp-variants": _select_mlp_variants,
         }[args.select]
         results["selection"] = select(args, comps, X, Y, groups, splits[0][0])
         results.update(cpu_s=time.process_time() - c0, loadavg_end=os.getloadavg())

@@ -103,6 +103,31 @@ def test_aggregate_replicates_means_and_counts():
     np.testing.assert_array_equal(Ym[order], [[np.nan, 7.0], [2.0, 5.0]])
 
 
+def test_loss_and_replicate_hooks_are_what_fit_uses():
+    """Variants (benchmarks/glass.py --select mlp-variants) override these two methods only."""
+    rng = np.random.default_rng(0)
+    F = np.repeat(rng.random((20, 3)), 3, axis=0)  # every composition three times
+    Y = (F @ [1.0, -2.0, 0.5])[:, None] + rng.normal(0, 0.1, (60, 1))
+    Y[::3] += 50.0  # one gross replicate per composition
+
+    class Medians(MultiTaskNet):
+        def _aggregate(self, F, Y):
+            Fu, _, counts = aggregate_replicates(F, Y)
+            inv = np.unique(np.round(F, 10), axis=0, return_inverse=True)[1].ravel()
+            return Fu, np.array([np.median(Y[inv == g], axis=0) for g in range(len(Fu))]), counts
+
+    class Absolute(MultiTaskNet):
+        def _loss(self, residual):
+            return residual.abs()
+
+    default = MultiTaskNet(1, 0, epochs=30).fit(F, Y).predict(F)[0]
+    medians = Medians(1, 0, epochs=30).fit(F, Y).predict(F)[0]
+    absolute = Absolute(1, 0, epochs=30).fit(F, Y).predict(F)[0]
+    assert np.mean(default) > 10.0  # the means carry the gross replicates
+    assert np.mean(medians) < 1.0  # the medians do not
+    assert not np.allclose(absolute, default, atol=1e-3)
+
+
 @pytest.mark.parametrize(("df", "heavy"), [(3.0, True), (np.inf, False)])
 def test_student_t_calibration_covers_heavy_tailed_residuals(df, heavy):
     rng = np.random.default_rng(0)

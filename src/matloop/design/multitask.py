@@ -131,7 +131,7 @@ class MultiTaskNet:
 
             qt = QuantileTransformer(n_quantiles=min(N_QUANTILES, len(F)), subsample=None)
             self.quantiles_ = qt.fit(F).quantiles_
-        Fu, Ym, counts = aggregate_replicates(self._scores(F), Y)
+        Fu, Ym, counts = self._aggregate(self._scores(F), Y)
         self.x_mu = Fu.mean(axis=0)
         self.x_sd = Fu.std(axis=0)
         self.x_sd[self.x_sd < 1e-12] = 1.0
@@ -160,6 +160,14 @@ class MultiTaskNet:
         qt.n_features_in_ = self.quantiles_.shape[1]
         return qt.transform(F)
 
+    def _aggregate(self, F: np.ndarray, Y: np.ndarray):
+        """Training rows: replicates merged by :func:`aggregate_replicates` (a hook for variants)."""
+        return aggregate_replicates(F, Y)
+
+    def _loss(self, residual):
+        """Per-element loss of standardised residuals: squared error (a hook for variants)."""
+        return residual**2
+
     def _train_member(self, m: int, Xt, Yt, Wt):
         import torch
 
@@ -176,7 +184,8 @@ class MultiTaskNet:
             for i in range(0, n, bs):
                 b = perm[i : i + bs]
                 wb = Wt[b]
-                per_task = ((net(Xt[b]) - Yt[b]) ** 2 * wb).sum(0) / (wb > 0).sum(0).clamp_min(1)
+                loss = self._loss(net(Xt[b]) - Yt[b]) * wb
+                per_task = loss.sum(0) / (wb > 0).sum(0).clamp_min(1)
                 opt.zero_grad()
                 per_task.sum().backward()
                 opt.step()
