@@ -161,7 +161,7 @@ class MultiTaskNet:
         return qt.transform(F)
 
     def _aggregate(self, F: np.ndarray, Y: np.ndarray):
-        """Training rows: replicates merged by :func:`aggregate_replicates` (a hook for variants)."""
+        """Training rows: replicates merged by :func:`aggregate_replicates` (a variants hook)."""
         return aggregate_replicates(F, Y)
 
     def _loss(self, residual):
