@@ -279,3 +279,27 @@ def test_subprocess_smoke(tmp_path):
         "['SiO2', 'Na2O', 'CaO', 'Al2O3', 'PbO', 'nd', 'Tg']"
     )
     assert not out.exists()
+
+
+def test_outputs_are_never_clobbered_and_long_work_shows_progress(tmp_path, capsys):
+    data = str(DATA / "glass_small.csv")
+    model = tmp_path / "m.npz"
+    fit = ["fit", "--data", data, "-p", "nd", "--model", "rf", "--trees", "20", "--out"]
+    rc, o, e = run([*fit, str(model)], capsys)
+    assert rc == 0 and "fitting rf" in e  # a bar over the members while fitting
+    rc, o, e = run([*fit, str(tmp_path / "m2.npz"), "-q"], capsys)
+    assert rc == 0 and "fitting" not in e
+    evaluate = ["evaluate", "--data", data, "-p", "nd", "--model", "rf", "--trees", "20"]
+    for cmd, option in (
+        (["predict", "--model", str(model), "--data", data], "--out"),
+        ([*evaluate, "--folds", "2"], "--json"),
+    ):
+        existing = tmp_path / f"{cmd[0]}.out"
+        existing.write_text("keep me")
+        rc, o, e = run([*cmd, option, str(existing)], capsys)
+        assert rc == 1 and len(e.strip().splitlines()) == 1, e
+        assert "already exists; use --force" in e and existing.read_text() == "keep me"
+        rc, o, e = run([*cmd, option, str(existing), "--force"], capsys)
+        assert rc == 0, e
+        assert existing.read_text() != "keep me"
+    assert "fold 1: nd RMSE" in e  # evaluate reports each fold as it finishes

@@ -98,7 +98,7 @@ def test_inverse_design_cli_ranked_feasible_list(tmp_path: Path, capsys):
     true_nd = 1.46 + 0.2 * f[:, 1] + 0.4 * f[:, 2] + 0.9 * f[:, 3]
     assert np.all(abs(true_nd - 1.55) < 0.02), true_nd
     rc, o, e = run(args, capsys)
-    assert rc == 1 and "exists; pass --force" in e
+    assert rc == 1 and "already exists; use --force" in e
     rc, o, e = run([*args[:-2], "--target", "abbe=38", "--out", str(tmp_path / "x.csv")], capsys)
     assert rc == 1 and "target(s) ['abbe'] are not properties" in e
     assert len(e.strip().splitlines()) == 1

@@ -90,7 +90,7 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
         str(out),
     ]
     rc, o, e = run(args, capsys)
-    assert rc == 1 and "exists; pass --force" in e and len(e.strip().splitlines()) == 1
+    assert rc == 1 and "already exists; use --force" in e and len(e.strip().splitlines()) == 1
     assert out.read_text() == "keep me\n"
     rc, o, e = run([*args, "--force"], capsys)
     assert rc == 0, e and len(pd.read_csv(out)) == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 _HELP = "Composition design: property models with uncertainty and Bayesian optimisation."
+_FORCE = typer.Option(False, "--force", help="Overwrite an existing output file.")
 
 
 def _read_csv(path: Path, what: str = "data"):
@@ -100,7 +101,7 @@ def suggest_command(
         256, "--raw-samples", min=8, help="Random feasible points scored to seed the optimiser."
     ),
     out: Path = typer.Option(..., "--out", help="Output CSV (one row per suggestion)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    force: bool = _FORCE,
 ) -> None:
     """Ask: propose the next experiments (Bayesian optimisation, BoTorch), from a design space
     or from a finite pool of candidates."""
@@ -108,10 +109,9 @@ def suggest_command(
     from matloop.design.objectives import parse_objective
     from matloop.design.space import load_space
     from matloop.errors import ConfigError
-    from matloop.utils.files import atomic_path
+    from matloop.utils.files import atomic_path, refuse_overwrite
 
-    if out.exists() and not force:
-        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    refuse_overwrite(out, force)
     if space is None and candidates is None:
         raise ConfigError("give --space (continuous design) or --candidates (a finite pool)")
     warp = _input_warp_setting(input_warp, candidates)
@@ -246,6 +246,7 @@ _MEMBERS = typer.Option(
     None, "--members", help="Ensemble members (hgb, nn: 5; multitask: 2, as benchmarked)."
 )
 _TREES = typer.Option(200, "--trees", help="Trees (rf, et).")
+_QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or per-fold lines.")
 
 
 def fit_command(
@@ -262,7 +263,8 @@ def fit_command(
     out: Path = typer.Option(
         ..., "--out", help="Model file to write (.npz: JSON and arrays, no pickle)."
     ),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
+    force: bool = _FORCE,
+    quiet: bool = _QUIET,
 ) -> None:
     """Fit a composition → properties model (missing values allowed per property)."""
     from matloop.design.models import PropertyModel
@@ -280,6 +282,7 @@ def fit_command(
         n_members=members,
         n_estimators=trees,
         seed=seed,
+        progress=not quiet,
     )
     m.fit(table.values, Y, groups=composition_groups(table.values, table.components))
     m.save(out)
@@ -291,12 +294,14 @@ def predict_command(
     model: Path = typer.Option(..., "--model", help="Model file from `matloop design fit`."),
     data: Path = typer.Option(..., "--data", help="CSV with the model's component columns."),
     out: Path = typer.Option(..., "--out", help="CSV with pred_NAME_mean / pred_NAME_std added."),
+    force: bool = _FORCE,
 ) -> None:
     """Predict properties (mean ± std) for compositions with a fitted model."""
     from matloop.compositions import read_composition_table
     from matloop.design.models import PropertyModel
-    from matloop.utils.files import atomic_path
+    from matloop.utils.files import atomic_path, refuse_overwrite
 
+    refuse_overwrite(out, force)
     m = PropertyModel.load(model)
     frame = _read_csv(data)
     table = read_composition_table(frame, m.components, source=str(data))
@@ -324,6 +329,8 @@ def evaluate_command(
     trees: int = _TREES,
     seed: int = typer.Option(0, "--seed"),
     json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON."),
+    force: bool = _FORCE,
+    quiet: bool = _QUIET,
 ) -> None:
     """Cross-validate a property model: MAE, RMSE, R², 95 % coverage, top-k recall."""
     import numpy as np
@@ -331,9 +338,11 @@ def evaluate_command(
     from matloop.design.models import PropertyModel
     from matloop.design.validation import cross_validate
     from matloop.errors import DataError
-    from matloop.utils.files import atomic_write_text
+    from matloop.utils.files import atomic_write_text, refuse_overwrite
 
     _check_counts(members=members, trees=trees)
+    if json_out is not None:
+        refuse_overwrite(json_out, force, "--json")
     frame, table, Y = _load_table(data, prop, components, basis, normalise)
     times = None
     if split == "time":
@@ -350,6 +359,7 @@ def evaluate_command(
             n_members=members,
             n_estimators=trees,
             seed=seed,
+            progress=not quiet,
         )
 
     res = cross_validate(
@@ -362,6 +372,7 @@ def evaluate_command(
         n_splits=folds,
         times=times,
         seed=seed,
+        progress=None if quiet else lambda line: typer.echo(line, err=True),
     )
     typer.echo(f"{split} split, {res['n_splits']} folds, model {model}")
     typer.echo(f"{'property':<14}{'n':>7}{'MAE':>11}{'RMSE':>11}{'R2':>8}{'cov95':>8}{'topk':>7}")
@@ -389,17 +400,15 @@ def inverse_command(
     top: int = typer.Option(20, "--top", min=1, help="Rows in the ranked list."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Ranked CSV of feasible compositions."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    force: bool = _FORCE,
 ) -> None:
     """Inverse design: feasible compositions ranked by the chance to meet a target property set."""
     from matloop.design.inverse import inverse_design, parse_targets
     from matloop.design.models import PropertyModel
     from matloop.design.space import load_space
-    from matloop.errors import ConfigError
-    from matloop.utils.files import atomic_path
+    from matloop.utils.files import atomic_path, refuse_overwrite
 
-    if out.exists() and not force:
-        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    refuse_overwrite(out, force)
     targets = parse_targets(target)
     tols = parse_targets(tolerance, "--tolerance")
     sp = load_space(space)

@@ -35,6 +35,7 @@ exact t intervals at any level.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -317,6 +318,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         n_threads: int = 1,
         search: list[dict] | None = None,
         intervals: str | None = None,
+        progress: bool = False,
     ):
         self.components = components
         self.properties = properties
@@ -333,6 +335,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         self.n_threads = n_threads
         self.search = search
         self.intervals = intervals
+        self.progress = progress
 
     # ----------------------------------------------------------------- fitting
     def _validate_params(self, n_cols: int, n_props: int) -> None:
@@ -398,7 +401,9 @@ class PropertyModel(RegressorMixin, BaseEstimator):
 
     def _fit_raw(self, F, Y):
         if self.kind == "nn":
-            return _NNEnsemble(self.n_members_, self.seed, **self.nn_params_).fit(F, Y)
+            nets = _NNEnsemble(self.n_members_, self.seed, **self.nn_params_).fit(F, Y)
+            self._tick("networks")
+            return nets
         if self.kind == "multitask":
             return self._fit_multitask(F, Y)
         return self._fit_per_property(F, Y, self.kind)
@@ -422,10 +427,12 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         params = {**HGB_DEFAULTS, **budget, **self.hgb_params_}
         trees = self._fit_per_property(F, Y, "hgb", params)
         net = MultiTaskNet(self.n_members_, self.seed, **self.nn_params_).fit(F, Y)
+        self._tick("multi-task MLPs")
         knn, settings = None, self._knn_settings()
         if settings["k"] > 0:
             n_frac = F.shape[1] if self.featurizer_ is None else len(self.components_)
             knn = NearestCompositions(n_frac, **settings).fit(F, Y)
+        self._tick("nearest compositions")
         return MultiTaskBlend(trees, net, getattr(self, "blend_", None), knn, self.blend_knn_)
 
     def _fit_per_property(self, F, Y, kind, hgb_params=None):
@@ -444,6 +451,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
                     self.hgb_params_ if hgb_params is None else hgb_params,
                 ).fit(F[ok], Y[ok, j])
             )
+            self._tick(f"{kind} {name}")
         return models
 
     def _predict_raw(self, models, F):
@@ -466,8 +474,38 @@ class PropertyModel(RegressorMixin, BaseEstimator):
         self._validate_params(X.shape[1], 1 if Y_arr.ndim == 1 else Y_arr.shape[1])
         self.y_1d_ = Y_arr.ndim == 1
         # OpenMP/BLAS oversubscription on small shared machines costs far more than it gains
-        with threadpool_limits(self.n_threads):
+        with threadpool_limits(self.n_threads), self._progress_bar(len(X), Y_arr):
             return self._fit(X, Y_arr, groups)
+
+    @contextlib.contextmanager
+    def _progress_bar(self, n_rows: int, Y: np.ndarray):
+        """A bar over the members fitted (inner calibration fits, then the final fit) while
+        `progress` is on; members tick it through :meth:`_tick`."""
+        from tqdm.auto import tqdm
+
+        n_props = 1 if Y.ndim == 1 else Y.shape[1]
+        per_fit = {"nn": 1, "multitask": n_props + 2}.get(self.kind, n_props)
+        inner = (
+            len(self.search or [None]) if (self.calibrate or self.search) and n_rows >= 10 else 0
+        )
+        self._bar = tqdm(
+            total=(inner + 1) * per_fit,
+            desc=f"fitting {self.kind}",
+            unit="fit",
+            disable=not self.progress,
+            leave=False,
+        )
+        try:
+            yield
+        finally:
+            self._bar.close()
+            del self._bar
+
+    def _tick(self, what: str) -> None:
+        bar = getattr(self, "_bar", None)
+        if bar is not None:
+            bar.set_postfix_str(what, refresh=False)
+            bar.update()
 
     def _fit(self, X, Y, groups=None) -> PropertyModel:
         from matloop.design.splits import inner_split
