@@ -201,6 +201,7 @@ def _summary(args, props, models, Y, groups, suspicious, oof, folds_done):
                 folds_evaluated=len(folds_done),
                 rmse_per_fold=per_fold,
                 rmse_fold_sd=float(np.std(per_fold)),
+                rmse_ci95_group_bootstrap=_rmse_ci(Y[done, j] - mean[done, j], groups[done]),
                 top5pct_recall=float(np.mean(recalls)),
             )
             if name != "rf":
@@ -213,6 +214,16 @@ def _summary(args, props, models, Y, groups, suspicious, oof, folds_done):
             entry[name] = m
         out[key] = entry
     return out
+
+
+def _rmse_ci(residuals, groups, n_boot=2000, seed=0) -> list[float]:
+    """95 % interval of the RMSE over compositions resampled with replacement (a composition's
+    records stay together): how far the same model's RMSE would move on another draw of glasses."""
+    _, inv = np.unique(groups, return_inverse=True)
+    sse, n = np.bincount(inv, residuals**2), np.bincount(inv)
+    draws = np.random.default_rng(seed).multinomial(len(n), np.full(len(n), 1 / len(n)), n_boot)
+    rmse = np.sqrt((draws @ sse) / (draws @ n))
+    return [float(v) for v in np.percentile(rmse, [2.5, 97.5])]
 
 
 def _rmse(y, pred) -> float:
