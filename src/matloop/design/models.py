@@ -296,6 +296,7 @@ class PropertyModel(RegressorMixin, BaseEstimator):
     oxide-glass structure descriptors of :data:`matloop.compositions.features.GLASS_FEATURES`
     (former/modifier fractions, NBO/T, field strength …); ``features="raw"`` uses the columns
     as given (e.g. process parameters). ``properties`` names the columns of Y (default y0, y1 …).
+    ``progress=True`` shows a bar over the members being fitted (stderr; the CLI's default).
     """
 
     blend_knn_ = None  # models saved before the kNN member existed blend without it
