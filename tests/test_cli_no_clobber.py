@@ -186,3 +186,17 @@ def test_al_run_keeps_another_commands_report_and_resumes_its_own_run(inputs, tm
 
 def _labels(out: str) -> int:
     return int(out.split("labels: ", 1)[1].split()[0])
+
+
+def test_al_run_keeps_a_users_config_named_like_the_runs_record(inputs, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = _al_config(tmp_path, inputs["cu"]).rename(run / "config.yaml")
+    text = b"# my notes, which a rewrite would lose\n" + config.read_bytes()
+    config.write_bytes(text)
+
+    assert main(["al", "run", str(config), "--dir", str(run), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(config) in err and "--force" in err
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
+    assert config.read_bytes() == text

@@ -31,7 +31,7 @@ def al_run(
         from matloop.errors import ConfigError
 
         raise ConfigError(f"--dir {dir} exists and is not a directory")
-    _check_run_dir(dir, force)
+    _check_run_dir(dir, config, cfg.state.database, force)
     created_dir = not dir.exists()
     before = set() if created_dir else {p.name for p in dir.iterdir()}
     with locked_run_dir(dir) as lock:
@@ -69,14 +69,22 @@ _RUN_OUTPUTS = (
 )
 
 
-def _check_run_dir(dir: Path, force: bool) -> None:
+def _check_run_dir(dir: Path, config: Path, database: str | None, force: bool) -> None:
     """A run resumes in its own directory; in any other one it must not overwrite files.
 
     A run directory holds state.db (SQLite) or config.yaml (also written for PostgreSQL).
     """
     from matloop.errors import ConfigError
 
-    if force or not dir.is_dir() or (dir / "state.db").exists() or (dir / "config.yaml").exists():
+    if force or not dir.is_dir() or (dir / "state.db").exists():
+        return
+    record = dir / "config.yaml"
+    if database is None and record.exists() and record.resolve() == config.resolve():
+        raise ConfigError(
+            f"{config} would be overwritten: a run keeps its own copy of the configuration in "
+            f"--dir {dir} as config.yaml; move or rename yours, or use --force"
+        )
+    if record.exists():
         return
     for name in _RUN_OUTPUTS:
         if (dir / name).exists():
