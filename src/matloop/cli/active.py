@@ -13,6 +13,9 @@ def al_run(
     dir: Path = typer.Option(..., "--dir", help="run directory (rerun the same command to resume)"),
     scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+    force: bool = typer.Option(
+        False, "--force", help="run in a --dir holding another command's report, overwriting it"
+    ),
 ) -> None:
     """Run (or resume) an active-learning loop: explore → select → label → retrain → stop.
 
@@ -28,6 +31,7 @@ def al_run(
         from matloop.errors import ConfigError
 
         raise ConfigError(f"--dir {dir} exists and is not a directory")
+    _check_run_dir(dir, config, cfg.state.database, force)
     created_dir = not dir.exists()
     before = set() if created_dir else {p.name for p in dir.iterdir()}
     with locked_run_dir(dir) as lock:
@@ -52,6 +56,42 @@ def al_run(
     )
     typer.echo(f"final model: {report['final_model']}")
     typer.echo(f"report: {Path(dir) / 'report.html'}")
+
+
+# what a run writes beside its database and config.yaml (see matloop.active.report)
+_RUN_OUTPUTS = (
+    "report.json",
+    "report.html",
+    "dataset.xyz",
+    "final_model.json",
+    "test_parity.png",
+    "models",
+)
+
+
+def _check_run_dir(dir: Path, config: Path, database: str | None, force: bool) -> None:
+    """A run resumes in its own directory; in any other one it must not overwrite files.
+
+    A run directory holds state.db (SQLite) or config.yaml (also written for PostgreSQL).
+    """
+    from matloop.errors import ConfigError
+
+    if force or not dir.is_dir() or (dir / "state.db").exists():
+        return
+    record = dir / "config.yaml"
+    if database is None and record.exists() and record.resolve() == config.resolve():
+        raise ConfigError(
+            f"{config} would be overwritten: a run keeps its own copy of the configuration in "
+            f"--dir {dir} as config.yaml; move or rename yours, or use --force"
+        )
+    if record.exists():
+        return
+    for name in _RUN_OUTPUTS:
+        if (dir / name).exists():
+            raise ConfigError(
+                f"{dir / name} already exists and --dir {dir} is not an active-learning run "
+                "(no state.db or config.yaml); use --force to overwrite it, or another --dir"
+            )
 
 
 def _n_labelled(dir: Path) -> int:
@@ -155,10 +195,18 @@ def al_report(dir: Path = typer.Argument(..., help="run directory")) -> None:
 def demo(
     dir: Path = typer.Option(Path("matloop-demo"), "--dir", help="run directory"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+    force: bool = typer.Option(
+        False, "--force", help="run in a --dir holding other files, which it may overwrite"
+    ),
 ) -> None:
-    """Small active-learning loop on EMT Cu (a few minutes on 2 cores) ending in an HTML report."""
+    """Small active-learning loop on EMT Cu (a few minutes on 2 cores) ending in an HTML report.
+
+    Rerun with the same --dir to resume; any other non-empty --dir is refused unless --force.
+    """
     from matloop.active.demo import run_demo
     from matloop.utils.lock import locked_run_dir
+
+    _check_demo_dir(dir, force)
 
     with locked_run_dir(dir):
         try:
@@ -178,6 +226,22 @@ def demo(
         )
     typer.echo(f"final model: {report['final_model']}")
     typer.echo(f"report: {Path(dir) / 'report.html'}")
+
+
+def _check_demo_dir(dir: Path, force: bool) -> None:
+    """The demo starts in a new or empty --dir, or resumes one holding its demo.yaml."""
+    from matloop.errors import ConfigError
+    from matloop.utils.lock import LOCK_NAME
+
+    if dir.exists() and not dir.is_dir():
+        raise ConfigError(f"--dir {dir} exists and is not a directory")
+    if force or not dir.is_dir() or (dir / "demo.yaml").exists():
+        return
+    if any(p.name != LOCK_NAME for p in dir.iterdir()):
+        raise ConfigError(
+            f"--dir {dir} already exists and holds no demo run (no demo.yaml); use --force to "
+            "run the demo in it (overwriting its reports), or another --dir"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from matloop.cli._options import FORCE, refuse_overwrites
+
 config_app = typer.Typer(no_args_is_help=True, help="YAML configuration templates and checks.")
 
 
@@ -26,10 +28,13 @@ def template(
     model: str = typer.Option(
         "ace", "--model", "-m", help="Model family of a train template (`matloop models`)."
     ),
+    force: bool = FORCE,
 ) -> None:
     """Print a complete YAML config with every default filled in."""
     from matloop.errors import ConfigError
     from matloop.training import train_config_template
+
+    refuse_overwrites(force, {"--out": out})
 
     if kind == "train":
         text = train_config_template(model)

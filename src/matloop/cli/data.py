@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from matloop.cli._options import FORCE, refuse_overwrites
+
 _DB_HELP = (
     "label store: FILE.db (SQLite) or postgresql://user@host:5432/db "
     "(password from PGPASSWORD or ~/.pgpass, never printed)"
@@ -71,7 +73,7 @@ def pull_command(
     db: str = typer.Option(..., "--db", help=_DB_HELP),
     select: str = typer.Option(None, "--select", help="ASE query, e.g. 'tag=cu,natoms<20'"),
     out: Path = typer.Option(..., "--out", help="extended XYZ file to write"),
-    force: bool = typer.Option(False, "--force", help="overwrite OUT if it exists"),
+    force: bool = FORCE,
 ) -> None:
     """Write the labelled structures matching a selection to an extended XYZ file."""
     from ase.io import write
@@ -80,8 +82,7 @@ def pull_command(
     from matloop.store import LabelStore, redact
     from matloop.utils.files import atomic_path
 
-    if out.exists() and not force:
-        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    refuse_overwrites(force, {"--out": out})
     n = 0
     with _redacting(db):
         store = LabelStore(db, create=False)  # reading never creates a database

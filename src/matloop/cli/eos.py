@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from matloop.cli._errors import show_warnings
+from matloop.cli._options import FORCE, refuse_overwrites
 
 
 def fit_command(
@@ -22,6 +23,7 @@ def fit_command(
     seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of the fit here."),
+    force: bool = FORCE,
 ) -> None:
     """Fit an equation of state to E(V) data; print V0, E0, B0, B0' with uncertainties."""
     import json
@@ -36,6 +38,7 @@ def fit_command(
         from matloop.cli.potentials import _check_plot_format
 
         _check_plot_format(plot)
+    refuse_overwrites(force, {"--json": json_out, "--plot": plot})
     with show_warnings():
         volumes, energies = read_eos_csv(data, x=x, y=y)
         res = fit_eos(
@@ -78,10 +81,13 @@ def compute_command(
     strain: float = typer.Option(0.05, "--strain", help="Max volumetric strain (0.05 = ±5 %)."),
     points: int = typer.Option(11, "--points", help="Number of volumes."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write (Volume,Energy)."),
+    force: bool = FORCE,
 ) -> None:
     """Compute E(V) of STRUCTURE at evenly spaced volumes with a calculator and write a CSV."""
     from matloop.eos import compute_eos_data, write_eos_csv
     from matloop.errors import DataError
+
+    refuse_overwrites(force, {"--out": out})
 
     with show_warnings():
         from ase.io import read

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from matloop.cli._options import FORCE, refuse_overwrites
+
 if TYPE_CHECKING:
     from matloop.active.onthefly import OnTheFlySettings
 
@@ -78,6 +80,7 @@ def md_command(
         Path("otf-run"), "--learn-dir", help="Folder of --learn's labels, models, checkpoint."
     ),
     max_labels: int = typer.Option(200, "--max-labels", min=1, help="Labels --learn may add."),
+    force: bool = FORCE,
 ) -> None:
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
     from matloop.md import ensemble_settings
@@ -113,6 +116,7 @@ def md_command(
     from matloop.md.guard import UncertaintyGuard
     from matloop.utils.files import atomic_write_text
 
+    refuse_overwrites(force, {"--traj": traj, "--log": log, "--json": summary_json})
     atoms = read_structure(structure)
     _check_structure(atoms, structure)
     calc = _calculator(model)
@@ -197,9 +201,12 @@ def validate_command(
     progress: bool | None = typer.Option(
         None, "--progress/--no-progress", help="Progress bars (default on)."
     ),
+    force: bool = typer.Option(False, "--force", help="Overwrite a report already in --out."),
 ) -> None:
     """Write DIR/report.html (self-contained) and DIR/report.json; exit 0 even if checks fail."""
     from matloop.validation import ReportSettings, Thresholds, build_report, load_report_config
+
+    _check_report_dir(out, force)
 
     thresholds, settings = (
         load_report_config(config) if config is not None else (Thresholds(), ReportSettings())
@@ -244,6 +251,16 @@ def validate_command(
     typer.echo(f"{verdict}; report: {Path(out) / 'report.html'}")
 
 
+def _check_report_dir(out: Path, force: bool) -> None:
+    """--out may hold other files, but an earlier report in it is kept unless --force."""
+    from matloop.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    for name in ("report.json", "report.html"):
+        refuse_overwrites(force, {"--out": out / name})
+
+
 def rdf_command(
     traj: Path = typer.Argument(..., help="Trajectory (or a single structure)."),
     rmax: float = typer.Option(6.0, help="Largest distance (Å)."),
@@ -252,6 +269,7 @@ def rdf_command(
     skip: int = typer.Option(0, help="Frames to skip at the start (equilibration)."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of g(r)."),
     out_json: Path | None = typer.Option(None, "--json", help="Write r, g(r) and the peaks."),
+    force: bool = FORCE,
 ) -> None:
     """Radial distribution function, first peak and first-shell coordination number."""
     from matloop.analysis import compute_rdf, read_trajectory
@@ -259,6 +277,7 @@ def rdf_command(
     from matloop.errors import ConfigError
     from matloop.utils.files import atomic_write_text
 
+    _check_outputs(plot, out_json, force)
     frames = read_trajectory(traj)[skip:]
     if not frames:
         raise ConfigError(f"--skip {skip} leaves no frames")
@@ -291,12 +310,14 @@ def msd_command(
     skip: int = typer.Option(0, help="Frames to skip at the start (equilibration)."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of MSD(t) and the fit."),
     out_json: Path | None = typer.Option(None, "--json", help="Write MSD(t) and D."),
+    force: bool = FORCE,
 ) -> None:
     """Mean-squared displacement and the diffusion coefficient (Einstein relation)."""
     from matloop.analysis import diffusion_from_trajectory, frame_times_ps, read_trajectory
     from matloop.analysis.plots import plot_msd, save_figure
     from matloop.utils.files import atomic_write_text
 
+    _check_outputs(plot, out_json, force)
     frames = read_trajectory(traj)[skip:]
     times = frame_times_ps(frames, dt)
     d = diffusion_from_trajectory(frames, times, element=element, fit_window=(fit_start, fit_end))
@@ -309,6 +330,15 @@ def msd_command(
         typer.echo(f"plot: {plot}")
     if out_json is not None:
         atomic_write_text(out_json, json.dumps(d.to_dict(), indent=2) + "\n")
+
+
+def _check_outputs(plot: Path | None, out_json: Path | None, force: bool) -> None:
+    """The plot format and that no output exists (unless --force), before any work."""
+    if plot is not None:
+        from matloop.cli.potentials import _check_plot_format
+
+        _check_plot_format(plot)
+    refuse_overwrites(force, {"--plot": plot, "--json": out_json})
 
 
 def register(app: typer.Typer) -> None:

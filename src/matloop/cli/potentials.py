@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from matloop.cli._options import FORCE, refuse_overwrites
+
 
 def train_command(
     train: Path = typer.Option(..., "--train", help="Training data (extxyz, ASE .db, ...)."),
@@ -210,6 +212,7 @@ def evaluate_command(
     plot: Path | None = typer.Option(None, "--plot", help="Write an energy+force parity plot."),
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
+    force: bool = FORCE,
 ) -> None:
     """Errors of a model on labelled data, overall and per config_type."""
     import matloop
@@ -219,6 +222,7 @@ def evaluate_command(
 
     if plot is not None:
         _check_plot_format(plot)
+    refuse_overwrites(force, {"--json": json_out, "--plot": plot})
     calc = matloop.load(model)
     dataset = read_dataset(data, energy_key=energy_key, forces_key=forces_key, require_forces=False)
     known = getattr(calc, "elements", None)

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import typer
 
+from matloop.cli._options import FORCE, refuse_overwrites
+
 _SPLITS = ("random", "composition", "prototype", "column")
 
 
-def _check_out(path: Path, force: bool, is_dir: bool) -> None:
+def _check_out_dir(path: Path, force: bool, option: str) -> None:
+    """An output directory must be new or empty, unless --force."""
     from matloop.errors import ConfigError
 
-    if not path.exists():
-        return
-    if is_dir and path.is_dir() and not any(path.iterdir()):
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
     if not force:
-        raise ConfigError(f"{path} exists; pass --force to overwrite it")
+        raise ConfigError(f"{option} {path} exists; use --force to overwrite it")
 
 
 def _targets(text: str) -> list[str]:
@@ -42,7 +43,7 @@ def fit_command(
     config: Path | None = typer.Option(None, "--config", help="YAML config (see template)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (split, init)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    force: bool = FORCE,
 ) -> None:
     """Train a structure → property model; writes the model, report.html and plots into --out."""
     from matloop.errors import ConfigError
@@ -63,7 +64,7 @@ def fit_command(
     cfg.targets = _targets(target)
     if cfg.split == "column" and not cfg.split_column:
         raise ConfigError("--split column needs --split-column NAME")
-    _check_out(out, force, is_dir=True)
+    _check_out_dir(out, force, "--out")
     dataset = read_dataset(data)
     for name in cfg.targets:
         if not dataset.has_value(name).any():
@@ -127,18 +128,19 @@ def evaluate_command(
     target: str = typer.Option(..., "--target", help="Property holding the reference values."),
     json_out: Path = typer.Option(..., "--json", help="Write metrics here (JSON)."),
     report: Path | None = typer.Option(None, "--report", help="Directory for HTML + plots."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    force: bool = FORCE,
 ) -> None:
     """Metrics (regression: mae, rmse, r2, coverage_95; classes: accuracy, f1, roc_auc)."""
     from matloop.property import load_model, read_dataset
     from matloop.property.report import write_report
     from matloop.utils.files import atomic_write_text
 
-    _check_out(json_out, force, is_dir=False)
+    refuse_overwrites(force, {"--json": json_out})
+    if report is not None:
+        _check_out_dir(report, force, "--report")
     model = load_model(model_dir)
     dataset, name = _with_reference(model, read_dataset(data), target)
     if report is not None:
-        _check_out(report, force, is_dir=True)
         result = write_report(model, dataset, report, f"{data.name}: {name}")
     else:
         result = model.evaluate(dataset)
@@ -153,13 +155,13 @@ def predict_command(
     model_dir: Path = typer.Argument(..., help="Directory written by `property fit`."),
     data: Path = typer.Argument(..., help="Structures to predict (properties not needed)."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    force: bool = FORCE,
 ) -> None:
     """One row per structure: id, prediction, std, ood_score, ood (+ class probabilities)."""
     from matloop.property import load_model, read_dataset
     from matloop.surrogate.io import write_columns
 
-    _check_out(out, force, is_dir=False)
+    refuse_overwrites(force, {"--out": out})
     model = load_model(model_dir)
     table = model.predict_table(read_dataset(data))
     write_columns(out, table)
@@ -200,11 +202,13 @@ def duplicates_command(
     data: Path = typer.Argument(..., help="Structures (extxyz/db/jsonl/csv)."),
     target: str | None = typer.Option(None, "--target", help="Report the spread of this property."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report here (JSON)."),
+    force: bool = FORCE,
 ) -> None:
     """Groups of identical crystals (StructureMatcher within a reduced formula)."""
     from matloop.property import duplicate_report, find_duplicates, read_dataset
     from matloop.utils.files import atomic_write_text
 
+    refuse_overwrites(force, {"--json": json_out})
     dataset = read_dataset(data)
     result = duplicate_report(dataset, find_duplicates(dataset), target)
     if json_out is not None:

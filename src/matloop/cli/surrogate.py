@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from matloop.cli._errors import show_warnings
+from matloop.cli._options import FORCE, refuse_overwrites
 
 
 def _split_columns(text: str) -> list[str]:
@@ -42,7 +43,7 @@ def fit_command(
     plot_range: str | None = typer.Option(
         None, "--plot-range", help="x range of the plot as MIN,MAX (e.g. 25,55)."
     ),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
+    force: bool = FORCE,
 ) -> None:
     """Fit a surrogate to columns of a CSV and save it; print training (and test) metrics."""
     import numpy as np
@@ -55,7 +56,6 @@ def fit_command(
         regression_metrics,
         save_surrogate,
     )
-    from matloop.utils.files import refuse_overwrite
 
     xcols = _split_columns(x)
     x_range = None
@@ -71,7 +71,7 @@ def fit_command(
         except ValueError:
             raise ConfigError(f"--plot-range must be MIN,MAX, got {plot_range!r}") from None
         x_range = (lo, hi)
-    refuse_overwrite(out, force)
+    refuse_overwrites(force, {"--out": out, "--plot": plot})
     kwargs: dict = {"std_threshold": std_threshold}
     key = model.strip().lower()
     if key == "gp":
@@ -120,6 +120,7 @@ def predict_command(
     model_file: Path = typer.Argument(..., help="Model written by `matloop surrogate fit`."),
     data: Path = typer.Argument(..., help="CSV with the model's input column(s)."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: inputs, mean, std, flag."),
+    force: bool = FORCE,
 ) -> None:
     """Predict mean, std (1σ) and an extrapolation flag for each row of a CSV."""
     import numpy as np
@@ -127,6 +128,7 @@ def predict_command(
     from matloop.errors import ModelFileError
     from matloop.surrogate import load_surrogate, read_columns, write_columns
 
+    refuse_overwrites(force, {"--out": out})
     with show_warnings():
         est, info = load_surrogate(model_file, with_info=True)
         xcols = info.get("x_columns")
