@@ -10,8 +10,9 @@ from pathlib import Path
 
 import typer
 
+from matloop.cli._options import FORCE
+
 _HELP = "Composition design: property models with uncertainty and Bayesian optimisation."
-_FORCE = typer.Option(False, "--force", help="Overwrite an existing output file.")
 
 
 def _read_csv(path: Path, what: str = "data"):
@@ -101,7 +102,7 @@ def suggest_command(
         256, "--raw-samples", min=8, help="Random feasible points scored to seed the optimiser."
     ),
     out: Path = typer.Option(..., "--out", help="Output CSV (one row per suggestion)."),
-    force: bool = _FORCE,
+    force: bool = FORCE,
 ) -> None:
     """Ask: propose the next experiments (Bayesian optimisation, BoTorch), from a design space
     or from a finite pool of candidates."""
@@ -263,7 +264,7 @@ def fit_command(
     out: Path = typer.Option(
         ..., "--out", help="Model file to write (.npz: JSON and arrays, no pickle)."
     ),
-    force: bool = _FORCE,
+    force: bool = FORCE,
     quiet: bool = _QUIET,
 ) -> None:
     """Fit a composition → properties model (missing values allowed per property)."""
@@ -294,7 +295,7 @@ def predict_command(
     model: Path = typer.Option(..., "--model", help="Model file from `matloop design fit`."),
     data: Path = typer.Option(..., "--data", help="CSV with the model's component columns."),
     out: Path = typer.Option(..., "--out", help="CSV with pred_NAME_mean / pred_NAME_std added."),
-    force: bool = _FORCE,
+    force: bool = FORCE,
 ) -> None:
     """Predict properties (mean ± std) for compositions with a fitted model."""
     from matloop.compositions import read_composition_table
@@ -329,7 +330,7 @@ def evaluate_command(
     trees: int = _TREES,
     seed: int = typer.Option(0, "--seed"),
     json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON."),
-    force: bool = _FORCE,
+    force: bool = FORCE,
     quiet: bool = _QUIET,
 ) -> None:
     """Cross-validate a property model: MAE, RMSE, R², 95 % coverage, top-k recall."""
@@ -400,7 +401,7 @@ def inverse_command(
     top: int = typer.Option(20, "--top", min=1, help="Rows in the ranked list."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Ranked CSV of feasible compositions."),
-    force: bool = _FORCE,
+    force: bool = FORCE,
 ) -> None:
     """Inverse design: feasible compositions ranked by the chance to meet a target property set."""
     from matloop.design.inverse import inverse_design, parse_targets
