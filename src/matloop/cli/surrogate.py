@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from matloop.cli._errors import show_warnings
-from matloop.cli._options import FORCE, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites, stage
 
 
 def _split_columns(text: str) -> list[str]:
@@ -44,6 +44,7 @@ def fit_command(
         None, "--plot-range", help="x range of the plot as MIN,MAX (e.g. 25,55)."
     ),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Fit a surrogate to columns of a CSV and save it; print training (and test) metrics."""
     import numpy as np
@@ -89,7 +90,9 @@ def fit_command(
             n_test = int(round(test_size * len(t)))
             if n_test < 1 or len(t) - n_test < 2:
                 raise DataError(f"{data}: {len(t)} rows are too few for --test-size {test_size}")
+            stage(quiet, f"fitting {type(est).__name__} on {len(t) - n_test} rows for the test…")
             _, test_metrics = holdout_evaluate(est, X, t, test_size=test_size, random_state=seed)
+        stage(quiet, f"fitting {type(est).__name__} on {len(t)} rows…")
         est.fit(X, t)
         mean, std, _ = est.predict_with_flags(X)
         train_metrics = regression_metrics(t, mean, std)

@@ -53,12 +53,9 @@ def compute_eos_data(
     v_ref = atoms.get_volume()
     scales = 1.0 + np.linspace(-strain, strain, int(points))
     volumes, energies = [], []
-    iterator = scales
-    if progress:
-        from tqdm import tqdm
+    from tqdm.auto import tqdm
 
-        iterator = tqdm(scales, desc="E(V)", unit="volume")
-    for s in iterator:
+    for s in tqdm(scales, desc="E(V)", unit="volume", disable=not progress, leave=False):
         a = atoms.copy()
         a.set_cell(atoms.cell * s ** (1.0 / 3.0), scale_atoms=True)
         a.calc = calc
