@@ -162,3 +162,19 @@ def test_validate_bar_over_physics_checks(tmp_path, capsys):
     out_q, err_q = capsys.readouterr()
     assert out == out_q and "F = −∇E" in out
     assert "physics checks" in err and "physics checks" not in err_q
+
+
+def test_property_duplicates_bar(tmp_path, capsys):
+    frames = []
+    for i, (proto, a) in enumerate([("fcc", 3.61), ("fcc", 3.61), ("bcc", 2.87), ("fcc", 3.7)]):
+        atoms = bulk("Cu", proto, a=a, cubic=True)
+        atoms.info["id"] = f"s{i}"
+        frames.append(atoms)
+    data = tmp_path / "cu.extxyz"
+    write(data, frames, format="extxyz")
+    out, err, err_q = _both(
+        capsys, ["property", "duplicates", str(data), "--json", str(tmp_path / "d.json")]
+    )
+    assert "1 duplicate groups, 3 of 4 structures in them"  # scaled fcc matches in out
+    assert "duplicates" in err and "structure" in err
+    assert err_q == ""
