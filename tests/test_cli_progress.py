@@ -51,7 +51,8 @@ def test_rdf_bar_over_frames(cu_traj, tmp_path, capsys):
     assert err_q == ""
 
 
-def test_eos_compute_bar_over_volumes(tmp_path, capsys):
+def test_eos_compute_bar_over_volumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("matloop.utils.progress.BAR_DELAY_S", 0.0)  # the bar at once
     structure = tmp_path / "cu.xyz"
     write(structure, bulk("Cu", "fcc", a=3.61, cubic=True))
     args = ["eos", "compute", str(structure), "-c", "emt", "--points", "5"]
@@ -65,13 +66,16 @@ def test_surrogate_fit_stage_lines(tmp_path, capsys):
     x = np.linspace(0.0, 1.0, 40)
     csv = tmp_path / "d.csv"
     pd.DataFrame({"x": x, "y": np.sin(3 * x)}).to_csv(csv, index=False)
-    args = ["surrogate", "fit", str(csv), "--x", "x", "--y", "y", "--model", "poly"]
-    out, err, err_q = _both(
-        capsys, [*args, "--degree", "3", "--test-size", "0.25", "-o", str(tmp_path / "m.npz")]
-    )
+    args = ["surrogate", "fit", str(csv), "--x", "x", "--y", "y", "--test-size", "0.25"]
+    out, err, err_q = _both(capsys, [*args, "-o", str(tmp_path / "m.npz")])
     assert "40 rows" in out and "test (10 rows)" in out
-    assert "on 30 rows for the test…" in err and "on 40 rows…" in err
+    assert "fitting a GP on 30 rows for the test…" in err and "fitting a GP on 40 rows…" in err
     assert err_q == ""
+    # the fast models are not announced, and a bad --kernel is still one error line
+    assert main([*args, "--model", "poly", "-o", str(tmp_path / "p.npz")]) == 0
+    assert capsys.readouterr().err == ""
+    assert main([*args, "--kernel", "cosine", "-o", str(tmp_path / "k.npz")]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_design_suggest_stage_lines(tmp_path, capsys):
@@ -79,7 +83,7 @@ def test_design_suggest_stage_lines(tmp_path, capsys):
     args += ["--restarts", "2", "--raw-samples", "32", "--out", str(tmp_path / "next.csv")]
     out, err, err_q = _both(capsys, args)
     assert "1 suggestion(s)" in out
-    assert "fitting GP models (1 properties, 6 rows)…" in err
+    assert "fitting GP models of nd (6 rows)…" in err
     assert "optimising" in err and "(2 restarts, batch 1)…" in err
     assert err_q == ""
 
@@ -96,7 +100,7 @@ def test_design_suggest_pool_stage_lines(tmp_path, capsys):
     args += ["--objective", "nd:max", "--model", "rf", "--out", str(tmp_path / "next.csv")]
     out, err, err_q = _both(capsys, args)
     assert "1 suggestion(s)" in out
-    assert "fitting rf models (1 properties, 6 rows)…" in err
+    assert "fitting rf models of nd (6 rows)…" in err
     assert "scoring 30 candidates" in err
     assert err_q == ""
 
@@ -114,6 +118,7 @@ def test_design_inverse_stage_lines(tmp_path, capsys):
 
 
 def test_data_push_and_pull_bars(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("matloop.utils.progress.BAR_DELAY_S", 0.0)  # the bars at once
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -178,3 +183,16 @@ def test_property_duplicates_bar(tmp_path, capsys):
     assert "1 duplicate groups, 3 of 4 structures in them"  # scaled fcc matches in out
     assert "duplicates" in err and "structure" in err
     assert err_q == ""
+
+
+def test_data_bad_input_found_while_streaming_stays_one_line(tmp_path, monkeypatch, capsys):
+    """A bar that waits its delay never precedes an error found in the first steps."""
+    monkeypatch.chdir(tmp_path)
+    write("unlabelled.xyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    assert main(["data", "push", "unlabelled.xyz", "--db", "s.db", "--code", "emt"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing energy" in err
+    assert len(err.strip().splitlines()) == 1  # splitlines also splits a bar's \r
+    assert main(["data", "pull", "--db", "s.db", "--select", "natoms>100", "--out", "x.xyz"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1

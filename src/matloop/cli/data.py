@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from matloop.cli._options import FORCE, QUIET, refuse_overwrites
+from matloop.utils import progress as bars
 
 _DB_HELP = (
     "label store: FILE.db (SQLite) or postgresql://user@host:5432/db "
@@ -55,7 +56,14 @@ def push_command(
         )
         structures = (a for chunk in chunks for a in chunk)
         result = store.push(
-            tqdm(structures, desc="pushing", unit="structure", disable=quiet, leave=False),
+            tqdm(
+                structures,
+                desc="pushing",
+                unit="structure",
+                disable=quiet,
+                leave=False,
+                delay=bars.BAR_DELAY_S,
+            ),
             code=code,
             settings=settings_dict,
             version=code_version,
@@ -96,7 +104,12 @@ def pull_command(
             with open(tmp, "w") as fh:
                 rows = store.pull(select)
                 for atoms in tqdm(
-                    rows, desc="pulling", unit="structure", disable=quiet, leave=False
+                    rows,
+                    desc="pulling",
+                    unit="structure",
+                    disable=quiet,
+                    leave=False,
+                    delay=bars.BAR_DELAY_S,
                 ):
                     write(fh, atoms, format="extxyz")
                     n += 1

@@ -209,7 +209,10 @@ def _suggest(
         return Suggestion(table, "space-filling", "space-filling", messages)
 
     lo_b, hi_b = prob.lo / t, prob.hi / t
-    stage(progress, f"fitting GP models ({len(objectives)} properties, {len(u_obs)} rows)…")
+    stage(
+        progress,
+        f"fitting GP models of {', '.join(o.name for o in objectives)} ({len(u_obs)} rows)…",
+    )
     model = fit_gp_list(u_obs, Y, bounds=np.stack([lo_b, np.where(hi_b > lo_b, hi_b, lo_b + 1)]))
     Xb = torch.tensor(u_obs, dtype=torch.double)
     built = build_acquisition(

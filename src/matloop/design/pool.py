@@ -610,7 +610,10 @@ def suggest_from_pool(
         return Suggestion(table, "space-filling", "space-filling", messages)
 
     keep = np.arange(len(cols))
-    stage(progress, f"fitting {model} models ({len(objectives)} properties, {len(Xo)} rows)…")
+    stage(
+        progress,
+        f"fitting {model} models of {', '.join(o.name for o in objectives)} ({len(Xo)} rows)…",
+    )
     if model == "gp":
         from matloop.design.surrogates import fit_gp_list
 

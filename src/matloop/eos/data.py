@@ -55,7 +55,17 @@ def compute_eos_data(
     volumes, energies = [], []
     from tqdm.auto import tqdm
 
-    for s in tqdm(scales, desc="E(V)", unit="volume", disable=not progress, leave=False):
+    from matloop.utils import progress as bars
+
+    bar = tqdm(
+        scales,
+        desc="E(V)",
+        unit="volume",
+        disable=not progress,
+        leave=False,
+        delay=bars.BAR_DELAY_S,
+    )
+    for s in bar:
         a = atoms.copy()
         a.set_cell(atoms.cell * s ** (1.0 / 3.0), scale_atoms=True)
         a.calc = calc
