@@ -196,3 +196,36 @@ def test_data_bad_input_found_while_streaming_stays_one_line(tmp_path, monkeypat
     assert main(["data", "pull", "--db", "s.db", "--select", "natoms>100", "--out", "x.xyz"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_bar_can_be_silenced(tmp_path, emt_cu_dataset, emt_cu_test_dataset, capsys):
+    """evaluate always showed its bar; -q now hides it."""
+    import yaml
+    from conftest import TINY_BPNN_PARAMS
+
+    cfg = tmp_path / "tiny.yaml"
+    model = {"family": "bpnn", "params": TINY_BPNN_PARAMS}
+    cfg.write_text(yaml.safe_dump({"model": model, "training": {"max_epochs": 2}}))
+    train = emt_cu_dataset.write(tmp_path / "train.xyz")
+    test = emt_cu_test_dataset.write(tmp_path / "test.xyz")
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(train),
+                "--out",
+                str(run),
+                "--config",
+                str(cfg),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    out, err, err_q = _both(
+        capsys, ["evaluate", str(run), str(test), "--json", str(tmp_path / "m.json")]
+    )
+    assert "structures" in out and "predicting" in err and err_q == ""

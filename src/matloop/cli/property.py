@@ -44,6 +44,7 @@ def fit_command(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (split, init)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Train a structure → property model; writes the model, report.html and plots into --out."""
     from matloop.errors import ConfigError
@@ -81,7 +82,7 @@ def fit_command(
         ood_quantile=cfg.ood_quantile,
         seed=cfg.seed,
         params=(cfg.cgcnn if cfg.model == "cgcnn" else cfg.gbt).model_dump(),
-        progress=True,
+        progress=not quiet,
     )
     est.fit(dataset)
     est.save(out)
