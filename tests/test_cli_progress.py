@@ -229,3 +229,36 @@ def test_evaluate_bar_can_be_silenced(tmp_path, emt_cu_dataset, emt_cu_test_data
         capsys, ["evaluate", str(run), str(test), "--json", str(tmp_path / "m.json")]
     )
     assert "structures" in out and "predicting" in err and err_q == ""
+
+
+def test_md_learn_bar_over_steps(tmp_path, monkeypatch, capsys):
+    """md --learn was silent through its MD chunks and refits; it follows --progress now."""
+    from ase.calculators.emt import EMT
+
+    from matloop.data import Dataset, label_with
+    from matloop.training import TrainConfig, train
+    from matloop.training.config import parse_config
+
+    labels = []
+    for seed in range(2):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=seed)
+        labels.append(label_with(atoms, EMT()))
+    write(tmp_path / "labels.xyz", labels)
+    params = {"correlation_order": 3, "max_degree": 10.0, "max_l": 3}
+    cfg = parse_config({"model": {"family": "ace", "params": params}}, TrainConfig, "test")
+    model = train(Dataset(labels), tmp_path / "ace", config=cfg, progress=False).model_path
+    write(tmp_path / "cu.xyz", bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2))
+    argv = ["md", str(model), str(tmp_path / "cu.xyz"), "-e", "nvt", "-T", "1200", "--learn"]
+    argv += ["--reference", "emt", "--train-data", str(tmp_path / "labels.xyz"), "--steps", "20"]
+    argv += ["--max-uncertainty", "0.002", "--uncertainty-interval", "10", "--timestep", "4"]
+    outs = []
+    for sub, flag in (("a", "--progress"), ("b", "--no-progress")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.chdir(tmp_path / sub)  # a --learn-dir each
+        assert main([*argv, flag]) == 0
+        outs.append(capsys.readouterr())
+    same = outs[0].out == outs[1].out.replace(f"{tmp_path / 'b'}", f"{tmp_path / 'a'}")
+    assert same and "on-the-fly: 20 steps" in outs[0].out
+    assert "MD (on the fly)" in outs[0].err and "refitting" in outs[0].err
+    assert "MD (on the fly)" not in outs[1].err

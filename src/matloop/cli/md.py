@@ -110,7 +110,7 @@ def md_command(
             thermostat=thermostat,
             barostat=barostat,
         )
-        _learn(model, structure, settings, train_data, learn_dir)
+        _learn(model, structure, settings, train_data, learn_dir, progress)
         return
     from matloop.md import check_elements, read_structure, run_md
     from matloop.md.guard import UncertaintyGuard
@@ -168,12 +168,14 @@ def _learn(
     settings: OnTheFlySettings,
     train_data: Path | None,
     learn_dir: Path,
+    progress: bool,
 ) -> None:
     """`matloop md --learn`: on-the-fly learning (see :mod:`matloop.active.onthefly`)."""
     from matloop.active.onthefly import OnTheFlyLearner, summarise
     from matloop.md import read_structure
 
-    state = OnTheFlyLearner(learn_dir, settings).run(model, read_structure(structure), train_data)
+    learner = OnTheFlyLearner(learn_dir, settings)
+    state = learner.run(model, read_structure(structure), train_data, progress=progress)
     typer.echo(summarise(state, settings.timestep_fs))
     typer.echo(f"labels: {learn_dir / 'labels.xyz'}; state: {learn_dir / 'state.json'}")
 
