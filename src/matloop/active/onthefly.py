@@ -139,9 +139,19 @@ class OnTheFlyLearner:
         return str(Path(result.model_path).resolve())
 
     # -- driver --------------------------------------------------------------------------------
-    def run(self, model: str, atoms: Atoms, train_data: str | Path | None = None) -> dict:
-        """Run (or resume) to `settings.steps`; return the state (events, labels, log)."""
+    def run(
+        self,
+        model: str,
+        atoms: Atoms,
+        train_data: str | Path | None = None,
+        *,
+        progress: bool = False,
+    ) -> dict:
+        """Run (or resume) to `settings.steps`; return the state (events, labels, log).
+
+        ``progress=True`` shows a bar over the MD steps (stderr), "refitting" while it refits."""
         from ase.io import read
+        from tqdm.auto import tqdm
 
         from matloop.active.report import load_model_or_run
         from matloop.calculators.uncertainty import predict_uncertainty
@@ -150,6 +160,14 @@ class OnTheFlyLearner:
         state = self.start(model, atoms, train_data)
         atoms = read(str(self.dir / "checkpoint.xyz"))
         calc = load_model_or_run(state["model"])
+        bar = tqdm(
+            total=self.s.steps,
+            initial=state["step"],
+            desc="MD (on the fly)",
+            unit="step",
+            disable=not progress,
+            leave=False,
+        )
         while state["step"] < self.s.steps:
             hit: dict[str, Any] = {}
 
@@ -187,10 +205,13 @@ class OnTheFlyLearner:
                 )
             ]
             state["step"] += res.steps
+            bar.update(res.steps)
             atoms = res.atoms
             atoms.set_constraint()
             if hit and len(state["events"]) < self.s.max_labels:
+                bar.set_description(f"refitting (σ {hit['sigma']:.3g})")
                 path = self._label_and_refit(atoms, state)
+                bar.set_description("MD (on the fly)")
                 state["n_refits"] += 1
                 state["model"] = path
                 state["events"].append(
@@ -204,6 +225,7 @@ class OnTheFlyLearner:
                 break
             self._write_frame(atoms)
             self._save(state)
+        bar.close()
         state["finished"] = state["step"] >= self.s.steps
         self._save(state)
         return state

@@ -75,12 +75,15 @@ def compute_rdf(
     rmax: float = 6.0,
     nbins: int = 120,
     elements: tuple[str, str] | None = None,
+    progress: bool = False,
 ) -> RDF:
     """g(r) up to `rmax` Å averaged over `frames` (periodic cells are repeated when too small).
 
     `elements=("Si", "Si")` gives a partial RDF. Uses :func:`ase.geometry.rdf.get_rdf`.
+    ``progress=True`` shows a bar over the frames on stderr.
     """
     from ase.geometry.rdf import get_rdf
+    from tqdm.auto import tqdm
 
     images = [frames] if isinstance(frames, Atoms) else list(frames)
     if not images:
@@ -95,7 +98,8 @@ def compute_rdf(
         for e in elements:
             if e not in present:
                 raise DataError(f"element {e!r} not in the structure (has {sorted(present)})")
-    g, r = get_rdf(images, rmax, nbins, elements=elements)
+    frames_bar = tqdm(images, desc="RDF", unit="frame", disable=not progress, leave=False)
+    g, r = get_rdf(frames_bar, rmax, nbins, elements=elements)
     if elements is None:
         n_sel = np.mean([len(im) for im in images])
     else:

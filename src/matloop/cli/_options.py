@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 FORCE = typer.Option(False, "--force", help="Overwrite existing output files.")
+QUIET = typer.Option(
+    False, "--quiet", "-q", help="No progress bars or progress lines on stderr (results unchanged)."
+)
 
 
 def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:
@@ -19,3 +22,9 @@ def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:
     for option, path in outputs.items():
         if path is not None:
             refuse_overwrite(path, force, option)
+
+
+def stage(quiet: bool, text: str) -> None:
+    """One line on stderr for a long stage that has no steps to count (unless --quiet)."""
+    if not quiet:
+        typer.echo(text, err=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites
+from matloop.utils import progress as bars
 
 _DB_HELP = (
     "label store: FILE.db (SQLite) or postgresql://user@host:5432/db "
@@ -27,8 +28,11 @@ def push_command(
     forces_key: str = typer.Option("forces", "--forces-key"),
     stress_key: str = typer.Option("stress", "--stress-key"),
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
+    quiet: bool = QUIET,
 ) -> None:
     """Store labelled structures once each (content hash is unique in the database)."""
+    from tqdm.auto import tqdm
+
     from matloop.data.io import iter_chunks
     from matloop.errors import ConfigError
     from matloop.store import LabelStore, redact
@@ -50,8 +54,16 @@ def push_command(
             forces_key=forces_key,
             stress_key=stress_key,
         )
+        structures = (a for chunk in chunks for a in chunk)
         result = store.push(
-            (a for chunk in chunks for a in chunk),
+            tqdm(
+                structures,
+                desc="pushing",
+                unit="structure",
+                disable=quiet,
+                leave=False,
+                delay=bars.BAR_DELAY_S,
+            ),
             code=code,
             settings=settings_dict,
             version=code_version,
@@ -74,9 +86,11 @@ def pull_command(
     select: str = typer.Option(None, "--select", help="ASE query, e.g. 'tag=cu,natoms<20'"),
     out: Path = typer.Option(..., "--out", help="extended XYZ file to write"),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Write the labelled structures matching a selection to an extended XYZ file."""
     from ase.io import write
+    from tqdm.auto import tqdm
 
     from matloop.errors import ConfigError
     from matloop.store import LabelStore, redact
@@ -88,7 +102,15 @@ def pull_command(
         store = LabelStore(db, create=False)  # reading never creates a database
         with atomic_path(out) as tmp:
             with open(tmp, "w") as fh:
-                for atoms in store.pull(select):
+                rows = store.pull(select)
+                for atoms in tqdm(
+                    rows,
+                    desc="pulling",
+                    unit="structure",
+                    disable=quiet,
+                    leave=False,
+                    delay=bars.BAR_DELAY_S,
+                ):
                     write(fh, atoms, format="extxyz")
                     n += 1
             if n == 0:

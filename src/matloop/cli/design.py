@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE
+from matloop.cli._options import FORCE, QUIET
 
 _HELP = "Composition design: property models with uncertainty and Bayesian optimisation."
 
@@ -103,6 +103,7 @@ def suggest_command(
     ),
     out: Path = typer.Option(..., "--out", help="Output CSV (one row per suggestion)."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Ask: propose the next experiments (Bayesian optimisation, BoTorch), from a design space
     or from a finite pool of candidates."""
@@ -136,6 +137,7 @@ def suggest_command(
                 data=data,
                 candidates=candidates,
                 input_warp=warp,
+                progress=not quiet,
             )
         else:
             res = suggest(
@@ -148,6 +150,7 @@ def suggest_command(
                 num_restarts=restarts,
                 raw_samples=raw_samples,
                 source=str(data),
+                progress=not quiet,
                 **beta_kw,
             )
     with atomic_path(out) as tmp:
@@ -177,7 +180,20 @@ def _input_warp_setting(value: str | None, candidates: Path | None) -> bool | st
 
 
 def _suggest_pool(
-    frame, pool, objs, sp, *, batch, seed, model, acquisition, beta_kw, data, candidates, input_warp
+    frame,
+    pool,
+    objs,
+    sp,
+    *,
+    batch,
+    seed,
+    model,
+    acquisition,
+    beta_kw,
+    data,
+    candidates,
+    input_warp,
+    progress,
 ):
     """Pool-based ask; with a space, candidate rows outside it are dropped first."""
     from matloop.design.pool import suggest_from_pool
@@ -206,6 +222,7 @@ def _suggest_pool(
         drop_simplex=input_warp,
         data_name=str(data),
         pool_name=str(candidates),
+        progress=progress,
         **beta_kw,
     )
     if dropped:
@@ -247,7 +264,6 @@ _MEMBERS = typer.Option(
     None, "--members", help="Ensemble members (hgb, nn: 5; multitask: 2, as benchmarked)."
 )
 _TREES = typer.Option(200, "--trees", help="Trees (rf, et).")
-_QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or per-fold lines.")
 
 
 def fit_command(
@@ -265,7 +281,7 @@ def fit_command(
         ..., "--out", help="Model file to write (.npz: JSON and arrays, no pickle)."
     ),
     force: bool = FORCE,
-    quiet: bool = _QUIET,
+    quiet: bool = QUIET,
 ) -> None:
     """Fit a composition → properties model (missing values allowed per property)."""
     from matloop.design.models import PropertyModel
@@ -331,7 +347,7 @@ def evaluate_command(
     seed: int = typer.Option(0, "--seed"),
     json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON."),
     force: bool = FORCE,
-    quiet: bool = _QUIET,
+    quiet: bool = QUIET,
 ) -> None:
     """Cross-validate a property model: MAE, RMSE, R², 95 % coverage, top-k recall."""
     import numpy as np
@@ -402,6 +418,7 @@ def inverse_command(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Ranked CSV of feasible compositions."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Inverse design: feasible compositions ranked by the chance to meet a target property set."""
     from matloop.design.inverse import inverse_design, parse_targets
@@ -414,7 +431,16 @@ def inverse_command(
     tols = parse_targets(tolerance, "--tolerance")
     sp = load_space(space)
     m = PropertyModel.load(model)
-    table = inverse_design(m, sp, targets, tolerances=tols, n_samples=samples, top=top, seed=seed)
+    table = inverse_design(
+        m,
+        sp,
+        targets,
+        tolerances=tols,
+        n_samples=samples,
+        top=top,
+        seed=seed,
+        progress=not quiet,
+    )
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     best = table.iloc[0]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from matloop.cli._errors import show_warnings
-from matloop.cli._options import FORCE, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites
 
 
 def fit_command(
@@ -82,6 +81,7 @@ def compute_command(
     points: int = typer.Option(11, "--points", help="Number of volumes."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write (Volume,Energy)."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Compute E(V) of STRUCTURE at evenly spaced volumes with a calculator and write a CSV."""
     from matloop.eos import compute_eos_data, write_eos_csv
@@ -99,7 +99,7 @@ def compute_command(
         except Exception as exc:  # noqa: BLE001 - ASE raises many types for unreadable files
             raise DataError(f"{structure}: cannot read a structure ({exc})") from None
         volumes, energies = compute_eos_data(
-            atoms, calculator, strain=strain, points=points, progress=sys.stderr.isatty()
+            atoms, calculator, strain=strain, points=points, progress=not quiet
         )
         write_eos_csv(out, volumes, energies)
     typer.echo(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from matloop.cli._options import FORCE, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites
 
 if TYPE_CHECKING:
     from matloop.active.onthefly import OnTheFlySettings
@@ -110,7 +110,7 @@ def md_command(
             thermostat=thermostat,
             barostat=barostat,
         )
-        _learn(model, structure, settings, train_data, learn_dir)
+        _learn(model, structure, settings, train_data, learn_dir, progress)
         return
     from matloop.md import check_elements, read_structure, run_md
     from matloop.md.guard import UncertaintyGuard
@@ -168,12 +168,14 @@ def _learn(
     settings: OnTheFlySettings,
     train_data: Path | None,
     learn_dir: Path,
+    progress: bool,
 ) -> None:
     """`matloop md --learn`: on-the-fly learning (see :mod:`matloop.active.onthefly`)."""
     from matloop.active.onthefly import OnTheFlyLearner, summarise
     from matloop.md import read_structure
 
-    state = OnTheFlyLearner(learn_dir, settings).run(model, read_structure(structure), train_data)
+    learner = OnTheFlyLearner(learn_dir, settings)
+    state = learner.run(model, read_structure(structure), train_data, progress=progress)
     typer.echo(summarise(state, settings.timestep_fs))
     typer.echo(f"labels: {learn_dir / 'labels.xyz'}; state: {learn_dir / 'state.json'}")
 
@@ -270,6 +272,7 @@ def rdf_command(
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of g(r)."),
     out_json: Path | None = typer.Option(None, "--json", help="Write r, g(r) and the peaks."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Radial distribution function, first peak and first-shell coordination number."""
     from matloop.analysis import compute_rdf, read_trajectory
@@ -287,7 +290,7 @@ def rdf_command(
         if len(parts) != 2:
             raise ConfigError(f"--elements needs two symbols like 'Si,Si', got {elements!r}")
         pair = (parts[0], parts[1])
-    rdf = compute_rdf(frames, rmax=rmax, nbins=nbins, elements=pair)
+    rdf = compute_rdf(frames, rmax=rmax, nbins=nbins, elements=pair, progress=not quiet)
     typer.echo(
         f"{rdf.n_frames} frames: first peak {rdf.first_peak:.3f} Å, first minimum "
         f"{rdf.first_minimum():.3f} Å, coordination {rdf.coordination_number():.2f}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites
 
 
 def train_command(
@@ -213,6 +213,7 @@ def evaluate_command(
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Errors of a model on labelled data, overall and per config_type."""
     import matloop
@@ -228,7 +229,7 @@ def evaluate_command(
     known = getattr(calc, "elements", None)
     if known is not None:
         _check_coverage(list(known), dataset, "data", what=f"the model {model}")
-    pred = predict(calc, dataset, progress=True)
+    pred = predict(calc, dataset, progress=not quiet)
     metrics = evaluate_predictions(pred)
     rows = {"all": metrics} | {f"  {k}": v for k, v in metrics["per_config_type"].items()}
     typer.echo(f"{metrics['n_structures']} structures, {metrics['n_atoms']} atoms")

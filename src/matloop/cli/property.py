@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites
 
 _SPLITS = ("random", "composition", "prototype", "column")
 
@@ -44,6 +44,7 @@ def fit_command(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (split, init)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Train a structure → property model; writes the model, report.html and plots into --out."""
     from matloop.errors import ConfigError
@@ -81,7 +82,7 @@ def fit_command(
         ood_quantile=cfg.ood_quantile,
         seed=cfg.seed,
         params=(cfg.cgcnn if cfg.model == "cgcnn" else cfg.gbt).model_dump(),
-        progress=True,
+        progress=not quiet,
     )
     est.fit(dataset)
     est.save(out)
@@ -203,6 +204,7 @@ def duplicates_command(
     target: str | None = typer.Option(None, "--target", help="Report the spread of this property."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report here (JSON)."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Groups of identical crystals (StructureMatcher within a reduced formula)."""
     from matloop.property import duplicate_report, find_duplicates, read_dataset
@@ -210,7 +212,7 @@ def duplicates_command(
 
     refuse_overwrites(force, {"--json": json_out})
     dataset = read_dataset(data)
-    result = duplicate_report(dataset, find_duplicates(dataset), target)
+    result = duplicate_report(dataset, find_duplicates(dataset, progress=not quiet), target)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=1))
     typer.echo(

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from matloop.cli._errors import show_warnings
-from matloop.cli._options import FORCE, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites, stage
 
 
 def _split_columns(text: str) -> list[str]:
@@ -17,6 +17,17 @@ def _split_columns(text: str) -> list[str]:
 
         raise ConfigError("--x needs at least one column name (comma-separated)")
     return cols
+
+
+def _gp_checked(key: str, kernel: str, n_inputs: int, ard: bool, n_rows: int) -> bool:
+    """True for a GP the fit will accept: the one slow (O(n³)) model, so the one announced on
+    stderr; its kernel is checked first so that a bad --kernel is still a single error line."""
+    if key != "gp":
+        return False
+    from matloop.surrogate.models import make_kernel
+
+    make_kernel(kernel, n_inputs, ard)
+    return n_rows >= 2  # fewer: refused at once by the fit, with its own line
 
 
 def fit_command(
@@ -44,6 +55,7 @@ def fit_command(
         None, "--plot-range", help="x range of the plot as MIN,MAX (e.g. 25,55)."
     ),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Fit a surrogate to columns of a CSV and save it; print training (and test) metrics."""
     import numpy as np
@@ -83,13 +95,16 @@ def fit_command(
         X = np.column_stack([cols[c] for c in xcols])
         t = cols[y]
         est = make_surrogate(model, degree=degree, **kwargs)
+        slow = _gp_checked(key, kernel, len(xcols), ard, len(t))
         if not 0.0 <= test_size < 1.0:
             raise ConfigError(f"--test-size must be in [0, 1), got {test_size}")
         if test_size > 0:
             n_test = int(round(test_size * len(t)))
             if n_test < 1 or len(t) - n_test < 2:
                 raise DataError(f"{data}: {len(t)} rows are too few for --test-size {test_size}")
+            stage(quiet or not slow, f"fitting a GP on {len(t) - n_test} rows for the test…")
             _, test_metrics = holdout_evaluate(est, X, t, test_size=test_size, random_state=seed)
+        stage(quiet or not slow, f"fitting a GP on {len(t)} rows…")
         est.fit(X, t)
         mean, std, _ = est.predict_with_flags(X)
         train_metrics = regression_metrics(t, mean, std)

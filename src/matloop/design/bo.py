@@ -19,6 +19,7 @@ fixed components are held with ``FixedFeatureAcquisitionFunction``. With fewer t
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -119,8 +120,12 @@ def suggest(
     raw_samples: int = 256,
     mc_samples: int = 256,
     source: str = "data",
+    progress: bool = False,
 ) -> Suggestion:
-    """Propose `batch` new compositions (ask). `data` is a DataFrame of observed rows."""
+    """Propose `batch` new compositions (ask). `data` is a DataFrame of observed rows.
+
+    ``progress=True`` writes one line on stderr as each long stage (GP fit, optimisation) starts.
+    """
     # cheap checks first, so bad input fails fast (before torch is imported)
     unit_box_problem(space)
     observed_compositions(data, space, source=source)
@@ -142,7 +147,14 @@ def suggest(
             raw_samples=raw_samples,
             mc_samples=mc_samples,
             source=source,
+            progress=progress,
         )
+
+
+def stage(progress: bool, text: str) -> None:
+    """One line on stderr for a long stage without steps to count, if `progress` is on."""
+    if progress:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _suggest(
@@ -159,6 +171,7 @@ def _suggest(
     raw_samples,
     mc_samples,
     source,
+    progress=False,
 ) -> Suggestion:
     import pandas as pd
     import torch
@@ -196,6 +209,10 @@ def _suggest(
         return Suggestion(table, "space-filling", "space-filling", messages)
 
     lo_b, hi_b = prob.lo / t, prob.hi / t
+    stage(
+        progress,
+        f"fitting GP models of {', '.join(o.name for o in objectives)} ({len(u_obs)} rows)…",
+    )
     model = fit_gp_list(u_obs, Y, bounds=np.stack([lo_b, np.where(hi_b > lo_b, hi_b, lo_b + 1)]))
     Xb = torch.tensor(u_obs, dtype=torch.double)
     built = build_acquisition(
@@ -228,6 +245,7 @@ def _suggest(
     bounds = torch.tensor(np.stack([lo_all, hi_all]), dtype=torch.double)
     from botorch.optim import optimize_acqf
 
+    stage(progress, f"optimising {built.name} ({num_restarts} restarts, batch {batch})…")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         u_best, _ = optimize_acqf(

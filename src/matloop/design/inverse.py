@@ -40,12 +40,15 @@ def inverse_design(
     n_samples: int = 20000,
     top: int = 20,
     seed: int = 0,
+    progress: bool = False,
 ):
     """Ranked DataFrame of `top` feasible compositions (space columns, mol % or the space's
-    unit) with ``pred_NAME_mean``, ``pred_NAME_lo95``/``hi95`` and ``p_within_tolerance``."""
+    unit) with ``pred_NAME_mean``, ``pred_NAME_lo95``/``hi95`` and ``p_within_tolerance``.
+
+    ``progress=True`` writes one line on stderr as each long stage (sampling, scoring) starts."""
     import pandas as pd
 
-    from matloop.design.bo import _polytope_samples
+    from matloop.design.bo import _polytope_samples, stage
     from matloop.design.space import unit_box_problem
 
     props = list(model.properties_)
@@ -63,6 +66,7 @@ def inverse_design(
     if missing:
         raise DataError(f"space component(s) {missing} are unknown to the model {comps}")
     prob = unit_box_problem(space)
+    stage(progress, f"sampling {n_samples} feasible compositions…")
     z = _polytope_samples(prob, n_samples, seed)
     x = prob.round(prob.to_x(z))
     ok = np.array([not space.check_point(r, atol=1e-6 * max(1.0, space.total)) for r in x])
@@ -71,6 +75,7 @@ def inverse_design(
     for i, c in enumerate(space.names):
         if c in comps:
             X[:, comps.index(c)] = x[:, i]
+    stage(progress, f"predicting {len(x)} compositions…")
     mean, std = model.predict(X, return_std=True)
     mean, std = np.atleast_2d(mean.T).T, np.atleast_2d(std.T).T
     # Student-t predictive where the model fitted one (scale and ν), else Gaussian with std

@@ -553,6 +553,7 @@ def suggest_from_pool(
     drop_simplex: bool | str = "auto",
     data_name: str = "data",
     pool_name: str = "candidates",
+    progress: bool = False,
 ):
     """Pick the next `batch` rows of the finite `pool` (DataFrame) given observed `data`.
 
@@ -566,12 +567,13 @@ def suggest_from_pool(
     or limits, qLogNEHVI for several objectives). Returns a
     :class:`matloop.design.bo.Suggestion` whose table holds the chosen pool rows (original
     columns and ``pool_row``, 0-based) with predictions and acquisition values.
+    ``progress=True`` writes one line on stderr as each long stage (model fit, scoring) starts.
     """
     import pandas as pd
     import torch
 
     from matloop.design.acquisition import build_acquisition, check_objectives, score_points
-    from matloop.design.bo import Suggestion
+    from matloop.design.bo import Suggestion, stage
     from matloop.design.objectives import objective_values
 
     if batch < 1:
@@ -608,6 +610,10 @@ def suggest_from_pool(
         return Suggestion(table, "space-filling", "space-filling", messages)
 
     keep = np.arange(len(cols))
+    stage(
+        progress,
+        f"fitting {model} models of {', '.join(o.name for o in objectives)} ({len(Xo)} rows)…",
+    )
     if model == "gp":
         from matloop.design.surrogates import fit_gp_list
 
@@ -637,6 +643,7 @@ def suggest_from_pool(
         seed=seed,
         mc_samples=mc_samples,
     )
+    stage(progress, f"scoring {len(free)} candidates ({built.name}, batch {batch})…")
     chosen = _optimise_discrete(built.function, Xp[free], batch)
     rows = free[chosen]
     Xc = torch.tensor(Xp[rows], dtype=torch.double)

@@ -53,12 +53,19 @@ def compute_eos_data(
     v_ref = atoms.get_volume()
     scales = 1.0 + np.linspace(-strain, strain, int(points))
     volumes, energies = [], []
-    iterator = scales
-    if progress:
-        from tqdm import tqdm
+    from tqdm.auto import tqdm
 
-        iterator = tqdm(scales, desc="E(V)", unit="volume")
-    for s in iterator:
+    from matloop.utils import progress as bars
+
+    bar = tqdm(
+        scales,
+        desc="E(V)",
+        unit="volume",
+        disable=not progress,
+        leave=False,
+        delay=bars.BAR_DELAY_S,
+    )
+    for s in bar:
         a = atoms.copy()
         a.set_cell(atoms.cell * s ** (1.0 / 3.0), scale_atoms=True)
         a.calc = calc

@@ -365,28 +365,35 @@ def write_extxyz(dataset: PropertyDataset, path: str | os.PathLike) -> None:
 # --- duplicates ---------------------------------------------------------------------------------
 
 
-def find_duplicates(dataset: PropertyDataset, **matcher_kwargs) -> list[list[int]]:
+def find_duplicates(
+    dataset: PropertyDataset, *, progress: bool = False, **matcher_kwargs
+) -> list[list[int]]:
     """Groups (≥ 2 members) of structures that are the same crystal up to symmetry.
 
     Uses pymatgen's ``StructureMatcher`` (defaults, ``primitive_cell=True``) inside groups that
     share a reduced formula, so the cost grows with the polymorph count, not the dataset size.
+    ``progress=True`` shows a bar over the structures compared (stderr).
     """
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.io.ase import AseAtomsAdaptor
+    from tqdm.auto import tqdm
 
     by_formula: dict[str, list[int]] = defaultdict(list)
     for i, f in enumerate(dataset.formulas()):
         by_formula[f].append(i)
     matcher = StructureMatcher(**matcher_kwargs)
     groups: list[list[int]] = []
-    for members in by_formula.values():
-        if len(members) < 2:
-            continue
+    shared = [m for m in by_formula.values() if len(m) >= 2]
+    total = sum(len(m) for m in shared)
+    bar = tqdm(total=total, desc="duplicates", unit="structure", disable=not progress, leave=False)
+    for members in shared:
         structs = [AseAtomsAdaptor.get_structure(dataset.structures[i]) for i in members]
         for cluster in matcher.group_structures(structs):
             if len(cluster) > 1:
                 pos = [next(k for k, s in enumerate(structs) if s is c) for c in cluster]
                 groups.append(sorted(members[k] for k in pos))
+        bar.update(len(members))
+    bar.close()
     return sorted(groups)
 
 

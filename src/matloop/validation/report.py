@@ -217,13 +217,18 @@ def _float64(calc):
 
 
 def _physics_section(calc, ds, settings: ReportSettings, th: Thresholds) -> tuple[list, dict]:
+    from tqdm.auto import tqdm
+
     from matloop.validation import physics
 
     calc, precision = _float64(calc)
 
     idx = _pick_physics_structures(ds, settings.n_physics_structures)
     rows = []
-    for i in idx:
+    bar = tqdm(
+        idx, desc="physics checks", unit="structure", disable=not settings.progress, leave=False
+    )
+    for i in bar:
         atoms = ds[i]
         clean = Atoms(
             atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc

@@ -1,0 +1,8 @@
+"""Settings shared by the progress bars of long loops (tqdm on stderr)."""
+
+from __future__ import annotations
+
+BAR_DELAY_S = 0.5
+"""Seconds before a bar appears, for loops whose first steps can meet a bad input (a label
+missing, no matching rows, a calculator refusing the structure): an error found at once stays
+a single line on stderr, and a long loop still shows its bar after half a second."""
