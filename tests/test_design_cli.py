@@ -303,3 +303,16 @@ def test_outputs_are_never_clobbered_and_long_work_shows_progress(tmp_path, caps
         assert rc == 0, e
         assert existing.read_text() != "keep me"
     assert "fold 1: nd RMSE" in e  # evaluate reports each fold as it finishes
+
+
+def test_negative_beta_is_one_line_before_any_work(tmp_path, capsys):
+    from matloop.design.acquisition import build_acquisition
+    from matloop.design.objectives import parse_objective
+    from matloop.errors import ConfigError
+
+    out = tmp_path / "n.csv"
+    args = ["suggest", "--data", OBS, "--space", SPACE, "--objective", "nd:max"]
+    rc, o, e = run([*args, "--acquisition", "ucb", "--beta", "-1", "--out", str(out)], capsys)
+    assert rc == 2 and "--beta" in e and len(e.strip().splitlines()) == 1 and not out.exists()
+    with pytest.raises(ConfigError, match="beta"):  # the library refuses it too
+        build_acquisition(None, None, [parse_objective("nd:max")], np.zeros((2, 1)), beta=-1.0)

@@ -223,3 +223,14 @@ def test_espresso_factory_errors_and_run(tmp_path):
     calc = espresso_pbe(ecutwfc=12, kpts=(2, 2, 2), directory=str(tmp_path / "qe"))
     v, e = compute_eos_data(bulk("Si", "diamond", a=5.47), calc, strain=0.05, points=3)
     assert np.all(np.isfinite(e)) and np.ptp(e) < 0.5
+
+
+def test_calculator_that_cannot_handle_the_structure_is_one_line(tmp_path, capsys):
+    from ase.io import write
+
+    si, out = tmp_path / "si.xyz", tmp_path / "ev.csv"
+    write(si, bulk("Si", "diamond", a=5.43))
+    rc = main(["eos", "compute", str(si), "-c", "emt", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "calculator emt cannot compute Si2" in err and "internal" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

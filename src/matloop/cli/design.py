@@ -86,6 +86,7 @@ def suggest_command(
     beta: float | None = typer.Option(
         None,
         "--beta",
+        min=0.0,
         help="UCB exploration weight, kappa = sqrt(beta) (default 4; 1 with --candidates, "
         "where auto is UCB for one max/min objective).",
     ),

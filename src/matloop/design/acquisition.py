@@ -87,6 +87,8 @@ def build_acquisition(
     import torch
     from botorch.sampling import SobolQMCNormalSampler
 
+    if not beta >= 0:
+        raise ConfigError(f"beta (UCB exploration weight) must be >= 0, got {beta}")
     opt = check_objectives(objectives, acquisition)
     acquisition = resolve(acquisition, len(opt))
     opt_idx = [objectives.index(o) for o in opt]

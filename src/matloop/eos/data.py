@@ -69,8 +69,21 @@ def compute_eos_data(
         a = atoms.copy()
         a.set_cell(atoms.cell * s ** (1.0 / 3.0), scale_atoms=True)
         a.calc = calc
-        energies.append(float(a.get_potential_energy()))
+        energies.append(_energy(a, calculator))
         volumes.append(float(a.get_volume()))
         a.calc = None
     assert np.allclose(volumes, v_ref * scales)
     return np.array(volumes), np.array(energies)
+
+
+def _energy(atoms, spec) -> float:
+    """Potential energy (eV); a calculator that refuses the structure is one DataError line."""
+    from ase.calculators.calculator import CalculatorError
+
+    try:
+        return float(atoms.get_potential_energy())
+    except (NotImplementedError, CalculatorError, ValueError) as exc:
+        name = spec if isinstance(spec, str) else type(atoms.calc).__name__
+        raise DataError(
+            f"calculator {name} cannot compute {atoms.get_chemical_formula()}: {exc}"
+        ) from None
