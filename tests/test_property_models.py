@@ -129,3 +129,16 @@ def test_bad_settings_are_one_line_errors(crystals):
         GBTBaseline("energy_per_atom", split="spacegroup").fit(crystals)
     with pytest.raises(ConfigError, match="unknown task"):
         GBTBaseline("energy_per_atom", task="ranking").fit(crystals)
+
+
+def test_a_query_unlike_the_training_set_is_far_but_finite(crystals, tmp_path):
+    """A feature constant over training used to divide by ~1e-8: distances of 1e15."""
+    model = GBTBaseline(target="energy_per_atom", params={"max_iter": 20}).fit(crystals)
+    big = from_structures([bulk("Cu", "fcc", a=3.61, cubic=True).repeat((4, 4, 4))])
+    near = from_structures([bulk("Cu", "fcc", a=3.61).repeat((2, 1, 1))])
+    far_d, near_d = model.nearest(big, None, 1)[1][0, 0], model.nearest(near, None, 1)[1][0, 0]
+    assert near_d < far_d < 1e3
+    assert model.ood_score(big)[0] > model.ood_threshold_ > model.ood_score(near)[0]
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    np.testing.assert_allclose(again.nearest(big, None, 1)[1], far_d, rtol=1e-5)

@@ -156,7 +156,7 @@ class StructurePropertyModel(BaseEstimator):
     def _fit_ood(self, train: PropertyDataset, val: PropertyDataset) -> None:
         emb = self._embed(train)
         self.ood_mean_ = emb.mean(0)
-        self.ood_std_ = emb.std(0) + 1e-8
+        self.ood_std_ = _embedding_scale(emb.std(0), self.ood_mean_)
         self.train_embeddings_ = ((emb - self.ood_mean_) / self.ood_std_).astype(np.float32)
         self.train_ids_ = list(train.ids)
         scores = self.ood_score(val)
@@ -304,7 +304,9 @@ class StructurePropertyModel(BaseEstimator):
         self.train_time_s_ = meta["train_time_s"]
         with np.load(directory / "embeddings.npz", allow_pickle=False) as z:
             self.train_embeddings_ = z["train"]
-            self.ood_mean_, self.ood_std_ = z["mean"], z["std"]
+            self.ood_mean_ = z["mean"]
+            # files before the floor stored std + 1e-8: a constant dimension reads as unit scale
+            self.ood_std_ = np.where(z["std"] > 2e-8, z["std"], 1.0)
         self._load_arrays(meta["state"], directory)
 
     # --- subclass hooks -----------------------------------------------------------------------
@@ -625,7 +627,9 @@ class GBTBaseline(StructurePropertyModel):
         X = self._features(train)
         y = self._encode(train)
         self.feature_mean_ = np.nan_to_num(np.nanmean(X, axis=0))
-        self.feature_std_ = np.nan_to_num(np.nanstd(X, axis=0)) + 1e-8
+        self.feature_std_ = _embedding_scale(
+            np.nan_to_num(np.nanstd(X, axis=0)), self.feature_mean_
+        )
         self.forests_: dict[str, dict[str, np.ndarray]] = {}
         c = self.cfg
         rng = np.random.default_rng(self.seed)
@@ -697,7 +701,9 @@ class GBTBaseline(StructurePropertyModel):
 
     def _load_arrays(self, state: dict, directory: Path) -> None:
         with np.load(directory / "trees.npz", allow_pickle=False) as z:
-            self.feature_mean_, self.feature_std_ = z["feature_mean"], z["feature_std"]
+            self.feature_mean_ = z["feature_mean"]
+            # files before the floor stored std + 1e-8: a constant feature reads as unit scale
+            self.feature_std_ = np.where(z["feature_std"] > 2e-8, z["feature_std"], 1.0)
             self.forests_ = {}
             for name in state["forests"]:
                 self.forests_[name] = {
@@ -738,3 +744,10 @@ def load_model(directory: str | os.PathLike) -> StructurePropertyModel:
             f"{d}: cannot load model arrays ({type(exc).__name__}: {exc})"
         ) from None
     return model
+
+
+def _embedding_scale(sd: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Per-dimension scale of the embedding space: the training SD, or 1 where the training set
+    does not vary (as scikit-learn's StandardScaler does). Dividing by a vanishing SD made one
+    query unlike the training set in a constant feature 10¹⁵ away from everything."""
+    return np.where(sd > 1e-6 * np.maximum(np.abs(mean), 1.0), sd, 1.0)
