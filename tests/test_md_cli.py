@@ -148,3 +148,13 @@ def test_md_cli_subprocess_smoke(cu_file, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "NVT 32 atoms" in proc.stdout and "NVE energy drift" not in proc.stdout
+
+
+def test_learn_refuses_outputs_it_would_not_write(cu_file, tmp_path, capsys):
+    """`--learn` keeps everything in --learn-dir; --json/--traj/--log would be silently unused."""
+    out = tmp_path / "summary.json"
+    args = ["md", "emt", str(cu_file), "--learn", "--reference", "emt", "--max-uncertainty", "0.1"]
+    assert main([*args, "--json", str(out), "--learn-dir", str(tmp_path / "otf")]) == 1
+    err = capsys.readouterr().err
+    assert "--learn-dir" in err and "drop --json" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "otf").exists()

@@ -94,8 +94,12 @@ def md_command(
 
         if reference is None or max_uncertainty is None:
             raise ConfigError("--learn needs --reference CALC and --max-uncertainty X")
-        if traj is not None or log is not None:
-            raise ConfigError(f"--learn writes its log and checkpoint in --learn-dir ({learn_dir})")
+        given = [o for o, v in (("--traj", traj), ("--log", log), ("--json", summary_json)) if v]
+        if given:
+            raise ConfigError(
+                f"--learn writes its log, checkpoint and state.json in --learn-dir ({learn_dir}); "
+                f"drop {' '.join(given)}"
+            )
         settings = OnTheFlySettings(
             reference=reference,
             threshold=max_uncertainty,
