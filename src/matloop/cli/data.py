@@ -31,7 +31,6 @@ def push_command(
     quiet: bool = QUIET,
 ) -> None:
     """Store labelled structures once each (content hash is unique in the database)."""
-    from tqdm.auto import tqdm
 
     from matloop.data.io import iter_chunks
     from matloop.errors import ConfigError
@@ -56,14 +55,7 @@ def push_command(
         )
         structures = (a for chunk in chunks for a in chunk)
         result = store.push(
-            tqdm(
-                structures,
-                desc="pushing",
-                unit="structure",
-                disable=quiet,
-                leave=False,
-                delay=bars.BAR_DELAY_S,
-            ),
+            bars.delayed_bar(structures, "pushing", "structure", enabled=not quiet),
             code=code,
             settings=settings_dict,
             version=code_version,
@@ -90,7 +82,6 @@ def pull_command(
 ) -> None:
     """Write the labelled structures matching a selection to an extended XYZ file."""
     from ase.io import write
-    from tqdm.auto import tqdm
 
     from matloop.errors import ConfigError
     from matloop.store import LabelStore, redact
@@ -103,14 +94,7 @@ def pull_command(
         with atomic_path(out) as tmp:
             with open(tmp, "w") as fh:
                 rows = store.pull(select)
-                for atoms in tqdm(
-                    rows,
-                    desc="pulling",
-                    unit="structure",
-                    disable=quiet,
-                    leave=False,
-                    delay=bars.BAR_DELAY_S,
-                ):
+                for atoms in bars.delayed_bar(rows, "pulling", "structure", enabled=not quiet):
                     write(fh, atoms, format="extxyz")
                     n += 1
             if n == 0:

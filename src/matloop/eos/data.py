@@ -40,6 +40,7 @@ def compute_eos_data(
     energies eV) of the whole cell.
     """
     from matloop.calculators import resolve_calculator
+    from matloop.utils.progress import delayed_bar
 
     if not 0 < strain < 0.5:
         raise ConfigError(f"strain must be in (0, 0.5) (a volume fraction), got {strain}")
@@ -53,19 +54,7 @@ def compute_eos_data(
     v_ref = atoms.get_volume()
     scales = 1.0 + np.linspace(-strain, strain, int(points))
     volumes, energies = [], []
-    from tqdm.auto import tqdm
-
-    from matloop.utils import progress as bars
-
-    bar = tqdm(
-        scales,
-        desc="E(V)",
-        unit="volume",
-        disable=not progress,
-        leave=False,
-        delay=bars.BAR_DELAY_S,
-    )
-    for s in bar:
+    for s in delayed_bar(scales, "E(V)", "volume", enabled=progress):
         a = atoms.copy()
         a.set_cell(atoms.cell * s ** (1.0 / 3.0), scale_atoms=True)
         a.calc = calc
