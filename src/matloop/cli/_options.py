@@ -22,9 +22,3 @@ def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:
     for option, path in outputs.items():
         if path is not None:
             refuse_overwrite(path, force, option)
-
-
-def stage(quiet: bool, text: str) -> None:
-    """One line on stderr for a long stage that has no steps to count (unless --quiet)."""
-    if not quiet:
-        typer.echo(text, err=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from matloop.cli._errors import show_warnings
-from matloop.cli._options import FORCE, QUIET, refuse_overwrites, stage
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites
+from matloop.utils.progress import stage
 
 
 def _split_columns(text: str) -> list[str]:
@@ -102,9 +103,9 @@ def fit_command(
             n_test = int(round(test_size * len(t)))
             if n_test < 1 or len(t) - n_test < 2:
                 raise DataError(f"{data}: {len(t)} rows are too few for --test-size {test_size}")
-            stage(quiet or not slow, f"fitting a GP on {len(t) - n_test} rows for the test…")
+            stage(slow and not quiet, f"fitting a GP on {len(t) - n_test} rows for the test…")
             _, test_metrics = holdout_evaluate(est, X, t, test_size=test_size, random_state=seed)
-        stage(quiet or not slow, f"fitting a GP on {len(t)} rows…")
+        stage(slow and not quiet, f"fitting a GP on {len(t)} rows…")
         est.fit(X, t)
         mean, std, _ = est.predict_with_flags(X)
         train_metrics = regression_metrics(t, mean, std)

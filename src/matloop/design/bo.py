@@ -19,7 +19,6 @@ fixed components are held with ``FixedFeatureAcquisitionFunction``. With fewer t
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -35,6 +34,7 @@ from matloop.design.objectives import Objective, objective_values, pareto_mask
 from matloop.design.space import Space, UnitBoxProblem, observed_compositions, unit_box_problem
 from matloop.design.surrogates import fit_gp_list
 from matloop.errors import ConfigError
+from matloop.utils.progress import stage
 
 
 @dataclass
@@ -149,12 +149,6 @@ def suggest(
             source=source,
             progress=progress,
         )
-
-
-def stage(progress: bool, text: str) -> None:
-    """One line on stderr for a long stage without steps to count, if `progress` is on."""
-    if progress:
-        print(text, file=sys.stderr, flush=True)
 
 
 def _suggest(

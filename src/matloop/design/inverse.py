@@ -48,8 +48,9 @@ def inverse_design(
     ``progress=True`` writes one line on stderr as each long stage (sampling, scoring) starts."""
     import pandas as pd
 
-    from matloop.design.bo import _polytope_samples, stage
+    from matloop.design.bo import _polytope_samples
     from matloop.design.space import unit_box_problem
+    from matloop.utils.progress import stage
 
     props = list(model.properties_)
     unknown = [t for t in targets if t not in props]

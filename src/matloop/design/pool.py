@@ -573,8 +573,9 @@ def suggest_from_pool(
     import torch
 
     from matloop.design.acquisition import build_acquisition, check_objectives, score_points
-    from matloop.design.bo import Suggestion, stage
+    from matloop.design.bo import Suggestion
     from matloop.design.objectives import objective_values
+    from matloop.utils.progress import stage
 
     if batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")

@@ -14,3 +14,11 @@ def delayed_bar(iterable, desc: str, unit: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, unit=unit, disable=not enabled, leave=False, delay=BAR_DELAY_S)
+
+
+def stage(enabled: bool, text: str) -> None:
+    """One line on stderr as a long stage without steps to count starts, if `enabled`."""
+    if enabled:
+        import sys
+
+        print(text, file=sys.stderr, flush=True)
