@@ -22,3 +22,26 @@ def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:
     for option, path in outputs.items():
         if path is not None:
             refuse_overwrite(path, force, option)
+
+
+def check_plot_format(path: Path) -> None:
+    """Refuse a plot file name matplotlib cannot write, before anything else is written."""
+    from matplotlib.figure import Figure
+
+    from matloop.errors import ConfigError
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ConfigError(
+            f"--plot {path}: unknown image format {suffix or '(none)'!r}; use one of "
+            f"{', '.join(sorted(formats))}"
+        )
+
+
+def check_outputs(force: bool, outputs: dict[str, Path | None], plot: Path | None = None) -> None:
+    """Before any work: a `plot` (--plot) in a format matplotlib writes, and no output, `plot`
+    included, that exists already (unless `force`)."""
+    if plot is not None:
+        check_plot_format(plot)
+    refuse_overwrites(force, {**outputs, "--plot": plot})

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import typer
 
+from matloop.cli._options import QUIET
+
 
 def al_run(
     config: Path = typer.Argument(..., help="active-learning YAML (`matloop config template al`)"),
     dir: Path = typer.Option(..., "--dir", help="run directory (rerun the same command to resume)"),
     scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+    quiet: bool = QUIET,
     force: bool = typer.Option(
         False, "--force", help="run in a --dir holding another command's report, overwriting it"
     ),
@@ -194,7 +196,7 @@ def al_report(dir: Path = typer.Argument(..., help="run directory")) -> None:
 
 def demo(
     dir: Path = typer.Option(Path("matloop-demo"), "--dir", help="run directory"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+    quiet: bool = QUIET,
     force: bool = typer.Option(
         False, "--force", help="run in a --dir holding other files, which it may overwrite"
     ),

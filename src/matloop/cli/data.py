@@ -31,7 +31,6 @@ def push_command(
     quiet: bool = QUIET,
 ) -> None:
     """Store labelled structures once each (content hash is unique in the database)."""
-
     from matloop.data.io import iter_chunks
     from matloop.errors import ConfigError
     from matloop.store import LabelStore, redact

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from matloop.cli._errors import show_warnings
-from matloop.cli._options import FORCE, QUIET, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, check_outputs, refuse_overwrites
 
 
 def fit_command(
@@ -33,11 +33,7 @@ def fit_command(
 
     if bootstrap < 0:
         raise ConfigError(f"--bootstrap must be ≥ 0 (0: off), got {bootstrap}")
-    if plot is not None:
-        from matloop.cli.potentials import _check_plot_format
-
-        _check_plot_format(plot)
-    refuse_overwrites(force, {"--json": json_out, "--plot": plot})
+    check_outputs(force, {"--json": json_out}, plot)
     with show_warnings():
         volumes, energies = read_eos_csv(data, x=x, y=y)
         res = fit_eos(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from matloop.cli._options import FORCE, QUIET, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, check_outputs, refuse_overwrites
 
 if TYPE_CHECKING:
     from matloop.active.onthefly import OnTheFlySettings
@@ -284,7 +284,7 @@ def rdf_command(
     from matloop.errors import ConfigError
     from matloop.utils.files import atomic_write_text
 
-    _check_outputs(plot, out_json, force)
+    check_outputs(force, {"--json": out_json}, plot)
     frames = read_trajectory(traj)[skip:]
     if not frames:
         raise ConfigError(f"--skip {skip} leaves no frames")
@@ -324,7 +324,7 @@ def msd_command(
     from matloop.analysis.plots import plot_msd, save_figure
     from matloop.utils.files import atomic_write_text
 
-    _check_outputs(plot, out_json, force)
+    check_outputs(force, {"--json": out_json}, plot)
     frames = read_trajectory(traj)[skip:]
     times = frame_times_ps(frames, dt)
     d = diffusion_from_trajectory(frames, times, element=element, fit_window=(fit_start, fit_end))
@@ -337,15 +337,6 @@ def msd_command(
         typer.echo(f"plot: {plot}")
     if out_json is not None:
         atomic_write_text(out_json, json.dumps(d.to_dict(), indent=2) + "\n")
-
-
-def _check_outputs(plot: Path | None, out_json: Path | None, force: bool) -> None:
-    """The plot format and that no output exists (unless --force), before any work."""
-    if plot is not None:
-        from matloop.cli.potentials import _check_plot_format
-
-        _check_plot_format(plot)
-    refuse_overwrites(force, {"--plot": plot, "--json": out_json})
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, QUIET, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, check_outputs
 
 
 def train_command(
@@ -152,21 +152,6 @@ def _check_coverage(known: list[str], data, option: str, what: str = "the traini
         )
 
 
-def _check_plot_format(path: Path) -> None:
-    """Refuse a plot file name matplotlib cannot write, before anything else is written."""
-    from matplotlib.figure import Figure
-
-    from matloop.errors import ConfigError
-
-    formats = Figure().canvas.get_supported_filetypes()
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in formats:
-        raise ConfigError(
-            f"--plot {path}: unknown image format {suffix or '(none)'!r}; use one of "
-            f"{', '.join(sorted(formats))}"
-        )
-
-
 def _train_interrupted(out: Path):
     from matloop.errors import Interrupted
 
@@ -221,9 +206,7 @@ def evaluate_command(
     from matloop.evaluation import evaluate_predictions, parity_plot, predict
     from matloop.utils.files import atomic_write_text
 
-    if plot is not None:
-        _check_plot_format(plot)
-    refuse_overwrites(force, {"--json": json_out, "--plot": plot})
+    check_outputs(force, {"--json": json_out}, plot)
     calc = matloop.load(model)
     dataset = read_dataset(data, energy_key=energy_key, forces_key=forces_key, require_forces=False)
     known = getattr(calc, "elements", None)

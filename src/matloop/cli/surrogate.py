@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from matloop.cli._errors import show_warnings
-from matloop.cli._options import FORCE, QUIET, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, check_plot_format, refuse_overwrites
 from matloop.utils.progress import stage
 
 
@@ -73,9 +73,7 @@ def fit_command(
     xcols = _split_columns(x)
     x_range = None
     if plot is not None:
-        from matloop.cli.potentials import _check_plot_format
-
-        _check_plot_format(plot)
+        check_plot_format(plot)
     if plot is not None and len(xcols) != 1:
         raise ConfigError("--plot needs exactly one --x column")
     if plot_range:
