@@ -86,7 +86,16 @@ def _args(argv):
         "--select",
         nargs="?",
         const="budget",
-        choices=("budget", "knn", "hgb", "members", "hgb-ensemble", "inputs", "mlp-variants"),
+        choices=(
+            "budget",
+            "knn",
+            "hgb",
+            "members",
+            "hgb-ensemble",
+            "inputs",
+            "mlp-variants",
+            "blend-variants",
+        ),
         help="design selection on the inner grouped split of fold 0's training part only "
         "(writes --json): 'budget' = boosting validation curves (single member) per feature set "
         "and learning rate, one multi-task MLP per feature set and epoch count, best blends; "
@@ -100,7 +109,8 @@ def _args(argv):
         "'inputs' = blend weights by squared vs absolute error and the MLPs on standardised vs "
         "quantile inputs (two seeds), cross-fitted on three grouped half splits; 'mlp-variants' "
         "= round 5's MLP variants (Huber loss, nd as Lorentz-Lorenz, width 512, replicate "
-        "medians) against the default, two seeds, in the same blend",
+        "medians) against the default, two seeds, in the same blend; 'blend-variants' = round 6's "
+        "distance-gated blend weights and boosting on ridge residuals",
     )
     ap.add_argument("--select-cache", default=None, help="npz of the fitted members' predictions")
     ap.add_argument("--select-k", type=int, nargs="+", default=[3, 5, 10, 20, 40])
@@ -739,6 +749,126 @@ def _merge(args, Y, groups, suspicious, fold_test):
     }
 
 
+def _nearest_distance(knn, F) -> np.ndarray:
+    """Rows × properties: distance (fraction space) to the nearest distinct training composition
+    measured for the property."""
+    Zq = knn._space(np.asarray(F, float))
+    return np.column_stack([nn.kneighbors(Zq, n_neighbors=1)[0][:, 0] for _, nn in knn._nn])
+
+
+def _crossfit_gated(parts, y, half, dist, n_bins=3, step=0.05):
+    """As :func:`_crossfit_blend` (absolute-error weights), with separate blend weights per bin of
+    the distance to the nearest training composition; bin edges are the distance quantiles of the
+    fitting half."""
+    from scipy.stats import t as student_t
+
+    from matloop.design.multitask import MultiTaskBlend, fit_student_t_calibration
+
+    ok = np.isfinite(y)
+    pred, cover, weights = np.full(len(y), np.nan), np.zeros(len(y), bool), []
+    for fit_on in (half, ~half):
+        edges = np.quantile(dist[fit_on & ok], np.linspace(0, 1, n_bins + 1)[1:-1])
+        bins = np.searchsorted(edges, dist, side="right")
+        mean, spread = np.full(len(y), np.nan), np.full(len(y), np.nan)
+        for k in range(n_bins):
+            blend = MultiTaskBlend([None], None, knn=object())
+            sel = fit_on & ok & (bins == k)
+            blend.choose_weights(
+                [(m[sel, None], s[sel, None]) for m, s in parts], y[sel, None], step
+            )
+            rows = bins == k
+            m, s = MultiTaskBlend.combine(
+                [(m[rows, None], s[rows, None]) for m, s in parts], blend.weights, blend.knn_weights
+            )
+            mean[rows], spread[rows] = m[:, 0], s[:, 0]
+            weights.append([float(blend.weights[0]), float(blend.knn_weights[0])])
+        a, b_, nu = fit_student_t_calibration(
+            y[fit_on & ok] - mean[fit_on & ok], spread[fit_on & ok]
+        )
+        other = ~fit_on & ok
+        half_w = np.sqrt((a * spread[other]) ** 2 + b_**2) * student_t.ppf(0.975, nu)
+        pred[other] = mean[other]
+        cover[other] = np.abs(y[other] - mean[other]) <= half_w
+    return _rmse(y[ok], pred[ok]), float(cover[ok].mean()), weights
+
+
+def _residual_boosting(args, F, Y, a, b):
+    """Boosting members (the multitask defaults) fitted to what a ridge regression on the
+    standardised features leaves, per property: (mean, spread) on rows `b`."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from matloop.design.models import _SingleProperty
+    from matloop.design.multitask import HGB_DEFAULTS
+
+    params = {**HGB_DEFAULTS, "max_iter": args.mt_hgb_iter, "learning_rate": args.mt_hgb_lr}
+    mh, sh = np.full((len(b), Y.shape[1]), np.nan), np.full((len(b), Y.shape[1]), np.nan)
+    for j in range(Y.shape[1]):
+        ok = np.isfinite(Y[a, j])
+        ridge = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(F[a][ok], Y[a][ok, j])
+        resid = Y[a][ok, j] - ridge.predict(F[a][ok])
+        sp = _SingleProperty("hgb", args.seed + 17 * j, args.mt_members, 0, 0, params)
+        m, s = sp.fit(F[a][ok], resid).predict(F[b])
+        mh[:, j], sh[:, j] = ridge.predict(F[b]) + m, s
+    return mh, sh
+
+
+def _select_blend_variants(args, comps, X, Y, groups, tr):
+    """Round 6 on the inner grouped split of `tr` (rule written before the run): blend weights
+    gated by the distance to the nearest training composition (three bins), boosting on what a
+    ridge regression leaves, and both, against today's blend; MLP seeds 0 and 7, absolute-error
+    weights, cross-fitted on three grouped half splits of the validation rows."""
+    from matloop.compositions.features import CompositionFeaturizer
+    from matloop.design.multitask import MultiTaskNet, NearestCompositions
+
+    args.groups_ = groups
+    a, b, P, _ = _inner_parts(args, comps, X, Y, tr)
+    F = CompositionFeaturizer(comps, glass=True).transform(X)
+    knn = NearestCompositions(len(comps)).fit(F[a], Y[a])
+    mk, sk = knn.predict(F[b])
+    dist = _nearest_distance(knn, F[b])
+    c0 = time.process_time()
+    residual = _residual_boosting(args, F, Y, a, b)
+    out = {"n_inner_train": int(len(a)), "n_inner_val": int(len(b)), "variants": {}}
+    out["cpu_residual_boosting_s"] = time.process_time() - c0
+    halves = [_halves(groups[b], h) for h in range(3)]
+    for seed in (args.seed, args.seed + 7):
+        mn, sn = (
+            MultiTaskNet(args.mt_members, seed, epochs=args.mt_epochs).fit(F[a], Y[a]).predict(F[b])
+        )
+        for name, boost, gated in (
+            ("B0 today's blend", (P["mh"], P["sh"]), False),
+            ("B1 distance-gated weights", (P["mh"], P["sh"]), True),
+            ("B2 boosting on ridge residuals", residual, False),
+            ("B3 both", residual, True),
+        ):
+            entry = {}
+            for j, key in enumerate(args.props):
+                three = [(boost[0][:, j], boost[1][:, j]), (mn[:, j], sn[:, j])]
+                three.append((mk[:, j], sk[:, j]))
+                runs = [
+                    _crossfit_gated(three, Y[b, j], h, dist[:, j])
+                    if gated
+                    else _crossfit_blend(three, Y[b, j], h)
+                    for h in halves
+                ]
+                entry[key] = {
+                    "boosting_alone_rmse": _rmse(
+                        Y[b][np.isfinite(Y[b, j]), j], boost[0][np.isfinite(Y[b, j]), j]
+                    ),
+                    "blend_rmse": [r[0] for r in runs],
+                    "coverage95": [r[1] for r in runs],
+                }
+            out["variants"][f"{name}.seed{seed}"] = entry
+            print(
+                f"{name} seed {seed}: "
+                + " ".join(f"{k} {np.mean(entry[k]['blend_rmse']):.4g}" for k in args.props),
+                flush=True,
+            )
+    return out
+
+
 def main(argv=None) -> int:
     args = _args(argv)
     import pandas as pd
@@ -791,6 +921,7 @@ def main(argv=None) -> int:
             "hgb-ensemble": _select_hgb_ensemble,
             "inputs": _select_inputs,
             "mlp-variants": _select_mlp_variants,
+            "blend-variants": _select_blend_variants,
         }[args.select]
         results["selection"] = select(args, comps, X, Y, groups, splits[0][0])
         results.update(cpu_s=time.process_time() - c0, loadavg_end=os.getloadavg())
