@@ -146,7 +146,8 @@ def test_data_push_and_pull_bars(tmp_path, monkeypatch, capsys):
 
 
 def test_validate_bar_over_physics_checks(tmp_path, capsys):
-    """validate keeps its --no-progress switch; the physics checks now have a bar too."""
+    """validate takes -q like every command (beside --no-progress); the physics checks have a
+    bar."""
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -163,7 +164,7 @@ def test_validate_bar_over_physics_checks(tmp_path, capsys):
     args = ["validate", "emt", "--test", str(test), "--out", str(tmp_path / "rep"), "--nve-ps", "0"]
     assert main(args) == 0
     out, err = capsys.readouterr()
-    assert main([*args, "--force", "--no-progress"]) == 0
+    assert main([*args, "--force", "-q"]) == 0
     out_q, err_q = capsys.readouterr()
     assert out == out_q and "F = −∇E" in out
     assert "physics checks" in err and "physics checks" not in err_q
@@ -253,7 +254,7 @@ def test_md_learn_bar_over_steps(tmp_path, monkeypatch, capsys):
     argv += ["--reference", "emt", "--train-data", str(tmp_path / "labels.xyz"), "--steps", "20"]
     argv += ["--max-uncertainty", "0.002", "--uncertainty-interval", "10", "--timestep", "4"]
     outs = []
-    for sub, flag in (("a", "--progress"), ("b", "--no-progress")):
+    for sub, flag in (("a", "--progress"), ("b", "--quiet")):
         (tmp_path / sub).mkdir()
         monkeypatch.chdir(tmp_path / sub)  # a --learn-dir each
         assert main([*argv, flag]) == 0

@@ -88,7 +88,7 @@ def test_two_rows_space_filling_says_so(tmp_path, capsys):
 @pytest.mark.parametrize(
     "case, expected",
     [
-        ("missing_objective", "no column for objective(s) ['abbe']"),
+        ("missing_objective", "no column for the objectives ['abbe']"),
         ("sums_off", "row 2 sums to 90"),
         ("unknown_component", "component column(s) ['K2O'] are not in the space"),
         ("unknown_in_space", "component 'Xx2O': 'Xx' is not a chemical element"),
@@ -245,7 +245,9 @@ def test_fit_predict_evaluate(tmp_path, capsys):
     )
     assert rc == 0, e
     rc, o, e = run(["fit", "--data", data, "-p", "abbe", "--out", str(model)], capsys)
-    assert rc == 1 and "no column for objective(s) ['abbe']" in e
+    assert rc == 1 and "no column for the properties ['abbe']" in e
+    rc, o, e = run(["fit", "--data", data, "-p", "nD", "--out", str(model)], capsys)
+    assert rc == 1 and "('nD': did you mean 'nd'?)" in e and len(e.strip().splitlines()) == 1
 
 
 def test_subprocess_smoke(tmp_path):
@@ -275,7 +277,7 @@ def test_subprocess_smoke(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        f"error: {OBS}: no column for objective(s) ['abbe']; columns are "
+        f"error: {OBS}: no column for the objectives ['abbe']; columns are "
         "['SiO2', 'Na2O', 'CaO', 'Al2O3', 'PbO', 'nd', 'Tg']"
     )
     assert not out.exists()

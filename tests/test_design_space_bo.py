@@ -84,7 +84,7 @@ def test_bad_data_errors():
     ok = pd.DataFrame(
         {"SiO2": [60, 70, 65], "Na2O": [30, 20, 25], "CaO": [10, 10, 10], "y": [1.0, 2.0, 3.0]}
     )
-    with pytest.raises(DataError, match=r"no column for objective\(s\) \['nd'\]"):
+    with pytest.raises(DataError, match=r"no column for the objectives \['nd'\]"):
         suggest(ok, sp, [parse_objective("nd:max")])
     off = ok.assign(SiO2=[60, 70, 50])
     with pytest.raises(DataError, match="row 3 sums to 85"):

@@ -10,6 +10,10 @@ FORCE = typer.Option(False, "--force", help="Overwrite existing output files.")
 QUIET = typer.Option(
     False, "--quiet", "-q", help="No progress bars or progress lines on stderr (results unchanged)."
 )
+#: the commands whose settings also carry a progress switch (train, md, validate): the same -q /
+#: --quiet as everywhere else, beside the older --progress/--no-progress
+PROGRESS_HELP = "Progress bars on stderr; -q, --quiet or --no-progress turn them off."
+PROGRESS = typer.Option(True, "--progress/--no-progress", " /-q", " /--quiet", help=PROGRESS_HELP)
 
 
 def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:

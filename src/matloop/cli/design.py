@@ -239,7 +239,8 @@ def _load_table(
 
     frame = _read_csv(data)
     comps = [c.strip() for c in components.split(",")] if components else None
-    Y = objective_values(frame, [Objective(p, "max") for p in properties], source=str(data))
+    objectives = [Objective(p, "max") for p in properties]
+    Y = objective_values(frame, objectives, source=str(data), what="properties")
     table = read_composition_table(
         frame, comps, basis=basis, normalise_rows=normalise, source=str(data), ignore=properties
     )

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from matloop.cli._options import FORCE, QUIET, check_outputs, refuse_overwrites
+from matloop.cli._options import (
+    FORCE,
+    PROGRESS,
+    PROGRESS_HELP,
+    QUIET,
+    check_outputs,
+    refuse_overwrites,
+)
 
 if TYPE_CHECKING:
     from matloop.active.onthefly import OnTheFlySettings
@@ -45,7 +52,7 @@ def md_command(
     log_interval: int | None = typer.Option(None, help="Steps between log rows."),
     traj_interval: int | None = typer.Option(None, help="Steps between trajectory frames."),
     summary_json: Path | None = typer.Option(None, "--json", help="Write the run summary here."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS,
     max_uncertainty: float | None = typer.Option(
         None,
         "--max-uncertainty",
@@ -205,7 +212,7 @@ def validate_command(
     max_force: float | None = typer.Option(None, help="Threshold: largest force (eV/Å)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of MD velocities (default 0)."),
     progress: bool | None = typer.Option(
-        None, "--progress/--no-progress", help="Progress bars (default on)."
+        None, "--progress/--no-progress", " /-q", " /--quiet", help=PROGRESS_HELP + " Default on."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite a report already in --out."),
 ) -> None:

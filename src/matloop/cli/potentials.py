@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, QUIET, check_outputs
+from matloop.cli._options import FORCE, PROGRESS, QUIET, check_outputs
 
 
 def train_command(
@@ -27,7 +27,7 @@ def train_command(
     ),
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = PROGRESS,
     force: bool = typer.Option(False, "--force", help="Overwrite a model already in --out."),
 ) -> None:
     """Train a potential and write the model file and training log into --out.

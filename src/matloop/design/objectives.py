@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,12 +78,17 @@ def parse_objective(spec: str) -> Objective:
     )
 
 
-def objective_values(frame, objectives: list[Objective], source: str = "data") -> np.ndarray:
-    """Observed values (rows × objectives, NaN where missing); missing columns are an error."""
+def objective_values(
+    frame, objectives: list[Objective], source: str = "data", what: str = "objectives"
+) -> np.ndarray:
+    """Observed values (rows × objectives, NaN where missing); missing columns are an error that
+    calls the columns `what` ("objectives", or "properties" where the user named properties)."""
     cols = list(frame.columns)
     missing = [o.name for o in objectives if o.name not in cols]
     if missing:
-        raise DataError(f"{source}: no column for objective(s) {missing}; columns are {cols}")
+        close = {m: difflib.get_close_matches(m, cols, n=1, cutoff=0.5) for m in missing}
+        hint = "".join(f" ({m!r}: did you mean {c[0]!r}?)" for m, c in close.items() if c)
+        raise DataError(f"{source}: no column for the {what} {missing}{hint}; columns are {cols}")
     out = np.empty((len(frame), len(objectives)))
     for j, o in enumerate(objectives):
         try:
