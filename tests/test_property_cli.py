@@ -40,7 +40,19 @@ def test_fit_evaluate_predict_nearest(data_file, config_file, tmp_path, capsys):
         assert (out / name).exists(), name
     assert main(args) == 1  # refuses to overwrite
     assert "--force" in capsys.readouterr().err
+    before = {f.name for f in out.iterdir()}
     assert main([*args, "--force", "--model", "gbt"]) == 0  # the faster family for the rewrite
+    after = {f.name for f in out.iterdir()}
+    assert "weights.pt" in before and "weights.pt" not in after  # no file of the cgcnn is left
+    assert json.loads((out / "model.json").read_text())["kind"] == "gbt"
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary left
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    capsys.readouterr()
+    assert main([*args[:-1], str(mine), "--force"]) == 1  # not a model directory: refused
+    assert "no model.json" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep"
 
     metrics = tmp_path / "m.json"
     cmd = ["property", "evaluate", str(out), str(data_file), "--target", "energy_per_atom"]

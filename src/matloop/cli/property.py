@@ -12,14 +12,20 @@ from matloop.cli._options import FORCE, QUIET, refuse_overwrites
 _SPLITS = ("random", "composition", "prototype", "column")
 
 
-def _check_out_dir(path: Path, force: bool, option: str) -> None:
-    """An output directory must be new or empty, unless --force."""
+def _check_out_dir(path: Path, force: bool, option: str, marker: str | None = None) -> None:
+    """An output directory must be new or empty, unless --force; with `marker` (a file name),
+    --force replaces only a directory holding it (an earlier model), never other files."""
     from matloop.errors import ConfigError
 
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
     if not force:
         raise ConfigError(f"{option} {path} exists; use --force to overwrite it")
+    if marker is not None and not (path / marker).is_file():
+        raise ConfigError(
+            f"{option} {path} holds files but no {marker}; --force replaces only an earlier "
+            "model directory, so choose a new one"
+        )
 
 
 def _targets(text: str) -> list[str]:
@@ -50,6 +56,7 @@ def fit_command(
     from matloop.errors import ConfigError
     from matloop.property import load_config, make_model, read_dataset
     from matloop.property.report import write_report
+    from matloop.utils.files import atomic_dir
 
     for value, allowed, flag in (
         (split, _SPLITS, "--split"),
@@ -65,7 +72,7 @@ def fit_command(
     cfg.targets = _targets(target)
     if cfg.split == "column" and not cfg.split_column:
         raise ConfigError("--split column needs --split-column NAME")
-    _check_out_dir(out, force, "--out")
+    _check_out_dir(out, force, "--out", marker="model.json")
     dataset = read_dataset(data)
     for name in cfg.targets:
         if not dataset.has_value(name).any():
@@ -85,10 +92,11 @@ def fit_command(
         progress=not quiet,
     )
     est.fit(dataset)
-    est.save(out)
     val = dataset.subset([dataset.ids.index(i) for i in est.val_ids_])
-    result = write_report(est, val, out, f"validation ({cfg.split} split)")
-    (out / "config.yaml").write_text(_yaml(cfg))
+    with atomic_dir(out) as tmp:  # --force: no file of the earlier model is left beside these
+        est.save(tmp)
+        result = write_report(est, val, tmp, f"validation ({cfg.split} split)")
+        (tmp / "config.yaml").write_text(_yaml(cfg))
     keys = (
         ("mae", "rmse", "r2", "coverage_95")
         if cfg.task == "regression"
