@@ -292,8 +292,14 @@ def test_md_cli_max_uncertainty_stops_and_writes_the_frame(tmp_path, capsys):
     bad = read(frame)
     assert bad.info["sigma"] > 0.05 and bad.info["md_step"] == 5
     assert bad.arrays["sigma"].shape == (32,)
-    rc = main(args)  # the frame of the first run is not overwritten
-    assert rc != 0 and "exists" in capsys.readouterr().err
+    first = frame.read_bytes()
+    rc = main(args)  # the frame of the first run is not overwritten, unless --force
+    err = capsys.readouterr().err
+    assert rc != 0 and "exists" in err and "--force" in err and frame.read_bytes() == first
+    assert main([*args, "--force"]) != 0  # stopped again, the frame written anew
+    assert (
+        "exceeds --max-uncertainty" in capsys.readouterr().err and read(frame).info["sigma"] > 0.05
+    )
     rc = main(["md", "emt", str(path), "--steps", "5", "--no-progress", "--max-uncertainty", "0.1"])
     assert rc != 0 and "needs a model with an uncertainty" in capsys.readouterr().err
 

@@ -127,12 +127,15 @@ def md_command(
     from matloop.md.guard import UncertaintyGuard
     from matloop.utils.files import atomic_write_text
 
-    refuse_overwrites(force, {"--traj": traj, "--log": log, "--json": summary_json})
+    outputs = {"--traj": traj, "--log": log, "--json": summary_json}
+    if max_uncertainty is not None:  # the frame is written only when a limit is set
+        outputs["--uncertain-frame"] = UncertaintyGuard.frame_path_for(uncertain_frame, traj)
+    refuse_overwrites(force, outputs)
     atoms = read_structure(structure)
     _check_structure(atoms, structure)
     calc = _calculator(model)
     check_elements(atoms, calc, model, where=str(structure))
-    guard = UncertaintyGuard.for_cli(calc, max_uncertainty, uncertain_frame, traj)
+    guard = UncertaintyGuard.for_cli(calc, max_uncertainty, uncertain_frame, traj, force)
     if uncertainty_interval is None:  # a warning-only check need not slow MD down
         uncertainty_interval = 10 if max_uncertainty is not None else 100
     result = run_md(

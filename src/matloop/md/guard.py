@@ -30,6 +30,7 @@ class UncertaintyGuard:
         max_uncertainty: float | None = None,
         frame_path: str | Path | None = None,
         timestep_fs: float | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.calc = calc
         self.kind = uncertainty_kind(calc)
@@ -42,8 +43,10 @@ class UncertaintyGuard:
             raise ConfigError(f"--max-uncertainty must be > 0, got {max_uncertainty!r}")
         self.limit = max_uncertainty
         self.frame_path = Path(frame_path) if frame_path is not None else None
-        if self.limit is not None and self.frame_path is not None and self.frame_path.exists():
-            raise ConfigError(f"{self.frame_path} exists; remove it or choose --uncertain-frame")
+        if self.limit is not None and self.frame_path is not None and not overwrite:
+            from matloop.utils.files import refuse_overwrite
+
+            refuse_overwrite(self.frame_path, False, "--uncertain-frame")
         self.max_seen = 0.0
         self.max_grade: float | None = None
         self.stopped_at: tuple[int, float] | None = None
@@ -51,15 +54,27 @@ class UncertaintyGuard:
 
     @classmethod
     def for_cli(
-        cls, calc: Any, max_uncertainty: float | None, frame: Path | None, traj: Path | None
+        cls,
+        calc: Any,
+        max_uncertainty: float | None,
+        frame: Path | None,
+        traj: Path | None,
+        force: bool = False,
     ) -> UncertaintyGuard | None:
-        """The guard `matloop md` uses: None for a model without σ and no limit asked."""
+        """The guard `matloop md` uses: None for a model without σ and no limit asked; `force`
+        lets it overwrite an earlier frame."""
         if uncertainty_kind(calc) is None and max_uncertainty is None:
             return None
-        if frame is None:
-            folder = traj.parent if traj is not None else Path(".")
-            frame = folder / "uncertain_frame.xyz"
-        return cls(calc, max_uncertainty, frame)
+        frame = cls.frame_path_for(frame, traj)
+        return cls(calc, max_uncertainty, frame, overwrite=force)
+
+    @staticmethod
+    def frame_path_for(frame: Path | None, traj: Path | None) -> Path:
+        """Where `matloop md` writes the frame that passed the limit: `frame`, else
+        uncertain_frame.xyz beside `traj`, else in the current folder."""
+        if frame is not None:
+            return frame
+        return (traj.parent if traj is not None else Path(".")) / "uncertain_frame.xyz"
 
     def __call__(self, step: int, atoms: Atoms) -> str | None:
         unc = predict_uncertainty(self.calc, atoms)
