@@ -120,6 +120,23 @@ def test_every_output_is_checked_before_any_is_written(inputs, tmp_path, capsys)
     assert not (tmp_path / "fit.json").exists()
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "md emt {cu} -n 3 --no-progress --traj {dir}/run.xyz --log {dir}/./run.xyz",
+        "eos fit {eos} --bootstrap 0 --json {dir}/fit.png --plot {dir}/fit.png --force",
+    ],
+    ids=["md-traj-log", "eos-json-plot-force"],
+)
+def test_two_options_naming_one_file_are_refused(inputs, tmp_path, capsys, line):
+    """Even with --force: the second output would silently overwrite the first."""
+    argv = line.format(dir=tmp_path, **inputs).split()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "both name" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_validate_writes_into_a_folder_of_other_files(inputs, tmp_path):
     report = tmp_path / "report"
     report.mkdir()

@@ -17,15 +17,23 @@ PROGRESS = typer.Option(True, "--progress/--no-progress", " /-q", " /--quiet", h
 
 
 def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:
-    """Refuse (one ConfigError line) if any output, {option: path}, exists and `force` is off.
+    """Refuse (one ConfigError line) if any output, {option: path}, exists and `force` is off,
+    or if two options name the same file (the second would overwrite the first).
 
     Called before any work, so a refusal leaves every existing file as it was.
     """
+    from matloop.errors import ConfigError
     from matloop.utils.files import refuse_overwrite
 
+    seen: dict[Path, str] = {}
     for option, path in outputs.items():
-        if path is not None:
-            refuse_overwrite(path, force, option)
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise ConfigError(f"{seen[key]} and {option} both name {path}; give each its own file")
+        seen[key] = option
+        refuse_overwrite(path, force, option)
 
 
 def check_plot_format(path: Path) -> None:
