@@ -230,3 +230,15 @@ def test_warped_gp_can_restart_from_prior_samples():
     sample_all_priors(k)
     a = k.raw_a_constraint.transform(k.raw_a)
     assert torch.all(a > 0) and not torch.allclose(a, torch.ones_like(a))
+
+
+def test_an_observed_column_missing_from_the_pool_is_named():
+    """A process parameter the pool lacks is not modelled; the user is told which one."""
+    pool = _pool(60).assign(operator="A")
+    obs = pool.sample(8, random_state=0)
+    objs = [parse_objective("yield:max")]
+    res = suggest_from_pool(obs, pool.drop(columns=["yield", "time", "operator"]), objs, seed=0)
+    unused = [m for m in res.messages if "not in candidates" in m]
+    assert len(unused) == 1 and "['time']" in unused[0]  # text columns are not inputs anyway
+    res = suggest_from_pool(obs, pool.drop(columns=["yield", "operator"]), objs, seed=0)
+    assert not [m for m in res.messages if "not in candidates" in m]

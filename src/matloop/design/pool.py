@@ -537,6 +537,21 @@ def _maximin_pool(Xs: np.ndarray, Xo_s: np.ndarray, batch: int, seed: int) -> li
     return picks
 
 
+def _unused_columns(data, cols, objectives, data_name: str, pool_name: str) -> list[str]:
+    """A line naming the numeric columns of `data` that are neither inputs (`cols`, the pool's
+    columns) nor objectives: a process parameter left out of the pool is not modelled."""
+    import pandas as pd
+
+    used = set(cols) | {o.name for o in objectives}
+    unused = [c for c in data.columns if c not in used and pd.api.types.is_numeric_dtype(data[c])]
+    if not unused:
+        return []
+    return [
+        f"{data_name}: numeric column(s) {unused} are not in {pool_name}, so the model does not "
+        "use them (add them to the candidates to make them inputs)"
+    ]
+
+
 def suggest_from_pool(
     data,
     pool,
@@ -595,7 +610,7 @@ def suggest_from_pool(
     torch.manual_seed(seed)
     lo, width = unit_cube(Xp, Xo)
     counts = np.isfinite(Y).sum(axis=0) if len(Y) else np.zeros(len(objectives), int)
-    messages: list[str] = []
+    messages: list[str] = _unused_columns(data, cols, objectives, data_name, pool_name)
     if int(counts.min()) < min_observations:
         few = ", ".join(f"{o.name}: {int(c)}" for o, c in zip(objectives, counts, strict=True))
         msg = (
