@@ -347,9 +347,8 @@ def _crossfit_blend(parts, y, half, step=0.05, criterion="mae"):
     """Blend weights (by `criterion`) and Student-t calibration fitted on one grouped half of the
     validation rows and applied to the other, both ways: pooled (RMSE, 95 % coverage, weights per
     half)."""
-    from scipy.stats import t as student_t
 
-    from matloop.design.multitask import MultiTaskBlend, fit_student_t_calibration
+    from matloop.design.multitask import MultiTaskBlend
 
     ok = np.isfinite(y)
     pred, cover, weights = np.full(len(y), np.nan), np.zeros(len(y), bool), []
@@ -361,16 +360,25 @@ def _crossfit_blend(parts, y, half, step=0.05, criterion="mae"):
         mean, spread = MultiTaskBlend.combine(
             [(m[:, None], s[:, None]) for m, s in parts], blend.weights, wk
         )
-        mean, spread = mean[:, 0], spread[:, 0]
-        a, b_, nu = fit_student_t_calibration(
-            y[fit_on & ok] - mean[fit_on & ok], spread[fit_on & ok]
+        nu = _apply_to_other_half(
+            y, mean[:, 0], spread[:, 0], fit_on & ok, ~fit_on & ok, pred, cover
         )
-        other = ~fit_on & ok
-        half_w = np.sqrt((a * spread[other]) ** 2 + b_**2) * student_t.ppf(0.975, nu)
-        pred[other] = mean[other]
-        cover[other] = np.abs(y[other] - mean[other]) <= half_w
         weights.append([float(blend.weights[0]), 0.0 if wk is None else float(wk[0]), nu])
     return _rmse(y[ok], pred[ok]), float(cover[ok].mean()), weights
+
+
+def _apply_to_other_half(y, mean, spread, fit_rows, other, pred, cover) -> float:
+    """Student-t calibration fitted on `fit_rows`; the `other` rows' predictions and 95 % coverage
+    written into `pred` and `cover`. Returns ν."""
+    from scipy.stats import t as student_t
+
+    from matloop.design.multitask import fit_student_t_calibration
+
+    a, b, nu = fit_student_t_calibration(y[fit_rows] - mean[fit_rows], spread[fit_rows])
+    half_w = np.sqrt((a * spread[other]) ** 2 + b**2) * student_t.ppf(0.975, nu)
+    pred[other] = mean[other]
+    cover[other] = np.abs(y[other] - mean[other]) <= half_w
+    return nu
 
 
 def _select_knn(args, comps, X, Y, groups, tr):
@@ -760,9 +768,8 @@ def _crossfit_gated(parts, y, half, dist, n_bins=3, step=0.05):
     """As :func:`_crossfit_blend` (absolute-error weights), with separate blend weights per bin of
     the distance to the nearest training composition; bin edges are the distance quantiles of the
     fitting half."""
-    from scipy.stats import t as student_t
 
-    from matloop.design.multitask import MultiTaskBlend, fit_student_t_calibration
+    from matloop.design.multitask import MultiTaskBlend
 
     ok = np.isfinite(y)
     pred, cover, weights = np.full(len(y), np.nan), np.zeros(len(y), bool), []
@@ -782,13 +789,7 @@ def _crossfit_gated(parts, y, half, dist, n_bins=3, step=0.05):
             )
             mean[rows], spread[rows] = m[:, 0], s[:, 0]
             weights.append([float(blend.weights[0]), float(blend.knn_weights[0])])
-        a, b_, nu = fit_student_t_calibration(
-            y[fit_on & ok] - mean[fit_on & ok], spread[fit_on & ok]
-        )
-        other = ~fit_on & ok
-        half_w = np.sqrt((a * spread[other]) ** 2 + b_**2) * student_t.ppf(0.975, nu)
-        pred[other] = mean[other]
-        cover[other] = np.abs(y[other] - mean[other]) <= half_w
+        _apply_to_other_half(y, mean, spread, fit_on & ok, ~fit_on & ok, pred, cover)
     return _rmse(y[ok], pred[ok]), float(cover[ok].mean()), weights
 
 
