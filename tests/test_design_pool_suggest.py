@@ -242,3 +242,47 @@ def test_an_observed_column_missing_from_the_pool_is_named():
     assert len(unused) == 1 and "['time']" in unused[0]  # text columns are not inputs anyway
     res = suggest_from_pool(obs, pool.drop(columns=["yield", "operator"]), objs, seed=0)
     assert not [m for m in res.messages if "not in candidates" in m]
+
+
+def test_length_scale_floor_holds_on_a_rapidly_varying_function():
+    """The floor of the retry (BoTorch's own default) bounds the length scales from below."""
+    from matloop.design.surrogates import FALLBACK_MIN_LENGTHSCALE, _build_gp
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (40, 2))
+    y = np.sin(X[:, 0] * 200.0)  # varies on a scale far below the floor
+    bounds = np.array([[0.0, 0.0], [1.0, 1.0]])
+    kw = dict(bounds=bounds, ard=True, kernel="matern52", priors=True, bias=False)
+    free = _build_gp(X, y, fixed_noise=None, **kw)
+    floored = _build_gp(X, y, fixed_noise=None, min_lengthscale=FALLBACK_MIN_LENGTHSCALE, **kw)
+    for model in (free, floored):  # push the raw length scales far down, as a bad fit would
+        model.covar_module.base_kernel.raw_lengthscale.data.fill_(-30.0)
+    assert free.covar_module.base_kernel.lengthscale.max() < 1e-6
+    assert floored.covar_module.base_kernel.lengthscale.min() >= FALLBACK_MIN_LENGTHSCALE
+
+
+def test_a_failed_gp_fit_is_retried_with_the_floor(monkeypatch):
+    """A fit that fails (e.g. a kernel matrix numerically not positive definite) is retried once
+    with length scales >= the floor; the model conditioned on more rows keeps that kernel."""
+    import botorch.fit
+    from botorch.exceptions.errors import ModelFittingError
+
+    from matloop.design import surrogates
+
+    real_fit, calls = botorch.fit.fit_gpytorch_mll, []
+
+    def fails_without_floor(mll, **kw):
+        floor = mll.model.covar_module.base_kernel.raw_lengthscale_constraint.lower_bound
+        calls.append(float(floor))
+        if float(floor) == 0.0:
+            raise ModelFittingError("All attempts to fit the model have failed.")
+        return real_fit(mll, **kw)
+
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", fails_without_floor)
+    pool = _pool(60)
+    X, y = pool[["temperature", "time"]].to_numpy(), pool["yield"].to_numpy()
+    model = surrogates.fit_gp(X, y, max_fit_rows=30)
+    assert calls == pytest.approx([0.0, surrogates.FALLBACK_MIN_LENGTHSCALE])
+    assert model.min_lengthscale == surrogates.FALLBACK_MIN_LENGTHSCALE
+    lengthscale = model.covar_module.base_kernel.lengthscale
+    assert lengthscale.min() >= surrogates.FALLBACK_MIN_LENGTHSCALE * (1 - 1e-6)

@@ -21,6 +21,11 @@ import numpy as np
 from matloop.errors import DataError, FitError
 
 KERNELS = ("matern52", "rbf")
+#: the length-scale floor (unit-cube units; BoTorch's own default kernel has it) of the one retry
+#: after a failed fit: an unbounded length scale can shrink until the kernel matrix is numerically
+#: not positive definite (seen on 199 La-borate glasses, the glass tutorial's BO step, with one
+#: torch thread); fits that succeed without it are unchanged
+FALLBACK_MIN_LENGTHSCALE = 0.025
 
 
 def make_covar_module(
@@ -32,12 +37,13 @@ def make_covar_module(
     bias: bool = False,
     input_warp: bool = False,
     batch_shape=None,
+    min_lengthscale: float | None = None,
 ):
     """GPyTorch covariance module on unit-cube inputs: scale × base kernel (+ constant).
 
     `input_warp`: each input first goes through a learned Kumaraswamy CDF (as BoTorch's
     ``Warp``, log-normal priors on both concentrations centred on the identity), fitted with
-    the kernel.
+    the kernel. `min_lengthscale`: a lower bound on the length scales (unit-cube units).
     """
     import torch
     from gpytorch.kernels import ConstantKernel, MaternKernel, RBFKernel, ScaleKernel
@@ -52,6 +58,10 @@ def make_covar_module(
     kw = dict(
         ard_num_dims=dim if ard else None, batch_shape=batch_shape, lengthscale_prior=ls_prior
     )
+    if min_lengthscale is not None:
+        from gpytorch.constraints import GreaterThan
+
+        kw["lengthscale_constraint"] = GreaterThan(min_lengthscale)
     base = MaternKernel(nu=2.5, **kw) if kernel == "matern52" else RBFKernel(**kw)
     covar = ScaleKernel(
         base, batch_shape=batch_shape, outputscale_prior=GammaPrior(2.0, 0.15) if priors else None
@@ -160,19 +170,26 @@ def fit_gp(
     )
     if len(y) > max_fit_rows:
         return _fit_gp_subset(X, y, max_fit_rows=max_fit_rows, seed=seed, **kw)
-    model = _build_gp(X, y, **kw)
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fit_gpytorch_mll(mll)
-        except (ModelFittingError, RuntimeError, ValueError) as exc:
-            raise FitError(f"Gaussian process fit failed ({type(exc).__name__}: {exc})") from exc
+    for floor in (None, FALLBACK_MIN_LENGTHSCALE):
+        model = _build_gp(X, y, **kw, min_lengthscale=floor)
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fit_gpytorch_mll(mll)
+                break
+            except (ModelFittingError, RuntimeError, ValueError) as exc:
+                if floor is not None:
+                    msg = f"Gaussian process fit failed ({type(exc).__name__}: {exc})"
+                    raise FitError(msg) from exc
+    model.min_lengthscale = floor  # a model conditioned on more rows takes the same kernel
     model.eval()
     return model
 
 
-def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise, input_warp=False):
+def _build_gp(
+    X, y, *, bounds, ard, kernel, priors, bias, fixed_noise, input_warp=False, min_lengthscale=None
+):
     """An unfitted ``SingleTaskGP`` with our kernel, priors and transforms."""
     import torch
     from botorch.models import SingleTaskGP
@@ -185,7 +202,13 @@ def _build_gp(X, y, *, bounds, ard, kernel, priors, bias, fixed_noise, input_war
     if fixed_noise is not None:
         yvar = torch.full_like(yt, fixed_noise * max(float(np.var(y)), 1e-12))
     covar = make_covar_module(
-        X.shape[1], ard=ard, kernel=kernel, priors=priors, bias=bias, input_warp=input_warp
+        X.shape[1],
+        ard=ard,
+        kernel=kernel,
+        priors=priors,
+        bias=bias,
+        input_warp=input_warp,
+        min_lengthscale=min_lengthscale,
     )
     return SingleTaskGP(
         Xt,
@@ -201,7 +224,8 @@ def _fit_gp_subset(X, y, *, max_fit_rows, seed, **kw):
     """Hyper-parameters from a random subset, posterior conditioned on every row."""
     sel = np.random.default_rng(seed).choice(len(y), max_fit_rows, replace=False)
     sub = fit_gp(X[sel], y[sel], max_fit_rows=max_fit_rows, **kw)
-    full = _build_gp(X, y, **kw)
+    full = _build_gp(X, y, **kw, min_lengthscale=sub.min_lengthscale)
+    full.min_lengthscale = sub.min_lengthscale
     hyper = {k: v for k, v in sub.state_dict().items() if not k.startswith("outcome_transform")}
     full.load_state_dict(hyper, strict=False)
     full.eval()
