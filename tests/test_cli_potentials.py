@@ -214,3 +214,24 @@ def test_cli_shows_warnings_one_way_and_restores_the_callers_settings(capsys):
     assert capsys.readouterr().err == "warning: first line second\n"
     assert main(["models"]) == 0
     assert warnings.showwarning is before  # running a command leaves the process as it was
+
+
+def test_train_warns_when_every_cell_has_one_volume(tmp_path, data_files, tiny_config, capsys):
+    """Fixed-cell data teach no volume dependence: `train` says so once; strained data do not."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from matloop.data import Dataset, label_with
+
+    frames = []
+    for seed in range(4):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+        atoms.rattle(0.05, seed=seed)
+        frames.append(label_with(atoms, EMT()))
+    fixed = Dataset(frames).write(tmp_path / "fixed.xyz")
+    argv = ["train", "--config", str(tiny_config), "-q", "--train"]
+    assert main([*argv, str(fixed), "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("one volume per atom") == 1 and "Cu 11.8 Å³/atom" in err
+    assert main([*argv, str(data_files[0]), "--out", str(tmp_path / "b")]) == 0
+    assert "one volume per atom" not in capsys.readouterr().err

@@ -58,6 +58,10 @@ def train_command(
     keys = {"energy_key": energy_key, "forces_key": forces_key, "require_forces": require_forces}
     train_ds = read_dataset(train, **keys)
     valid_ds = read_dataset(valid, **keys) if valid is not None else None
+    if (note := train_ds.volume_coverage_warning()) is not None:
+        import warnings
+
+        warnings.warn(f"{train}: {note}", stacklevel=1)
     if valid_ds is not None:
         _check_coverage(train_ds.elements, valid_ds, "--valid")
     created = not out.exists()

@@ -261,6 +261,26 @@ class Dataset(Sequence[Atoms]):
         """Total reference energies (eV)."""
         return np.array([energy_of(a) for a in self._structures])
 
+    def volume_coverage_warning(self, rtol: float = 0.005) -> str | None:
+        """A sentence when every periodic composition comes at one volume per atom (spread below
+        `rtol`), e.g. fixed-cell MD only: the model then sees no compression or expansion, so its
+        stress and equation of state are extrapolations. None otherwise."""
+        groups: dict[str, list[float]] = {}
+        for atoms in self._structures:
+            if not atoms.pbc.all():
+                return None
+            formula = atoms.get_chemical_formula(mode="hill", empirical=True)
+            groups.setdefault(formula, []).append(atoms.get_volume() / len(atoms))
+        spans = [max(v) / min(v) - 1.0 for v in groups.values() if len(v) > 1]
+        if not spans or max(spans) >= rtol:
+            return None
+        volumes = ", ".join(f"{f} {np.mean(v):.3g} Å³/atom" for f, v in groups.items())
+        return (
+            f"every training cell has one volume per atom per composition ({volumes}): the model "
+            "sees no compression or expansion, so its stress and equation of state are "
+            "extrapolations; add strained or NPT cells if you need them"
+        )
+
     def summary(self) -> dict:
         return {
             "n_structures": len(self),
