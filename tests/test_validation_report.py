@@ -134,6 +134,27 @@ def test_report_json_keys_and_checks(report_dir):
     assert report["checks"] == data["checks"] or len(report["checks"]) == len(data["checks"])
 
 
+def test_training_data_at_one_volume_gets_a_note(report_dir, tmp_path):
+    """Strained training cells (the fixture): no note. Fixed-cell ones: a note in JSON, HTML and
+    a warning, and the stress/EOS checks point to it."""
+    assert report_dir[1]["notes"] == []
+    fixed = []
+    for seed in range(2):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+        atoms.rattle(0.05, seed=seed)
+        fixed.append(label_with(atoms, EMT()))
+    settings = {**FAST, "nve_ps": 0.0, "n_physics_structures": 0}
+    with pytest.warns(UserWarning, match="one volume per atom"):
+        report = build_report(
+            EMT(), _cu_set(2, 5), train_ds=Dataset(fixed), reference="emt", out_dir=tmp_path,
+            settings=settings,
+        )  # fmt: skip
+    assert len(report["notes"]) == 1 and "Cu 11.8 Å³/atom" in report["notes"][0]
+    assert "one volume per atom" in "".join(_parse(tmp_path / "report.html").text)
+    eos = next(c for c in report["checks"] if c["name"] == "EOS: B0 vs reference")
+    assert "note on training data" in eos["detail"]
+
+
 def test_thresholds_change_the_verdict(tmp_path):
     # a 1e-9 eV/Å force limit must fail; the verdict and the check say so
     with pytest.warns(UserWarning, match="largest force"):

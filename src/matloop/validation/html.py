@@ -83,6 +83,7 @@ def render_html(report: dict[str, Any], figures: dict[str, str]) -> str:
         + "</p>",
         f"<p class='verdict {vclass}'>{escape(vtext)} "
         f"({report.get('n_passed')} passed, {report.get('n_failed')} failed)</p>",
+        *(f"<p class='info'>{escape(note)}</p>" for note in report.get("notes", [])),
         "<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>value</th><th>details</th>"
         "</tr>",
     ]

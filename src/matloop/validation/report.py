@@ -43,6 +43,19 @@ def _dataset(data: DataLike, what: str):
     return Dataset(list(data), source=what)
 
 
+def _data_notes(train, checks: list[dict[str, Any]]) -> list[str]:
+    """What the training data cannot teach, in words; the checks it explains point to it."""
+    note = None if train is None else train.volume_coverage_warning()
+    if note is None:
+        return []
+    for c in checks:
+        if c["name"].startswith(("EOS:", "test stress")):
+            c["detail"] = "; ".join(
+                filter(None, [c.get("detail"), "see the note on training data"])
+            )
+    return [f"training data: {note}"]
+
+
 def _check(
     name: str,
     value: float | None,
@@ -652,6 +665,7 @@ def build_report(
         figures.update(figs)
         timings["reference_s"] = time.perf_counter() - tic
 
+    notes = _data_notes(train, checks)
     judged = [c["passed"] for c in checks if c["passed"] is not None]
     report = {
         "matloop_report_version": 1,
@@ -666,6 +680,7 @@ def build_report(
         "n_passed": sum(1 for j in judged if j),
         "n_failed": sum(1 for j in judged if not j),
         "checks": checks,
+        "notes": notes,
         "thresholds": th.model_dump(mode="json"),
         "settings": st.model_dump(mode="json"),
         "largest_force_ev_per_a": {
@@ -685,6 +700,8 @@ def build_report(
     from matloop.validation.html import render_html
 
     atomic_write_text(out / "report.html", render_html(report, figures))
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     if report["passed"] is False:
         failed = [c["name"] for c in checks if c["passed"] is False]
         warnings.warn(f"validation checks failed: {', '.join(failed)}", stacklevel=2)
