@@ -58,12 +58,12 @@ def train_command(
     keys = {"energy_key": energy_key, "forces_key": forces_key, "require_forces": require_forces}
     train_ds = read_dataset(train, **keys)
     valid_ds = read_dataset(valid, **keys) if valid is not None else None
-    if (note := train_ds.volume_coverage_warning()) is not None:
+    if valid_ds is not None:
+        _check_coverage(train_ds.elements, valid_ds, "--valid")
+    if (note := train_ds.volume_coverage_warning()) is not None:  # once the input is accepted
         import warnings
 
         warnings.warn(f"{train}: {note}", stacklevel=1)
-    if valid_ds is not None:
-        _check_coverage(train_ds.elements, valid_ds, "--valid")
     created = not out.exists()
     try:
         if delta_base is not None:
