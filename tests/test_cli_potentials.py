@@ -235,3 +235,14 @@ def test_train_warns_when_every_cell_has_one_volume(tmp_path, data_files, tiny_c
     assert err.count("one volume per atom") == 1 and "Cu 11.8 Å³/atom" in err
     assert main([*argv, str(data_files[0]), "--out", str(tmp_path / "b")]) == 0
     assert "one volume per atom" not in capsys.readouterr().err
+
+
+def test_metric_table_leaves_out_rows_without_values():
+    """The closed-form ace fit has no per-epoch train errors: no row of dashes for it."""
+    from matloop.cli.potentials import _table
+
+    text = _table({"train": {}, "valid": {"force_mae_ev_per_a": 0.0004}})
+    lines = text.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("valid") and "0.0004" in lines[1]
+    both = _table({"train": {"force_mae_ev_per_a": 0.003}, "valid": {"force_mae_ev_per_a": 0.002}})
+    assert [line.split()[0] for line in both.splitlines()[1:]] == ["train", "valid"]

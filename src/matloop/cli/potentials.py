@@ -182,7 +182,10 @@ _COLUMNS = [
 
 
 def _table(rows: dict[str, dict]) -> str:
+    """Metric rows under one header; a row without any value (e.g. the closed-form ace fit has
+    no per-epoch train errors) is left out rather than printed as dashes."""
     cols = [(k, h) for k, h in _COLUMNS if any(k in r for r in rows.values())]
+    rows = {n: r for n, r in rows.items() if any(isinstance(r.get(k), float) for k, _ in cols)}
     width = max([len(name) for name in rows] + [8])
     header = f"{'':<{width}}  " + "  ".join(f"{h:>14}" for _, h in cols)
     lines = [header]
