@@ -305,8 +305,7 @@ class StructurePropertyModel(BaseEstimator):
         with np.load(directory / "embeddings.npz", allow_pickle=False) as z:
             self.train_embeddings_ = z["train"]
             self.ood_mean_ = z["mean"]
-            # files before the floor stored std + 1e-8: a constant dimension reads as unit scale
-            self.ood_std_ = np.where(z["std"] > 2e-8, z["std"], 1.0)
+            self.ood_std_ = _stored_scale(z["std"])
         self._load_arrays(meta["state"], directory)
 
     # --- subclass hooks -----------------------------------------------------------------------
@@ -702,8 +701,7 @@ class GBTBaseline(StructurePropertyModel):
     def _load_arrays(self, state: dict, directory: Path) -> None:
         with np.load(directory / "trees.npz", allow_pickle=False) as z:
             self.feature_mean_ = z["feature_mean"]
-            # files before the floor stored std + 1e-8: a constant feature reads as unit scale
-            self.feature_std_ = np.where(z["feature_std"] > 2e-8, z["feature_std"], 1.0)
+            self.feature_std_ = _stored_scale(z["feature_std"])
             self.forests_ = {}
             for name in state["forests"]:
                 self.forests_[name] = {
@@ -751,3 +749,9 @@ def _embedding_scale(sd: np.ndarray, mean: np.ndarray) -> np.ndarray:
     does not vary (as scikit-learn's StandardScaler does). Dividing by a vanishing SD made one
     query unlike the training set in a constant feature 10¹⁵ away from everything."""
     return np.where(sd > 1e-6 * np.maximum(np.abs(mean), 1.0), sd, 1.0)
+
+
+def _stored_scale(sd: np.ndarray) -> np.ndarray:
+    """A scale read from a model file: files written before :func:`_embedding_scale` stored
+    SD + 1e-8, so a dimension that did not vary reads as unit scale, as it would be fitted now."""
+    return np.where(sd > 2e-8, sd, 1.0)
