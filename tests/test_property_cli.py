@@ -53,6 +53,9 @@ def test_fit_evaluate_predict_nearest(data_file, config_file, tmp_path, capsys):
     assert main([*args[:-1], str(mine), "--force"]) == 1  # not a model directory: refused
     assert "no model.json" in capsys.readouterr().err
     assert (mine / "notes.txt").read_text() == "keep"
+    assert main([*args[:-1], str(mine / "notes.txt"), "--force"]) == 1  # a file, not a folder
+    assert "is not a directory" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep"
 
     metrics = tmp_path / "m.json"
     cmd = ["property", "evaluate", str(out), str(data_file), "--target", "energy_per_atom"]

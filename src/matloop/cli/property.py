@@ -17,7 +17,9 @@ def _check_out_dir(path: Path, force: bool, option: str, marker: str | None = No
     --force replaces only a directory holding it (an earlier model), never other files."""
     from matloop.errors import ConfigError
 
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} exists and is not a directory")
+    if not path.exists() or not any(path.iterdir()):
         return
     if not force:
         raise ConfigError(f"{option} {path} exists; use --force to overwrite it")
