@@ -484,9 +484,13 @@ class ActiveLearner:
         stats = self._label_and_train(0)
         record = self.finish_iteration(0, t0, stats)
         while True:
-            reason = self.stop_reason(record, None)
-            if reason:
-                return reason
+            # an iteration whose candidates are already selected was begun by an earlier run
+            # (they count against the budget already): finish it before testing the criteria
+            if not self.state.has_selection(iteration + 1):
+                reason = self.stop_reason(record, None)
+                self._mark(iteration, "stopped", reason, record)
+                if reason:
+                    return reason
             iteration += 1
             t0 = time.perf_counter()
             done = {r["iteration"]: r for r in self.state.iterations()}
@@ -539,11 +543,26 @@ class ActiveLearner:
             self.state.record_model(iteration, k, p, {"reused": True})
 
     def _mark_stop(self, iteration: int, reason: str) -> None:
+        """The run ended in `iteration` without new labels (a rerun ends there too)."""
+        self._mark(iteration, "stop_reason", reason)
+
+    def _mark(
+        self, iteration: int, key: str, value: str | None, record: dict | None = None
+    ) -> None:
+        """Set `key` in the stored record of `iteration` (None clears it).
+
+        ``stopped``: the stop criterion met after `iteration` (max iterations, budget, test
+        target), kept so that ``al report`` and ``al status`` know the run finished; a rerun
+        with other criteria tests them again.
+        """
+        if record is not None and record.get(key) == value:
+            return
         with self.state.db:
             for row in self.state.db.select(kind="iteration", iteration=iteration):
-                data = dict(row.data)
-                data["stop_reason"] = reason
-                self.state.db.update(row.id, data=data)
+                if row.data.get(key) != value:
+                    self.state.db.update(row.id, data={key: value})  # merged into its data
+        if record is not None:
+            record[key] = value
 
 
 def _within(uncertainties: list[float], limit: float | None) -> list[int]:

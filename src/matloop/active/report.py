@@ -16,8 +16,8 @@ from matloop.utils.files import atomic_write_text
 
 def build_report(run_dir: Path, state: RunState, stop_reason: str | None = None) -> dict:
     iterations = state.iterations()
-    if stop_reason is None and iterations:
-        stop_reason = iterations[-1].get("stop_reason")
+    if stop_reason is None:
+        stop_reason = finished_reason(state, iterations)
     final_models: list[str] = iterations[-1]["models"] if iterations else []
     quarantine = state.quarantine()
     meta = state.meta() or {}
@@ -39,6 +39,23 @@ def build_report(run_dir: Path, state: RunState, stop_reason: str | None = None)
         "quarantine": quarantine,
         "config": meta.get("config"),
     }
+
+
+def finished_reason(state: RunState, iterations: list[dict]) -> str | None:
+    """Why the run stopped, or None while it is unfinished (running or interrupted).
+
+    The loop stores the reason in the record of its last iteration: ``stop_reason`` when that
+    iteration selected nothing, ``stopped`` for a criterion (max iterations, budget, test
+    target). The latter no longer holds once a later iteration has been selected.
+    """
+    if not iterations:
+        return None
+    last = iterations[-1]
+    if last.get("stop_reason"):
+        return last["stop_reason"]
+    if last.get("stopped") and not state.has_selection(int(last["iteration"]) + 1):
+        return last["stopped"]
+    return None
 
 
 def _fig_to_b64(fig) -> str:
@@ -387,5 +404,5 @@ def status(run_dir: str | Path) -> dict[str, Any]:
         "n_attempted": state.n_attempted(),
         "last": its[-1] if its else None,
         "quarantine": state.quarantine(),
-        "stop_reason": its[-1].get("stop_reason") if its else None,
+        "stop_reason": finished_reason(state, its),
     }

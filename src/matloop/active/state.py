@@ -54,6 +54,8 @@ class RunState:
             import ase.db
 
             path = self._url.removeprefix("sqlite://")
+            if Path(path).exists():
+                _check_sqlite(path)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = ase.db.connect(path, type="db", use_lock_file=False)
 
@@ -301,6 +303,26 @@ class RunState:
     def last_iteration(self) -> int | None:
         its = [r.iteration for r in self._rows(kind="iteration")]
         return max(its) if its else None
+
+
+def _check_sqlite(path: str) -> None:
+    """Refuse a file that is not a readable SQLite database with one line (DataError)."""
+    import sqlite3
+
+    from matloop.errors import DataError
+
+    if Path(path).is_dir():
+        raise DataError(f"state database {path} is a directory, not an SQLite file")
+    try:
+        con = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise DataError(
+            f"state database {path} is corrupted or not an SQLite database ({exc})"
+        ) from None
 
 
 def public_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -97,11 +97,13 @@ def _check_run_dir(dir: Path, config: Path, database: str | None, force: bool) -
 
 
 def _n_labelled(dir: Path) -> int:
-    """Reference calculations recorded in the run database (0 if it cannot be read)."""
+    """Reference calculations whose outcome (label or quarantine) is stored in the run
+    database (0 if it cannot be read). Selected candidates not yet computed do not count."""
     from matloop.active.report import status
 
     try:
-        return int(status(dir)["n_attempted"])
+        st = status(dir)
+        return int(st["n_labels"]) + int(st["n_quarantined"])
     except Exception:  # noqa: BLE001 - no readable database means nothing to keep
         return 0
 
@@ -201,7 +203,7 @@ def demo(
         False, "--force", help="run in a --dir holding other files, which it may overwrite"
     ),
 ) -> None:
-    """Small active-learning loop on EMT Cu (a few minutes on 2 cores) ending in an HTML report.
+    """Small active-learning loop on EMT Cu (about 20 s on 2 cores) ending in an HTML report.
 
     Rerun with the same --dir to resume; any other non-empty --dir is refused unless --force.
     """

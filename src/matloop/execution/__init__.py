@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from matloop.execution.base import Executor
-from matloop.execution.config import ExecutionConfig, SlurmConfig, local_workers
+from matloop.execution.config import ExecutionConfig, SlurmConfig, is_local_spec, local_workers
 from matloop.execution.local import LocalExecutor
 
 __all__ = [
@@ -44,7 +44,12 @@ def make_executor(
         scheduler = scheduler or config.scheduler
         n_workers = n_workers if n_workers is not None else config.workers
         timeout_s = config.connect_timeout_s
-    if isinstance(scheduler, str) and local_workers(scheduler):
+    if isinstance(scheduler, str) and is_local_spec(scheduler):
+        n = local_workers(scheduler)
+        if not n:  # 'local:0', 'local:x', 'local' (no address has that form; 'localhost' does)
+            from matloop.errors import ConfigError
+
+            raise ConfigError(f"scheduler {scheduler!r}: use 'local:N' with N >= 1 workers")
         from matloop.execution.dask import DaskExecutor, local_cluster
 
         return DaskExecutor(local_cluster(local_workers(scheduler)), own_cluster=True)

@@ -81,7 +81,7 @@ class ExecutionConfig(_Strict):
         if v is None or not v.strip():
             return None
         v = v.strip()
-        if v.startswith("local"):
+        if is_local_spec(v):
             m = _LOCAL.match(v)
             if not m or int(m.group(1)) < 1:
                 raise ValueError(f"scheduler {v!r}: use 'local:N' with N >= 1 workers")
@@ -92,6 +92,13 @@ class ExecutionConfig(_Strict):
         if self.cluster and self.scheduler:
             raise ValueError("give either scheduler or cluster, not both")
         return self
+
+
+def is_local_spec(scheduler: str) -> bool:
+    """True for 'local' and 'local:...' (a LocalCluster request, valid or not), not for an
+    address such as 'localhost:8786'."""
+    text = scheduler.strip()
+    return text == "local" or text.startswith("local:")
 
 
 def local_workers(scheduler: str | None) -> int | None:

@@ -44,6 +44,7 @@ class DaskExecutor(Executor):
                 raise ConfigError("empty Dask scheduler address")
             if "://" not in address:
                 address = "tcp://" + address
+            _check_address(address)
             try:
                 self.client = Client(address, timeout=f"{timeout_s}s", set_as_default=False)
             except (OSError, TimeoutError) as exc:
@@ -51,6 +52,8 @@ class DaskExecutor(Executor):
                     f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s "
                     f"({type(exc).__name__}); is `dask scheduler` running and the address right?"
                 ) from exc
+            except ValueError as exc:
+                raise ConfigError(f"invalid Dask scheduler address {address!r} ({exc})") from None
             self._own_client = True
         else:  # a cluster object
             self.client = Client(scheduler, set_as_default=False)
@@ -78,6 +81,24 @@ class DaskExecutor(Executor):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+def _check_address(address: str) -> None:
+    """Refuse an address Dask cannot parse, before a Client is built (a Client that fails on
+    it raises ValueError and then blocks for 20 s while it is garbage-collected)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            _, port = parse_host_port(location)
+            if port is not None and not 0 < int(port) < 65536:
+                raise ValueError(f"port {port} out of range")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"invalid Dask scheduler address {address!r} ({exc}); give e.g. tcp://host:8786 "
+            "or local:N"
+        ) from None
 
 
 def local_cluster(n_workers: int, **kwargs: Any) -> Any:

@@ -105,6 +105,8 @@ class LabelStore:
         batch: list[tuple[str, Atoms]] = []
         for i, atoms in enumerate(structures):
             _check_labelled(atoms, i)
+            if "config_type" in atoms.info:
+                _kvp_text(str(atoms.info["config_type"]), f"structure {i}: config_type")
             batch.append((content_hash(atoms, code, settings), atoms))
             if len(batch) >= _BATCH:
                 _add(total, self._push_batch(batch, prov, settings))
@@ -161,7 +163,7 @@ class LabelStore:
                 )
         kvp = dict(prov)
         if "config_type" in atoms.info:
-            kvp["config_type"] = str(atoms.info["config_type"])
+            kvp["config_type"] = _kvp_text(str(atoms.info["config_type"]), "config_type")
         self.db.write(AtomsRow(dct), key_value_pairs=kvp, data={"settings": settings or {}})
 
     def iter_rows(self, selection: str | None = None, chunk_size: int = 1000) -> Iterator[Any]:
@@ -206,18 +208,51 @@ def _provenance(
     from matloop._version import __version__
 
     prov: dict[str, Any] = {
-        "ref_code": str(code),
-        "ref_version": str(version or "unknown"),
-        "settings_hash": settings_hash(code, settings),
-        "run": str(run or "manual"),
-        "pushed_by": getpass.getuser(),
-        "host": socket.gethostname(),
+        "ref_code": _kvp_text(str(code), "the reference code"),
+        "ref_version": _kvp_text(str(version or "unknown"), "the code version"),
+        "settings_hash": settings_key(code, settings),
+        "run": _kvp_text(str(run or "manual"), "the run name"),
+        "pushed_by": _kvp_text(getpass.getuser(), "the user name"),
+        "host": _kvp_text(socket.gethostname(), "the host name"),
         "labelled_at": time.time(),
-        "matloop_version": __version__,
+        "matloop_version": _kvp_text(__version__, "matloop's version"),
     }
     if tag:
-        prov["tag"] = str(tag)
+        prov["tag"] = _kvp_text(str(tag), "the tag")
     return prov
+
+
+def settings_key(code: str, settings: dict[str, Any] | None) -> str:
+    """The ``settings_hash`` column of a row: :func:`settings_hash`, with an ``h`` in front
+    when its 16 hex digits read as a number (about 1 settings in 800), which ASE stores as text
+    only with that prefix."""
+    from ase.db.core import convert_str_to_int_float_bool_or_str
+
+    h = settings_hash(code, settings)
+    return h if isinstance(convert_str_to_int_float_bool_or_str(h), str) else "h" + h
+
+
+def _kvp_text(text: str, what: str) -> str | int | float | bool:
+    """A text key-value pair as ASE can store it.
+
+    ASE refuses a string that reads as a number or a boolean ('6.4', '2024', 'True'); such a
+    text is stored as that value (as ``ase db`` does with ``key=value``), so ``tag=2024`` or
+    ``ref_version=6.4`` selects it. A text that would not survive the conversion ('6.10',
+    '1e3') is refused with one line rather than stored changed.
+    """
+    import math
+
+    from ase.db.core import convert_str_to_int_float_bool_or_str
+
+    value = convert_str_to_int_float_bool_or_str(text)
+    if isinstance(value, str):
+        return text
+    if str(value) == text and (not isinstance(value, float) or math.isfinite(value)):
+        return value
+    raise DataError(
+        f"{what} {text!r} would be stored as the number {value!r} in the database; "
+        "write it so that it does not read as a number (e.g. 'v' + it)"
+    )
 
 
 def _check_labelled(atoms: Atoms, index: int) -> None:
