@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ase.calculators.emt import EMT as EMTCalculator
 
 from matloop.cli import main
 from matloop.errors import ModelFileError
@@ -151,3 +152,50 @@ def test_cli_refuses_in_one_line(tmp_path, capsys, argv, how):
     assert err.count("\n") == 1 and err.startswith("error:") and "Traceback" not in err
     assert not marker.exists()
     assert model.read_bytes() == before
+
+
+def make_emt() -> EMTCalculator:
+    """A calculator factory as users write them: annotated to return a calculator."""
+    return EMTCalculator()
+
+
+def make_anything(**kwargs):
+    """Not annotated: matloop must not call it from a name in a file."""
+    raise AssertionError("called")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "subprocess:getoutput",
+        "os:system",
+        "builtins:exec",
+        "torch:load",
+        f"{__name__}:make_anything",
+    ],
+)
+def test_config_cannot_name_an_arbitrary_function(tmp_path, capsys, monkeypatch, spec):
+    """`reference.calculator: module:function` is called only for a calculator factory."""
+    from ase.build import bulk
+    from ase.io import write
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "start.xyz", bulk("Cu", cubic=True))
+    marker = tmp_path / "PWNED"
+    config = tmp_path / "al.yaml"
+    config.write_text(
+        f"reference:\n  calculator: '{spec}'\n  settings: {{cmd: 'touch {marker}'}}\n"
+        "initial:\n  structures: start.xyz\n"
+    )
+    for argv in (["config", "validate", str(config)], ["al", "run", str(config), "--dir", "run"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "neither an ASE Calculator class" in err, err
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("spec", ["ase.calculators.emt:EMT", f"{__name__}:make_emt"])
+def test_calculator_classes_and_annotated_factories_still_resolve(spec):
+    from matloop.calculators import resolve_calculator
+
+    assert isinstance(resolve_calculator(spec), EMTCalculator)

@@ -29,7 +29,7 @@ class ReferenceConfig(_Strict):
 
     calculator: str = Field(
         description="built-in name (emt, sw, kumagai, pyscf, gpaw, espresso, vasp, tblite) or "
-        "'module:function' returning an ASE calculator"
+        "'module:function' (a Calculator class or a function annotated -> Calculator)"
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="calculator keyword args")
     timeout_s: float | None = Field(
@@ -280,7 +280,12 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
     starts = read_structures(cfg.initial.structures, what="initial.structures file")
     elements = {s for a in starts for s in a.get_chemical_symbols()}
     if cfg.test.data:
-        test = read_dataset(cfg.test.data, require_forces=False)
+        from matloop.errors import MatloopError
+
+        try:
+            test = read_dataset(cfg.test.data, require_forces=False)
+        except MatloopError as exc:  # the same one line, naming the key it comes from
+            raise type(exc)(f"test.data: {exc}") from None
         missing = sorted(set(test.elements) - elements)
         if missing:
             raise DataError(
@@ -294,7 +299,8 @@ TEMPLATE = """\
 seed: 0
 reference:
   calculator: emt            # built-in (emt, sw, kumagai, pyscf, gpaw, espresso, vasp, tblite)
-                             # or 'module:function' returning an ASE calculator
+                             # or 'module:function': a Calculator class or a
+                             # function annotated -> Calculator
   settings: {}               # keyword arguments of the calculator
   timeout_s: 3600            # time limit per calculation (s); null: no limit
   max_retries: 3             # corrections (more SCF steps, less mixing, smearing) then give up

@@ -8,6 +8,7 @@ Stillinger–Weber, Kumagai and Tersoff for Si). Other modules register more (DF
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,30 @@ def _import_factory(spec: str) -> CalculatorFactory:
         factory = getattr(module, attr)
     except AttributeError as exc:
         raise ConfigError(f"calculator {spec!r}: module {module_name!r} has no {attr!r}") from exc
-    if not callable(factory):
-        raise ConfigError(f"calculator {spec!r}: {attr!r} is not callable")
+    if not _is_calculator_factory(factory):
+        raise ConfigError(
+            f"calculator {spec!r}: {attr!r} is neither an ASE Calculator class nor a function "
+            "annotated to return one (-> Calculator); matloop calls nothing else named in a file"
+        )
     return factory
+
+
+def _is_calculator_factory(obj: object) -> bool:
+    """Whether `obj` is a Calculator class or a Python function annotated to return one.
+
+    Configs name calculators as ``module:function``; checking the target before it is called
+    keeps such a name from running an arbitrary function (``subprocess:getoutput``,
+    ``torch:load``), which is never written with a calculator as its return annotation.
+    """
+    if isinstance(obj, type):
+        return issubclass(obj, BaseCalculator)
+    if not inspect.isfunction(obj):
+        return False
+    try:
+        returned = inspect.signature(obj, eval_str=True).return_annotation
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve is no promise
+        return False
+    return isinstance(returned, type) and issubclass(returned, BaseCalculator)
 
 
 def resolve_calculator(spec: str | Calculator, **kwargs: Any) -> Calculator:

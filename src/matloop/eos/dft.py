@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ase.calculators.calculator import Calculator
+
 from matloop.errors import ConfigError
 
 DEFAULT_PSEUDO_DIR = "/usr/share/espresso/pseudo"
@@ -54,7 +56,7 @@ def espresso_pbe(
     directory: str | None = None,
     command: str | None = None,
     **input_data: Any,
-):
+) -> Calculator:
     """ASE ``Espresso`` calculator: PBE, ``ecutwfc`` Ry (default 30), Monkhorst–Pack ``kpts``
     (default 6×6×6), Marzari–Vanderbilt-free fixed occupations (insulators/semiconductors)."""
     from ase.calculators.espresso import Espresso, EspressoProfile
@@ -90,7 +92,7 @@ def espresso_pbe(
     )
 
 
-def espresso_pbe_cheap(**kwargs: Any):
+def espresso_pbe_cheap(**kwargs: Any) -> Calculator:
     """A cheaper setting for delta learning's base: 20 Ry, 3×3×3 k-points (override by kwargs)."""
     kwargs.setdefault("ecutwfc", 20.0)
     kwargs.setdefault("kpts", (3, 3, 3))
