@@ -113,3 +113,9 @@ def test_element_fractions_and_features():
     assert X[0, i] == 82 and X[1, i] == 14  # Pb present only in the first glass
     j = names.index("cat_Z_mean")
     assert X[1, j] == pytest.approx(14.0)
+
+
+def test_read_composition_table_counts_rows_from_one():
+    bad = pd.DataFrame({"SiO2": [75.0, 75.0], "Na2O": [25.0, 20.0]})
+    with pytest.raises(DataError, match="row 2 sums to 95"):
+        read_composition_table(bad, source="bad.csv")

@@ -318,3 +318,42 @@ def test_negative_beta_is_one_line_before_any_work(tmp_path, capsys):
     assert rc == 2 and "--beta" in e and len(e.strip().splitlines()) == 1 and not out.exists()
     with pytest.raises(ConfigError, match="beta"):  # the library refuses it too
         build_acquisition(None, None, [parse_objective("nd:max")], np.zeros((2, 1)), beta=-1.0)
+
+
+def test_pool_with_space_keeps_file_rows_and_rounded_sums(tmp_path, capsys):
+    """`pool_row` is the row of the --candidates file even when --space drops rows before it,
+    and rows whose sum is within the space's sum_tolerance (rounded mol %) are kept."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(16):
+        na, ca, al = rng.uniform(13, 18), rng.uniform(7, 10), rng.uniform(2, 4)
+        pb = 2.0 if i % 2 == 0 else 0.0  # PbO is forbidden: even rows are outside the space
+        rows.append([100.0 - na - ca - al - pb, na, ca, al, pb])
+    pool = pd.DataFrame(np.round(rows, 1), columns=["SiO2", "Na2O", "CaO", "Al2O3", "PbO"])
+    pool.loc[1, "SiO2"] += 0.3  # sums to 100.3: inside sum_tolerance 0.5
+    pool_path = tmp_path / "pool.csv"
+    pool.to_csv(pool_path, index=False)
+    out = tmp_path / "next.csv"
+    args = ["suggest", "--data", OBS, "--space", SPACE, "--candidates", str(pool_path)]
+    args += ["--objective", "nd:max", "--batch", "8", "--model", "rf", "--out", str(out), "-q"]
+    rc, o, e = run(args, capsys)
+    assert rc == 0, e
+    assert "8 candidate(s) outside the space were skipped" in o
+    picked = pd.read_csv(out)
+    assert sorted(picked.pool_row) == list(range(1, 16, 2))
+    for _, r in picked.iterrows():
+        np.testing.assert_allclose(
+            r[pool.columns].to_numpy(float), pool.iloc[int(r.pool_row)].to_numpy(float)
+        )
+    pool.loc[1::2, "PbO"] = 1.0
+    pool.to_csv(pool_path, index=False)
+    rc, o, e = run([*args[:-2], str(tmp_path / "none.csv"), "-q"], capsys)
+    assert rc == 1 and "none of the 16 candidate rows is inside the space" in e
+
+
+def test_repeated_batch_suggestions_are_reported():
+    from matloop.design.bo import _repeated_rows
+
+    x = np.array([[60.0, 40.0], [50.0, 50.0], [60.00001, 39.99999], [50.0, 50.0]])
+    assert _repeated_rows(x) == [2, 3]
+    assert _repeated_rows(x[:2]) == []

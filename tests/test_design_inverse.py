@@ -111,3 +111,20 @@ def test_bad_target_spec(spec):
 
     with pytest.raises(ConfigError, match="write NAME=VALUE"):
         parse_targets([spec])
+
+
+def test_repeated_or_non_finite_target_and_bad_tolerance():
+    from matloop.design.inverse import inverse_design, parse_targets
+    from matloop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="more than once"):
+        parse_targets(["nd=1.6", "nd=1.7"])
+    with pytest.raises(ConfigError, match="finite"):
+        parse_targets(["nd=nan"])
+
+    class _Model:
+        properties_ = ["nd"]
+
+    for tol in (0.0, -0.1):
+        with pytest.raises(ConfigError, match="tolerances must be > 0"):
+            inverse_design(_Model(), None, {"nd": 1.6}, tolerances={"nd": tol})

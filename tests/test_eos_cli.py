@@ -234,3 +234,10 @@ def test_calculator_that_cannot_handle_the_structure_is_one_line(tmp_path, capsy
     err = capsys.readouterr().err
     assert rc == 1 and "calculator emt cannot compute Si2" in err and "internal" not in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_same_column_for_volume_and_energy_is_an_error(tmp_path, capsys, cu_csv):
+    # read_columns used to read a twice-named column twice (22 "volumes" from 11 rows)
+    rc = main(["eos", "fit", str(cu_csv), "--x", "Volume", "--y", "Volume"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "must differ" in err and len(err.strip().splitlines()) == 1

@@ -292,3 +292,20 @@ def test_two_input_columns_with_ard(tmp_path, capsys):
         == 1
     )
     assert "--plot needs exactly one --x column" in capsys.readouterr().err
+
+
+def test_repeated_column_names(tmp_path, capsys):
+    from matloop.surrogate import read_columns
+
+    cols = read_columns(DATA, ["Volume", "Volume", "Energy"])
+    n = len(_read(DATA))
+    assert len(cols["Volume"]) == n and len(cols["Energy"]) == n
+    for x, y, message in (
+        ("Volume,Volume", "Energy", "more than once"),
+        ("Volume", "Volume", "also an input column"),
+    ):
+        out = tmp_path / "m.npz"
+        rc = main(["surrogate", "fit", str(DATA), "--x", x, "--y", y, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 1 and message in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()

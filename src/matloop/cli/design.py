@@ -197,20 +197,30 @@ def _suggest_pool(
     progress,
 ):
     """Pool-based ask; with a space, candidate rows outside it are dropped first."""
+    import numpy as np
+
     from matloop.design.pool import suggest_from_pool
     from matloop.errors import DataError
 
     dropped = 0
+    kept = None  # rows of the --candidates file that are inside the space
     if sp is not None:
         missing = [c for c in sp.names if c not in pool.columns]
         if missing:
             raise DataError(f"{candidates}: no column(s) {missing} of the space")
-        ok = [
-            not sp.check_point(r, atol=1e-6 * max(1.0, sp.total))
+        # the sum may be off by the space's sum_tolerance, as for observed rows (rounded mol %)
+        problems = [
+            sp.check_point(r, atol=1e-6 * max(1.0, sp.total), sum_atol=sp.sum_tolerance)
             for r in pool[sp.names].to_numpy(float)
         ]
-        dropped = len(pool) - int(sum(ok))
-        pool = pool[ok].reset_index(drop=True)
+        kept = np.flatnonzero([not p for p in problems])
+        dropped = len(pool) - len(kept)
+        if len(pool) and not len(kept):
+            raise DataError(
+                f"{candidates}: none of the {len(pool)} candidate rows is inside the space "
+                f"(row 2: {'; '.join(problems[0])})"
+            )
+        pool = pool.iloc[kept].reset_index(drop=True)
     res = suggest_from_pool(
         frame,
         pool,
@@ -226,6 +236,8 @@ def _suggest_pool(
         progress=progress,
         **beta_kw,
     )
+    if kept is not None:  # pool_row: the row of the --candidates file, not of the filtered pool
+        res.table["pool_row"] = kept[res.table["pool_row"].to_numpy(int)]
     if dropped:
         res.messages.append(f"{dropped} candidate(s) outside the space were skipped")
     return res

@@ -71,6 +71,11 @@ def fit_command(
     )
 
     xcols = _split_columns(x)
+    repeated = sorted({c for c in xcols if xcols.count(c) > 1})
+    if repeated:
+        raise ConfigError(f"--x names column(s) {', '.join(map(repr, repeated))} more than once")
+    if y in xcols:
+        raise ConfigError(f"--y {y!r} is also an input column (--x); the target must differ")
     x_range = None
     if plot is not None:
         check_plot_format(plot)

@@ -144,7 +144,7 @@ def validate_sums(
         label = row_labels[r] if row_labels is not None else r
         raise DataError(
             f"{source}: row {label} sums to {sums[r]:.4g}, expected {total:g} ± {tol:g} "
-            f"({off.size} of {len(sums)} rows are off; pass normalise=True to rescale)"
+            f"({off.size} of {len(sums)} rows are off; normalise=True / --normalise rescales)"
         )
 
 
@@ -263,14 +263,17 @@ def read_composition_table(
         except (TypeError, ValueError) as exc:
             raise DataError(f"{source}: non-numeric value in component columns: {exc}") from exc
         values = np.where(np.isnan(values), 0.0, values) if normalise_rows else values
+    rows = list(range(1, len(values) + 1))  # data rows counted from 1, as elsewhere
     if basis == "wt":
-        validate_sums(values, total, tol if not normalise_rows else np.inf, source=source)
+        validate_sums(
+            values, total, tol if not normalise_rows else np.inf, source=source, row_labels=rows
+        )
         values = wt_to_mol(values, comps, total)
     elif normalise_rows:
-        validate_sums(values, total, np.inf, source=source)
+        validate_sums(values, total, np.inf, source=source, row_labels=rows)
         values = normalise(values, total)
     else:
-        validate_sums(values, total, tol, source=source)
+        validate_sums(values, total, tol, source=source, row_labels=rows)
     return CompositionTable(components=list(comps), values=values, total=total)
 
 

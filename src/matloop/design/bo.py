@@ -96,6 +96,18 @@ def space_filling(prob: UnitBoxProblem, n: int, seed: int, existing_u=None):
     return cand[picks], np.array(dists)
 
 
+def _repeated_rows(x: np.ndarray, decimals: int = 4) -> list[int]:
+    """Indices of rows of `x` equal (to `decimals` places) to an earlier row."""
+    seen: set[tuple] = set()
+    out = []
+    for i, row in enumerate(np.round(np.atleast_2d(x), decimals)):
+        key = tuple(row.tolist())
+        if key in seen:
+            out.append(i)
+        seen.add(key)
+    return out
+
+
 def _predict(model, u):
     import torch
 
@@ -262,6 +274,13 @@ def _suggest(
         messages.append("optimiser result violated constraints; replaced by feasible points")
         z_np, _ = space_filling(prob, batch, seed, u_obs)
         x = prob.round(prob.to_x(z_np))
+    repeats = _repeated_rows(x, decimals=4)
+    if repeats:
+        messages.append(
+            f"warning: suggestion(s) {', '.join(str(i + 1) for i in repeats)} repeat an earlier "
+            f"suggestion of this batch ({built.name} found nothing else worth measuring); "
+            "ask for a smaller --batch or use --acquisition ucb for distinct points"
+        )
     u_new = prob.to_u(x)
     mean, std = _predict(model, u_new)
     per_point = score_points(built, torch.tensor(u_new, dtype=torch.double))

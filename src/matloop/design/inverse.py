@@ -25,9 +25,14 @@ def parse_targets(specs: list[str], what: str = "--target") -> dict[str, float]:
         try:
             if not sep or not name.strip():
                 raise ValueError
-            out[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"{what} {spec!r}: write NAME=VALUE, e.g. nd=1.68") from None
+        if not np.isfinite(number):
+            raise ConfigError(f"{what} {spec!r}: the value must be a finite number")
+        if name.strip() in out:
+            raise ConfigError(f"{what} {name.strip()!r} is given more than once")
+        out[name.strip()] = number
     return out
 
 
@@ -62,6 +67,9 @@ def inverse_design(
     bad = [t for t in tolerances if t not in targets]
     if bad:
         raise ConfigError(f"tolerance(s) for {bad} without a --target")
+    nonpositive = {k: v for k, v in tolerances.items() if not v > 0}
+    if nonpositive:
+        raise ConfigError(f"tolerances must be > 0, got {nonpositive}")
     comps = list(model.components_)
     missing = [c for c in space.names if c not in comps and space.upper()[space.names.index(c)] > 0]
     if missing:

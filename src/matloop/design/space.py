@@ -117,14 +117,22 @@ class Space(BaseModel):
             [0.0 if n in self.forbidden else self.components[n].max for n in self.names]
         )
 
-    def check_point(self, x: np.ndarray, atol: float = 1e-6) -> list[str]:
-        """Violations of bounds/sum/linear constraints for one composition (empty if feasible)."""
+    def check_point(
+        self, x: np.ndarray, atol: float = 1e-6, sum_atol: float | None = None
+    ) -> list[str]:
+        """Violations of bounds/sum/linear constraints for one composition (empty if feasible).
+
+        The sum may differ from the total by `sum_atol` (default: ``atol · max(1, total)``);
+        measured or rounded compositions pass ``sum_atol=space.sum_tolerance``.
+        """
         out = []
         lo, hi = self.lower(), self.upper()
         for n, v, a, b in zip(self.names, x, lo, hi, strict=True):
             if v < a - atol or v > b + atol:
                 out.append(f"{n}={v:.6g} outside [{a:g}, {b:g}]")
-        if abs(x.sum() - self.total) > atol * max(1.0, self.total):
+        if sum_atol is None:
+            sum_atol = atol * max(1.0, self.total)
+        if abs(x.sum() - self.total) > sum_atol:
             out.append(f"sum {x.sum():.8g} != {self.total:g}")
         idx = {n: i for i, n in enumerate(self.names)}
         for i, lc in enumerate(self.linear_constraints):

@@ -14,6 +14,8 @@ def read_eos_csv(
     path: str | os.PathLike, x: str = "Volume", y: str = "Energy"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Volumes (Å³) and energies (eV) from columns `x` and `y` of a CSV file."""
+    if x == y:
+        raise ConfigError(f"the volume and energy columns must differ (both are {x!r})")
     cols = read_columns(path, [x, y])
     return cols[x], cols[y]
 

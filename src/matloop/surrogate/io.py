@@ -23,7 +23,7 @@ def read_columns(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(2, "No such file", str(path))
-    columns = list(columns)
+    columns = list(dict.fromkeys(columns))  # a name asked for twice is read once
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
