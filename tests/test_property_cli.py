@@ -62,6 +62,12 @@ def test_fit_evaluate_predict_nearest(data_file, config_file, tmp_path, capsys):
     assert main([*cmd, "--json", str(metrics)]) == 0
     result = json.loads(metrics.read_text())
     assert {"mae", "rmse", "r2", "coverage_95"} <= set(result) and result["unit"] == "eV/atom"
+    capsys.readouterr()
+    other = ["property", "evaluate", str(out), str(data_file), "--target", "structure"]
+    assert main([*other, "--json", str(tmp_path / "other.json")]) == 1  # another property
+    err = capsys.readouterr().err
+    assert "give --target energy_per_atom" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "other.json").exists()
 
     pred = tmp_path / "p.csv"
     assert main(["property", "predict", str(out), str(data_file), "--out", str(pred)]) == 0

@@ -128,6 +128,13 @@ def _with_reference(model, dataset, target: str):
         return dataset, target
     if len(model.targets_) != 1:
         raise ConfigError(f"--target {target!r} is not one of the model's {model.targets_}")
+    own = model.targets_[0]
+    if own in dataset.properties:  # renaming is for data that call the property otherwise
+        raise ConfigError(
+            f"--target {target!r}: the model predicts {own!r}, which {dataset.source or 'the data'}"
+            f" also holds; give --target {own} (another column would score it against another"
+            " property)"
+        )
     dataset._column(target)
     dataset.properties[model.targets_[0]] = dataset.properties[target]
     return dataset, model.targets_[0]
@@ -156,6 +163,8 @@ def evaluate_command(
     else:
         result = model.evaluate(dataset)
     result["target"] = name
+    if target != name:
+        result["reference_column"] = target
     result["unit"] = model.units_.get(name, "")
     atomic_write_text(json_out, json.dumps(result, indent=1))
     keys = ("mae", "rmse", "r2", "coverage_95", "accuracy", "f1", "roc_auc", "ood_flag_rate")
