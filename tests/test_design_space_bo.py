@@ -183,3 +183,25 @@ def test_multi_objective_nehvi_and_pareto():
     assert {"pred_a_mean", "pred_a_std", "pred_b_mean", "pred_b_std"} <= set(res.table.columns)
     for row in res.table[sp.names].to_numpy():
         assert sp.check_point(row) == []
+
+
+def test_a_gp_refitted_with_the_length_scale_floor_is_named(monkeypatch):
+    """When an objective's GP needed the retry with the length-scale floor, the user is told."""
+    import botorch.fit
+    from botorch.exceptions.errors import ModelFittingError
+
+    real_fit = botorch.fit.fit_gpytorch_mll
+
+    def fails_without_floor(mll, **kw):
+        floor = mll.model.covar_module.base_kernel.raw_lengthscale_constraint.lower_bound
+        if float(floor) == 0.0:
+            raise ModelFittingError("All attempts to fit the model have failed.")
+        return real_fit(mll, **kw)
+
+    sp = load_space(DATA / "space.yaml")
+    df = pd.read_csv(DATA / "observed.csv")
+    res = suggest(df, sp, [parse_objective("nd:max")], batch=1, seed=0, **FAST)
+    assert not [m for m in res.messages if "length scales" in m]
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", fails_without_floor)
+    res = suggest(df, sp, [parse_objective("nd:max")], batch=1, seed=0, **FAST)
+    assert [m for m in res.messages if "GP of nd was refitted with length scales >= 0.025" in m]

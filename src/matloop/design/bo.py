@@ -220,6 +220,12 @@ def _suggest(
         f"fitting GP models of {', '.join(o.name for o in objectives)} ({len(u_obs)} rows)…",
     )
     model = fit_gp_list(u_obs, Y, bounds=np.stack([lo_b, np.where(hi_b > lo_b, hi_b, lo_b + 1)]))
+    for objective, sub in zip(objectives, model.models, strict=True):
+        if getattr(sub, "min_lengthscale", None) is not None:
+            messages.append(
+                f"note: the GP of {objective.name} was refitted with length scales >= "
+                f"{sub.min_lengthscale:g} (unit cube) after its unconstrained fit failed"
+            )
     Xb = torch.tensor(u_obs, dtype=torch.double)
     built = build_acquisition(
         model,
