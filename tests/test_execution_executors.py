@@ -71,3 +71,30 @@ def test_unreachable_scheduler_is_a_clear_error_and_fast():
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         make_executor("127.0.0.1:9", timeout_s=1.0)
     assert time.perf_counter() - t0 < 10
+
+
+def _sleep_then_return(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_ctrl_c_keeps_what_running_workers_finish():
+    """A Ctrl-C while waiting cancels queued tasks but still yields the ones already running."""
+    import signal
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    got = []
+    try:
+        with LocalExecutor(2) as ex:
+            list(ex.map_unordered(_sleep_then_return, [0.0, 0.0]))  # start both workers
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+            with pytest.raises(KeyboardInterrupt):
+                for i, value in ex.map_unordered(_sleep_then_return, [0.05, 1.5]):
+                    got.append((i, value))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert got == [(0, 0.05), (1, 1.5)]  # the 1.5 s task ran on and was not thrown away

@@ -28,12 +28,23 @@ class Executor(abc.ABC):
     def map_unordered(
         self, fn: Callable[..., Any], items: Iterable[Any]
     ) -> Iterator[tuple[int, Any]]:
-        """Yield (index, fn(item)) in completion order (exceptions propagate)."""
+        """Yield (index, fn(item)) in completion order (exceptions propagate).
+
+        On Ctrl-C while waiting, tasks not yet started are cancelled and the ones already running
+        are still yielded as they finish (their work is paid for: a reference calculation the
+        caller can store instead of repeating), then the KeyboardInterrupt goes on.
+        """
         futures = {}
         for i, item in enumerate(items):
             futures[self.submit(fn, item)] = i
-        for fut in self.as_completed(list(futures)):
-            yield futures[fut], fut.result()
+        yielded = set()
+        try:
+            for fut in self.as_completed(list(futures)):
+                yielded.add(fut)
+                yield futures[fut], fut.result()
+        except KeyboardInterrupt:
+            yield from _finished_after_interrupt(futures, yielded)
+            raise
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release workers."""
@@ -51,3 +62,19 @@ class Executor(abc.ABC):
 
 class InlineFuture(Future):
     """A future that is already resolved (used by serial execution)."""
+
+
+def _finished_after_interrupt(
+    futures: dict[Any, int], yielded: set[Any]
+) -> Iterator[tuple[int, Any]]:
+    """(index, result) of every future not yet yielded that was running and ends with a result."""
+    for fut in futures:
+        fut.cancel()  # those not started
+    for fut in futures:
+        if fut in yielded or fut.cancelled():
+            continue
+        try:
+            value = fut.result()
+        except BaseException:  # noqa: BLE001 - the worker was interrupted too: nothing to keep
+            continue
+        yield futures[fut], value
