@@ -96,6 +96,7 @@ def test_two_rows_space_filling_says_so(tmp_path, capsys):
         ("bad_objective", "unknown direction 'up'"),
         ("missing_file", "file not found"),
         ("not_a_table", "is not a comma-separated table"),
+        ("model_without_pool", "--model rf: only --candidates"),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path, capsys, case, expected):
@@ -128,6 +129,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case, expected):
     elif case == "not_a_table":  # an extxyz file given by mistake
         data = tmp_path / "cu.xyz"
         data.write_text('1\nLattice="3.6 0 0 0 3.6 0 0 0 3.6" pbc="T T T"\nCu 0 0 0\n')
+    extra = ["--model", "rf"] if case == "model_without_pool" else []
     rc, o, e = run(
         [
             "suggest",
@@ -139,6 +141,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case, expected):
             objective,
             "--out",
             str(tmp_path / "n.csv"),
+            *extra,
         ],
         capsys,
     )

@@ -118,6 +118,11 @@ def suggest_command(
     if space is None and candidates is None:
         raise ConfigError("give --space (continuous design) or --candidates (a finite pool)")
     warp = _input_warp_setting(input_warp, candidates)
+    if candidates is None and model != "gp":
+        raise ConfigError(
+            f"--model {model}: only --candidates (a finite pool) can use another surrogate; "
+            "a --space design uses a Gaussian process"
+        )
     beta_kw = {} if beta is None else {"beta": beta}  # else each ask step's own default
     objs = [parse_objective(s) for s in objective]
     sp = load_space(space) if space is not None else None
@@ -435,6 +440,8 @@ def inverse_command(
     quiet: bool = QUIET,
 ) -> None:
     """Inverse design: feasible compositions ranked by the chance to meet a target property set."""
+    import pandas as pd
+
     from matloop.design.inverse import inverse_design, parse_targets
     from matloop.design.models import PropertyModel
     from matloop.design.space import load_space
@@ -455,8 +462,12 @@ def inverse_command(
         seed=seed,
         progress=not quiet,
     )
+    written = table.copy()  # compositions as rounded (Σ = total exactly), the rest to 6 digits
+    for c in written.columns.difference(sp.names):
+        if pd.api.types.is_float_dtype(written[c]):
+            written[c] = written[c].map(lambda v: float(f"{v:.6g}"))
     with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+        written.to_csv(tmp, index=False)
     best = table.iloc[0]
     preds = ", ".join(
         f"{k} {best[f'pred_{k}_mean']:.4g} [{best[f'pred_{k}_lo95']:.4g}, "
