@@ -180,6 +180,18 @@ def test_fit_predict_evaluate(tmp_path, capsys):
     df = pd.read_csv(pred)
     assert np.corrcoef(df["nd"], df["pred_nd_mean"])[0, 1] > 0.9
     assert (df["pred_Tg_std"] > 0).all()
+    own = pd.read_csv(data).assign(batch_id=123456789.25)  # a user's column, 11 digits
+    own.to_csv(tmp_path / "own.csv", index=False)
+    pred = tmp_path / "own_pred.csv"
+    rc, o, e = run(
+        ["predict", "--model", str(model), "--data", str(tmp_path / "own.csv")]
+        + ["--out", str(pred)],
+        capsys,
+    )
+    assert rc == 0, e
+    written = pd.read_csv(pred)
+    assert (written["batch_id"] == 123456789.25).all()  # written as read, not to 6 digits
+    assert np.allclose(written["SiO2"], own["SiO2"], rtol=0, atol=0)
     for split in ("group", "family"):
         js = tmp_path / f"{split}.json"
         rc, o, e = run(

@@ -268,33 +268,18 @@ class RunState:
         return {r.member: r.path for r in self._rows(kind="model", iteration=iteration)}
 
     def record_model(self, iteration: int, member: int, path: str, metrics: dict) -> None:
-        with self._unique_transaction():
-            key = f"it{iteration:03d}-m{member}"
-            if self.get_key("model", key) is None:
-                self._write(
-                    f"model:{key}",
-                    Atoms(),
-                    to_jsonable(metrics),
-                    kind="model",
-                    key=key,
-                    iteration=iteration,
-                    member=member,
-                    path=str(path),
-                )
+        key = f"it{iteration:03d}-m{member}"
+        self._record_once("model", key, metrics, iteration=iteration, member=member, path=str(path))
 
     # -- iterations --------------------------------------------------------------------------
     def record_iteration(self, iteration: int, record: dict[str, Any]) -> None:
+        self._record_once("iteration", f"it{iteration:03d}", record, iteration=iteration)
+
+    def _record_once(self, kind: str, key: str, data: dict[str, Any], **kvp: Any) -> None:
+        """Write row `kind`:`key` with `data` unless it exists (a resumed run writes it again)."""
         with self._unique_transaction():
-            key = f"it{iteration:03d}"
-            if self.get_key("iteration", key) is None:
-                self._write(
-                    f"iteration:{key}",
-                    Atoms(),
-                    to_jsonable(record),
-                    kind="iteration",
-                    key=key,
-                    iteration=iteration,
-                )
+            if self.get_key(kind, key) is None:
+                self._write(f"{kind}:{key}", Atoms(), to_jsonable(data), kind=kind, key=key, **kvp)
 
     def iterations(self) -> list[dict[str, Any]]:
         rows = sorted(self._rows(kind="iteration"), key=lambda r: r.iteration)

@@ -161,10 +161,8 @@ def suggest_command(
             )
     with atomic_path(out) as tmp:
         table = res.table.copy()
-        for c in table.columns:
-            if c.startswith("pred_") or c == "acquisition":
-                table[c] = table[c].map(lambda v: float(f"{v:.6g}"))
-        table.to_csv(tmp, index=False)
+        cols = [c for c in table.columns if c.startswith("pred_") or c == "acquisition"]
+        _six_digits(table, cols).to_csv(tmp, index=False)
     for m in res.messages:
         if "space-filling" not in m:
             typer.echo(m)
@@ -345,8 +343,10 @@ def predict_command(
     for j, p in enumerate(m.properties):
         frame[f"pred_{p}_mean"] = mean[:, j]
         frame[f"pred_{p}_std"] = std[:, j]
-    with atomic_path(out) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(out) as tmp:  # the input columns as they were read, predictions to 6 digits
+        _six_digits(frame, [c for c in frame.columns if c.startswith("pred_")]).to_csv(
+            tmp, index=False
+        )
     typer.echo(f"predicted {len(frame)} rows → {out}")
 
 
@@ -440,8 +440,6 @@ def inverse_command(
     quiet: bool = QUIET,
 ) -> None:
     """Inverse design: feasible compositions ranked by the chance to meet a target property set."""
-    import pandas as pd
-
     from matloop.design.inverse import inverse_design, parse_targets
     from matloop.design.models import PropertyModel
     from matloop.design.space import load_space
@@ -462,12 +460,8 @@ def inverse_command(
         seed=seed,
         progress=not quiet,
     )
-    written = table.copy()  # compositions as rounded (Σ = total exactly), the rest to 6 digits
-    for c in written.columns.difference(sp.names):
-        if pd.api.types.is_float_dtype(written[c]):
-            written[c] = written[c].map(lambda v: float(f"{v:.6g}"))
-    with atomic_path(out) as tmp:
-        written.to_csv(tmp, index=False)
+    with atomic_path(out) as tmp:  # compositions as rounded (Σ = total exactly)
+        _six_digits(table, [c for c in table.columns if c not in sp.names]).to_csv(tmp, index=False)
     best = table.iloc[0]
     preds = ", ".join(
         f"{k} {best[f'pred_{k}_mean']:.4g} [{best[f'pred_{k}_lo95']:.4g}, "
@@ -490,3 +484,15 @@ def register(app: typer.Typer) -> None:
     sub.command("evaluate")(evaluate_command)
     sub.command("inverse")(inverse_command)
     app.add_typer(sub, name="design", help=_HELP)
+
+
+def _six_digits(frame, columns: list[str]):
+    """A copy of `frame` with the float `columns` rounded to 6 significant digits (model
+    outputs); every other column is written as it was read."""
+    import pandas as pd
+
+    out = frame.copy()
+    for c in columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].map(lambda v: float(f"{v:.6g}"))
+    return out
