@@ -107,3 +107,26 @@ def test_loading_a_model_leaves_torch_threads_alone(tiny_cu_model):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_non_model_file_is_one_clear_error(tmp_path, tiny_cu_model):
+    """A CSV/extxyz given as MODEL is refused as a ModelFileError, not an internal IndexError."""
+    csv = tmp_path / "train_log.csv"
+    csv.write_text("epoch,train_energy_mae\n0,1.0\n1,0.5\n")
+    xyz = tmp_path / "data.xyz"
+    xyz.write_text('1\nLattice="3 0 0 0 3 0 0 0 3" energy=-1.0 pbc="T T T"\nCu 0 0 0\n')
+    for path in (csv, xyz):
+        with pytest.raises(ModelFileError, match="not a torch archive"):
+            matloop.load(path)
+
+
+class _NotPlainData:
+    pass
+
+
+def test_model_file_with_code_is_refused_without_torch_advice(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "matloop-potential", "x": _NotPlainData()}, evil)
+    with pytest.raises(ModelFileError, match="other than tensors and plain data") as err:
+        matloop.load(evil)
+    assert "weights_only" not in str(err.value)

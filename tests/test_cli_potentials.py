@@ -246,3 +246,38 @@ def test_metric_table_leaves_out_rows_without_values():
     assert len(lines) == 2 and lines[1].startswith("valid") and "0.0004" in lines[1]
     both = _table({"train": {"force_mae_ev_per_a": 0.003}, "valid": {"force_mae_ev_per_a": 0.002}})
     assert [line.split()[0] for line in both.splitlines()[1:]] == ["train", "valid"]
+
+
+def test_resume_with_another_family_keeps_the_run(tmp_path, data_files, tiny_config, capsys):
+    """`--resume` of a bpnn run without its --config (so: the default ace) or with another
+    family is refused before any work; the run's model and checkpoint stay byte-identical."""
+    train_file, _ = data_files
+    out = tmp_path / "run"
+    argv = ["train", "--train", str(train_file), "--out", str(out), "--no-progress"]
+    assert main([*argv, "--config", str(tiny_config)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    for extra, words in (
+        ([], "continues a 'bpnn' run, not 'ace'"),
+        (["--model", "kernel"], "continues a 'bpnn' run, not 'kernel'"),
+        (["--model", "painn"], "continues a 'bpnn' run, not 'painn'"),
+    ):
+        assert main([*argv, "--resume", *extra]) != 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err and "Traceback" not in err, err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # a checkpoint written before checkpoints named their family: a closed-form family is
+    # still refused (it would refit from scratch over the run's model)
+    import torch
+
+    from matloop.training.trainer import load_checkpoint
+
+    payload = load_checkpoint(out / "checkpoint.pt")
+    del payload["family"]
+    torch.save(payload, out / "checkpoint.pt")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main([*argv, "--resume"]) != 0
+    assert "'ace' is fitted in one step" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # the original command plus --resume still continues it
+    assert main([*argv, "--config", str(tiny_config), "--resume"]) == 0

@@ -144,3 +144,13 @@ def test_written_files_are_readable_by_others(tmp_path, emt_cu_dataset):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_unknown_extension_says_what_to_do(tmp_path, emt_cu_dataset):
+    """ASE's UnknownFileTypeError carries only the extension ('txt'): the message explains it."""
+    path = tmp_path / "train.txt"
+    emt_cu_dataset.write(tmp_path / "train.xyz")
+    path.write_text((tmp_path / "train.xyz").read_text())
+    with pytest.raises(DataError, match=r"train.txt: ASE does not know the file type 'txt'") as err:
+        read_dataset(path)
+    assert ".xyz" in str(err.value)

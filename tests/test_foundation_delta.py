@@ -87,6 +87,25 @@ def test_train_delta_needs_a_base_name(tmp_path, si_sw):
         train_delta(si_sw[0], resolve_calculator("sw"), tmp_path, _config(1), progress=False)
 
 
+def test_delta_base_that_lacks_an_element_is_refused(tmp_path):
+    """A base that does not describe the data's elements is refused before any work: EMT on
+    Mo failed mid-way with an internal NotImplementedError, and a Si Stillinger-Weber under
+    Cu was accepted as a (meaningless) base."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from matloop.errors import UnknownElementError
+
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    cu.calc = EMT()
+    cu.get_forces()
+    with pytest.raises(UnknownElementError, match=r"Cu in training structure 0 .*'sw'"):
+        base_predictions([cu], "sw")
+    mo = bulk("Mo", "bcc", a=3.16, cubic=True)
+    with pytest.raises(UnknownElementError, match=r"Mo in training structure 0 .*'emt'"):
+        base_predictions([mo], "emt")
+
+
 def test_foundation_names_are_registered():
     from matloop.calculators import builtin_calculators
 

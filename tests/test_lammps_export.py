@@ -212,6 +212,16 @@ def test_cli_export_and_non_ace_model(fitted, tmp_path, capsys):
     assert not (tmp_path / "unfitted" / "model.yace").exists()
 
 
+def test_cli_export_refuses_a_delta_model(fitted, tmp_path, capsys):
+    """A delta model's .yace would hold only the correction (pair_style pace drops the base)."""
+    path = tmp_path / "model.pt"
+    save_model(fitted, path, {"delta_base": "emt"})
+    assert main(["export", str(path), "--format", "lammps", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "delta model" in err and "matloop lammps run" in err
+    assert not (tmp_path / "o").exists()
+
+
 # ------------------------------------------------------------------------- LAMMPS: fix external
 def _calc(family: str, fitted: AcePotential) -> MatloopCalculator:
     if family == "ace":

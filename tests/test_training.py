@@ -114,3 +114,26 @@ def test_model_selection_score_weighs_stress_like_the_loss():
     # a model with a worse stress must score worse when stress is in the loss
     worse = {**metrics, "stress_rmse_gpa": 1.0}
     assert _weighted_score(worse, weights) > _weighted_score(with_stress, weights)
+
+
+def test_evaluate_force_errors_cover_the_structures_that_have_forces(emt_cu_test_dataset):
+    """A test set where some structures have no reference forces still reports the force
+    errors of the others (before: every force metric silently disappeared)."""
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from matloop.data import Dataset
+
+    frames = []
+    for i, atoms in enumerate(list(emt_cu_test_dataset)[:4]):
+        results = dict(atoms.calc.results)
+        if i % 2:
+            results.pop("forces")
+        else:
+            results["forces"] = results["forces"] + 0.1  # EMT will be off by exactly 0.1
+        work = atoms.copy()
+        work.calc = SinglePointCalculator(work, **results)
+        frames.append(work)
+    metrics = evaluate(EMT(), Dataset(frames, require_forces=False))
+    assert metrics["force_mae_ev_per_a"] == pytest.approx(0.1, abs=1e-9)
+    assert metrics["energy_mae_mev_per_atom"] == pytest.approx(0.0, abs=1e-6)

@@ -53,11 +53,17 @@ def predict(calc, dataset: Dataset, progress: bool = False) -> Predictions:
     from tqdm.auto import tqdm
 
     predicted = []
+    with_forces = _any_forces(dataset)
     for atoms in tqdm(dataset, desc="predicting", disable=not progress, leave=False):
         work = atoms.copy()
         work.calc = calc
-        predicted.append(_single_point(work, dataset.has_forces, dataset.has_stress))
+        predicted.append(_single_point(work, with_forces, dataset.has_stress))
     return compare(dataset, predicted)
+
+
+def _any_forces(dataset: Dataset) -> bool:
+    """True when any structure has reference forces (the force errors cover those)."""
+    return any(forces_of(atoms) is not None for atoms in dataset)
 
 
 def _single_point(work, with_forces: bool, with_stress: bool):
@@ -81,7 +87,8 @@ def compare(dataset: Dataset, predicted: list) -> Predictions:
     """Predictions from structures already computed (each with a calculator holding energy,
     forces and optionally stress), aligned with the reference `dataset`."""
     e_ref, e_pred, n_atoms, f_ref, f_pred, s_ref, s_pred = [], [], [], [], [], [], []
-    with_forces = dataset.has_forces
+    # structures without reference forces (or stress) get NaN rows: the errors cover the rest
+    with_forces = _any_forces(dataset)
     with_stress = dataset.has_stress
     for atoms, work in zip(dataset, predicted, strict=True):
         n = len(atoms)
@@ -89,7 +96,8 @@ def compare(dataset: Dataset, predicted: list) -> Predictions:
         e_pred.append(work.get_potential_energy() / n)
         n_atoms.append(n)
         if with_forces:
-            f_ref.append(forces_of(atoms))
+            ref_forces = forces_of(atoms)
+            f_ref.append(ref_forces if ref_forces is not None else np.full((n, 3), np.nan))
             f_pred.append(work.get_forces())
         if with_stress:
             ref = stress_of(atoms)
@@ -117,8 +125,13 @@ def metrics_from_predictions(pred: Predictions) -> dict:
         "energy_mae_mev_per_atom": float(1000 * np.abs(de).mean()),
         "energy_rmse_mev_per_atom": float(1000 * np.sqrt((de**2).mean())),
     }
-    if pred.forces_ref is not None and len(pred.forces_ref):
-        df = pred.forces_pred - pred.forces_ref
+    rows = (
+        np.isfinite(pred.forces_ref).all(1)
+        if pred.forces_ref is not None and len(pred.forces_ref)
+        else np.zeros(0, dtype=bool)
+    )
+    if rows.any():
+        df = pred.forces_pred[rows] - pred.forces_ref[rows]
         out["force_mae_ev_per_a"] = float(np.abs(df).mean())
         out["force_rmse_ev_per_a"] = float(np.sqrt((df**2).mean()))
         out["max_abs_force_error_ev_per_a"] = float(np.abs(df).max())
@@ -200,8 +213,8 @@ def parity_plot(pred: Predictions, path: str | os.PathLike, title: str | None = 
             )
         )
     for ax, (label, ref, prd, text) in zip(axes, panels, strict=True):
-        lo = float(min(np.min(ref), np.min(prd)))
-        hi = float(max(np.max(ref), np.max(prd)))
+        lo = float(min(np.nanmin(ref), np.nanmin(prd)))
+        hi = float(max(np.nanmax(ref), np.nanmax(prd)))
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         ax.set_xlabel(f"reference {label}")
         ax.set_ylabel(f"predicted {label}")

@@ -30,7 +30,14 @@ def export_command(
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    pot, _ = load_model(resolve_model_path(model))
+    pot, metadata = load_model(resolve_model_path(model))
+    if metadata.get("delta_base"):
+        # model.yace would hold only the correction: pair_style pace would silently drop the base
+        raise ConfigError(
+            f"{model} is a delta model (a correction to {metadata['delta_base']!r}); "
+            "model.yace would hold only the correction, so pair_style pace would miss the base. "
+            "Run base + correction in LAMMPS with 'matloop lammps run MODEL INPUT'"
+        )
     written = export_lammps(pot, out, force=force, spline_step=spline_step)
     for path in written:
         typer.echo(f"wrote {path}")

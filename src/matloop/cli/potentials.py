@@ -49,7 +49,7 @@ def train_command(
         from matloop.errors import ConfigError
 
         raise ConfigError("--delta-base cannot be combined with --resume or --init-model")
-    _check_out_dir(out, resume=resume, force=force)
+    _check_out_dir(out, resume=resume, force=force, family=cfg.model.family)
     if init_model is not None:
         import matloop
 
@@ -123,10 +123,10 @@ def _check_numbers(**values: float | None) -> None:
             raise ConfigError(f"{option} must be a positive number of seconds, got {value}")
 
 
-def _check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
-    """Refuse to clobber a trained model, or to resume without a checkpoint."""
+def _check_out_dir(out: Path, *, resume: bool, force: bool, family: str) -> None:
+    """Refuse to clobber a trained model, or to resume without a (matching) checkpoint."""
     from matloop.errors import ConfigError
-    from matloop.training.trainer import CHECKPOINT_FILENAME, load_checkpoint
+    from matloop.training.trainer import CHECKPOINT_FILENAME, check_resumable
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
@@ -136,7 +136,8 @@ def _check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
             raise ConfigError(
                 f"nothing to resume: {out} has no {CHECKPOINT_FILENAME}; train without --resume"
             )
-        load_checkpoint(checkpoint)  # refuses an unsafe or foreign file before any work
+        # refuses an unsafe or foreign file, or another family's run, before any work
+        check_resumable(checkpoint, family)
     elif not force and ((out / "model.pt").exists() or checkpoint.exists()):
         raise ConfigError(
             f"{out} already holds a trained model; use --force to overwrite it, --resume to "

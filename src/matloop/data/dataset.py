@@ -96,8 +96,9 @@ def validate_structure(
     if forces is None:
         if require_forces:
             raise DataError(
-                f"{where}: missing forces (train with forces weight 0 and read with "
-                "require_forces=False for energy-only data)"
+                f"{where}: missing forces (to train on energy-only data, set "
+                "training.loss.forces: 0 in --config; from Python, read_dataset(..., "
+                "require_forces=False))"
             )
     else:
         forces = np.asarray(forces)

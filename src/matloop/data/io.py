@@ -124,14 +124,27 @@ def read_structures(
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - ASE raises many kinds; report them in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot read {path}: {first}") from exc
+        raise DataError(f"cannot read {path}: {_read_failure(exc)}") from exc
     if isinstance(frames, Atoms):
         frames = [frames]
     frames = list(frames)
     if not frames:
         raise DataError(f"{path}: no structures found in this {what}")
     return frames
+
+
+def _read_failure(exc: BaseException) -> str:
+    """One line for an exception of ``ase.io.read``: its first line, or for a file name whose
+    format ASE cannot guess (it says only ``txt``) what to do about it."""
+    from ase.io.formats import UnknownFileTypeError
+
+    text = str(exc).strip()
+    if isinstance(exc, UnknownFileTypeError) and " " not in text:
+        return (
+            f"ASE does not know the file type {text!r} from its name; use an extension ASE "
+            "reads (.xyz, .extxyz, .traj, .db, vasprun.xml, OUTCAR, ...)"
+        )
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _looks_like_db(path: Path) -> bool:
@@ -247,7 +260,6 @@ def _raw_chunks(
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - ASE raises many kinds; report them in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot read {path}: {first}") from exc
+        raise DataError(f"cannot read {path}: {_read_failure(exc)}") from exc
     if chunk:
         yield chunk

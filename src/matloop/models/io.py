@@ -66,10 +66,10 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
     path = resolve_model_path(path)
     try:
         payload = torch_load_plain(path)
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, RuntimeError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler raises many kinds on bad files
         raise ModelFileError(
-            f"{path} is not a readable matloop model (truncated or corrupted?): {reason}"
+            f"{path} is not a readable matloop model (truncated or corrupted?): "
+            f"{_load_failure_reason(path, exc)}"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path} is not a matloop model file")
@@ -81,6 +81,24 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
             "Upgrade matloop or retrain the model."
         )
     return payload
+
+
+def _load_failure_reason(path: Path, exc: BaseException) -> str:
+    """One line saying why `path` could not be read as a model file.
+
+    Not a torch archive at all (e.g. an extxyz or CSV file given as the model): say so rather
+    than repeat torch's advice to retry with ``weights_only=False``, which matloop never does.
+    """
+    try:
+        is_archive = zipfile.is_zipfile(path)
+    except OSError:
+        is_archive = False
+    if not is_archive:
+        return "not a torch archive (matloop writes model files with torch.save)"
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        return "it holds objects other than tensors and plain data (refused: no code is unpickled)"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_model(path: str | os.PathLike) -> tuple[Potential, dict[str, Any]]:

@@ -37,8 +37,17 @@ def base_predictions(
     from tqdm.auto import tqdm
 
     from matloop.calculators import resolve_calculator
+    from matloop.md.runner import check_elements
 
     calc = resolve_calculator(base, **base_kwargs)
+    # a base that does not describe an element would fail mid-way (EMT) or, worse, give a
+    # meaningless base for it (a Si Stillinger-Weber under Cu): refuse before any work
+    seen: set[str] = set()
+    for i, atoms in enumerate(structures):
+        symbols = set(atoms.get_chemical_symbols())
+        if not symbols <= seen:
+            check_elements(atoms, calc, base, where=f"training structure {i}")
+            seen |= symbols
     out = []
     for atoms in tqdm(structures, desc=f"{base} labels", disable=not progress, leave=False):
         work = atoms.copy()

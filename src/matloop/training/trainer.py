@@ -236,6 +236,8 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / CHECKPOINT_FILENAME
+    if resume and checkpoint_path.exists():
+        check_resumable(checkpoint_path, config.model.family)
     _seed_everything(tp.seed)
     dtype = getattr(torch, tp.dtype)
     start_time = time.perf_counter()
@@ -475,6 +477,7 @@ class _Progress:
         payload = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
+            "family": model.family,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -541,6 +544,29 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"supported (expects {CHECKPOINT_VERSION}); train without --resume"
         )
     return payload
+
+
+def check_resumable(path: str | os.PathLike, family: str) -> None:
+    """Refuse to `--resume` checkpoint `path` as a `family` run it cannot continue.
+
+    A closed-form family (``ace``, ``kernel``, ...) never writes a checkpoint, so resuming one
+    would silently refit from scratch and overwrite the model of the run that wrote it; a
+    checkpoint of another family cannot be continued either. Checkpoints name their family
+    (files from before that only get the closed-form check).
+    """
+    payload = load_checkpoint(path)
+    written_by = payload.get("family")
+    if written_by is not None and written_by != family:
+        raise ConfigError(
+            f"{path} continues a {written_by!r} run, not {family!r}; resume with the original "
+            "run's --model/--config, or train into another --out"
+        )
+    if get_family(family).custom_fit:
+        raise ConfigError(
+            f"--resume continues gradient training, but {family!r} is fitted in one step and "
+            f"{path} belongs to another run; resume with the original run's --model/--config, "
+            "or train into another --out"
+        )
 
 
 def _write_logs(out_dir: Path, history: list[dict[str, Any]]) -> Path:

@@ -619,7 +619,7 @@ def build_report(
         else float("nan")
     )
     fmax_ref = (
-        float(np.linalg.norm(pred_test.forces_ref, axis=1).max())
+        float(np.nanmax(np.linalg.norm(pred_test.forces_ref, axis=1)))
         if pred_test.forces_ref is not None
         else float("nan")
     )
