@@ -96,6 +96,12 @@ def test_md_cli_nve_prints_drift_and_writes_files(cu_file, tmp_path, capsys):
     [
         (["--steps", "0"], "steps must be a positive integer"),
         (["--ensemble", "nph"], "unknown ensemble"),
+        (["--thermostat", "nose-hoover"], "--thermostat has no effect in NVE"),
+        (["--ensemble", "nvt", "--pressure", "5"], "--pressure has no effect in NVT"),
+        (["--ensemble", "nvt", "--barostat", "mtk"], "--barostat has no effect in NVT"),
+        (["--ensemble", "npt", "--thermostat", "langevin"], "--thermostat has no effect in NPT"),
+        (["--ensemble", "npt", "--thermostat", "x"], "--thermostat has no effect in NPT"),
+        (["--ensemble", "nvt", "--thermostat", "x"], "unknown thermostat"),
     ],
 )
 def test_md_cli_bad_options(cu_file, capsys, args, message):

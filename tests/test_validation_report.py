@@ -255,3 +255,29 @@ def resolve_sw():
     from matloop.calculators import resolve_calculator
 
     return resolve_calculator("sw")
+
+
+def test_largest_force_limit_follows_the_reference_data(tmp_path):
+    """Forces the reference data itself has are not absurd: the default 10 eV/Å limit rises to
+    1.5 × the test set's largest reference |F|; a limit the user sets stands."""
+    frames = []
+    for seed in range(2):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+        atoms.rattle(0.2, seed=seed)  # EMT forces up to ~14 eV/Å
+        frames.append(label_with(atoms, EMT()))
+    test = Dataset(frames)
+    settings = {**FAST, "nve_ps": 0.0, "n_physics_structures": 0}
+
+    def largest(thresholds=None):
+        report = build_report(
+            EMT(), test, out_dir=tmp_path / ("set" if thresholds else "default"), settings=settings,
+            thresholds=thresholds,
+        )  # fmt: skip
+        return next(c for c in report["checks"] if c["name"] == "largest force")
+
+    check = largest()
+    assert check["value"] > 10 and check["passed"] is True
+    assert check["threshold"] == pytest.approx(1.5 * check["value"])  # the model is EMT itself
+    with pytest.warns(UserWarning, match="largest force"):
+        check = largest(Thresholds(max_force_ev_per_a=10.0))
+    assert check["passed"] is False and check["threshold"] == 10.0

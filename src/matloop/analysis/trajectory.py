@@ -30,8 +30,12 @@ def frame_times_ps(frames: list[Atoms], timestep_ps: float | None = None) -> np.
         times = np.array([float(f.info["time_ps"]) for f in frames])
     except KeyError:
         raise ConfigError(
-            "the trajectory frames carry no 'time_ps'; give the time between frames (ps)"
+            "the trajectory frames carry no 'time_ps'; give the time between frames in ps "
+            "(--dt, or timestep_ps in Python)"
         ) from None
     if len(times) > 1 and np.any(np.diff(times) <= 0):
-        raise DataError("frame times are not increasing; give the time between frames (ps)")
+        raise DataError(
+            "frame times are not increasing; give the time between frames in ps "
+            "(--dt, or timestep_ps in Python)"
+        )
     return times

@@ -41,14 +41,20 @@ def md_command(
     structure: Path = typer.Argument(..., help="Start structure (any ASE-readable file)."),
     ensemble: str = typer.Option("nve", "--ensemble", "-e", help="nve, nvt or npt."),
     temperature: float = typer.Option(300.0, "--temperature", "-T", help="Temperature (K)."),
-    pressure: float = typer.Option(0.0, "--pressure", "-P", help="Pressure for NPT (GPa)."),
+    pressure: float | None = typer.Option(
+        None, "--pressure", "-P", help="Pressure for NPT (GPa; default 0)."
+    ),
     timestep: float = typer.Option(1.0, "--timestep", help="Time step (fs)."),
     steps: int = typer.Option(1000, "--steps", "-n", help="Number of MD steps."),
     traj: Path | None = typer.Option(None, "--traj", help="Trajectory output (.traj or .xyz)."),
     log: Path | None = typer.Option(None, "--log", help="Log output (text table)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial velocities/thermostat."),
-    thermostat: str = typer.Option("langevin", help="NVT thermostat: langevin or nose-hoover."),
-    barostat: str = typer.Option("mtk", help="NPT barostat: mtk (correct ensemble) or berendsen."),
+    thermostat: str | None = typer.Option(
+        None, help="NVT thermostat: langevin (default) or nose-hoover."
+    ),
+    barostat: str | None = typer.Option(
+        None, help="NPT barostat: mtk (default; correct ensemble) or berendsen."
+    ),
     log_interval: int | None = typer.Option(None, help="Steps between log rows."),
     traj_interval: int | None = typer.Option(None, help="Steps between trajectory frames."),
     summary_json: Path | None = typer.Option(None, "--json", help="Write the run summary here."),
@@ -92,8 +98,15 @@ def md_command(
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
     from matloop.md import ensemble_settings
 
+    _refuse_options_of_other_ensembles(
+        ensemble, pressure=pressure, thermostat=thermostat, barostat=barostat
+    )
     md_settings = ensemble_settings(  # the ensemble is checked before anything is read
-        ensemble, temperature, pressure_gpa=pressure, thermostat=thermostat, barostat=barostat
+        ensemble,
+        temperature,
+        pressure_gpa=0.0 if pressure is None else pressure,
+        thermostat=thermostat or "langevin",
+        barostat=barostat or "mtk",
     )
     if learn:
         from matloop.active.onthefly import OnTheFlySettings
@@ -112,14 +125,14 @@ def md_command(
             threshold=max_uncertainty,
             ensemble=ensemble,
             temperature_k=temperature,
-            pressure_gpa=pressure,
+            pressure_gpa=0.0 if pressure is None else pressure,
             timestep_fs=timestep,
             steps=steps,
             seed=seed,
             check_interval=uncertainty_interval or 10,
             max_labels=max_labels,
-            thermostat=thermostat,
-            barostat=barostat,
+            thermostat=thermostat or "langevin",
+            barostat=barostat or "mtk",
         )
         _learn(model, structure, settings, train_data, learn_dir, progress)
         return
@@ -357,3 +370,19 @@ def register(app: typer.Typer) -> None:
     analyze.command("rdf")(rdf_command)
     analyze.command("msd")(msd_command)
     app.add_typer(analyze, name="analyze", help="Analyse trajectories: RDF, MSD/diffusion.")
+
+
+_ENSEMBLE_OPTIONS = {"nve": set(), "nvt": {"thermostat"}, "npt": {"pressure", "barostat"}}
+
+
+def _refuse_options_of_other_ensembles(ensemble: str, **given: object) -> None:
+    """One line for an option the ensemble would ignore (`--pressure` under NVT, say)."""
+    from matloop.errors import ConfigError
+
+    allowed = _ENSEMBLE_OPTIONS.get(str(ensemble).lower())
+    if allowed is None:  # an unknown ensemble: ensemble_settings names the choices
+        return
+    foreign = [name for name, value in given.items() if value is not None and name not in allowed]
+    if foreign:
+        options = ", ".join(f"--{name}" for name in foreign)
+        raise ConfigError(f"{options} has no effect in {ensemble.upper()}; leave it out")

@@ -22,7 +22,10 @@ class Thresholds(BaseModel):
         1.0, gt=0, description="|slope| of total energy per atom in NVE"
     )
     max_force_ev_per_a: float | None = Field(
-        10.0, gt=0, description="largest predicted |F| on test structures and in MD"
+        10.0,
+        gt=0,
+        description="largest predicted |F| on test structures and in MD (unless set, raised to "
+        "1.5 × the test set's largest reference |F| where that is larger)",
     )
     max_force_gradient_error: float | None = Field(
         1e-3, gt=0, description="max |F + ∇E_fd| / max |F| (finite differences)"

@@ -56,6 +56,14 @@ def _data_notes(train, checks: list[dict[str, Any]]) -> list[str]:
     return [f"training data: {note}"]
 
 
+def _largest_force_limit(configured: float | None, reference_max: float) -> float | None:
+    """The default 'no absurd forces' limit (eV/Å), or 1.5 × the largest reference |F| of the
+    test set where that is larger (forces the reference data has are not absurd)."""
+    if configured is None or math.isnan(reference_max):
+        return configured
+    return max(configured, 1.5 * reference_max)
+
+
 def _check(
     name: str,
     value: float | None,
@@ -645,14 +653,20 @@ def build_report(
         if not (math.isnan(fmax_test) and math.isnan(fmax_md))
         else float("nan")
     )
+    limit = (
+        th.max_force_ev_per_a
+        if "max_force_ev_per_a" in th.model_fields_set  # the user's own limit stands
+        else _largest_force_limit(th.max_force_ev_per_a, fmax_ref)
+    )
     checks.append(
         _check(
             "largest force",
             largest,
-            th.max_force_ev_per_a,
+            limit,
             "eV/Å",
             detail=f"test set {fmax_test:.3g} (reference data {fmax_ref:.3g}), "
-            f"NVE MD {fmax_md:.3g}",
+            f"NVE MD {fmax_md:.3g}"
+            + ("" if limit == th.max_force_ev_per_a else "; limit 1.5 × the reference's largest"),
         )
     )
 
