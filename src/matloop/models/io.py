@@ -87,7 +87,7 @@ def _load_failure_reason(path: Path, exc: BaseException) -> str:
     """One line saying why `path` could not be read as a model file.
 
     Not a torch archive at all (e.g. an extxyz or CSV file given as the model): say so rather
-    than repeat torch's advice to retry with ``weights_only=False``, which matloop never does.
+    than repeat torch's advice to turn its weights-only safety off, which matloop never does.
     """
     try:
         is_archive = zipfile.is_zipfile(path)
