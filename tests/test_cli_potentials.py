@@ -281,3 +281,39 @@ def test_resume_with_another_family_keeps_the_run(tmp_path, data_files, tiny_con
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     # the original command plus --resume still continues it
     assert main([*argv, "--config", str(tiny_config), "--resume"]) == 0
+
+
+def test_stress_under_a_custom_key_is_read_and_a_missing_one_is_an_error(tmp_path, capsys):
+    """`--stress-key REF_stress` reads stresses stored under that key; without it they are not
+    labels, and a key that no frame has is one line, not a silent 'no stress'."""
+    import numpy as np
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    from matloop.data import read_dataset
+
+    frames, stresses = [], []
+    for seed in range(3):
+        atoms = bulk("Cu", "fcc", a=3.6 + 0.03 * seed, cubic=True)
+        atoms.rattle(0.05, seed=seed)
+        atoms.calc = EMT()
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        stresses.append(atoms.get_stress())
+        atoms.info["REF_stress"] = stresses[-1]
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.calc = None
+        frames.append(atoms)
+    data = tmp_path / "ref.xyz"
+    write(data, frames)
+    keys = {"energy_key": "REF_energy", "forces_key": "REF_forces"}
+    assert not read_dataset(data, **keys).has_stress
+    read = read_dataset(data, **keys, stress_key="REF_stress")
+    assert read.has_stress
+    np.testing.assert_allclose([a.get_stress() for a in read], stresses, rtol=1e-9, atol=1e-12)
+    argv = ["train", "--train", str(data), "--energy-key", "REF_energy", "--forces-key"]
+    argv += ["REF_forces", "--stress-key", "REF_stres", "--out", str(tmp_path / "run"), "-q"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "no frame has the info key 'REF_stres'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -27,6 +27,7 @@ def train_command(
     ),
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
+    stress_key: str = typer.Option("stress", help="Info key of the reference stress (eV/Å³)."),
     progress: bool = PROGRESS,
     force: bool = typer.Option(False, "--force", help="Overwrite a model already in --out."),
 ) -> None:
@@ -55,7 +56,8 @@ def train_command(
 
         matloop.load(init_model)  # a missing or unsafe file fails before any work
     require_forces = cfg.training.loss.forces > 0
-    keys = {"energy_key": energy_key, "forces_key": forces_key, "require_forces": require_forces}
+    keys = {"energy_key": energy_key, "forces_key": forces_key, "stress_key": stress_key}
+    keys["require_forces"] = require_forces
     train_ds = read_dataset(train, **keys)
     valid_ds = read_dataset(valid, **keys) if valid is not None else None
     if valid_ds is not None:
@@ -205,6 +207,7 @@ def evaluate_command(
     plot: Path | None = typer.Option(None, "--plot", help="Write an energy+force parity plot."),
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
+    stress_key: str = typer.Option("stress", help="Info key of the reference stress (eV/Å³)."),
     force: bool = FORCE,
     quiet: bool = QUIET,
 ) -> None:
@@ -216,7 +219,13 @@ def evaluate_command(
 
     check_outputs(force, {"--json": json_out}, plot)
     calc = matloop.load(model)
-    dataset = read_dataset(data, energy_key=energy_key, forces_key=forces_key, require_forces=False)
+    dataset = read_dataset(
+        data,
+        energy_key=energy_key,
+        forces_key=forces_key,
+        stress_key=stress_key,
+        require_forces=False,
+    )
     known = getattr(calc, "elements", None)
     if known is not None:
         _check_coverage(list(known), dataset, "data", what=f"the model {model}")

@@ -185,6 +185,10 @@ def read_dataset(
         frames = read_structures(path, index=index, format=format)
         for i, atoms in enumerate(frames):
             check_label_keys(atoms, energy_key, forces_key, source=_redacted(path), index=i)
+        if stress_key != "stress" and not any(stress_key in a.info for a in frames):
+            raise DataError(  # stress is optional per frame, but a key no frame has is a typo
+                f"{_redacted(path)}: no frame has the info key {stress_key!r} for the stress"
+            )
         frames = [_from_info(a, energy_key, forces_key, stress_key) for a in frames]
         Dataset(frames, source=_redacted(path), validate=validate, require_forces=require_forces)
         structures.extend(frames)
