@@ -200,3 +200,24 @@ def test_reference_code_exceptions_are_classified_by_type_first():
     # a crash whose message merely mentions the SCF is a crash when its type says so
     assert classify_exception(MemoryError("out of memory in scf")) == "crash"
     assert classify_exception(RuntimeError("segmentation fault")) == "crash"
+
+
+def test_a_configuration_error_fails_at_once_and_is_not_taken_for_an_scf_failure():
+    # the pyscf labeller's "package missing" or "molecules only" errors name "pyscf", whose
+    # letters contain "scf": they must not climb the SCF ladder (4 attempts of the same error)
+    from matloop.labelling.base import Labeller, classify_exception
+
+    exc = ConfigError("the reference code needs the Python package 'pyscf': pip install pyscf")
+    assert classify_exception(exc) == "config"
+
+    class Unusable(Labeller):
+        name = "pyscf"
+        default_handlers = {"scf": [{"max_cycle": 200}, {"damp": 0.5}], "crash": [{}]}
+
+        def prepare(self, atoms, settings):
+            raise ConfigError("the pyscf labeller handles molecules only (pbc must be False)")
+
+    result = Unusable({}).label(molecule("H2O"))
+    assert result.status is LabelStatus.FAILED
+    assert len(result.attempts) == 1
+    assert result.reason.startswith("config: ConfigError: the pyscf labeller handles molecules")

@@ -24,6 +24,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import SCFError
 
+from matloop.errors import ConfigError
 from matloop.utils.jsonable import to_jsonable
 
 
@@ -141,7 +142,10 @@ _SCF_ERROR_NAMES = {"KohnShamConvergenceError", "ConvergenceError", "SCFConverge
 
 
 def classify_exception(exc: BaseException) -> str:
-    """Map an exception from a reference code to an error kind: 'scf', 'timeout' or 'crash'."""
+    """Map an exception from a reference code to an error kind: 'scf', 'timeout', 'crash' or
+    'config' (a setup the labeller cannot run, e.g. a missing package: never retried)."""
+    if isinstance(exc, ConfigError):
+        return "config"
     if isinstance(exc, LabelTimeout | TimeoutError | subprocess.TimeoutExpired):
         return "timeout"
     if isinstance(exc, ScfConvergenceError | SCFError):
@@ -194,7 +198,8 @@ class Labeller:
     most `max_retries` times, then gives up with status FAILED.
 
     Handlers: ``{error_kind: [settings_patch, ...]}``, patches applied cumulatively in order;
-    error kinds are 'scf', 'timeout' and 'crash'.
+    error kinds are 'scf', 'timeout' and 'crash' ('config', a :class:`ConfigError` such as a
+    missing package, has no ladder: it fails at once).
     """
 
     name: str = "labeller"
