@@ -374,6 +374,76 @@ def test_cli_lammps_run(fitted, tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 0 and "in.nve:4" in err and "missing.data" in err
 
 
+MASSES_AFTER_BOX = """units metal
+atom_style atomic
+region b block 0 7.2 0 7.2 0 7.2
+create_box 2 b
+create_atoms 1 random 8 123 NULL overlap 2.0
+create_atoms 2 random 8 456 NULL overlap 2.0
+mass 1 58.6934
+mass 2 63.546
+run 0
+"""
+
+
+@needs_lammps
+def test_cli_lammps_run_refuses_types_in_another_order(fitted, tmp_path, monkeypatch, capsys):
+    """A data file written with another specorder would silently run Cu as Ni and Ni as Cu."""
+    from ase.io import write
+
+    save_model(fitted, tmp_path / "model.pt")  # elements Cu, Ni
+    write(tmp_path / "swapped.data", _random_cell(15), format="lammps-data",
+          specorder=["Ni", "Cu"], masses=True)  # fmt: skip
+    (tmp_path / "in.run0").write_text(
+        "units metal\natom_style atomic\nread_data swapped.data\n"
+        'run 0\nprint "$(pe:%.15g)" file pe.txt\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    args = ["lammps", "run", "model.pt", "in.run0"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "type 1 has the mass of Ni" in err and "--elements Ni,Cu" in err
+    assert not (tmp_path / "pe.txt").exists()
+    # naming the types' elements runs the right structure
+    assert main([*args, "--elements", "Ni,Cu"]) == 0
+    want = _ase(MatloopCalculator(fitted), _random_cell(15))[0]
+    assert float((tmp_path / "pe.txt").read_text()) == pytest.approx(want, rel=1e-6)
+    assert main([*args, "--no-mass-check"]) == 0  # deliberately other masses: allowed
+    # masses set by `mass` commands after the box (and the fix) exist: caught at the first call
+    (tmp_path / "in.later").write_text(MASSES_AFTER_BOX)
+    assert main(["lammps", "run", "model.pt", "in.later"]) == 1
+    assert "type 1 has the mass of Ni" in capsys.readouterr().err
+    # masses of no element (isotopes, scaled masses) pass
+    lmp = lmp_mod.open_lammps()
+    try:
+        lmp_mod.setup_cell(lmp, _random_cell(16), ELEMENTS)
+        lmp.command("mass 1 70.0")
+        lmp_mod.attach(lmp, MatloopCalculator(fitted))
+    finally:
+        lmp.close()
+
+
+@needs_lammps
+def test_cli_lammps_run_with_replicate(fitted, tmp_path, monkeypatch, capsys):
+    """`replicate` after read_data (LAMMPS refuses it while a fix external exists)."""
+    from ase.io import write
+
+    save_model(fitted, tmp_path / "model.pt")
+    cell = _random_cell(17, n_rep=1)
+    write(tmp_path / "cell.data", cell, format="lammps-data", specorder=ELEMENTS, masses=True)
+    (tmp_path / "in.rep").write_text(
+        "units metal\natom_style atomic\nread_data cell.data\nrun 0\nreplicate 2 1 1\n"
+        'run 0\nprint "$(pe:%.15g) $(atoms)" file pe.txt\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["lammps", "run", "model.pt", "in.rep"]) == 0
+    assert "matloop: 2 model evaluations" in capsys.readouterr().out
+    pe, n = (tmp_path / "pe.txt").read_text().split()
+    assert int(n) == 2 * len(cell)
+    want = _ase(MatloopCalculator(fitted), cell.repeat((2, 1, 1)))[0]
+    assert float(pe) == pytest.approx(want, rel=1e-6)
+
+
 # ------------------------------------------------------------------------- LAMMPS: pair_style pace
 @needs_pace
 def test_lammps_reads_hand_made_yace(tmp_path):

@@ -69,6 +69,11 @@ def lammps_run_command(
         None, "--log", help="Write LAMMPS' log here (default: none; never overwritten)."
     ),
     fix_id: str = typer.Option("matloop", "--fix-id", help="ID of the fix external it defines."),
+    no_mass_check: bool = typer.Option(
+        False,
+        "--no-mass-check",
+        help="Allow a type whose mass is another element's (default: refused, a type-order slip).",
+    ),
 ) -> None:
     """Run a LAMMPS input with a matloop model as the potential (fix external, every step).
 
@@ -87,7 +92,13 @@ def lammps_run_command(
     lmp = open_lammps(["-nocite", "-log", str(log) if log is not None else "none"])
     try:
         fix = run_input(
-            lmp, input_file, calc, elements=elements, fix_id=fix_id, variables=variables
+            lmp,
+            input_file,
+            calc,
+            elements=elements,
+            fix_id=fix_id,
+            variables=variables,
+            check_masses=not no_mass_check,
         )
     finally:
         lmp.close()

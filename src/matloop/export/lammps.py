@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_masses, atomic_numbers
+from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
 from matloop.errors import ConfigError, MatloopError, UnknownElementError
 
@@ -110,9 +110,12 @@ class MatloopFix:
     (called by :func:`run_input` after each command) raises it.
     """
 
-    def __init__(self, lmp, calculator, elements: list[str], fix_id: str) -> None:
+    def __init__(
+        self, lmp, calculator, elements: list[str], fix_id: str, *, check_masses: bool = True
+    ) -> None:
         self.lmp, self.calculator, self.fix_id = lmp, calculator, fix_id
         self.elements = list(elements)
+        self.check_masses = check_masses
         self._numbers = np.array([atomic_numbers[e] for e in self.elements])
         self._atoms: Atoms | None = None
         self.calls = 0
@@ -139,6 +142,9 @@ class MatloopFix:
 
     def _compute(self, nlocal: int, tag, x, f) -> None:
         lmp = self.lmp
+        if self.calls == 0 and self.check_masses:
+            # masses set after the fix was attached (mass commands after create_box)
+            check_type_masses(lmp, self.elements)
         order = np.argsort(np.asarray(tag).reshape(-1))
         types = np.asarray(lmp.numpy.extract_atom("type", nelem=nlocal)).reshape(-1)
         atoms = self._structure(self._numbers[types[order] - 1], np.asarray(x)[order])
@@ -171,7 +177,9 @@ class MatloopFix:
         return atoms
 
 
-def attach(lmp, calculator, *, elements=None, fix_id: str = "matloop") -> MatloopFix:
+def attach(
+    lmp, calculator, *, elements=None, fix_id: str = "matloop", check_masses: bool = True
+) -> MatloopFix:
     """Make `calculator` (an ASE calculator: any matloop model) the potential of `lmp`.
 
     Defines ``fix fix_id all external pf/callback 1 1`` with its energy and virial counted in
@@ -180,6 +188,11 @@ def attach(lmp, calculator, *, elements=None, fix_id: str = "matloop") -> Matloo
     `elements` names the element of each atom type in type order (a list or ``"Cu,Ni"``;
     default: the calculator's ``elements``, which then must match the number of types). Any
     ``pair_style`` the input defines adds to the model (normally define none).
+
+    A type whose LAMMPS mass is the standard mass of another element than the one it is run as
+    (types in another order than `elements`, e.g. a data file written with another
+    ``specorder``) raises `ConfigError`, here or at the first evaluation if the masses are set
+    later; `check_masses=False` allows it (deliberately changed masses).
     """
     if not int(lmp.extract_setting("box_exist")):
         raise ConfigError("create the LAMMPS box (read_data, create_box) before attaching")
@@ -192,7 +205,9 @@ def attach(lmp, calculator, *, elements=None, fix_id: str = "matloop") -> Matloo
     if lmp.has_id("fix", fix_id):
         raise ConfigError(f"LAMMPS already has a fix with ID {fix_id!r}; choose another fix_id")
     elements = _type_elements(calculator, elements, int(lmp.extract_global("ntypes")))
-    fix = MatloopFix(lmp, calculator, elements, fix_id)
+    if check_masses:
+        check_type_masses(lmp, elements)
+    fix = MatloopFix(lmp, calculator, elements, fix_id, check_masses=check_masses)
     lmp.commands_list(
         [
             f"fix {fix_id} all external pf/callback 1 1",
@@ -240,6 +255,41 @@ def _type_elements(calculator, elements, ntypes: int) -> list[str]:
             f"(it knows: {', '.join(sorted(allowed or ()))})"
         )
     return elements
+
+
+_MASS_TOLERANCE = 0.1  # amu: "this is the standard mass of that element"
+
+
+def _element_of_mass(mass: float) -> str | None:
+    """The element whose standard mass is within `_MASS_TOLERANCE` of `mass` (nearest), if any."""
+    diff = np.abs(np.asarray(atomic_masses[1:], dtype=float) - mass)
+    z = int(np.argmin(diff)) + 1
+    return chemical_symbols[z] if diff[z - 1] <= _MASS_TOLERANCE else None
+
+
+def check_type_masses(lmp, elements: Sequence[str]) -> None:
+    """Raise `ConfigError` if a type's mass in LAMMPS is that of another element than its own.
+
+    Catches atom types in another order than the model's elements (the model would silently
+    see Cu as Ni). Unset masses and masses of no element (isotopes, scaled masses) pass.
+    """
+    masses = np.asarray(lmp.numpy.extract_atom("mass"), dtype=float).reshape(-1)
+    wrong, by_mass = [], []
+    for t, el in enumerate(elements, start=1):
+        m = float(masses[t]) if t < len(masses) else 0.0
+        own = float(atomic_masses[atomic_numbers[el]])
+        other = _element_of_mass(m) if m > 0 else None
+        by_mass.append(other or el)
+        if m > 0 and abs(m - own) > _MASS_TOLERANCE and other is not None and other != el:
+            wrong.append(f"type {t} has the mass of {other} ({m:.4g}) but would be run as {el}")
+    if wrong:
+        raise ConfigError(
+            f"LAMMPS atom types do not match the model's elements ({', '.join(elements)} by "
+            f"type): {'; '.join(wrong)}. Name the element of each type in type order "
+            f"(--elements {','.join(by_mass)} / elements=[...]), or write the data file with "
+            "specorder= the model's elements; --no-mass-check (check_masses=False) if the "
+            "masses are meant"
+        )
 
 
 # ----------------------------------------------------------------------------- whole inputs
@@ -301,19 +351,25 @@ def run_input(
     elements=None,
     fix_id: str = "matloop",
     variables: Mapping[str, str] | None = None,
+    check_masses: bool = True,
 ) -> MatloopFix:
     """Run the LAMMPS input `path` with `calculator` as its potential; returns the fix.
 
     Variables are defined first, as ``lmp -var`` does (``index`` variables the input cannot
     redefine). The commands run one at a time; right after the command that creates the box,
-    the model is attached (:func:`attach`; again after a ``clear``). Errors become one line
-    naming the input line.
+    the model is attached (:func:`attach`; again after a ``clear``, and around a
+    ``replicate``, which LAMMPS refuses while a ``fix external`` exists). Errors become one
+    line naming the input line.
     """
     commands = read_input(path)
     for name, value in (variables or {}).items():
         lmp.command(f'variable {name} index "{value}"')
     fix: MatloopFix | None = None
+    calls = 0  # evaluations by fixes detached before a replicate
     for lineno, text in commands:
+        if text.split()[0].lower() == "replicate" and fix is not None and lmp.has_id("fix", fix_id):
+            calls += fix.calls
+            lmp.command(f"unfix {fix_id}")
         try:
             lmp.command(text)
         except Exception as exc:  # noqa: BLE001 - LAMMPS raises plain Exception
@@ -322,7 +378,11 @@ def run_input(
         if fix is not None:
             fix.check()
         if int(lmp.extract_setting("box_exist")) and not lmp.has_id("fix", fix_id):
-            fix = attach(lmp, calculator, elements=elements, fix_id=fix_id)
+            fix = attach(
+                lmp, calculator, elements=elements, fix_id=fix_id, check_masses=check_masses
+            )
+            fix.calls += calls
+            calls = 0
     if fix is None:
         raise ConfigError(f"{path} creates no simulation box (read_data, create_box, ...)")
     return fix
