@@ -185,6 +185,9 @@ def test_store_keeps_numeric_looking_provenance(tmp_path):
     with pytest.raises(DataError, match="6.10"):
         store.push(_labelled(4)[3:], code="vasp", version="6.10")
     assert store.count() == 6
+    # a code named by a number is stored as one, and the row still reads back
+    assert store.push(_labelled(5)[4:], code="2024").written == 1
+    assert store.count("ref_code=2024") == 1
 
 
 def test_cli_push_with_the_docs_code_version(tmp_path, capsys):

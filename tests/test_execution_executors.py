@@ -98,3 +98,34 @@ def test_ctrl_c_keeps_what_running_workers_finish():
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     assert got == [(0, 0.05), (1, 1.5)]  # the 1.5 s task ran on and was not thrown away
+
+
+def test_a_second_ctrl_c_stops_the_wait_at_once():
+    """After a first Ctrl-C the driver waits for running tasks; a second one stops that wait
+    (it is not taken for the task's own failure, which would drop the task and wait on)."""
+    import signal
+
+    hits = []
+
+    def interrupt(*_):
+        hits.append(time.perf_counter())
+        if len(hits) <= 2:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    got = []
+    try:
+        with LocalExecutor(3) as ex:
+            list(ex.map_unordered(_sleep_then_return, [0.0, 0.0, 0.0]))  # start the workers
+            start = time.perf_counter()
+            signal.setitimer(signal.ITIMER_REAL, 0.4, 0.4)
+            with pytest.raises(KeyboardInterrupt):
+                for i, value in ex.map_unordered(_sleep_then_return, [0.05, 3.0, 3.0]):
+                    got.append((i, value))
+            stopped = time.perf_counter() - start
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert got == [(0, 0.05)]
+    assert stopped < 2.0, stopped  # at the second interrupt (0.8 s), not when the tasks end (3 s)

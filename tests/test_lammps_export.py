@@ -418,6 +418,7 @@ def test_cli_lammps_run_refuses_types_in_another_order(fitted, tmp_path, monkeyp
     try:
         lmp_mod.setup_cell(lmp, _random_cell(16), ELEMENTS)
         lmp.command("mass 1 70.0")
+        lmp.command("mass 2 1.0")  # a placeholder (H's mass; H is not in the model): passes
         lmp_mod.attach(lmp, MatloopCalculator(fitted))
     finally:
         lmp.close()

@@ -281,3 +281,24 @@ def test_largest_force_limit_follows_the_reference_data(tmp_path):
     with pytest.warns(UserWarning, match="largest force"):
         check = largest(Thresholds(max_force_ev_per_a=10.0))
     assert check["passed"] is False and check["threshold"] == 10.0
+
+
+def test_validate_cli_raises_the_default_force_limit_but_keeps_max_force(tmp_path):
+    """`matloop validate` without --max-force follows the reference data; --max-force stands."""
+    from ase.io import write
+
+    frames = []
+    for seed in range(2):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+        atoms.rattle(0.2, seed=seed)  # EMT forces up to ~14 eV/Å
+        frames.append(label_with(atoms, EMT()))
+    write(tmp_path / "t.xyz", frames)
+
+    def largest(name, *extra):
+        argv = ["validate", "emt", "--test", str(tmp_path / "t.xyz"), "--out", str(tmp_path / name)]
+        assert main([*argv, "--nve-ps", "0", "-q", *extra]) == 0
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        return next(c for c in report["checks"] if c["name"] == "largest force")
+
+    assert largest("default")["passed"] is True
+    assert largest("set", "--max-force", "10")["passed"] is False

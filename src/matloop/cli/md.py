@@ -260,7 +260,9 @@ def validate_command(
         }.items()
         if v is not None
     }
-    thresholds = Thresholds.model_validate({**thresholds.model_dump(), **t_upd})
+    # only what the config or an option set counts as set (a default largest-force limit
+    # follows the reference data; a limit the user gave stands)
+    thresholds = Thresholds.model_validate({**thresholds.model_dump(exclude_unset=True), **t_upd})
     settings = ReportSettings.model_validate({**settings.model_dump(), **s_upd})
     calc = _calculator(model)
     report = build_report(

@@ -30,9 +30,11 @@ class Executor(abc.ABC):
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, fn(item)) in completion order (exceptions propagate).
 
-        On Ctrl-C while waiting, tasks not yet started are cancelled and the ones already running
-        are still yielded as they finish (their work is paid for: a reference calculation the
-        caller can store instead of repeating), then the KeyboardInterrupt goes on.
+        On Ctrl-C while waiting, results already in are still yielded (their work is paid for:
+        a reference calculation the caller can store instead of repeating) and tasks not
+        started are cancelled. A local process pool's running tasks are waited for, as its
+        shutdown would anyway, and yielded if they end with a result; Dask cancels its running
+        tasks. A second Ctrl-C stops the waiting at once. Then the KeyboardInterrupt goes on.
         """
         futures = {}
         for i, item in enumerate(items):
@@ -67,14 +69,19 @@ class InlineFuture(Future):
 def _finished_after_interrupt(
     futures: dict[Any, int], yielded: set[Any]
 ) -> Iterator[tuple[int, Any]]:
-    """(index, result) of every future not yet yielded that was running and ends with a result."""
-    for fut in futures:
-        fut.cancel()  # those not started
-    for fut in futures:
-        if fut in yielded or fut.cancelled():
+    """(index, result) of every future not yet yielded that ends with a result after a Ctrl-C."""
+    rest = [fut for fut in futures if fut not in yielded]
+    finished = {fut for fut in rest if fut.done()}
+    for fut in rest:
+        if fut not in finished:
+            fut.cancel()  # queued ones (and, on Dask, running ones)
+    for fut in sorted(rest, key=lambda f: f not in finished):  # what is in first
+        if fut.cancelled():
             continue
         try:
             value = fut.result()
-        except BaseException:  # noqa: BLE001 - the worker was interrupted too: nothing to keep
-            continue
+        except BaseException:
+            if not fut.done():
+                raise  # a second Ctrl-C while waiting: stop now
+            continue  # the task failed or its worker was interrupted too: nothing to keep
         yield futures[fut], value

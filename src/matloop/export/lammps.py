@@ -144,7 +144,7 @@ class MatloopFix:
         lmp = self.lmp
         if self.calls == 0 and self.check_masses:
             # masses set after the fix was attached (mass commands after create_box)
-            check_type_masses(lmp, self.elements)
+            check_type_masses(lmp, self.elements, _model_elements(self.calculator))
         order = np.argsort(np.asarray(tag).reshape(-1))
         types = np.asarray(lmp.numpy.extract_atom("type", nelem=nlocal)).reshape(-1)
         atoms = self._structure(self._numbers[types[order] - 1], np.asarray(x)[order])
@@ -206,7 +206,7 @@ def attach(
         raise ConfigError(f"LAMMPS already has a fix with ID {fix_id!r}; choose another fix_id")
     elements = _type_elements(calculator, elements, int(lmp.extract_global("ntypes")))
     if check_masses:
-        check_type_masses(lmp, elements)
+        check_type_masses(lmp, elements, _model_elements(calculator))
     fix = MatloopFix(lmp, calculator, elements, fix_id, check_masses=check_masses)
     lmp.commands_list(
         [
@@ -267,11 +267,20 @@ def _element_of_mass(mass: float) -> str | None:
     return chemical_symbols[z] if diff[z - 1] <= _MASS_TOLERANCE else None
 
 
-def check_type_masses(lmp, elements: Sequence[str]) -> None:
-    """Raise `ConfigError` if a type's mass in LAMMPS is that of another element than its own.
+def _model_elements(calculator) -> list[str]:
+    """The elements a calculator knows (empty when it does not say: EMT, a module:function)."""
+    return list(getattr(calculator, "elements", None) or [])
+
+
+def check_type_masses(lmp, elements: Sequence[str], known: Sequence[str] | None = None) -> None:
+    """Raise `ConfigError` if a type's mass in LAMMPS is that of another element of the model.
+
+    `elements`: the element each type is run as; `known`: the model's elements (default:
+    `elements`).
 
     Catches atom types in another order than the model's elements (the model would silently
-    see Cu as Ni). Unset masses and masses of no element (isotopes, scaled masses) pass.
+    see Cu as Ni). Unset masses, masses of no element (isotopes, scaled masses) and masses of
+    elements the model does not have (placeholders such as ``mass * 1.0``) pass.
     """
     masses = np.asarray(lmp.numpy.extract_atom("mass"), dtype=float).reshape(-1)
     wrong, by_mass = [], []
@@ -279,6 +288,7 @@ def check_type_masses(lmp, elements: Sequence[str]) -> None:
         m = float(masses[t]) if t < len(masses) else 0.0
         own = float(atomic_masses[atomic_numbers[el]])
         other = _element_of_mass(m) if m > 0 else None
+        other = other if other in set(known or []) | set(elements) else None
         by_mass.append(other or el)
         if m > 0 and abs(m - own) > _MASS_TOLERANCE and other is not None and other != el:
             wrong.append(f"type {t} has the mass of {other} ({m:.4g}) but would be run as {el}")

@@ -151,7 +151,7 @@ class LabelStore:
             "unique_id": h,
             "ctime": now(),
             "user": prov["pushed_by"],
-            "calculator": prov["ref_code"].lower(),
+            "calculator": str(prov["ref_code"]).lower(),
             "calculator_parameters": {},
         }
         for key in _RESULT_KEYS:
