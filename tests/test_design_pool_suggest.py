@@ -286,3 +286,14 @@ def test_a_failed_gp_fit_is_retried_with_the_floor(monkeypatch):
     assert model.min_lengthscale == surrogates.FALLBACK_MIN_LENGTHSCALE
     lengthscale = model.covar_module.base_kernel.lengthscale
     assert lengthscale.min() >= surrogates.FALLBACK_MIN_LENGTHSCALE * (1 - 1e-6)
+
+
+def test_a_missing_pool_value_names_its_data_row(tmp_path, capsys):
+    """Rows are counted from 1 after the header, as in the other design messages."""
+    pool, obs, p_obs, p_cand = _files(tmp_path)
+    cand = pd.read_csv(p_cand)
+    cand.loc[2, "time"] = np.nan  # the third data row
+    cand.to_csv(p_cand, index=False)
+    args = ["suggest", "--data", str(p_obs), "--candidates", str(p_cand)]
+    rc, o, e = run([*args, "--objective", "yield:max", "--out", str(tmp_path / "n.csv")], capsys)
+    assert rc == 1 and "pool.csv: row 3 has a missing or non-finite input value" in e, e

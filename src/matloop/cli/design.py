@@ -221,7 +221,7 @@ def _suggest_pool(
         if len(pool) and not len(kept):
             raise DataError(
                 f"{candidates}: none of the {len(pool)} candidate rows is inside the space "
-                f"(row 2: {'; '.join(problems[0])})"
+                f"(row 1: {'; '.join(problems[0])})"
             )
         pool = pool.iloc[kept].reset_index(drop=True)
     res = suggest_from_pool(

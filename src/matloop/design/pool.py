@@ -504,7 +504,7 @@ def pool_inputs(
     for X, name in ((Xp, pool_name), (Xo, data_name)):
         rows = np.flatnonzero(~np.all(np.isfinite(X), axis=1))
         if rows.size:
-            raise DataError(f"{name}: row {rows[0] + 2} has a missing or non-finite input value")
+            raise DataError(f"{name}: row {rows[0] + 1} has a missing or non-finite input value")
     if len(Xp) == 0:
         raise DataError(f"{pool_name}: no candidate rows")
     return cols, Xo, Xp
