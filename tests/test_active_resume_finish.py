@@ -188,6 +188,12 @@ def test_store_keeps_numeric_looking_provenance(tmp_path):
     # a code named by a number is stored as one, and the row still reads back
     assert store.push(_labelled(5)[4:], code="2024").written == 1
     assert store.count("ref_code=2024") == 1
+    # a value matloop supplies (its version, the host) that would change is kept as text
+    from matloop.store.labels import _kvp_text
+
+    assert _kvp_text("1.10", "", user_given=False) == "_1.10"
+    with pytest.raises(DataError, match="the tag '1.10'"):
+        _kvp_text("1.10", "the tag")
 
 
 def test_cli_push_with_the_docs_code_version(tmp_path, capsys):

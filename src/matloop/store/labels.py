@@ -212,10 +212,10 @@ def _provenance(
         "ref_version": _kvp_text(str(version or "unknown"), "the code version"),
         "settings_hash": settings_key(code, settings),
         "run": _kvp_text(str(run or "manual"), "the run name"),
-        "pushed_by": _kvp_text(getpass.getuser(), "the user name"),
-        "host": _kvp_text(socket.gethostname(), "the host name"),
+        "pushed_by": _kvp_text(getpass.getuser(), "", user_given=False),
+        "host": _kvp_text(socket.gethostname(), "", user_given=False),
         "labelled_at": time.time(),
-        "matloop_version": _kvp_text(__version__, "matloop's version"),
+        "matloop_version": _kvp_text(__version__, "", user_given=False),
     }
     if tag:
         prov["tag"] = _kvp_text(str(tag), "the tag")
@@ -232,13 +232,15 @@ def settings_key(code: str, settings: dict[str, Any] | None) -> str:
     return h if isinstance(convert_str_to_int_float_bool_or_str(h), str) else "h" + h
 
 
-def _kvp_text(text: str, what: str) -> str | int | float | bool:
+def _kvp_text(text: str, what: str, *, user_given: bool = True) -> str | int | float | bool:
     """A text key-value pair as ASE can store it.
 
     ASE refuses a string that reads as a number or a boolean ('6.4', '2024', 'True'); such a
     text is stored as that value (as ``ase db`` does with ``key=value``), so ``tag=2024`` or
     ``ref_version=6.4`` selects it. A text that would not survive the conversion ('6.10',
-    '1e3') is refused with one line rather than stored changed.
+    '1e3') is refused with one line rather than stored changed, when the user gave it; a value
+    matloop supplies itself (user and host name, its version) is stored as text with a '_' in
+    front, since nothing the user could write would change it.
     """
     import math
 
@@ -249,6 +251,8 @@ def _kvp_text(text: str, what: str) -> str | int | float | bool:
         return text
     if str(value) == text and (not isinstance(value, float) or math.isfinite(value)):
         return value
+    if not user_given:
+        return "_" + text
     raise DataError(
         f"{what} {text!r} would be stored as the number {value!r} in the database; "
         "write it so that it does not read as a number (e.g. 'v' + it)"
