@@ -52,7 +52,7 @@ def make_executor(
             raise ConfigError(f"scheduler {scheduler!r}: use 'local:N' with N >= 1 workers")
         from matloop.execution.dask import DaskExecutor, local_cluster
 
-        return DaskExecutor(local_cluster(local_workers(scheduler)), own_cluster=True)
+        return DaskExecutor(local_cluster(n), own_cluster=True)
     if scheduler is not None and scheduler != "":
         from matloop.execution.dask import DaskExecutor
 

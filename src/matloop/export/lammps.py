@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_masses, atomic_numbers, chemical_symbols
+from ase.data import atomic_masses, atomic_numbers
 
 from matloop.errors import ConfigError, MatloopError, UnknownElementError
 
@@ -260,11 +260,12 @@ def _type_elements(calculator, elements, ntypes: int) -> list[str]:
 _MASS_TOLERANCE = 0.1  # amu: "this is the standard mass of that element"
 
 
-def _element_of_mass(mass: float) -> str | None:
-    """The element whose standard mass is within `_MASS_TOLERANCE` of `mass` (nearest), if any."""
-    diff = np.abs(np.asarray(atomic_masses[1:], dtype=float) - mass)
-    z = int(np.argmin(diff)) + 1
-    return chemical_symbols[z] if diff[z - 1] <= _MASS_TOLERANCE else None
+def _element_of_mass(mass: float, candidates: set[str]) -> str | None:
+    """The one of `candidates` whose standard mass is within `_MASS_TOLERANCE` of `mass`."""
+    near = [
+        el for el in candidates if abs(atomic_masses[atomic_numbers[el]] - mass) <= _MASS_TOLERANCE
+    ]
+    return min(near, key=lambda el: abs(atomic_masses[atomic_numbers[el]] - mass), default=None)
 
 
 def _model_elements(calculator) -> list[str]:
@@ -283,14 +284,13 @@ def check_type_masses(lmp, elements: Sequence[str], known: Sequence[str] | None 
     elements the model does not have (placeholders such as ``mass * 1.0``) pass.
     """
     masses = np.asarray(lmp.numpy.extract_atom("mass"), dtype=float).reshape(-1)
+    candidates = set(known or []) | set(elements)
     wrong, by_mass = [], []
     for t, el in enumerate(elements, start=1):
         m = float(masses[t]) if t < len(masses) else 0.0
-        own = float(atomic_masses[atomic_numbers[el]])
-        other = _element_of_mass(m) if m > 0 else None
-        other = other if other in set(known or []) | set(elements) else None
+        other = _element_of_mass(m, candidates) if m > 0 else None
         by_mass.append(other or el)
-        if m > 0 and abs(m - own) > _MASS_TOLERANCE and other is not None and other != el:
+        if other is not None and other != el:
             wrong.append(f"type {t} has the mass of {other} ({m:.4g}) but would be run as {el}")
     if wrong:
         raise ConfigError(
