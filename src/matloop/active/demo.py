@@ -1,7 +1,7 @@
 """`matloop demo`: a small active-learning loop on EMT Cu, ending with the HTML report.
 
 Everything is built in code: a 32-atom fcc Cu start, an independent high-temperature EMT test
-set, and a config tuned to finish in about 20 s on 2 cores: one ``ace`` model with its
+set, and a config tuned to finish in about 15 s on 2 cores: one ``ace`` model with its
 posterior σ, strained / vacancy / rattled starts, walkers heating from 600 K to 1200 K that stop
 at 5 × the labelled structures' median σ, and D-optimal batches of two.
 """

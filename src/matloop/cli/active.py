@@ -203,7 +203,7 @@ def demo(
         False, "--force", help="run in a --dir holding other files, which it may overwrite"
     ),
 ) -> None:
-    """Small active-learning loop on EMT Cu (about 20 s on 2 cores) ending in an HTML report.
+    """Small active-learning loop on EMT Cu (about 15 s on 2 cores) ending in an HTML report.
 
     Rerun with the same --dir to resume; any other non-empty --dir is refused unless --force.
     """

@@ -21,6 +21,7 @@ import ctypes
 import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +188,8 @@ def attach(
     metal``, run on one MPI rank and already have its box (after ``read_data``/``create_box``).
     `elements` names the element of each atom type in type order (a list or ``"Cu,Ni"``;
     default: the calculator's ``elements``, which then must match the number of types). Any
-    ``pair_style`` the input defines adds to the model (normally define none).
+    ``pair_style`` the input defines adds to the model (normally define none). A box not
+    periodic in x, y and z gets no virial from the model (warned of).
 
     A type whose LAMMPS mass is the standard mass of another element than the one it is run as
     (types in another order than `elements`, e.g. a data file written with another
@@ -207,6 +209,7 @@ def attach(
     elements = _type_elements(calculator, elements, int(lmp.extract_global("ntypes")))
     if check_masses:
         check_type_masses(lmp, elements, _model_elements(calculator))
+    _warn_if_not_periodic(lmp)
     fix = MatloopFix(lmp, calculator, elements, fix_id, check_masses=check_masses)
     lmp.commands_list(
         [
@@ -216,6 +219,29 @@ def attach(
     )
     lmp.set_fix_external_callback(fix_id, fix._callback)  # noqa: SLF001 - the bound callback
     return fix
+
+
+def _warn_if_not_periodic(lmp) -> None:
+    """Warn that a box not periodic in x, y and z gets no virial from the model."""
+    periodic = lmp.extract_box()[5]
+    if not all(periodic):
+        open_axes = "".join(axis for axis, p in zip("xyz", periodic, strict=True) if not p)
+        warnings.warn(
+            f"the LAMMPS box is not periodic along {open_axes}: the model adds no virial, so "
+            "LAMMPS' pressure (and any barostat) sees only the kinetic part",
+            stacklevel=3,
+        )
+
+
+def _warn_of_pair_style(path: Path, lineno: int, text: str) -> None:
+    """Warn that a ``pair_style`` in an input run with a model adds to the model's forces."""
+    words = text.split()
+    if words[0].lower() == "pair_style" and len(words) > 1 and words[1] not in ("none", "zero"):
+        warnings.warn(
+            f"{path}:{lineno}: 'pair_style {words[1]}' adds its energy and forces to the "
+            "model's (both act on the atoms); remove it unless that is meant",
+            stacklevel=3,
+        )
 
 
 def _type_elements(calculator, elements, ntypes: int) -> list[str]:
@@ -369,7 +395,8 @@ def run_input(
     redefine). The commands run one at a time; right after the command that creates the box,
     the model is attached (:func:`attach`; again after a ``clear``, and around a
     ``replicate``, which LAMMPS refuses while a ``fix external`` exists). Errors become one
-    line naming the input line.
+    line naming the input line; a ``pair_style`` other than ``none``/``zero`` is warned of (it
+    adds to the model).
     """
     commands = read_input(path)
     for name, value in (variables or {}).items():
@@ -380,6 +407,7 @@ def run_input(
         if text.split()[0].lower() == "replicate" and fix is not None and lmp.has_id("fix", fix_id):
             calls += fix.calls
             lmp.command(f"unfix {fix_id}")
+        _warn_of_pair_style(Path(path), lineno, text)
         try:
             lmp.command(text)
         except Exception as exc:  # noqa: BLE001 - LAMMPS raises plain Exception
