@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,12 +29,33 @@ def unwrapped_positions(frames: Sequence[Atoms]) -> np.ndarray:
         raise DataError("frames have different numbers of atoms")
     pos = np.empty((len(frames), n, 3))
     pos[0] = frames[0].get_positions()
+    largest = 0.0  # largest step between frames as a fraction of the cell's smallest height
     for k in range(1, len(frames)):
         d = frames[k].get_positions() - frames[k - 1].get_positions()
         if any(frames[k].pbc):
-            d, _ = find_mic(d, frames[k].cell, frames[k].pbc)
+            d, lengths = find_mic(d, frames[k].cell, frames[k].pbc)
+            largest = max(largest, float(lengths.max()) / _smallest_height(frames[k]))
         pos[k] = pos[k - 1] + d
+    if largest > 0.3:
+        warnings.warn(
+            f"an atom moved {largest:.2f} of the cell's width between two frames; periodic "
+            "jumps cannot be told apart from such steps, so the MSD may be too small: write "
+            "frames more often",
+            stacklevel=2,
+        )
     return pos
+
+
+def _smallest_height(atoms: Atoms) -> float:
+    """Smallest distance (Å) between opposite faces of the cell along a periodic direction."""
+    cell = np.asarray(atoms.cell)
+    vol = abs(np.linalg.det(cell))
+    heights = [
+        vol / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))
+        for i in range(3)
+        if atoms.pbc[i]
+    ]
+    return min(heights)
 
 
 def msd_fft(positions: np.ndarray) -> np.ndarray:

@@ -45,8 +45,10 @@ def equation_of_state(
     Atoms keep their fractional positions (no relaxation), so the curve is that of the
     structure as given; start from an equilibrium crystal for a meaningful B0.
     """
-    from ase.eos import EquationOfState
+    from ase.eos import EquationOfState, eos_names
 
+    if form not in eos_names:
+        raise ConfigError(f"unknown EOS form {form!r}; choose one of {', '.join(eos_names)}")
     if not all(atoms.pbc):
         raise DataError("an equation of state needs a periodic cell")
     if not 0 < volume_range < 0.5 or n_points < 5:

@@ -46,17 +46,19 @@ def md_command(
     ),
     timestep: float = typer.Option(1.0, "--timestep", help="Time step (fs)."),
     steps: int = typer.Option(1000, "--steps", "-n", help="Number of MD steps."),
-    traj: Path | None = typer.Option(None, "--traj", help="Trajectory output (.traj or .xyz)."),
+    traj: Path | None = typer.Option(
+        None, "--traj", help="Trajectory output (.traj, .xyz/.extxyz or .pdb)."
+    ),
     log: Path | None = typer.Option(None, "--log", help="Log output (text table)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initial velocities/thermostat."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the initial velocities/thermostat."),
     thermostat: str | None = typer.Option(
         None, help="NVT thermostat: langevin (default) or nose-hoover."
     ),
     barostat: str | None = typer.Option(
         None, help="NPT barostat: mtk (default; correct ensemble) or berendsen."
     ),
-    log_interval: int | None = typer.Option(None, help="Steps between log rows."),
-    traj_interval: int | None = typer.Option(None, help="Steps between trajectory frames."),
+    log_interval: int | None = typer.Option(None, min=1, help="Steps between log rows."),
+    traj_interval: int | None = typer.Option(None, min=1, help="Steps between trajectory frames."),
     summary_json: Path | None = typer.Option(None, "--json", help="Write the run summary here."),
     progress: bool = PROGRESS,
     max_uncertainty: float | None = typer.Option(
@@ -97,7 +99,9 @@ def md_command(
 ) -> None:
     """Run molecular dynamics and print temperature, pressure and the NVE energy drift."""
     from matloop.md import ensemble_settings
+    from matloop.md.runner import check_traj_path
 
+    check_traj_path(traj)
     _refuse_options_of_other_ensembles(
         ensemble, pressure=pressure, thermostat=thermostat, barostat=barostat
     )
@@ -136,8 +140,10 @@ def md_command(
         )
         _learn(model, structure, settings, train_data, learn_dir, progress)
         return
+    from matloop.errors import Interrupted
     from matloop.md import check_elements, read_structure, run_md
     from matloop.md.guard import UncertaintyGuard
+    from matloop.md.runner import MDInterrupted
     from matloop.utils.files import atomic_write_text
 
     outputs = {"--traj": traj, "--log": log, "--json": summary_json}
@@ -151,21 +157,24 @@ def md_command(
     guard = UncertaintyGuard.for_cli(calc, max_uncertainty, uncertain_frame, traj, force)
     if uncertainty_interval is None:  # a warning-only check need not slow MD down
         uncertainty_interval = 10 if max_uncertainty is not None else 100
-    result = run_md(
-        atoms,
-        calc,
-        ensemble=md_settings,
-        timestep_fs=timestep,
-        steps=steps,
-        traj=traj,
-        log=log,
-        progress=progress,
-        seed=seed,
-        log_interval=log_interval,
-        traj_interval=traj_interval,
-        observe=guard,
-        observe_interval=uncertainty_interval,
-    )
+    try:
+        result = run_md(
+            atoms,
+            calc,
+            ensemble=md_settings,
+            timestep_fs=timestep,
+            steps=steps,
+            traj=traj,
+            log=log,
+            progress=progress,
+            seed=seed,
+            log_interval=log_interval,
+            traj_interval=traj_interval,
+            observe=guard,
+            observe_interval=uncertainty_interval,
+        )
+    except MDInterrupted as exc:  # the log and trajectory so far are written
+        raise Interrupted(str(exc)) from None
     s = result.summary()
     if guard is not None:
         s.update(guard.summary())
@@ -219,14 +228,18 @@ def validate_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory for report.html/json."),
     nve_ps: float | None = typer.Option(None, "--nve-ps", help="NVE run length (ps); 0 skips."),
     nve_temperature: float | None = typer.Option(None, "--nve-temperature", help="NVE T (K)."),
-    timestep: float | None = typer.Option(None, "--timestep", help="NVE time step (fs)."),
+    timestep: float | None = typer.Option(
+        None, "--timestep", help="MD time step (fs) of the NVE, equilibration and RDF runs."
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="YAML with 'thresholds:' and/or 'settings:' (see docs)."
     ),
     max_ratio: float | None = typer.Option(None, help="Threshold: test/train error ratio."),
     max_drift: float | None = typer.Option(None, help="Threshold: |NVE drift| meV/atom/ps."),
     max_force: float | None = typer.Option(None, help="Threshold: largest force (eV/Å)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of MD velocities (default 0)."),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, help="Seed of MD velocities (default 0)."
+    ),
     progress: bool | None = typer.Option(
         None, "--progress/--no-progress", " /-q", " /--quiet", help=PROGRESS_HELP + " Default on."
     ),
@@ -297,7 +310,7 @@ def rdf_command(
     rmax: float = typer.Option(6.0, help="Largest distance (Å)."),
     nbins: int = typer.Option(120, help="Number of bins."),
     elements: str | None = typer.Option(None, help="Partial RDF pair, e.g. 'Si,Si'."),
-    skip: int = typer.Option(0, help="Frames to skip at the start (equilibration)."),
+    skip: int = typer.Option(0, min=0, help="Frames to skip at the start (equilibration)."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of g(r)."),
     out_json: Path | None = typer.Option(None, "--json", help="Write r, g(r) and the peaks."),
     force: bool = FORCE,
@@ -339,7 +352,7 @@ def msd_command(
     element: str | None = typer.Option(None, help="Only atoms of this element."),
     fit_start: float = typer.Option(0.1, help="Fit window start, fraction of the longest lag."),
     fit_end: float = typer.Option(0.5, help="Fit window end, fraction of the longest lag."),
-    skip: int = typer.Option(0, help="Frames to skip at the start (equilibration)."),
+    skip: int = typer.Option(0, min=0, help="Frames to skip at the start (equilibration)."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of MSD(t) and the fit."),
     out_json: Path | None = typer.Option(None, "--json", help="Write MSD(t) and D."),
     force: bool = FORCE,

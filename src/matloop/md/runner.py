@@ -194,6 +194,31 @@ def _validate(settings: NVE | NVT | NPT, timestep_fs: float, steps: int, atoms: 
         raise ConfigError("NPT needs a periodic cell in all three directions")
 
 
+def _check_seed(seed: int | None) -> None:
+    """A seed numpy accepts: None or an integer ≥ 0."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"seed must be an integer ≥ 0, got {seed!r}")
+
+
+def _check_ramp(settings: NVE | NVT | NPT, temperature_end_k: float | None) -> None:
+    """A temperature ramp needs a final T > 0 K and a thermostat whose target can move
+    (Langevin NVT, Berendsen NPT); otherwise the ramp would be silently ignored."""
+    if temperature_end_k is None:
+        return
+    if not (temperature_end_k > 0 and math.isfinite(temperature_end_k)):
+        raise ConfigError(f"the final temperature must be > 0 K, got {temperature_end_k!r}")
+    if isinstance(settings, NVE):
+        raise ConfigError("a temperature ramp needs a thermostat; NVE has none")
+    kind = settings.thermostat if isinstance(settings, NVT) else settings.barostat
+    if kind not in ("langevin", "berendsen"):
+        raise ConfigError(
+            f"a temperature ramp works with Langevin NVT or Berendsen NPT, not {kind!r} "
+            "(its target temperature is fixed)"
+        )
+
+
 def _first_evaluation(atoms: Atoms, calc_name: str) -> np.ndarray:
     """Evaluate energy/forces once so element and setup errors surface with a clear message."""
     try:
@@ -263,8 +288,10 @@ def _make_dynamics(
         from ase.constraints import FixCom
         from ase.md.langevin import Langevin
 
-        # fixcm=True is deprecated (wrong distribution); ASE recommends FixCom instead.
-        atoms.set_constraint(list(atoms.constraints) + [FixCom()])
+        # fixcm=True is deprecated (wrong distribution); ASE recommends FixCom instead. Atoms
+        # pinned in space already anchor the cell, and FixCom would shift them with the rest.
+        if not _pins_positions(atoms):
+            atoms.set_constraint(list(atoms.constraints) + [FixCom()])
         friction = settings.friction_per_fs / units.fs
         return Langevin(
             atoms, timestep=dt, temperature_K=temperature_k, friction=friction, fixcm=False, rng=rng
@@ -297,38 +324,60 @@ def _make_dynamics(
     )
 
 
-class _TrajWriter:
-    """Append frames to an ASE .traj or any format ase.io.write can append (extxyz)."""
+# Trajectory suffixes and the ASE format frames are appended in, one at a time. Others are
+# refused: single-frame formats (.vasp) or whole-file ones (.json, .cif) written frame by frame
+# give a file that does not read back, and read-only ones (.dcd) fail mid-run.
+TRAJ_FORMATS = {".traj": "traj", ".xyz": "extxyz", ".extxyz": "extxyz", ".pdb": "proteindatabank"}
 
-    def __init__(self, path: Path):
+
+def check_traj_path(path: str | Path | None) -> None:
+    """Raise ConfigError unless `path` (or None) is a trajectory format :func:`run_md` writes."""
+    if path is None:
+        return
+    suffix = Path(path).suffix.lower()
+    if suffix not in TRAJ_FORMATS:
+        raise ConfigError(
+            f"cannot write an MD trajectory to {Path(path).name}: use "
+            f"{', '.join(TRAJ_FORMATS)} (convert afterwards with ase.io)"
+        )
+
+
+def _pins_positions(atoms: Atoms) -> bool:
+    """Whether a constraint holds some atoms (or directions) fixed in space (FixAtoms, ...)."""
+    from ase.constraints import FixAtoms, FixCartesian, FixedLine, FixedPlane
+
+    pinned = (FixAtoms, FixCartesian, FixedLine, FixedPlane)
+    return any(isinstance(c, pinned) for c in atoms.constraints)
+
+
+class _TrajWriter:
+    """Append frames to an ASE .traj, an extxyz or a multi-model PDB file."""
+
+    def __init__(self, path: Path, suffix: str):
         self.path = path
         self._traj = None
         self._fd = None
-        if path.suffix == ".traj":
+        self._format = TRAJ_FORMATS[suffix.lower()]
+        if self._format == "traj":
             from ase.io.trajectory import Trajectory
 
             self._traj = Trajectory(str(path), "w")
         else:
-            from ase.io.formats import filetype
-
             self._fd = open(path, "w")  # noqa: SIM115 - closed in close()
-            self._format = "extxyz" if path.suffix in (".xyz", ".extxyz") else None
-            if self._format is None:
-                try:
-                    self._format = filetype(path, read=False)
-                except Exception as exc:
-                    self._fd.close()
-                    raise ConfigError(
-                        f"cannot write a trajectory to {path.name}: use .traj or .xyz"
-                    ) from exc
 
-    def write(self, atoms: Atoms) -> None:
-        if self._traj is not None:
-            self._traj.write(atoms)
-        else:
-            from ase.io import write
+    def write(self, atoms: Atoms, constraints: list) -> None:
+        """Write `atoms` as a frame carrying `constraints` (the user's, not the integrator's)."""
+        live = atoms.constraints
+        atoms.set_constraint(constraints)
+        try:
+            if self._traj is not None:
+                self._traj.write(atoms)
+            else:
+                from ase.io import write
 
-            write(self._fd, atoms, format=self._format)
+                write(self._fd, atoms, format=self._format)
+        finally:
+            atoms.set_constraint(live)
 
     def close(self) -> None:
         if self._traj is not None:
@@ -338,6 +387,17 @@ class _TrajWriter:
 
 
 Observer = Callable[[int, Atoms], "str | None"]
+
+
+class MDInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_md`, raised after the log and trajectory up to the last logged
+    step were written (a KeyboardInterrupt, so callers that stop on Ctrl-C still stop)."""
+
+    def __init__(self, step: int, steps: int, outputs: list[str | Path | None]) -> None:
+        self.step = step
+        written = [str(p) for p in outputs if p is not None]
+        kept = f"; {' and '.join(written)} hold the run up to there" if written else ""
+        super().__init__(f"MD interrupted (Ctrl-C) after step {self.step} of {steps}{kept}")
 
 
 def _set_target_temperature(dyn: Any, temperature_k: float) -> None:
@@ -430,6 +490,12 @@ def run_md(
         )
     ens = settings.ensemble
     _validate(settings, timestep_fs, steps, atoms)
+    check_traj_path(traj)
+    _check_seed(seed)
+    _check_ramp(settings, temperature_end_k)
+    t0 = initial_temperature_k
+    if t0 is not None and not (t0 >= 0 and math.isfinite(t0)):
+        raise ConfigError(f"the initial temperature must be ≥ 0 K, got {t0!r}")
     steps = int(steps)
     if log_interval is None:
         log_interval = max(1, steps // 1000)
@@ -439,15 +505,12 @@ def run_md(
         observe_interval = log_interval
     if log_interval <= 0 or traj_interval <= 0 or observe_interval <= 0:
         raise ConfigError("log_interval, traj_interval and observe_interval must be positive")
-    if temperature_end_k is not None and not (
-        temperature_end_k > 0 and math.isfinite(temperature_end_k)
-    ):
-        raise ConfigError(f"the final temperature must be > 0 K, got {temperature_end_k!r}")
 
     atoms = atoms.copy()
     atoms.calc = calculator
     check_elements(atoms, calculator, name if isinstance(name, str) else None)
     with_stress = _has_stress(calculator, atoms)
+    own_constraints = list(atoms.constraints)  # NVT adds FixCom; outputs get only these
     if ens == "npt" and not with_stress:
         raise ConfigError(f"NPT needs stresses; calculator {name} does not provide them")
 
@@ -464,6 +527,7 @@ def run_md(
     rows: list[tuple[float, ...]] = []
     kept: list[Atoms] = []
     stopped = "steps"
+    interrupted = False
 
     def keep(step: int) -> None:
         if keep_frames:
@@ -495,13 +559,13 @@ def run_md(
         _maybe_atomic(traj) as traj_tmp,
         _maybe_atomic(log) as log_tmp,
     ):
-        writer = _TrajWriter(traj_tmp) if traj_tmp is not None else None
+        writer = _TrajWriter(traj_tmp, Path(traj).suffix) if traj_tmp is not None else None
         try:
             record(0)
             keep(0)
             if writer is not None:
                 atoms.info["time_ps"] = 0.0
-                writer.write(atoms)
+                writer.write(atoms, own_constraints)
             bar = tqdm(total=steps, disable=not progress, unit="step", desc=f"MD {ens.upper()}")
             done = 0
             while done < steps:
@@ -514,7 +578,11 @@ def run_md(
                     _set_target_temperature(
                         dyn, temperature_k + (temperature_end_k - temperature_k) * done / steps
                     )
-                dyn.run(chunk)
+                try:
+                    dyn.run(chunk)
+                except KeyboardInterrupt:  # keep the steps already logged, then re-raise
+                    interrupted = True
+                    break
                 done += chunk
                 bar.update(chunk)
                 forces = atoms.get_forces()
@@ -537,7 +605,7 @@ def run_md(
                     keep(done)
                 if writer is not None and done % traj_interval == 0:
                     atoms.info["time_ps"] = done * timestep_fs / 1000.0
-                    writer.write(atoms)
+                    writer.write(atoms, own_constraints)
                 if observe is not None and done % observe_interval == 0:
                     why = observe(done, atoms)
                     if why:
@@ -561,7 +629,10 @@ def run_md(
             )
             np.savetxt(log_tmp, data, header=header, fmt="%.10g")
 
+    if interrupted:
+        raise MDInterrupted(done, steps, [traj, log])
     atoms.info.pop("time_ps", None)
+    atoms.set_constraint(own_constraints)
     extra: dict[str, Any] = {"seed": seed, "stopped": stopped}
     if temperature_end_k is not None:
         extra["temperature_end_k"] = temperature_end_k

@@ -76,7 +76,7 @@ class ReportSettings(BaseModel):
     eos_points: int = Field(11, ge=5)
     rdf_ps: float = Field(1.0, ge=0, description="NVT run per calculator for the RDF; 0 skips")
     rdf_rmax_a: float = Field(6.0, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seed of the MD velocities and checks")
     progress: bool = True
 
 

@@ -198,9 +198,8 @@ def _pick_md_structure(ds, settings: ReportSettings) -> tuple[Atoms, str]:
         atoms = read_structure(settings.nve_structure)
         label = str(settings.nve_structure)
     else:
-        candidates = [i for i in range(len(ds)) if all(ds[i].pbc)]
-        if not candidates:
-            raise ConfigError("no periodic test structure for MD; give settings.nve_structure")
+        # periodic cells first; a test set of molecules/clusters runs its MD without a cell
+        candidates = [i for i in range(len(ds)) if all(ds[i].pbc)] or list(range(len(ds)))
         # prefer bulk-like structures: skip those whose config_type mentions a surface
         bulk = [i for i in candidates if "surf" not in str(ds[i].info.get("config_type")).lower()]
         pool = bulk or candidates
@@ -423,6 +422,9 @@ def _reference_section(
     info: dict[str, Any] = {"reference": ref_name, "structure": label}
     figs: dict[str, str] = {}
     checks = []
+    if not all(atoms.pbc):  # EOS and RDF are defined for periodic cells only
+        why = f"skipped: {label} is not periodic (EOS and RDF need a periodic cell)"
+        return [_check("EOS and RDF vs reference", None, None, "", summary=why)], info, figs
     curves = {}
     try:
         curves = {
@@ -564,6 +566,11 @@ def build_report(
     for ds, what in ((test, "the test set"), (train, "the training set")):
         if ds is not None:
             check_elements(Atoms(ds.elements), calc, str(model_name), where=what)
+    # everything MD and the reference need is checked before the first prediction
+    md_atoms, md_label = _pick_md_structure(test, st)
+    check_elements(md_atoms, calc, str(model_name), where=md_label)
+    if ref_calc is not None:
+        check_elements(md_atoms, ref_calc, ref_name, where=md_label)
     figures: dict[str, str] = {}
     checks: list[dict[str, Any]] = []
     sections: dict[str, Any] = {}
@@ -641,7 +648,6 @@ def build_report(
     checks.extend(phys_checks)
 
     # --- NVE drift
-    md_atoms, md_label = _pick_md_structure(test, st)
     nve_checks, sections["nve"], figs = _nve_section(calc, md_atoms, md_label, st, th)
     timings["nve_s"] = time.perf_counter() - tic
     tic = time.perf_counter()
