@@ -11,10 +11,27 @@ from matloop.cli._options import FORCE, QUIET, refuse_overwrites
 
 _SPLITS = ("random", "composition", "prototype", "column")
 
+# everything `property fit` writes into --out (see StructurePropertyModel.save, write_report)
+_FIT_OUTPUTS = frozenset(
+    {
+        "model.json",
+        "weights.pt",
+        "trees.npz",
+        "embeddings.npz",
+        "config.yaml",
+        "report.html",
+        "report.json",
+        "parity.png",
+        "calibration.png",
+        "roc.png",
+    }
+)
+
 
 def _check_out_dir(path: Path, force: bool, option: str, marker: str | None = None) -> None:
     """An output directory must be new or empty, unless --force; with `marker` (a file name),
-    --force replaces only a directory holding it (an earlier model), never other files."""
+    --force replaces only a directory holding it (an earlier model) and nothing but the files
+    `property fit` writes (a data file, notes or an evaluation kept there would be deleted)."""
     from matloop.errors import ConfigError
 
     if path.exists() and not path.is_dir():
@@ -23,11 +40,35 @@ def _check_out_dir(path: Path, force: bool, option: str, marker: str | None = No
         return
     if not force:
         raise ConfigError(f"{option} {path} exists; use --force to overwrite it")
-    if marker is not None and not (path / marker).is_file():
+    if marker is None:
+        return
+    if not (path / marker).is_file():
         raise ConfigError(
             f"{option} {path} holds files but no {marker}; --force replaces only an earlier "
             "model directory, so choose a new one"
         )
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise ConfigError(f"{option} {path} holds the current directory; choose another one")
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in _FIT_OUTPUTS)
+    if foreign:
+        raise ConfigError(
+            f"{option} {path} holds {path / foreign[0]}, which `property fit` did not write; "
+            "--force would delete it with the earlier model: move it or choose a new --out"
+        )
+
+
+def _refuse_inputs(out: Path | None, option: str, data: Path, model_dir: Path) -> None:
+    """`out` (a file to write) must not be the data file read, nor a file of the model (even
+    with --force: the model or the data would be lost)."""
+    from matloop.errors import ConfigError
+
+    if out is None:
+        return
+    target = out.resolve()
+    if target == data.resolve():
+        raise ConfigError(f"{option} {out} is the data file being read; choose another name")
+    if target.parent == model_dir.resolve() and target.name in _FIT_OUTPUTS:
+        raise ConfigError(f"{option} {out} is a file of the model {model_dir}; choose another name")
 
 
 def _targets(text: str) -> list[str]:
@@ -70,7 +111,8 @@ def fit_command(
     cfg = load_config(config)
     updates = {"task": task, "split": split, "model": model, "seed": seed}
     updates["split_column"] = split_column
-    cfg = cfg.model_validate({**cfg.model_dump(), **{k: v for k, v in updates.items() if v}})
+    given = {k: v for k, v in updates.items() if v is not None}  # --seed 0 is a choice too
+    cfg = cfg.model_validate({**cfg.model_dump(), **given})
     cfg.targets = _targets(target)
     if cfg.split == "column" and not cfg.split_column:
         raise ConfigError("--split column needs --split-column NAME")
@@ -107,9 +149,11 @@ def fit_command(
     unit = est.units_.get(cfg.targets[0], "")
     unit = f"[{unit}]" if unit else ""
     shown = ", ".join(f"{k} {result[k]:.4g}" for k in keys if k in result)
+    # σ is scaled on this split, so its coverage there is 0.95 by construction
+    note = "; σ calibrated on this split" if "coverage_95" in shown else ""
     typer.echo(
         f"trained {cfg.model} on {est.n_train_} structures in {est.train_time_s_:.1f} s; "
-        f"validation ({est.n_val_}, {cfg.split} split): {shown} {unit}"
+        f"validation ({est.n_val_}, {cfg.split} split): {shown} {unit}{note}"
     )
     typer.echo(f"model and report: {out}/report.html")
 
@@ -154,14 +198,15 @@ def evaluate_command(
     from matloop.utils.files import atomic_write_text
 
     refuse_overwrites(force, {"--json": json_out})
+    _refuse_inputs(json_out, "--json", data, model_dir)
     if report is not None:
         _check_out_dir(report, force, "--report")
     model = load_model(model_dir)
     dataset, name = _with_reference(model, read_dataset(data), target)
     if report is not None:
-        result = write_report(model, dataset, report, f"{data.name}: {name}")
+        result = write_report(model, dataset, report, f"{data.name}: {name}", target=name)
     else:
-        result = model.evaluate(dataset)
+        result = model.evaluate(dataset, target=name)
     result["target"] = name
     if target != name:
         result["reference_column"] = target
@@ -169,6 +214,19 @@ def evaluate_command(
     atomic_write_text(json_out, json.dumps(result, indent=1))
     keys = ("mae", "rmse", "r2", "coverage_95", "accuracy", "f1", "roc_auc", "ood_flag_rate")
     typer.echo(", ".join(f"{k} {result[k]:.4g}" for k in keys if k in result))
+    _warn_overlap(result)
+
+
+def _warn_overlap(result: dict) -> None:
+    """One stderr line when evaluated structures were part of the model's own fit."""
+    seen = {k: result.get(f"n_in_{k}", 0) for k in ("training", "validation")}
+    if any(seen.values()):
+        typer.echo(
+            f"warning: {seen['training']} of these {result['n']} structures were in the training"
+            f" part and {seen['validation']} in the validation part (early stopping, σ "
+            "calibration); these metrics are optimistic",
+            err=True,
+        )
 
 
 def predict_command(
@@ -182,6 +240,7 @@ def predict_command(
     from matloop.surrogate.io import write_columns
 
     refuse_overwrites(force, {"--out": out})
+    _refuse_inputs(out, "--out", data, model_dir)
     model = load_model(model_dir)
     table = model.predict_table(read_dataset(data))
     write_columns(out, table)

@@ -131,6 +131,17 @@ class PropertyDataset:
             return [Composition(a.get_chemical_formula()).reduced_formula for a in self.structures]
 
 
+def fingerprint(atoms: Atoms) -> str:
+    """A short hash of `atoms`' species, cell and positions rounded to 1e-3 Å: equal for the
+    same structure read again from any file, whatever its id (not for a rotated copy)."""
+    import hashlib
+
+    h = hashlib.sha1(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    for arr in (atoms.cell.array, atoms.positions):
+        h.update((np.round(np.asarray(arr, dtype=float), 3) + 0.0).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _missing(v) -> bool:
     if v is None:
         return True
@@ -189,27 +200,62 @@ def _base_suffix(path: Path) -> str:
     return Path(name[:-3]).suffix if name.endswith(".gz") else path.suffix.lower()
 
 
+def _row_atoms(row: dict) -> Atoms:
+    """The structure of one JSON object: ``cell``/``numbers``/``positions`` (Å) keys, or a
+    pymatgen ``Structure.as_dict()`` (``lattice`` + ``sites``); its keys are removed from `row`
+    and a pymatgen dict's ``properties`` become property keys."""
+    if "lattice" in row and "sites" in row:
+        from pymatgen.core import Structure
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        keys = ("@module", "@class", "charge", "lattice", "sites", "properties")
+        struct = Structure.from_dict({k: row.pop(k) for k in keys if k in row})
+        atoms = AseAtomsAdaptor.get_atoms(struct)
+        for k, v in (struct.properties or {}).items():
+            row.setdefault(k, v)
+        return Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    return Atoms(
+        numbers=row.pop("numbers"),
+        positions=row.pop("positions"),
+        cell=row.pop("cell"),
+        pbc=row.pop("pbc", True),
+    )
+
+
+def _json_rows(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """(line number, object) of a JSON-lines file, or of a ``.json`` file holding one object or
+    a list of them (a line that is not JSON is yielded as its text)."""
+    with _open_text(path) as fh:
+        text = fh.read()
+    if _base_suffix(path) == ".json":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict | list):
+            yield from enumerate(doc if isinstance(doc, list) else [doc], 1)
+            return
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError:
+                yield line_no, line
+
+
 def _read_jsonl(path: Path, id_key: str) -> PropertyDataset:
     structures, infos = [], []
-    with _open_text(path) as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                atoms = Atoms(
-                    numbers=row.pop("numbers"),
-                    positions=row.pop("positions"),
-                    cell=row.pop("cell"),
-                    pbc=row.pop("pbc", True),
-                )
-            except (json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-                raise DataError(
-                    f"{path}:{line_no}: not a structure line (needs cell, numbers, positions): "
-                    f"{exc}"
-                ) from None
-            structures.append(atoms)
-            infos.append(row)
+    for n, row in _json_rows(path):
+        try:
+            if not isinstance(row, dict):
+                raise TypeError("not a JSON object")
+            structures.append(_row_atoms(row))
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise DataError(
+                f"{path}:{n}: not a structure (needs cell, numbers, positions, or a pymatgen "
+                f"Structure dict): {type(exc).__name__}: {exc}"
+            ) from None
+        infos.append(row)
     return _from_infos(structures, infos, str(path), id_key)
 
 

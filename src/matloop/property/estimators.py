@@ -104,6 +104,14 @@ class StructurePropertyModel(BaseEstimator):
             )
         return np.array([index[lab] if lab is not None else -1 for lab in labels])
 
+    def _target_index(self, target: str | None) -> int:
+        """Column of `target` in ``targets_`` (None: 0, the first target)."""
+        if target is None:
+            return 0
+        if target not in self.targets_:
+            raise ConfigError(f"{target!r} is not one of the model's targets {self.targets_}")
+        return self.targets_.index(target)
+
     def _class_weights(self, y: np.ndarray) -> np.ndarray:
         k = len(self.classes_)
         counts = np.bincount(y[y >= 0], minlength=k).astype(float)
@@ -129,6 +137,7 @@ class StructurePropertyModel(BaseEstimator):
             self.classes_ = sorted({c for c in train.labels(self.targets_[0]) if c is not None})
             if len(self.classes_) < 2:
                 raise DataError(f"{self.targets_[0]!r} has one class only in the training part")
+            self._check_val_classes(val)
         else:
             self.classes_ = []
         t0 = time.perf_counter()
@@ -136,9 +145,21 @@ class StructurePropertyModel(BaseEstimator):
         self.train_time_s_ = time.perf_counter() - t0
         self.n_train_, self.n_val_ = len(train), len(val)
         self.val_ids_ = list(val.ids)
+        self.seen_ = {"training": _fingerprints(train), "validation": _fingerprints(val)}
         self._calibrate(val)
         self._fit_ood(train, val)
         return self
+
+    def _check_val_classes(self, val: PropertyDataset) -> None:
+        """Refuse a class that only the validation part holds (the model could never predict
+        it, and its scores would not say why)."""
+        only = sorted({c for c in val.labels(self.targets_[0]) if c not in (None, *self.classes_)})
+        if only:
+            raise DataError(
+                f"class {only[0]!r} of {self.targets_[0]!r} occurs only in the validation part "
+                f"({self.split} split, seed {self.seed}); add examples, merge rare classes or "
+                "try another seed"
+            )
 
     def _calibrate(self, val: PropertyDataset) -> None:
         self.std_scale_ = [1.0] * len(self.targets_)
@@ -159,6 +180,7 @@ class StructurePropertyModel(BaseEstimator):
         self.ood_std_ = _embedding_scale(emb.std(0), self.ood_mean_)
         self.train_embeddings_ = ((emb - self.ood_mean_) / self.ood_std_).astype(np.float32)
         self.train_ids_ = list(train.ids)
+        self.train_elements_ = sorted({int(z) for a in train.structures for z in a.numbers})
         scores = self.ood_score(val)
         self.ood_threshold_ = float(np.quantile(scores, self.ood_quantile))
 
@@ -206,8 +228,26 @@ class StructurePropertyModel(BaseEstimator):
             _, dist = self.nearest(dataset, None, self.ood_k)
         return dist.mean(1)
 
+    def unseen_elements(self, dataset: PropertyDataset) -> list[list[str]]:
+        """Per structure, the chemical symbols absent from every training structure."""
+        from ase.data import chemical_symbols
+
+        seen = set(getattr(self, "train_elements_", None) or range(1, 119))
+        return [
+            [chemical_symbols[z] for z in sorted(set(a.numbers.tolist()) - seen)]
+            for a in dataset.structures
+        ]
+
+    def ood(self, dataset: PropertyDataset, score: np.ndarray | None = None) -> np.ndarray:
+        """Out-of-distribution flags: score above ``ood_threshold_``, or an element that no
+        training structure contains (its prediction is an extrapolation whatever the score)."""
+        score = self.ood_score(dataset) if score is None else score
+        unseen = np.array([bool(u) for u in self.unseen_elements(dataset)], dtype=bool)
+        return (score > self.ood_threshold_) | unseen
+
     def predict_table(self, dataset: PropertyDataset) -> dict[str, list]:
-        """Columns for a CSV: id, prediction(s), std, ood_score, ood (and class probabilities)."""
+        """Columns for a CSV: id, prediction(s) and σ in the target's unit (classes: label, the
+        spread of its probability, ``p_<class>``), ood_score, ood, unseen_elements."""
         out: dict[str, list] = {"id": list(dataset.ids)}
         if self.task == "classification":
             proba, std = self._predict_raw(dataset)
@@ -224,13 +264,21 @@ class StructurePropertyModel(BaseEstimator):
                 out["std" if single else f"{name}_std"] = std[:, t].tolist()
         score = self.ood_score(dataset)
         out["ood_score"] = score.tolist()
-        out["ood"] = (score > self.ood_threshold_).tolist()
+        out["ood"] = self.ood(dataset, score).tolist()
+        out["unseen_elements"] = [" ".join(u) for u in self.unseen_elements(dataset)]
         return out
 
-    def evaluate(self, dataset: PropertyDataset, k: int | None = None) -> dict:
-        """Metrics on the labelled structures of `dataset` (first target for the top-level keys)."""
+    def evaluate(
+        self, dataset: PropertyDataset, k: int | None = None, target: str | None = None
+    ) -> dict:
+        """Metrics on the labelled structures of `dataset`, in the target's unit.
+
+        The top-level keys are those of `target` (default: the first of ``targets_``); a
+        multi-target model also gives ``per_target``.
+        """
         from matloop.property.metrics import classification_report, regression_report
 
+        top = self._target_index(target)
         data = self._labelled(dataset)
         y = self._encode(data)
         if self.task == "classification":
@@ -245,12 +293,22 @@ class StructurePropertyModel(BaseEstimator):
                 ok = np.isfinite(y[:, t])
                 per[name] = regression_report(y[ok, t], mean[ok, t], std[ok, t], k)
                 per[name]["unit"] = self.units_.get(name, "")
-            out = dict(per[self.targets_[0]])
+            out = dict(per[self.targets_[top]])
             if len(self.targets_) > 1:
                 out["per_target"] = per
-        score = self.ood_score(data)
-        out["ood_flag_rate"] = float(np.mean(score > self.ood_threshold_))
+        out["ood_flag_rate"] = float(np.mean(self.ood(data)))
+        out.update(self.overlap(data))
         return out
+
+    def overlap(self, dataset: PropertyDataset) -> dict[str, int]:
+        """``n_in_training`` / ``n_in_validation``: structures of `dataset` identical to one the
+        model was fitted (or early-stopped and σ-calibrated) on; metrics on them are optimistic.
+        Empty for a model file without fingerprints."""
+        seen = getattr(self, "seen_", None) or {}
+        if not seen:
+            return {}
+        mine = _fingerprints(dataset)
+        return {f"n_in_{part}": sum(f in set(fps) for f in mine) for part, fps in seen.items()}
 
     # --- persistence --------------------------------------------------------------------------
 
@@ -270,7 +328,9 @@ class StructurePropertyModel(BaseEstimator):
             "std_scale": self.std_scale_,
             "ood_threshold": self.ood_threshold_,
             "train_ids": self.train_ids_,
+            "train_elements": self.train_elements_,
             "val_ids": self.val_ids_,
+            "fingerprints": self.seen_,
             "n_train": self.n_train_,
             "n_val": self.n_val_,
             "train_time_s": self.train_time_s_,
@@ -299,7 +359,9 @@ class StructurePropertyModel(BaseEstimator):
         self.std_scale_ = meta["std_scale"]
         self.ood_threshold_ = meta["ood_threshold"]
         self.train_ids_ = meta["train_ids"]
+        self.train_elements_ = meta.get("train_elements")  # None: a file from before 2026-12
         self.val_ids_ = meta["val_ids"]
+        self.seen_ = meta.get("fingerprints")
         self.n_train_, self.n_val_ = meta["n_train"], meta["n_val"]
         self.train_time_s_ = meta["train_time_s"]
         with np.load(directory / "embeddings.npz", allow_pickle=False) as z:
@@ -730,18 +792,60 @@ def load_model(directory: str | os.PathLike) -> StructurePropertyModel:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path}: corrupted ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: not a matloop property model (not a JSON object)")
     if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise ModelFileError(f"{path}: not a matloop property model of version {FORMAT_VERSION}")
     if meta.get("kind") not in MODELS:
         raise ModelFileError(f"{path}: unknown model kind {meta.get('kind')!r}")
-    model = MODELS[meta["kind"]](**meta["params"])
     try:
+        model = MODELS[meta["kind"]](**meta["params"])
+        model.cfg  # noqa: B018 - validates the stored hyper-parameters now, not at predict time
         model._restore(meta, d)
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(
-            f"{d}: cannot load model arrays ({type(exc).__name__}: {exc})"
-        ) from None
+    except _BAD_FILE_ERRORS as exc:
+        raise ModelFileError(f"{d}: cannot load the model ({_describe(exc)})") from None
     return model
+
+
+def _describe(exc: Exception) -> str:
+    """One short line for a load error (torch's advice to retry without weights_only is not
+    repeated: that would run the code a file carries)."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        return "weights.pt holds objects other than tensors; refused, nothing was unpickled"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+def _bad_file_errors() -> tuple[type[Exception], ...]:
+    """What reading a damaged or foreign model directory raises (never a pickle load: torch
+    refuses with UnpicklingError, numpy with ValueError)."""
+    import pickle
+    import zipfile
+
+    from pydantic import ValidationError
+
+    return (
+        OSError,
+        EOFError,
+        KeyError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+        AttributeError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        ValidationError,
+    )
+
+
+_BAD_FILE_ERRORS = _bad_file_errors()
+
+
+def _fingerprints(dataset: PropertyDataset) -> list[str]:
+    from matloop.property.data import fingerprint
+
+    return [fingerprint(a) for a in dataset.structures]
 
 
 def _embedding_scale(sd: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -54,7 +54,8 @@ def regression_report(y_true, y_pred, std=None, k: int | None = None, largest=Fa
 
 
 def classification_report(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
-    """``accuracy``, ``f1`` (binary: of the last class; else macro), ``roc_auc`` (one-vs-rest)."""
+    """``accuracy``, ``balanced_accuracy``, ``f1`` (binary: of the last class; else macro) and
+    ``roc_auc`` (binary: of the last class; else the one-vs-rest mean over classes present)."""
     y = np.asarray(y_true, int)
     pred = np.asarray(proba).argmax(1)
     binary = len(classes) == 2
@@ -65,16 +66,19 @@ def classification_report(y_true: np.ndarray, proba: np.ndarray, classes: list[s
         "f1": float(f1_score(y, pred, average="binary" if binary else "macro", zero_division=0)),
         "positive_class": classes[-1] if binary else None,
     }
-    try:
-        if binary:
-            out["roc_auc"] = float(roc_auc_score(y, proba[:, 1]))
-        else:
-            out["roc_auc"] = float(
-                roc_auc_score(y, proba, multi_class="ovr", labels=list(range(len(classes))))
-            )
-    except ValueError:  # one class only in y
-        out["roc_auc"] = float("nan")
+    out["roc_auc"] = _roc_auc(y, np.asarray(proba), binary)
     return out
+
+
+def _roc_auc(y: np.ndarray, proba: np.ndarray, binary: bool) -> float:
+    """ROC-AUC of the positive (last) class, or the one-vs-rest mean over the classes present
+    in `y` (a class with no member has no AUC); NaN when `y` holds one class only."""
+    present = np.unique(y)
+    if len(present) < 2:
+        return float("nan")
+    if binary:
+        return float(roc_auc_score(y, proba[:, 1]))
+    return float(np.mean([roc_auc_score(y == c, proba[:, c]) for c in present]))
 
 
 def ood_precision(flags: np.ndarray, errors: np.ndarray, threshold: float) -> dict:
@@ -148,7 +152,8 @@ def plot_roc(y_true, proba, classes, path) -> None:
         ax.plot(fpr, tpr, label=str(classes[c]))
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # the diagonal has no label
+        ax.legend()
     _save(fig, path)
 
 

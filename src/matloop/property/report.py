@@ -18,15 +18,18 @@ def write_report(
     dataset: PropertyDataset,
     directory: str | os.PathLike,
     title: str,
+    target: str | None = None,
 ) -> dict:
-    """Metrics of `model` on `dataset`, PNG plots and ``report.html`` in `directory`."""
+    """Metrics of `model` on `dataset` for `target` (default: the model's first), PNG plots and
+    ``report.html`` in `directory`."""
     from matloop.property import metrics as M
     from matloop.utils.files import atomic_write_text
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     data = model._labelled(dataset)
-    result = model.evaluate(data)
+    result = model.evaluate(data, target=target)
+    t = model._target_index(target)
     y = model._encode(data)
     plots = []
     if model.task == "classification":
@@ -36,12 +39,12 @@ def write_report(
         plots = ["roc.png", "calibration.png"]
     else:
         mean, std = model.predict(data, return_std=True)
-        mean, std = mean.reshape(len(data), -1)[:, 0], std.reshape(len(data), -1)[:, 0]
-        ok = np.isfinite(y[:, 0])
-        name = model.targets_[0]
+        mean, std = mean.reshape(len(data), -1)[:, t], std.reshape(len(data), -1)[:, t]
+        ok = np.isfinite(y[:, t])
+        name = model.targets_[t]
         label = f"{name} ({model.units_.get(name) or 'no unit'})"
-        M.plot_parity(y[ok, 0], mean[ok], std[ok], d / "parity.png", label)
-        M.plot_calibration(y[ok, 0], mean[ok], std[ok], d / "calibration.png")
+        M.plot_parity(y[ok, t], mean[ok], std[ok], d / "parity.png", label)
+        M.plot_calibration(y[ok, t], mean[ok], std[ok], d / "calibration.png")
         plots = ["parity.png", "calibration.png"]
     rows = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>"
