@@ -20,6 +20,7 @@ from matloop.errors import DataError
 
 MIN_DISTANCE_A = 0.5
 MAX_EXTENT_A = 1.0e4  # larger structures or cells are input errors (Å)
+MAX_STRESS_EV_A3 = 10.0  # ≈ 1.6 TPa; larger stresses are unit errors (kbar or GPa, eV/Å³ meant)
 DEFAULT_CONFIG_TYPE = "default"
 
 
@@ -89,16 +90,17 @@ def validate_structure(
     results = _results(atoms)
     if require_energy:
         if "energy" not in results or results["energy"] is None:
-            raise DataError(f"{where}: missing energy")
+            hint = _candidates(atoms, "energy")
+            raise DataError(f"{where}: missing energy" + (f" ({hint[:-2]})" if hint else ""))
         if not np.isfinite(results["energy"]):
             raise DataError(f"{where}: energy is NaN or inf")
     forces = results.get("forces")
     if forces is None:
         if require_forces:
             raise DataError(
-                f"{where}: missing forces (to train on energy-only data, set "
-                "training.loss.forces: 0 in --config; from Python, read_dataset(..., "
-                "require_forces=False))"
+                f"{where}: missing forces ({_candidates(atoms, 'forces')}to train on "
+                "energy-only data, set training.loss.forces: 0 in --config; from Python, "
+                "read_dataset(..., require_forces=False))"
             )
     else:
         forces = np.asarray(forces)
@@ -113,6 +115,7 @@ def validate_structure(
             raise DataError(f"{where}: stress has shape {stress.shape}, expected (6,) or (3, 3)")
         if not np.all(np.isfinite(stress)):
             raise DataError(f"{where}: stress contains NaN or inf")
+        _check_stress_units(stress, where)
     if n > 1:
         d_min = minimum_distance(atoms)
         if d_min < MIN_DISTANCE_A:
@@ -121,18 +124,51 @@ def validate_structure(
             )
 
 
+def _candidates(atoms: Atoms, what: str) -> str:
+    """For a frame without `what`: ``"KEY1, KEY2 may hold it: pick one with --WHAT-key; "``
+    naming its info numbers (energy) or (n, 3) arrays (forces); empty when it has none."""
+    if what == "energy":
+
+        def is_number(v: object) -> bool:
+            return isinstance(v, float | int | np.floating | np.integer) and not isinstance(v, bool)
+
+        keys = [k for k, v in atoms.info.items() if is_number(v)]
+    else:
+        shape = (len(atoms), 3)
+        skip = {"positions", "momenta"}
+        keys = [k for k, v in atoms.arrays.items() if k not in skip and v.shape == shape]
+    if not keys:
+        return ""
+    return f"{', '.join(sorted(map(str, keys)))} may hold it: pick one with --{what}-key; "
+
+
 def check_label_keys(
     atoms: Atoms, energy_key: str, forces_key: str, *, source: str | None = None, index: int = 0
 ) -> None:
     """Raise :class:`DataError` if a custom label key (``--energy-key``/``--forces-key``) is
-    absent from a frame: a misspelled key must never fall back to the default labels."""
+    absent from a frame: a misspelled key must never fall back to the default labels. The energy
+    key may be an info key or a result ASE parsed (``free_energy``)."""
     where = _label(source, index)
-    if energy_key != "energy" and energy_key not in atoms.info:
+    parsed = _results(atoms)  # e.g. free_energy, which ASE reads from DFT outputs
+    if energy_key != "energy" and energy_key not in atoms.info and energy_key not in parsed:
         keys = ", ".join(sorted(map(str, atoms.info))) or "none"
         raise DataError(f"{where}: no info key {energy_key!r} for the energy (info keys: {keys})")
     if forces_key != "forces" and forces_key not in atoms.arrays:
         keys = ", ".join(sorted(atoms.arrays))
         raise DataError(f"{where}: no array {forces_key!r} for the forces (arrays: {keys})")
+
+
+def _check_stress_units(stress: np.ndarray, where: str) -> None:
+    """Stresses beyond :data:`MAX_STRESS_EV_A3` (eV/Å³) are kbar or GPa read as eV/Å³."""
+    from ase import units
+
+    largest = float(np.abs(stress).max())
+    if largest > MAX_STRESS_EV_A3:
+        raise DataError(
+            f"{where}: stress component {largest:.4g} eV/Å³ ({largest / units.GPa:.4g} GPa) is "
+            f"beyond {MAX_STRESS_EV_A3:g} eV/Å³; stresses must be in eV/Å³ (1 GPa = 0.0062415 "
+            "eV/Å³, 1 kbar = 0.00062415 eV/Å³)"
+        )
 
 
 def _check_extent(atoms: Atoms, where: str) -> None:
@@ -328,11 +364,13 @@ def make_labelled(
 def label_with(
     atoms: Atoms, calculator, *, stress: bool | None = None, config_type: str | None = None
 ) -> Atoms:
-    """A labelled copy of `atoms`: energy, forces and (periodic cells) stress from `calculator`."""
+    """A labelled copy of `atoms`: energy (eV), forces (eV/Å) and stress (eV/Å³) from
+    `calculator`; by default the stress for periodic cells when the calculator computes one."""
     work = atoms.copy()
     work.calc = calculator
     energy = work.get_potential_energy()
     forces = work.get_forces()
-    want_stress = work.pbc.all() if stress is None else stress
+    can = "stress" in getattr(calculator, "implemented_properties", ("stress",))
+    want_stress = bool(work.pbc.all()) and can if stress is None else stress
     s = work.get_stress() if want_stress else None
     return make_labelled(atoms, energy, forces, s, config_type or atoms.info.get("config_type"))

@@ -8,6 +8,7 @@ data larger than memory.
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,26 +17,67 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from matloop.data.dataset import Dataset, check_label_keys
+from matloop.data.dataset import Dataset, check_label_keys, validate_structure
 from matloop.errors import DataError
 
 _DB_SUFFIXES = {".db", ".json"}
 
 
-def _from_info(atoms: Atoms, energy_key: str, forces_key: str, stress_key: str) -> Atoms:
-    """Move labels stored under custom keys (e.g. ``REF_energy``) onto a SinglePointCalculator."""
+def _from_info(
+    atoms: Atoms, energy_key: str, forces_key: str, stress_key: str, where: str = "dataset"
+) -> Atoms:
+    """Move labels stored under custom keys (e.g. ``REF_energy``) onto a SinglePointCalculator.
+
+    The energy key may also name a result ASE already parsed (``free_energy``). A stress of 9
+    numbers is a flattened 3×3 tensor; a key containing ``virial`` (and ASE's ``virial`` when
+    no stress is given and the cell has a volume) holds the virial W (eV), converted to the
+    stress σ = −W/V (eV/Å³).
+    `where` (file and frame) starts error messages.
+    """
     results = dict(getattr(atoms.calc, "results", {}) or {}) if atoms.calc is not None else {}
     if energy_key in atoms.info:
-        results["energy"] = float(atoms.info.pop(energy_key))
+        results["energy"] = _energy_value(atoms.info.pop(energy_key), energy_key, where)
+    elif energy_key != "energy" and energy_key in results:
+        results["energy"] = float(results[energy_key])
     if forces_key in atoms.arrays:
         results["forces"] = np.array(atoms.arrays.pop(forces_key), dtype=float)
     if stress_key in atoms.info:
-        results["stress"] = np.array(atoms.info.pop(stress_key), dtype=float)
+        results["stress"] = _stress_from(atoms, stress_key, atoms.info.pop(stress_key), where)
+    elif "stress" not in results and "virial" in atoms.info and atoms.cell.volume > 1e-8:
+        results["stress"] = _stress_from(atoms, "virial", atoms.info.pop("virial"), where)
     if "free_energy" in results and "energy" not in results:
         results["energy"] = results["free_energy"]
     if results:
         atoms.calc = SinglePointCalculator(atoms, **results)
     return atoms
+
+
+def _energy_value(value: object, key: str, where: str) -> float:
+    """The energy (eV) stored under info `key`: one number (a bare ``key`` in an extended XYZ
+    header reads as True, which is no energy)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise DataError(f"{where}: info key {key!r} is {value!r}, not an energy in eV")
+    return float(value)
+
+
+def _stress_from(atoms: Atoms, key: str, value: object, where: str) -> np.ndarray:
+    """The stress (eV/Å³, Voigt xx yy zz yz xz xy) stored under info `key`: a stress as 6, 9
+    or 3×3 numbers, or, for a key naming a virial, the virial W (eV) as σ = −W/V."""
+    try:
+        array = np.array(value, dtype=float)
+    except (TypeError, ValueError):
+        return np.array(value, dtype=object)  # validation names the bad value
+    if array.shape == (9,):  # flattened like ASE's own 'stress' and 'virial' (Fortran order)
+        array = array.reshape(3, 3, order="F")
+    if "virial" in key.lower():
+        volume = abs(atoms.cell.volume)
+        if array.shape not in {(3, 3), (6,)} or volume < 1e-8:
+            why = "the cell has no volume" if volume < 1e-8 else f"it has shape {array.shape}"
+            raise DataError(f"{where}: info key {key!r} holds a virial (eV) but {why}")
+        array = -array / volume
+    if array.shape == (3, 3):
+        array = array[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return array
 
 
 def _restore_url(text: str) -> str:
@@ -110,13 +152,19 @@ def read_structures(
 
             raise DataError(f"{redact(location)}#{selection or ''}: no structures match")
         return frames
-    path = Path(path)
+    given = Path(path)
+    path, index = _at_index(given, index)
     if not path.exists():
         raise DataError(f"{what} not found: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a directory, expected a {what}")
     try:
         if path.suffix in _DB_SUFFIXES and format is None and _looks_like_db(path):
+            if path != given:  # FILE.db@INDEX: rows are chosen by a query
+                raise DataError(
+                    f"{path} is a database: select rows with {path}#QUERY (e.g. "
+                    f"'{path}#id<=10'), not with an index ({index!r})"
+                )
             return _read_db(path, None)
         from ase.io import read
 
@@ -133,6 +181,15 @@ def read_structures(
     return frames
 
 
+def _at_index(path: Path, index: str | int | slice) -> tuple[Path, str | int | slice]:
+    """ASE's ``FILE@SLICE`` (``OUTCAR@-1``, ``md.traj@::10``): the file and that index, when
+    `path` itself does not exist but FILE does."""
+    name, at, selected = str(path).rpartition("@")
+    if path.exists() or not at or not Path(name).is_file():
+        return path, index
+    return Path(name), selected
+
+
 def _read_failure(exc: BaseException) -> str:
     """One line for an exception of ``ase.io.read``: its first line, or for a file name whose
     format ASE cannot guess (it says only ``txt``) what to do about it."""
@@ -144,7 +201,13 @@ def _read_failure(exc: BaseException) -> str:
             f"ASE does not know the file type {text!r} from its name; use an extension ASE "
             "reads (.xyz, .extxyz, .traj, .db, vasprun.xml, OUTCAR, ...)"
         )
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "expecting special 3x3 matrix" in first:  # ASE's extxyz: stress/virial need 9 numbers
+        first += (
+            " (extended XYZ 'stress' and 'virial' must hold 9 numbers; store a 6-number Voigt "
+            "stress, xx yy zz yz xz xy in eV/Å³, under another key and pass --stress-key)"
+        )
+    return first
 
 
 def _looks_like_db(path: Path) -> bool:
@@ -177,19 +240,20 @@ def read_dataset(
     :class:`~matloop.errors.DataError` naming the file and frame on bad data.
     """
 
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
+    paths = _expand_globs([paths] if isinstance(paths, str | os.PathLike) else paths)
     structures: list[Atoms] = []
     sources = []
     for path in paths:
         frames = read_structures(path, index=index, format=format)
+        source = _redacted(path)
         for i, atoms in enumerate(frames):
-            check_label_keys(atoms, energy_key, forces_key, source=_redacted(path), index=i)
+            check_label_keys(atoms, energy_key, forces_key, source=source, index=i)
         if stress_key != "stress" and not any(stress_key in a.info for a in frames):
             raise DataError(  # stress is optional per frame, but a key no frame has is a typo
-                f"{_redacted(path)}: no frame has the info key {stress_key!r} for the stress"
+                f"{source}: no frame has the info key {stress_key!r} for the stress"
             )
-        frames = [_from_info(a, energy_key, forces_key, stress_key) for a in frames]
+        keys = (energy_key, forces_key, stress_key)
+        frames = [_from_info(a, *keys, f"{source}, frame {i}") for i, a in enumerate(frames)]
         Dataset(frames, source=_redacted(path), validate=validate, require_forces=require_forces)
         structures.extend(frames)
         sources.append(_redacted(path))
@@ -214,15 +278,38 @@ def iter_chunks(
     """
     if chunk_size < 1:
         raise DataError(f"chunk_size must be >= 1, got {chunk_size}")
-    if isinstance(sources, str | os.PathLike):
-        sources = [sources]
+    sources = _expand_globs([sources] if isinstance(sources, str | os.PathLike) else sources)
+    keys = (energy_key, forces_key, stress_key)
     for source in sources:
-        for chunk in _raw_chunks(source, chunk_size, format):
-            chunk = [_from_info(a, energy_key, forces_key, stress_key) for a in chunk]
-            Dataset(
-                chunk, source=_redacted(source), validate=validate, require_forces=require_forces
-            )
-            yield chunk
+        yield from _labelled_chunks(source, chunk_size, format, keys, require_forces, validate)
+
+
+def _labelled_chunks(
+    source: str | os.PathLike,
+    chunk_size: int,
+    format: str | None,
+    keys: tuple[str, str, str],
+    require_forces: bool,
+    validate: bool,
+) -> Iterator[list[Atoms]]:
+    """The chunks of one source with labels moved from `keys` (energy, forces, stress) onto a
+    calculator and checked; messages number frames from the start of the source. A custom
+    stress key that no frame has is a typo, reported once the source is read."""
+    where = _redacted(source)
+    start = 0
+    has_stress = False
+    for chunk in _raw_chunks(source, chunk_size, format):
+        for i, atoms in enumerate(chunk, start):
+            check_label_keys(atoms, keys[0], keys[1], source=where, index=i)
+            has_stress = has_stress or keys[2] in atoms.info
+            _from_info(atoms, *keys, f"{where}, frame {i}")
+            if validate:
+                validate_structure(atoms, source=where, index=i, require_forces=require_forces)
+        Dataset(chunk, source=where, validate=False)  # sets the default config_type
+        start += len(chunk)
+        yield chunk
+    if keys[2] != "stress" and not has_stress:
+        raise DataError(f"{where}: no frame has the info key {keys[2]!r} for the stress")
 
 
 def iter_structures(
@@ -231,6 +318,22 @@ def iter_structures(
     """One labelled structure at a time, read lazily in chunks (see :func:`iter_chunks`)."""
     for chunk in iter_chunks(sources, **kwargs):  # type: ignore[arg-type]
         yield from chunk
+
+
+def _expand_globs(sources: Iterable[str | os.PathLike]) -> list[str | os.PathLike]:
+    """Each source, or for a pattern such as ``runs/*/vasprun.xml`` that is not itself a file,
+    the files it matches in sorted order; a pattern that matches nothing is an error."""
+    out: list[str | os.PathLike] = []
+    for source in sources:
+        text = str(source)
+        if not any(c in text for c in "*?[") or "#" in text or "://" in text or Path(text).exists():
+            out.append(source)
+            continue
+        matches = sorted(glob.glob(text, recursive=True))
+        if not matches:
+            raise DataError(f"no file matches {text!r}")
+        out.extend(matches)
+    return out
 
 
 def _redacted(source: str | os.PathLike) -> str:
@@ -246,8 +349,8 @@ def _raw_chunks(
     location, selection = split_source(source)
     path = Path(location)
     if location.startswith(("postgresql://", "postgres://", "sqlite:///")) or (
-        path.suffix == ".db" and format is None
-    ):
+        path.suffix in _DB_SUFFIXES and format is None and _looks_like_db(path)
+    ):  # an ASE database, also in JSON, keeps its key-value pairs such as config_type
         yield from _iter_db(location, selection, chunk_size)
         return
     if not path.is_file():

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from matloop.data.dataset import Dataset
+from matloop.errors import DataError
 
 
 def composition_matrix(dataset: Dataset, elements: list[str]) -> np.ndarray:
     """Counts of each element in each structure, shape (n_structures, n_elements)."""
     index = {s: k for k, s in enumerate(elements)}
+    missing = sorted(set(dataset.elements) - set(index))
+    if missing:
+        raise DataError(f"the data hold {', '.join(missing)}, which `elements` lacks")
     counts = np.zeros((len(dataset), len(elements)))
     for row, atoms in enumerate(dataset):
         for symbol in atoms.get_chemical_symbols():

@@ -144,7 +144,7 @@ _SCF_ERROR_NAMES = {"KohnShamConvergenceError", "ConvergenceError", "SCFConverge
 def classify_exception(exc: BaseException) -> str:
     """Map an exception from a reference code to an error kind: 'scf', 'timeout', 'crash' or
     'config' (a setup the labeller cannot run, e.g. a missing package: never retried)."""
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError | ImportError):  # a missing package is no SCF problem
         return "config"
     if isinstance(exc, LabelTimeout | TimeoutError | subprocess.TimeoutExpired):
         return "timeout"
@@ -163,6 +163,13 @@ def classify_exception(exc: BaseException) -> str:
     if "timeout" in text or "walltime" in text or "time limit" in text:
         return "timeout"
     return "crash"
+
+
+def _label_results(energy: float, free_energy: float | None) -> dict[str, Any]:
+    """``energy`` and ``free_energy`` (eV) of a label: the code's own free energy where it gave
+    a finite one (smeared DFT: Mermin free energy ≠ energy), otherwise the energy."""
+    free = energy if free_energy is None or not math.isfinite(free_energy) else free_energy
+    return {"energy": float(energy), "free_energy": float(free)}
 
 
 DEFAULT_TIMEOUT_S = 3600.0
@@ -215,6 +222,10 @@ class Labeller:
         limits: ValidationLimits | None = None,
         compute_stress: bool | None = None,
     ) -> None:
+        if int(max_retries) < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
+        if timeout_s is not None and not (timeout_s >= 0 and math.isfinite(timeout_s)):
+            raise ConfigError(f"timeout_s must be a finite number of seconds >= 0, got {timeout_s}")
         self.settings = dict(settings or {})
         self.handlers = {k: list(v) for k, v in (handlers or self.default_handlers).items()}
         self.max_retries = int(max_retries)
@@ -234,7 +245,8 @@ class Labeller:
     def parse(
         self, atoms: Atoms, raw: Any
     ) -> tuple[float | None, np.ndarray | None, np.ndarray | None]:
-        """Return (energy eV, forces eV/Å, stress eV/Å³ Voigt or None)."""
+        """Return (energy eV, forces eV/Å, stress eV/Å³ Voigt or None); a fourth element, the
+        free energy (eV) where the code reports one apart from the energy, is optional."""
         raise NotImplementedError
 
     # -- driver ------------------------------------------------------------------------------
@@ -254,7 +266,7 @@ class Labeller:
                 with time_limit(self.timeout_s):
                     prepared = self.prepare(work, settings)
                     raw = self.run(work, prepared)
-                    energy, forces, stress = self.parse(work, raw)
+                    energy, forces, stress, *extra = self.parse(work, raw)
             except Exception as exc:  # noqa: BLE001 - a failed calculation is data
                 kind = classify_exception(exc)
                 message = f"{type(exc).__name__}: {exc}".strip()
@@ -281,7 +293,7 @@ class Labeller:
                     time.perf_counter() - start,
                 )
             out = atoms.copy()
-            results: dict[str, Any] = {"energy": float(energy), "free_energy": float(energy)}
+            results = _label_results(energy, extra[0] if extra else None)
             if forces is not None:
                 results["forces"] = np.asarray(forces, dtype=float)
             if stress is not None:

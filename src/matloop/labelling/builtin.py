@@ -274,15 +274,16 @@ class VaspLabelCalculator(Calculator):
         work = self.atoms.copy()
         work.calc = calc
         try:
-            energy = work.get_potential_energy()
+            energy = work.get_potential_energy()  # energy(sigma→0)
             if not calc.read_convergence():
                 raise ScfConvergenceError(f"VASP electronic loop not converged in NELM={p['nelm']}")
+            free = work.get_potential_energy(force_consistent=True)  # TOTEN, as the forces
             forces = work.get_forces()
             stress = work.get_stress() if work.pbc.all() else None
         finally:
             if not keep:
                 shutil.rmtree(directory, ignore_errors=True)
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+        self.results = {"energy": energy, "free_energy": free, "forces": forces}
         if stress is not None:
             self.results["stress"] = stress
 

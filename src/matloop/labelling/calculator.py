@@ -129,16 +129,19 @@ class CalculatorLabeller(Labeller):
                 )
             if want:
                 stress = atoms.get_stress(voigt=True)
+            free = (getattr(calc, "results", None) or {}).get("free_energy")
         finally:
             atoms.calc = None
-        return energy, forces, stress
+        return energy, forces, stress, free
 
     def parse(self, atoms: Atoms, raw: Any):
-        energy, forces, stress = raw
+        """(energy eV, forces eV/Å, stress eV/Å³ or None, free energy eV or None)."""
+        energy, forces, stress, free = raw
         return (
             None if energy is None else float(energy),
             None if forces is None else np.array(forces, dtype=float),
             None if stress is None else np.array(stress, dtype=float),
+            None if free is None else float(free),
         )
 
     def describe(self) -> dict[str, Any]:
