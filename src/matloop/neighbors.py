@@ -10,6 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+from matloop.errors import DataError
+
+_AXES = "xyz"
+
 
 @dataclass
 class NeighborList:
@@ -20,10 +24,37 @@ class NeighborList:
     distances: np.ndarray | None  # (n_edges,) float64, Å
 
 
+def check_structure(atoms: Atoms) -> None:
+    """Raise :class:`DataError` for a structure no neighbour list can be built for.
+
+    Refused: NaN/inf positions or cell, and periodic axes whose cell vectors (Å) are zero or
+    linearly dependent (e.g. ``pbc=True`` with no cell): vesin answers the first with "the box
+    matrix is not invertible" and linearly dependent vectors with a floating point exception
+    that kills the Python process.
+    """
+    positions, cell = atoms.positions, atoms.cell.array
+    if not np.isfinite(positions).all():
+        bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+        raise DataError(
+            f"structure {atoms.get_chemical_formula()}: atom {bad} has a NaN or inf position"
+        )
+    if not np.isfinite(cell).all():
+        raise DataError(f"structure {atoms.get_chemical_formula()}: the cell contains NaN or inf")
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any() and np.linalg.svd(cell[pbc], compute_uv=False).min() < 1e-6:
+        axes = "".join(a for a, p in zip(_AXES, pbc, strict=True) if p)
+        raise DataError(
+            f"structure {atoms.get_chemical_formula()} is periodic along {axes} but its cell "
+            f"vectors there are zero or linearly dependent (cell {np.round(cell, 4).tolist()} Å): "
+            "set the cell, or pbc=False along the axes without one"
+        )
+
+
 def neighbor_list(atoms: Atoms, cutoff: float, *, with_vectors: bool = True) -> NeighborList:
     """Full neighbour list of `atoms` within `cutoff` (Å), sorted by centre atom."""
     from vesin import NeighborList as _VesinNL
 
+    check_structure(atoms)
     positions = np.ascontiguousarray(atoms.get_positions(), dtype=np.float64)
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = np.ascontiguousarray(atoms.cell.array, dtype=np.float64)

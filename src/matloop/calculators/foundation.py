@@ -46,9 +46,14 @@ def _chgnet_calculator_class() -> type:
         def calculate(self, atoms=None, properties=None, system_changes=all_changes, **kw):
             from matloop.utils.threads import torch_threads
 
+            atoms = atoms if atoms is not None else self.atoms
+            work = _open_axes_padded(atoms, float(self.model.graph_converter.atom_graph_cutoff))
             with warnings.catch_warnings(), torch_threads(self.num_threads):
                 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
-                super().calculate(atoms, properties, system_changes, **kw)
+                super().calculate(work, properties, system_changes, **kw)
+            self.atoms = atoms.copy()  # the cache compares with the caller's structure
+            if not atoms.pbc.all():  # CHGNet's stress of a vacuum box is no property of atoms
+                self.results.pop("stress", None)
             for key in ("energy", "free_energy"):
                 self.results[key] = float(self.results[key])
             for key in ("forces", "stress", "energies", "magmoms"):
@@ -57,6 +62,23 @@ def _chgnet_calculator_class() -> type:
 
     _CHGNET_CLASS = MatloopCHGNet
     return MatloopCHGNet
+
+
+def _open_axes_padded(atoms, cutoff: float):
+    """`atoms`, or a copy whose non-periodic axes get a vacuum cell wider than `cutoff` (Å).
+
+    CHGNet needs an invertible cell even along open axes (a molecule without a cell used to end
+    in numpy's "Singular matrix"); periodic axes and the pbc flags are kept.
+    """
+    from matloop.models.chgnet_family import padded_cell
+    from matloop.neighbors import check_structure
+
+    check_structure(atoms)
+    if atoms.pbc.all():
+        return atoms
+    work = atoms.copy()
+    work.set_cell(padded_cell(atoms, cutoff + 2.0))
+    return work
 
 
 def chgnet_calculator(num_threads: int | None = None, **kwargs: Any):

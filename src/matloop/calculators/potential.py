@@ -11,9 +11,11 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from matloop.errors import DataError
 from matloop.models import Potential
 from matloop.models.io import load_model, resolve_model_path
 from matloop.models.outputs import stress_from_virial
+from matloop.neighbors import check_structure
 from matloop.utils.threads import torch_threads
 
 
@@ -100,11 +102,18 @@ class MatloopCalculator(Calculator):
         self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes
     ) -> None:
         super().calculate(atoms, properties, system_changes)
+        if len(self.atoms) == 0:  # nothing to evaluate (some families' graphs need an atom)
+            check_structure(self.atoms)
+            self.results.update(energy=0.0, free_energy=0.0, forces=np.zeros((0, 3)))
+            if self.atoms.pbc.all():
+                self.results["stress"] = np.zeros(6)
+            return
         with torch_threads(self.num_threads):
             self._calculate(properties, system_changes)
 
     def _calculate(self, properties, system_changes) -> None:
         atoms = self.atoms
+        check_structure(atoms)
         periodic = bool(atoms.pbc.all())
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
@@ -131,9 +140,12 @@ class MatloopCalculator(Calculator):
     def _energy_forces_stress(self, atoms: Atoms, graph, periodic: bool) -> None:
         out = self.model.predict(graph, forces=True, stress=periodic)
         energy = float(out["energy"].detach().double().sum()) + self.model.reference_energy(atoms)
+        forces = out["forces"].detach().double().numpy()
+        if not (np.isfinite(energy) and np.isfinite(forces).all()):
+            raise DataError(_non_finite_message(atoms, self.family))
         self.results["energy"] = energy
         self.results["free_energy"] = energy
-        self.results["forces"] = out["forces"].detach().double().numpy()
+        self.results["forces"] = forces
         if periodic:
             stress = stress_from_virial(out["virial"].detach().double(), graph.volumes.double())
             self.results["stress"] = stress[0].numpy()
@@ -142,6 +154,21 @@ class MatloopCalculator(Calculator):
         """Per-atom features of the model (n_atoms, n_features), e.g. for diversity selection."""
         with torch.no_grad():
             return self.model.atom_features(self.model.graph(atoms)).double().numpy()
+
+
+def _non_finite_message(atoms: Atoms, family: str) -> str:
+    """Why a model gave NaN/inf: usually atoms on top of each other (distance in Å)."""
+    from matloop.neighbors import neighbor_list
+
+    text = f"the {family} model gave a NaN or inf energy/forces for {atoms.get_chemical_formula()}"
+    nl = neighbor_list(atoms, 0.5)
+    if len(nl.distances):
+        k = int(np.argmin(nl.distances))
+        text += (
+            f": atoms {int(nl.centers[k])} and {int(nl.neighbors[k])} are "
+            f"{nl.distances[k]:.3g} Å apart"
+        )
+    return text
 
 
 def _fitted_posterior(model: Potential):

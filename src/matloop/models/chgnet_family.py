@@ -51,6 +51,28 @@ _CG_FIELDS = {
 _VACUUM = 2.0  # Å beyond the cutoff around a non-periodic structure
 
 
+def padded_cell(atoms: Atoms, pad: float) -> np.ndarray:
+    """A cell for `atoms` periodic along every axis with no interaction across the open ones.
+
+    The cell vectors of periodic axes are kept (so a slab keeps its in-plane images); each
+    non-periodic axis gets a vector orthogonal to the periodic ones, as long as the structure's
+    extent along it plus 2·`pad` (Å): images across it are then at least 2·`pad` apart.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = np.array(atoms.cell.array, dtype=np.float64)
+    periodic = cell[pbc]
+    if len(periodic):
+        open_axes = np.linalg.svd(periodic)[2][len(periodic) :]
+    else:
+        open_axes = np.eye(3)
+    for axis, direction in zip(np.flatnonzero(~pbc), open_axes, strict=True):
+        extent = float(np.ptp(atoms.positions @ direction)) if len(atoms) else 0.0
+        cell[axis] = direction * (extent + 2.0 * pad)
+    if np.linalg.det(cell) < 0:
+        cell[np.flatnonzero(~pbc)[-1]] *= -1.0
+    return cell
+
+
 def _load_chgnet(name: str):
     try:
         from chgnet.model import CHGNet
@@ -88,10 +110,8 @@ class CHGNetFinetune(Potential):
 
         if atoms.pbc.all():
             return AseAtomsAdaptor.get_structure(atoms)
-        work = atoms.copy()  # CHGNet needs a cell: a box wider than the cutoff on every side
-        extent = np.ptp(work.positions, axis=0) if len(work) else np.zeros(3)
-        work.set_cell(np.diag(extent + 2 * (self.cutoff + _VACUUM)))
-        work.center()
+        work = atoms.copy()  # CHGNet needs a fully periodic cell: pad the open directions
+        work.set_cell(padded_cell(atoms, self.cutoff + _VACUUM))
         work.pbc = True
         return AseAtomsAdaptor.get_structure(work)
 

@@ -101,6 +101,20 @@ def _load_failure_reason(path: Path, exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """`exc` as one short line (pydantic and torch's state_dict errors span many lines)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        errors = exc.errors()
+        parts = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in errors[:3]]
+        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        text = f"hyperparameters: {'; '.join(parts)}{more}"
+    else:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_model(path: str | os.PathLike) -> tuple[Potential, dict[str, Any]]:
     """Rebuild the potential stored in `path`; returns ``(model, metadata)``."""
     from matloop.models import get_family
@@ -117,7 +131,8 @@ def load_model(path: str | os.PathLike) -> tuple[Potential, dict[str, Any]]:
         raise
     except Exception as exc:  # noqa: BLE001 - any mismatch means the file is unusable
         raise ModelFileError(
-            f"{path}: stored model does not match its architecture: {exc}"
+            f"{path}: stored {payload.get('family')!r} model does not match its architecture: "
+            f"{_one_line(exc)}"
         ) from exc
     model.eval()
     return model, dict(payload.get("metadata", {}))

@@ -19,6 +19,7 @@ from matloop.models.ace.uncertainty import AcePosterior
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, atom_blocks, species_indices
 from matloop.models.params import AceParams
+from matloop.neighbors import check_structure
 
 # centre atoms per block at inference (bounds memory for large cells)
 CHUNK_ATOMS = 1024
@@ -146,6 +147,7 @@ class AcePotential(Potential):
         (per-step Python overhead matters for MD on small cells)."""
         from vesin import NeighborList
 
+        check_structure(atoms)
         lookup = np.full(max(119, int(atoms.numbers.max(initial=0)) + 1), -1, dtype=np.int64)
         lookup[[atomic_numbers[s] for s in self.elements]] = np.arange(len(self.elements))
         species = lookup[atoms.numbers]
