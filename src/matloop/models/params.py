@@ -15,9 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from matloop.descriptors.params import SOAPParams, SymmetryFunctionParams
 
-# ace: default max total degree by number of elements (0: any larger count); single element:
-# 808 coefficients; two elements: 3,006; three: 5,238
-DEFAULT_MAX_DEGREE = {1: 16.0, 2: 13.0, 3: 11.0, 0: 9.0}
+# ace: default max total degree by number of elements; single element: 808 coefficients; two
+# elements: 3,006; three: 5,238; four: 5,620
+DEFAULT_MAX_DEGREE = {1: 16.0, 2: 13.0, 3: 11.0, 4: 9.0}
+# ace, five or more elements: the largest whole max degree ≤ 9 whose basis has at most this many
+# coefficients (at degree 9 five elements had 12,600 and six 24,906: the fit's normal equations,
+# about six P × P float64 matrices, took 10.7 GB and 30 GB)
+DEFAULT_MAX_COEFFICIENTS = 8000
 # mace: an e3nn irreps string such as "16x0e+16x1o"
 _IRREPS = re.compile(r"^\s*\d+x\d+[eo](\s*\+\s*\d+x\d+[eo])*\s*$")
 #: widths of hidden layers (each ≥ 1)
@@ -102,7 +106,8 @@ class AceParams(BaseModel):
         None,
         gt=0,
         description="total degree Σ_t (n_t + 1 + l_weight·l_t) of a basis function (the size "
-        "knob); default by element count: 16, 13, 11, then 9 (the basis grows ~ n_el^ν)",
+        "knob); default by element count: 16, 13, 11, 9, then the largest whole degree ≤ 9 "
+        "with at most 8,000 coefficients (the basis grows ~ n_el^ν)",
     )
     degree_drop_per_order: float = Field(
         1.0,
@@ -152,9 +157,24 @@ class AceParams(BaseModel):
             return list(self.max_degree_per_order)
         top = self.max_degree
         if top is None:
-            top = DEFAULT_MAX_DEGREE.get(n_elements, DEFAULT_MAX_DEGREE[0])
+            top = DEFAULT_MAX_DEGREE.get(n_elements) or self._budget_degree(n_elements)
+        return self._degrees_below(top)
+
+    def _degrees_below(self, top: float) -> list[float]:
         drop = self.degree_drop_per_order
         return [top - drop * max(0, nu - 2) for nu in range(1, self.correlation_order + 1)]
+
+    def _budget_degree(self, n_elements: int) -> float:
+        """Largest whole max degree ≤ 9 within `DEFAULT_MAX_COEFFICIENTS` (at least 3)."""
+        from matloop.models.ace.basis import count_coefficients
+
+        for top in range(9, 3, -1):
+            degrees = tuple(self._degrees_below(float(top)))
+            n_radial = self.n_radial or top
+            count = count_coefficients(n_elements, n_radial, self.max_l, degrees, self.l_weight)
+            if count <= DEFAULT_MAX_COEFFICIENTS:
+                return float(top)
+        return 3.0
 
     def radial_count(self, n_elements: int = 1) -> int:
         if self.n_radial is not None:

@@ -18,6 +18,7 @@ graph. Design rows use ∂φ(i)/∂A(i) per atom and ∂A/∂r per edge.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +94,15 @@ def enumerate_functions(
             ns = tuple(v[1] for v in vs)
             out.extend(BasisFunction(mus, ns, ls, r, c) for r, c in zip(real, cplx, strict=True))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def count_coefficients(
+    n_elements: int, n_radial: int, max_l: int, max_degree: tuple[float, ...], l_weight: float
+) -> int:
+    """Coefficients P = n_el × functions per element of the basis these settings give."""
+    functions = enumerate_functions(n_elements, n_radial, max_l, list(max_degree), l_weight)
+    return n_elements * len(functions)
 
 
 def _combinations(degree: list[float], rank: int, limit: float):
