@@ -37,6 +37,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
 
     d = tmp_path_factory.mktemp("no_clobber_inputs")
     emt_cu_structures(3, seed=0, repeat=(1, 1, 1)).write(d / "data.xyz")
+    emt_cu_structures(2, seed=1, repeat=(1, 1, 1)).write(d / "valid.xyz")
     cu = bulk("Cu", "fcc", 3.61, cubic=True) * (2, 2, 2)
     write(d / "cu.xyz", cu)
     rows = ["Volume,Energy"]
@@ -53,7 +54,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         ["surrogate", "fit", f"{d / 'eos.csv'}", "--x", "Volume", "--y", "Energy"]
         + ["--model", "poly", "--out", f"{d / 's.npz'}"],
         ["train", "--train", f"{d / 'data.xyz'}", "--out", f"{d / 'model'}"]
-        + ["--config", f"{d / 'train.yaml'}", "--no-progress", "--valid", f"{d / 'data.xyz'}"],
+        + ["--config", f"{d / 'train.yaml'}", "--no-progress", "--valid", f"{d / 'valid.xyz'}"],
         ["data", "push", f"{d / 'data.xyz'}", "--db", db, "--code", "emt"],
     ]
     for argv in setup:

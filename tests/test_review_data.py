@@ -312,3 +312,30 @@ def test_labeller_refuses_negative_retries_or_time_limit(options):
 
     with pytest.raises(ConfigError, match=">= 0"):
         CalculatorLabeller("emt", **options)
+
+
+def test_data_push_takes_globs_and_file_at_slice(tmp_path, capsys):
+    from matloop.cli import main
+
+    frames = _emt_frames(4)
+    write(tmp_path / "a.xyz", frames[:2])
+    write(tmp_path / "b.xyz", frames[2:])
+    db = f"sqlite:///{tmp_path / 'labels.db'}"
+    assert main(["data", "push", str(tmp_path / "*.xyz"), "--db", db, "--code", "emt"]) == 0
+    assert "pushed 4 new label(s)" in capsys.readouterr().out
+    args = ["data", "push", f"{tmp_path / 'a.xyz'}@-1", "--db", db, "--code", "emt", "-q"]
+    assert main(args) == 0
+    assert "0 new label(s), 1 already stored" in capsys.readouterr().out
+    missing = ["data", "push", str(tmp_path / "none*.xyz"), "--db", db, "--code", "emt"]
+    assert main(missing) == 1
+    assert "no file matches" in capsys.readouterr().err
+
+
+def test_train_refuses_the_training_file_as_validation_data(tmp_path, capsys):
+    from matloop.cli import main
+
+    write(tmp_path / "train.xyz", _emt_frames(4))
+    data = str(tmp_path / "train.xyz")
+    assert main(["train", "--train", data, "--valid", data, "--out", str(tmp_path / "run")]) == 1
+    assert "is the training file" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -14,6 +14,13 @@ QUIET = typer.Option(
 #: --quiet as everywhere else, beside the older --progress/--no-progress
 PROGRESS_HELP = "Progress bars on stderr; -q, --quiet or --no-progress turn them off."
 PROGRESS = typer.Option(True, "--progress/--no-progress", " /-q", " /--quiet", help=PROGRESS_HELP)
+STRESS_KEY = typer.Option(
+    "stress",
+    "--stress-key",
+    help="Info key of the reference stress: eV/Å³, ASE's sign, Voigt xx yy zz yz xz xy (9 "
+    "numbers are read as a 3×3 tensor); a key containing 'virial' holds the virial W (eV), "
+    "read as σ = −W/V.",
+)
 
 
 def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:

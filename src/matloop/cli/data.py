@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, QUIET, refuse_overwrites
+from matloop.cli._options import FORCE, QUIET, STRESS_KEY, refuse_overwrites
 from matloop.utils import progress as bars
 
 _DB_HELP = (
@@ -26,12 +26,12 @@ def push_command(
     run: str = typer.Option(None, "--run", help="name of the run that made them"),
     energy_key: str = typer.Option("energy", "--energy-key"),
     forces_key: str = typer.Option("forces", "--forces-key"),
-    stress_key: str = typer.Option("stress", "--stress-key"),
+    stress_key: str = STRESS_KEY,
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
     quiet: bool = QUIET,
 ) -> None:
     """Store labelled structures once each (content hash is unique in the database)."""
-    from matloop.data.io import iter_chunks
+    from matloop.data.io import check_sources, iter_chunks
     from matloop.errors import ConfigError
     from matloop.store import LabelStore, redact
 
@@ -41,13 +41,11 @@ def push_command(
         raise ConfigError(f"--settings is not valid JSON: {exc.msg}") from exc
     if not isinstance(settings_dict, dict):
         raise ConfigError('--settings must be a JSON object, e.g. \'{"xc": "PBE"}\'')
-    for f in files:  # validate all inputs before writing anything
-        if not Path(str(f).split("#", 1)[0]).exists():
-            raise ConfigError(f"file not found: {f}")
+    sources = check_sources([str(f) for f in files])  # all inputs before writing anything
     with _redacting(db):
         store = LabelStore(db)
         chunks = iter_chunks(
-            [str(f) for f in files],
+            sources,
             energy_key=energy_key,
             forces_key=forces_key,
             stress_key=stress_key,

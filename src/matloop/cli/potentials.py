@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, PROGRESS, QUIET, check_outputs
+from matloop.cli._options import FORCE, PROGRESS, QUIET, STRESS_KEY, check_outputs
 
 
 def train_command(
@@ -27,7 +27,7 @@ def train_command(
     ),
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
-    stress_key: str = typer.Option("stress", help="Info key of the reference stress (eV/Å³)."),
+    stress_key: str = STRESS_KEY,
     progress: bool = PROGRESS,
     force: bool = typer.Option(False, "--force", help="Overwrite a model already in --out."),
 ) -> None:
@@ -50,6 +50,13 @@ def train_command(
         from matloop.errors import ConfigError
 
         raise ConfigError("--delta-base cannot be combined with --resume or --init-model")
+    if valid is not None and Path(valid).resolve() == Path(train).resolve():
+        from matloop.errors import ConfigError
+
+        raise ConfigError(  # early stopping and the reported errors would measure the fit itself
+            f"--valid {valid} is the training file; give held-out data, or leave --valid out "
+            "for a random split of --train"
+        )
     _check_out_dir(out, resume=resume, force=force, family=cfg.model.family)
     if init_model is not None:
         import matloop
@@ -207,7 +214,7 @@ def evaluate_command(
     plot: Path | None = typer.Option(None, "--plot", help="Write an energy+force parity plot."),
     energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
     forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
-    stress_key: str = typer.Option("stress", help="Info key of the reference stress (eV/Å³)."),
+    stress_key: str = STRESS_KEY,
     force: bool = FORCE,
     quiet: bool = QUIET,
 ) -> None:

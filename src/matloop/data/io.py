@@ -320,6 +320,20 @@ def iter_structures(
         yield from chunk
 
 
+def check_sources(sources: Iterable[str | os.PathLike]) -> list[str | os.PathLike]:
+    """`sources` with globs expanded; each must be a database URL or an existing file
+    (``FILE#QUERY`` and ``FILE@SLICE`` included), else one DataError line before any work."""
+    expanded = _expand_globs(sources)
+    for source in expanded:
+        location, _ = split_source(source)
+        if "://" in location:
+            continue
+        path, _ = _at_index(Path(location), ":")
+        if not path.exists():
+            raise DataError(f"file not found: {source}")
+    return expanded
+
+
 def _expand_globs(sources: Iterable[str | os.PathLike]) -> list[str | os.PathLike]:
     """Each source, or for a pattern such as ``runs/*/vasprun.xml`` that is not itself a file,
     the files it matches in sorted order; a pattern that matches nothing is an error."""
@@ -353,13 +367,14 @@ def _raw_chunks(
     ):  # an ASE database, also in JSON, keeps its key-value pairs such as config_type
         yield from _iter_db(location, selection, chunk_size)
         return
+    path, index = _at_index(path, ":")  # FILE@SLICE, as ASE's own tools take it
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     from ase.io import iread
 
     chunk: list[Atoms] = []
     try:
-        for atoms in iread(str(path), index=":", format=format):
+        for atoms in iread(str(path), index=index, format=format):
             chunk.append(atoms)
             if len(chunk) == chunk_size:
                 yield chunk
