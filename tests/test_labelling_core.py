@@ -221,3 +221,20 @@ def test_a_configuration_error_fails_at_once_and_is_not_taken_for_an_scf_failure
     assert result.status is LabelStatus.FAILED
     assert len(result.attempts) == 1
     assert result.reason.startswith("config: ConfigError: the pyscf labeller handles molecules")
+
+
+def test_a_timed_out_code_and_the_processes_it_started_are_stopped():
+    """As ASE's file-IO calculators do: wait on a launcher (think mpirun) that started ranks."""
+    import subprocess
+
+    import psutil
+
+    from matloop.labelling.base import LabelTimeout, time_limit
+
+    launched = []
+    with pytest.raises(LabelTimeout), time_limit(0.5):
+        launched.append(subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60; wait"]))
+        launched[0].wait()
+    assert launched[0].wait(timeout=10) is not None  # stopped, not left running
+    ranks = [p for p in psutil.Process().children(recursive=True) if p.name() == "sleep"]
+    assert not ranks, ranks

@@ -186,13 +186,39 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     def _raise(signum, frame):  # noqa: ARG001
         raise LabelTimeout(f"timeout after {seconds:g} s")
 
+    before = {p.pid for p in _children()}
     old = signal.signal(signal.SIGALRM, _raise)
     signal.setitimer(signal.ITIMER_REAL, float(seconds))
     try:
         yield
+    except LabelTimeout:
+        _stop_children_since(before)
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0.0)
         signal.signal(signal.SIGALRM, old)
+
+
+def _children() -> list:
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
+def _stop_children_since(before: set[int], grace_s: float = 5.0) -> None:
+    """Stop the processes started since `before` (pids): a code run by ASE's file-IO calculators
+    (mpirun and its ranks) keeps running when the wait for it is interrupted, holding cores
+    and writing into the directory of the next attempt. Terminate, then kill after `grace_s`."""
+    import psutil
+
+    started = [p for p in _children() if p.pid not in before]
+    for proc in started:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(started, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 class Labeller:
