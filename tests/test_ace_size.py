@@ -22,7 +22,7 @@ def test_default_basis_stays_within_budget_for_many_elements():
     assert sizes[4] == 5620  # up to four elements the defaults are unchanged
     assert all(sizes[n] <= DEFAULT_MAX_COEFFICIENTS for n in (5, 6, 7)), sizes
     assert sizes[5] > 4000  # the largest degree within the budget, not a minimal basis
-    assert AceParams().degrees(5)[0] == 8.0
+    assert AceParams().degrees(5)[0] == 7.0
     assert AceParams(max_degree=9).degrees(5)[0] == 9.0  # a degree the user sets stands
 
 
