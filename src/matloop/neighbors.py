@@ -13,6 +13,7 @@ from ase import Atoms
 from matloop.errors import DataError
 
 _AXES = "xyz"
+_last_good_cell: list[bytes | None] = [None]  # cell + pbc of the last structure that passed
 
 
 @dataclass
@@ -38,9 +39,12 @@ def check_structure(atoms: Atoms) -> None:
         raise DataError(
             f"structure {atoms.get_chemical_formula()}: atom {bad} has a NaN or inf position"
         )
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    key = cell.tobytes() + pbc.tobytes()
+    if key == _last_good_cell[0]:  # MD asks every step; the SVD was most of this check's time
+        return
     if not np.isfinite(cell).all():
         raise DataError(f"structure {atoms.get_chemical_formula()}: the cell contains NaN or inf")
-    pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any() and np.linalg.svd(cell[pbc], compute_uv=False).min() < 1e-6:
         axes = "".join(a for a, p in zip(_AXES, pbc, strict=True) if p)
         raise DataError(
@@ -48,6 +52,7 @@ def check_structure(atoms: Atoms) -> None:
             f"vectors there are zero or linearly dependent (cell {np.round(cell, 4).tolist()} Å): "
             "set the cell, or pbc=False along the axes without one"
         )
+    _last_good_cell[0] = key
 
 
 def neighbor_list(atoms: Atoms, cutoff: float, *, with_vectors: bool = True) -> NeighborList:
