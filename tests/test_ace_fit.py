@@ -203,3 +203,27 @@ def test_cli_train_ace_then_reload_gives_identical_predictions_and_sigma(tmp_pat
         )
     for a, b in zip(values["trained"], values["reloaded"], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_profiled_normal_equations_equal_the_dense_congruence():
+    """The E0 columns are eliminated with T = [I; M]; the O(P²) product must equal Tᵀ A T."""
+    from matloop.models.ace.solver import NormalEquations, profile_transform
+
+    rng = np.random.default_rng(0)
+    n_coef, n_el = 300, 4
+    design = rng.normal(size=(900, n_coef + n_el))
+    eqs = NormalEquations(n_coef + n_el)
+    eqs.add("energy", design, rng.normal(size=900))
+    eqs.add("forces", 0.3 * design[:500], rng.normal(size=500))
+    t_matrix, t_offset = profile_transform(eqs, n_coef)
+    profiled = eqs.transformed(t_matrix, t_offset)
+    for kind, block in eqs.blocks.items():
+        dense = t_matrix.T @ block.gram @ t_matrix
+        np.testing.assert_allclose(profiled.blocks[kind].gram, dense, rtol=1e-10, atol=1e-9)
+    shuffled = t_matrix[::-1].copy()  # no identity block: the dense product is used
+    np.testing.assert_allclose(
+        eqs.transformed(shuffled, t_offset).blocks["energy"].gram,
+        shuffled.T @ eqs.blocks["energy"].gram @ shuffled,
+        rtol=1e-10,
+        atol=1e-9,
+    )

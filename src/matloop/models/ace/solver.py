@@ -98,7 +98,7 @@ class NormalEquations:
         for kind, b in self.blocks.items():
             a_t = b.gram @ t_offset
             out.blocks[kind] = _Block(
-                t_matrix.T @ b.gram @ t_matrix,
+                _congruence(b.gram, t_matrix),
                 t_matrix.T @ (b.rhs - a_t),
                 b.yy - 2.0 * float(t_offset @ b.rhs) + float(t_offset @ a_t),
                 b.weight_sum,
@@ -166,6 +166,21 @@ class NormalEquations:
         c = np.asarray(coefficients, dtype=np.float64)
         sq = blk.yy - 2.0 * c @ blk.rhs + c @ blk.gram @ c
         return max(float(sq), 0.0) / blk.weight_sum
+
+
+def _congruence(gram: np.ndarray, t_matrix: np.ndarray) -> np.ndarray:
+    """Tᵀ A T for a symmetric A. When T = [I; M] (:func:`profile_transform`: M has a row per
+    eliminated column, a handful) this is A₁₁ + A₁₀M + (A₁₀M)ᵀ + Mᵀ A₀₀ M, O(P²) instead of
+    the dense product's O(P³) (32 of 149 s of a five-element fit at P = 4,180)."""
+    k = t_matrix.shape[1]
+    if not np.array_equal(t_matrix[:k], np.eye(k)):
+        return t_matrix.T @ gram @ t_matrix
+    tail = t_matrix[k:]
+    cross = gram[:k, k:] @ tail
+    out = gram[:k, :k] + cross
+    out += cross.T
+    out += tail.T @ (gram[k:, k:] @ tail)
+    return out
 
 
 def profile_transform(eqs: NormalEquations, n_fitted: int) -> tuple[np.ndarray, np.ndarray]:
