@@ -14,6 +14,7 @@ from matloop.calculators import resolve_calculator
 from matloop.calculators.potential import MatloopCalculator
 from matloop.data import Dataset, label_with
 from matloop.models import FAMILIES, get_family
+from matloop.training import TrainConfig
 
 ELEMENTS = ["Cu", "Ni"]
 PARAMS = {**FAMILY_PARAMS, "ace": {"cutoff": 4.0, "correlation_order": 2, "max_degree": 5.0}}
@@ -48,8 +49,6 @@ def model(request, alloy_data):
     cls = get_family(request.param)
     m = cls(ELEMENTS, cls.Params.model_validate(PARAMS.get(request.param, {}))).double()
     if cls.custom_fit and not cls.pretrained:
-        from matloop.training import TrainConfig
-
         m.fit(alloy_data, None, TrainConfig(), out_dir=None, progress=False)
     else:
         graphs = [m.prepare(a) for a in list(alloy_data)[:4]]
@@ -70,6 +69,21 @@ def test_two_element_physics(model):
 
 def test_float32_matches_float64(model):
     testing.assert_dtype_consistent(model, testing.two_element_structure(seed=10))
+
+
+def test_dtype_check_catches_a_table_left_in_half_precision(alloy_data):
+    """The float32 check fails when float32 evaluation rounds the coefficients to float16."""
+    cls = get_family("ace")
+
+    class HalfPrecisionCoefficients(cls):
+        def _coefficients(self, dtype):
+            c = self.coefficients.to(dtype)
+            return c.half().to(dtype) if dtype == torch.float32 else c
+
+    m = HalfPrecisionCoefficients(ELEMENTS, cls.Params.model_validate(PARAMS["ace"]))
+    m.fit(alloy_data, None, TrainConfig(), out_dir=None, progress=False)
+    with pytest.raises(AssertionError, match="float32 energy differs"):
+        testing.assert_dtype_consistent(m.eval(), testing.two_element_structure(seed=10))
 
 
 def test_batch_equals_single_structures(model):
