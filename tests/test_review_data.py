@@ -10,7 +10,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from matloop.data import Dataset, group_split, random_split, read_dataset, stress_of
+from matloop.data import Dataset, group_split, label_with, random_split, read_dataset, stress_of
 from matloop.data.io import iter_structures
 from matloop.errors import DataError
 
@@ -22,14 +22,7 @@ def _emt_frames(n: int = 4) -> list:
         atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
         atoms.rattle(0.05, seed=i)
         atoms.set_cell(atoms.cell * (1.0 + 0.01 * i), scale_atoms=True)
-        atoms.calc = EMT()
-        results = {
-            "energy": atoms.get_potential_energy(),
-            "forces": atoms.get_forces(),
-            "stress": atoms.get_stress(),
-        }
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        frames.append(atoms)
+        frames.append(label_with(atoms, EMT()))
     return frames
 
 
