@@ -297,3 +297,30 @@ def test_a_missing_pool_value_names_its_data_row(tmp_path, capsys):
     args = ["suggest", "--data", str(p_obs), "--candidates", str(p_cand)]
     rc, o, e = run([*args, "--objective", "yield:max", "--out", str(tmp_path / "n.csv")], capsys)
     assert rc == 1 and "pool.csv: row 3 has a missing or non-finite input value" in e, e
+
+
+def test_pool_suggestion_uses_matloops_thread_count_and_restores_the_callers(monkeypatch):
+    import torch
+
+    from matloop.design import pool as pool_module
+
+    seen = []
+    inner = pool_module._suggest_from_pool
+    monkeypatch.setattr(
+        pool_module,
+        "_suggest_from_pool",
+        lambda *a, **k: seen.append(torch.get_num_threads()) or inner(*a, **k),
+    )
+    monkeypatch.setenv("MATLOOP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = _pool(40)
+        suggest_from_pool(
+            data.sample(5, random_state=1),
+            data.drop(columns="yield"),
+            [parse_objective("yield:max")],
+        )
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
