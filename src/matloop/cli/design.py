@@ -319,6 +319,7 @@ def fit_command(
         progress=not quiet,
     )
     m.fit(table.values, Y, groups=composition_groups(table.values, table.components))
+    m.basis_ = basis  # the units of --data, so that `predict` reads its --data the same way
     m.save(out)
     counts = ", ".join(f"{p}: {n}" for p, n in zip(prop, m.n_train_, strict=True))
     typer.echo(f"fitted {model} model on {len(table.values)} rows ({counts}); saved to {out}")
@@ -327,18 +328,38 @@ def fit_command(
 def predict_command(
     model: Path = typer.Option(..., "--model", help="Model file from `matloop design fit`."),
     data: Path = typer.Option(..., "--data", help="CSV with the model's component columns."),
+    basis: str | None = typer.Option(
+        None,
+        "--basis",
+        help="Composition units of --data: mol or wt (default: those of the data the model "
+        "was fitted on).",
+    ),
+    normalise: bool = _NORM,
     out: Path = typer.Option(..., "--out", help="CSV with pred_NAME_mean / pred_NAME_std added."),
     force: bool = FORCE,
 ) -> None:
     """Predict properties (mean ± std) for compositions with a fitted model."""
     from matloop.compositions import read_composition_table
     from matloop.design.models import PropertyModel
+    from matloop.errors import DataError
     from matloop.utils.files import atomic_path, refuse_overwrite
 
     refuse_overwrite(out, force)
     m = PropertyModel.load(model)
+    basis = basis or getattr(m, "basis_", "mol")  # files written before basis_ were mol %
     frame = _read_csv(data)
-    table = read_composition_table(frame, m.components, source=str(data))
+    try:
+        table = read_composition_table(
+            frame, m.components, basis=basis, normalise_rows=normalise, source=str(data)
+        )
+    except DataError as exc:
+        unknown = _unknown_components(frame, m)
+        if not unknown:
+            raise
+        raise DataError(
+            f"{data}: component column(s) {unknown} are not among the model's components "
+            f"{list(m.components)}, so the model cannot predict these compositions ({exc})"
+        ) from None
     mean, std = m.predict(table.values, return_std=True)
     for j, p in enumerate(m.properties):
         frame[f"pred_{p}_mean"] = mean[:, j]
@@ -348,6 +369,24 @@ def predict_command(
             tmp, index=False
         )
     typer.echo(f"predicted {len(frame)} rows → {out}")
+
+
+def _unknown_components(frame, model) -> list[str]:
+    """Columns of `frame` named like a chemical formula, with non-zero amounts, that are not
+    among the model's components (nor its properties)."""
+    import pandas as pd
+
+    from matloop.compositions.core import _is_formula
+
+    known = set(model.components) | set(model.properties_)
+    return [
+        c
+        for c in frame.columns
+        if c not in known
+        and _is_formula(c)
+        and pd.api.types.is_numeric_dtype(frame[c])
+        and frame[c].fillna(0).abs().sum() > 0
+    ]
 
 
 def evaluate_command(

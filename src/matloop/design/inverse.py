@@ -47,12 +47,14 @@ def inverse_design(
     seed: int = 0,
     progress: bool = False,
 ):
-    """Ranked DataFrame of `top` feasible compositions (space columns, mol % or the space's
-    unit) with ``pred_NAME_mean``, ``pred_NAME_lo95``/``hi95`` and ``p_within_tolerance``.
+    """Ranked DataFrame of `top` feasible compositions (space columns, in the space's units and
+    basis; a ``basis: wt`` space is converted to mol % for the model) with ``pred_NAME_mean``,
+    ``pred_NAME_lo95``/``hi95`` and ``p_within_tolerance``.
 
     ``progress=True`` writes one line on stderr as each long stage (sampling, scoring) starts."""
     import pandas as pd
 
+    from matloop.compositions.core import wt_to_mol
     from matloop.design.bo import _polytope_samples
     from matloop.design.space import unit_box_problem
     from matloop.utils.progress import stage
@@ -80,10 +82,12 @@ def inverse_design(
     x = prob.round(prob.to_x(z))
     ok = np.array([not space.check_point(r, atol=1e-6 * max(1.0, space.total)) for r in x])
     x = np.unique(x[ok], axis=0)
+    # the model takes mol % (`matloop design fit` converts --basis wt); a wt % space is converted
+    x_mol = wt_to_mol(x, space.names, space.total) if space.basis == "wt" and len(x) else x
     X = np.zeros((len(x), len(comps)))
     for i, c in enumerate(space.names):
         if c in comps:
-            X[:, comps.index(c)] = x[:, i]
+            X[:, comps.index(c)] = x_mol[:, i]
     stage(progress, f"predicting {len(x)} compositions…")
     mean, std = model.predict(X, return_std=True)
     mean, std = np.atleast_2d(mean.T).T, np.atleast_2d(std.T).T

@@ -365,6 +365,10 @@ class PropertyModel(RegressorMixin, BaseEstimator):
             if self.properties is not None
             else [f"y{j}" for j in range(n_props)]
         )
+        for what, names in (("component", comps), ("property", props)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ConfigError(f"{what} name(s) {repeated} given more than once")
         self.components_, self.properties_ = comps, props
         self.featurizer_ = (
             None

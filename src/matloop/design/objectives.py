@@ -95,6 +95,14 @@ def objective_values(
             out[:, j] = np.asarray(frame[o.name], dtype=float)
         except (TypeError, ValueError) as exc:
             raise DataError(f"{source}: column {o.name!r} is not numeric: {exc}") from exc
+    # NaN (an empty cell) means "not measured"; an infinite value is a broken measurement
+    inf = np.argwhere(np.isinf(out))
+    if inf.size:
+        r, j = inf[0]
+        raise DataError(
+            f"{source}: row {r + 1} has an infinite value of {objectives[j].name!r} "
+            f"({out[r, j]:g}); leave the cell empty if it was not measured"
+        )
     return out
 
 

@@ -510,14 +510,27 @@ def pool_inputs(
     return cols, Xo, Xp
 
 
+def _row_keys(X: np.ndarray, decimals: int = 9) -> list[tuple]:
+    """Rows of `X` rounded to `decimals` significant places, as hashable tuples."""
+    if not len(X):
+        return []
+    return [tuple(r) for r in np.vectorize(lambda v: float(f"{v:.{decimals}g}"))(X)]
+
+
 def observed_mask(Xo: np.ndarray, Xp: np.ndarray, decimals: int = 9) -> np.ndarray:
     """True for pool rows equal (to `decimals` significant places) to an observed row."""
+    seen = set(_row_keys(Xo, decimals))
+    return np.array([k in seen for k in _row_keys(Xp, decimals)], dtype=bool)
 
-    def key(X):
-        return [tuple(r) for r in np.vectorize(lambda v: float(f"{v:.{decimals}g}"))(X)]
 
-    seen = set(key(Xo)) if len(Xo) else set()
-    return np.array([k in seen for k in key(Xp)], dtype=bool)
+def repeated_mask(Xp: np.ndarray, decimals: int = 9) -> np.ndarray:
+    """True for pool rows equal (as in :func:`observed_mask`) to an earlier pool row."""
+    seen: set[tuple] = set()
+    out = np.zeros(len(Xp), dtype=bool)
+    for i, k in enumerate(_row_keys(Xp, decimals)):
+        out[i] = k in seen
+        seen.add(k)
+    return out
 
 
 def _maximin_pool(Xs: np.ndarray, Xo_s: np.ndarray, batch: int, seed: int) -> list[int]:
@@ -643,7 +656,9 @@ def _suggest_from_pool(
         acquisition = "ucb"
     cols, Xo, Xp = pool_inputs(data, pool, objectives, data_name=data_name, pool_name=pool_name)
     Y = objective_values(data, objectives, source=data_name)
-    free = np.flatnonzero(~observed_mask(Xo, Xp))
+    # a recipe listed twice in the pool is one candidate: only its first row can be suggested
+    repeated = repeated_mask(Xp)
+    free = np.flatnonzero(~observed_mask(Xo, Xp) & ~repeated)
     if len(free) < batch:
         raise DataError(
             f"{pool_name}: only {len(free)} candidate(s) not yet observed, asked "
@@ -653,6 +668,11 @@ def _suggest_from_pool(
     lo, width = unit_cube(Xp, Xo)
     counts = np.isfinite(Y).sum(axis=0) if len(Y) else np.zeros(len(objectives), int)
     messages: list[str] = _unused_columns(data, cols, objectives, data_name, pool_name)
+    if repeated.any():
+        messages.append(
+            f"{pool_name}: {int(repeated.sum())} row(s) repeat the inputs of an earlier row "
+            "and are not suggested separately"
+        )
     if int(counts.min()) < min_observations:
         few = ", ".join(f"{o.name}: {int(c)}" for o, c in zip(objectives, counts, strict=True))
         msg = (
