@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from matloop.active.explorers import StrategyConfig
+from matloop.active.explorers import StrategyConfig, check_kelvin
 from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
 from matloop.training.config import TrainConfig
@@ -72,10 +72,7 @@ class ExploreConfig(_Strict):
     def _temperatures(cls, v: list[float]) -> list[float]:
         if not v:
             raise ValueError("give at least one temperature (K)")
-        bad = [t for t in v if not (t > 0 and t < 1e6)]
-        if bad:
-            raise ValueError(f"temperatures must be > 0 K (and finite), got {bad}")
-        return v
+        return check_kelvin(v, "temperatures")
 
     @field_validator("strains")
     @classmethod
@@ -279,6 +276,7 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
     get_family(cfg.model.family)
     starts = read_structures(cfg.initial.structures, what="initial.structures file")
     elements = {s for a in starts for s in a.get_chemical_symbols()}
+    _check_reference_elements(cfg, elements)
     if cfg.test.data:
         from matloop.errors import MatloopError
 
@@ -291,6 +289,59 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
             raise DataError(
                 f"test.data {cfg.test.data} contains {', '.join(missing)}, which no starting "
                 f"structure in {cfg.initial.structures} has; the models would never learn it"
+            )
+
+
+# built-in reference potentials fitted for a few elements only; with others they either fail on
+# every structure or (Stillinger–Weber, Kumagai) silently give Si energies to any atom
+_BUILTIN_ELEMENTS = {
+    "sw": {"Si"},
+    "stillinger-weber": {"Si"},
+    "kumagai": {"Si"},
+    "tersoff": {"C", "Si"},
+}
+
+
+def reference_elements(spec: str, settings: dict[str, Any] | None = None) -> set[str] | None:
+    """The elements reference calculator `spec` can label, where it is known (ASE's EMT and
+    the ``faulty`` EMT: EMT's parameter table; the Si potentials ``sw``, ``kumagai``,
+    ``tersoff``); None for any other calculator."""
+    from ase.calculators.emt import EMT
+    from ase.calculators.emt import parameters as emt_parameters
+
+    from matloop.calculators import resolve_calculator
+    from matloop.labelling.faults import FaultyCalculator
+
+    name = spec.strip().lower()
+    if name in _BUILTIN_ELEMENTS:
+        return set(_BUILTIN_ELEMENTS[name])
+    if name not in ("emt", "faulty"):  # not built here: a DFT code or user factory may be slow
+        return None
+    calc = resolve_calculator(spec, **(settings or {}))
+    if isinstance(calc, FaultyCalculator):
+        calc = calc.base
+    return set(emt_parameters) if isinstance(calc, EMT) else None
+
+
+def _check_reference_elements(cfg: ActiveLearningConfig, elements: set[str]) -> None:
+    """Refuse elements of the starting structures (and interstitials) that the reference
+    calculator has no parameters for, before any label is spent on them."""
+    from matloop.errors import ConfigError
+
+    supported = reference_elements(cfg.reference.calculator, cfg.reference.settings)
+    if supported is None:
+        return
+    added = {g.element for g in cfg.strategy.starts if getattr(g, "element", None)}
+    for where, wanted in (
+        (f"initial.structures {cfg.initial.structures}", elements),
+        ("strategy.starts (interstitial element)", added),
+    ):
+        missing = sorted(set(wanted) - supported)
+        if missing:
+            raise ConfigError(
+                f"{where} contains {', '.join(missing)}, which the reference calculator "
+                f"{cfg.reference.calculator!r} has no parameters for (it can label "
+                f"{', '.join(sorted(supported))})"
             )
 
 

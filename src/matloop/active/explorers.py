@@ -15,11 +15,34 @@ from typing import Annotated, Literal
 
 import numpy as np
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+#: K: a temperature below this is taken for a value in another unit (kT in eV: 0.05 eV ≈ 580 K)
+MIN_TEMPERATURE_K = 1.0
+
+
+def check_kelvin(values: list[float], key: str = "temperatures") -> list[float]:
+    """`values` if they are temperatures in K (≥ 1 K, < 10⁶ K); else a ValueError (one line)."""
+    import math
+
+    from ase.units import kB
+
+    bad = [t for t in values if not (math.isfinite(t) and 0 < t < 1e6)]
+    if bad:
+        raise ValueError(f"{key} must be > 0 K (and finite), got {bad}")
+    low = [t for t in values if t < MIN_TEMPERATURE_K]
+    if low:
+        as_kt = ", ".join(f"{t:g} eV would be {t / kB:.0f} K" for t in low)
+        raise ValueError(
+            f"temperatures are in K: {', '.join(f'{t:g}' for t in low)} is below "
+            f"{MIN_TEMPERATURE_K:g} K (as kT, {as_kt})"
+        )
+    return values
 
 
 def _pick(starts: list[Atoms], rng: np.random.Generator) -> Atoms:
@@ -254,6 +277,13 @@ class FoundationMDStarts(_Strict):
     timestep_fs: float = Field(2.0, gt=0)
     sample_interval: int = Field(10, ge=1, description="steps between candidate snapshots")
 
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("give at least one temperature (K)")
+        return check_kelvin(v, "temperatures")
+
     def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
         from matloop.active.select import farthest_point_sampling, simple_descriptor
         from matloop.calculators import resolve_calculator
@@ -336,6 +366,11 @@ class StrategyConfig(_Strict):
     select_within_limit: bool = False
     walker_driver: str | None = None
     walker_driver_until: int | None = Field(None, ge=1, description="labels")
+
+    @field_validator("ramp_from_k")
+    @classmethod
+    def _ramp(cls, v: float | None) -> float | None:
+        return v if v is None else check_kelvin([v], "ramp_from_k")[0]
 
 
 def initial_structures(

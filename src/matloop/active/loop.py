@@ -301,9 +301,10 @@ class ActiveLearner:
         t0 = time.perf_counter()
         scale = self.sigma_scale(iteration - 1)
         limit = self.walker_limit(committee, scale, labelled)
+        sigma, unit = _sigma_words(committee)
         self.say(
             f"iteration {iteration}: exploring with {cfg.explore.walkers} MD walker(s), "
-            f"σ limit {limit:.3g} (calibration ×{scale:.3g})"
+            f"σ limit {limit:.3g} {unit} (calibration ×{scale:.3g})"
         )
         res = explore(
             starts,
@@ -357,12 +358,14 @@ class ActiveLearner:
             cands.append((f"it{iteration:03d}-c{j:03d}", snap, kvp))
         self.state.write_selection(iteration, cands, info)
         self.say(
-            f"iteration {iteration}: {len(res.snapshots)} snapshots, max forces_std "
-            f"{res.max_uncertainty:.3f} eV/Å, {n_above} above threshold, {len(picks)} selected"
+            f"iteration {iteration}: {len(res.snapshots)} snapshots, max {sigma} "
+            f"{res.max_uncertainty:.3f} {unit}, {n_above} above threshold, {len(picks)} selected"
         )
         return info
 
     def finish_iteration(self, iteration: int, t_start: float, label_stats: dict) -> dict:
+        # the label/fit times of this iteration's _label_and_train (none if it labelled nothing)
+        timing, self._timing = self._timing, {}
         existing = {r["iteration"]: r for r in self.state.iterations()}
         if iteration in existing:
             return existing[iteration]
@@ -387,8 +390,8 @@ class ActiveLearner:
             "seconds": time.perf_counter() - t_start,
             "explore_seconds": sel.get("explore_seconds"),
             "select_seconds": sel.get("select_seconds"),
-            "label_seconds": self._timing.get("label"),
-            "fit_seconds": self._timing.get("fit"),
+            "label_seconds": timing.get("label"),
+            "fit_seconds": timing.get("fit"),
             "walker_limit": sel.get("walker_limit"),
             "selected_from": self.selection_sources(iteration),
         }
@@ -563,6 +566,15 @@ class ActiveLearner:
                     self.state.db.update(row.id, data={key: value})  # merged into its data
         if record is not None:
             record[key] = value
+
+
+def _sigma_words(model) -> tuple[str, str]:
+    """Name and unit of the model's per-structure σ for progress lines."""
+    from matloop.calculators.uncertainty import uncertainty_kind
+
+    if uncertainty_kind(model) == "energy":
+        return "energy_std", "eV/atom"
+    return "forces_std", "eV/Å"
 
 
 def _within(uncertainties: list[float], limit: float | None) -> list[int]:

@@ -74,7 +74,9 @@ _RUN_OUTPUTS = (
 def _check_run_dir(dir: Path, config: Path, database: str | None, force: bool) -> None:
     """A run resumes in its own directory; in any other one it must not overwrite files.
 
-    A run directory holds state.db (SQLite) or config.yaml (also written for PostgreSQL).
+    A run directory holds state.db (SQLite) or, with ``state.database`` elsewhere, config.yaml
+    (written by every run): without ``state.database`` a config.yaml beside no state.db is
+    someone else's file, which the run would overwrite.
     """
     from matloop.errors import ConfigError
 
@@ -86,13 +88,14 @@ def _check_run_dir(dir: Path, config: Path, database: str | None, force: bool) -
             f"{config} would be overwritten: a run keeps its own copy of the configuration in "
             f"--dir {dir} as config.yaml; move or rename yours, or use --force"
         )
-    if record.exists():
+    if record.exists() and database is not None:
         return
-    for name in _RUN_OUTPUTS:
+    why = "no state.db" if database is None else "no state.db or config.yaml"
+    for name in ("config.yaml", *_RUN_OUTPUTS):
         if (dir / name).exists():
             raise ConfigError(
                 f"{dir / name} already exists and --dir {dir} is not an active-learning run "
-                "(no state.db or config.yaml); use --force to overwrite it, or another --dir"
+                f"({why}); use --force to overwrite it, or another --dir"
             )
 
 

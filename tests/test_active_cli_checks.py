@@ -1,0 +1,129 @@
+"""Checks a first-time user of `matloop al run` relies on (review fixes):
+
+- elements the reference calculator has no parameters for are refused before any label;
+- a temperature below 1 K (kT in eV by mistake) is refused, not explored at 0.05 K;
+- a --dir holding someone else's config.yaml is not overwritten without --force;
+- an iteration that labels nothing records no label/fit time (not the previous iteration's);
+- progress lines give a model's energy σ in eV/atom, not as forces_std in eV/Å.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ase.build import bulk
+from ase.io import write
+
+from matloop.active.config import load_config
+from matloop.active.loop import ActiveLearner
+from matloop.cli import main
+from matloop.errors import ConfigError
+
+ACE_TINY = {"model": {"params": {"correlation_order": 2, "max_degree": 6.0, "max_l": 2}}}
+
+
+def _config(tmp_path: Path, atoms=None, **over) -> Path:
+    if atoms is None:
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
+    write(tmp_path / "start.xyz", atoms)
+    cfg = {
+        "seed": 0,
+        "reference": {"calculator": "emt"},
+        "initial": {"structures": "start.xyz", "n_label": 4, "rattle": 0.08},
+        "explore": {
+            "temperatures": [900.0],
+            "steps": 10,
+            "timestep_fs": 4.0,
+            "walkers": 1,
+            "sample_interval": 5,
+        },
+        "select": {"threshold": 0.0, "max_per_iteration": 2},
+        "model": {"family": "ace", "committee": 1, "train": ACE_TINY},
+        "budget": {"max_labels": 8},
+        "stop": {"max_iterations": 1},
+    }
+    for k, v in over.items():
+        cfg.setdefault(k, {}).update(v)
+    path = tmp_path / "al.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_elements_the_reference_cannot_label_are_refused_before_any_work(tmp_path, capsys):
+    config = _config(tmp_path, atoms=bulk("Si", "diamond", a=5.43, cubic=True))
+    run = tmp_path / "run"
+    assert main(["al", "run", str(config), "--dir", str(run), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "contains Si" in err and "'emt' has no parameters" in err and "Cu" in err
+    assert not run.exists()  # no label spent, nothing left behind
+
+    # matscipy's Si potentials would give Cu atoms Si energies without any error
+    cu = _config(tmp_path, reference={"calculator": "sw"})
+    assert main(["config", "validate", str(cu)]) == 1
+    assert "contains Cu, which the reference calculator 'sw'" in capsys.readouterr().err
+
+    interstitial = {"starts": [{"kind": "interstitial", "element": "Fe"}]}
+    fe = _config(tmp_path, strategy=interstitial)
+    assert main(["config", "validate", str(fe)]) == 1
+    assert "interstitial element) contains Fe" in capsys.readouterr().err
+
+    ok = _config(tmp_path, reference={"calculator": "faulty"})  # EMT with injected faults
+    assert main(["config", "validate", str(ok)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("section", "values"),
+    [
+        ("explore", {"temperatures": [0.05]}),
+        ("strategy", {"ramp_from_k": 0.05}),
+        (
+            "strategy",
+            {"starts": [{"kind": "foundation_md", "model": "emt", "temperatures": [0.05]}]},
+        ),
+    ],
+)
+def test_a_temperature_given_as_kt_in_ev_is_refused(tmp_path, section, values):
+    with pytest.raises(ConfigError, match=r"temperatures are in K: 0\.05 .* 580 K"):
+        load_config(_config(tmp_path, **{section: values}))
+    load_config(_config(tmp_path, explore={"temperatures": [5.0, 300.0]}))  # low K is fine
+
+
+def test_al_run_keeps_an_unrelated_config_yaml_in_its_dir(tmp_path, capsys):
+    config = _config(tmp_path)
+    run = tmp_path / "project"
+    run.mkdir()
+    mine = b"# a training config of mine, not an active-learning run\nmodel: {family: ace}\n"
+    (run / "config.yaml").write_bytes(mine)
+
+    assert main(["al", "run", str(config), "--dir", str(run), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(run / "config.yaml") in err and "--force" in err
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
+    assert (run / "config.yaml").read_bytes() == mine
+
+
+def test_iteration_without_labels_has_no_label_or_fit_time_and_sigma_units(tmp_path, capsys):
+    # the kernel family gives an energy σ (eV/atom); a high threshold selects nothing
+    small_kernel = {
+        "model": {"params": {"n_sparse": 20, "descriptor": {"n_max": 3, "l_max": 2}}},
+    }
+    cfg = load_config(
+        _config(
+            tmp_path,
+            model={"family": "kernel", "committee": 1, "train": small_kernel},
+            select={"threshold": 100.0},
+        )
+    )
+    report = ActiveLearner(cfg, tmp_path / "run", progress=True).run()
+    out = capsys.readouterr().out
+    assert report["stop_reason"] == "no snapshot above the selection threshold"
+    first, second = report["iterations"]
+    assert first["fit_seconds"] is not None and first["label_seconds"] is not None
+    assert second["n_selected"] == 0
+    assert second["label_seconds"] is None and second["fit_seconds"] is None
+    explored = [line for line in out.splitlines() if "iteration 1:" in line]
+    assert any("max energy_std" in line and "eV/atom" in line for line in explored), out
+    assert not any("forces_std" in line or "eV/Å" in line for line in explored), out
