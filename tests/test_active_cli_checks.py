@@ -74,6 +74,16 @@ def test_elements_the_reference_cannot_label_are_refused_before_any_work(tmp_pat
     assert main(["config", "validate", str(ok)]) == 0
 
 
+def test_python_api_checks_inputs_before_any_work(tmp_path):
+    from matloop.active import run_active_learning
+
+    config = _config(tmp_path, atoms=bulk("Si", "diamond", a=5.43, cubic=True))
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="contains Si"):
+        run_active_learning(config, run, progress=False)
+    assert not run.exists()
+
+
 @pytest.mark.parametrize(
     ("section", "values"),
     [

@@ -656,11 +656,15 @@ def run_active_learning(
     executor: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run or resume an active-learning run in `run_dir`; return the report dict."""
-    from matloop.active.config import load_config
+    """Run or resume an active-learning run in `run_dir`; return the report dict.
+
+    The configuration's files and reference are checked (``check_inputs``) before any work.
+    """
+    from matloop.active.config import check_inputs, load_config
 
     if not isinstance(config, ActiveLearningConfig):
         config = load_config(config)
+    check_inputs(config)
     return ActiveLearner(
         config, run_dir, scheduler=scheduler, executor=executor, progress=progress
     ).run()
