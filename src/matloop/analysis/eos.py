@@ -49,8 +49,8 @@ def equation_of_state(
 
     if form not in eos_names:
         raise ConfigError(f"unknown EOS form {form!r}; choose one of {', '.join(eos_names)}")
-    if not all(atoms.pbc):
-        raise DataError("an equation of state needs a periodic cell")
+    if not all(atoms.pbc) or atoms.cell.rank != 3:
+        raise DataError("an equation of state needs a periodic 3-D cell")
     if not 0 < volume_range < 0.5 or n_points < 5:
         raise ConfigError("volume_range must be in (0, 0.5) and n_points ≥ 5")
     n = len(atoms)

@@ -49,16 +49,16 @@ def fit_command(
     u = d["uncertainties"]
     name = res.eos + (f" (degree {res.degree})" if res.degree else "")
     typer.echo(f"{data}: {res.volumes.size} points, {name} fit")
-    typer.echo(f"  V0  = {res.v0:.5f} ± {u['v0_a3']:.2g} Å³")
-    typer.echo(f"  E0  = {res.e0:.6f} ± {u['e0_ev']:.2g} eV")
-    typer.echo(f"  B0  = {res.b0_gpa:.3f} ± {u['b0_gpa']:.2g} GPa")
-    typer.echo(f"  B0' = {res.b0_prime:.4f} ± {u['b0_prime']:.2g}")
+    typer.echo(f"  V0  = {res.v0:.5f} ± {_sd(u['v0_a3'])} Å³")
+    typer.echo(f"  E0  = {res.e0:.6f} ± {_sd(u['e0_ev'])} eV")
+    typer.echo(f"  B0  = {res.b0_gpa:.3f} ± {_sd(u['b0_gpa'])} GPa")
+    typer.echo(f"  B0' = {res.b0_prime:.4f} ± {_sd(u['b0_prime'])}")
     typer.echo(f"  RMSE = {res.rmse * 1000:.4g} meV")
     if "bootstrap" in d:
         s = d["bootstrap"]["std"]
         typer.echo(
-            f"  bootstrap ({bootstrap}) 1σ: V0 {s['v0_a3']:.2g} Å³, B0 {s['b0_gpa']:.2g} GPa, "
-            f"B0' {s['b0_prime']:.2g}"
+            f"  bootstrap ({bootstrap}) 1σ: V0 {_sd(s['v0_a3'])} Å³, B0 {_sd(s['b0_gpa'])} GPa, "
+            f"B0' {_sd(s['b0_prime'])}"
         )
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(d, indent=2) + "\n")
@@ -66,6 +66,12 @@ def fit_command(
     if plot is not None:
         plot_eos(res, path=plot)
         typer.echo(f"wrote {plot}")
+
+
+def _sd(value: float | None) -> str:
+    """An uncertainty for the report; ``n/a`` where it is undefined (None in the JSON: no
+    degrees of freedom left, e.g. as many points as parameters)."""
+    return "n/a" if value is None else f"{value:.2g}"
 
 
 def compute_command(

@@ -387,7 +387,9 @@ def _bootstrap(model, v, e, popt, residuals, n_boot, random_state, v_hint) -> di
     fitted = e - residuals
     scaled = residuals * np.sqrt(n / (n - p)) if n > p else residuals
     samples, failed = [], 0
-    for _ in range(n_boot):
+    # as many points as parameters: the residuals are zero by construction, so resampling
+    # them would report a spread of ~0 (false precision); the spread is undefined instead
+    for _ in range(n_boot if n > p else 0):
         e_star = fitted + rng.choice(scaled, size=n, replace=True)
         try:
             q, _ = model.fit(v, e_star, p0=popt)
@@ -395,7 +397,9 @@ def _bootstrap(model, v, e, popt, residuals, n_boot, random_state, v_hint) -> di
         except (RuntimeError, DataError, ValueError, np.linalg.LinAlgError):
             failed += 1
     arr = np.array(samples) if samples else np.full((1, 4), np.nan)
-    lo, hi = np.nanpercentile(arr, [2.5, 97.5], axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no successful refit
+        lo, hi = np.nanpercentile(arr, [2.5, 97.5], axis=0)
 
     def as_dict(x):
         return dict(zip(DERIVED, (float(y) for y in x), strict=True))

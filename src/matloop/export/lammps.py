@@ -204,6 +204,8 @@ def attach(
         )
     if int(lmp.extract_setting("world_size")) != 1:
         raise ConfigError("the model runs in one process: start LAMMPS on one MPI rank")
+    if not _VAR_NAME.match(fix_id):
+        raise ConfigError(f"fix ID {fix_id!r}: LAMMPS IDs are letters, digits and _ only")
     if lmp.has_id("fix", fix_id):
         raise ConfigError(f"LAMMPS already has a fix with ID {fix_id!r}; choose another fix_id")
     elements = _type_elements(calculator, elements, int(lmp.extract_global("ntypes")))
@@ -295,8 +297,14 @@ def _element_of_mass(mass: float, candidates: set[str]) -> str | None:
 
 
 def _model_elements(calculator) -> list[str]:
-    """The elements a calculator knows (empty when it does not say: EMT, a module:function)."""
-    return list(getattr(calculator, "elements", None) or [])
+    """The elements a calculator knows: its ``elements``, EMT's own set, or empty when it
+    cannot tell (a module:function)."""
+    from matloop.md.runner import supported_elements
+
+    known = getattr(calculator, "elements", None)
+    if known:
+        return list(known)
+    return sorted(supported_elements(calculator) or [])
 
 
 def check_type_masses(lmp, elements: Sequence[str], known: Sequence[str] | None = None) -> None:
