@@ -86,7 +86,15 @@ def fit_command(
             lo, hi = (float(p) for p in plot_range.split(","))
         except ValueError:
             raise ConfigError(f"--plot-range must be MIN,MAX, got {plot_range!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ConfigError(f"--plot-range needs finite MIN < MAX, got {plot_range!r}")
         x_range = (lo, hi)
+    if seed < 0:
+        raise ConfigError(f"--seed must be ≥ 0, got {seed}")
+    if std_threshold is not None and not (0 < std_threshold < float("inf")):
+        raise ConfigError(
+            f"--std-threshold must be a positive number (units of y), got {std_threshold}"
+        )
     refuse_overwrites(force, {"--out": out, "--plot": plot})
     kwargs: dict = {"std_threshold": std_threshold}
     key = model.strip().lower()

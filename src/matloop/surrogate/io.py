@@ -39,6 +39,12 @@ def read_columns(
             f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
             f"the file has {', '.join(repr(h) for h in header)}"
         )
+    repeated = [c for c in columns if header.count(c) > 1]
+    if repeated:  # which of the two is meant cannot be told
+        raise DataError(
+            f"{path}: the header names column(s) {', '.join(repr(c) for c in repeated)} "
+            "more than once"
+        )
     index = {c: header.index(c) for c in columns}
     out: dict[str, list[float]] = {c: [] for c in columns}
     # csv line numbers: blank lines were dropped, so recompute from the original text

@@ -59,6 +59,13 @@ class PolynomialSurrogate(SurrogateBase):
                 f"a degree-{self.degree} polynomial in {X.shape[1]} feature(s) has {p} "
                 f"coefficients but only {n} samples were given"
             )
+        rank = int(np.linalg.matrix_rank(phi))
+        if rank < p:  # repeated inputs: the coefficients would be set arbitrarily by pinv
+            raise DataError(
+                f"a degree-{self.degree} polynomial in {X.shape[1]} feature(s) has {p} "
+                f"coefficients but the {n} samples determine only {rank} of them (too few "
+                "distinct input values); use a lower degree or more distinct points"
+            )
         gram = phi.T @ phi
         reg = self.alpha * np.eye(p)
         reg[0, 0] = 0.0  # never shrink the intercept

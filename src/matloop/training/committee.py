@@ -61,6 +61,9 @@ def _train_member(
     record = {
         "model_path": str(result.model_path),
         "seed": int(seed),
+        "family": str(config.model.family),
+        "bootstrap": bool(bootstrap),
+        "n_data": n,
         "n_train": len(train_atoms),
         "n_unique": len(set(idx.tolist())),
         "n_valid": 0 if valid is None else len(valid),
@@ -92,8 +95,9 @@ def train_committee(
     Member k uses seed ``seeds[k]`` (default 0..n-1) and, with `bootstrap`, a sample of the
     dataset drawn with replacement (its out-of-bag structures are the validation set unless
     `valid_data` is given). `init_models[k]` warm-starts member k. Members already finished in
-    `out_dir` (``member_k/member.json``) are reused when `skip_existing`. With an `executor`
-    (see :mod:`matloop.execution`) members train in parallel.
+    `out_dir` (``member_k/member.json``) are reused when `skip_existing` and they were trained
+    with the same seed, family, bootstrap and number of structures (else they are retrained).
+    With an `executor` (see :mod:`matloop.execution`) members train in parallel.
     """
     if config is None:
         from matloop.training import TrainConfig
@@ -114,9 +118,18 @@ def train_committee(
         if skip_existing and marker.exists():
             try:
                 rec = json.loads(marker.read_text())
-                if Path(rec["model_path"]).exists():
+                wanted = {
+                    "seed": int(seeds[k]),
+                    "family": str(config.model.family),
+                    "bootstrap": bool(bootstrap),
+                    "n_data": len(structures),
+                }
+                same = all(rec.get(key, value) == value for key, value in wanted.items())
+                if same and Path(rec["model_path"]).exists():
                     paths[k] = Path(rec["model_path"])
                     continue
+                if not same:
+                    marker.unlink()  # a stale member: never reused, even if retraining fails
             except (ValueError, KeyError):
                 pass
         init = None if init_models[k] is None else str(init_models[k])
