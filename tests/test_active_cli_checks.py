@@ -12,43 +12,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from ase.build import bulk
-from ase.io import write
+from helpers.al_configs import tiny_al_config
 
 from matloop.active.config import load_config
 from matloop.active.loop import ActiveLearner
 from matloop.cli import main
 from matloop.errors import ConfigError
 
-ACE_TINY = {"model": {"params": {"correlation_order": 2, "max_degree": 6.0, "max_l": 2}}}
+# one walker, one iteration: a quick run; keywords update a section as in tiny_al_config
+QUICK = {
+    "explore": {"walkers": 1},
+    "select": {"max_per_iteration": 2},
+    "budget": {"max_labels": 8},
+    "stop": {"max_iterations": 1},
+}
 
 
 def _config(tmp_path: Path, atoms=None, **over) -> Path:
-    if atoms is None:
-        atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
-    write(tmp_path / "start.xyz", atoms)
-    cfg = {
-        "seed": 0,
-        "reference": {"calculator": "emt"},
-        "initial": {"structures": "start.xyz", "n_label": 4, "rattle": 0.08},
-        "explore": {
-            "temperatures": [900.0],
-            "steps": 10,
-            "timestep_fs": 4.0,
-            "walkers": 1,
-            "sample_interval": 5,
-        },
-        "select": {"threshold": 0.0, "max_per_iteration": 2},
-        "model": {"family": "ace", "committee": 1, "train": ACE_TINY},
-        "budget": {"max_labels": 8},
-        "stop": {"max_iterations": 1},
-    }
+    sections = {k: dict(v) for k, v in QUICK.items()}
     for k, v in over.items():
-        cfg.setdefault(k, {}).update(v)
-    path = tmp_path / "al.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+        sections.setdefault(k, {}).update(v)
+    return tiny_al_config(tmp_path, atoms=atoms, **sections)
 
 
 def test_elements_the_reference_cannot_label_are_refused_before_any_work(tmp_path, capsys):

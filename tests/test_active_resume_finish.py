@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import write
+from helpers.al_configs import tiny_al_config
 
 from matloop.active.config import load_config
 from matloop.active.loop import ActiveLearner
@@ -27,32 +26,7 @@ from matloop.cli import main
 from matloop.data import label_with
 from matloop.errors import ConfigError, DataError
 
-ACE_TINY = {"model": {"params": {"correlation_order": 2, "max_degree": 6.0, "max_l": 2}}}
-
-
-def _config(tmp_path: Path, **over) -> Path:
-    write(tmp_path / "start.xyz", bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1))
-    cfg = {
-        "seed": 0,
-        "reference": {"calculator": "emt"},
-        "initial": {"structures": "start.xyz", "n_label": 4, "rattle": 0.08},
-        "explore": {
-            "temperatures": [900.0],
-            "steps": 10,
-            "timestep_fs": 4.0,
-            "walkers": 2,
-            "sample_interval": 5,
-        },
-        "select": {"threshold": 0.0, "max_per_iteration": 3},
-        "model": {"family": "ace", "committee": 1, "train": ACE_TINY},
-        "budget": {"max_labels": 7},
-        "stop": {"max_iterations": 3},
-    }
-    for k, v in over.items():
-        cfg.setdefault(k, {}).update(v)
-    path = tmp_path / "al.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+_config = tiny_al_config
 
 
 def test_rerun_finishes_the_selected_budget_filling_batch(tmp_path, monkeypatch):

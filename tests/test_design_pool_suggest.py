@@ -305,10 +305,10 @@ def test_pool_suggestion_uses_matloops_thread_count_and_restores_the_callers(mon
     from matloop.design import pool as pool_module
 
     seen = []
-    inner = pool_module._suggest_from_pool
+    inner = pool_module.pool_inputs  # called inside, after the thread count is set
     monkeypatch.setattr(
         pool_module,
-        "_suggest_from_pool",
+        "pool_inputs",
         lambda *a, **k: seen.append(torch.get_num_threads()) or inner(*a, **k),
     )
     monkeypatch.setenv("MATLOOP_NUM_THREADS", "1")

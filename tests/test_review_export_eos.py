@@ -119,3 +119,17 @@ def test_lammps_run_bad_fix_id_is_one_line(cu_data, capsys, fix_id):
     err = capsys.readouterr().err
     assert "internal error" not in err
     assert err.strip().splitlines()[-1].startswith("error: fix ID")
+
+
+def test_eos_compute_refuses_elements_the_calculator_does_not_describe(tmp_path, capsys):
+    """matscipy's Stillinger–Weber gives any atom Si energies: Ni is refused in one line."""
+    from ase.io import write
+
+    structure = tmp_path / "ni.cif"
+    write(structure, bulk("Ni", "fcc", a=3.52))
+    out = tmp_path / "ni_ev.csv"
+    assert main(["eos", "compute", str(structure), "-c", "sw", "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Ni" in err and "'sw'" in err and "Si" in err
+    assert not out.exists()
+    assert main(["eos", "compute", str(structure), "-c", "emt", "--out", str(out), "-q"]) == 0

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from matloop.active.explorers import StrategyConfig, check_kelvin
+from matloop.active.explorers import KelvinList, StrategyConfig
 from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
 from matloop.training.config import TrainConfig
@@ -54,7 +54,7 @@ class InitialConfig(_Strict):
 class ExploreConfig(_Strict):
     """MD exploration with the current committee (ASE Langevin)."""
 
-    temperatures: list[float] = Field(default_factory=lambda: [300.0], description="K")
+    temperatures: KelvinList = Field(default_factory=lambda: [300.0], description="K")
     steps: int = Field(200, ge=1, description="MD steps per walker")
     timestep_fs: float = Field(2.0, gt=0)
     friction: float = Field(0.02, gt=0, description="Langevin friction (1/fs)")
@@ -66,13 +66,6 @@ class ExploreConfig(_Strict):
     pressures_gpa: list[float] | None = Field(
         None, description="if set, NPT (Berendsen) at these pressures instead of NVT"
     )
-
-    @field_validator("temperatures")
-    @classmethod
-    def _temperatures(cls, v: list[float]) -> list[float]:
-        if not v:
-            raise ValueError("give at least one temperature (K)")
-        return check_kelvin(v, "temperatures")
 
     @field_validator("strains")
     @classmethod
@@ -292,35 +285,18 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
             )
 
 
-# built-in reference potentials fitted for a few elements only; with others they either fail on
-# every structure or (Stillinger–Weber, Kumagai) silently give Si energies to any atom
-_BUILTIN_ELEMENTS = {
-    "sw": {"Si"},
-    "stillinger-weber": {"Si"},
-    "kumagai": {"Si"},
-    "tersoff": {"C", "Si"},
-}
-
-
-def reference_elements(spec: str, settings: dict[str, Any] | None = None) -> set[str] | None:
-    """The elements reference calculator `spec` can label, where it is known (ASE's EMT and
-    the ``faulty`` EMT: EMT's parameter table; the Si potentials ``sw``, ``kumagai``,
-    ``tersoff``); None for any other calculator."""
-    from ase.calculators.emt import EMT
-    from ase.calculators.emt import parameters as emt_parameters
-
-    from matloop.calculators import resolve_calculator
-    from matloop.labelling.faults import FaultyCalculator
+def reference_elements(spec: str) -> set[str] | None:
+    """The elements built-in reference `spec` can label (EMT's parameter table for ``emt`` and
+    the ``faulty`` EMT; Si for ``sw``/``kumagai``; C, Si for ``tersoff``); None for any other
+    calculator. With other elements these fail on every structure or, Stillinger–Weber and
+    Kumagai, silently give Si energies to any atom."""
+    from matloop.calculators.elements import BUILTIN_ELEMENTS, supported_elements
 
     name = spec.strip().lower()
-    if name in _BUILTIN_ELEMENTS:
-        return set(_BUILTIN_ELEMENTS[name])
-    if name not in ("emt", "faulty"):  # not built here: a DFT code or user factory may be slow
-        return None
-    calc = resolve_calculator(spec, **(settings or {}))
-    if isinstance(calc, FaultyCalculator):
-        calc = calc.base
-    return set(emt_parameters) if isinstance(calc, EMT) else None
+    name = "emt" if name == "faulty" else name
+    if name != "emt" and name not in BUILTIN_ELEMENTS:
+        return None  # not built here: a DFT code or user factory may be slow to construct
+    return set(supported_elements(None, name))
 
 
 def _check_reference_elements(cfg: ActiveLearningConfig, elements: set[str]) -> None:
@@ -328,7 +304,7 @@ def _check_reference_elements(cfg: ActiveLearningConfig, elements: set[str]) -> 
     calculator has no parameters for, before any label is spent on them."""
     from matloop.errors import ConfigError
 
-    supported = reference_elements(cfg.reference.calculator, cfg.reference.settings)
+    supported = reference_elements(cfg.reference.calculator)
     if supported is None:
         return
     added = {g.element for g in cfg.strategy.starts if getattr(g, "element", None)}

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -32,6 +32,8 @@ def check_kelvin(values: list[float], key: str = "temperatures") -> list[float]:
 
     from ase.units import kB
 
+    if not values:
+        raise ValueError("give at least one temperature (K)")
     bad = [t for t in values if not (math.isfinite(t) and 0 < t < 1e6)]
     if bad:
         raise ValueError(f"{key} must be > 0 K (and finite), got {bad}")
@@ -43,6 +45,10 @@ def check_kelvin(values: list[float], key: str = "temperatures") -> list[float]:
             f"{MIN_TEMPERATURE_K:g} K (as kT, {as_kt})"
         )
     return values
+
+
+#: temperatures in K (at least one, each ≥ 1 K): the type of every ``temperatures`` key
+KelvinList = Annotated[list[float], AfterValidator(check_kelvin)]
 
 
 def _pick(starts: list[Atoms], rng: np.random.Generator) -> Atoms:
@@ -272,17 +278,10 @@ class FoundationMDStarts(_Strict):
     kind: Literal["foundation_md"] = "foundation_md"
     weight: float = Field(1.0, gt=0)
     model: str = Field("chgnet", description="calculator name or model file")
-    temperatures: list[float] = Field(default_factory=lambda: [300.0], description="K")
+    temperatures: KelvinList = Field(default_factory=lambda: [300.0], description="K")
     steps: int = Field(200, ge=1, description="MD steps per temperature")
     timestep_fs: float = Field(2.0, gt=0)
     sample_interval: int = Field(10, ge=1, description="steps between candidate snapshots")
-
-    @field_validator("temperatures")
-    @classmethod
-    def _temperatures(cls, v: list[float]) -> list[float]:
-        if not v:
-            raise ValueError("give at least one temperature (K)")
-        return check_kelvin(v, "temperatures")
 
     def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
         from matloop.active.select import farthest_point_sampling, simple_descriptor

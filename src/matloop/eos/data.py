@@ -42,6 +42,7 @@ def compute_eos_data(
     energies eV) of the whole cell.
     """
     from matloop.calculators import resolve_calculator
+    from matloop.calculators.elements import check_elements
     from matloop.utils.progress import delayed_bar
 
     if not 0 < strain < 0.5:
@@ -53,6 +54,8 @@ def compute_eos_data(
             f"structure {atoms.get_chemical_formula()}: an E(V) scan needs a periodic 3-D cell"
         )
     calc = resolve_calculator(calculator)
+    name = calculator if isinstance(calculator, str) else None
+    check_elements(atoms, calc, name, where="the E(V) structure")  # sw would take Ni for Si
     v_ref = atoms.get_volume()
     scales = 1.0 + np.linspace(-strain, strain, int(points))
     volumes, energies = [], []

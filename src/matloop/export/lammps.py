@@ -247,7 +247,7 @@ def _warn_of_pair_style(path: Path, lineno: int, text: str) -> None:
 
 
 def _type_elements(calculator, elements, ntypes: int) -> list[str]:
-    from matloop.md.runner import supported_elements
+    from matloop.calculators.elements import supported_elements
 
     known = getattr(calculator, "elements", None)
     if elements is None:
@@ -299,7 +299,7 @@ def _element_of_mass(mass: float, candidates: set[str]) -> str | None:
 def _model_elements(calculator) -> list[str]:
     """The elements a calculator knows: its ``elements``, EMT's own set, or empty when it
     cannot tell (a module:function)."""
-    from matloop.md.runner import supported_elements
+    from matloop.calculators.elements import supported_elements
 
     known = getattr(calculator, "elements", None)
     if known:

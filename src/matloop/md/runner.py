@@ -21,6 +21,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import BaseCalculator
 
+from matloop.calculators.elements import check_elements
 from matloop.errors import ConfigError, DataError, MatloopError, UnknownElementError
 from matloop.md.config import NPT, NVE, NVT, ensemble_settings
 from matloop.units import EV_PER_A3_TO_GPA, EV_TO_MEV
@@ -37,55 +38,6 @@ LOG_COLUMNS = (
     "pressure_GPa",
     "volume_A3",
 )
-
-# Elements the built-in reference potentials describe (matscipy's Manybody silently treats any
-# species as Si, so the check has to happen here).
-BUILTIN_ELEMENTS: dict[str, frozenset[str]] = {
-    "sw": frozenset({"Si"}),
-    "stillinger-weber": frozenset({"Si"}),
-    "kumagai": frozenset({"Si"}),
-    "tersoff": frozenset({"Si", "C"}),
-}
-
-
-def _emt_elements() -> frozenset[str]:
-    from ase.calculators.emt import parameters
-
-    return frozenset(parameters)
-
-
-def supported_elements(calc: Any, name: str | None = None) -> frozenset[str] | None:
-    """Elements `calc` (built-in `name`) is known to describe, or None when it cannot tell."""
-    if name is not None:
-        key = name.strip().lower()
-        if key == "emt":
-            return _emt_elements()
-        if key in BUILTIN_ELEMENTS:
-            return BUILTIN_ELEMENTS[key]
-    elements = getattr(calc, "elements", None)
-    if elements:
-        return frozenset(str(e) for e in elements)
-    from ase.calculators.emt import EMT
-
-    if isinstance(calc, EMT):
-        return _emt_elements()
-    return None
-
-
-def check_elements(atoms: Atoms, calc: Any, name: str | None = None, where: str = "") -> None:
-    """Raise UnknownElementError if `atoms` holds an element `calc` does not describe."""
-    allowed = supported_elements(calc, name)
-    if allowed is None:
-        return
-    present = sorted(set(atoms.get_chemical_symbols()))
-    missing = [e for e in present if e not in allowed]
-    if missing:
-        label = name or type(calc).__name__
-        src = f" in {where}" if where else ""
-        raise UnknownElementError(
-            f"element(s) {', '.join(missing)}{src} not described by calculator {label!r} "
-            f"(it knows: {', '.join(sorted(allowed))})"
-        )
 
 
 @dataclass

@@ -37,7 +37,7 @@ def base_predictions(
     from tqdm.auto import tqdm
 
     from matloop.calculators import resolve_calculator
-    from matloop.md.runner import check_elements
+    from matloop.calculators.elements import check_elements
 
     calc = resolve_calculator(base, **base_kwargs)
     # a base that does not describe an element would fail mid-way (EMT) or, worse, give a

@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
-import torch
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -23,6 +21,8 @@ def configure_torch_threads(n_threads: int | None = None) -> int:
     the other core was busy). Ask for more for large MD cells. Inter-op threads are set to 1 once.
     Returns the number of threads in use.
     """
+    import torch  # imported here so that importing this module stays cheap
+
     if n_threads is None:
         n_threads = default_torch_threads()
     if torch.get_num_threads() != n_threads:
@@ -47,6 +47,8 @@ def torch_threads(n_threads: int | None) -> Iterator[None]:
     ``None`` leaves torch as it is. matloop objects use this instead of changing the process-wide
     setting, so that ``matloop.load()`` in a user's script does not change their torch.
     """
+    import torch
+
     if n_threads is None or n_threads == torch.get_num_threads():
         yield
         return
