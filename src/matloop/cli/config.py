@@ -23,7 +23,7 @@ def _al_module():
 
 @config_app.command("template")
 def template(
-    kind: str = typer.Argument("train", help="Which config: train or al."),
+    kind: str = typer.Argument("train", help="Which config: train, al or property."),
     out: Path | None = typer.Option(None, "--out", help="Write to a file instead of stdout."),
     model: str = typer.Option(
         "ace", "--model", "-m", help="Model family of a train template (`matloop models`)."
@@ -40,8 +40,12 @@ def template(
         text = train_config_template(model)
     elif kind == "al":
         text = _al_module().template()
+    elif kind == "property":
+        from matloop.property.config import template as property_template
+
+        text = property_template()
     else:
-        raise ConfigError(f"unknown config kind {kind!r}; choose train or al")
+        raise ConfigError(f"unknown config kind {kind!r}; choose train, al or property")
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -82,9 +86,19 @@ def _guess_kind(data: object) -> str:
         return "al"
     if "components" in keys:
         return "space"
+    if keys & _property_keys():
+        return "property"
     if keys and keys <= {"thresholds", "settings"}:
         return "report"
     return "train"
+
+
+def _property_keys() -> set[str]:
+    """Top-level keys only a property config has (a train config with a stray 'split' or
+    'val_fraction' stays a train config, so its error names the train keys)."""
+    from matloop.property.config import PropertyConfig
+
+    return {"targets", "task", "cgcnn", "gbt"} & set(PropertyConfig.model_fields)
 
 
 def _load_train(file: Path) -> None:

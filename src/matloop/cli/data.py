@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def push_command(
 ) -> None:
     """Store labelled structures once each (content hash is unique in the database)."""
     from matloop.data.io import check_sources, iter_chunks
-    from matloop.errors import ConfigError
+    from matloop.errors import ConfigError, DataError
     from matloop.store import LabelStore, redact
 
     try:
@@ -43,7 +44,6 @@ def push_command(
         raise ConfigError('--settings must be a JSON object, e.g. \'{"xc": "PBE"}\'')
     sources = check_sources([str(f) for f in files])  # all inputs before writing anything
     with _redacting(db):
-        store = LabelStore(db)
         chunks = iter_chunks(
             sources,
             energy_key=energy_key,
@@ -51,6 +51,12 @@ def push_command(
             stress_key=stress_key,
         )
         structures = (a for chunk in chunks for a in chunk)
+        first = next(structures, None)  # an empty FILE@SLICE: say so and create no database
+        if first is None:
+            names = ", ".join(redact(s) for s in sources)
+            raise DataError(f"no structures in {names}; nothing pushed")
+        structures = itertools.chain([first], structures)
+        store = LabelStore(db)
         result = store.push(
             bars.delayed_bar(structures, "pushing", "structure", enabled=not quiet),
             code=code,

@@ -43,7 +43,11 @@ class LocalExecutor(Executor):
                 n_workers = max(1, len(os.sched_getaffinity(0)) // 2)
             except AttributeError:  # pragma: no cover
                 n_workers = 1
-        self._n = max(1, int(n_workers))
+        if int(n_workers) < 1:
+            from matloop.errors import ConfigError
+
+            raise ConfigError(f"n_workers={n_workers}: use 1 or more local worker processes")
+        self._n = int(n_workers)
         self._pool: cf.ProcessPoolExecutor | None = None
         if self._n > 1:
             self._pool = cf.ProcessPoolExecutor(

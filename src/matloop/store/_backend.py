@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from matloop.errors import ConfigError
 
@@ -36,18 +35,22 @@ def is_database(source: str | os.PathLike) -> bool:
 
 
 def redact(url: str | os.PathLike) -> str:
-    """The URL with any password replaced by ``***`` (safe for logs, reports and JSON)."""
+    """The URL with any password replaced by ``***`` (safe for logs, reports and JSON).
+
+    The user information ends at the last ``@``, as a password may hold ``#``, ``?`` or ``/``
+    unencoded (libpq accepts ``#`` and ``?`` there), which a URL parser reads as the fragment,
+    the query or the path; an ``@`` in a query value hides more than the password, never less.
+    """
     text = str(url)
     if "://" not in text:
         return text
-    parts = urlsplit(text)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    scheme, rest = text.split("://", 1)
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        if ":" in userinfo:
+            rest = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    rest = re.sub(r"(?i)(password=)[^&]*", r"\1***", rest)
+    return f"{scheme}://{rest}"
 
 
 def _sqlite_path(url: str) -> str:
@@ -63,6 +66,11 @@ def connect(url: str | os.PathLike, *, create: bool = True) -> Any:
     text = str(url)
     if is_postgres(text):
         return _postgres(text)
+    if "://" in text and not text.startswith("sqlite:///"):
+        raise ConfigError(
+            f"{redact(text)}: not a label store URL; give FILE.db, sqlite:///abs/labels.db or "
+            "postgresql://user@host:5432/db"
+        )
     path = Path(_sqlite_path(text))
     if path.suffix != ".db":
         raise ConfigError(f"{text}: a label store is an SQLite '.db' file or a postgresql:// URL")
