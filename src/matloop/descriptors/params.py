@@ -5,7 +5,9 @@ The model families' parameters (:mod:`matloop.models.params`) nest these; length
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SymmetryFunctionParams(BaseModel):
@@ -14,16 +16,17 @@ class SymmetryFunctionParams(BaseModel):
     Leave ``radial``/``angular`` empty to use the default grids chosen from the cutoffs.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cutoff: float = Field(5.0, gt=0.5, description="radial cutoff rc (Å)")
     angular_cutoff: float | None = Field(
         None, gt=0.5, description="cutoff of the angular terms (Å); default: the radial cutoff"
     )
-    n_radial: int = Field(16, ge=1, description="number of shifted radial Gaussians")
-    n_angular_eta: int = Field(3, ge=1, description="number of angular radial widths")
-    zetas: list[float] = Field(
-        default_factory=lambda: [1.0, 2.0, 4.0, 8.0], description="angular exponents ζ"
+    n_radial: int = Field(16, ge=1, le=1024, description="number of shifted radial Gaussians")
+    n_angular_eta: int = Field(3, ge=1, le=256, description="number of angular radial widths")
+    # ζ < 1 makes (1 + λ cos θ)^ζ or its derivative infinite at θ = 0° / 180° (fcc, bcc, ...)
+    zetas: list[Annotated[float, Field(ge=1, le=256)]] = Field(
+        default_factory=lambda: [1.0, 2.0, 4.0, 8.0], description="angular exponents ζ (≥ 1)"
     )
     radial: list[tuple[float, float]] = Field(
         default_factory=list, description="explicit (eta, rs) pairs for G2 (Å⁻², Å)"
@@ -32,6 +35,14 @@ class SymmetryFunctionParams(BaseModel):
         default_factory=list,
         description="explicit (eta, rs) radial factors of G5 (Å⁻², Å); combined with every ζ, λ",
     )
+
+    @field_validator("radial", "angular_radial")
+    @classmethod
+    def _check_pairs(cls, pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for eta, rs in pairs:
+            if eta <= 0 or rs < 0:
+                raise ValueError(f"(eta, rs) = ({eta}, {rs}) needs eta > 0 Å⁻² and rs ≥ 0 Å")
+        return pairs
 
     @property
     def rc_angular(self) -> float:
@@ -71,7 +82,7 @@ class SymmetryFunctionParams(BaseModel):
 class SOAPParams(BaseModel):
     """Hyper-parameters of the SOAP-like descriptor (lengths in Å)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cutoff: float = Field(5.0, gt=0.5, description="cutoff radius rc (Å)")
     cutoff_width: float = Field(1.0, gt=0.0, description="width of the smooth cutoff region (Å)")
@@ -80,3 +91,12 @@ class SOAPParams(BaseModel):
     r_min: float = Field(1.5, ge=0.0, description="centre of the first radial Gaussian (Å)")
     width_factor: float = Field(0.7, gt=0.0, description="Gaussian width / centre spacing")
     central_weight: float = Field(1.0, ge=0.0, description="weight w_c of the centre channel")
+
+    @model_validator(mode="after")
+    def _check_r_min(self) -> SOAPParams:
+        if self.r_min >= self.cutoff:
+            raise ValueError(
+                f"r_min {self.r_min} Å must be below cutoff {self.cutoff} Å (the radial "
+                "Gaussians would all lie outside the cutoff)"
+            )
+        return self

@@ -6,6 +6,7 @@ tensors), so it loads with ``weights_only=True``: no code is unpickled.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import zipfile
@@ -21,6 +22,8 @@ from matloop.utils.safe_io import torch_load_plain
 FORMAT_NAME = "matloop-potential"
 FORMAT_VERSION = 1
 MODEL_FILENAME = "model.pt"
+# the dtypes a model file may name (never looked up on the torch module by the file's string)
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def save_model(
@@ -121,12 +124,19 @@ def load_model(path: str | os.PathLike) -> tuple[Potential, dict[str, Any]]:
 
     payload = read_payload(path)
     try:
+        dtype_name = payload.get("dtype", "float32")
+        if dtype_name not in _DTYPES:
+            raise ModelFileError(f"{path}: unknown dtype {dtype_name!r} (expected float32/64)")
+        e0 = payload["e0"]
+        if not isinstance(e0, dict) or not all(math.isfinite(float(v)) for v in e0.values()):
+            raise ModelFileError(f"{path}: reference energies E0 are not finite numbers")
+        if not isinstance(payload.get("metadata", {}), dict):
+            raise ModelFileError(f"{path}: metadata is not a mapping (corrupted file?)")
         cls = get_family(payload["family"])
         model = cls.from_hyperparameters(payload["elements"], payload["hyperparameters"])
-        dtype = getattr(torch, payload.get("dtype", "float32"))
-        model.to(dtype)
+        model.to(_DTYPES[dtype_name])
         model.load_state_dict(payload["state_dict"])
-        model.set_reference_energies(payload["e0"])
+        model.set_reference_energies(e0)
     except ModelFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - any mismatch means the file is unusable

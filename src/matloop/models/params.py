@@ -26,14 +26,17 @@ DEFAULT_MAX_DEGREE = {1: 16.0, 2: 13.0, 3: 11.0, 4: 9.0}
 DEFAULT_MAX_COEFFICIENTS = 6000
 # mace: an e3nn irreps string such as "16x0e+16x1o"
 _IRREPS = re.compile(r"^\s*\d+x\d+[eo](\s*\+\s*\d+x\d+[eo])*\s*$")
-#: widths of hidden layers (each ≥ 1)
-LayerWidths = list[Annotated[int, Field(ge=1)]]
+# largest layer width / feature count accepted: far above any useful size, far below one that
+# fails to allocate (a mistyped 10**9 is refused by the config check, not by the allocator)
+MAX_WIDTH = 16384
+#: widths of hidden layers (each 1..MAX_WIDTH)
+LayerWidths = list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]]
 
 
 class AceFitParams(BaseModel):
     """How the linear coefficients are fitted (closed form; nothing here is a learning rate)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     regularisation: Literal["auto", "evidence", "validation"] = Field(
         "auto",
@@ -98,7 +101,7 @@ class AceParams(BaseModel):
     at about twice the MD and fitting cost.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cutoff: float = Field(5.0, gt=0, description="outer cutoff rc (Å)")
     correlation_order: int = Field(
@@ -187,7 +190,7 @@ class AceParams(BaseModel):
 class BPNNParams(BaseModel):
     """Architecture of a Behler–Parrinello network."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     descriptor: SymmetryFunctionParams = Field(default_factory=SymmetryFunctionParams)
     hidden: LayerWidths = Field(default_factory=lambda: [64, 64], description="hidden layer widths")
@@ -197,11 +200,11 @@ class BPNNParams(BaseModel):
 class PaiNNParams(BaseModel):
     """Architecture of a PaiNN network."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    features: int = Field(32, ge=1, description="scalar/vector feature channels F")
-    layers: int = Field(3, ge=1, description="interaction (message + update) layers")
-    n_radial: int = Field(16, ge=1, description="radial basis functions sin(nπr/rc)/r")
+    features: int = Field(32, ge=1, le=MAX_WIDTH, description="scalar/vector feature channels F")
+    layers: int = Field(3, ge=1, le=64, description="interaction (message + update) layers")
+    n_radial: int = Field(16, ge=1, le=1024, description="radial basis functions sin(nπr/rc)/r")
     cutoff: float = Field(5.0, gt=0, description="interaction cutoff (Å)")
     activation: Literal["silu", "tanh", "softplus"] = "silu"
 
@@ -209,7 +212,7 @@ class PaiNNParams(BaseModel):
 class KernelParams(BaseModel):
     """Hyper-parameters of the sparse-GP potential (energies in eV, lengths in Å)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     descriptor: SOAPParams = Field(default_factory=SOAPParams)
     zeta: int = Field(4, ge=1, le=8, description="kernel exponent ζ of (q̂·x)^ζ")
@@ -241,7 +244,7 @@ class KernelParams(BaseModel):
 class MACEParams(BaseModel):
     """Architecture of a MACE network (mace-torch names; small CPU-friendly defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     r_max: float = Field(5.0, gt=0, description="cutoff (Å)")
     num_bessel: int = Field(8, ge=1, description="Bessel radial basis functions")
@@ -273,7 +276,7 @@ class MACEParams(BaseModel):
 class CHGNetParams(BaseModel):
     """Which pretrained CHGNet to start from and what to fine-tune."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     pretrained: Literal["0.3.0", "0.2.0"] = Field("0.3.0", description="CHGNet weights to start")
     freeze: list[str] = Field(
