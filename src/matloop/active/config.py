@@ -285,26 +285,13 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
             )
 
 
-def reference_elements(spec: str) -> set[str] | None:
-    """The elements built-in reference `spec` can label (EMT's parameter table for ``emt`` and
-    the ``faulty`` EMT; Si for ``sw``/``kumagai``; C, Si for ``tersoff``); None for any other
-    calculator. With other elements these fail on every structure or, Stillinger–Weber and
-    Kumagai, silently give Si energies to any atom."""
-    from matloop.calculators.elements import BUILTIN_ELEMENTS, supported_elements
-
-    name = spec.strip().lower()
-    name = "emt" if name == "faulty" else name
-    if name != "emt" and name not in BUILTIN_ELEMENTS:
-        return None  # not built here: a DFT code or user factory may be slow to construct
-    return set(supported_elements(None, name))
-
-
 def _check_reference_elements(cfg: ActiveLearningConfig, elements: set[str]) -> None:
     """Refuse elements of the starting structures (and interstitials) that the reference
     calculator has no parameters for, before any label is spent on them."""
+    from matloop.calculators.elements import supported_elements
     from matloop.errors import ConfigError
 
-    supported = reference_elements(cfg.reference.calculator)
+    supported = supported_elements(None, cfg.reference.calculator)
     if supported is None:
         return
     added = {g.element for g in cfg.strategy.starts if getattr(g, "element", None)}

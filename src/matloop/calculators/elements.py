@@ -30,7 +30,7 @@ def supported_elements(calc: Any, name: str | None = None) -> frozenset[str] | N
     """Elements `calc` (built-in `name`) is known to describe, or None when it cannot tell."""
     if name is not None:
         key = name.strip().lower()
-        if key == "emt":
+        if key in ("emt", "faulty"):  # faulty: EMT with injected failures
             return _emt_elements()
         if key in BUILTIN_ELEMENTS:
             return BUILTIN_ELEMENTS[key]

@@ -10,13 +10,17 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
-class SymmetryFunctionParams(BaseModel):
+class StrictParams(BaseModel):
+    """Base of every hyper-parameter model: unknown keys, inf and NaN are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class SymmetryFunctionParams(StrictParams):
     """Hyper-parameters of the descriptor (lengths in Å, η in Å⁻²).
 
     Leave ``radial``/``angular`` empty to use the default grids chosen from the cutoffs.
     """
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cutoff: float = Field(5.0, gt=0.5, description="radial cutoff rc (Å)")
     angular_cutoff: float | None = Field(
@@ -79,10 +83,8 @@ class SymmetryFunctionParams(BaseModel):
         return [(float(z), lam) for z in self.zetas for lam in (1.0, -1.0)]
 
 
-class SOAPParams(BaseModel):
+class SOAPParams(StrictParams):
     """Hyper-parameters of the SOAP-like descriptor (lengths in Å)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cutoff: float = Field(5.0, gt=0.5, description="cutoff radius rc (Å)")
     cutoff_width: float = Field(1.0, gt=0.0, description="width of the smooth cutoff region (Å)")

@@ -301,9 +301,6 @@ def _model_elements(calculator) -> list[str]:
     cannot tell (a module:function)."""
     from matloop.calculators.elements import supported_elements
 
-    known = getattr(calculator, "elements", None)
-    if known:
-        return list(known)
     return sorted(supported_elements(calculator) or [])
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from matloop.descriptors.params import SOAPParams, SymmetryFunctionParams
+from matloop.descriptors.params import SOAPParams, StrictParams, SymmetryFunctionParams
 
 # ace: default max total degree by number of elements; single element: 808 coefficients; two
 # elements: 3,006; three: 5,238; four: 5,620
@@ -33,10 +33,8 @@ MAX_WIDTH = 16384
 LayerWidths = list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]]
 
 
-class AceFitParams(BaseModel):
+class AceFitParams(StrictParams):
     """How the linear coefficients are fitted (closed form; nothing here is a learning rate)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     regularisation: Literal["auto", "evidence", "validation"] = Field(
         "auto",
@@ -91,7 +89,7 @@ class AceFitParams(BaseModel):
         return self
 
 
-class AceParams(BaseModel):
+class AceParams(StrictParams):
     """Basis of the linear ACE (lengths in Å, energies in eV).
 
     Defaults were chosen on validation splits of the mlearn Si and Cu training sets (ridge fits
@@ -100,8 +98,6 @@ class AceParams(BaseModel):
     4.07 / 0.079); larger bases validate better still (Si 2.57 / 0.062 at 1,350 coefficients)
     at about twice the MD and fitting cost.
     """
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cutoff: float = Field(5.0, gt=0, description="outer cutoff rc (Å)")
     correlation_order: int = Field(
@@ -187,20 +183,16 @@ class AceParams(BaseModel):
         return max(1, int(max(self.degrees(n_elements))))
 
 
-class BPNNParams(BaseModel):
+class BPNNParams(StrictParams):
     """Architecture of a Behler–Parrinello network."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     descriptor: SymmetryFunctionParams = Field(default_factory=SymmetryFunctionParams)
     hidden: LayerWidths = Field(default_factory=lambda: [64, 64], description="hidden layer widths")
     activation: Literal["tanh", "silu", "softplus"] = "silu"
 
 
-class PaiNNParams(BaseModel):
+class PaiNNParams(StrictParams):
     """Architecture of a PaiNN network."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     features: int = Field(32, ge=1, le=MAX_WIDTH, description="scalar/vector feature channels F")
     layers: int = Field(3, ge=1, le=64, description="interaction (message + update) layers")
@@ -209,10 +201,8 @@ class PaiNNParams(BaseModel):
     activation: Literal["silu", "tanh", "softplus"] = "silu"
 
 
-class KernelParams(BaseModel):
+class KernelParams(StrictParams):
     """Hyper-parameters of the sparse-GP potential (energies in eV, lengths in Å)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     descriptor: SOAPParams = Field(default_factory=SOAPParams)
     zeta: int = Field(4, ge=1, le=8, description="kernel exponent ζ of (q̂·x)^ζ")
@@ -241,10 +231,8 @@ class KernelParams(BaseModel):
     )
 
 
-class MACEParams(BaseModel):
+class MACEParams(StrictParams):
     """Architecture of a MACE network (mace-torch names; small CPU-friendly defaults)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     r_max: float = Field(5.0, gt=0, description="cutoff (Å)")
     num_bessel: int = Field(8, ge=1, description="Bessel radial basis functions")
@@ -273,10 +261,8 @@ class MACEParams(BaseModel):
         return value.replace(" ", "")
 
 
-class CHGNetParams(BaseModel):
+class CHGNetParams(StrictParams):
     """Which pretrained CHGNet to start from and what to fine-tune."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     pretrained: Literal["0.3.0", "0.2.0"] = Field("0.3.0", description="CHGNet weights to start")
     freeze: list[str] = Field(
