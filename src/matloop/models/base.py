@@ -144,7 +144,8 @@ class Potential(torch.nn.Module):
         """Refuse a cutoff shorter than every interatomic distance of the training graphs.
 
         With no neighbour anywhere the model is a constant per element: it would train
-        "successfully" and predict zero forces everywhere.
+        "successfully" and predict zero forces everywhere. Families whose graphs carry matloop's
+        edges call it when they fit; CHGNet builds its own graphs, so the trainer does not.
         """
         if graphs and all(len(g.centers) == 0 for g in graphs):
             from matloop.errors import ConfigError

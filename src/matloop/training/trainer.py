@@ -283,7 +283,6 @@ def train(
         )
 
     train_set = _prepare(model, train_data, e0, "featurising train", progress)
-    model.check_neighbours(train_set.graphs)
     valid_set = _prepare(model, valid_data, e0, "featurising valid", progress)
     if init_model is None:
         per_atom = torch.tensor(
