@@ -598,8 +598,9 @@ def suggest_from_pool(
     :class:`matloop.design.bo.Suggestion` whose table holds the chosen pool rows (original
     columns and ``pool_row``, 0-based) with predictions and acquisition values.
     ``progress=True`` writes one line on stderr as each long stage (model fit, scoring) starts.
-    Runs with matloop's torch thread count (``MATLOOP_NUM_THREADS``, default 1: one thread is
-    the fastest for these small matrices, 1.8 s against 2.2 s quiet and 4.4 s beside a busy core).
+    Runs with matloop's torch thread count (``MATLOOP_NUM_THREADS``, default 1: for these small
+    matrices a second thread saves no time on a quiet machine and takes 3.3× as long beside a
+    busy core; ``benchmarks/pool_threads.py``).
     """
     import pandas as pd
     import torch
