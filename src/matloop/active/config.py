@@ -2,6 +2,12 @@
 
 Units: temperatures K, time fs, forces and force uncertainties eV/Å, energies eV/atom (targets in
 meV/atom where the name says so), pressures GPa, strains dimensionless.
+
+σ values (``select.threshold``, ``explore.uncertainty_limit``, ``stop.uncertainty_target``) are in
+the unit of the model's σ (:mod:`matloop.calculators.uncertainty`): the largest atomic
+``forces_std`` in eV/Å for committees and the ``ace`` posterior, or ``energy_std`` in eV/atom for
+a model whose only σ is an energy variance (one ``kernel`` GP, ``committee: 1``). Left at null,
+the threshold and the walker limit take the default of the model's kind (``SIGMA_DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -11,13 +17,43 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from matloop.active.explorers import KelvinList, StrategyConfig
+from matloop.active.explorers import (
+    KelvinList,
+    StrategyConfig,
+    check_timestep_fs,
+)
 from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
 from matloop.training.config import TrainConfig
 
 #: eV/Å: walkers stop at this max atomic forces_std when no other limit is configured
 DEFAULT_WALKER_LIMIT = 1.0
+#: eV/Å: a snapshot is a candidate above this max atomic forces_std (about the force accuracy
+#: of a good potential and of converged DFT forces)
+DEFAULT_THRESHOLD = 0.05
+#: eV/atom: the same two for a model whose only σ is energy_std (one kernel GP): 1 meV/atom is
+#: about the numerical precision of converged DFT energies (a label cannot teach the model more);
+#: 50 meV/atom, the size of energy differences between phases, is a prediction with no meaning
+DEFAULT_ENERGY_THRESHOLD = 0.001
+DEFAULT_ENERGY_WALKER_LIMIT = 0.05
+
+#: per σ kind (see ``uncertainty_kind``): name, unit, default selection threshold, walker limit
+SIGMA_DEFAULTS: dict[str, tuple[str, str, float, float]] = {
+    "forces": ("forces_std", "eV/Å", DEFAULT_THRESHOLD, DEFAULT_WALKER_LIMIT),
+    "energy": ("energy_std", "eV/atom", DEFAULT_ENERGY_THRESHOLD, DEFAULT_ENERGY_WALKER_LIMIT),
+}
+
+#: GPa: the largest |pressure| accepted; static experiments reach a few hundred GPa (diamond
+#: anvils), 1 TPa is beyond them: a larger number is a pressure in bar, kbar or Pa
+MAX_PRESSURE_GPA = 1000.0
+#: friction × timestep above this: the Langevin integrator no longer holds the temperature
+#: (measured: 1/fs at 2 fs gives 1300 K for 900 K) and blows up at 10/fs
+MAX_FRICTION_TIMESTEP = 1.0
+
+
+def sigma_unit(kind: str | None) -> str:
+    """eV/Å for forces σ (also when the kind is unknown), eV/atom for energy σ."""
+    return SIGMA_DEFAULTS.get(kind or "forces", SIGMA_DEFAULTS["forces"])[1]
 
 
 class _Strict(BaseModel):
@@ -56,16 +92,28 @@ class ExploreConfig(_Strict):
 
     temperatures: KelvinList = Field(default_factory=lambda: [300.0], description="K")
     steps: int = Field(200, ge=1, description="MD steps per walker")
-    timestep_fs: float = Field(2.0, gt=0)
-    friction: float = Field(0.02, gt=0, description="Langevin friction (1/fs)")
+    timestep_fs: float = Field(2.0, description="fs (0.05–10)")
+    friction: float = Field(
+        0.02, gt=0, description="Langevin friction (1/fs; 0.02 /fs = 20 /ps); × timestep_fs ≤ 1"
+    )
     walkers: int = Field(4, ge=1, description="walkers per iteration (cycling temperatures)")
-    sample_interval: int = Field(10, ge=1, description="steps between candidate snapshots")
+    sample_interval: int = Field(
+        10,
+        ge=1,
+        description="steps between candidate snapshots; a walker of fewer steps records its last",
+    )
     strains: list[float] = Field(
         default_factory=lambda: [0.0], description="isotropic linear strains applied to starts"
     )
     pressures_gpa: list[float] | None = Field(
-        None, description="if set, NPT (Berendsen) at these pressures instead of NVT"
+        None,
+        description="GPa (|p| ≤ 1000); if set, NPT (Berendsen) at these pressures instead of NVT",
     )
+
+    @field_validator("timestep_fs")
+    @classmethod
+    def _timestep(cls, v: float) -> float:
+        return check_timestep_fs(v)
 
     @field_validator("strains")
     @classmethod
@@ -82,33 +130,67 @@ class ExploreConfig(_Strict):
 
         if v is not None and (not v or not all(math.isfinite(p) for p in v)):
             raise ValueError("pressures_gpa must be a non-empty list of finite pressures (GPa)")
+        bad = [p for p in v or () if abs(p) > MAX_PRESSURE_GPA]
+        if bad:
+            p = bad[0]
+            raise ValueError(
+                f"pressures are in GPa: {p:g} is beyond ±{MAX_PRESSURE_GPA:g} GPa (in kbar it "
+                f"would be {p / 10:g} GPa, in bar {p / 1e4:g} GPa)"
+            )
         return v
 
     uncertainty_limit: float | None = Field(
         None,
         gt=0,
-        description="stop a walker when max atomic forces_std exceeds this (eV/Å), or at "
-        "strategy.walker_stop_factor × the labelled median if that comes first; 1.0 when "
-        "neither is set",
+        description="stop a walker when the model's σ exceeds this (its unit: max atomic "
+        "forces_std in eV/Å, or energy_std in eV/atom for a model with only an energy σ), or "
+        "at strategy.walker_stop_factor × the labelled median if that comes first; when "
+        "neither is set 1.0 eV/Å (forces σ) or 0.05 eV/atom (energy σ)",
     )
     start_from_dataset: float = Field(
         0.5, ge=0, le=1, description="fraction of walkers started from labelled structures"
     )
 
-    def fixed_limit(self) -> float:
-        """The walkers' fixed σ limit (eV/Å): ``uncertainty_limit`` or the default."""
-        return DEFAULT_WALKER_LIMIT if self.uncertainty_limit is None else self.uncertainty_limit
+    @model_validator(mode="after")
+    def _md(self) -> ExploreConfig:
+        if self.friction * self.timestep_fs > MAX_FRICTION_TIMESTEP:
+            raise ValueError(
+                f"explore.friction × timestep_fs = {self.friction * self.timestep_fs:g} exceeds "
+                f"{MAX_FRICTION_TIMESTEP:g}: Langevin MD no longer holds the temperature (friction "
+                "is in 1/fs: 0.02 /fs = 20 /ps)"
+            )
+        return self
+
+    def fixed_limit(self, kind: str | None = "forces") -> float:
+        """The walkers' fixed σ limit in the unit of σ of `kind` (``"forces"``: eV/Å,
+        ``"energy"``: eV/atom): ``uncertainty_limit`` or the kind's default."""
+        if self.uncertainty_limit is not None:
+            return self.uncertainty_limit
+        return SIGMA_DEFAULTS.get(kind or "forces", SIGMA_DEFAULTS["forces"])[3]
 
 
 class SelectConfig(_Strict):
     """Which explored snapshots to label."""
 
-    threshold: float = Field(0.05, ge=0, description="min max-atomic forces_std (eV/Å)")
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        description="a snapshot is a candidate when the model's σ exceeds this, in the unit of "
+        "that σ: max atomic forces_std in eV/Å (committees, ace; null: 0.05 eV/Å) or, for a "
+        "model whose only σ is energy_std (one kernel GP), eV/atom (null: 0.001 eV/atom)",
+    )
     max_per_iteration: int = Field(10, ge=1)
     diversity: Literal["fps", "none"] = "fps"
     descriptor: Literal["auto", "model", "simple"] = Field(
         "auto", description="model: calc.get_descriptors averaged per structure; simple: RDF"
     )
+
+    def threshold_for(self, kind: str | None) -> float:
+        """The threshold in the unit of σ of `kind` (``"forces"``: eV/Å, ``"energy"``: eV/atom):
+        the one given, or the kind's default."""
+        if self.threshold is not None:
+            return self.threshold
+        return SIGMA_DEFAULTS.get(kind or "forces", SIGMA_DEFAULTS["forces"])[2]
 
 
 class CommitteeConfig(_Strict):
@@ -187,7 +269,10 @@ class BudgetConfig(_Strict):
 class StopConfig(_Strict):
     max_iterations: int = Field(10, ge=1)
     uncertainty_target: float | None = Field(
-        None, gt=0, description="stop when no explored snapshot exceeds this forces_std (eV/Å)"
+        None,
+        gt=0,
+        description="stop when no explored snapshot's σ exceeds this (max atomic forces_std in "
+        "eV/Å, or energy_std in eV/atom for a model with only an energy σ)",
     )
     test_force_mae_target: float | None = Field(None, gt=0, description="eV/Å")
     test_energy_mae_target_mev_per_atom: float | None = Field(None, gt=0)
@@ -326,15 +411,20 @@ initial:
 explore:
   temperatures: [300, 900]   # K, cycled over walkers
   steps: 200                 # MD steps per walker (ASE Langevin)
-  timestep_fs: 2.0
+  timestep_fs: 2.0           # fs, 0.05–10
+  friction: 0.02             # Langevin, 1/fs (0.02 /fs = 20 /ps)
   walkers: 4
   sample_interval: 10        # steps between candidate snapshots
   strains: [0.0]             # isotropic strains of the starting cells, e.g. [-0.02, 0, 0.02]
-  pressures_gpa: null        # e.g. [0, 5]: NPT (Berendsen) instead of NVT
-  uncertainty_limit: null    # eV/Å: a walker also stops when max atomic forces_std passes
-                             # this (with strategy.walker_stop_factor: whichever comes first)
+  pressures_gpa: null        # GPa, e.g. [0, 5]: NPT (Berendsen) instead of NVT
+  # σ below is in the unit of the model's σ: max atomic forces_std in eV/Å (committees, ace)
+  # or energy_std in eV/atom (a single kernel GP, which has only an energy variance)
+  uncertainty_limit: null    # a walker also stops when σ passes this (with
+                             # strategy.walker_stop_factor: whichever comes first);
+                             # null: 1.0 eV/Å, or 0.05 eV/atom for an energy σ
 select:
-  threshold: 0.05            # eV/Å: candidates need max atomic forces_std above this
+  threshold: null            # candidates need σ above this (unit: see explore above);
+                             # null: 0.05 eV/Å, or 0.001 eV/atom for an energy σ
   max_per_iteration: 10
   diversity: fps             # farthest-point sampling in descriptor space (or: none)
   descriptor: auto           # auto | model (calc.get_descriptors) | simple (radial histogram)
@@ -350,7 +440,7 @@ budget:
   max_labels: 200            # reference calculations, failed ones included
 stop:
   max_iterations: 10
-  uncertainty_target: null   # eV/Å
+  uncertainty_target: null   # σ unit (eV/Å, or eV/atom for an energy σ)
   test_force_mae_target: null            # eV/Å
   test_energy_mae_target_mev_per_atom: null
 test:
@@ -377,7 +467,7 @@ strategy:                    # how the loop starts, explores and selects
                              # - {kind: strain, max_strain: 0.04}
                              # - {kind: vacancy}  - {kind: random_packing}
   walker_stop_factor: null   # e.g. 5: walkers stop at 5 × the labelled structures' median σ
-                             # (null: at explore.uncertainty_limit, default 1 eV/Å)
+                             # (null: at explore.uncertainty_limit)
   ramp_from_k: null          # K: walkers heat from here to their temperature
   selection: fps             # fps | sigma_fps | dopt (D-optimal) | vopt (V-optimal: variance
                              # over explored) | auto (dopt for linear models, else sigma_fps)

@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from matloop.active.config import ExploreConfig
+from matloop.active.explorers import sample_every
 from matloop.calculators.uncertainty import predict_uncertainty
 from matloop.errors import MatloopError
 
@@ -108,7 +109,8 @@ def run_walker(
             pdamp_fs=500.0,
             log_interval=spec.steps,
             observe=observe,
-            observe_interval=cfg.sample_interval,
+            # a walker shorter than the interval records its last step, not nothing
+            observe_interval=sample_every(spec.steps, cfg.sample_interval),
             max_force_ev_per_a=None,
         )
         state["stopped"] = res.extra["stopped"]
@@ -142,13 +144,18 @@ def explore(
 ) -> ExploreResult:
     """Run `cfg.walkers` walkers cycling over temperatures × strains (× pressures).
 
-    `limit` (σ units, calibrated) replaces ``cfg.uncertainty_limit`` (default 1 eV/Å); `scale`
+    `limit` (σ units, calibrated) replaces ``cfg.uncertainty_limit`` (default: that of the
+    model's σ kind, :meth:`ExploreConfig.fixed_limit`); `scale`
     is the calibration factor on the model's σ; `ramp_from` (K) starts each walker there and
     heats it to its target;
     `driver` (a calculator, e.g. a foundation model) moves the walkers instead of the model, whose
     σ still decides where they stop and what is selected.
     """
+    from matloop.calculators.uncertainty import uncertainty_kind
+
     rng = np.random.default_rng([seed, iteration])
+    if limit is None:
+        limit = cfg.fixed_limit(uncertainty_kind(model))
     pressures: list[float | None] = list(cfg.pressures_gpa) if cfg.pressures_gpa else [None]
     combos = list(itertools.product(cfg.temperatures, cfg.strains, pressures))
     result = ExploreResult()
@@ -160,7 +167,7 @@ def explore(
         spec = WalkerSpec(
             temperature=float(temperature),
             steps=cfg.steps,
-            limit=cfg.fixed_limit() if limit is None else float(limit),
+            limit=float(limit),
             pressure_gpa=pressure,
             ramp_from=None if ramp_from is None or ramp_from >= temperature else float(ramp_from),
             scale=scale,

@@ -50,6 +50,37 @@ def check_kelvin(values: list[float], key: str = "temperatures") -> list[float]:
 #: temperatures in K (at least one, each ≥ 1 K): the type of every ``temperatures`` key
 KelvinList = Annotated[list[float], AfterValidator(check_kelvin)]
 
+#: fs: the longest MD timestep accepted; beyond it atoms move too far per step (a walker blows
+#: up at its first snapshot) even for heavy elements (typical 0.5–2 fs; 5 fs for heavy metals)
+MAX_TIMESTEP_FS = 10.0
+#: fs: the shortest; below it a timestep was given in ps (0.002 ps = 2 fs) and walkers barely move
+MIN_TIMESTEP_FS = 0.05
+
+
+def check_timestep_fs(value: float) -> float:
+    """`value` if it is a plausible MD timestep in fs; else a ValueError (one line)."""
+    import math
+
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"the timestep must be a positive number of fs, got {value}")
+    if value > MAX_TIMESTEP_FS:
+        raise ValueError(
+            f"timestep {value:g} fs is longer than {MAX_TIMESTEP_FS:g} fs: atoms move too far per "
+            "step and the MD blows up (typical: 0.5–2 fs)"
+        )
+    if value < MIN_TIMESTEP_FS:
+        raise ValueError(
+            f"timestep {value:g} fs is shorter than {MIN_TIMESTEP_FS:g} fs: the timestep is in fs "
+            f"({value:g} ps would be {value * 1000:g} fs)"
+        )
+    return value
+
+
+def sample_every(steps: int, interval: int) -> int:
+    """Steps between snapshots: `interval`, or `steps` when the run is shorter (it then records
+    its last step instead of nothing)."""
+    return max(1, min(int(interval), int(steps)))
+
 
 def _pick(starts: list[Atoms], rng: np.random.Generator) -> Atoms:
     atoms = starts[int(rng.integers(len(starts)))].copy()
@@ -280,8 +311,12 @@ class FoundationMDStarts(_Strict):
     model: str = Field("chgnet", description="calculator name or model file")
     temperatures: KelvinList = Field(default_factory=lambda: [300.0], description="K")
     steps: int = Field(200, ge=1, description="MD steps per temperature")
-    timestep_fs: float = Field(2.0, gt=0)
-    sample_interval: int = Field(10, ge=1, description="steps between candidate snapshots")
+    timestep_fs: Annotated[float, AfterValidator(check_timestep_fs)] = Field(
+        2.0, description=f"fs ({MIN_TIMESTEP_FS:g}–{MAX_TIMESTEP_FS:g})"
+    )
+    sample_interval: int = Field(
+        10, ge=1, description="steps between candidate snapshots (at most `steps`)"
+    )
 
     def generate(self, starts: list[Atoms], n: int, rng: np.random.Generator) -> list[Atoms]:
         from matloop.active.select import farthest_point_sampling, simple_descriptor
@@ -317,7 +352,7 @@ class FoundationMDStarts(_Strict):
             progress=False,
             seed=int(rng.integers(2**31)),
             keep_frames=True,
-            traj_interval=self.sample_interval,
+            traj_interval=sample_every(self.steps, self.sample_interval),
             log_interval=self.steps,
         )
 

@@ -252,13 +252,14 @@ class ActiveLearner:
         return out
 
     def walker_limit(self, model, scale: float, labelled: list[Atoms]) -> float:
-        """σ (eV/Å) at which walkers stop: the smaller of a multiple of the labelled structures'
-        median σ and the fixed ``explore.uncertainty_limit`` (1 eV/Å when neither is set)."""
-        from matloop.calculators.uncertainty import predict_uncertainty
+        """σ (the model's σ unit: eV/Å, or eV/atom for an energy σ) at which walkers stop: the
+        smaller of a multiple of the labelled structures' median σ and the fixed
+        ``explore.uncertainty_limit`` (the σ kind's default when neither is set)."""
+        from matloop.calculators.uncertainty import predict_uncertainty, uncertainty_kind
 
         factor = self.cfg.strategy.walker_stop_factor
         if factor is None or not labelled:
-            return self.cfg.explore.fixed_limit()
+            return self.cfg.explore.fixed_limit(uncertainty_kind(model))
         cap = self.cfg.explore.uncertainty_limit
         pool = [
             labelled[i]
@@ -302,9 +303,11 @@ class ActiveLearner:
         scale = self.sigma_scale(iteration - 1)
         limit = self.walker_limit(committee, scale, labelled)
         sigma, unit = _sigma_words(committee)
+        threshold = cfg.select.threshold_for(_sigma_kind(committee))
         self.say(
             f"iteration {iteration}: exploring with {cfg.explore.walkers} MD walker(s), "
-            f"σ limit {limit:.3g} {unit} (calibration ×{scale:.3g})"
+            f"σ ({sigma}) limit {limit:.3g} {unit}, selection threshold {threshold:.3g} {unit} "
+            f"(calibration ×{scale:.3g})"
         )
         res = explore(
             starts,
@@ -324,7 +327,7 @@ class ActiveLearner:
         picks = select_candidates(
             [res.snapshots[i] for i in keep],
             [res.uncertainties[i] for i in keep],
-            threshold=cfg.select.threshold,
+            threshold=threshold,
             max_n=n_max,
             diversity=cfg.select.diversity,
             descriptor=cfg.select.descriptor,
@@ -333,7 +336,7 @@ class ActiveLearner:
             method=cfg.strategy.selection,
         )
         picks = [keep[i] for i in picks]
-        n_above = int(np.sum(np.asarray(res.uncertainties) > cfg.select.threshold))
+        n_above = int(np.sum(np.asarray(res.uncertainties) > threshold))
         info = {
             "n_snapshots": len(res.snapshots),
             "n_above": n_above,
@@ -343,6 +346,8 @@ class ActiveLearner:
             "explore_seconds": t_explore,
             "select_seconds": time.perf_counter() - t0 - t_explore,
             "walker_limit": limit,
+            "threshold": threshold,
+            "sigma_kind": _sigma_kind(committee),
             "sigma_scale_used": scale,
             "selected_uncertainties": [float(res.uncertainties[i]) for i in picks],
         }
@@ -359,7 +364,8 @@ class ActiveLearner:
         self.state.write_selection(iteration, cands, info)
         self.say(
             f"iteration {iteration}: {len(res.snapshots)} snapshots, max {sigma} "
-            f"{res.max_uncertainty:.3f} {unit}, {n_above} above threshold, {len(picks)} selected"
+            f"{res.max_uncertainty:.3g} {unit}, {n_above} above threshold {threshold:.3g} {unit}, "
+            f"{len(picks)} selected"
         )
         return info
 
@@ -393,6 +399,9 @@ class ActiveLearner:
             "label_seconds": timing.get("label"),
             "fit_seconds": timing.get("fit"),
             "walker_limit": sel.get("walker_limit"),
+            "select_threshold": sel.get("threshold"),
+            # the unit of every σ above (reports name it from this): eV/Å or eV/atom
+            "sigma_kind": _sigma_kind(committee),
             "selected_from": self.selection_sources(iteration),
         }
         record.update(self.calibration(iteration))
@@ -511,7 +520,10 @@ class ActiveLearner:
             n_sel = self.state.count(kind="candidate", iteration=iteration)
             if n_sel == 0:
                 why = "no snapshot above the selection threshold"
-                if (
+                if not info.get("n_snapshots"):
+                    # nothing was measured: not a sign of a converged model (σ max is 0 here)
+                    why = _no_snapshot_reason(info)
+                elif (
                     st.uncertainty_target is not None
                     and (info.get("max_uncertainty") or 0.0) <= st.uncertainty_target
                 ):
@@ -568,13 +580,34 @@ class ActiveLearner:
             record[key] = value
 
 
-def _sigma_words(model) -> tuple[str, str]:
-    """Name and unit of the model's per-structure σ for progress lines."""
+def _sigma_kind(model) -> str:
+    """``"energy"`` for a model whose only σ is energy_std (eV/atom), else ``"forces"``."""
     from matloop.calculators.uncertainty import uncertainty_kind
 
-    if uncertainty_kind(model) == "energy":
-        return "energy_std", "eV/atom"
-    return "forces_std", "eV/Å"
+    return "energy" if uncertainty_kind(model) == "energy" else "forces"
+
+
+def _sigma_words(model) -> tuple[str, str]:
+    """Name and unit of the model's per-structure σ for progress lines."""
+    from matloop.active.config import SIGMA_DEFAULTS
+
+    name, unit, _, _ = SIGMA_DEFAULTS[_sigma_kind(model)]
+    return name, unit
+
+
+def _no_snapshot_reason(info: dict[str, Any]) -> str:
+    """Stop reason of an exploration that recorded no snapshot at all (every walker stopped
+    before its first one: unphysical geometry, non-finite σ, an MD error)."""
+    counts: dict[str, int] = {}
+    for w in info.get("walkers") or ():
+        why = str(w.get("stopped", "?"))
+        counts[why] = counts.get(why, 0) + 1
+    stops = ", ".join(f"{k} ×{n}" for k, n in sorted(counts.items())) or "none"
+    return (
+        f"the walkers recorded no snapshot (stopped: {stops}): the model is not stable in MD "
+        "yet; label more starting structures (initial.n_label), or use a shorter "
+        "explore.timestep_fs or sample_interval, or strategy.walker_driver"
+    )
 
 
 def _within(uncertainties: list[float], limit: float | None) -> list[int]:
