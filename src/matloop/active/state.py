@@ -37,23 +37,20 @@ from matloop.labelling.base import LabelResult, LabelStatus
 from matloop.utils.jsonable import to_jsonable
 
 
-def _db_url(spec: str | Path) -> str:
-    return str(spec)
-
-
 class RunState:
     """Read and write the run database (an SQLite file or a ``postgresql://`` URL)."""
 
     def __init__(self, url: str | Path) -> None:
         from matloop.store import connect, is_postgres
+        from matloop.store._backend import check_url, sqlite_path
 
-        self._url = _db_url(url)
+        self._url = check_url(url, "state database")
         if is_postgres(self._url):
             self.db = connect(self._url)
         else:
             import ase.db
 
-            path = self._url.removeprefix("sqlite://")
+            path = sqlite_path(self._url)
             if Path(path).exists():
                 _check_sqlite(path)
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -80,17 +80,14 @@ def _stress_from(atoms: Atoms, key: str, value: object, where: str) -> np.ndarra
     return array
 
 
-def _restore_url(text: str) -> str:
-    """Undo ``pathlib.Path``'s collapsing of ``scheme://`` (CLI options typed as Path)."""
-    for scheme, slashes in (("postgresql", "//"), ("postgres", "//"), ("sqlite", "///")):
-        if text.startswith(f"{scheme}:/") and not text.startswith(f"{scheme}://"):
-            return f"{scheme}:{slashes}{text[len(scheme) + 2 :].lstrip('/')}"
-    return text
-
-
 def split_source(source: str | os.PathLike) -> tuple[str, str | None]:
-    """``"labels.db#tag=x"`` → ``("labels.db", "tag=x")``; other sources have no selection."""
-    text = _restore_url(str(source))
+    """``"labels.db#tag=x"`` → ``("labels.db", "tag=x")``; other sources have no selection.
+
+    A URL other than ``sqlite:///`` or ``postgresql://`` (``sqlite://rel.db``, ``http://...``)
+    is refused (ConfigError), as by the label store."""
+    from matloop.store._backend import check_url
+
+    text = check_url(source, "database")
     if "#" in text and not Path(text).exists():
         location, selection = text.split("#", 1)
         from matloop.store import is_database
@@ -105,10 +102,10 @@ def _iter_db(location: str, selection: str | None, chunk_size: int = 1000) -> It
     import ase.db
 
     from matloop.store import connect, is_database, is_postgres, redact
-    from matloop.store._backend import select_chunks
+    from matloop.store._backend import select_chunks, sqlite_path
     from matloop.store.labels import row_to_atoms
 
-    if not is_postgres(location) and not Path(location.removeprefix("sqlite://")).exists():
+    if not is_postgres(location) and not Path(sqlite_path(location)).exists():
         raise DataError(f"database not found: {location}")
     db = connect(location, create=False) if is_database(location) else ase.db.connect(location)
     rows_iter = select_chunks(db, selection, chunk_size)
@@ -353,8 +350,9 @@ def _expand_globs(sources: Iterable[str | os.PathLike]) -> list[str | os.PathLik
 def _redacted(source: str | os.PathLike) -> str:
     """`source` for messages: a URL restored and its password masked."""
     from matloop.store import redact
+    from matloop.store._backend import restore_url
 
-    return redact(_restore_url(str(source)))
+    return redact(restore_url(str(source)))
 
 
 def _raw_chunks(

@@ -62,6 +62,10 @@ def make_executor(
         from matloop.execution.slurm import slurm_cluster
 
         cluster = slurm_cluster(config.slurm)
-        cluster.scale(jobs=config.slurm.jobs)
+        try:
+            cluster.scale(jobs=config.slurm.jobs)
+        except BaseException:
+            cluster.close()  # no scheduler (and no submitted jobs) left behind
+            raise
         return DaskExecutor(cluster, own_cluster=True)
     return LocalExecutor(n_workers)

@@ -36,6 +36,13 @@ class DaskExecutor(Executor):
             ) from exc
         self._own_client = False
         self._cluster = scheduler if own_cluster else None
+        try:
+            self._connect(Client, scheduler, timeout_s)
+        except BaseException:
+            self.close()  # a cluster handed over with own_cluster=True stops here, not never
+            raise
+
+    def _connect(self, Client: Any, scheduler: Any, timeout_s: float) -> None:  # noqa: N803
         if isinstance(scheduler, Client):
             self.client = scheduler
         elif isinstance(scheduler, str):
@@ -76,11 +83,14 @@ class DaskExecutor(Executor):
         yield from as_completed(list(futures), loop=self.client.loop)
 
     def close(self) -> None:
-        if self._own_client:
-            self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
+        own_client, self._own_client = self._own_client, False
+        cluster, self._cluster = self._cluster, None
+        try:
+            if own_client:
+                self.client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()
 
 
 def _check_address(address: str) -> None:

@@ -53,7 +53,35 @@ def redact(url: str | os.PathLike) -> str:
     return f"{scheme}://{rest}"
 
 
-def _sqlite_path(url: str) -> str:
+def restore_url(text: str) -> str:
+    """Undo ``pathlib.Path``'s collapsing of ``scheme://`` (``sqlite:/x.db``, a URL that went
+    through a CLI option or argument typed as Path) for the schemes a database may have."""
+    for scheme, slashes in (("postgresql", "//"), ("postgres", "//"), ("sqlite", "///")):
+        if text.startswith(f"{scheme}:/") and not text.startswith(f"{scheme}://"):
+            return f"{scheme}:{slashes}{text[len(scheme) + 2 :].lstrip('/')}"
+    return text
+
+
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # 'http://', or 'http:/' from a Path
+
+
+def check_url(url: str | os.PathLike, what: str = "label store") -> str:
+    """`url` as text (a Path-collapsed ``sqlite:/`` or ``postgresql:/`` restored) if it names a
+    database: a file path, ``sqlite:///abs/FILE.db`` or a ``postgresql://`` URL; else one
+    ConfigError line. The one check of database locations (label store, run state, data
+    sources): ``sqlite://rel.db`` (two slashes) or ``http://...`` would otherwise become a
+    file under a folder named ``sqlite:`` or ``http:``."""
+    text = restore_url(str(url))
+    if is_postgres(text) or text.startswith("sqlite:///") or not _URL_LIKE.match(text):
+        return text
+    raise ConfigError(
+        f"{redact(text)}: not a {what} URL; give FILE.db, sqlite:///abs/FILE.db or "
+        "postgresql://user@host:5432/db"
+    )
+
+
+def sqlite_path(url: str) -> str:
+    """The file of an SQLite location (``sqlite:///abs/x.db`` → ``/abs/x.db``)."""
     return url[len("sqlite:///") - 1 :] if url.startswith("sqlite:///") else url
 
 
@@ -63,15 +91,10 @@ def connect(url: str | os.PathLike, *, create: bool = True) -> Any:
     PostgreSQL credentials come from the URL or the standard ``PG*`` environment variables
     (``PGPASSWORD``, ``PGPASSFILE``, ...), as libpq reads them. Errors never show a password.
     """
-    text = str(url)
+    text = check_url(url)
     if is_postgres(text):
         return _postgres(text)
-    if "://" in text and not text.startswith("sqlite:///"):
-        raise ConfigError(
-            f"{redact(text)}: not a label store URL; give FILE.db, sqlite:///abs/labels.db or "
-            "postgresql://user@host:5432/db"
-        )
-    path = Path(_sqlite_path(text))
+    path = Path(sqlite_path(text))
     if path.suffix != ".db":
         raise ConfigError(f"{text}: a label store is an SQLite '.db' file or a postgresql:// URL")
     if not create and not path.exists():

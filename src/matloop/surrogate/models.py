@@ -236,8 +236,9 @@ class BootstrapEnsemble(SurrogateBase):
     def _fit(self, X, y):
         if int(self.n_estimators) < 2:
             raise ConfigError(f"n_estimators must be ≥ 2, got {self.n_estimators}")
-        rng = np.random.default_rng(self.random_state)
         n = X.shape[0]
+        self._check_enough_samples(n, X.shape[1])
+        rng = np.random.default_rng(self.random_state)
         self.estimators_ = []
         oob_sum = np.zeros(n)
         oob_cnt = np.zeros(n)
@@ -269,6 +270,34 @@ class BootstrapEnsemble(SurrogateBase):
         else:  # pragma: no cover - only with a single sample
             self.noise_std_ = 0.0
         return self
+
+    def _check_enough_samples(self, n: int, n_features: int) -> None:
+        """Refuse polynomial members with n ≤ p samples (p coefficients): every resample that
+        can be fitted holds the same ≤ p points, so all members interpolate them, agree, and
+        the band would claim certainty (std ~1e-16). With n = p + 1 the members are nearly all
+        leave-one-out interpolants: a spread exists but rests on one spare sample (warning)."""
+        member = self._member()
+        if not isinstance(member, PolynomialSurrogate) or int(member.degree) < 1:
+            return
+        from math import comb
+
+        degree = int(member.degree)
+        p = comb(degree + n_features, n_features)
+        what = f"a bootstrap ensemble of degree-{degree} polynomials in {n_features} feature(s)"
+        if n <= p:
+            raise DataError(
+                f"{what} ({p} coefficients) needs more than {p} samples, got {n}: its members "
+                f"would all interpolate the data and its std would be zero; give at least "
+                f"{p + 2} samples or use a lower degree"
+            )
+        if n == p + 1:
+            warnings.warn(
+                f"{what} ({p} coefficients) on only {n} samples: each member interpolates "
+                f"{p} of them, so its std is a rough leave-one-out estimate; give at least "
+                f"{p + 2} samples for a meaningful band",
+                UserWarning,
+                stacklevel=4,
+            )
 
     @staticmethod
     def _member_predict(est, X):
