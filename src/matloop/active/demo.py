@@ -85,30 +85,86 @@ def demo_structures(seed: int = 0, n_test: int = 20) -> tuple[Any, list[Any]]:
     return start, test
 
 
+CONFIG_NAME = "demo.yaml"
+INPUT_NAMES = ("start.xyz", "test.xyz")
+
+
+def demo_config_text() -> str:
+    """The text of the demo's config file, ``demo.yaml`` (the same on every run)."""
+    return "# written by `matloop demo`\n" + yaml.safe_dump(DEMO_CONFIG, sort_keys=False)
+
+
+def is_demo_run(run_dir: str | Path) -> bool:
+    """True if `run_dir` holds the ``demo.yaml`` this version of the demo writes, unchanged (a
+    demo run to resume); False for a user's own demo.yaml or an edited one."""
+    path = Path(run_dir) / CONFIG_NAME
+    try:
+        return path.is_file() and path.read_text() == demo_config_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def check_demo_dir(run_dir: str | Path, force: bool = False) -> None:
+    """The demo starts in a new or empty `run_dir`, or resumes one holding its own demo.yaml;
+    any other directory (a user's files, a demo.yaml that is not the demo's) only with `force`,
+    else one ConfigError line: nothing the user did not ask to overwrite is overwritten."""
+    from matloop.errors import ConfigError
+    from matloop.utils.lock import LOCK_NAME
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--dir {run_dir} exists and is not a directory")
+    if force or not run_dir.is_dir() or is_demo_run(run_dir):
+        return
+    if (run_dir / CONFIG_NAME).exists():
+        raise ConfigError(
+            f"{run_dir / CONFIG_NAME} is not the demo's own config (edited, yours, or from "
+            "another matloop version) and would be overwritten; move it, use another --dir, or "
+            "--force to replace it"
+        )
+    if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+        raise ConfigError(
+            f"--dir {run_dir} already exists and holds no demo run (no demo.yaml); use --force to "
+            "run the demo in it (overwriting its reports), or another --dir"
+        )
+
+
 def write_demo_inputs(run_dir: str | Path) -> Path:
-    """Write start.xyz, test.xyz and demo.yaml into `run_dir`; return the config path."""
+    """Write start.xyz, test.xyz and demo.yaml into `run_dir`; return the config path.
+
+    A demo run (its own demo.yaml, see :func:`is_demo_run`) keeps the inputs it started with;
+    otherwise all three are written anew, replacing files of those names (so a start.xyz left
+    there by someone else never becomes the demo's start)."""
     from ase.io import write
 
     from matloop.utils.files import atomic_path, atomic_write_text
 
     run_dir = Path(run_dir)
+    cfg_path = run_dir / CONFIG_NAME
+    resume = is_demo_run(run_dir)
+    if resume and all((run_dir / name).is_file() for name in INPUT_NAMES):
+        return cfg_path  # nothing to write: the structures are not made again
     run_dir.mkdir(parents=True, exist_ok=True)
     start, test = demo_structures()
-    for name, frames in (("start.xyz", [start]), ("test.xyz", test)):
-        if not (run_dir / name).exists():
+    for name, frames in zip(INPUT_NAMES, ([start], test), strict=True):
+        if not (resume and (run_dir / name).exists()):
             with atomic_path(run_dir / name) as tmp:
                 write(tmp, frames, format="extxyz")
-    cfg_path = run_dir / "demo.yaml"
-    atomic_write_text(
-        cfg_path, "# written by `matloop demo`\n" + yaml.safe_dump(DEMO_CONFIG, sort_keys=False)
-    )
+    if not resume:
+        atomic_write_text(cfg_path, demo_config_text())
     return cfg_path
 
 
-def run_demo(run_dir: str | Path = "matloop-demo", *, progress: bool = True) -> dict:
-    """Run (or resume) the EMT Cu demo in `run_dir`; return the report dict."""
+def run_demo(
+    run_dir: str | Path = "matloop-demo", *, progress: bool = True, force: bool = False
+) -> dict:
+    """Run (or resume) the EMT Cu demo in `run_dir`; return the report dict.
+
+    `run_dir` must be new, empty or an earlier demo run (:func:`check_demo_dir`) unless `force`.
+    """
     from matloop.active.config import load_config
     from matloop.active.loop import run_active_learning
 
+    check_demo_dir(run_dir, force)
     cfg_path = write_demo_inputs(run_dir)
     return run_active_learning(load_config(cfg_path), run_dir, progress=progress)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
@@ -23,15 +25,25 @@ STRESS_KEY = typer.Option(
 )
 
 
-def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:
+#: an input given as it is on the command line: a path, a model directory, ``FILE@SLICE``,
+#: ``FILE.db#QUERY``, ``sqlite:///FILE.db``, a calculator name, several of them, or None
+InputSpec = str | os.PathLike | Iterable[str | os.PathLike] | None
+
+
+def refuse_overwrites(
+    force: bool, outputs: dict[str, Path | None], inputs: dict[str, InputSpec] | None = None
+) -> None:
     """Refuse (one ConfigError line) if any output, {option: path}, exists and `force` is off,
-    or if two options name the same file (the second would overwrite the first).
+    if two options name the same file (the second would overwrite the first), or if an output
+    is one of the `inputs`, {option or argument name: what was given} (even with `force`: the
+    command would destroy what it reads).
 
     Called before any work, so a refusal leaves every existing file as it was.
     """
     from matloop.errors import ConfigError
     from matloop.utils.files import refuse_overwrite
 
+    refuse_inputs(outputs, inputs or {})
     seen: dict[Path, str] = {}
     for option, path in outputs.items():
         if path is None:
@@ -41,6 +53,61 @@ def refuse_overwrites(force: bool, outputs: dict[str, Path | None]) -> None:
             raise ConfigError(f"{seen[key]} and {option} both name {path}; give each its own file")
         seen[key] = option
         refuse_overwrite(path, force, option)
+
+
+def refuse_inputs(outputs: dict[str, Path | None], inputs: dict[str, InputSpec]) -> None:
+    """One ConfigError line if an output is the same file as an input (also through a symlink,
+    a hard link, ``./`` or ``..``): --force never lets a command overwrite what it reads."""
+    from matloop.errors import ConfigError
+
+    files = [(name, given, path) for name, spec in inputs.items() for given, path in _files(spec)]
+    for option, out in outputs.items():
+        if out is None:
+            continue
+        for name, given, path in files:
+            if _same_file(out, path):
+                read = f"the input {name} {given}"
+                what = read if str(path) == given else f"{path}, read as {read}"
+                raise ConfigError(
+                    f"{option} {out} is {what}; write the output to another file "
+                    "(--force never overwrites an input)"
+                )
+
+
+def _files(spec: InputSpec) -> list[tuple[str, Path]]:
+    """The existing files an input names, each with the text given: a model directory also
+    names its model.pt; ``FILE@SLICE``, ``FILE.db#QUERY`` and ``sqlite:///FILE`` name FILE."""
+    if spec is None:
+        return []
+    if not isinstance(spec, str | os.PathLike):
+        return [f for s in spec for f in _files(s)]
+    from matloop.store._backend import is_postgres, restore_url, sqlite_path
+
+    given = os.fspath(spec)
+    text = restore_url(given)
+    if is_postgres(text):
+        return []
+    text = sqlite_path(text)
+    candidates = [Path(text)]
+    if not candidates[0].exists():
+        for sep in ("#", "@"):
+            name, at, _ = text.rpartition(sep)
+            if at and name:
+                candidates.append(Path(name))
+    files = []
+    for path in candidates:
+        if path.is_file():
+            files.append((given, path))
+        elif path.is_dir():
+            files.append((given, path / "model.pt"))
+    return files
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist: no file to lose
+        return False
 
 
 def check_plot_format(path: Path) -> None:
@@ -58,9 +125,14 @@ def check_plot_format(path: Path) -> None:
         )
 
 
-def check_outputs(force: bool, outputs: dict[str, Path | None], plot: Path | None = None) -> None:
+def check_outputs(
+    force: bool,
+    outputs: dict[str, Path | None],
+    plot: Path | None = None,
+    inputs: dict[str, InputSpec] | None = None,
+) -> None:
     """Before any work: a `plot` (--plot) in a format matplotlib writes, and no output, `plot`
-    included, that exists already (unless `force`)."""
+    included, that exists already (unless `force`) or is one of the `inputs` (never)."""
     if plot is not None:
         check_plot_format(plot)
-    refuse_overwrites(force, {**outputs, "--plot": plot})
+    refuse_overwrites(force, {**outputs, "--plot": plot}, inputs)

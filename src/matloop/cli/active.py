@@ -210,14 +210,14 @@ def demo(
 
     Rerun with the same --dir to resume; any other non-empty --dir is refused unless --force.
     """
-    from matloop.active.demo import run_demo
+    from matloop.active.demo import check_demo_dir, run_demo
     from matloop.utils.lock import locked_run_dir
 
-    _check_demo_dir(dir, force)
+    check_demo_dir(dir, force)
 
     with locked_run_dir(dir):
         try:
-            report = run_demo(dir, progress=not quiet)
+            report = run_demo(dir, progress=not quiet, force=force)
         except KeyboardInterrupt:
             from matloop.errors import Interrupted
 
@@ -233,22 +233,6 @@ def demo(
         )
     typer.echo(f"final model: {report['final_model']}")
     typer.echo(f"report: {Path(dir) / 'report.html'}")
-
-
-def _check_demo_dir(dir: Path, force: bool) -> None:
-    """The demo starts in a new or empty --dir, or resumes one holding its demo.yaml."""
-    from matloop.errors import ConfigError
-    from matloop.utils.lock import LOCK_NAME
-
-    if dir.exists() and not dir.is_dir():
-        raise ConfigError(f"--dir {dir} exists and is not a directory")
-    if force or not dir.is_dir() or (dir / "demo.yaml").exists():
-        return
-    if any(p.name != LOCK_NAME for p in dir.iterdir()):
-        raise ConfigError(
-            f"--dir {dir} already exists and holds no demo run (no demo.yaml); use --force to "
-            "run the demo in it (overwriting its reports), or another --dir"
-        )
 
 
 def register(app: typer.Typer) -> None:

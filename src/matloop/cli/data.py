@@ -4,12 +4,78 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import typer
 
 from matloop.cli._options import FORCE, QUIET, STRESS_KEY, refuse_overwrites
 from matloop.utils import progress as bars
+
+_SELECT_HELP = (
+    "ASE db query: conditions joined by ',' (all must hold), e.g. 'tag=cu,natoms<20'; "
+    "keys: tag, run, ref_code, ref_version, natoms, energy, formula, ..."
+)
+_SELECT_SYNTAX = (
+    "ASE db query syntax: conditions joined by ',' (all must hold), each KEY=VALUE, KEY!=VALUE, "
+    "KEY<VALUE, KEY<=VALUE, KEY>VALUE, KEY>=VALUE, LOW<KEY<HIGH, a bare KEY (rows having it) or "
+    "an element or formula (rows containing it), e.g. 'tag=cu,natoms<20'; keys of stored labels "
+    "include tag, run, ref_code, ref_version, natoms, energy and formula"
+)
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_OPS = ("!=", "<=", ">=", "<", ">", "=")  # in the order ASE looks for them
+
+
+def check_selection(select: str | None) -> None:
+    """One ConfigError line for a --select that ASE would reject with a bare error (``tag==ni``:
+    'too many values to unpack') or would read as a test that no row can pass (``foo bar``)."""
+    from ase.db.core import parse_selection
+    from ase.formula import Formula
+
+    from matloop.errors import ConfigError
+
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError(f"--select {select!r}: {problem}; {_SELECT_SYNTAX}")
+
+    if not select:
+        return
+    for expression in (e.strip() for e in select.split(",")):
+        if not expression:
+            continue
+        if "==" in expression:
+            raise refuse(f"{expression!r} compares with '=='; use a single '='")
+        if expression.count("<") == 2:  # LOW<KEY<HIGH (or <=)
+            parts = [p.strip() for p in re.split(r"<=?", expression)]
+            if len(parts) != 3 or not all(parts) or not _KEY.match(parts[1]):
+                raise refuse(f"{expression!r} is not a range LOW<KEY<HIGH")
+            continue
+        op = next((o for o in _OPS if o in expression), None)
+        if op is None:
+            try:
+                Formula(expression).count()
+            except ValueError:
+                if not _KEY.match(expression):
+                    raise refuse(
+                        f"{expression!r} is no key name, comparison, element or formula"
+                    ) from None
+            continue
+        parts = [p.strip() for p in expression.split(op)]
+        if len(parts) != 2:
+            raise refuse(f"{expression!r} holds more than one comparison; join them with ','")
+        key, value = parts
+        if not key or not value:
+            raise refuse(f"{expression!r} needs a key and a value on either side of {op!r}")
+        if not _KEY.match(key):
+            raise refuse(f"{key!r} in {expression!r} is not a key name")
+        if key == "formula" and op != "=":
+            raise refuse(f"{expression!r}: a formula is selected with '=', e.g. formula=Cu4")
+    try:
+        parse_selection(select)
+    except KeyError as exc:  # formula=Xx
+        raise refuse(f"unknown element {exc}") from None
+    except ValueError as exc:
+        raise refuse(" ".join(str(exc).split())) from None
+
 
 _DB_HELP = (
     "label store: FILE.db (SQLite) or postgresql://user@host:5432/db "
@@ -78,7 +144,7 @@ def push_command(
 
 def pull_command(
     db: str = typer.Option(..., "--db", help=_DB_HELP),
-    select: str = typer.Option(None, "--select", help="ASE query, e.g. 'tag=cu,natoms<20'"),
+    select: str = typer.Option(None, "--select", help=_SELECT_HELP),
     out: Path = typer.Option(..., "--out", help="extended XYZ file to write"),
     force: bool = FORCE,
     quiet: bool = QUIET,
@@ -90,7 +156,8 @@ def pull_command(
     from matloop.store import LabelStore, redact
     from matloop.utils.files import atomic_path
 
-    refuse_overwrites(force, {"--out": out})
+    check_selection(select)
+    refuse_overwrites(force, {"--out": out}, {"--db": db})
     n = 0
     with _redacting(db):
         store = LabelStore(db, create=False)  # reading never creates a database
@@ -108,11 +175,12 @@ def pull_command(
 
 def count_command(
     db: str = typer.Option(..., "--db", help=_DB_HELP),
-    select: str = typer.Option(None, "--select", help="ASE query"),
+    select: str = typer.Option(None, "--select", help=_SELECT_HELP),
 ) -> None:
     """Number of rows matching a selection."""
     from matloop.store import LabelStore
 
+    check_selection(select)
     with _redacting(db):
         typer.echo(str(LabelStore(db, create=False).count(select)))
 

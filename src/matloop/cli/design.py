@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, QUIET
+from matloop.cli._options import FORCE, QUIET, refuse_overwrites
 
 _HELP = "Composition design: property models with uncertainty and Bayesian optimisation."
 
@@ -112,9 +112,10 @@ def suggest_command(
     from matloop.design.objectives import parse_objective
     from matloop.design.space import load_space
     from matloop.errors import ConfigError
-    from matloop.utils.files import atomic_path, refuse_overwrite
+    from matloop.utils.files import atomic_path
 
-    refuse_overwrite(out, force)
+    inputs = {"--data": data, "--space": space, "--candidates": candidates}
+    refuse_overwrites(force, {"--out": out}, inputs)
     if space is None and candidates is None:
         raise ConfigError("give --space (continuous design) or --candidates (a finite pool)")
     warp = _input_warp_setting(input_warp, candidates)
@@ -303,11 +304,10 @@ def fit_command(
     """Fit a composition → properties model (missing values allowed per property)."""
     from matloop.design.models import PropertyModel
     from matloop.design.splits import composition_groups
-    from matloop.utils.files import refuse_overwrite
 
     _check_counts(members=members, trees=trees)
     _, table, Y = _load_table(data, prop, components, basis, normalise)
-    refuse_overwrite(out, force)
+    refuse_overwrites(force, {"--out": out}, {"--data": data})
     m = PropertyModel(
         table.components,
         prop,
@@ -342,9 +342,9 @@ def predict_command(
     from matloop.compositions import read_composition_table
     from matloop.design.models import PropertyModel
     from matloop.errors import DataError
-    from matloop.utils.files import atomic_path, refuse_overwrite
+    from matloop.utils.files import atomic_path
 
-    refuse_overwrite(out, force)
+    refuse_overwrites(force, {"--out": out}, {"--model": model, "--data": data})
     m = PropertyModel.load(model)
     basis = basis or getattr(m, "basis_", "mol")  # files written before basis_ were mol %
     frame = _read_csv(data)
@@ -413,11 +413,10 @@ def evaluate_command(
     from matloop.design.models import PropertyModel
     from matloop.design.validation import cross_validate
     from matloop.errors import DataError
-    from matloop.utils.files import atomic_write_text, refuse_overwrite
+    from matloop.utils.files import atomic_write_text
 
     _check_counts(members=members, trees=trees)
-    if json_out is not None:
-        refuse_overwrite(json_out, force, "--json")
+    refuse_overwrites(force, {"--json": json_out}, {"--data": data})
     frame, table, Y = _load_table(data, prop, components, basis, normalise)
     times = None
     if split == "time":
@@ -482,9 +481,9 @@ def inverse_command(
     from matloop.design.inverse import inverse_design, parse_targets
     from matloop.design.models import PropertyModel
     from matloop.design.space import load_space
-    from matloop.utils.files import atomic_path, refuse_overwrite
+    from matloop.utils.files import atomic_path
 
-    refuse_overwrite(out, force)
+    refuse_overwrites(force, {"--out": out}, {"--model": model, "--space": space})
     targets = parse_targets(target)
     tols = parse_targets(tolerance, "--tolerance")
     sp = load_space(space)

@@ -33,7 +33,7 @@ def fit_command(
 
     if bootstrap < 0:
         raise ConfigError(f"--bootstrap must be ≥ 0 (0: off), got {bootstrap}")
-    check_outputs(force, {"--json": json_out}, plot)
+    check_outputs(force, {"--json": json_out}, plot, {"DATA": data})
     with show_warnings():
         volumes, energies = read_eos_csv(data, x=x, y=y)
         res = fit_eos(
@@ -89,7 +89,7 @@ def compute_command(
     from matloop.eos import compute_eos_data, write_eos_csv
     from matloop.errors import DataError
 
-    refuse_overwrites(force, {"--out": out})
+    refuse_overwrites(force, {"--out": out}, {"STRUCTURE": structure})
 
     with show_warnings():
         from ase.io import read

@@ -20,16 +20,17 @@ def export_command(
     spline_step: float = typer.Option(
         1.0e-3,
         "--spline-step",
-        help="ML-PACE spline bin (Å); smaller is closer to matloop, larger tables.",
+        help="ML-PACE spline bin (Å), 1e-5 to 0.05; smaller is closer to matloop, larger tables.",
     ),
 ) -> None:
     """Write a model for another code: `ace` → LAMMPS ML-PACE (model.yace + in.matloop)."""
     from matloop.errors import ConfigError
-    from matloop.export import FORMATS, INPUT_NAME, export_lammps
+    from matloop.export import FORMATS, INPUT_NAME, check_spline_step, export_lammps
     from matloop.models.io import load_model, resolve_model_path
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    check_spline_step(spline_step)  # before loading the model
     pot, metadata = load_model(resolve_model_path(model))
     if metadata.get("delta_base"):
         # model.yace would hold only the correction: pair_style pace would silently drop the base

@@ -149,7 +149,7 @@ def md_command(
     outputs = {"--traj": traj, "--log": log, "--json": summary_json}
     if max_uncertainty is not None:  # the frame is written only when a limit is set
         outputs["--uncertain-frame"] = UncertaintyGuard.frame_path_for(uncertain_frame, traj)
-    refuse_overwrites(force, outputs)
+    refuse_overwrites(force, outputs, {"STRUCTURE": structure, "MODEL": model})
     atoms = read_structure(structure)
     _check_structure(atoms, structure)
     calc = _calculator(model)
@@ -322,7 +322,7 @@ def rdf_command(
     from matloop.errors import ConfigError
     from matloop.utils.files import atomic_write_text
 
-    check_outputs(force, {"--json": out_json}, plot)
+    check_outputs(force, {"--json": out_json}, plot, {"TRAJ": traj})
     frames = read_trajectory(traj)[skip:]
     if not frames:
         raise ConfigError(f"--skip {skip} leaves no frames")
@@ -362,7 +362,7 @@ def msd_command(
     from matloop.analysis.plots import plot_msd, save_figure
     from matloop.utils.files import atomic_write_text
 
-    check_outputs(force, {"--json": out_json}, plot)
+    check_outputs(force, {"--json": out_json}, plot, {"TRAJ": traj})
     frames = read_trajectory(traj)[skip:]
     times = frame_times_ps(frames, dt)
     d = diffusion_from_trajectory(frames, times, element=element, fit_window=(fit_start, fit_end))

@@ -224,7 +224,7 @@ def evaluate_command(
     from matloop.evaluation import evaluate_predictions, parity_plot, predict
     from matloop.utils.files import atomic_write_text
 
-    check_outputs(force, {"--json": json_out}, plot)
+    check_outputs(force, {"--json": json_out}, plot, {"MODEL": model, "DATA": data})
     calc = matloop.load(model)
     dataset = read_dataset(
         data,

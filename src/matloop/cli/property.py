@@ -57,16 +57,14 @@ def _check_out_dir(path: Path, force: bool, option: str, marker: str | None = No
         )
 
 
-def _refuse_inputs(out: Path | None, option: str, data: Path, model_dir: Path) -> None:
-    """`out` (a file to write) must not be the data file read, nor a file of the model (even
-    with --force: the model or the data would be lost)."""
+def _refuse_inputs(out: Path | None, option: str, model_dir: Path) -> None:
+    """`out` (a file to write) must not be a file of the model, even with --force (the model
+    would be lost); the data file read is refused by ``refuse_overwrites``."""
     from matloop.errors import ConfigError
 
     if out is None:
         return
     target = out.resolve()
-    if target == data.resolve():
-        raise ConfigError(f"{option} {out} is the data file being read; choose another name")
     if target.parent == model_dir.resolve() and target.name in _FIT_OUTPUTS:
         raise ConfigError(f"{option} {out} is a file of the model {model_dir}; choose another name")
 
@@ -197,8 +195,8 @@ def evaluate_command(
     from matloop.property.report import write_report
     from matloop.utils.files import atomic_write_text
 
-    refuse_overwrites(force, {"--json": json_out})
-    _refuse_inputs(json_out, "--json", data, model_dir)
+    _refuse_inputs(json_out, "--json", model_dir)
+    refuse_overwrites(force, {"--json": json_out}, {"DATA": data})
     if report is not None:
         _check_out_dir(report, force, "--report")
     model = load_model(model_dir)
@@ -239,8 +237,8 @@ def predict_command(
     from matloop.property import load_model, read_dataset
     from matloop.surrogate.io import write_columns
 
-    refuse_overwrites(force, {"--out": out})
-    _refuse_inputs(out, "--out", data, model_dir)
+    _refuse_inputs(out, "--out", model_dir)
+    refuse_overwrites(force, {"--out": out}, {"DATA": data})
     model = load_model(model_dir)
     table = model.predict_table(read_dataset(data))
     write_columns(out, table)
@@ -288,7 +286,7 @@ def duplicates_command(
     from matloop.property import duplicate_report, find_duplicates, read_dataset
     from matloop.utils.files import atomic_write_text
 
-    refuse_overwrites(force, {"--json": json_out})
+    refuse_overwrites(force, {"--json": json_out}, {"DATA": data})
     dataset = read_dataset(data)
     result = duplicate_report(dataset, find_duplicates(dataset, progress=not quiet), target)
     if json_out is not None:

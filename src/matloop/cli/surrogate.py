@@ -95,7 +95,7 @@ def fit_command(
         raise ConfigError(
             f"--std-threshold must be a positive number (units of y), got {std_threshold}"
         )
-    refuse_overwrites(force, {"--out": out, "--plot": plot})
+    refuse_overwrites(force, {"--out": out, "--plot": plot}, {"DATA": data})
     kwargs: dict = {"std_threshold": std_threshold}
     key = model.strip().lower()
     if key == "gp":
@@ -155,7 +155,7 @@ def predict_command(
     from matloop.errors import ModelFileError
     from matloop.surrogate import load_surrogate, read_columns, write_columns
 
-    refuse_overwrites(force, {"--out": out})
+    refuse_overwrites(force, {"--out": out}, {"MODEL_FILE": model_file, "DATA": data})
     with show_warnings():
         est, info = load_surrogate(model_file, with_info=True)
         xcols = info.get("x_columns")

@@ -25,6 +25,30 @@ YACE_NAME = "model.yace"
 INPUT_NAME = "in.matloop"
 FORMATS = ("lammps",)
 
+#: Range of ML-PACE's spline bin (``deltaSplineBins``, Å). ML-PACE tabulates every radial
+#: function on ⌈rcut / step⌉ bins per element pair, in memory, when LAMMPS reads the file.
+#: Cubic-Hermite tables of matloop's radial basis reach the analytic values to ~1e-10 at 1e-4 Å
+#: (1e-3 Å, the default as in pacemaker: ~1e-9); a finer step gains nothing while the tables
+#: grow as 1/step (1e-9 Å: billions of bins, LAMMPS runs out of memory). Coarser steps lose
+#: accuracy fast (relative error ~2e-5 at 0.01 Å, ~2e-3 at 0.05 Å, ~1e-2 at 0.1 Å, ~0.1 at
+#: 0.2 Å for a 4 Å cutoff with a 0.25 Å inner taper).
+SPLINE_STEP_MIN = 1.0e-5
+SPLINE_STEP_MAX = 0.05
+
+
+def check_spline_step(step: float) -> float:
+    """`step` (Å) if ML-PACE can use it well, else one ConfigError line naming the range."""
+    import math
+
+    if not (math.isfinite(step) and SPLINE_STEP_MIN <= step <= SPLINE_STEP_MAX):
+        raise ConfigError(
+            f"--spline-step {step:g} Å is outside {SPLINE_STEP_MIN:g}–{SPLINE_STEP_MAX:g} Å: "
+            "ML-PACE tabulates the radial functions on bins of this width (finer: tables too "
+            "large for memory, no gain in accuracy; coarser: inaccurate forces); the default "
+            "1e-3 Å matches matloop to ~1e-9"
+        )
+    return float(step)
+
 
 def yace_from_model(model, *, spline_step: float = 1.0e-3) -> YaceModel:
     """The `.yace` model of a fitted matloop ``ace`` potential."""
@@ -85,18 +109,19 @@ def export_lammps(
 ) -> list[Path]:
     """Write ``model.yace`` and ``in.matloop`` into `out_dir`; returns the written paths.
 
-    Existing files are never replaced unless `force`; everything is validated before the first
-    file is written, and each file is written atomically.
+    `spline_step` (Å, ML-PACE's ``deltaSplineBins``) must lie within
+    :data:`SPLINE_STEP_MIN`–:data:`SPLINE_STEP_MAX`. Existing files are never replaced unless
+    `force`; everything is validated before the first file is written, and each file is written
+    atomically.
     """
     out = Path(out_dir)
     targets = [out / YACE_NAME, out / INPUT_NAME]
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
+    check_spline_step(spline_step)
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         raise ConfigError(f"not overwriting {', '.join(existing)}: pass --force to replace")
-    if not spline_step > 0:
-        raise ConfigError("spline step must be positive (Å)")
     yace = yace_from_model(model, spline_step=spline_step)
     text = format_yace(yace)
     atomic_write_text(targets[0], text)
@@ -106,6 +131,9 @@ def export_lammps(
 
 __all__ = [
     "FORMATS",
+    "SPLINE_STEP_MAX",
+    "SPLINE_STEP_MIN",
+    "check_spline_step",
     "export_lammps",
     "format_yace",
     "lammps_input",
