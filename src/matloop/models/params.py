@@ -47,6 +47,15 @@ class AceFitParams(StrictParams):
     weight_search: bool = Field(
         True, description="also try the force/energy precision ratio × 0.1, 1/3, 3 and 10"
     )
+    stress_search: bool = Field(
+        True,
+        description="when training.loss.stress is 0 and the training and validation data carry "
+        "stresses, also fit with stress rows (loss weight 1 and 0.1) and keep the fit with the "
+        "lowest validation loss, the stress MSE counted with weight 0.01 (1 GPa of stress RMSE "
+        "like 0.62 meV/atom of energy RMSE): stresses consistent with the energies pin the "
+        "volume derivative that forces of near-equilibrium cells leave free; stresses that "
+        "disagree with the energies (a Pulay offset) cost more than they bring and stay out",
+    )
     chunk_atoms: int = Field(512, ge=1, description="atoms per block of design rows")
     active_set_atoms: int = Field(
         5000, ge=1, description="training atoms per element sampled for the MaxVol active set"

@@ -300,13 +300,15 @@ def choose_posterior(
             {"force_ratio_factor": factor, "log_evidence": post.log_evidence, "valid_score": score}
         )
         if best_ev is None or post.log_evidence > best_ev[0].log_evidence:
-            best_ev = (post, kw, score)
+            best_ev = (post, kw, score, factor)
         if has_valid:
             for ratio, val in ridge_path(system, valid, score_weights):
                 if best_val is None or val < best_val[2]:
                     best_val = (ratio, factor, val, system, kw)
-    post_ev, kw_ev, score_ev = best_ev
-    report: dict[str, Any] = {"evidence": {**post_ev.summary(), "valid_score": score_ev}}
+    post_ev, kw_ev, score_ev, factor_ev = best_ev
+    report: dict[str, Any] = {
+        "evidence": {**post_ev.summary(), "valid_score": score_ev, "force_ratio_factor": factor_ev}
+    }
     report["evidence"]["runs"] = evidence_runs
     if params.ard == "order" and groups is not None and len(np.unique(groups)) > 1:
         ard = ard_fit(train, kw_ev, groups, per_kind_noise=False, start=post_ev)
@@ -314,7 +316,7 @@ def choose_posterior(
         report["ard"] = {**ard.summary(), "valid_score": score}
         if ard.log_evidence > post_ev.log_evidence:
             post_ev, score_ev = ard, score
-    chosen, method, kept_score = post_ev, "evidence", score_ev
+    chosen, method, kept_score, kept_factor = post_ev, "evidence", score_ev, factor_ev
     if has_valid:
         ratio, factor, score_val, system, kw = best_val
         post_val = posterior_for_ratio(system, kw, ratio)
@@ -328,10 +330,89 @@ def choose_posterior(
             params.regularisation == "auto" and score_val < score_ev
         )
         if use_val:
-            chosen, method, kept_score = post_val, "validation", score_val
+            chosen, method, kept_score, kept_factor = post_val, "validation", score_val, factor
     report["kept"] = method
     report["kept_valid_score"] = kept_score
+    report["kept_force_ratio_factor"] = kept_factor
     return chosen, report
+
+
+#: stress loss weights tried by ``fit.stress_search`` beside the fit without stress rows
+STRESS_SEARCH_WEIGHTS = (1.0, 0.1)
+#: weight of the stress MSE ((eV/Å³)²) in the validation loss that chooses among them: a stress
+#: RMSE of 1 GPa counts like an energy RMSE of 0.62 meV/atom (or 4.4 meV/Å of force RMSE
+#: at the default force weight), so stresses are fitted where that pays for what the energies
+#: and forces lose, and left out where they disagree with the energies (a Pulay offset)
+STRESS_SCORE_WEIGHT = 0.01
+
+
+def stress_search_applies(params: AceFitParams, kind_weights: dict[str, float], has_valid: bool):
+    """Whether `fit_ace` accumulates stress rows to try them (see ``fit.stress_search``)."""
+    return (
+        params.stress_search
+        and has_valid
+        and "stress" not in kind_weights
+        and {"energy", "forces"} & set(kind_weights) != set()
+    )
+
+
+def with_stress_rows(
+    train: NormalEquations,
+    valid: NormalEquations | None,
+    kind_weights: dict[str, float],
+    score_weights: dict[str, float],
+    params: AceFitParams,
+    groups: np.ndarray | None,
+    chosen: tuple[Posterior, dict[str, Any]],
+) -> tuple[Posterior, dict[str, Any]]:
+    """`chosen` (fitted without stress rows) or a fit with stress rows (loss weights
+    STRESS_SEARCH_WEIGHTS), whichever has the lowest validation loss when the stress MSE counts
+    with STRESS_SCORE_WEIGHT; the report gains ``stress_search``. Stress rows must be in
+    `train` and `valid` but not in `kind_weights`."""
+    post, report = chosen
+    base = report.get("kept_valid_score")
+    if (
+        valid is None
+        or train.n_rows("stress") == 0
+        or valid.n_rows("stress") == 0
+        or base is None
+        or not math.isfinite(base)
+    ):
+        return chosen
+    factor = float(report.get("kept_force_ratio_factor") or 1.0)
+    kw = dict(kind_weights)
+    if "forces" in kw:
+        kw["forces"] *= factor
+    fixed = params.model_copy(update={"weight_search": False})
+
+    def entry(weight: float, post: Posterior, score: float) -> dict[str, float]:
+        stress_mse = valid.mse(post.coefficients, "stress")
+        return {
+            "stress_weight": weight,
+            "valid_score": score,
+            "valid_score_with_stress": score + STRESS_SCORE_WEIGHT * stress_mse,
+            "stress_rmse_gpa": EV_PER_A3_TO_GPA * math.sqrt(stress_mse),
+        }
+
+    tried = [entry(0.0, post, base)]
+    best = (tried[0]["valid_score_with_stress"], post, report)
+    for weight in STRESS_SEARCH_WEIGHTS:
+        kw_s = {**kw, "stress": weight * PRECISION_PER_WEIGHT["stress"]}
+        post_s, report_s = choose_posterior(train, valid, kw_s, score_weights, fixed, groups)
+        if report_s["kept_valid_score"] is None:
+            continue
+        tried.append(entry(weight, post_s, float(report_s["kept_valid_score"])))
+        if tried[-1]["valid_score_with_stress"] < best[0]:
+            report_s["kept_force_ratio_factor"] = factor
+            best = (tried[-1]["valid_score_with_stress"], post_s, report_s)
+    _, post, report = best
+    kept = min(tried, key=lambda t: t["valid_score_with_stress"])["stress_weight"]
+    report["stress_search"] = {
+        "tried": tried,
+        "stress_weight": kept,
+        "stress_score_weight": STRESS_SCORE_WEIGHT,
+    }
+    return post, report
 
 
 def _store(model, post: Posterior, t_matrix: np.ndarray, t_offset: np.ndarray) -> dict:
@@ -543,6 +624,10 @@ def _solve_candidate(model, data: _Pass, params, kind_weights, score_weights, fi
         valid = data.valid.subset(full_cols).transformed(t_matrix, t_offset)
     groups = np.array([len(f.ls) for f in sub.functions] * n_el)
     post, report = choose_posterior(train_t, valid, kind_weights, score_weights, fit_params, groups)
+    if "stress" not in kind_weights and "stress" in train_t.kinds:
+        post, report = with_stress_rows(
+            train_t, valid, kind_weights, score_weights, fit_params, groups, (post, report)
+        )
     kept = report["kept_valid_score"]
     score = math.inf if kept is None else float(kept)
     return _Candidate(
@@ -634,7 +719,10 @@ def fit_ace(
         raise TypeError("the model has no AcePosterior submodule 'posterior'")
     searching = bool(params.basis_degrees or params.basis_cutoffs or params.basis_radial_scales)
     grid = _search_grid(model.params, params, len(model.elements)) if searching else None
-    check_fit_memory(model, len(kind_weights), valid_data is not None)
+    kinds = set(kind_weights)
+    if stress_search_applies(params, kind_weights, valid_data is not None):
+        kinds.add("stress")
+    check_fit_memory(model, len(kinds), valid_data is not None)
     if searching and valid_data is None:
         raise ConfigError("choosing the ace basis (fit.basis_*) needs validation data")
     dtype = model.dtype
@@ -643,7 +731,6 @@ def fit_ace(
     # oversubscribed eigendecomposition was measured 10–20× slower than on one thread
     limits = threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
     try:
-        kinds = set(kind_weights)
         seed = int(getattr(getattr(config, "training", None), "seed", 0) or 0)
         candidates, t_rows = [], 0.0
         for top, subs in grid or [(model.params, [model.params])]:
@@ -680,6 +767,7 @@ def fit_ace(
         "n_rows": {k: chosen.data.train.n_rows(k) for k in chosen.data.train.kinds},
         "e0_correction_ev": e0_shift,
         "row_precision_per_kind": kind_weights,
+        "stress_search": report.get("stress_search"),
         "regularisation": report,
         "kept": report["kept"],
         "alpha": post.summary()["alpha"],
