@@ -46,6 +46,10 @@ _TEMP_ELEMENTS = 2_000_000
 # loss weights that correspond to the params' sigmas (the TrainConfig defaults)
 _REFERENCE_WEIGHTS = {"energy": 1.0, "forces": 0.02}
 _FLOAT_BUFFERS = ("sparse_points", "weights", "kmm_factor", "posterior_factor", "delta")
+# validation energies needed to scale σ (fewer: the GP's own σ is kept)
+MIN_CALIBRATION_ENERGIES = 3
+# from this many the split-conformal 95 % quantile exists: ⌈(n + 1)·0.95⌉ ≤ n
+CONFORMAL_ENERGIES = 19
 
 
 class KernelPotential(Potential):
@@ -68,6 +72,8 @@ class KernelPotential(Potential):
         self.register_buffer("kmm_factor", torch.zeros(0, 0, dtype=f64))  # chol(K_mm + jitter)
         self.register_buffer("posterior_factor", torch.zeros(0, 0, dtype=f64))  # chol(A)
         self.register_buffer("delta", torch.tensor(float(params.delta), dtype=f64))
+        # σ scale for 95 % coverage of validation energies (1: not calibrated)
+        self.register_buffer("sigma_scale", torch.tensor(1.0, dtype=f64))
 
     # --- always float64 ---------------------------------------------------------------
     @property
@@ -90,6 +96,8 @@ class KernelPotential(Potential):
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files written before σ was calibrated: their σ is the GP's own
+        state_dict.setdefault(prefix + "sigma_scale", torch.tensor(1.0, dtype=torch.float64))
         # sparse points and weights have data-dependent shapes: resize before copying
         for name in (*_FLOAT_BUFFERS, "sparse_counts"):
             key = prefix + name
@@ -229,12 +237,13 @@ class KernelPotential(Potential):
                 for start in range(0, len(idx), CHUNK_ATOMS):
                     part = q[idx[start : start + CHUNK_ATOMS]]
                     prior[s] += ((part @ q[idx].T) ** self.params.zeta).sum()
-        var = self._variance_from_rows(phi, prior)
+        scale2 = self.sigma_scale**2
+        var = scale2 * self._variance_from_rows(phi, prior)
         if not per_atom:
             return var
         parts = [rows[a : a + CHUNK_ATOMS] for a in range(0, len(rows), CHUNK_ATOMS)]
         atom_var = torch.cat([self._variance_from_rows(r, r.new_ones(len(r))) for r in parts])
-        return var, atom_var
+        return var, scale2 * atom_var
 
     # --- closed-form fit ---------------------------------------------------------------
     def fit(
@@ -372,6 +381,8 @@ class KernelPotential(Potential):
         factor, weights = solve(sigma_e, sigma_f)
         self.posterior_factor = factor
         self.weights = weights
+        self.sigma_scale = torch.tensor(1.0, dtype=torch.float64)
+        calibration = self._calibrate(valid_data) if valid_data is not None else None
         return {
             "n_sparse": n_sparse,
             "n_sparse_per_element": dict(zip(self.elements, counts, strict=True)),
@@ -381,7 +392,50 @@ class KernelPotential(Potential):
             "energy_sigma_ev_per_atom": sigma_e,
             "force_sigma_ev_per_a": sigma_f,
             "sigma_selection": selection,
+            "calibration": calibration,
             "fit_seconds": round(time.perf_counter() - start, 2),
+        }
+
+    def _calibrate(self, valid_data) -> dict[str, Any] | None:
+        """Scale σ from the validation energies per atom (errors ε, GP σ's, z = ε/σ).
+
+        The GP's own variance follows from the fixed prior scale δ and can miss the model's
+        bias (in a small active-learning run 20–100 times below the errors). With at least
+        CONFORMAL_ENERGIES energies the scale is the split-conformal one (95 % of |ε| within
+        1.96σ); with fewer, that quantile does not exist, and σ is only widened, to the
+        root-mean-square z when it exceeds 1. Below MIN_CALIBRATION_ENERGIES σ stays the
+        GP's own (recorded as None).
+        """
+        from matloop.data.dataset import energy_of
+        from matloop.models.ace.uncertainty import calibration_scale, coverage_stats
+
+        errors, sigmas = [], []
+        for atoms in valid_data:
+            y = energy_of(atoms)
+            if y is None or not math.isfinite(y):
+                continue
+            g = self.graph(atoms)
+            with torch.no_grad():
+                predicted = float(self.energy(g).sum()) + self.reference_energy(atoms)
+            n = len(atoms)
+            errors.append((predicted - y) / n)
+            sigmas.append(math.sqrt(float(self.energy_variance(g)[0])) / n)
+        if len(errors) < MIN_CALIBRATION_ENERGIES:
+            return None
+        err, sig = np.asarray(errors), np.asarray(sigmas)
+        if len(err) >= CONFORMAL_ENERGIES:
+            scale = calibration_scale(err, sig)
+        else:
+            scale = max(1.0, coverage_stats(err, sig)["ml_scale"])
+        self.sigma_scale = torch.tensor(scale, dtype=torch.float64)
+        return {
+            "energy": {
+                "scale": scale,
+                "n_validation": len(err),
+                "rule": "conformal" if len(err) >= CONFORMAL_ENERGIES else "widen only",
+                "unscaled": coverage_stats(err, sig),
+                "scaled": coverage_stats(err, scale * sig),
+            }
         }
 
     def _select_sigmas(self, valid_data, sigma_e, sigma_f, solve):
