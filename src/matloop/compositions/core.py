@@ -29,6 +29,11 @@ def _composition(name: str):
             f"component {name!r} is not a chemical formula (expected e.g. 'SiO2', 'Na2O')"
         )
     for sym in re.findall(r"[A-Z][a-z]?", name):
+        if sym in ("D", "T"):  # pymatgen reads these as H; in an oxide they are a mis-cased Ti …
+            raise UnknownElementError(
+                f"component {name!r}: {sym!r} (deuterium/tritium) is not accepted; write H, "
+                "or check the case of the symbols (e.g. 'TiO2', not 'TIO2')"
+            )
         if not Element.is_valid_symbol(sym):
             raise UnknownElementError(f"component {name!r}: {sym!r} is not a chemical element")
     try:
@@ -109,13 +114,29 @@ def mol_to_wt(values, components: Sequence[str], total: float = 100.0) -> np.nda
 
 
 def normalise(values, total: float = 100.0) -> np.ndarray:
-    """Scale each row to sum to `total`; rows that sum to zero raise :class:`DataError`."""
+    """Scale each row to sum to `total`; rows that sum to zero raise :class:`DataError`, and so
+    do missing (NaN), infinite and negative amounts."""
     arr = _as_2d(values)
+    _check_amounts(arr)
     sums = arr.sum(axis=1)
     bad = np.flatnonzero(~(sums > 0))
     if bad.size:
         raise DataError(f"row {int(bad[0])} has no positive amounts; cannot normalise")
     return arr * (total / sums)[:, None]
+
+
+def _check_amounts(arr: np.ndarray, source: str = "composition table", row_labels=None) -> None:
+    """Raise :class:`DataError` for a missing/infinite or a negative amount."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        r = int(np.flatnonzero(~finite.all(axis=1))[0])
+        label = row_labels[r] if row_labels is not None else r
+        raise DataError(f"{source}: row {label} has a missing or non-numeric amount")
+    neg = np.argwhere(arr < -1e-9)
+    if neg.size:
+        r = int(neg[0, 0])
+        label = row_labels[r] if row_labels is not None else r
+        raise DataError(f"{source}: row {label} has a negative amount ({arr[r, neg[0, 1]]:g})")
 
 
 def validate_sums(
@@ -128,15 +149,7 @@ def validate_sums(
 ) -> None:
     """Raise :class:`DataError` if any row is negative or its sum is outside ``total ± tol``."""
     arr = _as_2d(values)
-    if not np.all(np.isfinite(arr)):
-        r = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        label = row_labels[r] if row_labels is not None else r
-        raise DataError(f"{source}: row {label} has a missing or non-numeric amount")
-    neg = np.argwhere(arr < -1e-9)
-    if neg.size:
-        r = int(neg[0, 0])
-        label = row_labels[r] if row_labels is not None else r
-        raise DataError(f"{source}: row {label} has a negative amount ({arr[r, neg[0, 1]]:g})")
+    _check_amounts(arr, source, row_labels)
     sums = arr.sum(axis=1)
     off = np.flatnonzero(np.abs(sums - total) > tol)
     if off.size:
@@ -246,23 +259,42 @@ def read_composition_table(
     else:
         if components is None:
             comps = [c for c in frame.columns if c not in ignore and _is_formula(c)]
+            for c in frame.columns:
+                fixed = None if c in ignore else _recased_oxide(c)
+                if fixed is not None:
+                    raise DataError(
+                        f"{source}: column {c!r} looks like the oxide {fixed!r} with its letters "
+                        f"in the wrong case; rename it to {fixed!r} (or pass it in ignore)"
+                    )
             if not comps:
                 raise DataError(f"{source}: no component columns (chemical formulas) found")
         else:
             comps = list(components)
             for c in comps:
                 parse_component(c)
+                fixed = _recased_oxide(c)
+                if fixed is not None:
+                    raise DataError(
+                        f"{source}: component {c!r} looks like the oxide {fixed!r} with its "
+                        f"letters in the wrong case; write {fixed!r}"
+                    )
             missing = [c for c in comps if c not in frame.columns]
             if missing:
                 raise DataError(
                     f"{source}: missing component column(s) {missing}; "
                     f"columns are {list(frame.columns)}"
                 )
+        repeated = sorted({str(c) for c in comps if list(frame.columns).count(c) > 1})
+        if repeated:
+            raise DataError(
+                f"{source}: column(s) {repeated} appear more than once; rename or drop them"
+            )
         try:
             values = frame[comps].to_numpy(dtype=float)
         except (TypeError, ValueError) as exc:
             raise DataError(f"{source}: non-numeric value in component columns: {exc}") from exc
         values = np.where(np.isnan(values), 0.0, values) if normalise_rows else values
+    _check_distinct(comps, source)
     rows = list(range(1, len(values) + 1))  # data rows counted from 1, as elsewhere
     if basis == "wt":
         validate_sums(
@@ -275,6 +307,65 @@ def read_composition_table(
     else:
         validate_sums(values, total, tol, source=source, row_labels=rows)
     return CompositionTable(components=list(comps), values=values, total=total)
+
+
+def _check_distinct(comps: Sequence[str], source: str) -> None:
+    """Refuse two components that are the same formula written differently ('SiO2', 'SiO2 ',
+    'O2Si'): each would be a separate column of the table and of every feature."""
+    seen: dict[tuple, str] = {}
+    for c in comps:
+        key = tuple(sorted(parse_component(c).items()))
+        if key in seen:
+            raise DataError(
+                f"{source}: components {seen[key]!r} and {c!r} are the same formula; "
+                "merge them into one column"
+            )
+        seen[key] = c
+
+
+def _recased_oxide(name) -> str | None:
+    """The oxide formula `name` spells with its letters in the wrong case, or None.
+
+    Either `name` is no formula as written ('sio2', 'NA2O', 'TIO2' → 'TiO2', 'Na2O', 'TiO2'),
+    or it is written in capitals only and reads as a formula of more elements than the oxide
+    it spells ('SIO2' reads as S·I·O2, 'PBO' as P·B·O: 'SiO2', 'PbO'). Only names of three
+    or more characters that read as a compound of oxygen count, so property columns such as
+    'nd' or 'Tg' and formulas such as 'CO2', 'SO3' or 'B2O3' are not taken.
+    """
+    from pymatgen.core import Element
+
+    s = str(name).strip()
+    if len(s) < 3 or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", s):
+        return None
+    limit = None  # a formula as written: only an oxide of fewer elements replaces it
+    if _is_formula(s):
+        if any(ch.islower() for ch in s):
+            return None
+        limit = sum(ch.isupper() for ch in s)
+    found: list[str] = []
+
+    def walk(i: int, out: str, symbols: list[str]) -> None:
+        if i == len(s):
+            if (
+                len(symbols) >= 2
+                and symbols[-1] == "O"
+                and (limit is None or len(symbols) < limit)
+                and _is_formula(out)
+            ):
+                found.append(out)
+            return
+        if s[i].isdigit():
+            walk(i + 1, out + s[i], symbols)
+            return
+        for size in (1, 2):
+            part = s[i : i + size]
+            if len(part) == size and part.isalpha():
+                sym = part.capitalize()
+                if Element.is_valid_symbol(sym):
+                    walk(i + size, out + sym, [*symbols, sym])
+
+    walk(0, "", [])
+    return min(found, key=lambda f: (len(re.findall("[A-Z]", f)), f)) if found else None
 
 
 def _is_formula(name) -> bool:

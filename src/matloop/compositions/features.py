@@ -21,7 +21,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from matloop.compositions.core import element_fractions, molar_mass, parse_component
+from matloop.compositions.core import (
+    _check_amounts,
+    element_fractions,
+    molar_mass,
+    parse_component,
+)
+from matloop.errors import DataError
 
 #: element properties used (pymatgen ``Element`` attribute → feature name; units in comments)
 ELEMENT_PROPERTIES: dict[str, str] = {
@@ -111,13 +117,25 @@ def _radius(symbol: str, charge: float) -> float:
     return 1.0
 
 
+#: elements that are cations beside oxygen: S⁶⁺ in SO3 / Na2SO4, Se⁴⁺ in SeO2, N⁵⁺ in NaNO3
+_CATION_WITH_O = {"S", "Se", "N"}
+
+
+def _anions(atoms: dict[str, float]) -> set[str]:
+    """The anion elements of a component: those of :data:`_ANION_CHARGE`, except S, Se and N
+    beside oxygen (sulfates, selenites, nitrates), where they are cations."""
+    out = {e for e in atoms if e in _ANION_CHARGE}
+    return out - _CATION_WITH_O if "O" in atoms else out
+
+
 def _cation_charges(component: str) -> dict[str, float]:
     """Oxidation state of each cation element of a component formula (anions: formal)."""
     from pymatgen.core import Composition, Element
 
     atoms = parse_component(component)
-    cations = [e for e in atoms if e not in _ANION_CHARGE]
-    anion_charge = -sum(_ANION_CHARGE[e] * n for e, n in atoms.items() if e in _ANION_CHARGE)
+    anions = _anions(atoms)
+    cations = [e for e in atoms if e not in anions]
+    anion_charge = -sum(_ANION_CHARGE[e] * n for e, n in atoms.items() if e in anions)
     if len(cations) == 1:
         return {cations[0]: anion_charge / atoms[cations[0]]}
     guesses = Composition(component).oxi_state_guesses(max_sites=-1) if cations else ()
@@ -137,8 +155,9 @@ def _glass_table(components: tuple[str, ...]) -> np.ndarray:
         atoms = parse_component(comp)
         row = table[i]
         row[col["mass"]] = molar_mass(comp)
+        anions = _anions(atoms)
         for e, n in atoms.items():
-            if e in _ANION_CHARGE:
+            if e in anions:
                 row[col["O"]] += n * -_ANION_CHARGE[e] / 2
                 row[col["vion"]] += n * 4 / 3 * np.pi * _radius(e, _ANION_CHARGE[e]) ** 3
         for e, z in _cation_charges(comp).items():
@@ -286,7 +305,11 @@ class CompositionFeaturizer:
             x = x[None, :]
         if x.shape[1] != len(self.components):
             raise ValueError(f"expected {len(self.components)} component columns, got {x.shape[1]}")
+        _check_amounts(x, "compositions to featurize")
         sums = x.sum(axis=1, keepdims=True)
+        if not (sums > 0).all():
+            r = int(np.flatnonzero(~(sums[:, 0] > 0))[0])
+            raise DataError(f"compositions to featurize: row {r} has no positive amounts")
         frac = np.divide(x, sums, out=np.zeros_like(x), where=sums > 0)
         extra = [glass_descriptors(frac, self.components)] if self.glass else []
         if not self.stats:

@@ -61,7 +61,16 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Take the lock or raise :class:`RunLockedError` naming the holder."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a lock file that is a symbolic link would have the file it points
+            # to truncated and overwritten with the holder record
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if not self.path.is_symlink():
+                    raise
+                raise RunLockedError(
+                    f"{self.path} is a symbolic link, not a lock file; remove it ({exc.strerror})"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
