@@ -14,6 +14,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 
 from matloop.data import Dataset
 from matloop.data.dataset import config_type_of, energy_of, forces_of, stress_of
+from matloop.errors import DataError
 from matloop.units import EV_PER_A3_TO_GPA
 
 
@@ -86,6 +87,10 @@ def _single_point(work, with_forces: bool, with_stress: bool):
 def compare(dataset: Dataset, predicted: list) -> Predictions:
     """Predictions from structures already computed (each with a calculator holding energy,
     forces and optionally stress), aligned with the reference `dataset`."""
+    if len(dataset) == 0:  # else every metric is a NaN mean of nothing
+        raise DataError(
+            f"{getattr(dataset, 'source', None) or 'the dataset'}: no structures to evaluate"
+        )
     e_ref, e_pred, n_atoms, f_ref, f_pred, s_ref, s_pred = [], [], [], [], [], [], []
     # structures without reference forces (or stress) get NaN rows: the errors cover the rest
     with_forces = _any_forces(dataset)

@@ -26,6 +26,7 @@ def _train_member(
     init_model: str | None,
     max_time: float | None,
     valid_structures: list[Any] | None,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """Train one member (top-level so that process pools and Dask can pickle it)."""
     from matloop.data import Dataset
@@ -71,9 +72,44 @@ def _train_member(
             k: v for k, v in (result.best_metrics or {}).items() if isinstance(v, int | float | str)
         },
         "seconds": float(result.seconds),
+        "fingerprint": fingerprint,
     }
     atomic_write_text(Path(member_dir) / "member.json", json.dumps(record, indent=2))
     return record
+
+
+def _fingerprint(
+    structures: list[Any], valid: list[Any] | None, config: Any, max_time: float | None
+) -> str:
+    """A hash of what the members are trained from: structures and their labels, the
+    validation set, the configuration (threads aside) and the time budget."""
+    import hashlib
+
+    from matloop.data.dataset import config_type_of
+
+    h = hashlib.sha256()
+
+    def add_structures(tag: bytes, frames: list[Any]) -> None:
+        h.update(tag + str(len(frames)).encode())
+        for atoms in frames:
+            h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+            h.update(np.asarray(atoms.get_positions(), dtype=np.float64).tobytes())
+            h.update(np.asarray(atoms.cell.array, dtype=np.float64).tobytes())
+            h.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
+            results = getattr(atoms.calc, "results", None) or {}
+            for key in ("energy", "forces", "stress"):
+                value = results.get(key)
+                h.update(key.encode())
+                if value is not None:
+                    h.update(np.asarray(value, dtype=np.float64).tobytes())
+            h.update(config_type_of(atoms).encode())
+
+    add_structures(b"train", structures)
+    add_structures(b"valid", valid or [])
+    settings = config.model_dump(mode="json")
+    settings.get("training", {}).pop("num_threads", None)
+    h.update(json.dumps([settings, max_time], sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def train_committee(
@@ -112,6 +148,12 @@ def train_committee(
     valid = list(valid_data) if valid_data is not None else None
     paths: dict[int, Path] = {}
     todo = []
+
+    common = _fingerprint(structures, valid, config, max_time)
+
+    def fingerprint(init_model: str | Path | None) -> str:  # the warm start differs per member
+        return f"{common}:{init_model}"
+
     for k in range(n_members):
         member_dir = out_dir / f"member_{k}"
         marker = member_dir / "member.json"
@@ -123,8 +165,10 @@ def train_committee(
                     "family": str(config.model.family),
                     "bootstrap": bool(bootstrap),
                     "n_data": len(structures),
+                    "fingerprint": fingerprint(init_models[k]),
                 }
-                same = all(rec.get(key, value) == value for key, value in wanted.items())
+                # a member without a fingerprint (older matloop) cannot show it used these data
+                same = all(rec.get(key) == value for key, value in wanted.items())
                 if same and Path(rec["model_path"]).exists():
                     paths[k] = Path(rec["model_path"])
                     continue
@@ -145,6 +189,7 @@ def train_committee(
                     init,
                     max_time,
                     valid,
+                    fingerprint(init),
                 ),
             )
         )

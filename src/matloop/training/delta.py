@@ -108,7 +108,13 @@ def train_delta(
 
     if not isinstance(base, str) or not base.strip():
         raise ConfigError("train_delta needs the base calculator as a name, e.g. 'chgnet'")
+    from matloop.training.trainer import check_labels
+
     base_kwargs = dict(base_kwargs or {})
+    # bad labels fail here, not after the (slow) base predictions
+    check_labels(dataset, "training data")
+    if valid_data is not None:
+        check_labels(valid_data, "validation data")
     if predictions is None:
         predictions = base_predictions(dataset, base, progress=progress, **base_kwargs)
     train_set = residual_dataset(dataset, predictions, "training residuals")

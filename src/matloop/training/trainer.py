@@ -24,11 +24,11 @@ from ase.data import atomic_numbers
 
 from matloop.data import Dataset, fit_reference_energies, random_split
 from matloop.data.dataset import energy_of, forces_of, stress_of
-from matloop.errors import ConfigError, DataError, ModelFileError
+from matloop.errors import ConfigError, DataError, FitError, ModelFileError
 from matloop.models import Potential, get_family
 from matloop.models.graph import AtomicGraph, collate
 from matloop.models.io import MODEL_FILENAME, load_model, save_model
-from matloop.training.config import TrainConfig
+from matloop.training.config import TrainConfig, parse_config
 from matloop.utils.files import atomic_path, atomic_write_text
 from matloop.utils.safe_io import torch_load_plain
 from matloop.utils.threads import default_torch_threads, torch_threads
@@ -227,11 +227,14 @@ def train(
     from tqdm.auto import tqdm
 
     config = copy.deepcopy(config) if config is not None else TrainConfig()
-    tp = config.training
     if seed is not None:
-        tp.seed = seed
+        config.training.seed = seed
     if max_time is not None:
-        tp.max_time = max_time
+        config.training.max_time = max_time
+    # attribute assignments (and the overrides above) bypass the config's checks: redo them,
+    # so that e.g. max_time=0 is one clear error, not a single epoch stopped for "max_time"
+    config = parse_config(config.model_dump(), TrainConfig, "training config")
+    tp = config.training
     weights = tp.loss
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,10 +247,24 @@ def train(
 
     if len(train_data) == 0:
         raise DataError("the training set is empty")
+    check_labels(train_data, "training data")
+    if valid_data is not None:
+        check_labels(valid_data, "validation data")
+    split = valid_data is None
     if valid_data is None:
         if len(train_data) < 2:
             raise DataError("need at least 2 training structures to take a validation split")
         train_data, valid_data = random_split(train_data, tp.valid_fraction, seed=tp.seed)
+    elif len(valid_data) == 0:
+        raise DataError("the validation set is empty")
+    only_valid = sorted(set(valid_data.elements) - set(train_data.elements))
+    if only_valid and init_model is None:
+        # the model would list them with an E0 of 0 eV and untrained weights
+        raise DataError(
+            f"element(s) {', '.join(only_valid)} occur only in the validation set, so the model "
+            "cannot learn them; add structures with them to the training set"
+            + (" (the random validation split took all of them)" if split else "")
+        )
     if weights.forces > 0 and not train_data.has_forces:
         raise DataError("training data lacks forces; set training.loss.forces: 0 for energy-only")
 
@@ -307,14 +324,14 @@ def train(
     else:
         state = _Progress(best_state=copy.deepcopy(model.state_dict()))
 
-    rng = np.random.default_rng(tp.seed + state.next_epoch)
     setup = state.elapsed_at_start + time.perf_counter() - start_time  # s spent before epoch 1
     n_train = len(train_set.graphs)
     stopped = "max_epochs"
     bar = tqdm(total=tp.max_epochs, initial=state.next_epoch, desc="training", disable=not progress)
     for epoch in range(state.next_epoch, tp.max_epochs):
         model.train()
-        order = rng.permutation(n_train)
+        # one generator per (seed, epoch): a resumed run shuffles like an uninterrupted one
+        order = np.random.default_rng([tp.seed, epoch]).permutation(n_train)
         stats = []
         for start in range(0, n_train, tp.batch_size):
             idx = order[start : start + tp.batch_size].tolist()
@@ -348,6 +365,15 @@ def train(
             F=f"{valid_metrics.get('force_mae_ev_per_a', float('nan')):.3f}",
             lr=f"{lr:.1e}",
         )
+        if not math.isfinite(score):  # NaN/inf weights never recover: stop, keep the best
+            _write_logs(out_dir, state.history)
+            if not math.isfinite(state.best_score):
+                raise FitError(
+                    f"training diverged in epoch {epoch} (validation loss {score}) before any "
+                    f"usable epoch; lower training.learning_rate (now {tp.learning_rate:g})"
+                )
+            stopped = "diverged"
+            break
         if (epoch + 1) % tp.checkpoint_every == 0:
             state.save(checkpoint_path, model, optimizer, scheduler)
             _write_logs(out_dir, state.history)
@@ -362,6 +388,11 @@ def train(
             stopped = "max_time"
             break
     bar.close()
+    # the checkpoint holds the last weights, which match the optimiser's state: a --resume
+    # continues from where training stopped, not from the best epoch's weights (diverged
+    # weights are not saved: the last checkpoint written before them stays)
+    if stopped != "diverged":
+        state.save(checkpoint_path, model, optimizer, scheduler)
 
     model.load_state_dict(state.best_state)
     model.eval()
@@ -371,12 +402,30 @@ def train(
     metadata = _metadata(train_data, valid_data, config, best, state.elapsed, stopped)
     metadata["fit"] = {**fit_info, "valid_score_best": state.best_score}
     model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
-    state.save(checkpoint_path, model, optimizer, scheduler)
     log_path = _write_logs(out_dir, state.history)
     _write_config(out_dir, config)
     return TrainResult(
         model_path, log_path, best, len(state.history), state.elapsed, stopped, state.history
     )
+
+
+def check_labels(structures, what: str) -> None:
+    """One clear error for a structure whose energy is missing or whose energy, forces or stress
+    is NaN or inf: such a label makes every loss and validation score NaN, so training would
+    keep the untrained weights. (Datasets built with ``validate=False`` were never checked.)"""
+    source = getattr(structures, "source", None) or what
+    for index, atoms in enumerate(structures):
+        where = f"{source}, frame {index}"
+        try:
+            energy = energy_of(atoms)
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{where}: missing energy") from None
+        if not math.isfinite(energy):
+            raise DataError(f"{where}: energy is NaN or inf")
+        for name, value in (("forces", forces_of(atoms)), ("stress", stress_of(atoms))):
+            if value is not None and not np.all(np.isfinite(value)):
+                verb = "contain" if name == "forces" else "contains"
+                raise DataError(f"{where}: {name} {verb} NaN or inf")
 
 
 def _freeze_all_but(model: Potential, trainable: list[torch.nn.Parameter]) -> list:
