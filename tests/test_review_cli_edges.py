@@ -270,3 +270,15 @@ def test_demo_inputs_are_its_own_and_kept_when_resuming(tmp_path):
     assert not is_demo_run(tmp_path)  # edited: no longer resumed (nor rewritten) silently
     with pytest.raises(ConfigError, match="not the demo's own config"):
         check_demo_dir(tmp_path)
+
+
+def test_data_push_refuses_a_two_slash_sqlite_source(tmp_path, capsys):
+    """A push source is read as text: Path would have collapsed sqlite://rel.db to sqlite:/rel.db
+    (then read as an absolute path) before the database-location check could name the typo."""
+    from matloop.cli import main
+
+    db = tmp_path / "labels.db"
+    assert main(["data", "push", "sqlite://rel.db", "--db", str(db), "--code", "emt"]) == 1
+    err = capsys.readouterr().err
+    assert "sqlite://rel.db: not a database URL" in err and len(err.strip().splitlines()) == 1
+    assert not db.exists()

@@ -148,12 +148,15 @@ def test_an_element_never_seen_in_training_is_flagged(crystals, tmp_path):
 
 
 def test_predict_refuses_to_write_over_its_inputs(gbt_dir, data_file, capsys):
-    before = (gbt_dir / "model.json").read_bytes()
+    before, data_before = (gbt_dir / "model.json").read_bytes(), data_file.read_bytes()
     for out in (gbt_dir / "model.json", data_file):
         args = ["property", "predict", str(gbt_dir), str(data_file), "--out", str(out)]
         assert main([*args, "--force"]) == 1
-        assert "choose another name" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        # the model's own files (property's check) or any input (the CLI's shared check)
+        assert "choose another name" in err or "--force never overwrites an input" in err
     assert (gbt_dir / "model.json").read_bytes() == before
+    assert data_file.read_bytes() == data_before
     assert len(load_model(gbt_dir).predict(from_structures([bulk("Cu", "fcc", a=3.6)]))) == 1
 
 

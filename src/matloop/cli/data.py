@@ -84,7 +84,10 @@ _DB_HELP = (
 
 
 def push_command(
-    files: list[Path] = typer.Argument(..., help="labelled structures (extxyz, ASE db, ...)"),
+    # str, not Path: Path would collapse a mistyped sqlite://rel.db before it can be refused
+    files: list[str] = typer.Argument(
+        ..., help="labelled structures (extxyz, ASE db, FILE@SLICE, sqlite:///abs/FILE.db, ...)"
+    ),
     db: str = typer.Option(..., "--db", help=_DB_HELP),
     code: str = typer.Option(..., "--code", help="reference code that made the labels (e.g. emt)"),
     settings: str = typer.Option("{}", "--settings", help="its settings, as JSON"),
@@ -108,7 +111,7 @@ def push_command(
         raise ConfigError(f"--settings is not valid JSON: {exc.msg}") from exc
     if not isinstance(settings_dict, dict):
         raise ConfigError('--settings must be a JSON object, e.g. \'{"xc": "PBE"}\'')
-    sources = check_sources([str(f) for f in files])  # all inputs before writing anything
+    sources = check_sources(files)  # all inputs before writing anything
     with _redacting(db):
         chunks = iter_chunks(
             sources,
