@@ -13,11 +13,13 @@ The packages are imported inside the factories only, so matloop works without th
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase.calculators.calculator import all_changes
 from ase.calculators.mixing import SumCalculator
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from matloop.calculators.registry import register_calculator
 from matloop.errors import ConfigError
@@ -43,10 +45,17 @@ def _chgnet_calculator_class() -> type:
 
         num_threads: int | None = None
 
+        @property
+        def elements(self) -> list[str]:
+            """The elements CHGNet has an embedding for (H to Pu: Z = 1..94)."""
+            return _chgnet_elements(self.model)
+
         def calculate(self, atoms=None, properties=None, system_changes=all_changes, **kw):
+            from matloop.calculators.elements import check_elements
             from matloop.utils.threads import torch_threads
 
             atoms = atoms if atoms is not None else self.atoms
+            check_elements(atoms, self, "chgnet")  # else an IndexError deep inside torch
             work = _open_axes_padded(atoms, float(self.model.graph_converter.atom_graph_cutoff))
             with warnings.catch_warnings(), torch_threads(self.num_threads):
                 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
@@ -59,9 +68,25 @@ def _chgnet_calculator_class() -> type:
             for key in ("forces", "stress", "energies", "magmoms"):
                 if key in self.results:
                     self.results[key] = np.asarray(self.results[key], dtype=np.float64)
+            if "stress" in self.results:
+                stress = self.results["stress"]
+                # CHGNet divides ∂E/∂ε by the *signed* volume: a left-handed cell flips the sign
+                if np.linalg.det(work.cell.array) < 0:
+                    stress = -stress
+                if stress.shape == (3, 3):  # ASE calculators return Voigt order
+                    stress = full_3x3_to_voigt_6_stress(stress)
+                self.results["stress"] = stress
 
     _CHGNET_CLASS = MatloopCHGNet
     return MatloopCHGNet
+
+
+def _chgnet_elements(model) -> list[str]:
+    """Element symbols a CHGNet model embeds (its atom embedding has one row per Z ≥ 1)."""
+    from ase.data import chemical_symbols
+
+    n = int(model.atom_embedding.embedding.num_embeddings)
+    return list(chemical_symbols[1 : n + 1])
 
 
 def _open_axes_padded(atoms, cutoff: float):
@@ -118,15 +143,52 @@ def mace_mp_calculator(**kwargs: Any):
         raise ConfigError(f"{MACE_HINT}; it is not installed ({exc})") from None
     kwargs.setdefault("device", "cpu")
     kwargs.setdefault("default_dtype", "float64")
+    model = kwargs.get("model")
+    with _isolated_import():
+        from mace.calculators.foundations_models import mace_mp_names
+    local = model not in mace_mp_names and not str(model).startswith("https:")
+    if local:
+        kwargs["model"] = model = str(Path(model).expanduser())
+    if local and not Path(model).is_file():
+        # mace-torch reports this as "Model download failed": say what is wrong instead
+        raise ConfigError(f"mace_mp: model file {str(model)!r} not found")
     try:
         with _isolated_import():
-            return mace_mp(**kwargs)
+            calc = mace_mp(**kwargs)
     except (OSError, RuntimeError, ValueError) as exc:  # urllib errors are OSErrors
         raise ConfigError(
             f"mace_mp could not load its weights ({type(exc).__name__}: {exc}); the download "
             "needs internet access. Offline, download the .model file elsewhere and pass "
             "model=/path/to/file.model"
         ) from None
+    return _with_element_check(calc)
+
+
+def _with_element_check(calc):
+    """`calc` (a MACE calculator) refusing elements outside its model's table in one line.
+
+    mace-torch fails on such an element with ``ValueError: 47 is not in list`` from deep inside
+    its data code; the ``elements`` property also lets :func:`check_elements` (delta learning's
+    base check) refuse the data before any work.
+    """
+    if getattr(calc, "z_table", None) is None:  # e.g. a SumCalculator with D3 dispersion
+        return calc
+
+    class MatloopMACE(type(calc)):
+        @property
+        def elements(self) -> list[str]:
+            from ase.data import chemical_symbols
+
+            return [chemical_symbols[int(z)] for z in self.z_table.zs]
+
+        def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+            from matloop.calculators.elements import check_elements
+
+            check_elements(atoms if atoms is not None else self.atoms, self, "mace_mp")
+            super().calculate(atoms, properties, system_changes)
+
+    calc.__class__ = MatloopMACE
+    return calc
 
 
 register_calculator(

@@ -31,7 +31,7 @@ import io
 import numpy as np
 import torch
 from ase import Atoms
-from ase.data import atomic_numbers
+from ase.data import atomic_numbers, chemical_symbols
 
 from matloop.models.base import Potential
 from matloop.models.graph import AtomicGraph, species_indices
@@ -97,6 +97,15 @@ class CHGNetFinetune(Potential):
         params = params or CHGNetParams()
         super().__init__(elements, params)
         self.chgnet = _load_chgnet(params.pretrained)
+        known = int(self.chgnet.atom_embedding.embedding.num_embeddings)
+        missing = [s for s in self.elements if not 1 <= atomic_numbers.get(s, 0) <= known]
+        if missing:
+            from matloop.errors import UnknownElementError
+
+            raise UnknownElementError(
+                f"element(s) {', '.join(missing)} not described by the pretrained CHGNet "
+                f"{params.pretrained} (it knows Z = 1..{known}, H to {chemical_symbols[known]})"
+            )
         self.chgnet.graph_converter.on_isolated_atoms = "ignore"
         self.to(torch.get_default_dtype())
 
@@ -237,8 +246,9 @@ class CHGNetFinetune(Potential):
         create_graph: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Interaction energy (S,) = E_CHGNet − Σ E0, forces (N, 3), virial ∂E/∂ε (S, 3, 3)."""
-        periodic = graph.volumes > 0
-        stress = bool(stress and periodic.all())
+        # a batch mixing periodic and open structures gets the stress of the periodic ones (the
+        # open ones' virial is that of their vacuum box; stress_from_virial makes it NaN, V = 0)
+        stress = bool(stress and (graph.volumes > 0).any())
         items = self._split(graph)
         with torch.enable_grad():
             batched = self._batch(items, stress)
