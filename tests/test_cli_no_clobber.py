@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from ase.build import bulk
-from ase.calculators.emt import EMT
 from ase.io import write
 
 from matloop.cli import main
@@ -33,20 +31,14 @@ TINY_TRAIN = {
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, str]:
     """Small real inputs: EMT Cu structures, an E(V) CSV, an MD trajectory, models, a store."""
-    from helpers.reference_data import emt_cu_structures
+    from helpers.reference_data import emt_cu_structures, write_emt_eos_csv
 
     d = tmp_path_factory.mktemp("no_clobber_inputs")
     emt_cu_structures(3, seed=0, repeat=(1, 1, 1)).write(d / "data.xyz")
     emt_cu_structures(2, seed=1, repeat=(1, 1, 1)).write(d / "valid.xyz")
     cu = bulk("Cu", "fcc", 3.61, cubic=True) * (2, 2, 2)
     write(d / "cu.xyz", cu)
-    rows = ["Volume,Energy"]
-    for s in np.linspace(0.97, 1.03, 7):
-        a = cu.copy()
-        a.set_cell(cu.cell * s, scale_atoms=True)
-        a.calc = EMT()
-        rows.append(f"{a.get_volume()},{a.get_potential_energy()}")
-    (d / "eos.csv").write_text("\n".join(rows) + "\n")
+    write_emt_eos_csv(d / "eos.csv", cu)
     (d / "train.yaml").write_text(yaml.safe_dump(TINY_TRAIN))
     db = f"{d / 'labels.db'}"
     setup = [

@@ -13,11 +13,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from ase.build import bulk
-from ase.calculators.emt import EMT
 from ase.io import read, write
 
 from matloop.cli import main
@@ -37,19 +35,13 @@ def _one_line(capsys) -> str:
 def inputs(tmp_path_factory) -> dict[str, str]:
     """Real inputs: EMT Cu data, a structure, an E(V) CSV, a trajectory, an ace model, a
     surrogate, a label store."""
-    from helpers.reference_data import emt_cu_structures
+    from helpers.reference_data import emt_cu_structures, write_emt_eos_csv
 
     d = tmp_path_factory.mktemp("edges")
     emt_cu_structures(4, seed=0, repeat=(1, 1, 1)).write(d / "data.xyz")
     cu = bulk("Cu", "fcc", 3.61, cubic=True)
     write(d / "cu.xyz", cu)
-    rows = ["Volume,Energy"]
-    for s in np.linspace(0.97, 1.03, 7):
-        a = cu.copy()
-        a.set_cell(cu.cell * s, scale_atoms=True)
-        a.calc = EMT()
-        rows.append(f"{a.get_volume()},{a.get_potential_energy()}")
-    (d / "eos.csv").write_text("\n".join(rows) + "\n")
+    write_emt_eos_csv(d / "eos.csv", cu)
     ace = {"model": {"family": "ace", "params": {"cutoff": 4.0, "max_degree": 6.0, "max_l": 2}}}
     (d / "ace.yaml").write_text(yaml.safe_dump(ace))
     db = str(d / "labels.db")

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.io import write
+from helpers.reference_data import write_rattled_cu
 
 from matloop.active.state import RunState
 from matloop.cli import main
@@ -24,14 +22,7 @@ BAD_URLS = ["sqlite://rel.db", "http://host/rel.db"]
 
 
 def _labelled(path, n: int = 2) -> None:
-    frames = []
-    for i in range(n):
-        atoms = bulk("Cu", cubic=True)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        atoms.get_forces()
-        frames.append(atoms)
-    write(path, frames)
+    write_rattled_cu(path, n)
 
 
 # -- 1. one check of database URLs -----------------------------------------------------------

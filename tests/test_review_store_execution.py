@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.io import write
+from helpers.reference_data import write_rattled_cu
 
 from matloop.cli import main
 from matloop.errors import ConfigError
@@ -16,14 +14,7 @@ from matloop.store import LabelStore, redact
 
 
 def _labelled(path, n: int = 3) -> None:
-    frames = []
-    for i in range(n):
-        atoms = bulk("Cu", cubic=True)
-        atoms.rattle(0.05, seed=i)
-        atoms.calc = EMT()
-        atoms.get_forces()
-        frames.append(atoms)
-    write(path, frames)
+    write_rattled_cu(path, n)
 
 
 @pytest.mark.parametrize("password", ["pa#ss-wd", "pa?ss-wd", "pa/ss-wd"])

@@ -27,6 +27,31 @@ def emt_cu_structures(
     return Dataset(structures, source="emt-cu")
 
 
+def write_rattled_cu(path, n: int) -> None:
+    """`n` single fcc Cu cells, each rattled by 0.05 Å, with EMT labels, to an extxyz `path`."""
+    from ase.io import write
+
+    calc = resolve_calculator("emt")
+    frames = []
+    for i in range(n):
+        atoms = bulk("Cu", cubic=True)
+        atoms.rattle(0.05, seed=i)
+        frames.append(label_with(atoms, calc))
+    write(path, frames)
+
+
+def write_emt_eos_csv(path, atoms, strains=np.linspace(0.97, 1.03, 7)) -> None:
+    """Volume,Energy rows (Å³, eV) of `atoms` scaled by each linear factor, labelled by EMT."""
+    calc = resolve_calculator("emt")
+    rows = ["Volume,Energy"]
+    for s in strains:
+        a = atoms.copy()
+        a.set_cell(atoms.cell * s, scale_atoms=True)
+        a.calc = calc
+        rows.append(f"{a.get_volume()},{a.get_potential_energy()}")
+    path.write_text("\n".join(rows) + "\n")
+
+
 def sw_si_structures(n: int = 12, seed: int = 0) -> Dataset:
     """Rattled diamond Si cells (8 atoms × 2×2×1) labelled with matscipy Stillinger–Weber."""
     rng = np.random.default_rng(seed)
