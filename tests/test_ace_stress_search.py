@@ -110,3 +110,27 @@ def test_an_explicit_stress_weight_is_not_searched(cells):
     info = fit_ace(model, train, valid, config, progress=False)
     assert info["stress_search"] is None
     assert "stress" in info["row_precision_per_kind"]
+
+
+@pytest.mark.parametrize("case", ["one volume", "offset"])
+def test_cli_train_says_what_it_did_with_the_stresses(tmp_path, cells, capsys, case):
+    import yaml
+    from ase.io import write
+    from test_ace_fit import SMALL_ACE
+
+    from matloop.cli import main
+
+    train, valid, _ = cells
+    if case == "offset":
+        train = _with_pressure_offset(cuau_cells(14, seed=21), 3.0)
+        valid = _with_pressure_offset(cuau_cells(4, seed=22), 3.0)
+    write(tmp_path / "train.xyz", list(train))
+    write(tmp_path / "valid.xyz", list(valid))
+    config = {"model": {"family": "ace", "params": SMALL_ACE}}
+    (tmp_path / "ace.yaml").write_text(yaml.safe_dump(config))
+    args = ["train", "--train", str(tmp_path / "train.xyz"), "--valid", str(tmp_path / "valid.xyz")]
+    args += ["--config", str(tmp_path / "ace.yaml"), "--out", str(tmp_path / "run"), "-q"]
+    assert main(args) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("stresses:")]
+    expected = "stresses: fitted at loss weight" if case == "one volume" else "stresses: left out"
+    assert len(line) == 1 and line[0].startswith(expected), line

@@ -116,6 +116,24 @@ def train_command(
         f"{result.seconds:.1f} s; best epoch {best.get('epoch')}"
     )
     typer.echo(_table({"train": _strip(best, "train_"), "valid": _strip(best, "valid_")}))
+    if result.fit.get("stress_search"):
+        typer.echo(_stress_search_line(result.fit["stress_search"]))
+
+
+def _stress_search_line(found: dict) -> str:
+    """What the ace fit did with the training stresses (``fit.stress_search``), in one line."""
+    tried = {t["stress_weight"]: t for t in found["tried"]}
+    without = tried[0.0]["stress_rmse_gpa"]
+    kept = found["stress_weight"]
+    if kept > 0:
+        return (
+            f"stresses: fitted at loss weight {kept:g} (validation stress RMSE "
+            f"{tried[kept]['stress_rmse_gpa']:.2f} GPa, {without:.2f} without them)"
+        )
+    return (
+        f"stresses: left out (validation stress RMSE {without:.2f} GPa): fitting them cost the "
+        "energies and forces more than it gained; set training.loss.stress to fit them anyway"
+    )
 
 
 def _check_numbers(**values: float | None) -> None:

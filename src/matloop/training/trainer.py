@@ -54,6 +54,8 @@ class TrainResult:
     seconds: float
     stopped_because: str
     history: list[dict[str, float]] = field(default_factory=list)
+    #: what a closed-form fit reports (``metadata["fit"]`` of the model file; empty otherwise)
+    fit: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -462,7 +464,7 @@ def _train_custom(
     model_path = save_model(model, out_dir / MODEL_FILENAME, metadata)
     log_path = _write_logs(out_dir, [row])
     _write_config(out_dir, config)
-    return TrainResult(model_path, log_path, row, 1, elapsed, "fitted", [row])
+    return TrainResult(model_path, log_path, row, 1, elapsed, "fitted", [row], metadata["fit"])
 
 
 def _metadata(
