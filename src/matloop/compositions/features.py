@@ -69,7 +69,8 @@ GLASS_FEATURES: dict[str, str] = {
     "gl_nbo_t_int": "as gl_nbo_t, non-Al intermediates of charge ≤ 3 (Pb, Zn, Bi) as modifiers",
     "gl_n4": "fraction of B four-coordinated (modifier charge after Al, Dell–Bray first stage)",
     "gl_al_uncompensated": "Al without modifier charge compensation (peraluminous), cation frac.",
-    "gl_borate_R": "R/(1+R), R = modifier oxide / B2O3 (charge equivalents); 1 without B",
+    "gl_borate_R": "R/(1+R), R = modifier oxide / B2O3 (charge equivalents); without B: 1, "
+    "or 0 with no modifier either",
     "gl_borate_K": "K/(1+K), K = SiO2/B2O3 (molar); 1 without B, 0 without Si",
     "gl_lone_pair": "ns² lone-pair cations (Pb²⁺, Bi³⁺, Sb³⁺, Te⁴⁺ …), cation fraction",
     "gl_d0": "d⁰ transition-metal cations (Ti⁴⁺, Zr⁴⁺, Nb⁵⁺, W⁶⁺ …), cation fraction",
