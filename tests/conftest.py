@@ -22,6 +22,17 @@ TINY_BPNN_PARAMS = {
     },
 }
 
+#: a tiny MACE (mace-torch) for tests: seconds per fit on 2 cores
+TINY_MACE_PARAMS = {
+    "r_max": 4.0,
+    "num_bessel": 6,
+    "max_ell": 1,
+    "correlation": 2,
+    "hidden_irreps": "8x0e+8x1o",
+    "mlp_irreps": "8x0e",
+    "radial_mlp": [16],
+}
+
 
 def tiny_train_config(max_epochs: int = 60, **training):
     """A fast BPNN training config for tests (seconds on 2 cores)."""

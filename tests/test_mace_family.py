@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from ase.build import bulk
+from conftest import TINY_MACE_PARAMS
 
 import matloop
 from matloop.cli import main
@@ -21,15 +22,7 @@ from matloop.models.io import FORMAT_NAME, FORMAT_VERSION, load_model, read_payl
 if importlib.util.find_spec("mace") is None:  # importorskip would import mace unisolated
     pytest.skip("mace-torch is not installed: pip install 'matloop[mace]'", allow_module_level=True)
 
-TINY_MACE = {
-    "r_max": 4.0,
-    "num_bessel": 6,
-    "max_ell": 1,
-    "correlation": 2,
-    "hidden_irreps": "8x0e+8x1o",
-    "mlp_irreps": "8x0e",
-    "radial_mlp": [16],
-}
+TINY_MACE = TINY_MACE_PARAMS
 
 
 def _config(max_epochs: int) -> dict:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from conftest import TINY_MACE_PARAMS
 
 from matloop.calculators import resolve_calculator
 from matloop.errors import ConfigError, UnknownElementError
@@ -107,15 +108,7 @@ def mace_file(tmp_path_factory):
         pytest.skip("mace-torch is not installed")
     cls = get_family("mace")
     torch.manual_seed(0)
-    params = {
-        "r_max": 4.0,
-        "num_bessel": 6,
-        "max_ell": 1,
-        "correlation": 2,
-        "hidden_irreps": "8x0e+8x1o",
-        "mlp_irreps": "8x0e",
-        "radial_mlp": [16],
-    }
+    params = TINY_MACE_PARAMS
     model = cls(["Cu"], cls.Params.model_validate(params)).to(torch.float64)
     path = tmp_path_factory.mktemp("mace") / "cu.model"
     torch.save(model.mace, path)
