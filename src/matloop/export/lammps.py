@@ -416,6 +416,10 @@ def run_input(
         try:
             lmp.command(text)
         except Exception as exc:  # noqa: BLE001 - LAMMPS raises plain Exception
+            if fix is not None:
+                # the model failed first (NaN forces): LAMMPS' error ("Non-numeric pressure",
+                # "Lost atoms") is a consequence; report the cause
+                fix.check()
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise LammpsRunError(f"{path}:{lineno}: {message}") from None
         if fix is not None:
