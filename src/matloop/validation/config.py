@@ -28,7 +28,9 @@ class Thresholds(BaseModel):
         "1.5 × the test set's largest reference |F| where that is larger)",
     )
     max_force_gradient_error: float | None = Field(
-        1e-3, gt=0, description="max |F + ∇E_fd| / max |F| (finite differences)"
+        1e-3,
+        gt=0,
+        description="max |F + ∇E_fd| / max(max |F|, 0.1 eV/Å) (finite differences)",
     )
     max_invariance_energy_mev_per_atom: float | None = Field(
         0.1, gt=0, description="energy change under translation/rotation/permutation"

@@ -96,6 +96,25 @@ def _check(
     }
 
 
+def _non_finite_check(pred, label: str) -> dict[str, Any]:
+    """Structures of `pred` whose predicted energy or forces hold NaN/inf: must be none (the
+    error metrics and the largest force would otherwise silently skip them)."""
+    bad = ~np.isfinite(np.asarray(pred.energy_pred, dtype=float))
+    if pred.forces_pred is not None and len(pred.forces_pred):
+        atom_bad = ~np.isfinite(np.asarray(pred.forces_pred, dtype=float)).all(1)
+        owner = np.repeat(np.arange(len(bad)), pred.n_atoms)
+        bad |= np.bincount(owner, weights=atom_bad, minlength=len(bad)) > 0
+    kinds = sorted({str(pred.config_types[i]) for i in np.flatnonzero(bad)})
+    return _check(
+        f"finite predictions ({label} set)",
+        float(bad.sum()),
+        0.0,
+        "structures",
+        summary=f"{int(bad.sum())} of {len(bad)} structures with NaN/inf energy or forces",
+        detail=f"config_type: {', '.join(kinds)}" if kinds else None,
+    )
+
+
 # --------------------------------------------------------------------------------------- plots
 
 
@@ -582,6 +601,7 @@ def build_report(
     m_test = evaluate_predictions(pred_test)
     sections["test_metrics"] = m_test
     figures.update(_parity_and_hist(pred_test, "test"))
+    checks.append(_non_finite_check(pred_test, "test"))
     for key, unit, limit in (
         ("energy_mae_mev_per_atom", "meV/atom", th.max_energy_mae_mev_per_atom),
         ("force_mae_ev_per_a", "eV/Å", th.max_force_mae_ev_per_a),
@@ -593,6 +613,7 @@ def build_report(
     if train is not None:
         pred_train = predict(calc, train, progress=st.progress)
         m_train = evaluate_predictions(pred_train)
+        checks.append(_non_finite_check(pred_train, "training"))
         sections["train_metrics"] = m_train
         ratios = {}
         for key in ("energy_mae_mev_per_atom", "force_mae_ev_per_a", "stress_mae_gpa"):
@@ -610,7 +631,9 @@ def build_report(
                 )
             )
         else:
-            worst_key = max(ratios, key=ratios.get)
+            # a NaN ratio (NaN test error) is the worst: max() would skip it by comparison
+            nan_keys = [k for k, v in ratios.items() if math.isnan(v)]
+            worst_key = nan_keys[0] if nan_keys else max(ratios, key=ratios.get)
             checks.append(
                 _check(
                     "test/train error ratio",
