@@ -110,3 +110,42 @@ def test_nan_predictions_fail_the_report(tmp_path):
         raise ValueError(f"bare {token} in report.json")
 
     json.loads((tmp_path / "report.json").read_text(), parse_constant=_reject)
+
+
+def _cutoff_checks(report) -> dict:
+    return {c["name"]: c for c in report["checks"] if c["name"].startswith("smooth cutoff")}
+
+
+def test_a_hard_cutoff_fails_the_smooth_cutoff_check(tmp_path):
+    """Lennard-Jones truncated at 3 Å (energy shifted, force not): the force check fails; the
+    same potential with ASE's smooth cutoff passes; EMT states no cutoff and is skipped."""
+    from ase.calculators.lj import LennardJones
+
+    test = _cu_set(2, 1)
+    hard = LennardJones(sigma=2.3, epsilon=0.4, rc=3.0, smooth=False)
+    settings = {**FAST, "nve_ps": 0.0, "cutoff_a": 3.0}
+    checks = _cutoff_checks(build_report(hard, test, out_dir=tmp_path / "hard", settings=settings))
+    force = checks["smooth cutoff: force at the cutoff"]
+    assert force["passed"] is False and force["value"] > 0.1, force
+    smooth = LennardJones(sigma=2.3, epsilon=0.4, rc=3.0, ro=2.6, smooth=True)
+    checks = _cutoff_checks(
+        build_report(smooth, test, out_dir=tmp_path / "smooth", settings=settings)
+    )
+    assert all(c["passed"] is True for c in checks.values()), checks
+    fast = {**FAST, "nve_ps": 0.0}
+    checks = _cutoff_checks(build_report(EMT(), test, out_dir=tmp_path / "emt", settings=fast))
+    assert all(c["passed"] is None and "skipped" in c["summary"] for c in checks.values())
+
+
+def test_a_matloop_model_is_checked_at_its_own_cutoff(tmp_path):
+    from matloop.calculators.potential import MatloopCalculator
+    from matloop.models.ace.family import AceParams, AcePotential
+
+    model = AcePotential(["Cu"], AceParams(cutoff=4.0, max_degree=6, max_l=2))
+    model.set_coefficients(0.02 * np.random.default_rng(0).standard_normal(model.n_coefficients))
+    model.set_reference_energies({"Cu": 0.0})
+    fast = {**FAST, "nve_ps": 0.0}
+    report = build_report(MatloopCalculator(model), _cu_set(2, 1), out_dir=tmp_path, settings=fast)
+    checks = _cutoff_checks(report)
+    assert report["physics"]["cutoff"]["cutoff_a"] == 4.0
+    assert all(c["passed"] is True for c in checks.values()), checks

@@ -41,6 +41,15 @@ class Thresholds(BaseModel):
     max_stress_strain_error_gpa: float | None = Field(
         0.05, gt=0, description="|σ − (1/V)∂E/∂ε| by finite strain"
     )
+    max_cutoff_energy_jump_mev: float | None = Field(
+        0.01, gt=0, description="energy step of a dimer across the cutoff (1e-4 Å apart)"
+    )
+    max_cutoff_force_ev_per_a: float | None = Field(
+        0.01,
+        gt=0,
+        description="largest |F| of a dimer within 3e-4 Å inside the cutoff (a hard cutoff "
+        "leaves the pair force there; a smooth taper leaves ~1e-3 eV/Å)",
+    )
     max_energy_mae_mev_per_atom: float | None = Field(None, gt=0)
     max_force_mae_ev_per_a: float | None = Field(None, gt=0)
     max_stress_mae_gpa: float | None = Field(None, gt=0)
@@ -74,6 +83,12 @@ class ReportSettings(BaseModel):
     )
     n_physics_structures: int = Field(3, ge=0, description="test structures for the −∇E checks")
     fd_atoms: int = Field(4, ge=1, description="atoms whose forces are checked by finite diff.")
+    cutoff_a: float | None = Field(
+        None,
+        gt=0,
+        description="cutoff (Å) for the smooth-cutoff check; default: the matloop model's own "
+        "(other calculators: skipped unless given)",
+    )
     eos_volume_range: float = Field(0.08, gt=0, lt=0.5)
     eos_points: int = Field(11, ge=5)
     rdf_ps: float = Field(1.0, ge=0, description="NVT run per calculator for the RDF; 0 skips")

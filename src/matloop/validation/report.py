@@ -346,7 +346,31 @@ def _physics_section(calc, ds, settings: ReportSettings, th: Thresholds) -> tupl
                     detail=where,
                 )
             )
-    return checks, {"structures": rows, "precision": precision or "as given"}
+    cutoff_checks, cutoff_info = _cutoff_checks(calc, ds, settings, th)
+    checks += cutoff_checks
+    info = {"structures": rows, "precision": precision or "as given", "cutoff": cutoff_info}
+    return checks, info
+
+
+def _cutoff_checks(calc, ds, settings: ReportSettings, th: Thresholds) -> tuple[list, dict]:
+    """A dimer of each test element pulled through the cutoff: no energy step, no force."""
+    from matloop.validation import physics
+
+    cutoff = settings.cutoff_a or getattr(getattr(calc, "model", None), "cutoff", None)
+    names = ("smooth cutoff: energy step", "smooth cutoff: force at the cutoff")
+    if cutoff is None:
+        why = "skipped: the calculator states no cutoff (settings.cutoff_a)"
+        return [_check(n, None, None, "", summary=why) for n in names], {"skipped": why}
+    symbols = sorted({s for atoms in ds for s in atoms.get_chemical_symbols()})
+    per_element = {s: physics.cutoff_smoothness(calc, s, float(cutoff)) for s in symbols}
+    jump = max(r["energy_jump_across_cutoff_ev"] for r in per_element.values()) * EV_TO_MEV
+    force = max(r["max_force_near_cutoff_ev_per_a"] for r in per_element.values())
+    where = f"{'-'.join(symbols)} dimers at {float(cutoff):g} Å"
+    checks = [
+        _check(names[0], jump, th.max_cutoff_energy_jump_mev, "meV", detail=where),
+        _check(names[1], force, th.max_cutoff_force_ev_per_a, "eV/Å", detail=where),
+    ]
+    return checks, {"cutoff_a": float(cutoff), "per_element": per_element}
 
 
 def _nve_section(calc, atoms: Atoms, label: str, settings: ReportSettings, th: Thresholds):
