@@ -51,9 +51,10 @@ MAX_PRESSURE_GPA = 1000.0
 MAX_FRICTION_TIMESTEP = 1.0
 
 
-def sigma_unit(kind: str | None) -> str:
-    """eV/Å for forces σ (also when the kind is unknown), eV/atom for energy σ."""
-    return SIGMA_DEFAULTS.get(kind or "forces", SIGMA_DEFAULTS["forces"])[1]
+def sigma_defaults(kind: str | None) -> tuple[str, str, float, float]:
+    """Name, unit, default threshold and default walker limit of σ of `kind` (``"forces"``,
+    also when the kind is unknown, or ``"energy"``); see SIGMA_DEFAULTS."""
+    return SIGMA_DEFAULTS.get(kind or "forces", SIGMA_DEFAULTS["forces"])
 
 
 class _Strict(BaseModel):
@@ -166,7 +167,7 @@ class ExploreConfig(_Strict):
         ``"energy"``: eV/atom): ``uncertainty_limit`` or the kind's default."""
         if self.uncertainty_limit is not None:
             return self.uncertainty_limit
-        return SIGMA_DEFAULTS.get(kind or "forces", SIGMA_DEFAULTS["forces"])[3]
+        return sigma_defaults(kind)[3]
 
 
 class SelectConfig(_Strict):
@@ -190,7 +191,7 @@ class SelectConfig(_Strict):
         the one given, or the kind's default."""
         if self.threshold is not None:
             return self.threshold
-        return SIGMA_DEFAULTS.get(kind or "forces", SIGMA_DEFAULTS["forces"])[2]
+        return sigma_defaults(kind)[2]
 
 
 class CommitteeConfig(_Strict):

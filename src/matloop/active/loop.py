@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from ase import Atoms
 
-from matloop.active.config import ActiveLearningConfig
+from matloop.active.config import ActiveLearningConfig, sigma_defaults
 from matloop.active.state import RunState
 from matloop.errors import ConfigError, DataError
 
@@ -302,8 +302,9 @@ class ActiveLearner:
         t0 = time.perf_counter()
         scale = self.sigma_scale(iteration - 1)
         limit = self.walker_limit(committee, scale, labelled)
-        sigma, unit = _sigma_words(committee)
-        threshold = cfg.select.threshold_for(_sigma_kind(committee))
+        kind = _sigma_kind(committee)
+        sigma, unit, _, _ = sigma_defaults(kind)
+        threshold = cfg.select.threshold_for(kind)
         self.say(
             f"iteration {iteration}: exploring with {cfg.explore.walkers} MD walker(s), "
             f"σ ({sigma}) limit {limit:.3g} {unit}, selection threshold {threshold:.3g} {unit} "
@@ -347,7 +348,7 @@ class ActiveLearner:
             "select_seconds": time.perf_counter() - t0 - t_explore,
             "walker_limit": limit,
             "threshold": threshold,
-            "sigma_kind": _sigma_kind(committee),
+            "sigma_kind": kind,
             "sigma_scale_used": scale,
             "selected_uncertainties": [float(res.uncertainties[i]) for i in picks],
         }
@@ -585,14 +586,6 @@ def _sigma_kind(model) -> str:
     from matloop.calculators.uncertainty import uncertainty_kind
 
     return "energy" if uncertainty_kind(model) == "energy" else "forces"
-
-
-def _sigma_words(model) -> tuple[str, str]:
-    """Name and unit of the model's per-structure σ for progress lines."""
-    from matloop.active.config import SIGMA_DEFAULTS
-
-    name, unit, _, _ = SIGMA_DEFAULTS[_sigma_kind(model)]
-    return name, unit
 
 
 def _no_snapshot_reason(info: dict[str, Any]) -> str:
