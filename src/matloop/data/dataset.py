@@ -60,6 +60,18 @@ def _label(source: str | None, index: int) -> str:
     return f"{source or 'dataset'}, frame {index}"
 
 
+def check_finite_labels(results: dict, where: str, energy: bool = True) -> None:
+    """One DataError if the energy (with `energy`), forces or stress in `results` hold NaN or
+    inf (a NaN label makes every loss NaN, so a fit would keep its untrained weights)."""
+    value = results.get("energy") if energy else None
+    if value is not None and not np.isfinite(value):
+        raise DataError(f"{where}: energy is NaN or inf")
+    for name, verb in (("forces", "contain"), ("stress", "contains")):
+        value = results.get(name)
+        if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
+            raise DataError(f"{where}: {name} {verb} NaN or inf")
+
+
 def validate_structure(
     atoms: Atoms,
     *,
@@ -92,8 +104,6 @@ def validate_structure(
         if "energy" not in results or results["energy"] is None:
             hint = _candidates(atoms, "energy")
             raise DataError(f"{where}: missing energy" + (f" ({hint[:-2]})" if hint else ""))
-        if not np.isfinite(results["energy"]):
-            raise DataError(f"{where}: energy is NaN or inf")
     forces = results.get("forces")
     if forces is None:
         if require_forces:
@@ -106,15 +116,13 @@ def validate_structure(
         forces = np.asarray(forces)
         if forces.shape != (n, 3):
             raise DataError(f"{where}: forces have shape {forces.shape}, expected ({n}, 3)")
-        if not np.all(np.isfinite(forces)):
-            raise DataError(f"{where}: forces contain NaN or inf")
     stress = results.get("stress")
     if stress is not None:
         stress = np.asarray(stress)
         if stress.shape not in {(6,), (3, 3)}:
             raise DataError(f"{where}: stress has shape {stress.shape}, expected (6,) or (3, 3)")
-        if not np.all(np.isfinite(stress)):
-            raise DataError(f"{where}: stress contains NaN or inf")
+    check_finite_labels(results, where, energy=require_energy)
+    if stress is not None:
         _check_stress_units(stress, where)
     if n > 1:
         d_min = minimum_distance(atoms)

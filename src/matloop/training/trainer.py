@@ -415,19 +415,15 @@ def check_labels(structures, what: str) -> None:
     """One clear error for a structure whose energy is missing or whose energy, forces or stress
     is NaN or inf: such a label makes every loss and validation score NaN, so training would
     keep the untrained weights. (Datasets built with ``validate=False`` were never checked.)"""
+    from matloop.data.dataset import check_finite_labels
+
     source = getattr(structures, "source", None) or what
     for index, atoms in enumerate(structures):
         where = f"{source}, frame {index}"
-        try:
-            energy = energy_of(atoms)
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{where}: missing energy") from None
-        if not math.isfinite(energy):
-            raise DataError(f"{where}: energy is NaN or inf")
-        for name, value in (("forces", forces_of(atoms)), ("stress", stress_of(atoms))):
-            if value is not None and not np.all(np.isfinite(value)):
-                verb = "contain" if name == "forces" else "contains"
-                raise DataError(f"{where}: {name} {verb} NaN or inf")
+        results = dict(getattr(atoms.calc, "results", None) or {})
+        if results.get("energy") is None:
+            raise DataError(f"{where}: missing energy")
+        check_finite_labels(results, where)
 
 
 def _freeze_all_but(model: Potential, trainable: list[torch.nn.Parameter]) -> list:
