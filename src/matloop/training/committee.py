@@ -62,9 +62,7 @@ def _train_member(
     record = {
         "model_path": str(result.model_path),
         "seed": int(seed),
-        "family": str(config.model.family),
         "bootstrap": bool(bootstrap),
-        "n_data": n,
         "n_train": len(train_atoms),
         "n_unique": len(set(idx.tolist())),
         "n_valid": 0 if valid is None else len(valid),
@@ -132,7 +130,7 @@ def train_committee(
     dataset drawn with replacement (its out-of-bag structures are the validation set unless
     `valid_data` is given). `init_models[k]` warm-starts member k. Members already finished in
     `out_dir` (``member_k/member.json``) are reused when `skip_existing` and they were trained
-    with the same seed, family, bootstrap and number of structures (else they are retrained).
+    with the same seed, bootstrap, data, labels and configuration (else they are retrained).
     With an `executor` (see :mod:`matloop.execution`) members train in parallel.
     """
     if config is None:
@@ -160,11 +158,10 @@ def train_committee(
         if skip_existing and marker.exists():
             try:
                 rec = json.loads(marker.read_text())
+                # the fingerprint covers the data (their number too) and the config (family)
                 wanted = {
                     "seed": int(seeds[k]),
-                    "family": str(config.model.family),
                     "bootstrap": bool(bootstrap),
-                    "n_data": len(structures),
                     "fingerprint": fingerprint(init_models[k]),
                 }
                 # a member without a fingerprint (older matloop) cannot show it used these data
