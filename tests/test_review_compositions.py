@@ -133,3 +133,24 @@ def test_run_lock_does_not_write_through_a_symlink(tmp_path):
     with pytest.raises(MatloopError, match="symbolic link"), RunLock(run):
         pass
     assert victim.read_text() == "precious data\n"
+
+
+def test_row_number_column_no_is_not_nobelium():
+    # old: a 'No' (row number) column was taken as the component nobelium; with normalise it
+    # became part of every composition, without it the error named only a row sum
+    frame = pd.DataFrame(
+        {"No": [1, 2, 3], "SiO2": [70.0, 75.0, 80.0], "Na2O": [30.0, 25.0, 20.0], "Tg": [7, 8, 9]}
+    )
+    assert read_composition_table(frame).components == ["SiO2", "Na2O"]
+    normalised = read_composition_table(frame, normalise_rows=True)
+    assert normalised.components == ["SiO2", "Na2O"]
+    # an explicit choice is still honoured, and alloy columns of single elements still count
+    alloy = pd.DataFrame({"Fe": [50.0, 60.0], "Ni": [50.0, 40.0]})
+    assert read_composition_table(alloy).components == ["Fe", "Ni"]
+
+
+def test_sum_error_names_the_columns_taken_as_components():
+    # a volume column 'V' reads as vanadium: the error now says which columns were taken
+    frame = pd.DataFrame({"V": [1.0, 2.0], "SiO2": [70.0, 75.0], "Na2O": [30.0, 25.0]})
+    with pytest.raises(DataError, match=r"column names: V, SiO2, Na2O; choose them"):
+        read_composition_table(frame)

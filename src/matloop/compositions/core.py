@@ -238,8 +238,9 @@ def read_composition_table(
     Either `formula_column` names a column of composition strings (see
     :func:`parse_formula_string`), or `components` lists the component columns; when neither is
     given, every column whose name is a chemical formula is a component (other columns, e.g.
-    properties named ``nd`` or ``Tg``, are left alone). `basis` is ``"mol"`` or ``"wt"``;
-    weight percentages are converted to mol %. Rows must sum to ``total ± tol`` unless
+    properties named ``nd`` or ``Tg``, are left alone, and so is a lone symbol of an element
+    heavier than Pu, such as a row-number column ``No``, which would read as nobelium).
+    `basis` is ``"mol"`` or ``"wt"``; weight percentages are converted to mol %. Rows must sum to ``total ± tol`` unless
     `normalise_rows` is true.
     """
     if basis not in ("mol", "wt"):
@@ -258,7 +259,7 @@ def read_composition_table(
             normalise_rows = bool(np.all(np.abs(values.sum(axis=1) - total) > tol))
     else:
         if components is None:
-            comps = [c for c in frame.columns if c not in ignore and _is_formula(c)]
+            comps = [c for c in frame.columns if c not in ignore and _is_component_column(c)]
             for c in frame.columns:
                 fixed = None if c in ignore else _recased_oxide(c)
                 if fixed is not None:
@@ -296,6 +297,10 @@ def read_composition_table(
         values = np.where(np.isnan(values), 0.0, values) if normalise_rows else values
     _check_distinct(comps, source)
     rows = list(range(1, len(values) + 1))  # data rows counted from 1, as elsewhere
+    if components is None and formula_column is None:
+        names = ", ".join(map(str, comps))
+        source = f"{source} (components taken from the column names: {names}; choose them with "
+        source += "components= / --components)"
     if basis == "wt":
         validate_sums(
             values, total, tol if not normalise_rows else np.inf, source=source, row_labels=rows
@@ -366,6 +371,18 @@ def _recased_oxide(name) -> str | None:
 
     walk(0, "", [])
     return min(found, key=lambda f: (len(re.findall("[A-Z]", f)), f)) if found else None
+
+
+def _is_component_column(name) -> bool:
+    """Whether a column name is taken as a component when none are given: a formula, but not
+    a lone synthetic element (Z > 94: 'No', 'Md', 'Es' are row numbers and initials in data
+    tables, never glass or alloy components)."""
+    from pymatgen.core import Element
+
+    if not _is_formula(name):
+        return False
+    symbols = re.findall(r"[A-Z][a-z]?", str(name).strip())
+    return not (len(symbols) == 1 and Element(symbols[0]).Z > 94)
 
 
 def _is_formula(name) -> bool:
