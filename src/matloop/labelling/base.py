@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import math
+import re
 import signal
 import subprocess
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import SCFError
+from ase.calculators.calculator import InputError, SCFError
 
 from matloop.errors import ConfigError
 from matloop.utils.jsonable import to_jsonable
@@ -101,6 +103,8 @@ class ValidationLimits:
     max_force: float = 50.0  # eV/Å; larger components are treated as a broken calculation
     max_abs_energy_per_atom: float = 1.0e5  # eV/atom
     require_forces: bool = True
+    # eV/Å³ (≈ 1.6 TPa, the data readers' limit); a collapsed cell has zero forces but not this
+    max_stress: float = 10.0
 
 
 def validate_result(
@@ -132,8 +136,13 @@ def validate_result(
             return f"absurd forces: max |F| component {fmax:.4g} eV/Å > {limits.max_force:g}"
     if stress is not None:
         stress = np.asarray(stress, dtype=float)
+        if stress.shape != (6,):
+            return f"stress has shape {stress.shape}, expected Voigt (6,): xx yy zz yz xz xy"
         if not np.all(np.isfinite(stress)):
             return "non-finite stress"
+        smax = float(np.abs(stress).max())
+        if smax > limits.max_stress:
+            return f"absurd stress: max |σ| component {smax:.4g} eV/Å³ > {limits.max_stress:g}"
     return None
 
 
@@ -143,8 +152,13 @@ _SCF_ERROR_NAMES = {"KohnShamConvergenceError", "ConvergenceError", "SCFConverge
 
 def classify_exception(exc: BaseException) -> str:
     """Map an exception from a reference code to an error kind: 'scf', 'timeout', 'crash' or
-    'config' (a setup the labeller cannot run, e.g. a missing package: never retried)."""
+    'config' (a setup or input the code cannot run, e.g. a missing package, an element without
+    parameters, ASE's InputError: never retried)."""
     if isinstance(exc, ConfigError | ImportError):  # a missing package is no SCF problem
+        return "config"
+    if isinstance(exc, NotImplementedError | InputError):
+        # an element without parameters, a property the code lacks, atoms it refuses: the
+        # same input fails the same way again, so no retry
         return "config"
     if isinstance(exc, LabelTimeout | TimeoutError | subprocess.TimeoutExpired):
         return "timeout"
@@ -158,7 +172,7 @@ def classify_exception(exc: BaseException) -> str:
         return "crash"
     # last resort for codes that raise generic errors: the message text
     text = f"{type(exc).__name__} {exc}".lower()
-    if "converge" in text or "scf" in text:
+    if "converge" in text or re.search(r"(?<![a-z])scf", text):  # 'scf', not 'pyscf'
         return "scf"
     if "timeout" in text or "walltime" in text or "time limit" in text:
         return "timeout"
@@ -170,6 +184,45 @@ def _label_results(energy: float, free_energy: float | None) -> dict[str, Any]:
     a finite one (smeared DFT: Mermin free energy ≠ energy), otherwise the energy."""
     free = energy if free_energy is None or not math.isfinite(free_energy) else free_energy
     return {"energy": float(energy), "free_energy": float(free)}
+
+
+def _bare_copy(atoms: Atoms) -> Atoms:
+    """A copy of `atoms` without calculator or constraints (what one attempt computes on)."""
+    work = atoms.copy()
+    work.calc = None
+    work.set_constraint()
+    return work
+
+
+def _labelled(
+    atoms: Atoms,
+    energy: float,
+    forces: np.ndarray | None,
+    stress: np.ndarray | None,
+    free_energy: float | None,
+) -> Atoms:
+    """A copy of `atoms` (constraints kept, for MD started from it) with its label attached:
+    the code's raw results (eV, eV/Å, Voigt eV/Å³) in ``calc.results``."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = atoms.copy()
+    results = _label_results(energy, free_energy)
+    if forces is not None:
+        results["forces"] = np.asarray(forces, dtype=float)
+    if stress is not None:
+        results["stress"] = np.asarray(stress, dtype=float)
+    out.calc = SinglePointCalculator(out, **results)
+    return out
+
+
+def _describe_exception(exc: BaseException, kind: str) -> str:
+    """One line: the exception type and text, and for a crash where it was raised."""
+    message = f"{type(exc).__name__}: {exc}".strip()
+    if kind == "crash":
+        tb = traceback.extract_tb(exc.__traceback__)
+        if tb:
+            message += f" (at {tb[-1].filename}:{tb[-1].lineno})"
+    return message
 
 
 DEFAULT_TIMEOUT_S = 3600.0
@@ -199,6 +252,56 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+def call_with_time_limit(fn: Callable[[], Any], seconds: float | None) -> Any:
+    """Return ``fn()``; raise :class:`LabelTimeout` once it has run `seconds` (None/0: no limit).
+
+    In the main thread a SIGALRM interrupts the call (:func:`time_limit`). In any other thread
+    (a Dask worker runs its tasks in a thread pool, where no signal can be used) `fn` runs in a
+    helper thread that is waited on for `seconds`; when it is still running, the processes it
+    started are stopped and a LabelTimeout is raised here and in the helper thread (which ends
+    as soon as its code next runs Python bytecode; a long call into compiled code finishes first).
+    """
+    if not seconds:
+        return fn()
+    if threading.current_thread() is threading.main_thread():
+        with time_limit(seconds):
+            return fn()
+    return _call_in_thread(fn, float(seconds))
+
+
+def _call_in_thread(fn: Callable[[], Any], seconds: float) -> Any:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed over to the waiting thread
+            box["error"] = exc
+
+    before = {p.pid for p in _children()}
+    worker = threading.Thread(target=target, name="matloop-label-attempt", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        _raise_in_thread(worker, LabelTimeout)
+        _stop_children_since(before)
+        raise LabelTimeout(f"timeout after {seconds:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:
+    """Ask `thread` to raise `exc_type` when it next executes Python code."""
+    import ctypes
+
+    if thread.ident is None:
+        return
+    ident = ctypes.c_ulong(thread.ident)
+    if ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, ctypes.py_object(exc_type)) > 1:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, None)  # as the C API asks
+
+
 def _children() -> list:
     import psutil
 
@@ -221,6 +324,31 @@ def _stop_children_since(before: set[int], grace_s: float = 5.0) -> None:
             proc.kill()
 
 
+#: error kinds a handler ladder can be given for ('config' is never retried)
+HANDLER_KINDS = ("scf", "timeout", "crash")
+
+
+def check_handlers(handlers: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Return a copy of correction ladders ``{error_kind: [settings patch, ...]}``; raise a
+    ConfigError for an error kind that never occurs (a ladder that would silently never run)
+    or a patch that is not a mapping of setting names."""
+    if not isinstance(handlers, dict):
+        raise ConfigError(
+            f"handlers must be {{error kind: [settings patch, ...]}}, got {handlers!r}"
+        )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for kind, ladder in handlers.items():
+        if kind not in HANDLER_KINDS:
+            raise ConfigError(
+                f"handlers: unknown error kind {kind!r}; the kinds are {', '.join(HANDLER_KINDS)}"
+                " ('config' failures are never retried)"
+            )
+        if not isinstance(ladder, list | tuple) or not all(isinstance(x, dict) for x in ladder):
+            raise ConfigError(f"handlers[{kind!r}] must be a list of settings patches (mappings)")
+        out[kind] = [dict(x) for x in ladder]
+    return out
+
+
 class Labeller:
     """Base class of reference labellers (a picklable description of a calculation).
 
@@ -231,8 +359,9 @@ class Labeller:
     most `max_retries` times, then gives up with status FAILED.
 
     Handlers: ``{error_kind: [settings_patch, ...]}``, patches applied cumulatively in order;
-    error kinds are 'scf', 'timeout' and 'crash' ('config', a :class:`ConfigError` such as a
-    missing package, has no ladder: it fails at once).
+    error kinds are 'scf', 'timeout' and 'crash' (another key is a ConfigError; ``{}``: no
+    retry). 'config' (a :class:`ConfigError` such as a missing package, an element without
+    parameters, or a structure :meth:`structure_problem` refuses) has no ladder: it fails at once.
     """
 
     name: str = "labeller"
@@ -253,7 +382,7 @@ class Labeller:
         if timeout_s is not None and not (timeout_s >= 0 and math.isfinite(timeout_s)):
             raise ConfigError(f"timeout_s must be a finite number of seconds >= 0, got {timeout_s}")
         self.settings = dict(settings or {})
-        self.handlers = {k: list(v) for k, v in (handlers or self.default_handlers).items()}
+        self.handlers = check_handlers(self.default_handlers if handlers is None else handlers)
         self.max_retries = int(max_retries)
         self.timeout_s = timeout_s
         self.limits = limits or ValidationLimits()
@@ -277,29 +406,30 @@ class Labeller:
 
     # -- driver ------------------------------------------------------------------------------
     def label(self, atoms: Atoms) -> LabelResult:
-        """Compute a reference label for `atoms` with recovery; never raises for a failed run."""
-        from ase.calculators.singlepoint import SinglePointCalculator
+        """Compute a reference label for `atoms` with recovery; never raises for a failed run.
 
+        Every attempt works on a fresh copy of `atoms` without constraints (a label holds the
+        code's raw energy eV, forces eV/Å and stress eV/Å³, not forces zeroed by FixAtoms: read
+        them from ``calc.results`` or with ``apply_constraint=False``), and a fresh calculator
+        from :meth:`prepare`, so a failed or timed-out attempt leaves nothing behind.
+        """
         start = time.perf_counter()
         settings = dict(self.settings)
         attempts: list[Attempt] = []
+        problem = self.structure_problem(atoms)
+        if problem is not None:
+            attempts.append(Attempt(dict(settings), "config", problem, 0.0))
+            return self._failed(atoms, settings, attempts, start)
         ladder_pos: dict[str, int] = {}
-        work = atoms.copy()
-        work.calc = None
         for _ in range(self.max_retries + 1):
             t0 = time.perf_counter()
+            work = _bare_copy(atoms)
             try:
-                with time_limit(self.timeout_s):
-                    prepared = self.prepare(work, settings)
-                    raw = self.run(work, prepared)
-                    energy, forces, stress, *extra = self.parse(work, raw)
+                attempt = functools.partial(self._attempt, work, dict(settings))
+                energy, forces, stress, *extra = call_with_time_limit(attempt, self.timeout_s)
             except Exception as exc:  # noqa: BLE001 - a failed calculation is data
                 kind = classify_exception(exc)
-                message = f"{type(exc).__name__}: {exc}".strip()
-                if kind == "crash":
-                    tb = traceback.extract_tb(exc.__traceback__)
-                    if tb:
-                        message += f" (at {tb[-1].filename}:{tb[-1].lineno})"
+                message = _describe_exception(exc, kind)
                 attempts.append(Attempt(dict(settings), kind, message, time.perf_counter() - t0))
                 patch = self._next_patch(kind, ladder_pos)
                 if patch is None:
@@ -318,13 +448,7 @@ class Labeller:
                     attempts,
                     time.perf_counter() - start,
                 )
-            out = atoms.copy()
-            results = _label_results(energy, extra[0] if extra else None)
-            if forces is not None:
-                results["forces"] = np.asarray(forces, dtype=float)
-            if stress is not None:
-                results["stress"] = np.asarray(stress, dtype=float)
-            out.calc = SinglePointCalculator(out, **results)
+            out = _labelled(atoms, energy, forces, stress, extra[0] if extra else None)
             return LabelResult(
                 LabelStatus.SUCCESS,
                 out,
@@ -334,9 +458,18 @@ class Labeller:
                 attempts,
                 time.perf_counter() - start,
             )
+        return self._failed(atoms, settings, attempts, start)
+
+    def _attempt(self, work: Atoms, settings: dict[str, Any]) -> tuple:
+        prepared = self.prepare(work, settings)
+        raw = self.run(work, prepared)
+        return tuple(self.parse(work, raw))
+
+    def _failed(
+        self, atoms: Atoms, settings: dict[str, Any], attempts: list[Attempt], start: float
+    ) -> LabelResult:
         last = attempts[-1]
-        tries = len(attempts)
-        reason = f"{last.error_kind}: {last.message} (gave up after {tries} attempt(s))"
+        reason = f"{last.error_kind}: {last.message} (gave up after {len(attempts)} attempt(s))"
         return LabelResult(
             LabelStatus.FAILED,
             atoms.copy(),
@@ -346,6 +479,28 @@ class Labeller:
             attempts,
             time.perf_counter() - start,
         )
+
+    def structure_problem(self, atoms: Atoms) -> str | None:
+        """Why `atoms` cannot be labelled at all (a 'config' failure, no attempt), or None."""
+        if len(atoms) == 0:
+            return "the structure has no atoms"
+        if not np.all(np.isfinite(atoms.positions)):
+            return "the structure has non-finite positions (NaN or inf Å)"
+        lengths = atoms.cell.lengths()
+        flat = [
+            ax for ax, pbc, n in zip("abc", atoms.pbc, lengths, strict=True) if pbc and n < 1e-8
+        ]
+        if flat:
+            return (
+                f"the structure is periodic along {', '.join(flat)} (pbc={atoms.pbc.tolist()}) "
+                "but that cell vector is zero: give the cell, or pbc=False for a molecule"
+            )
+        if self.compute_stress and not atoms.pbc.all():
+            return (
+                f"compute_stress is set but the structure is not periodic in 3-D "
+                f"(pbc={atoms.pbc.tolist()}): stress needs a periodic cell"
+            )
+        return None
 
     def _next_patch(self, kind: str, pos: dict[str, int]) -> dict[str, Any] | None:
         ladder = self.handlers.get(kind, [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -143,10 +144,12 @@ DEFAULT_PSEUDO_DIR = "/usr/share/espresso/pseudo"
 
 
 def _find_pseudopotentials(symbols: list[str], pseudo_dir: str) -> dict[str, str]:
+    """File per element in `pseudo_dir`, named element first (``Si.pbe-n-rrkjus_psl.1.0.0.UPF``,
+    ``si_pbe_v1.uspp.F.UPF``, PseudoDojo's ``Fe-sp.upf``); a PBE one where there is one."""
     out = {}
+    files = sorted(os.path.basename(f) for f in glob.glob(os.path.join(pseudo_dir, "*")))
     for sym in sorted(set(symbols)):
-        files = sorted(os.path.basename(f) for f in glob.glob(os.path.join(pseudo_dir, "*")))
-        mine = [f for f in files if f.split(".")[0].split("_")[0].lower() == sym.lower()]
+        mine = [f for f in files if re.split(r"[._-]", f)[0].lower() == sym.lower()]
         if not mine:
             raise ConfigError(f"no pseudopotential for {sym} in {pseudo_dir}; set pseudopotentials")
         pbe = [f for f in mine if "pbe" in f.lower()]
@@ -251,6 +254,7 @@ class VaspLabelCalculator(Calculator):
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    accepts_any_setting = True  # any INCAR key (amix, bmix, ...) goes to VASP as it is
     default_parameters = {
         "encut": 400.0,
         "kpts": (1, 1, 1),
@@ -314,9 +318,14 @@ def _tblite(
     accuracy: float = 1.0,
     **kwargs: Any,
 ) -> Calculator:
-    """GFN-xTB through tblite (cheap semi-empirical labels)."""
+    """GFN-xTB through tblite (cheap semi-empirical labels; eV, eV/Å, eV/Å³).
+
+    `method` and the numbers are checked here, so that a config error shows before any work
+    (tblite itself only refuses them in the first calculation)."""
     _require("tblite", "pip install tblite (or matloop[dft])")
     from tblite.ase import TBLite
+
+    _check_tblite(method, max_iterations, mixer_damping, electronic_temperature, accuracy)
 
     return TBLite(
         method=method,
@@ -327,6 +336,31 @@ def _tblite(
         verbosity=0,
         **kwargs,
     )
+
+
+TBLITE_METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
+
+
+def _check_tblite(
+    method: Any, max_iterations: Any, damping: Any, temperature: Any, accuracy: Any
+) -> None:
+    if isinstance(method, str) and method not in TBLITE_METHODS:
+        raise ConfigError(
+            f"tblite method {method!r} is not one of {', '.join(TBLITE_METHODS)} (case matters)"
+        )
+    checks = [
+        ("max_iterations", max_iterations, lambda v: v >= 1 and float(v).is_integer(), ">= 1"),
+        ("mixer_damping", damping, lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("electronic_temperature", temperature, lambda v: 0 <= v < 1e5, "in [0, 1e5) K"),
+        ("accuracy", accuracy, lambda v: 0 < v < 1e4, "in (0, 1e4)"),
+    ]
+    for name, value, ok, rule in checks:
+        try:
+            good = ok(float(value))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ConfigError(f"tblite {name} must be a number {rule}, got {value!r}")
 
 
 def _faulty(**kwargs: Any) -> Calculator:

@@ -7,7 +7,12 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from matloop.labelling.base import DEFAULT_TIMEOUT_S, Labeller, ValidationLimits
+from matloop.labelling.base import (
+    DEFAULT_TIMEOUT_S,
+    Labeller,
+    ValidationLimits,
+    check_handlers,
+)
 
 # Custodian-like correction ladders per reference code: for an error kind, the settings patches
 # tried in order (cumulatively) before giving up. The keys are the flat keyword arguments of the
@@ -56,6 +61,9 @@ DEFAULT_HANDLERS: dict[str, dict[str, list[dict[str, Any]]]] = {
 }
 
 GENERIC_HANDLERS: dict[str, list[dict[str, Any]]] = {"crash": [{}]}
+
+#: built-in codes that need a 3-D cell (periodic, or a box of vacuum around a molecule)
+NEEDS_CELL = {"sw", "stillinger-weber", "kumagai", "tersoff", "gpaw", "espresso", "vasp"}
 
 
 def handlers_for(spec: str) -> dict[str, list[dict[str, Any]]]:
@@ -110,6 +118,16 @@ class CalculatorLabeller(Labeller):
 
         resolve_calculator(self.spec, **self.settings)
 
+    def structure_problem(self, atoms: Atoms) -> str | None:
+        """The base checks, and a cell of zero volume given to a code that needs a cell."""
+        problem = super().structure_problem(atoms)
+        if problem is None and self.spec.lower() in NEEDS_CELL and atoms.cell.rank < 3:
+            return (
+                f"{self.spec!r} needs a 3-D cell (for a molecule: a box with vacuum), but the "
+                f"structure's cell has volume 0 (pbc={atoms.pbc.tolist()})"
+            )
+        return problem
+
     def prepare(self, atoms: Atoms, settings: dict[str, Any]) -> Any:
         from matloop.calculators import resolve_calculator
 
@@ -161,22 +179,52 @@ def make_labeller(
     return CalculatorLabeller(spec, settings, **options)
 
 
-def check_calculator_settings(spec: str, settings: dict[str, Any] | None = None) -> None:
-    """Build calculator `spec` with `settings` once; refuse keyword arguments it does not accept.
+def check_calculator_settings(
+    spec: str,
+    settings: dict[str, Any] | None = None,
+    handlers: dict[str, list[dict[str, Any]]] | None = None,
+) -> None:
+    """Build calculator `spec` with `settings` once; refuse keyword arguments it does not accept,
+    in `settings` or in the patches of the correction ladders `handlers` (a misspelt patch would
+    only fail when an SCF failure needs it, as a crash).
 
-    The accepted names are read from the calculator: its constructor's named parameters and, for
-    ASE calculators that take ``**kwargs``, its ``default_parameters``. When neither says (a
-    constructor taking arbitrary ``**kwargs`` without defaults) the names cannot be checked here.
-    Raises :class:`~matloop.errors.ConfigError` with one line.
+    The accepted names are the named parameters of the function that builds it (a built-in's
+    factory, a ``module:function``) and of the calculator's constructor and, for ASE calculators
+    that take ``**kwargs``, its ``default_parameters``. When the calculator cannot say (arbitrary
+    ``**kwargs`` without defaults, or ``accepts_any_setting`` such as VASP's INCAR keys) the names
+    are not checked. Raises :class:`~matloop.errors.ConfigError` with one line.
     """
-    import inspect
+    from matloop.errors import ConfigError
 
+    settings = dict(settings or {})
+    ladders = check_handlers(handlers) if handlers is not None else {}
+    accepted = _accepted_settings(_build(spec, settings))
+    if accepted is None:
+        return
+    accepted |= _factory_parameters(spec)
+    unknown = sorted(set(settings) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"reference calculator {spec!r} does not accept {', '.join(map(repr, unknown))} "
+            f"(accepted: {', '.join(sorted(accepted))})"
+        )
+    for kind, ladder in ladders.items():
+        bad = sorted({k for patch in ladder for k in patch} - accepted)
+        if bad:
+            raise ConfigError(
+                f"handlers[{kind!r}] of reference calculator {spec!r} patch "
+                f"{', '.join(map(repr, bad))}, which it does not accept "
+                f"(accepted: {', '.join(sorted(accepted))})"
+            )
+
+
+def _build(spec: str, settings: dict[str, Any]) -> Any:
+    """The calculator `spec` built with `settings`; any failure is a one-line ConfigError."""
     from matloop.calculators import resolve_calculator
     from matloop.errors import ConfigError, MatloopError
 
-    settings = dict(settings or {})
     try:
-        calc = resolve_calculator(spec, **settings)
+        return resolve_calculator(spec, **settings)
     except MatloopError:
         raise
     except TypeError as exc:
@@ -186,6 +234,36 @@ def check_calculator_settings(spec: str, settings: dict[str, Any] | None = None)
             f"reference calculator {spec!r} cannot be built with these settings: "
             f"{type(exc).__name__}: {exc}"
         ) from None
+
+
+def _factory_parameters(spec: str) -> set[str]:
+    """Named keyword arguments of the function that builds calculator `spec` (a built-in's
+    factory such as gpaw's ``ecut``, or a ``module:function``): settings it takes itself."""
+    import inspect
+
+    from matloop.calculators import registry
+
+    key = spec.strip()
+    registry._ensure_optional_registrations()
+    if key.lower() in registry._BUILTINS:
+        factory = registry._BUILTINS[key.lower()][0]
+    elif ":" in key and not key.startswith(("/", ".")):
+        factory = registry._import_factory(key)
+    else:
+        return set()
+    if not inspect.isfunction(factory):
+        return set()  # a Calculator class: its constructor is read from the instance
+    params = inspect.signature(factory).parameters.values()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _accepted_settings(calc: Any) -> set[str] | None:
+    """Keyword arguments calculator `calc` accepts, or None when that cannot be told (a
+    calculator with ``accepts_any_setting``, e.g. VASP's INCAR keys)."""
+    import inspect
+
+    if getattr(calc, "accepts_any_setting", False):
+        return None
     accepted: set[str] = set()
     open_ended = False
     for cls in type(calc).__mro__:
@@ -202,10 +280,5 @@ def check_calculator_settings(spec: str, settings: dict[str, Any] | None = None)
     accepted |= set(defaults)
     accepted.discard("self")
     if open_ended and not defaults:
-        return
-    unknown = sorted(set(settings) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"reference calculator {spec!r} does not accept {', '.join(map(repr, unknown))} "
-            f"(accepted: {', '.join(sorted(accepted))})"
-        )
+        return None
+    return accepted
