@@ -47,8 +47,11 @@ def unwrapped_positions(frames: Sequence[Atoms]) -> np.ndarray:
 
 
 def _smallest_height(atoms: Atoms) -> float:
-    """Smallest distance (Å) between opposite faces of the cell along a periodic direction."""
-    cell = np.asarray(atoms.cell)
+    """Smallest distance (Å) between opposite faces of the cell along a periodic direction.
+
+    A zero cell vector along a non-periodic direction (2-D slabs) is completed orthogonally.
+    """
+    cell = np.asarray(atoms.cell.complete())
     vol = abs(np.linalg.det(cell))
     heights = [
         vol / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))

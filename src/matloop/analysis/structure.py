@@ -21,6 +21,7 @@ class RDF:
     density: float
     elements: tuple[str, str] | None
     n_frames: int
+    n_centres: float = 0.0  # mean number of centre atoms per frame (cell as given); 0: unknown
 
     @property
     def first_peak(self) -> float:
@@ -29,19 +30,41 @@ class RDF:
 
     def first_minimum(self) -> float:
         """Position (Å) of the first minimum after the first peak (a first-shell cutoff)."""
-        return first_minimum_position(self.r, self.g)
+        return first_minimum_position(self.r, self.g, pairs_per_g=self._pairs_per_g())
+
+    def _pairs_per_g(self) -> np.ndarray | None:
+        """Independent pair counts per unit of g in each bin (Poisson noise of g), if known."""
+        if not self.n_centres > 0 or len(self.r) == 0:
+            return None
+        _, shells = self._edges_and_shells()
+        return 0.5 * self.density * shells * self.n_centres * self.n_frames  # pairs seen twice
+
+    def _edges_and_shells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bin edges (Å) and the exact shell volumes (Å³) between them, as ASE normalises g."""
+        dr = 2.0 * float(self.r[0]) if len(self.r) else 0.0  # r holds the bin mid-points
+        edges = dr * np.arange(len(self.r) + 1)
+        return edges, 4.0 / 3.0 * math.pi * np.diff(edges**3)
+
+    def _edges_and_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bin edges (Å) and n(r), the mean number of neighbours within each edge."""
+        edges, shells = self._edges_and_shells()
+        counts = np.concatenate([[0.0], np.cumsum(self.density * self.g * shells)])
+        return edges, counts
 
     def running_coordination(self) -> np.ndarray:
-        """n(r) = 4πρ ∫₀ʳ g(r') r'² dr' (average number of neighbours within r)."""
-        dr = self.r[1] - self.r[0] if len(self.r) > 1 else 0.0
-        return 4.0 * math.pi * self.density * np.cumsum(self.g * self.r**2) * dr
+        """n(r) = 4πρ ∫₀ʳ g(r') r'² dr' at each `r` (neighbours within r Å; ρ in 1/Å³)."""
+        edges, counts = self._edges_and_counts()
+        return np.interp(self.r, edges, counts)
 
     def coordination_number(self, cutoff: float | None = None) -> float:
-        """Mean coordination within `cutoff` Å (default: the first minimum of g)."""
+        """Mean coordination within `cutoff` Å (default: the first minimum of g).
+
+        n(r) is exact at bin edges and linearly interpolated inside a bin, so it matches a
+        neighbour count within `cutoff` (:func:`coordination_numbers`) to within the binning.
+        """
         rc = self.first_minimum() if cutoff is None else cutoff
-        n = self.running_coordination()
-        idx = int(np.searchsorted(self.r, rc, side="right")) - 1
-        return float(n[max(idx, 0)])
+        edges, counts = self._edges_and_counts()
+        return float(np.interp(rc, edges, counts))
 
     def to_dict(self) -> dict:
         return {
@@ -92,6 +115,8 @@ def compute_rdf(
         raise ConfigError(f"rmax and nbins must be positive, got rmax={rmax}, nbins={nbins}")
     if not all(all(im.pbc) for im in images):
         raise DataError("the RDF needs periodic cells (pbc in all three directions)")
+    centre, other = (None, None) if elements is None else elements
+    n_centres = float(np.mean([_n_of(im, centre) for im in images]))  # before any repetition
     images = [_big_enough(im, rmax) for im in images]
     if elements is not None:
         present = set(images[0].get_chemical_symbols())
@@ -100,16 +125,23 @@ def compute_rdf(
                 raise DataError(f"element {e!r} not in the structure (has {sorted(present)})")
     frames_bar = tqdm(images, desc="RDF", unit="frame", disable=not progress, leave=False)
     g, r = get_rdf(frames_bar, rmax, nbins, elements=elements)
-    if elements is None:
-        n_sel = np.mean([len(im) for im in images])
-    else:
-        n_sel = np.mean(
-            [sum(1 for s in im.get_chemical_symbols() if s == elements[1]) for im in images]
-        )
+    n_sel = np.mean([_n_of(im, other) for im in images])
     density = float(n_sel / np.mean([im.get_volume() for im in images]))
     return RDF(
-        r=np.asarray(r), g=np.asarray(g), density=density, elements=elements, n_frames=len(images)
+        r=np.asarray(r),
+        g=np.asarray(g),
+        density=density,
+        elements=elements,
+        n_frames=len(images),
+        n_centres=n_centres,
     )
+
+
+def _n_of(atoms: Atoms, element: str | None) -> int:
+    """Number of atoms of `element` (all atoms when None)."""
+    if element is None:
+        return len(atoms)
+    return sum(1 for s in atoms.get_chemical_symbols() if s == element)
 
 
 def first_peak_position(r: np.ndarray, g: np.ndarray) -> float:
@@ -127,20 +159,45 @@ def first_peak_position(r: np.ndarray, g: np.ndarray) -> float:
     return float(r[idx])
 
 
-def first_minimum_position(r: np.ndarray, g: np.ndarray) -> float:
-    """Position of the first minimum of g(r) after its first peak (Å)."""
-    g = np.asarray(g)
+def first_minimum_position(
+    r: np.ndarray,
+    g: np.ndarray,
+    prominence: float = 0.02,
+    pairs_per_g: np.ndarray | None = None,
+) -> float:
+    """Position (Å) of the first minimum of g(r) after its first peak.
+
+    g is smoothed over 3 bins. After a minimum, g must climb again, before dropping below it,
+    by at least `prominence` × the first-peak height and, when `pairs_per_g` (independent pair
+    counts per unit of g in each bin) gives the counting noise, by 3 standard errors (but
+    never more than 20 % of the first peak is asked). Noise on the flank of the first peak
+    (small cells, few frames) is thus not taken for the minimum; shells closer than the noise
+    resolves (e.g. bcc's 8 + 6 when hot) count as one.
+    """
+    g = np.asarray(g, dtype=float)
     peak = first_peak_position(r, g)
     if not math.isfinite(peak):
         return float("nan")
     i = int(np.searchsorted(r, peak))
-    # smooth lightly so that noise does not create spurious minima
-    kernel = np.ones(3) / 3.0
-    gs = np.convolve(g, kernel, mode="same")
+    gs = np.convolve(g, np.ones(3) / 3.0, mode="same")
+    gs[-1] = g[-1]  # no zero padding at the far end
+    var = np.zeros_like(gs) if pairs_per_g is None else gs / (3.0 * np.asarray(pairs_per_g))
     for j in range(i + 1, len(gs) - 1):
-        if gs[j] <= gs[j - 1] and gs[j] < gs[j + 1]:
+        if not (gs[j] <= gs[j - 1] and gs[j] < gs[j + 1]):
+            continue
+        m = _next_maximum(gs, j)
+        noise = min(3.0 * math.sqrt(var[j] + var[m]), 0.2 * gs[i])
+        if gs[m] - gs[j] >= max(prominence * gs[i], noise):
             return float(r[j])
     return float(r[-1])
+
+
+def _next_maximum(g: np.ndarray, j: int) -> int:
+    """Index of the highest g after j before g first drops below g[j] again."""
+    after = g[j + 1 :]
+    below = np.nonzero(after < g[j])[0]
+    stop = below[0] if below.size else after.size
+    return j + 1 + int(np.argmax(after[:stop])) if stop else j
 
 
 def coordination_numbers(atoms: Atoms, cutoff: float) -> np.ndarray:
