@@ -92,7 +92,12 @@ class SOAPParams(StrictParams):
     l_max: int = Field(4, ge=0, le=10, description="largest angular order l")
     r_min: float = Field(1.5, ge=0.0, description="centre of the first radial Gaussian (Å)")
     width_factor: float = Field(0.7, gt=0.0, description="Gaussian width / centre spacing")
-    central_weight: float = Field(1.0, ge=0.0, description="weight w_c of the centre channel")
+    # w_c = 0 leaves an atom without neighbours with q = 0 (q̂ = 0/0: NaN energies) and makes
+    # the energy jump when the last neighbour crosses the cutoff (q̂ keeps its direction until
+    # the density vanishes)
+    central_weight: float = Field(
+        1.0, gt=0.0, description="weight w_c of the centre channel (> 0: keeps q̂ smooth)"
+    )
 
     @model_validator(mode="after")
     def _check_r_min(self) -> SOAPParams:
