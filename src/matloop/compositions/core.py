@@ -240,8 +240,8 @@ def read_composition_table(
     given, every column whose name is a chemical formula is a component (other columns, e.g.
     properties named ``nd`` or ``Tg``, are left alone, and so is a lone symbol of an element
     heavier than Pu, such as a row-number column ``No``, which would read as nobelium).
-    `basis` is ``"mol"`` or ``"wt"``; weight percentages are converted to mol %. Rows must sum to ``total ± tol`` unless
-    `normalise_rows` is true.
+    `basis` is ``"mol"`` or ``"wt"``; weight percentages are converted to mol %. Rows must sum
+    to ``total ± tol`` unless `normalise_rows` is true.
     """
     if basis not in ("mol", "wt"):
         raise DataError(f"basis must be 'mol' or 'wt', got {basis!r}")
