@@ -322,6 +322,14 @@ class ActiveLearningConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _test_targets(self) -> ActiveLearningConfig:
+        # without a test set a test-error target would never stop the run
+        for key in ("test_force_mae_target", "test_energy_mae_target_mev_per_atom"):
+            if getattr(self.stop, key) is not None and not self.test.data:
+                raise ValueError(f"stop.{key} needs test.data (the set its error is measured on)")
+        return self
+
     def resolve_paths(self, base: Path) -> ActiveLearningConfig:
         """Return a copy whose relative file paths are relative to `base` (the config's folder)."""
         data = self.model_dump()

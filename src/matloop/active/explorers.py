@@ -335,7 +335,8 @@ class FoundationMDStarts(_Strict):
                 frame.info.pop("time_ps", None)
                 frame.info["temperature"] = float(temperature)
                 pool.append(frame)
-        desc = np.array([simple_descriptor(a) for a in pool])
+        elements = sorted({s for a in pool for s in a.symbols})  # starts may differ in them
+        desc = np.array([simple_descriptor(a, elements=elements) for a in pool])
         first = int(rng.integers(len(pool)))
         return [pool[i] for i in farthest_point_sampling(desc, n, first=first)]
 

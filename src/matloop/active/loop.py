@@ -57,7 +57,7 @@ class ActiveLearner:
         self._train_config = None
         self._test = None
         self._starts: list[Atoms] | None = None
-        self._timing: dict[str, float] = {}
+        self._timing: dict[str, float | None] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -124,12 +124,15 @@ class ActiveLearner:
         if self.state.has_selection(0):
             return
         from matloop.active.explorers import RattleStarts, initial_structures
+        from matloop.active.select import distinct
 
         rng = np.random.default_rng([self.cfg.seed, 0])
         generators = list(self.cfg.strategy.starts) or [
             RattleStarts(rattle=self.cfg.initial.rattle)
         ]
         structures = initial_structures(generators, self.starts(), self.cfg.initial.n_label, rng)
+        n_made = len(structures)
+        structures = [structures[i] for i in distinct(structures)]
         cands = []
         for i, atoms in enumerate(structures):
             kvp = {"origin": "initial", "unc": 0.0, "explorer": atoms.info.pop("explorer")}
@@ -138,6 +141,13 @@ class ActiveLearner:
             cands.append((f"it000-c{i:03d}", atoms, kvp))
         self.state.write_selection(0, cands, {"n_candidates": len(cands), "n_above": len(cands)})
         self.say(f"iteration 0: {len(cands)} initial structures selected")
+        if len(cands) < n_made:
+            warnings.warn(
+                f"{n_made - len(cands)} of the {n_made} initial structures repeat another one "
+                "(identical or symmetry-equivalent) and are not labelled; raise initial.rattle "
+                "or give more initial.structures",
+                stacklevel=2,
+            )
 
     def label_pending(self, iteration: int) -> dict[str, int]:
         pending = self.state.pending(iteration)
@@ -337,6 +347,10 @@ class ActiveLearner:
             method=cfg.strategy.selection,
         )
         picks = [keep[i] for i in picks]
+        target = cfg.stop.uncertainty_target
+        reached = target is not None and res.max_uncertainty <= target
+        if reached:  # the run stops here: nothing is selected (nor counted against the budget)
+            picks = []
         n_above = int(np.sum(np.asarray(res.uncertainties) > threshold))
         info = {
             "n_snapshots": len(res.snapshots),
@@ -367,10 +381,15 @@ class ActiveLearner:
             f"iteration {iteration}: {len(res.snapshots)} snapshots, max {sigma} "
             f"{res.max_uncertainty:.3g} {unit}, {n_above} above threshold {threshold:.3g} {unit}, "
             f"{len(picks)} selected"
+            + (f" (uncertainty target {target:.3g} {unit} reached)" if reached else "")
         )
         return info
 
-    def finish_iteration(self, iteration: int, t_start: float, label_stats: dict) -> dict:
+    def finish_iteration(
+        self, iteration: int, t_start: float, label_stats: dict, stop: str | None = None
+    ) -> dict:
+        """Store the record of `iteration` (once); `stop`: the run ends with it, stored in the
+        same row so that a rerun after a kill ends there too."""
         # the label/fit times of this iteration's _label_and_train (none if it labelled nothing)
         timing, self._timing = self._timing, {}
         existing = {r["iteration"]: r for r in self.state.iterations()}
@@ -407,6 +426,8 @@ class ActiveLearner:
         }
         record.update(self.calibration(iteration))
         record.update(self.evaluate(committee, record["sigma_scale"]))
+        if stop is not None:
+            record["stop_reason"] = stop
         self.state.record_iteration(iteration, record)
         msg = f"iteration {iteration} done: {record['n_labels']} labels"
         if "test_force_mae_ev_per_a" in record:
@@ -464,11 +485,7 @@ class ActiveLearner:
         if meta is None:
             self.state.write_meta(cfg_dump)
         elif meta.get("config") != public_config(cfg_dump):
-            warnings.warn(
-                f"the configuration differs from the one {self.dir} was started with; "
-                "resuming with the new settings",
-                stacklevel=2,
-            )
+            self._check_resume_config(meta.get("config") or {}, public_config(cfg_dump))
             self.state.write_meta(cfg_dump)
         from matloop.utils.files import atomic_write_text
 
@@ -489,6 +506,27 @@ class ActiveLearner:
         report = write_reports(self.dir, self.state, stop_reason=stop)
         self.say(f"finished ({stop}); report: {self.dir / 'report.html'}")
         return report
+
+    def _check_resume_config(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Refuse another reference once labels exist; otherwise warn, naming every change."""
+        changes = config_changes(old, new)
+        mixed = [k for k in changes if k in LABEL_KEYS]
+        n_done = self.state.count(kind="label") + self.state.count(kind="quarantine")
+        if mixed and n_done:
+            raise ConfigError(
+                f"{self.dir} holds {n_done} reference calculation(s) made with other "
+                f"settings ({_describe(changes, mixed)}): one run never mixes two references "
+                "in its training set; restore them, or start a new --dir"
+            )
+        text = _describe(changes, list(changes))
+        unused = [k for k in changes if k in INITIAL_KEYS]
+        if unused and self.state.has_selection(0):
+            text += f"; {', '.join(unused)}: no effect, the initial structures are selected"
+        warnings.warn(
+            f"the configuration differs from the one {self.dir} was started with ({text}); "
+            "resuming with the new settings",
+            stacklevel=3,
+        )
 
     def _loop(self) -> str:
         iteration = 0
@@ -530,26 +568,24 @@ class ActiveLearner:
                 ):
                     why = "uncertainty target reached"
                 self._copy_models(iteration)
-                record = self.finish_iteration(iteration, t0, {})
-                self._mark_stop(iteration, why)
+                self.finish_iteration(iteration, t0, {}, stop=why)
+                self._mark_stop(iteration, why)  # a record stored by an older version
                 return why
-            if (
-                st.uncertainty_target is not None
-                and (info.get("max_uncertainty") or 0.0) <= st.uncertainty_target
-            ):
-                self._copy_models(iteration)
-                record = self.finish_iteration(iteration, t0, {})
-                self._mark_stop(iteration, "uncertainty target reached")
-                return "uncertainty target reached"
             stats = self._label_and_train(iteration)
             record = self.finish_iteration(iteration, t0, stats)
 
     def _label_and_train(self, iteration: int) -> dict[str, int]:
+        """Label the pending candidates and train; the times of what this process did (None
+        for a step finished before a kill: its time is unknown, not 0)."""
         t0 = time.perf_counter()
         stats = self.label_pending(iteration)
         t1 = time.perf_counter()
+        trained = len(self.state.model_members(iteration)) < self.cfg.model.committee
         self.train(iteration)
-        self._timing = {"label": t1 - t0, "fit": time.perf_counter() - t1}
+        self._timing = {
+            "label": t1 - t0 if any(stats.values()) else None,
+            "fit": time.perf_counter() - t1 if trained else None,
+        }
         return stats
 
     def _copy_models(self, iteration: int) -> None:
@@ -579,6 +615,36 @@ class ActiveLearner:
                     self.state.db.update(row.id, data={key: value})  # merged into its data
         if record is not None:
             record[key] = value
+
+
+#: settings that decide the values of the labels: a run does not change them once it has any
+LABEL_KEYS = ("reference.calculator", "reference.settings", "reference.compute_stress")
+#: settings only used to make the initial structures (iteration 0)
+INITIAL_KEYS = ("initial.n_label", "initial.rattle", "strategy.starts")
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``section.key`` → (old, new) for every setting that differs between two config dumps."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    out[f"{section}.{key}"] = (a.get(key), b.get(key))
+        elif a != b:
+            out[section] = (a, b)
+    return out
+
+
+def _describe(changes: dict[str, tuple[Any, Any]], keys: list[str]) -> str:
+    """``key: old → new`` for `keys` (long values shortened)."""
+
+    def short(v: Any) -> str:
+        text = json.dumps(v, sort_keys=True, default=str)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return "; ".join(f"{k}: {short(changes[k][0])} → {short(changes[k][1])}" for k in keys)
 
 
 def _sigma_kind(model) -> str:

@@ -66,7 +66,14 @@ class OnTheFlyLearner:
         from matloop.calculators import resolve_calculator
 
         if self.state_path.exists():
-            return json.loads(self.state_path.read_text())
+            state = json.loads(self.state_path.read_text())
+            before = state.get("reference", self.s.reference)
+            if before != self.s.reference:
+                raise ConfigError(
+                    f"{self.dir} holds labels of --reference {before}, not {self.s.reference}: "
+                    "one run never mixes two references; use another --learn-dir"
+                )
+            return state
         if train_data is None:
             raise ConfigError("--learn needs --train-data: the labels to refit on")
         labels = read(str(train_data), ":")
@@ -84,6 +91,7 @@ class OnTheFlyLearner:
         self._write_frame(atoms)
         state = {
             "step": 0,
+            "reference": self.s.reference,
             "model": str(Path(calc.path).resolve()),
             "n_refits": 0,
             "events": [],
@@ -118,18 +126,25 @@ class OnTheFlyLearner:
 
     # -- one event -----------------------------------------------------------------------------
     def _label_and_refit(self, atoms: Atoms, state: dict[str, Any]) -> str:
-        """Label `atoms` with the reference, refit on all labels; the new model's path."""
+        """Label `atoms` with the reference (unless labels.xyz already ends with the label of
+        the pending event, from a run killed while refitting), refit on all labels; the new
+        model's path."""
         from matloop.active.report import load_model_or_run
         from matloop.calculators import resolve_calculator
         from matloop.data import Dataset, label_with
         from matloop.training import TrainConfig, train
         from matloop.training.config import parse_config
 
-        frame = atoms.copy()
-        frame.set_constraint()
-        labelled = label_with(frame, resolve_calculator(self.s.reference), config_type="otf")
-        labels = [*self.labels(), labelled]
-        self._write_labels(labels)
+        labels = self.labels()
+        step = state.get("pending", {}).get("step")
+        if step is None or labels[-1].info.get("otf_step") != step:
+            frame = atoms.copy()
+            frame.set_constraint()
+            labelled = label_with(frame, resolve_calculator(self.s.reference), config_type="otf")
+            if step is not None:
+                labelled.info["otf_step"] = step
+            labels.append(labelled)
+            self._write_labels(labels)
         old = load_model_or_run(state["model"])
         config = parse_config(old.metadata["config"], TrainConfig, "model metadata")
         out = self.dir / "models" / f"model_{state['n_refits'] + 1:03d}"
@@ -137,6 +152,15 @@ class OnTheFlyLearner:
             warnings.simplefilter("ignore")
             result = train(Dataset(labels, validate=False), out, config=config, progress=False)
         return str(Path(result.model_path).resolve())
+
+    def _event(self, atoms: Atoms, state: dict[str, Any]) -> None:
+        """Label and refit for ``state["pending"]``; record the event and save the state."""
+        path = self._label_and_refit(atoms, state)
+        event = state.pop("pending")
+        state["n_refits"] += 1
+        state["model"] = path
+        state["events"].append({**event, "n_labels": len(self.labels())})
+        self._save(state)
 
     # -- driver --------------------------------------------------------------------------------
     def run(
@@ -159,6 +183,8 @@ class OnTheFlyLearner:
 
         state = self.start(model, atoms, train_data)
         atoms = read(str(self.dir / "checkpoint.xyz"))
+        if state.get("pending"):  # killed while labelling or refitting: finish that event
+            self._event(atoms, state)
         calc = load_model_or_run(state["model"])
         bar = tqdm(
             total=self.s.steps,
@@ -210,14 +236,14 @@ class OnTheFlyLearner:
             atoms.set_constraint()
             if hit and len(state["events"]) < self.s.max_labels:
                 bar.set_description(f"refitting (σ {hit['sigma']:.3g})")
-                path = self._label_and_refit(atoms, state)
+                # the frame and the event are saved first: a rerun finishes this event and
+                # never labels the frame twice
+                self._write_frame(atoms)
+                state["pending"] = {"step": state["step"], "sigma": hit["sigma"]}
+                self._save(state)
+                self._event(atoms, state)
                 bar.set_description("MD (on the fly)")
-                state["n_refits"] += 1
-                state["model"] = path
-                state["events"].append(
-                    {"step": state["step"], "sigma": hit["sigma"], "n_labels": len(self.labels())}
-                )
-                calc = load_model_or_run(path)
+                calc = load_model_or_run(state["model"])
             elif hit:
                 state["stopped"] = "label budget spent"
                 self._write_frame(atoms)

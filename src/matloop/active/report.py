@@ -28,7 +28,9 @@ def build_report(run_dir: Path, state: RunState, stop_reason: str | None = None)
         "stop_reason": stop_reason,
         "finished": stop_reason is not None,
         "n_iterations": len(iterations),
-        "n_labels": iterations[-1]["n_labels"] if iterations else len(state.label_keys()),
+        # what the store holds (dataset.xyz): after an interruption, more than the last
+        # finished iteration trained on (its record's n_labels)
+        "n_labels": len(state.label_keys()),
         "n_attempted": state.n_attempted(),
         "n_quarantined": len(quarantine),
         # matloop.load(run_dir) gives the whole final model (committee or single model)
@@ -318,7 +320,8 @@ def write_test_parity(run_dir: Path, report: dict) -> str | None:
     from matloop.evaluation import parity_plot, predict
 
     pred = predict(load_final_model(run_dir), read_dataset(test, require_forces=False))
-    n_labels = report["n_labels"]
+    its = report["iterations"]  # the final model was trained on its last iteration's labels
+    n_labels = its[-1]["n_labels"] if its else report["n_labels"]
     parity_plot(pred, run_dir / "test_parity.png", f"final model ({n_labels} labels) on {test}")
     return "test_parity.png"
 

@@ -16,6 +16,9 @@ Methods (``method``):
   expected reduction of the posterior variance summed over every atom of the explored pool,
   tr(M (A⁻¹ − (A + Φ_cᵀΦ_c)⁻¹)) with M = Σ_pool ΦᵀΦ — information on the distribution the
   walkers sample (the conditions of use), not on its rare extremes.
+
+Whatever the method, a snapshot that repeats a more uncertain one or a labelled structure
+(identical or symmetry-equivalent, :func:`distinct`) is not a candidate.
 """
 
 from __future__ import annotations
@@ -27,12 +30,19 @@ from ase import Atoms
 
 
 def simple_descriptor(
-    atoms: Atoms, cutoff: float = 6.0, n_bins: int = 30, width: float = 0.15
+    atoms: Atoms,
+    cutoff: float = 6.0,
+    n_bins: int = 30,
+    width: float = 0.15,
+    elements: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Gaussian-smeared radial distribution per atom, averaged (one vector per element pair)."""
+    """Gaussian-smeared radial distribution per atom, averaged (one vector per element pair).
+
+    `elements` (default: those of `atoms`) fixes the pairs, so that structures of different
+    compositions give vectors of one length (zeros for an absent element)."""
     from ase.neighborlist import neighbor_list
 
-    symbols = sorted(set(atoms.get_chemical_symbols()))
+    symbols = sorted(elements) if elements else sorted(set(atoms.get_chemical_symbols()))
     centers = np.linspace(0.5, cutoff, n_bins)
     if len(atoms) == 0:
         return np.zeros(n_bins)
@@ -48,13 +58,17 @@ def simple_descriptor(
     return np.concatenate(blocks)
 
 
-def structure_descriptor(atoms: Atoms, calc=None, kind: str = "auto") -> np.ndarray:
-    """One vector per structure: the model descriptor averaged per element, or the fallback."""
+def structure_descriptor(
+    atoms: Atoms, calc=None, kind: str = "auto", elements: Sequence[str] | None = None
+) -> np.ndarray:
+    """One vector per structure: the model descriptor averaged per element, or the fallback.
+
+    `elements`: the elements of every structure compared (one vector length for all)."""
     if kind in ("auto", "model") and calc is not None and hasattr(calc, "get_descriptors"):
         try:
             per_atom = np.asarray(calc.get_descriptors(atoms), dtype=float)
             symbols = np.asarray(atoms.get_chemical_symbols())
-            elements = getattr(calc, "elements", None) or sorted(set(symbols))
+            elements = getattr(calc, "elements", None) or elements or sorted(set(symbols))
             parts = []
             for el in elements:
                 mask = symbols == el
@@ -63,7 +77,59 @@ def structure_descriptor(atoms: Atoms, calc=None, kind: str = "auto") -> np.ndar
         except Exception:  # noqa: BLE001 - fall back rather than stop the loop
             if kind == "model":
                 raise
-    return simple_descriptor(atoms)
+    return simple_descriptor(atoms, elements=elements)
+
+
+_FINGERPRINTS: dict[bytes, np.ndarray] = {}
+
+
+def _fingerprint(atoms: Atoms) -> np.ndarray:
+    """:func:`simple_descriptor` of `atoms`, remembered by content (the labelled structures
+    are compared again every iteration)."""
+    import hashlib
+
+    h = hashlib.sha1(np.ascontiguousarray(atoms.positions, dtype=float).tobytes())
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update(np.asarray(atoms.cell, dtype=float).tobytes() + bytes(atoms.pbc.tolist()))
+    key = h.digest()
+    if key not in _FINGERPRINTS:
+        if len(_FINGERPRINTS) > 20_000:
+            _FINGERPRINTS.clear()
+        _FINGERPRINTS[key] = simple_descriptor(atoms)
+    return _FINGERPRINTS[key]
+
+
+def _same(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
+    return bool(np.linalg.norm(a - b) <= rtol * max(np.linalg.norm(a), np.linalg.norm(b), 1e-12))
+
+
+def distinct(
+    structures: Sequence[Atoms], known: Sequence[Atoms] = (), rtol: float = 1e-6
+) -> list[int]:
+    """Indices of `structures` that repeat neither an earlier one nor one of `known`.
+
+    Repeats are the same structure or a symmetry-equivalent copy (translated, rotated, atoms
+    permuted): same composition, periodicity and smeared radial distribution
+    (:func:`simple_descriptor`, equal within `rtol`). Distinct MD snapshots differ far more.
+    """
+
+    def key(a: Atoms) -> tuple:
+        return a.get_chemical_formula(), tuple(bool(p) for p in a.pbc)
+
+    keys = [key(a) for a in structures]
+    seen: dict[tuple, list[np.ndarray]] = {}
+    wanted = set(keys)
+    for a in known:
+        if key(a) in wanted:
+            seen.setdefault(key(a), []).append(_fingerprint(a))
+    keep = []
+    for i, (a, k) in enumerate(zip(structures, keys, strict=True)):
+        d = _fingerprint(a)
+        if any(_same(d, e, rtol) for e in seen.get(k, ())):
+            continue
+        keep.append(i)
+        seen.setdefault(k, []).append(d)
+    return keep
 
 
 def farthest_point_sampling(
@@ -130,6 +196,10 @@ def select_candidates(
     above = [int(i) for i in np.argsort(-unc) if unc[i] > threshold]
     if not above or max_n <= 0:
         return []
+    # a repeat of a more uncertain candidate or of a labelled structure adds nothing
+    above = [above[k] for k in distinct([snapshots[i] for i in above], labelled)]
+    if not above:
+        return []
     if method == "auto":
         from matloop.calculators.uncertainty import has_linear_features
 
@@ -141,12 +211,12 @@ def select_candidates(
         return dopt_select(cands, calc, max_n, labelled, above, pool=list(snapshots))
     if diversity == "none" or len(above) <= 1:
         return above[:max_n]
-    desc = np.array([structure_descriptor(snapshots[i], calc, descriptor) for i in above])
+    pool = _subsample(labelled) if labelled else []
+    elements = sorted({s for a in [*(snapshots[i] for i in above), *pool] for s in a.symbols})
+    desc = np.array([structure_descriptor(snapshots[i], calc, descriptor, elements) for i in above])
     existing = None
-    if labelled:
-        existing = np.array(
-            [structure_descriptor(a, calc, descriptor) for a in _subsample(labelled)]
-        )
+    if pool:
+        existing = np.array([structure_descriptor(a, calc, descriptor, elements) for a in pool])
         if existing.shape[1] != desc.shape[1]:
             existing = None
     if method == "sigma_fps":
