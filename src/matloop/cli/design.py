@@ -209,13 +209,18 @@ def _suggest_pool(
     dropped = 0
     kept = None  # rows of the --candidates file that are inside the space
     if sp is not None:
-        missing = [c for c in sp.names if c not in pool.columns]
+        # a forbidden component without a column is 0, as in --data
+        missing = [c for c in sp.names if c not in pool.columns and c not in sp.forbidden]
         if missing:
             raise DataError(f"{candidates}: no column(s) {missing} of the space")
+        try:
+            amounts = pool.reindex(columns=sp.names, fill_value=0.0).to_numpy(float)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{candidates}: component columns are not numeric: {exc}") from None
         # the sum may be off by the space's sum_tolerance, as for observed rows (rounded mol %)
         problems = [
             sp.check_point(r, atol=1e-6 * max(1.0, sp.total), sum_atol=sp.sum_tolerance)
-            for r in pool[sp.names].to_numpy(float)
+            for r in amounts
         ]
         kept = np.flatnonzero([not p for p in problems])
         dropped = len(pool) - len(kept)
@@ -412,17 +417,12 @@ def evaluate_command(
 
     from matloop.design.models import PropertyModel
     from matloop.design.validation import cross_validate
-    from matloop.errors import DataError
     from matloop.utils.files import atomic_write_text
 
     _check_counts(members=members, trees=trees)
     refuse_overwrites(force, {"--json": json_out}, {"--data": data})
     frame, table, Y = _load_table(data, prop, components, basis, normalise)
-    times = None
-    if split == "time":
-        if not time_column or time_column not in frame.columns:
-            raise DataError(f"--split time needs --time-column naming a column of {data}")
-        times = frame[time_column].to_numpy()
+    times = _times(frame, time_column, data) if split == "time" else None
 
     def make():
         return PropertyModel(
@@ -459,6 +459,29 @@ def evaluate_command(
         clean = {k: v for k, v in res.items() if not isinstance(v, np.ndarray)}
         clean.update({"model": model, "features": features, "data": str(data)})
         atomic_write_text(json_out, json.dumps(clean, indent=2, default=float))
+
+
+def _times(frame, column: str | None, data: Path):
+    """The --time-column as numbers (e.g. a year or run number) or datetimes (date strings are
+    parsed, not sorted as text: "10/1/2020" comes after "2/1/2020"); gaps are an error."""
+    import pandas as pd
+
+    from matloop.errors import DataError
+
+    if not column or column not in frame.columns:
+        raise DataError(f"--split time needs --time-column naming a column of {data}")
+    values = frame[column]
+    if not pd.api.types.is_numeric_dtype(values):
+        try:
+            values = pd.to_datetime(values)
+        except (TypeError, ValueError) as exc:
+            raise DataError(
+                f"{data}: --time-column {column!r} holds neither numbers nor dates ({exc})"
+            ) from None
+    gaps = [int(i) + 1 for i in values.index[values.isna()]]
+    if gaps:
+        raise DataError(f"{data}: --time-column {column!r} is empty in row(s) {gaps[:5]}")
+    return values.to_numpy()
 
 
 def inverse_command(

@@ -108,6 +108,42 @@ def _repeated_rows(x: np.ndarray, decimals: int = 4) -> list[int]:
     return out
 
 
+def _observed_repeats(x: np.ndarray, x_obs: np.ndarray, total: float, name: str) -> list[str]:
+    """A warning line for suggestions (rows of `x`, units of the total) that equal an observed
+    composition (rows of `x_obs`) in every component to within 1e-4 of the total (0.01 mol %
+    of 100: below what a lab weighs)."""
+    if not len(x_obs):
+        return []
+    same = np.abs(np.atleast_2d(x)[:, None, :] - x_obs[None, :, :]).max(axis=2) <= 1e-4 * total
+    pairs = [
+        f"{i + 1} (= observed row {int(np.argmax(row)) + 1})"
+        for i, row in enumerate(same)
+        if row.any()
+    ]
+    if not pairs:
+        return []
+    return [
+        f"warning: suggestion(s) {', '.join(pairs)} repeat an already measured composition "
+        f"({name} expects nothing better elsewhere: it asks for a replicate); drop the row if "
+        "you do not want a repeat measurement"
+    ]
+
+
+def _unused_columns(data, space: Space, objectives: list[Objective], source: str) -> list[str]:
+    """A line naming the numeric columns of `data` that are neither components of the space nor
+    objectives (e.g. a process temperature): the continuous design does not model them."""
+    import pandas as pd
+
+    used = set(space.names) | {o.name for o in objectives}
+    unused = [c for c in data.columns if c not in used and pd.api.types.is_numeric_dtype(data[c])]
+    if not unused:
+        return []
+    return [
+        f"{source}: numeric column(s) {unused} are neither components of the space nor "
+        "objectives, so the model does not use them"
+    ]
+
+
 def _predict(model, u):
     import torch
 
@@ -140,7 +176,7 @@ def suggest(
     """
     # cheap checks first, so bad input fails fast (before torch is imported)
     unit_box_problem(space)
-    observed_compositions(data, space, source=source)
+    observed_compositions(data, space, source=source, ignore=[o.name for o in objectives])
     objective_values(data, objectives, source=source)
     from matloop.utils.threads import torch_threads
 
@@ -187,12 +223,12 @@ def _suggest(
     opt = check_objectives(objectives, acquisition)
 
     prob = unit_box_problem(space)  # ConfigError when infeasible
-    x_obs = observed_compositions(data, space, source=source)
+    x_obs = observed_compositions(data, space, source=source, ignore=[o.name for o in objectives])
     Y = objective_values(data, objectives, source=source)
     u_obs = prob.to_u(x_obs) if len(x_obs) else np.zeros((0, len(space.names)))
     counts = np.isfinite(Y).sum(axis=0) if len(Y) else np.zeros(len(objectives), int)
     torch.manual_seed(seed)
-    messages: list[str] = []
+    messages: list[str] = _unused_columns(data, space, objectives, source)
     comp_cols = space.names
     t = space.total
 
@@ -206,6 +242,12 @@ def _suggest(
         messages.append(msg)
         z, dist = space_filling(prob, batch, seed, u_obs if len(u_obs) else None)
         x = prob.round(prob.to_x(z))
+        repeats = _repeated_rows(x, decimals=4)
+        if repeats:  # e.g. an equality constraint that leaves a single composition
+            messages.append(
+                f"warning: suggestion(s) {', '.join(str(i + 1) for i in repeats)} repeat an "
+                "earlier suggestion of this batch: the space leaves no room for distinct ones"
+            )
         table = pd.DataFrame(x, columns=comp_cols)
         for o in objectives:
             table[f"pred_{o.name}_mean"] = np.nan
@@ -280,6 +322,7 @@ def _suggest(
         messages.append("optimiser result violated constraints; replaced by feasible points")
         z_np, _ = space_filling(prob, batch, seed, u_obs)
         x = prob.round(prob.to_x(z_np))
+    messages += _observed_repeats(x, x_obs, t, built.name)
     repeats = _repeated_rows(x, decimals=4)
     if repeats:
         messages.append(

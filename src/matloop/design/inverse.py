@@ -99,21 +99,45 @@ def inverse_design(
     )
     logp = np.zeros(len(x))
     dist2 = np.zeros(len(x))
+    p_all = np.ones(len(x))  # the probability reported (0 where it underflows)
     for name, t in targets.items():
         j = props.index(name)
         mu, sd = mean[:, j], np.maximum(std[:, j], 1e-12)
         sc, df = np.maximum(scale[:, j], 1e-12), nu[:, j]
         tol = tolerances.get(name, 0.5 * float(np.median(sd)))
         p = student_t.cdf((t + tol - mu) / sc, df) - student_t.cdf((t - tol - mu) / sc, df)
-        logp += np.log(np.maximum(p, 1e-300))
+        logp += np.log(np.maximum(p, 1e-300))  # clipped for ranking only
+        p_all *= np.clip(p, 0.0, 1.0)
         dist2 += ((mu - t) / np.sqrt(sd**2 + tol**2)) ** 2
     order = np.lexsort((dist2, -logp))[:top]
+    _warn_if_unreachable(targets, props, mean, p_all)
     table = pd.DataFrame(x[order], columns=space.names)
     for j, name in enumerate(props):
         table[f"pred_{name}_mean"] = mean[order, j]
         table[f"pred_{name}_lo95"] = mean[order, j] - 1.96 * std[order, j]
         table[f"pred_{name}_hi95"] = mean[order, j] + 1.96 * std[order, j]
-    table["p_within_tolerance"] = np.exp(logp[order])
+    table["p_within_tolerance"] = p_all[order]
     table["target_distance"] = np.sqrt(dist2[order] / len(targets))
     table.attrs["n_feasible_scored"] = len(x)
     return table
+
+
+def _warn_if_unreachable(targets, props, mean, p_all, threshold: float = 0.01) -> None:
+    """One warning when no scored composition has P(within tolerance) >= `threshold`, naming
+    the predicted range of each targeted property over the scored compositions."""
+    import warnings
+
+    if len(p_all) and p_all.max() >= threshold:
+        return
+    ranges = ", ".join(
+        f"{name} {mean[:, props.index(name)].min():.4g}..{mean[:, props.index(name)].max():.4g}"
+        f" (target {t:g})"
+        for name, t in targets.items()
+    )
+    best = p_all.max() if len(p_all) else 0.0
+    warnings.warn(
+        f"no feasible composition is likely to meet the targets (best P within tolerance "
+        f"{best:.2g}); over the space the model predicts {ranges}: the ranked rows are the "
+        "nearest predictions, not matches (revise the targets, widen --tolerance or the space)",
+        stacklevel=3,
+    )

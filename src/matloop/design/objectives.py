@@ -61,14 +61,19 @@ def parse_objective(spec: str) -> Objective:
         return Objective(name, "min")
     if what.startswith("target="):
         try:
-            return Objective(name, "target", target=float(what.split("=", 1)[1]))
+            value = float(what.split("=", 1)[1])
         except ValueError as exc:
             raise ConfigError(f"objective {spec!r}: target value is not a number") from exc
+        if not np.isfinite(value):
+            raise ConfigError(f"objective {spec!r}: the target must be a finite number")
+        return Objective(name, "target", target=value)
     if what.startswith("within="):
         try:
             lo, hi = (float(v) for v in what.split("=", 1)[1].split(","))
         except ValueError as exc:
             raise ConfigError(f"objective {spec!r}: write within=LO,HI with numbers") from exc
+        if np.isnan(lo) or np.isnan(hi):
+            raise ConfigError(f"objective {spec!r}: LO and HI must be numbers, not nan")
         if hi <= lo:
             raise ConfigError(f"objective {spec!r}: need LO < HI")
         return Objective(name, "within", low=lo, high=hi)

@@ -4,6 +4,7 @@ linear constraints — and its translation into a unit box with linear constrain
 Example::
 
     total: 100            # components sum to this (mol %)
+    sum_tolerance: 0.5    # measured rows may sum to total ± this (default: 0.5 % of total)
     components:
       SiO2: {min: 40, max: 80}
       B2O3: [0, 20]       # short form [min, max]
@@ -66,7 +67,9 @@ class Space(BaseModel):
     model_config = ConfigDict(extra="forbid")
     total: float = Field(100.0, gt=0)
     basis: str = Field("mol", pattern="^(mol|wt)$")
-    sum_tolerance: float = Field(0.5, ge=0)
+    #: how far a measured row's sum may be from the total (units of the total); default 0.5 % of
+    #: the total (0.5 mol % of 100, 0.005 of a fraction total of 1)
+    sum_tolerance: float | None = Field(None, ge=0)
     components: dict[str, Bounds]
     forbidden: list[str] = Field(default_factory=list)
     linear_constraints: list[LinearConstraint] = Field(default_factory=list)
@@ -89,7 +92,10 @@ class Space(BaseModel):
             raise ValueError("components must not be empty")
         for name in self.components:
             parse_component(name)  # raises UnknownElementError (a clear message)
+        if self.sum_tolerance is None:
+            self.sum_tolerance = 0.005 * self.total
         names = set(self.components)
+        self.forbidden = list(dict.fromkeys(self.forbidden))  # a repeat would repeat a column
         for f in self.forbidden:
             parse_component(f)
         for i, lc in enumerate(self.linear_constraints):
@@ -342,16 +348,19 @@ def unit_box_problem(space: Space) -> UnitBoxProblem:
     return prob
 
 
-def observed_compositions(frame, space: Space, source: str = "data") -> np.ndarray:
+def observed_compositions(
+    frame, space: Space, source: str = "data", ignore: tuple[str, ...] | list[str] = ()
+) -> np.ndarray:
     """Component amounts of observed rows in ``space.names`` order, validated against the space.
 
     Component columns absent from the CSV are taken as 0 only for forbidden components; a column
-    that looks like a component (a chemical formula) but is not in the space is an error.
+    that looks like a component (a chemical formula) but is not in the space is an error, except
+    the `ignore` columns (the objectives: a property may be named ``K`` or ``B``, like an element).
     """
     names = space.names
     extra = []
     for col in frame.columns:
-        if col in names:
+        if col in names or col in ignore:
             continue
         try:
             parse_component(str(col))

@@ -43,6 +43,11 @@ def make_splits(
     from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
 
     idx = np.arange(n_samples)
+    need = {"random": n_splits, "time": n_splits + 1}.get(kind, 0)  # time: a first block too
+    if n_samples < need:
+        raise ConfigError(
+            f"split {kind!r}: only {n_samples} rows for {n_splits} folds; lower --folds"
+        )
     if kind == "random":
         yield from KFold(n_splits, shuffle=True, random_state=seed).split(idx)
     elif kind == "group":
