@@ -122,3 +122,14 @@ def test_iteration_without_labels_has_no_label_or_fit_time_and_sigma_units(tmp_p
     explored = [line for line in out.splitlines() if "iteration 1:" in line]
     assert any("max energy_std" in line and "eV/atom" in line for line in explored), out
     assert not any("forces_std" in line or "eV/Å" in line for line in explored), out
+
+
+def test_reference_handlers_are_checked_before_any_work(tmp_path, capsys):
+    # a misspelt error kind would never run its ladder, and a patch key EMT does not take
+    # would fail only at the first failed label; both are refused by `config validate`
+    misspelt = _config(tmp_path, reference={"handlers": {"SCF": [{"asap_cutoff": True}]}})
+    assert main(["config", "validate", str(misspelt)]) == 1
+    assert "unknown error kind 'SCF'" in capsys.readouterr().err
+    bad_key = _config(tmp_path, reference={"handlers": {"crash": [{"smearing": 0.1}]}})
+    assert main(["config", "validate", str(bad_key)]) == 1
+    assert "smearing" in capsys.readouterr().err

@@ -359,7 +359,8 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
     from matloop.labelling.calculator import check_calculator_settings
     from matloop.models import get_family
 
-    check_calculator_settings(cfg.reference.calculator, cfg.reference.settings)
+    ref = cfg.reference
+    check_calculator_settings(ref.calculator, ref.settings, ref.handlers)
     get_family(cfg.model.family)
     starts = read_structures(cfg.initial.structures, what="initial.structures file")
     elements = {s for a in starts for s in a.get_chemical_symbols()}
