@@ -150,3 +150,16 @@ def test_saved_hyperparameters_pin_the_element_count_defaults():
     assert hp["n_radial"] == model.params.radial_count(2)
     rebuilt = cls.from_hyperparameters(["Cu", "Ni"], hp)
     assert rebuilt.basis.n_coefficients == model.basis.n_coefficients
+
+
+def test_one_atom_cell_predicts_the_same_twice():
+    # the reverse pass once wrote into the cached node weights when a block held one atom
+    # (a broadcast of one column is already contiguous), so the second call differed
+    torch.manual_seed(0)
+    model = AcePotential(["Cu"], AceParams())
+    model.set_coefficients(torch.randn(model.n_coefficients) * 1e-2)
+    graph = model.graph(bulk("Cu", "fcc", 3.6))
+    first = model.predict(graph)
+    second = model.predict(graph)
+    assert float(first["energy"]) == float(second["energy"])
+    assert float(model.energy(graph)) == pytest.approx(float(first["energy"]), rel=1e-12)

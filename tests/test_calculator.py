@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,21 @@ def test_model_file_with_code_is_refused_without_torch_advice(tmp_path):
     with pytest.raises(ModelFileError, match="other than tensors and plain data") as err:
         matloop.load(evil)
     assert "weights_only" not in str(err.value)
+
+
+def test_malloc_tuning_is_applied_once_and_can_be_turned_off():
+    # repeated MD evaluations reuse freed heap instead of page-faulting fresh mmapped blocks
+    # (2x per step for a 500-atom ace cell); MATLOOP_MALLOC_TUNING=0 leaves glibc alone
+    import platform
+    import subprocess
+    import sys
+
+    code = "from matloop.utils.allocator import keep_freed_memory as k; print(k(), k())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "MATLOOP_MALLOC_TUNING": "0"}
+    off = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert on.stdout.split() == [str(glibc)] * 2
+    assert off.stdout.split() == ["False", "False"]

@@ -16,6 +16,7 @@ from matloop.models import Potential
 from matloop.models.io import load_model, resolve_model_path
 from matloop.models.outputs import stress_from_virial
 from matloop.neighbors import check_structure
+from matloop.utils.allocator import keep_freed_memory
 from matloop.utils.threads import torch_threads
 
 
@@ -59,6 +60,7 @@ class MatloopCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        keep_freed_memory()  # MD reuses its temporaries instead of page-faulting them each step
         self.model = model.eval()
         if dtype is not None:
             self.model.to(getattr(torch, dtype))

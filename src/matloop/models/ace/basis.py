@@ -327,10 +327,10 @@ class AceBasis(torch.nn.Module):
         grad = node_w[-1].expand(prods[-1].shape)
         for k in range(len(prods) - 1, 0, -1):
             grad_a.index_add_(0, self._lasts[k - 1], grad * lefts[k - 1])
-            below = torch.zeros_like(prods[k - 1]).index_add_(
-                0, self._parents[k - 1], grad * rights[k - 1]
-            )
-            grad = below + node_w[k - 1]
+            # the level below starts from its own weights (one pass fewer than zeros + add)
+            # (a fresh tensor: the single-element weights are the cached ones, broadcast)
+            below = torch.empty_like(prods[k - 1]).copy_(node_w[k - 1])
+            grad = below.index_add_(0, self._parents[k - 1], grad * rights[k - 1])
         grad_a += grad
         return energy, grad_a.T
 
@@ -364,41 +364,61 @@ class AceBasis(torch.nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """ε_i (N,) (eV, without core repulsion) and ∂E/∂r_e (E, 3), for MD.
 
-        Edges go into a padded (atom, neighbour slot) layout so that A = Σ_j g ⊗ Y and the
-        back-propagation to the edges are batched matrix products (no (E, nA) temporaries).
+        `centers` must be sorted. The edges are first laid out as (atom, neighbour slot), slots
+        past an atom's last neighbour holding a vector beyond the cutoff (so R = 0 there), and
+        every per-edge quantity is computed in that layout: A = Σ_j R ⊗ Y and the
+        back-propagation to the edges are then batched matrix products with no scatter of
+        (E, K) or (E, LM) blocks.
         """
         n, n_el, k_rad = species.shape[0], len(self.elements), self.radial.n_basis
-        pair = species[centers] * n_el + nbr_species
-        r = torch.linalg.vector_norm(vectors, dim=1)
-        unit = vectors / r[:, None]
-        g, dg = self.radial.with_derivative(r, pair)
-        # ∇ of the polynomial extension; its radial part is projected out after the contraction
-        y_t, dy_t = polynomial_harmonics(unit, self.max_l)  # (LM, E), (3, LM, E)
+        slot, width = _padded_slots(centers, n)
+        far = vectors.new_zeros(n * width, 3)
+        far[:, 0] = 2.0 * self.cutoff
+        vec = far.index_copy_(0, slot, vectors)
+        nbr = torch.zeros(n * width, dtype=torch.long).index_copy_(0, slot, nbr_species)
+        r = torch.linalg.vector_norm(vec, dim=1)
+        unit = vec / r[:, None]
+        pair = species.repeat_interleave(width) * n_el + nbr
+        g, dg = self.radial.with_derivative(r, pair)  # (n·width, K), zero on padding slots
+        y_t, dy_t = polynomial_harmonics(unit, self.max_l)  # (LM, n·width), (3, LM, n·width)
         n_lm = y_t.shape[0]
-        first = torch.searchsorted(centers, torch.arange(n, device=centers.device))
-        pos = torch.arange(len(centers)) - first[centers]
-        width = int(pos.max()) + 1 if len(pos) else 1
-        slot = centers * width + pos
-        g_pad = g.new_zeros(n * width, n_el, k_rad)
-        g_pad[slot, nbr_species] = g
-        y_pad = y_t.new_zeros(n * width, n_lm)
-        y_pad[slot] = y_t.T
-        g_pad = g_pad.reshape(n, width, n_el * k_rad)
-        a_full = torch.bmm(g_pad.transpose(1, 2), y_pad.reshape(n, width, n_lm))
-        cols = self._col_n * n_lm + self._col_lm
-        a = a_full.reshape(n, n_el, k_rad * n_lm)[:, :, cols].reshape(n, self.n_a)
+        g3, dg3 = self._species_blocks(g, nbr, n, width), self._species_blocks(dg, nbr, n, width)
+        y3 = y_t.view(n_lm, n, width).transpose(0, 1)  # (n, LM, width)
+        cols = self._padded_columns(n_lm)
+        a = torch.bmm(y3, g3).reshape(n, -1).index_select(1, cols)  # (n, nA)
         energy, grad_a = self.energy_and_gradient(a, species, coefficients, key)
-        w_full = a.new_zeros(n, n_el, k_rad * n_lm)
-        w_full[:, :, cols] = grad_a.reshape(n, n_el, self.n_a_element)
-        w_full = w_full.reshape(n, n_el * k_rad, n_lm)
-        h = torch.bmm(g_pad, w_full).reshape(n * width, n_lm)[slot]
-        dg_pad = dg.new_zeros(n * width, n_el, k_rad)
-        dg_pad[slot, nbr_species] = dg
-        hd = torch.bmm(dg_pad.reshape(n, width, n_el * k_rad), w_full)
-        radial = (hd.reshape(n * width, n_lm)[slot].T.contiguous() * y_t).sum(0)
-        full = (dy_t * h.T.contiguous()[None]).sum(1).T
+        w = a.new_zeros(n, n_lm * n_el * k_rad).index_copy_(1, cols, grad_a)
+        w = w.view(n, n_lm, n_el * k_rad)
+        h = torch.bmm(w, g3.transpose(1, 2))  # (n, LM, width)
+        hd = torch.bmm(w, dg3.transpose(1, 2))
+        radial = (hd * y3).sum(1).reshape(-1)  # (n·width,)
+        full = (dy_t.view(3, n_lm, n, width) * h.transpose(0, 1)[None]).sum(1).reshape(3, -1)
+        full = full.T
         tangential = full - (full * unit).sum(1, keepdim=True) * unit
-        return energy, radial[:, None] * unit + tangential / r[:, None]
+        grad = radial[:, None] * unit + tangential / r[:, None]
+        return energy, grad.index_select(0, slot)
+
+    def _species_blocks(self, values: Tensor, nbr: Tensor, n: int, width: int) -> Tensor:
+        """(n·width, K) per-slot radial values → (n, width, n_el·K), each slot's values in the
+        block of its neighbour's element (zero elsewhere)."""
+        n_el, k_rad = len(self.elements), values.shape[1]
+        if n_el == 1:
+            return values.view(n, width, k_rad)
+        out = values.new_zeros(n * width * n_el, k_rad)
+        rows = torch.arange(n * width) * n_el + nbr
+        return out.index_copy_(0, rows, values).view(n, width, n_el * k_rad)
+
+    def _padded_columns(self, n_lm: int) -> Tensor:
+        """Index of each A column in the flattened (LM, n_el·K) per-atom product of
+        :meth:`energy_and_edge_gradient`."""
+        k_rad = self.radial.n_basis
+        key = ("padded_columns", n_lm, k_rad)
+        if key not in self._static:
+            n_el = len(self.elements)
+            per_el = self._col_lm * (n_el * k_rad) + self._col_n
+            blocks = [per_el + mu * k_rad for mu in range(n_el)]
+            self._static[key] = torch.cat(blocks)
+        return self._static[key]
 
     def core_energy(self, vectors: Tensor, pair: Tensor) -> Tensor:
         """cr(r_e) per edge (eV)."""
@@ -609,6 +629,15 @@ def nested_columns(small: AceBasis, large: AceBasis) -> np.ndarray:
         raise ValueError(f"basis function {exc.args[0]} is not in the larger basis") from None
     per = large.n_per_element
     return np.concatenate([mu0 * per + spec for mu0 in range(len(small.elements))])
+
+
+def _padded_slots(centers: Tensor, n_atoms: int) -> tuple[Tensor, int]:
+    """Slot of each edge in an (atom, neighbour) layout of `width` slots per atom, and width
+    (`centers` sorted)."""
+    first = torch.searchsorted(centers, torch.arange(n_atoms, device=centers.device))
+    pos = torch.arange(len(centers)) - first[centers]
+    width = int(pos.max()) + 1 if len(pos) else 1
+    return centers * width + pos, width
 
 
 def _sparse(indices: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:

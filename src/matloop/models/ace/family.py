@@ -23,6 +23,9 @@ from matloop.neighbors import check_structure
 
 # centre atoms per block at inference (bounds memory for large cells)
 CHUNK_ATOMS = 1024
+#: bytes of a block's largest temporary (∇Y, 3·(l_max + 1)² values per neighbour slot): below
+#: glibc's 32 MB heap limit (:mod:`matloop.utils.allocator`), so blocks reuse freed memory
+BLOCK_BYTES = 16 * 1024 * 1024
 
 
 def inner_cutoffs(elements: list[str], params: AceParams) -> torch.Tensor:
@@ -212,13 +215,19 @@ class AcePotential(Potential):
         edge_grad = torch.zeros_like(graph.vectors)
         energy = graph.vectors.new_zeros(graph.n_structures)
         coef = self._coefficients(dtype)
-        for atoms, edges, centers in atom_blocks(graph, CHUNK_ATOMS):
+        for atoms, edges, centers in atom_blocks(graph, self._block_atoms(graph)):
             e_block, g_block = self._block_energy_and_gradient(graph, atoms, edges, centers, coef)
             edge_grad[edges] = g_block
             energy = energy.index_add(0, graph.structure[atoms], e_block)
         out = {"energy": energy}
         out.update(self._outputs_from_edge_gradients(edge_grad, graph, forces, stress))
         return out
+
+    def _block_atoms(self, graph: AtomicGraph) -> int:
+        """Centre atoms per block: CHUNK_ATOMS, fewer where a block's ∇Y would pass BLOCK_BYTES."""
+        slots = 1.25 * len(graph.centers) / max(1, graph.n_total_atoms) + 1  # padded width
+        per_atom = 3 * (self.basis.max_l + 1) ** 2 * slots * graph.vectors.element_size()
+        return int(min(CHUNK_ATOMS, max(16, BLOCK_BYTES // per_atom)))
 
     def _block_energy_and_gradient(
         self, graph: AtomicGraph, atoms: slice, edges: slice, centers: torch.Tensor, coef

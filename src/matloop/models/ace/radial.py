@@ -29,6 +29,29 @@ def inner_switch_with_derivative(
     return value, torch.where(inside, dmid, torch.zeros_like(r))
 
 
+def _chebyshev(x: torch.Tensor, count: int, p0: float, p1: torch.Tensor) -> torch.Tensor:
+    """(count, E): P_0 = `p0`, P_1 = `p1`, P_k = 2x P_{k−1} − P_{k−2} (T: 1, x; U: 1, 2x).
+
+    Without autograd the rows are written in place: per-k temporaries and a stack cost about
+    twice as much on the 10⁴–10⁵ edges of an MD step.
+    """
+    if torch.is_grad_enabled() and (x.requires_grad or p1.requires_grad):
+        rows = [torch.full_like(x, p0), p1][:count]
+        for _ in range(2, count):
+            rows.append(2 * x * rows[-1] - rows[-2])
+        return torch.stack(rows) if rows else x.new_zeros(0, len(x))
+    out = x.new_empty(count, len(x))
+    if count:
+        out[0] = p0
+    if count > 1:
+        out[1] = p1
+    two_x = 2 * x
+    for k in range(2, count):
+        torch.mul(two_x, out[k - 1], out=out[k])
+        out[k].sub_(out[k - 2])
+    return out
+
+
 class RadialBasis(torch.nn.Module):
     """g_k(r), k = 0..K−1, per element pair, with smooth outer and inner cutoffs."""
 
@@ -66,22 +89,19 @@ class RadialBasis(torch.nn.Module):
         y2 = math.exp(-lam)
         ex = torch.exp(-lam * r / rc)
         x = 1 - 2 * (ex - y2) / (1 - y2)
-        cheb = [torch.ones_like(x), x]
-        for _ in range(2, k_max):
-            cheb.append(2 * x * cheb[-1] - cheb[-2])
-        h = torch.stack([cheb[0]] + [0.5 - 0.5 * t for t in cheb[1:k_max]], dim=1)
+        t = _chebyshev(x, k_max, 1.0, x)  # T_k(x), (K, E)
+        k = torch.arange(k_max, dtype=x.dtype)[:, None]
+        first = (k == 0).to(x.dtype)
+        h = torch.addcmul(0.5 - 0.5 * first, 1.5 * first - 0.5, t)  # h_0 = 1, h_k = (1 − T_k)/2
         env, denv = self.envelope(r, pair, derivative)
-        g = h * env[:, None]
+        g = (h * env).T.contiguous()
         if not derivative:
             return g, None
-        # dT_k/dx = k U_{k−1}(x), U by its own recursion
-        cheb2 = [torch.ones_like(x), 2 * x]
-        for _ in range(2, k_max):
-            cheb2.append(2 * x * cheb2[-1] - cheb2[-2])
+        # dT_k/dx = k U_{k−1}(x); V_k = U_{k−1} follows the same recursion from V_0 = 0, V_1 = 1
+        v = _chebyshev(x, k_max, 0.0, torch.ones_like(x))
         dx = 2 * (lam / rc) * ex / (1 - y2)
-        dh = [torch.zeros_like(x)] + [-0.5 * k * cheb2[k - 1] * dx for k in range(1, k_max)]
-        dg = torch.stack(dh, dim=1) * env[:, None] + h * denv[:, None]
-        return g, dg
+        dh = (-0.5 * k) * v * dx
+        return g, (dh * env + h * denv).T.contiguous()
 
     def envelope(
         self, r: torch.Tensor, pair: torch.Tensor, derivative: bool = False
