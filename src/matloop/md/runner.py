@@ -215,23 +215,57 @@ def _thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) ->
         vd.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
     else:  # pragma: no cover - older ASE
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
-    if len(atoms) > 1:
-        vd.Stationary(atoms)
+    if len(atoms) > 1:  # the 3N − 3 left keep their Maxwell–Boltzmann energy, (3N − 3)/2 k_B T
+        vd.Stationary(atoms, preserve_temperature=False)
         if not any(atoms.pbc):
             vd.ZeroRotation(atoms)
 
 
+def _com_dof(atoms: Atoms) -> int:
+    """3 when the centre-of-mass momentum is conserved and ASE's count still holds it (more than
+    one atom, no FixCom, no atom pinned in space), else 0."""
+    from ase.constraints import FixCom
+
+    if len(atoms) < 2 or _pins_positions(atoms):
+        return 0
+    return 0 if any(isinstance(c, FixCom) for c in atoms.constraints) else 3
+
+
+def _kinetic_dof(atoms: Atoms) -> int:
+    """Degrees of freedom of the temperature: ASE's count (3N less what constraints remove),
+    less 3 for a conserved centre-of-mass momentum (as LAMMPS' ``compute temp``)."""
+    return max(int(atoms.get_number_of_degrees_of_freedom()) - _com_dof(atoms), 1)
+
+
+def _target_scale(atoms: Atoms, settings: NVE | NVT | NPT) -> float:
+    """Factor on the temperature handed to ASE so that its thermostat, which counts 3N (or its
+    own constraint) degrees of freedom, gives the kinetic energy (3N − 3)/2 k_B T.
+
+    Langevin carries FixCom, so ASE's count is already right; NVE has no target."""
+    if isinstance(settings, NVE) or getattr(settings, "thermostat", None) == "langevin":
+        return 1.0
+    ase_dof = 3 * len(atoms)
+    if getattr(settings, "barostat", None) == "berendsen":  # scales to atoms.get_temperature()
+        ase_dof = int(atoms.get_number_of_degrees_of_freedom())
+    return (ase_dof - _com_dof(atoms)) / ase_dof
+
+
 def _make_dynamics(
-    atoms: Atoms, settings: NVE | NVT | NPT, timestep_fs: float, rng: np.random.Generator
+    atoms: Atoms,
+    settings: NVE | NVT | NPT,
+    timestep_fs: float,
+    rng: np.random.Generator,
+    target_scale: float = 1.0,
 ):
-    """The ASE integrator for `settings` (temperatures in K, pressure in GPa, times in fs)."""
+    """The ASE integrator for `settings` (temperatures in K, pressure in GPa, times in fs);
+    the target temperature handed to ASE is `target_scale` × the requested one."""
     dt = timestep_fs * units.fs
     if isinstance(settings, NVE):
         from ase.md.verlet import VelocityVerlet
 
         return VelocityVerlet(atoms, timestep=dt)
     tdamp = (settings.tdamp_fs or 100 * timestep_fs) * units.fs
-    temperature_k = settings.temperature_k
+    temperature_k = settings.temperature_k * target_scale
     if isinstance(settings, NVT):
         if settings.thermostat == "nose-hoover":
             from ase.md.nose_hoover_chain import NoseHooverChainNVT
@@ -405,7 +439,9 @@ def run_md(
     model file). Velocities are drawn from a Maxwell–Boltzmann distribution at
     `initial_temperature_k` (default `temperature_k`) with `seed`, unless `keep_velocities` and
     the structure already has momenta. Note that NVE started from a perfect crystal at T
-    settles near T/2 (equipartition).
+    settles near T/2 (equipartition). Temperatures count 3N − 3 degrees of freedom while the
+    centre-of-mass momentum is zero and conserved (as LAMMPS' ``compute temp``; ASE counts 3N
+    unless a constraint says otherwise): every thermostat targets E_kin = (3N − 3)/2 k_B T.
 
     `log` (text table, columns :data:`LOG_COLUMNS`) and `traj` (``.traj`` or ``.xyz``; each frame
     carries ``info["time_ps"]``) are written atomically at the end. The run stops with a
@@ -474,8 +510,10 @@ def run_md(
     forces0 = _first_evaluation(atoms, str(name))
     max_force = float(np.max(np.linalg.norm(forces0, axis=1)))
 
-    dyn = _make_dynamics(atoms, settings, timestep_fs, rng)
+    target_scale = _target_scale(atoms, settings)
+    dyn = _make_dynamics(atoms, settings, timestep_fs, rng, target_scale)
     n = len(atoms)
+    dof = _kinetic_dof(atoms)  # after Langevin's FixCom
     rows: list[tuple[float, ...]] = []
     kept: list[Atoms] = []
     stopped = "steps"
@@ -491,7 +529,7 @@ def run_md(
     def record(step: int) -> tuple[float, ...]:
         epot = float(atoms.get_potential_energy())
         ekin = float(atoms.get_kinetic_energy())
-        temp = float(atoms.get_temperature())
+        temp = 2.0 * ekin / (dof * units.kB)
         row = (
             step * timestep_fs / 1000.0,
             temp,
@@ -527,9 +565,8 @@ def run_md(
                 if observe is not None or temperature_end_k is not None:
                     chunk = min(chunk, observe_interval - done % observe_interval)
                 if temperature_end_k is not None:
-                    _set_target_temperature(
-                        dyn, temperature_k + (temperature_end_k - temperature_k) * done / steps
-                    )
+                    target = temperature_k + (temperature_end_k - temperature_k) * done / steps
+                    _set_target_temperature(dyn, target * target_scale)
                 try:
                     dyn.run(chunk)
                 except KeyboardInterrupt:  # keep the steps already logged, then re-raise
