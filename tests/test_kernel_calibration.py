@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
-from ase.calculators.emt import EMT
+from helpers.reference_data import rattled_fcc_cu
 
 from matloop.calculators.potential import MatloopCalculator
-from matloop.data import Dataset, fit_reference_energies, label_with
+from matloop.data import Dataset, fit_reference_energies
 from matloop.models.kernel import KernelPotential
 from matloop.models.params import KernelParams
 from matloop.training import TrainConfig
@@ -18,13 +17,7 @@ from matloop.training import TrainConfig
 
 def cells(n: int, seed: int) -> Dataset:
     """Rattled, slightly strained 32-atom fcc Cu cells labelled with EMT."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        a = bulk("Cu", "fcc", 3.6 * (1 + rng.uniform(-0.02, 0.02)), cubic=True) * (2, 2, 2)
-        a.rattle(0.1 * rng.uniform(0.3, 1.5), seed=int(rng.integers(1 << 30)))
-        out.append(label_with(a, EMT()))
-    return Dataset(out)
+    return Dataset(rattled_fcc_cu(n, seed))
 
 
 def fitted(train, valid, delta: float) -> tuple[KernelPotential, dict]:

@@ -11,10 +11,10 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.emt import EMT
+from helpers.reference_data import rattled_fcc_cu
 
 from matloop.calculators.potential import MatloopCalculator
-from matloop.data import Dataset, fit_reference_energies, label_with
+from matloop.data import Dataset, fit_reference_energies
 from matloop.descriptors.params import SOAPParams
 from matloop.descriptors.soap import SOAPDescriptor
 from matloop.models.graph import build_graph
@@ -25,23 +25,12 @@ from matloop.training import TrainConfig
 PARAMS = {"n_sparse": 60, "descriptor": {"cutoff": 4.5, "n_max": 6, "l_max": 4}}
 
 
-def rattled_fcc(n: int, seed: int) -> list[Atoms]:
-    """Rattled, slightly strained 32-atom fcc Cu cells labelled with EMT."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        a = bulk("Cu", "fcc", 3.6 * (1 + rng.uniform(-0.02, 0.02)), cubic=True) * (2, 2, 2)
-        a.rattle(0.1 * rng.uniform(0.3, 1.5), seed=int(rng.integers(1 << 30)))
-        out.append(label_with(a, EMT()))
-    return out
-
-
 @pytest.fixture(scope="module")
 def model() -> KernelPotential:
-    train = Dataset(rattled_fcc(8, seed=10))
+    train = Dataset(rattled_fcc_cu(8, seed=10))
     out = KernelPotential(["Cu"], KernelParams.model_validate(PARAMS))
     out.set_reference_energies(fit_reference_energies(train, ["Cu"]))
-    out.fit(train, Dataset(rattled_fcc(6, seed=11)), TrainConfig(), progress=False)
+    out.fit(train, Dataset(rattled_fcc_cu(6, seed=11)), TrainConfig(), progress=False)
     return out
 
 
@@ -101,6 +90,6 @@ def test_sigma_far_from_the_data_reaches_the_prior(model):
     atom.calc = calc
     prior = float(model.sigma_scale) * float(model.delta)  # eV per atom
     assert calc.get_property("energy_std", atom) == pytest.approx(prior, rel=0.05)
-    near = rattled_fcc(1, seed=3)[0]
+    near = rattled_fcc_cu(1, seed=3)[0]
     near.calc = calc
     assert calc.get_property("energy_std", near) < 0.05 * prior

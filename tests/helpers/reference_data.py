@@ -27,6 +27,19 @@ def emt_cu_structures(
     return Dataset(structures, source="emt-cu")
 
 
+def rattled_fcc_cu(n: int, seed: int) -> list:
+    """Rattled (0.03-0.15 Å), ±2 % strained 32-atom fcc Cu cells labelled with EMT."""
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = bulk("Cu", "fcc", 3.6 * (1 + rng.uniform(-0.02, 0.02)), cubic=True) * (2, 2, 2)
+        a.rattle(0.1 * rng.uniform(0.3, 1.5), seed=int(rng.integers(1 << 30)))
+        out.append(label_with(a, EMT()))
+    return out
+
+
 def write_rattled_cu(path, n: int) -> None:
     """`n` single fcc Cu cells, each rattled by 0.05 Å, with EMT labels, to an extxyz `path`."""
     from ase.io import write

@@ -30,7 +30,12 @@ from matloop.design.acquisition import (
     score_points,
     utilities,
 )
-from matloop.design.objectives import Objective, objective_values, pareto_mask
+from matloop.design.objectives import (
+    Objective,
+    objective_values,
+    pareto_mask,
+    unmodelled_columns,
+)
 from matloop.design.space import Space, UnitBoxProblem, observed_compositions, unit_box_problem
 from matloop.design.surrogates import fit_gp_list
 from matloop.errors import ConfigError
@@ -130,12 +135,8 @@ def _observed_repeats(x: np.ndarray, x_obs: np.ndarray, total: float, name: str)
 
 
 def _unused_columns(data, space: Space, objectives: list[Objective], source: str) -> list[str]:
-    """A line naming the numeric columns of `data` that are neither components of the space nor
-    objectives (e.g. a process temperature): the continuous design does not model them."""
-    import pandas as pd
-
-    used = set(space.names) | {o.name for o in objectives}
-    unused = [c for c in data.columns if c not in used and pd.api.types.is_numeric_dtype(data[c])]
+    """A line naming the numeric columns the continuous design does not model, if any."""
+    unused = unmodelled_columns(data, space.names, objectives)
     if not unused:
         return []
     return [

@@ -111,6 +111,15 @@ def objective_values(
     return out
 
 
+def unmodelled_columns(data, inputs, objectives: list[Objective]) -> list[str]:
+    """Numeric columns of the table `data` that are neither `inputs` nor objectives (e.g. a
+    process temperature left out of the design): the model does not see them."""
+    import pandas as pd
+
+    used = set(inputs) | {o.name for o in objectives}
+    return [c for c in data.columns if c not in used and pd.api.types.is_numeric_dtype(data[c])]
+
+
 def pareto_mask(utilities: np.ndarray) -> np.ndarray:
     """Boolean mask of non-dominated rows (all columns 'larger is better'; NaN rows excluded)."""
     u = np.asarray(utilities, dtype=float)

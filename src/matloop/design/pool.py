@@ -552,12 +552,11 @@ def _maximin_pool(Xs: np.ndarray, Xo_s: np.ndarray, batch: int, seed: int) -> li
 
 
 def _unused_columns(data, cols, objectives, data_name: str, pool_name: str) -> list[str]:
-    """A line naming the numeric columns of `data` that are neither inputs (`cols`, the pool's
-    columns) nor objectives: a process parameter left out of the pool is not modelled."""
-    import pandas as pd
+    """A line naming the numeric columns of `data` that are neither the pool's columns `cols`
+    nor objectives: a process parameter left out of the pool is not modelled."""
+    from matloop.design.objectives import unmodelled_columns
 
-    used = set(cols) | {o.name for o in objectives}
-    unused = [c for c in data.columns if c not in used and pd.api.types.is_numeric_dtype(data[c])]
+    unused = unmodelled_columns(data, cols, objectives)
     if not unused:
         return []
     return [
