@@ -30,7 +30,7 @@ def inner_switch_with_derivative(
 
 
 def _chebyshev(x: torch.Tensor, count: int, p0: float, p1: torch.Tensor) -> torch.Tensor:
-    """(count, E): P_0 = `p0`, P_1 = `p1`, P_k = 2x P_{k−1} − P_{k−2} (T: 1, x; U: 1, 2x).
+    """(count, E): P_0 = `p0`, P_1 = `p1`, P_k = 2x P_{k−1} − P_{k−2} (T_k: 1, x; U_{k−1}: 0, 1).
 
     Without autograd the rows are written in place: per-k temporaries and a stack cost about
     twice as much on the 10⁴–10⁵ edges of an MD step.
