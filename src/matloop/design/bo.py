@@ -113,6 +113,18 @@ def _repeated_rows(x: np.ndarray, decimals: int = 4) -> list[int]:
     return out
 
 
+def _batch_repeats(x: np.ndarray, why: str) -> list[str]:
+    """A warning line naming the suggestions (rows of `x`) that repeat an earlier one of the
+    batch, followed by `why`."""
+    repeats = _repeated_rows(x, decimals=4)
+    if not repeats:
+        return []
+    return [
+        f"warning: suggestion(s) {', '.join(str(i + 1) for i in repeats)} repeat an earlier "
+        f"suggestion of this batch{why}"
+    ]
+
+
 def _observed_repeats(x: np.ndarray, x_obs: np.ndarray, total: float, name: str) -> list[str]:
     """A warning line for suggestions (rows of `x`, units of the total) that equal an observed
     composition (rows of `x_obs`) in every component to within 1e-4 of the total (0.01 mol %
@@ -243,12 +255,8 @@ def _suggest(
         messages.append(msg)
         z, dist = space_filling(prob, batch, seed, u_obs if len(u_obs) else None)
         x = prob.round(prob.to_x(z))
-        repeats = _repeated_rows(x, decimals=4)
-        if repeats:  # e.g. an equality constraint that leaves a single composition
-            messages.append(
-                f"warning: suggestion(s) {', '.join(str(i + 1) for i in repeats)} repeat an "
-                "earlier suggestion of this batch: the space leaves no room for distinct ones"
-            )
+        # e.g. an equality constraint that leaves a single composition
+        messages += _batch_repeats(x, ": the space leaves no room for distinct ones")
         table = pd.DataFrame(x, columns=comp_cols)
         for o in objectives:
             table[f"pred_{o.name}_mean"] = np.nan
@@ -324,13 +332,11 @@ def _suggest(
         z_np, _ = space_filling(prob, batch, seed, u_obs)
         x = prob.round(prob.to_x(z_np))
     messages += _observed_repeats(x, x_obs, t, built.name)
-    repeats = _repeated_rows(x, decimals=4)
-    if repeats:
-        messages.append(
-            f"warning: suggestion(s) {', '.join(str(i + 1) for i in repeats)} repeat an earlier "
-            f"suggestion of this batch ({built.name} found nothing else worth measuring); "
-            "ask for a smaller --batch or use --acquisition ucb for distinct points"
-        )
+    messages += _batch_repeats(
+        x,
+        f" ({built.name} found nothing else worth measuring); "
+        "ask for a smaller --batch or use --acquisition ucb for distinct points",
+    )
     u_new = prob.to_u(x)
     mean, std = _predict(model, u_new)
     per_point = score_points(built, torch.tensor(u_new, dtype=torch.double))
