@@ -48,7 +48,7 @@ def test_periodic_axes_without_a_cell_are_one_clear_error(cell, pbc):
     """pbc=True with a zero or degenerate cell was vesin's 'the box matrix is not invertible'."""
     atoms = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]], cell=cell, pbc=pbc)
     atoms.calc = _untrained_bpnn()
-    with pytest.raises(DataError, match="periodic along .* zero or linearly dependent"):
+    with pytest.raises(DataError, match="periodic along .* (zero|linearly dependent)"):
         atoms.get_potential_energy()
 
 
@@ -58,7 +58,7 @@ def test_neighbor_list_refuses_dependent_periodic_vectors():
 
     atoms = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[[4, 0, 0], [8, 0, 0], [0, 0, 4]])
     atoms.pbc = (True, True, False)
-    with pytest.raises(DataError, match="periodic along xy"):
+    with pytest.raises(DataError, match="periodic along a, b but cell vectors a, b are linear"):
         neighbor_list(atoms, 4.0)
 
 

@@ -124,7 +124,7 @@ def test_non_finite_positions_say_so():
     atoms.positions[1] = np.nan
     result = make_labeller("emt").label(atoms)
     assert result.status is LabelStatus.FAILED and len(result.attempts) == 1
-    assert "non-finite positions" in result.reason
+    assert "atom 1 has a NaN or inf position" in result.reason
 
 
 def test_element_without_parameters_is_not_retried():

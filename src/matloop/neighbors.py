@@ -12,7 +12,8 @@ from ase import Atoms
 
 from matloop.errors import DataError
 
-_AXES = "xyz"
+_AXES = "abc"
+_ZERO_A = 1e-6  # cell vectors (and singular values of periodic ones) below this are zero (Å)
 _last_good_cell: list[bytes | None] = [None]  # cell + pbc of the last structure that passed
 
 
@@ -25,33 +26,81 @@ class NeighborList:
     distances: np.ndarray | None  # (n_edges,) float64, Å
 
 
+def geometry_problem(atoms: Atoms) -> str | None:
+    """One line naming why `atoms` has no usable geometry, or None.
+
+    Checked in this order: no atoms, a NaN/inf position, a NaN/inf cell vector, and periodic
+    axes whose cell vectors are zero or linearly dependent (below 1e-6 Å).
+    A non-periodic axis may have a zero vector (a 2-D slab, a molecule without a box).
+    """
+    return _atoms_problem(atoms, allow_empty=False) or _cell_problem(
+        atoms.cell.array, np.asarray(atoms.pbc, dtype=bool)
+    )
+
+
+def _atoms_problem(atoms: Atoms, allow_empty: bool) -> str | None:
+    if len(atoms) == 0 and not allow_empty:
+        return "the structure has no atoms"
+    finite = np.isfinite(atoms.positions).all(axis=1)
+    if not finite.all():
+        return f"atom {int(np.flatnonzero(~finite)[0])} has a NaN or inf position"
+    return None
+
+
+def _names(axes: list[int]) -> str:
+    return ", ".join(_AXES[i] for i in axes)
+
+
+def _vectors(axes: list[int], singular: str, plural: str) -> str:
+    """``cell vector b is`` / ``cell vectors a, b are`` (the verb forms given)."""
+    if len(axes) == 1:
+        return f"cell vector {_names(axes)} {singular}"
+    return f"cell vectors {_names(axes)} {plural}"
+
+
+def _cell_problem(cell: np.ndarray, pbc: np.ndarray) -> str | None:
+    bad = [i for i in range(3) if not np.isfinite(cell[i]).all()]
+    if bad:
+        return f"{_vectors(bad, 'contains', 'contain')} NaN or inf"
+    periodic = [i for i in range(3) if pbc[i]]
+    if not periodic:
+        return None
+    zero = [i for i in periodic if np.linalg.norm(cell[i]) < _ZERO_A]
+    if zero:
+        return (
+            f"periodic along {_names(periodic)} but {_vectors(zero, 'is', 'are')} zero: set the "
+            f"cell, or pbc=False along {_names(zero)}"
+        )
+    if np.linalg.svd(cell[periodic], compute_uv=False).min() >= _ZERO_A:
+        return None
+    pairs = [[i, j] for i in periodic for j in periodic if i < j]
+    dependent = next(
+        (p for p in pairs if np.linalg.svd(cell[p], compute_uv=False).min() < _ZERO_A), periodic
+    )
+    return (
+        f"periodic along {_names(periodic)} but cell vectors {_names(dependent)} are linearly "
+        f"dependent (cell {np.round(cell, 4).tolist()} Å): set vectors that span the periodic "
+        "axes, or pbc=False along the axes without one"
+    )
+
+
 def check_structure(atoms: Atoms) -> None:
     """Raise :class:`DataError` for a structure no neighbour list can be built for.
 
-    Refused: NaN/inf positions or cell, and periodic axes whose cell vectors (Å) are zero or
-    linearly dependent (e.g. ``pbc=True`` with no cell): vesin answers the first with "the box
-    matrix is not invertible" and linearly dependent vectors with a floating point exception
-    that kills the Python process.
+    The checks of :func:`geometry_problem`, except that an empty structure is allowed (its
+    energy is 0). vesin answers a zero periodic vector with "the box matrix is not invertible"
+    and linearly dependent ones with a floating point exception that kills the Python process.
     """
-    positions, cell = atoms.positions, atoms.cell.array
-    if not np.isfinite(positions).all():
-        bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
-        raise DataError(
-            f"structure {atoms.get_chemical_formula()}: atom {bad} has a NaN or inf position"
-        )
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    key = cell.tobytes() + pbc.tobytes()
-    if key == _last_good_cell[0]:  # MD asks every step; the SVD was most of this check's time
-        return
-    if not np.isfinite(cell).all():
-        raise DataError(f"structure {atoms.get_chemical_formula()}: the cell contains NaN or inf")
-    if pbc.any() and np.linalg.svd(cell[pbc], compute_uv=False).min() < 1e-6:
-        axes = "".join(a for a, p in zip(_AXES, pbc, strict=True) if p)
-        raise DataError(
-            f"structure {atoms.get_chemical_formula()} is periodic along {axes} but its cell "
-            f"vectors there are zero or linearly dependent (cell {np.round(cell, 4).tolist()} Å): "
-            "set the cell, or pbc=False along the axes without one"
-        )
+    problem = _atoms_problem(atoms, allow_empty=True)
+    key = None
+    if problem is None:
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        key = atoms.cell.array.tobytes() + pbc.tobytes()
+        if key == _last_good_cell[0]:  # MD asks every step; the SVD was most of this check's time
+            return
+        problem = _cell_problem(atoms.cell.array, pbc)
+    if problem is not None:
+        raise DataError(f"structure {atoms.get_chemical_formula()}: {problem}")
     _last_good_cell[0] = key
 
 

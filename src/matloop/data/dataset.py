@@ -17,6 +17,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from matloop.errors import DataError
+from matloop.neighbors import geometry_problem
 
 MIN_DISTANCE_A = 0.5
 MAX_EXTENT_A = 1.0e4  # larger structures or cells are input errors (Å)
@@ -83,21 +84,9 @@ def validate_structure(
     """Raise :class:`DataError` naming file and frame if `atoms` is not usable reference data."""
     where = _label(source, index)
     n = len(atoms)
-    if n == 0:
-        raise DataError(f"{where}: structure has no atoms")
-    pos = atoms.get_positions()
-    if not np.all(np.isfinite(pos)):
-        raise DataError(f"{where}: positions contain NaN or inf")
-    cell = atoms.cell.array
-    if not np.all(np.isfinite(cell)):
-        raise DataError(f"{where}: cell contains NaN or inf")
-    for axis in range(3):
-        if atoms.pbc[axis] and np.linalg.norm(cell[axis]) < 1e-8:
-            raise DataError(
-                f"{where}: periodic along axis {'abc'[axis]} but that cell vector has zero length"
-            )
-    if atoms.pbc.all() and abs(np.linalg.det(cell)) < 1e-8:
-        raise DataError(f"{where}: periodic cell has zero volume")
+    problem = geometry_problem(atoms)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
     _check_extent(atoms, where)
     results = _results(atoms)
     if require_energy:

@@ -27,6 +27,7 @@ from ase import Atoms
 from ase.calculators.calculator import InputError, SCFError
 
 from matloop.errors import ConfigError
+from matloop.neighbors import geometry_problem
 from matloop.utils.jsonable import to_jsonable
 
 
@@ -482,19 +483,9 @@ class Labeller:
 
     def structure_problem(self, atoms: Atoms) -> str | None:
         """Why `atoms` cannot be labelled at all (a 'config' failure, no attempt), or None."""
-        if len(atoms) == 0:
-            return "the structure has no atoms"
-        if not np.all(np.isfinite(atoms.positions)):
-            return "the structure has non-finite positions (NaN or inf Å)"
-        lengths = atoms.cell.lengths()
-        flat = [
-            ax for ax, pbc, n in zip("abc", atoms.pbc, lengths, strict=True) if pbc and n < 1e-8
-        ]
-        if flat:
-            return (
-                f"the structure is periodic along {', '.join(flat)} (pbc={atoms.pbc.tolist()}) "
-                "but that cell vector is zero: give the cell, or pbc=False for a molecule"
-            )
+        problem = geometry_problem(atoms)
+        if problem is not None:
+            return problem
         if self.compute_stress and not atoms.pbc.all():
             return (
                 f"compute_stress is set but the structure is not periodic in 3-D "
