@@ -189,13 +189,26 @@ def md_command(
     typer.echo(f"largest force: {s['max_force_ev_per_a']:.3f} eV/Å")
     if s["nve_drift_mev_per_atom_per_ps"] is not None:
         typer.echo(f"NVE energy drift: {s['nve_drift_mev_per_atom_per_ps']:.4g} meV/atom/ps")
-    for label, path in (("log", log), ("trajectory", traj)):
-        if path is not None:
-            typer.echo(f"{label}: {path}")
+    if log is not None:
+        typer.echo(f"log: {log}")
+    if traj is not None:
+        typer.echo(f"trajectory: {traj}{_last_frame_note(result.steps, steps, traj_interval)}")
     if summary_json is not None:
         atomic_write_text(summary_json, json.dumps(s, indent=2) + "\n")
     if guard is not None:
         guard.finish()
+
+
+def _last_frame_note(done: int, steps: int, traj_interval: int | None) -> str:
+    """Where the trajectory ends when its frame grid misses the last step run (frames stay
+    evenly spaced, as ASE and LAMMPS dumps, for the MSD); empty when it holds that step."""
+    from matloop.md.runner import default_traj_interval
+
+    every = traj_interval or default_traj_interval(steps)
+    last = done - done % every
+    if last == done:
+        return ""
+    return f" (frames every {every} steps: the last is step {last} of {done}; the log has the end)"
 
 
 def _learn(

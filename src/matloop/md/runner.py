@@ -206,6 +206,9 @@ def _pressure_gpa(atoms: Atoms, with_stress: bool) -> float:
 
 
 def _thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> None:
+    """Maxwell–Boltzmann momenta at `temperature_k` (K) with `rng`, less the centre-of-mass
+    motion, rescaled so the kinetic temperature (over :func:`_kinetic_dof`) is exactly that
+    (as LAMMPS' ``velocity create``; one draw of a small cell can be off by 25 %)."""
     from ase.md import velocitydistribution as vd
 
     if temperature_k <= 0:
@@ -219,6 +222,10 @@ def _thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) ->
         vd.Stationary(atoms, preserve_temperature=False)
         if not any(atoms.pbc):
             vd.ZeroRotation(atoms)
+    ekin = float(atoms.get_kinetic_energy())
+    if ekin > 0:
+        target = 0.5 * _kinetic_dof(atoms) * units.kB * temperature_k
+        atoms.set_momenta(atoms.get_momenta() * math.sqrt(target / ekin))
 
 
 def _com_dof(atoms: Atoms) -> int:
@@ -314,6 +321,11 @@ def _make_dynamics(
 # refused: single-frame formats (.vasp) or whole-file ones (.json, .cif) written frame by frame
 # give a file that does not read back, and read-only ones (.dcd) fail mid-run.
 TRAJ_FORMATS = {".traj": "traj", ".xyz": "extxyz", ".extxyz": "extxyz", ".pdb": "proteindatabank"}
+
+
+def default_traj_interval(steps: int) -> int:
+    """Steps between trajectory frames when none is given: about 200 frames a run."""
+    return max(1, int(steps) // 200)
 
 
 def check_traj_path(path: str | Path | None) -> None:
@@ -437,14 +449,17 @@ def run_md(
     times. `calculator` is an ASE calculator or a name for
     :func:`matloop.calculators.resolve_calculator` (``emt``, ``sw``, ``module:function``, a
     model file). Velocities are drawn from a Maxwell–Boltzmann distribution at
-    `initial_temperature_k` (default `temperature_k`) with `seed`, unless `keep_velocities` and
-    the structure already has momenta. Note that NVE started from a perfect crystal at T
-    settles near T/2 (equipartition). Temperatures count 3N − 3 degrees of freedom while the
-    centre-of-mass momentum is zero and conserved (as LAMMPS' ``compute temp``; ASE counts 3N
-    unless a constraint says otherwise): every thermostat targets E_kin = (3N − 3)/2 k_B T.
+    `initial_temperature_k` (default `temperature_k`) with `seed` and rescaled to exactly that
+    temperature, unless `keep_velocities` and the structure already has momenta. Note that NVE
+    started from a perfect crystal at T settles near T/2 (equipartition). Temperatures count
+    3N − 3 degrees of freedom while the centre-of-mass momentum is zero and conserved (as
+    LAMMPS' ``compute temp``; ASE counts 3N unless a constraint says otherwise): every
+    thermostat targets E_kin = (3N − 3)/2 k_B T.
 
     `log` (text table, columns :data:`LOG_COLUMNS`) and `traj` (``.traj`` or ``.xyz``; each frame
-    carries ``info["time_ps"]``) are written atomically at the end. The run stops with a
+    carries ``info["time_ps"]``) are written atomically at the end. The log always ends with the
+    last step; the trajectory holds the steps on its `traj_interval` grid only (evenly spaced,
+    as ASE and LAMMPS dumps; ``result.atoms`` is the final state). The run stops with a
     :class:`MatloopError` if energies become non-finite or a force exceeds `max_force_ev_per_a`
     (an exploding simulation).
 
@@ -488,7 +503,7 @@ def run_md(
     if log_interval is None:
         log_interval = max(1, steps // 1000)
     if traj_interval is None:
-        traj_interval = max(1, steps // 200)
+        traj_interval = default_traj_interval(steps)
     if observe_interval is None:
         observe_interval = log_interval
     if log_interval <= 0 or traj_interval <= 0 or observe_interval <= 0:
