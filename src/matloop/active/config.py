@@ -79,6 +79,15 @@ class ReferenceConfig(_Strict):
     )
     compute_stress: bool | None = Field(None, description="default: for fully periodic cells")
 
+    @model_validator(mode="after")
+    def _ladders(self) -> ReferenceConfig:
+        if self.max_retries == 0 and any((self.handlers or {}).values()):
+            raise ValueError(
+                "handlers are never tried with max_retries: 0 (no retry); raise max_retries or "
+                "remove handlers"
+            )
+        return self
+
 
 class InitialConfig(_Strict):
     """Starting structures and the first batch of labels."""
@@ -181,9 +190,15 @@ class SelectConfig(_Strict):
         "model whose only σ is energy_std (one kernel GP), eV/atom (null: 0.001 eV/atom)",
     )
     max_per_iteration: int = Field(10, ge=1)
-    diversity: Literal["fps", "none"] = "fps"
+    diversity: Literal["fps", "none"] = Field(
+        "fps",
+        description="fps: farthest-point sampling in descriptor space; none: the most uncertain "
+        "first (with strategy.selection: fps only; the other selections choose for diversity)",
+    )
     descriptor: Literal["auto", "model", "simple"] = Field(
-        "auto", description="model: calc.get_descriptors averaged per structure; simple: RDF"
+        "auto",
+        description="space of the fps and sigma_fps distances (not used by dopt, vopt or "
+        "diversity none); model: calc.get_descriptors averaged per structure; simple: RDF",
     )
 
     def threshold_for(self, kind: str | None) -> float:
@@ -323,6 +338,22 @@ class ActiveLearningConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _no_silent_override(self) -> ActiveLearningConfig:
+        # a key that the others would leave without effect is refused, not ignored
+        from matloop.active.select import selection_conflict
+
+        st = self.strategy
+        conflict = selection_conflict(st.selection, self.select.diversity, self.select.descriptor)
+        if conflict:
+            raise ValueError(conflict)
+        if st.walker_driver_until is not None and st.walker_driver is None:
+            raise ValueError(
+                "strategy.walker_driver_until needs strategy.walker_driver (the calculator "
+                "that moves the walkers until that many labels)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _test_targets(self) -> ActiveLearningConfig:
         # without a test set a test-error target would never stop the run
         for key in ("test_force_mae_target", "test_energy_mae_target_mev_per_atom"):
@@ -436,8 +467,10 @@ select:
   threshold: null            # candidates need σ above this (unit: see explore above);
                              # null: 0.05 eV/Å, or 0.001 eV/atom for an energy σ
   max_per_iteration: 10
-  diversity: fps             # farthest-point sampling in descriptor space (or: none)
-  descriptor: auto           # auto | model (calc.get_descriptors) | simple (radial histogram)
+  diversity: fps             # farthest-point sampling in descriptor space; none: the most
+                             # uncertain first (strategy.selection: fps only)
+  descriptor: auto           # auto | model (calc.get_descriptors) | simple (radial histogram):
+                             # the space of fps and sigma_fps (not of dopt, vopt)
 model:
   family: ace
   committee: null            # members (different seeds and bootstrap subsets); null: 1 for

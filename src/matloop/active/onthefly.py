@@ -125,10 +125,10 @@ class OnTheFlyLearner:
         return read(str(self.dir / "labels.xyz"), ":")
 
     # -- one event -----------------------------------------------------------------------------
-    def _label_and_refit(self, atoms: Atoms, state: dict[str, Any]) -> str:
+    def _label_and_refit(self, atoms: Atoms, state: dict[str, Any]) -> tuple[str, int]:
         """Label `atoms` with the reference (unless labels.xyz already ends with the label of
         the pending event, from a run killed while refitting), refit on all labels; the new
-        model's path."""
+        model's path and the number of labels it was fitted on."""
         from matloop.active.report import load_model_or_run
         from matloop.calculators import resolve_calculator
         from matloop.data import Dataset, label_with
@@ -151,15 +151,15 @@ class OnTheFlyLearner:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = train(Dataset(labels, validate=False), out, config=config, progress=False)
-        return str(Path(result.model_path).resolve())
+        return str(Path(result.model_path).resolve()), len(labels)
 
     def _event(self, atoms: Atoms, state: dict[str, Any]) -> None:
         """Label and refit for ``state["pending"]``; record the event and save the state."""
-        path = self._label_and_refit(atoms, state)
+        path, n_labels = self._label_and_refit(atoms, state)
         event = state.pop("pending")
         state["n_refits"] += 1
         state["model"] = path
-        state["events"].append({**event, "n_labels": len(self.labels())})
+        state["events"].append({**event, "n_labels": n_labels})
         self._save(state)
 
     # -- driver --------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ Methods (``method``):
 
 Whatever the method, a snapshot that repeats a more uncertain one or a labelled structure
 (identical or symmetry-equivalent, :func:`distinct`) is not a candidate.
+
+``diversity="none"`` (the most uncertain first) is a variant of ``fps`` only, and
+``descriptor`` is the space of the ``fps`` and ``sigma_fps`` distances; a configuration in which
+either would have no effect is refused (:func:`selection_conflict`).
 """
 
 from __future__ import annotations
@@ -179,6 +183,31 @@ def _subsample(labelled: Sequence[Atoms], n: int = 200) -> list[Atoms]:
     return pool
 
 
+def selection_conflict(method: str, diversity: str = "fps", descriptor: str = "auto") -> str | None:
+    """Why `diversity` or `descriptor` would have no effect with `method` (one line), or None.
+
+    ``sigma_fps``, ``dopt``, ``vopt`` and ``auto`` (one of those) make their own diverse choice,
+    so ``diversity="none"`` belongs to ``fps``; ``dopt`` and ``vopt`` work in the model's per-atom
+    feature space and ``diversity="none"`` uses no distances, so neither has a descriptor
+    (``auto`` may resolve to ``sigma_fps``, which has)."""
+    if diversity == "none" and method != "fps":
+        return (
+            f"select.diversity: none (most uncertain first) applies to strategy.selection: fps "
+            f"only; strategy.selection: {method} makes its own diverse choice: set "
+            "select.diversity: fps, or strategy.selection: fps"
+        )
+    if descriptor != "auto" and (method in ("dopt", "vopt") or diversity == "none"):
+        why = (
+            f"strategy.selection: {method} (it uses the model's per-atom features)"
+            if method in ("dopt", "vopt")
+            else "select.diversity: none (no distances)"
+        )
+        return (
+            f"select.descriptor: {descriptor} has no effect with {why}; set select.descriptor: auto"
+        )
+    return None
+
+
 def select_candidates(
     snapshots: Sequence[Atoms],
     uncertainties: Sequence[float],
@@ -191,7 +220,15 @@ def select_candidates(
     labelled: Sequence[Atoms] = (),
     method: str = "fps",
 ) -> list[int]:
-    """Indices of the snapshots to label (most uncertain first when diversity is 'none')."""
+    """Indices of the snapshots to label (most uncertain first when diversity is 'none').
+
+    ``diversity="none"`` with another `method` than ``fps`` is a ConfigError
+    (:func:`selection_conflict`; the configuration also refuses an unused ``descriptor``)."""
+    conflict = selection_conflict(method, diversity)
+    if conflict:
+        from matloop.errors import ConfigError
+
+        raise ConfigError(conflict)
     unc = np.asarray(uncertainties, dtype=float)
     above = [int(i) for i in np.argsort(-unc) if unc[i] > threshold]
     if not above or max_n <= 0:
