@@ -10,9 +10,14 @@ Example::
       B2O3: [0, 20]       # short form [min, max]
       Na2O: {min: 0, max: 25}
       PbO: {min: 0, max: 10}
-    forbidden: [PbO]      # fixed at 0
+    forbidden: [PbO]      # fixed at 0 (its max may be > 0, its min must be 0)
     linear_constraints:
       - {coefficients: {Na2O: 1, B2O3: 1}, le: 30}
+
+:func:`load_space` refuses, in one line, settings that contradict each other or cannot take
+effect: a forbidden component with a positive min, a max above the total, a linear constraint
+with only forbidden components (or zero coefficients), non-finite numbers, and bounds or
+constraints that no composition with Σ = total satisfies.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 from matloop.compositions.core import parse_component
 from matloop.errors import ConfigError, DataError
@@ -32,8 +37,8 @@ class Bounds(BaseModel):
     """Bounds of one component, in the units of the total (e.g. mol %)."""
 
     model_config = ConfigDict(extra="forbid")
-    min: float = 0.0
-    max: float
+    min: FiniteFloat = 0.0
+    max: FiniteFloat
 
     @model_validator(mode="after")
     def _check(self) -> Bounds:
@@ -46,10 +51,10 @@ class LinearConstraint(BaseModel):
     """``Σ coefficients[c] · x_c`` ``<=`` le / ``>=`` ge / ``==`` eq (x in units of the total)."""
 
     model_config = ConfigDict(extra="forbid")
-    coefficients: dict[str, float]
-    le: float | None = None
-    ge: float | None = None
-    eq: float | None = None
+    coefficients: dict[str, FiniteFloat]
+    le: FiniteFloat | None = None
+    ge: FiniteFloat | None = None
+    eq: FiniteFloat | None = None
 
     @model_validator(mode="after")
     def _one_side(self) -> LinearConstraint:
@@ -60,16 +65,27 @@ class LinearConstraint(BaseModel):
             raise ValueError("coefficients must not be empty")
         return self
 
+    def __str__(self) -> str:
+        """``Na2O + 2*CaO <= 30`` (as written in the YAML)."""
+        terms = " ".join(
+            f"{'-' if c < 0 else '+'} {'' if abs(c) == 1 else f'{abs(c):g}*'}{n}"
+            for n, c in self.coefficients.items()
+        ).removeprefix("+ ")
+        op, rhs = next(
+            (o, v) for o, v in (("<=", self.le), (">=", self.ge), ("==", self.eq)) if v is not None
+        )
+        return f"{terms} {op} {rhs:g}"
+
 
 class Space(BaseModel):
     """A composition design space; see the module docstring for the YAML form."""
 
     model_config = ConfigDict(extra="forbid")
-    total: float = Field(100.0, gt=0)
+    total: float = Field(100.0, gt=0, allow_inf_nan=False)
     basis: str = Field("mol", pattern="^(mol|wt)$")
     #: how far a measured row's sum may be from the total (units of the total); default 0.5 % of
     #: the total (0.5 mol % of 100, 0.005 of a fraction total of 1)
-    sum_tolerance: float | None = Field(None, ge=0)
+    sum_tolerance: float | None = Field(None, ge=0, allow_inf_nan=False)
     components: dict[str, Bounds]
     forbidden: list[str] = Field(default_factory=list)
     linear_constraints: list[LinearConstraint] = Field(default_factory=list)
@@ -112,6 +128,34 @@ class Space(BaseModel):
     def names(self) -> list[str]:
         """All component names: the space components, then forbidden ones not listed there."""
         return list(self.components) + [f for f in self.forbidden if f not in self.components]
+
+    def check_consistent(self) -> None:
+        """:class:`ConfigError` naming every setting that contradicts another or cannot take
+        effect (checks that need more than one field, so they run after pydantic's)."""
+        problems = []
+        bad = {n: b.min for n, b in self.components.items() if n in self.forbidden and b.min > 0}
+        if bad:
+            mins = ", ".join(f"components.{n}.min = {v:g}" for n, v in bad.items())
+            problems.append(
+                f"forbidden: {', '.join(bad)} contradicts {mins} (a forbidden component is fixed "
+                "at 0); set the min to 0 or remove the component from forbidden"
+            )
+        above = [f"{n}.max = {b.max:g}" for n, b in self.components.items() if b.max > self.total]
+        if above:
+            problems.append(
+                f"components {', '.join(above)} above total {self.total:g} (bounds are in the "
+                "units of the total, e.g. mol % with total: 100)"
+            )
+        for i, lc in enumerate(self.linear_constraints):
+            if all(c == 0 or n in self.forbidden for n, c in lc.coefficients.items()):
+                why = [n for n, c in lc.coefficients.items() if c != 0]
+                why_text = f"forbidden {', '.join(why)} fixed at 0" if why else "coefficients all 0"
+                problems.append(
+                    f"linear_constraints[{i}] ({lc}): its left side is always 0 ({why_text}); "
+                    "remove it"
+                )
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     def lower(self) -> np.ndarray:
         return np.array(
@@ -157,7 +201,12 @@ def load_space(path: str | Path) -> Space:
     from matloop.utils.config import load_yaml, parse_config
 
     data = load_yaml(path, what="space file")
-    return parse_config(data, Space, f"{path}: invalid space", "a mapping with 'components', ...")
+    space = parse_config(data, Space, f"{path}: invalid space", "a mapping with 'components', ...")
+    try:
+        unit_box_problem(space)  # contradictions and infeasibility, before any data is read
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: invalid space: {exc}") from None
+    return space
 
 
 @dataclass
@@ -298,14 +347,49 @@ class UnitBoxProblem:
                 f"{lo_sum:g}..{hi_sum:g} but total is {s.total:g}"
                 + (f" (forbidden: {', '.join(s.forbidden)})" if s.forbidden else "")
             )
+        for i, lc in enumerate(s.linear_constraints):
+            lo, hi = self._lhs_range(lc)
+            rhs = next(v for v in (lc.le, lc.ge, lc.eq) if v is not None)
+            tol = 1e-9 * max(1.0, abs(rhs), abs(lo), abs(hi))
+            if (
+                (lc.le is not None and lo > lc.le + tol)
+                or (lc.ge is not None and hi < lc.ge - tol)
+                or (lc.eq is not None and not lo - tol <= lc.eq <= hi + tol)
+            ):
+                return (
+                    f"constraints leave no feasible composition: linear_constraints[{i}] ({lc}) "
+                    f"cannot hold: within the component bounds and total {s.total:g} its left "
+                    f"side ranges {lo:g}..{hi:g}"
+                )
         return (
             "constraints leave no feasible composition: bounds, total and linear_constraints "
             "cannot all hold at once"
         )
 
+    def _lhs_range(self, lc: LinearConstraint) -> tuple[float, float]:
+        """Least and greatest ``Σ coef · x`` over the bounds with Σ x = total (units of the
+        total)."""
+        from scipy.optimize import linprog
+
+        names = self.space.names
+        coef = np.array([lc.coefficients.get(n, 0.0) for n in names])
+        out = []
+        for sign in (1.0, -1.0):
+            res = linprog(
+                sign * coef,
+                A_eq=np.ones((1, len(names))),
+                b_eq=[self.space.total],
+                bounds=list(zip(self.lo, self.hi, strict=True)),
+                method="highs",
+            )
+            out.append(sign * res.fun)
+        return out[0], out[1]
+
 
 def unit_box_problem(space: Space) -> UnitBoxProblem:
-    """Translate `space` into fraction units over its free components."""
+    """Translate `space` into fraction units over its free components (:class:`ConfigError`
+    when its settings contradict each other or leave no feasible composition)."""
+    space.check_consistent()
     names = space.names
     lo, hi = space.lower(), space.upper()
     t = space.total
