@@ -104,8 +104,10 @@ class MatloopFix:
 
     Made by :func:`attach`. Each call gathers LAMMPS' atoms in atom-ID order as an ASE `Atoms`
     (LAMMPS' frame and cell, atom type t → ``elements[t - 1]``), and hands back the energy (eV),
-    the forces (eV/Å) and, for cells periodic in x, y and z, the virial
-    W = −V σ (eV; σ the ASE stress in eV/Å³), which LAMMPS adds to its pressure.
+    the forces (eV/Å) and the virial W = −∂E/∂ε (eV), which LAMMPS adds to its pressure: −V σ
+    (σ the ASE stress in eV/Å³) for a box periodic along some axis, Σᵢ rᵢ⊗fᵢ for a box periodic
+    along none (what LAMMPS' own pair styles give there). A box periodic along some axes only,
+    with a calculator that gives no stress for it, gets no virial (warned of once).
     ``calls`` counts the evaluations. LAMMPS cannot stop on a Python exception raised inside the
     callback, so the first one is kept: the forces and energy become NaN and :meth:`check`
     (called by :func:`run_input` after each command) raises it.
@@ -121,6 +123,7 @@ class MatloopFix:
         self._atoms: Atoms | None = None
         self.calls = 0
         self.error: BaseException | None = None
+        self._stress_refused = False  # the calculator gives no stress for this mixed box
 
     def check(self) -> None:
         """Raise the exception the model raised inside LAMMPS, if any."""
@@ -149,19 +152,44 @@ class MatloopFix:
         order = np.argsort(np.asarray(tag).reshape(-1))
         types = np.asarray(lmp.numpy.extract_atom("type", nelem=nlocal)).reshape(-1)
         atoms = self._structure(self._numbers[types[order] - 1], np.asarray(x)[order])
-        periodic = bool(atoms.pbc.all())
         calc = self.calculator
         # stress first: calculators that compute it on request (EMT) then give energy and
         # forces from the same evaluation instead of a second one
-        stress = calc.get_stress(atoms) if periodic else None
+        stress = self._stress(atoms) if atoms.pbc.any() else None
         energy = float(calc.get_potential_energy(atoms))
-        f[order] = calc.get_forces(atoms)
+        forces = calc.get_forces(atoms)
+        f[order] = forces
         lmp.fix_external_set_energy_global(self.fix_id, energy)
         if stress is not None:
             w = -atoms.get_volume() * np.asarray(stress, dtype=float)
+        elif not atoms.pbc.any():
+            w = _cluster_virial(atoms.positions, np.asarray(forces, dtype=float))
+        else:
+            w = None
+        if w is not None:
             # ASE Voigt xx yy zz yz xz xy → LAMMPS xx yy zz xy xz yz
             lmp.fix_external_set_virial_global(self.fix_id, [w[0], w[1], w[2], w[5], w[4], w[3]])
         self.calls += 1
+
+    def _stress(self, atoms: Atoms) -> np.ndarray | None:
+        """The calculator's stress (eV/Å³); None, warned of once, if it gives none for a box
+        periodic along some axes only."""
+        if atoms.pbc.all():
+            return self.calculator.get_stress(atoms)
+        if self._stress_refused:
+            return None
+        try:
+            return self.calculator.get_stress(atoms)
+        except NotImplementedError:  # ASE's PropertyNotImplementedError
+            self._stress_refused = True
+        open_axes = "".join(axis for axis, p in zip("xyz", atoms.pbc, strict=True) if not p)
+        warnings.warn(
+            f"the LAMMPS box is not periodic along {open_axes} and the model gives no stress "
+            "for such a box: LAMMPS' pressure and virial (and any barostat) lack the model's "
+            "part, only the kinetic part is counted",
+            stacklevel=2,
+        )
+        return None
 
     def _structure(self, numbers: np.ndarray, positions: np.ndarray) -> Atoms:
         lo, hi, xy, yz, xz, periodic, _ = self.lmp.extract_box()
@@ -188,8 +216,9 @@ def attach(
     metal``, run on one MPI rank and already have its box (after ``read_data``/``create_box``).
     `elements` names the element of each atom type in type order (a list or ``"Cu,Ni"``;
     default: the calculator's ``elements``, which then must match the number of types). Any
-    ``pair_style`` the input defines adds to the model (normally define none). A box not
-    periodic in x, y and z gets no virial from the model (warned of).
+    ``pair_style`` the input defines adds to the model (normally define none). A box periodic
+    along some axes only gets no virial if the calculator gives no stress for it (warned of at
+    the first evaluation).
 
     A type whose LAMMPS mass is the standard mass of another element than the one it is run as
     (types in another order than `elements`, e.g. a data file written with another
@@ -211,7 +240,6 @@ def attach(
     elements = _type_elements(calculator, elements, int(lmp.extract_global("ntypes")))
     if check_masses:
         check_type_masses(lmp, elements, _model_elements(calculator))
-    _warn_if_not_periodic(lmp)
     fix = MatloopFix(lmp, calculator, elements, fix_id, check_masses=check_masses)
     lmp.commands_list(
         [
@@ -223,16 +251,13 @@ def attach(
     return fix
 
 
-def _warn_if_not_periodic(lmp) -> None:
-    """Warn that a box not periodic in x, y and z gets no virial from the model."""
-    periodic = lmp.extract_box()[5]
-    if not all(periodic):
-        open_axes = "".join(axis for axis, p in zip("xyz", periodic, strict=True) if not p)
-        warnings.warn(
-            f"the LAMMPS box is not periodic along {open_axes}: the model adds no virial, so "
-            "LAMMPS' pressure (and any barostat) sees only the kinetic part",
-            stacklevel=3,
-        )
+def _cluster_virial(positions: np.ndarray, forces: np.ndarray) -> np.ndarray:
+    """W = −∂E/∂ε = Σᵢ rᵢ⊗fᵢ (Voigt, eV) of atoms periodic along no axis (positions Å, forces
+    eV/Å); symmetrised, as the energy of a model does not change under rotations."""
+    r = positions - positions.mean(axis=0)  # Σ f = 0: any origin; the centroid loses least
+    w = r.T @ forces
+    w = 0.5 * (w + w.T)
+    return np.array([w[0, 0], w[1, 1], w[2, 2], w[1, 2], w[0, 2], w[0, 1]])
 
 
 def _warn_of_pair_style(path: Path, lineno: int, text: str) -> None:
