@@ -149,6 +149,21 @@ def metrics_from_predictions(pred: Predictions) -> dict:
     return out
 
 
+def unmeasured(dataset: Dataset, metrics: dict) -> dict[str, str]:
+    """The errors `metrics` (of `dataset`) lack, each with why: ``forces`` when no structure has
+    reference forces, ``stress`` when periodic structures are there but no stress error is."""
+    out = {}
+    if "force_mae_ev_per_a" not in metrics:
+        out["forces"] = "no reference forces"
+    if "stress_mae_gpa" not in metrics and any(a.pbc.all() for a in dataset):
+        out["stress"] = (
+            "no predicted stress for the structures with a reference stress"
+            if dataset.has_stress
+            else "no reference stresses"
+        )
+    return out
+
+
 def evaluate(calc, dataset: Dataset, progress: bool = False) -> dict:
     """Metrics over the whole dataset plus ``per_config_type`` with the same keys."""
     pred = predict(calc, dataset, progress=progress)

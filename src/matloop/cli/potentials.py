@@ -239,7 +239,7 @@ def evaluate_command(
     """Errors of a model on labelled data, overall and per config_type."""
     import matloop
     from matloop.data import read_dataset
-    from matloop.evaluation import evaluate_predictions, parity_plot, predict
+    from matloop.evaluation import evaluate_predictions, parity_plot, predict, unmeasured
     from matloop.utils.files import atomic_write_text
 
     check_outputs(force, {"--json": json_out}, plot, {"MODEL": model, "DATA": data})
@@ -259,6 +259,10 @@ def evaluate_command(
     rows = {"all": metrics} | {f"  {k}": v for k, v in metrics["per_config_type"].items()}
     typer.echo(f"{metrics['n_structures']} structures, {metrics['n_atoms']} atoms")
     typer.echo(_table(rows))
+    missing = unmeasured(dataset, metrics)
+    if missing:  # an energies-only set gets its energy errors, and says what it lacks
+        metrics["not_measured"] = missing
+        typer.echo("not measured: " + ", ".join(f"{k} ({why})" for k, why in missing.items()))
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(metrics, indent=2))
         typer.echo(f"metrics: {json_out}")

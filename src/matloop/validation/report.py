@@ -36,11 +36,12 @@ def _dataset(data: DataLike, what: str):
 
     if isinstance(data, Dataset):
         return data
+    # energies are all a test set needs (as for `matloop evaluate`); the report says what it lacks
     if isinstance(data, str | Path):
-        return read_dataset(data)
+        return read_dataset(data, require_forces=False)
     if not data:
         raise ConfigError(f"the {what} set is empty")
-    return Dataset(list(data), source=what)
+    return Dataset(list(data), source=what, require_forces=False)
 
 
 def _data_notes(train, checks: list[dict[str, Any]]) -> list[str]:
@@ -94,6 +95,40 @@ def _check(
         "summary": summary,
         "detail": detail,
     }
+
+
+def _error_checks(metrics: dict, test, th: Thresholds) -> list[dict[str, Any]]:
+    """The test-set MAE checks; an error the test set cannot give is a row saying why."""
+    from matloop.evaluation import unmeasured
+
+    missing = unmeasured(test, metrics)
+    checks = []
+    for key, unit, limit, kind in (
+        ("energy_mae_mev_per_atom", "meV/atom", th.max_energy_mae_mev_per_atom, "energy"),
+        ("force_mae_ev_per_a", "eV/Å", th.max_force_mae_ev_per_a, "forces"),
+        ("stress_mae_gpa", "GPa", th.max_stress_mae_gpa, "stress"),
+    ):
+        name = f"test {key.split('_')[0]} MAE"
+        if key in metrics:
+            checks.append(_check(name, metrics[key], limit, unit))
+        elif kind in missing:
+            unjudged = "" if limit is None else f"; limit {limit:g} {unit} not judged"
+            summary = f"not measured: {missing[kind]} in the test set{unjudged}"
+            checks.append(_check(name, None, None, unit, summary=summary))
+    return checks
+
+
+def _largest_predicted_force(calc, test, pred) -> float:
+    """Largest predicted |F| (eV/Å) on the test structures, computed here when the test set
+    has no reference forces (the predictions then hold none)."""
+    if pred.forces_pred is not None:
+        return float(np.linalg.norm(pred.forces_pred, axis=1).max())
+    norms = []
+    for atoms in test:
+        work = atoms.copy()
+        work.calc = calc
+        norms.append(np.linalg.norm(work.get_forces(), axis=1))
+    return float(np.concatenate(norms).max())  # NaN stays NaN, as from the predictions
 
 
 def _non_finite_check(pred, label: str) -> dict[str, Any]:
@@ -626,14 +661,7 @@ def build_report(
     sections["test_metrics"] = m_test
     figures.update(_parity_and_hist(pred_test, "test"))
     checks.append(_non_finite_check(pred_test, "test"))
-    for key, unit, limit in (
-        ("energy_mae_mev_per_atom", "meV/atom", th.max_energy_mae_mev_per_atom),
-        ("force_mae_ev_per_a", "eV/Å", th.max_force_mae_ev_per_a),
-        ("stress_mae_gpa", "GPa", th.max_stress_mae_gpa),
-    ):
-        if key in m_test:
-            label = key.split("_")[0]
-            checks.append(_check(f"test {label} MAE", m_test[key], limit, unit))
+    checks.extend(_error_checks(m_test, test, th))
     if train is not None:
         pred_train = predict(calc, train, progress=st.progress)
         m_train = evaluate_predictions(pred_train)
@@ -675,11 +703,7 @@ def build_report(
         )
 
     # --- largest predicted force on the test set
-    fmax_test = (
-        float(np.linalg.norm(pred_test.forces_pred, axis=1).max())
-        if pred_test.forces_pred is not None
-        else float("nan")
-    )
+    fmax_test = _largest_predicted_force(calc, test, pred_test)
     fmax_ref = (
         float(np.nanmax(np.linalg.norm(pred_test.forces_ref, axis=1)))
         if pred_test.forces_ref is not None
