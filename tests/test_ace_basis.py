@@ -188,6 +188,28 @@ def test_design_rows_equal_autograd_of_energy(basis):
     np.testing.assert_allclose(rows.energy[1], single.energy[0], atol=1e-10)
 
 
+def test_design_rows_over_many_blocks_equal_autograd(basis):
+    """Atoms are processed in blocks: 24 + 9 + 1 atoms put block edges inside a structure,
+    a block across two structures and a structure of one atom (no neighbours within 4.5 Å)."""
+    lone = Atoms("Au", cell=[6.0, 6.0, 6.0], pbc=True)
+    atoms_list = [_alloy(3, repeat=(2, 3, 4)), _alloy(4, repeat=(3, 3, 1)), lone]
+    graph = collate([build_graph(a, ELEMENTS, basis.cutoff) for a in atoms_list])
+    coefficients = torch.randn(basis.n_coefficients, dtype=torch.float64)
+    rows = basis.design_rows(graph)
+    energy, forces, virial = _autograd_reference(basis, graph, coefficients)
+    f = rows.forces @ coefficients + rows.offset_forces
+    np.testing.assert_allclose(f, forces, rtol=0, atol=1e-10 * (1 + forces.abs().max()))
+    v = torch.einsum("skp,p->sk", rows.virial, coefficients) + rows.offset_virial
+    np.testing.assert_allclose(v, virial, rtol=0, atol=1e-10 * (1 + virial.abs().max()))
+    assert rows.forces[-3:].abs().max() == 0 and rows.virial[2].abs().max() == 0
+    # forces or stresses alone give the same rows as both together
+    only_f = basis.design_rows(graph, forces=True, stress=False)
+    only_s = basis.design_rows(graph, forces=False, stress=True)
+    assert only_f.virial is None and only_s.forces is None
+    np.testing.assert_array_equal(only_f.forces, rows.forces)
+    np.testing.assert_array_equal(only_s.virial, rows.virial)
+
+
 def test_describe_gives_complex_couplings_of_every_coefficient(basis):
     entries = basis.describe()
     assert len(entries) == basis.n_coefficients

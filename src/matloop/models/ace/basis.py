@@ -22,10 +22,12 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 import torch
 from torch import Tensor
 
 from matloop.models.ace.angular import (
+    harmonics_transposed,
     polynomial_harmonics,
     real_spherical_harmonics,
     real_spherical_harmonics_with_gradient,
@@ -467,18 +469,6 @@ class AceBasis(torch.nn.Module):
         v = virials_from_edge_gradients(grad, graph)[:, VOIGT[0], VOIGT[1]] if stress else None
         return energy.detach(), f, v
 
-    def edge_jacobian(self, vectors: Tensor, pair: Tensor) -> tuple[Tensor, Tensor]:
-        """R_nl Y_lm per edge (E, nA_el) and its derivative ∂/∂r_e (E, 3, nA_el), analytic."""
-        r = torch.linalg.vector_norm(vectors, dim=1)
-        unit = vectors / r[:, None]
-        g, dg = self.radial.with_derivative(r, pair)
-        y, dy = real_spherical_harmonics_with_gradient(unit, self.max_l)
-        gc, dgc = g[:, self._col_n], dg[:, self._col_n]
-        yc, dyc = y[:, self._col_lm], dy[:, :, self._col_lm]
-        values = gc * yc
-        jac = (dgc * yc)[:, None, :] * unit[:, :, None] + gc[:, None, :] * dyc / r[:, None, None]
-        return values, jac
-
     def _jacobian_entries(self) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Per rank k: (a·P_spec + p, q·k + t, C_pq) with ∂φ_p/∂A_a = Σ_(q,t) C_pq cof[q, t]."""
         if "jac" in self._static:
@@ -493,6 +483,26 @@ class AceBasis(torch.nn.Module):
         self._static["jac"] = entries
         return entries
 
+    def _jacobian_pattern(self) -> tuple[np.ndarray, np.ndarray, list]:
+        """The structural non-zeros of ∂φ_spec/∂A, a few per function (4 % of nA × P_spec for
+        the default basis): their A columns and the row pointer of the (P_spec × nA) CSR matrix
+        they form in (p, a) order, and per rank (position among them, q·k + t, C_pq)."""
+        if "pattern" in self._static:
+            return self._static["pattern"]
+        entries = self._jacobian_entries()
+        p_spec = self.n_per_element
+        flat = torch.unique(torch.cat([t for t, _, _ in entries])) if entries else torch.zeros(0)
+        func, col = flat % p_spec, flat // p_spec
+        order = torch.argsort(func * self.n_a + col)
+        func, col = func[order], col[order]
+        lookup = torch.full((self.n_a * p_spec,), -1, dtype=torch.long)
+        lookup[col * p_spec + func] = torch.arange(len(func))
+        per_rank = [(lookup[t], s, v) for t, s, v in entries]
+        row_ptr = np.zeros(p_spec + 1, dtype=np.int64)
+        row_ptr[1:] = np.cumsum(np.bincount(func.numpy(), minlength=p_spec))
+        self._static["pattern"] = (col.numpy(), row_ptr, per_rank)
+        return self._static["pattern"]
+
     def _cofactors(self, a: Tensor, k: int) -> Tensor:
         """Π_{s≠t} A[a_s(q)] per node q of rank k and slot t, shape (N, Q_k·k)."""
         nodes = torch.from_numpy(self._nodes[k])
@@ -504,72 +514,128 @@ class AceBasis(torch.nn.Module):
         after = torch.cumprod(torch.cat([ones, f.flip(2)[:, :, :-1]], 2), 2).flip(2)
         return (before * after).reshape(a.shape[0], -1)
 
-    def phi_jacobian(self, a: Tensor) -> Tensor:
-        """∂φ_spec(i)/∂A(i), shape (N, nA, P_spec)."""
-        out = a.new_zeros(a.shape[0], self.n_a * self.n_per_element)
-        for k, (target, source, values) in enumerate(self._jacobian_entries(), start=1):
+    def phi_jacobian_values(self, a: Tensor) -> Tensor:
+        """∂φ_spec(i)/∂A(i) at the structural non-zeros of :meth:`_jacobian_pattern`, (N, nnz)."""
+        _, row_ptr, per_rank = self._jacobian_pattern()
+        out = a.new_zeros(a.shape[0], int(row_ptr[-1]))
+        for k, (target, source, values) in enumerate(per_rank, start=1):
             if values.numel():
-                cof = self._cofactors(a, k)
-                out.index_add_(1, target, cof[:, source] * values.to(a.dtype))
-        return out.reshape(a.shape[0], self.n_a, self.n_per_element)
+                out.index_add_(1, target, self._cofactors(a, k)[:, source] * values.to(a.dtype))
+        return out
+
+    def _stacked_jacobian(self, a: Tensor, species: Tensor) -> scipy.sparse.csr_matrix:
+        """∂φ/∂A of a block of B atoms side by side, (n_el·P_spec × B·nA): row μ·P_spec + p,
+        column b·nA + a holds ∂φ_p(b)/∂A_a(b) for an atom b of element μ, so a product with
+        per-atom columns sums over the block's atoms."""
+        cols, row_ptr, _ = self._jacobian_pattern()
+        n_b = a.shape[0]
+        if "pattern_rows" not in self._static:
+            self._static["pattern_rows"] = np.repeat(
+                np.arange(self.n_per_element), np.diff(row_ptr)
+            )
+        funcs = self._static["pattern_rows"]
+        rows = (species.numpy()[:, None] * self.n_per_element + funcs[None, :]).reshape(-1)
+        columns = (np.arange(n_b)[:, None] * self.n_a + cols[None, :]).reshape(-1)
+        values = self.phi_jacobian_values(a).reshape(-1).numpy()
+        shape = (len(self.elements) * self.n_per_element, n_b * self.n_a)
+        return scipy.sparse.csr_matrix((values, (rows, columns)), shape=shape)
+
+    def _slot_jacobian(self, vec: Tensor, pair: Tensor, slot: Tensor, n_b: int, width: int):
+        """∂A(b)/∂r_e for the edges of a block of `n_b` atoms laid out in `width` neighbour
+        slots each: (n_b, nA, 3, width), zero on empty slots."""
+        n_el, n_col = len(self.elements), self.n_a_element
+        far = vec.new_zeros(n_b * width, 3)
+        far[:, 0] = 2.0 * self.cutoff  # empty slots: beyond the cutoff, so R = dR = 0
+        vec_pad = far.index_copy_(0, slot, vec)
+        pair_pad = torch.zeros(n_b * width, dtype=torch.long).index_copy_(0, slot, pair)
+        r = torch.linalg.vector_norm(vec_pad, dim=1)
+        unit = vec_pad / r[:, None]
+        g, dg = self.radial.with_derivative(r, pair_pad)  # (n_b·width, K)
+        y, dy = harmonics_transposed(unit, self.max_l)  # (LM, ·), (3, LM, ·) tangential
+        col_n, col_lm = self._col_n, self._col_lm
+        # ∂(R_n Y_lm)/∂r = R_n' Y_lm r̂ + R_n ∇_S Y_lm / r, per (A column, slot)
+        radial = (dg.T[col_n] * y[col_lm]).view(n_col, 1, n_b, width).permute(2, 0, 1, 3)
+        scale = (g.T[col_n] / r).view(n_col, 1, n_b, width).permute(2, 0, 1, 3)
+        dyc = dy[:, col_lm].view(3, n_col, n_b, width).permute(2, 1, 0, 3)
+        jac = vec.new_empty(n_b, n_col, 3, width)
+        torch.mul(dyc, scale, out=jac)
+        jac.addcmul_(radial, unit.T.reshape(3, n_b, width).transpose(0, 1)[:, None])
+        if n_el == 1:
+            return jac
+        nbr = torch.zeros(n_b * width, dtype=torch.long).index_copy_(0, slot, pair % n_el)
+        mask = torch.nn.functional.one_hot(nbr, n_el).to(jac.dtype).T.reshape(n_el, n_b, 1, width)
+        out = jac.new_empty(n_b, n_el, n_col, 3, width)
+        for mu in range(n_el):
+            torch.mul(jac, mask[mu][:, :, None], out=out[:, mu])
+        return out.view(n_b, self.n_a, 3, width)
 
     def _gradient_rows(
         self, graph: AtomicGraph, pair: Tensor, a: Tensor, forces: bool, stress: bool
     ) -> tuple[Tensor | None, Tensor | None]:
+        """Force rows (3N, P) and virial rows (S, 6, P), from ∂φ(b)/∂A(b) (sparse) and the
+        ∂A(b)/∂r of each neighbour slot, per block of atoms b (:meth:`_block_rows`)."""
         n_el, p_spec = len(self.elements), self.n_per_element
-        n = graph.n_total_atoms
-        dtype = a.dtype
-        f_rows = a.new_zeros(n * n_el + 1, 3, p_spec) if forces else None
-        v_rows = a.new_zeros(graph.n_structures * n_el, 3, 3, p_spec) if stress else None
+        n, n_s = graph.n_total_atoms, graph.n_structures
+        p_all = n_el * p_spec
+        rows = {
+            "forces": a.new_zeros(p_all, 3, n) if forces else None,
+            "virial": a.new_zeros(p_all, 9, n_s) if stress else None,
+        }
         centers_np = graph.centers.numpy()
         for a0 in range(0, n, _DESIGN_BLOCK_ATOMS):
             a1 = min(n, a0 + _DESIGN_BLOCK_ATOMS)
             e0, e1 = (int(x) for x in np.searchsorted(centers_np, [a0, a1]))
-            if e1 == e0:
-                continue
-            vec = graph.vectors[e0:e1]
-            jac = self.phi_jacobian(a[a0:a1])  # (B, nA, P)
-            _, d_edge = self.edge_jacobian(vec, pair[e0:e1])  # (e, 3, nA_el)
-            centers = graph.centers[e0:e1]
-            local = centers - a0
-            first = torch.searchsorted(centers, torch.arange(a0, a1))
-            pos = torch.arange(e1 - e0) - first[local]
-            width = int(pos.max()) + 1
-            slot = local * width + pos
-            d = vec.new_zeros((a1 - a0) * width, 3, n_el, self.n_a_element, dtype=dtype)
-            d[slot, :, graph.species[graph.neighbors[e0:e1]]] = d_edge
-            g = torch.bmm(d.reshape(a1 - a0, width * 3, self.n_a), jac)
-            g = g.reshape((a1 - a0) * width, 3, p_spec)
-            block = graph.species[centers]
-            if forces:
-                # padded slots add into a dummy last row
-                dummy = torch.full(((a1 - a0) * width,), n * n_el, dtype=torch.long)
-                f_rows.index_add_(0, dummy.index_copy(0, slot, centers * n_el + block), g)
-                nbr = graph.neighbors[e0:e1] * n_el + block
-                f_rows.index_add_(0, dummy.index_copy(0, slot, nbr), g, alpha=-1)
-            if stress:
-                pad = (a1 - a0) * width
-                vec_pad = vec.new_zeros(pad, 3).index_copy(0, slot, vec)  # padded rows add 0
-                target = graph.structure[centers] * n_el + block
-                targets = torch.unique(target).tolist()
-                if len(targets) == 1:
-                    v_rows[targets[0]] += torch.einsum("exp,ey->xyp", g, vec_pad)
-                else:
-                    target_pad = torch.full((pad,), -1, dtype=torch.long)
-                    target_pad = target_pad.index_copy(0, slot, target)
-                    for t in targets:
-                        sel = target_pad == t
-                        v_rows[t] += torch.einsum("exp,ey->xyp", g[sel], vec_pad[sel])
+            if e1 > e0:
+                self._block_rows(graph, pair, a, (a0, a1, e0, e1), rows)
         out_f = out_v = None
         if forces:
-            out_f = f_rows[:-1].reshape(n, n_el, 3, p_spec).permute(0, 2, 1, 3)
-            out_f = out_f.reshape(3 * n, n_el * p_spec)
+            out_f = rows["forces"].permute(2, 1, 0).reshape(3 * n, p_all)  # (atom, xyz) rows
         if stress:
-            v = v_rows.reshape(graph.n_structures, n_el, 3, 3, p_spec)
-            v = 0.5 * (v + v.transpose(2, 3))
-            v = v[:, :, VOIGT[0], VOIGT[1]]  # (S, n_el, 6, P)
-            out_v = v.permute(0, 2, 1, 3).reshape(graph.n_structures, 6, n_el * p_spec)
+            v = rows["virial"].view(p_all, 3, 3, n_s)
+            v = 0.5 * (v + v.transpose(1, 2))[:, VOIGT[0], VOIGT[1]]  # (P, 6, S)
+            out_v = v.permute(2, 1, 0).contiguous()
         return out_f, out_v
+
+    def _block_rows(self, graph: AtomicGraph, pair: Tensor, a: Tensor, span: tuple, rows: dict):
+        """Add the rows of the atoms a0:a1 (edges e0:e1) into `rows` (see `_gradient_rows`).
+
+        Z[(b, a), (j, x)] = ∂A_a(b)/∂R_jx (each neighbour slot's ∂A/∂r counted at its atom j
+        and, with the other sign, at b) and the virial moments Σ_slots ∂A/∂r ⊗ r per
+        structure: one product of ∂φ/∂A of the block's atoms side by side (sparse) with Z sums
+        over the atoms and their A columns at once, so no per-edge (E, 3, P) array is formed.
+        """
+        a0, a1, e0, e1 = span
+        n_b, centers, nbr_atoms = a1 - a0, graph.centers[e0:e1], graph.neighbors[e0:e1]
+        slot, width = _padded_slots(centers - a0, n_b)
+        d = self._slot_jacobian(graph.vectors[e0:e1], pair[e0:e1], slot, n_b, width)
+        d_rows = d.view(n_b, self.n_a * 3, width)
+        parts, columns = [], []
+        if rows["forces"] is not None:
+            atoms, where = torch.unique(
+                torch.cat([torch.arange(a0, a1), nbr_atoms]), return_inverse=True
+            )
+            # r_e = R_j − R_b: a slot counts +1 at b and −1 at its neighbour j (rows are −∂E/∂R);
+            # a slot holding an image of b itself cancels
+            move = d.new_zeros(n_b * width, len(atoms))
+            move[slot, where[slot // width]] += 1.0
+            move[slot, where[n_b:]] -= 1.0
+            parts.append(torch.bmm(d_rows, move.view(n_b, width, -1)).view(n_b * self.n_a, -1))
+            columns.append(("forces", 3, atoms))
+        if rows["virial"] is not None:
+            vec_pad = d.new_zeros(n_b * width, 3).index_copy(0, slot, graph.vectors[e0:e1])
+            moments = torch.bmm(d_rows, vec_pad.view(n_b, width, 3)).view(n_b, self.n_a, 9)
+            structures, where = torch.unique(graph.structure[a0:a1], return_inverse=True)
+            per = moments.new_zeros(n_b, self.n_a, 9, len(structures))
+            per[torch.arange(n_b), :, :, where] = moments
+            parts.append(per.view(n_b * self.n_a, -1))
+            columns.append(("virial", 9, structures))
+        jac = self._stacked_jacobian(a[a0:a1], graph.species[a0:a1])
+        prod = torch.from_numpy(jac @ torch.cat(parts, 1).numpy())
+        start = 0
+        for name, k, index in columns:
+            block = prod[:, start : start + k * len(index)].view(len(prod), k, len(index))
+            rows[name].index_add_(2, index, block)
+            start += k * len(index)
 
     # --- description for exporters --------------------------------------------------------
     def describe(self) -> list[dict]:
