@@ -16,6 +16,10 @@ QUIET = typer.Option(
 #: --quiet as everywhere else, beside the older --progress/--no-progress
 PROGRESS_HELP = "Progress bars on stderr; -q, --quiet or --no-progress turn them off."
 PROGRESS = typer.Option(True, "--progress/--no-progress", " /-q", " /--quiet", help=PROGRESS_HELP)
+#: the reference-label keys of train, evaluate and validate (mlearn, MACE and ACE sets often
+#: store them as REF_energy, REF_forces, REF_stress)
+ENERGY_KEY = typer.Option("energy", "--energy-key", help="Info key of the reference energy.")
+FORCES_KEY = typer.Option("forces", "--forces-key", help="Array key of the reference forces.")
 STRESS_KEY = typer.Option(
     "stress",
     "--stress-key",
@@ -23,6 +27,14 @@ STRESS_KEY = typer.Option(
     "numbers are read as a 3×3 tensor); a key containing 'virial' holds the virial W (eV), "
     "read as σ = −W/V.",
 )
+
+
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option with parameter `name` was given (command line or environment), not
+    left at its default: a given option overrides a config file's value, a default does not."""
+    source = ctx.get_parameter_source(name)
+    # by name: typer may bring its own copy of click, whose enum is not click's
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
 
 
 #: an input given as it is on the command line: a path, a model directory, ``FILE@SLICE``,

@@ -9,11 +9,15 @@ from typing import TYPE_CHECKING
 import typer
 
 from matloop.cli._options import (
+    ENERGY_KEY,
     FORCE,
+    FORCES_KEY,
     PROGRESS,
     PROGRESS_HELP,
     QUIET,
+    STRESS_KEY,
     check_outputs,
+    given,
     refuse_overwrites,
 )
 
@@ -230,9 +234,13 @@ def _learn(
 
 
 def validate_command(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Model file/directory (or a calculator name)."),
     test: Path = typer.Option(..., "--test", help="Test data (any ASE-readable file or .db)."),
     train: Path | None = typer.Option(None, "--train", help="Training data (for the ratio)."),
+    energy_key: str = ENERGY_KEY,
+    forces_key: str = FORCES_KEY,
+    stress_key: str = STRESS_KEY,
     reference: str | None = typer.Option(
         None,
         "--reference",
@@ -286,6 +294,9 @@ def validate_command(
         }.items()
         if v is not None
     }
+    # a key given on the command line wins over the config's; its default does not
+    keys = {"energy_key": energy_key, "forces_key": forces_key, "stress_key": stress_key}
+    s_upd |= {k: v for k, v in keys.items() if given(ctx, k)}
     # only what the config or an option set counts as set (a default largest-force limit
     # follows the reference data; a limit the user gave stands)
     thresholds = Thresholds.model_validate({**thresholds.model_dump(exclude_unset=True), **t_upd})

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from matloop.cli._options import FORCE, PROGRESS, QUIET, STRESS_KEY, check_outputs
+from matloop.cli._options import (
+    ENERGY_KEY,
+    FORCE,
+    FORCES_KEY,
+    PROGRESS,
+    QUIET,
+    STRESS_KEY,
+    check_outputs,
+)
 
 
 def train_command(
@@ -25,8 +33,8 @@ def train_command(
     delta_base: str | None = typer.Option(
         None, "--delta-base", help="Learn reference − BASE (a calculator name, e.g. chgnet)."
     ),
-    energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
-    forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
+    energy_key: str = ENERGY_KEY,
+    forces_key: str = FORCES_KEY,
     stress_key: str = STRESS_KEY,
     progress: bool = PROGRESS,
     force: bool = typer.Option(False, "--force", help="Overwrite a model already in --out."),
@@ -230,8 +238,8 @@ def evaluate_command(
     data: Path = typer.Argument(..., help="Labelled data to evaluate on."),
     json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write an energy+force parity plot."),
-    energy_key: str = typer.Option("energy", help="Info key of the reference energy."),
-    forces_key: str = typer.Option("forces", help="Array key of the reference forces."),
+    energy_key: str = ENERGY_KEY,
+    forces_key: str = FORCES_KEY,
     stress_key: str = STRESS_KEY,
     force: bool = FORCE,
     quiet: bool = QUIET,

@@ -95,6 +95,14 @@ class ReportSettings(BaseModel):
     rdf_rmax_a: float = Field(6.0, gt=0)
     seed: int = Field(0, ge=0, description="seed of the MD velocities and checks")
     progress: bool = True
+    # the label keys of test/train files (as `matloop evaluate --energy-key` etc.)
+    energy_key: str = Field("energy", min_length=1, description="info key of the energy (eV)")
+    forces_key: str = Field("forces", min_length=1, description="array key of forces (eV/Å)")
+    stress_key: str = Field(
+        "stress",
+        min_length=1,
+        description="info key of the stress (eV/Å³; a key with 'virial' holds W, eV)",
+    )
 
 
 class ReportConfig(BaseModel):

@@ -31,14 +31,16 @@ from matloop.validation.config import ReportSettings, Thresholds
 DataLike = str | Path | Sequence[Atoms]
 
 
-def _dataset(data: DataLike, what: str):
+def _dataset(data: DataLike, what: str, st: ReportSettings):
+    """A Dataset or labelled Atoms as given; a path read with the label keys of `st`."""
     from matloop.data import Dataset, read_dataset
 
     if isinstance(data, Dataset):
         return data
     # energies are all a test set needs (as for `matloop evaluate`); the report says what it lacks
     if isinstance(data, str | Path):
-        return read_dataset(data, require_forces=False)
+        keys = {k: getattr(st, k) for k in ("energy_key", "forces_key", "stress_key")}
+        return read_dataset(data, require_forces=False, **keys)
     if not data:
         raise ConfigError(f"the {what} set is empty")
     return Dataset(list(data), source=what, require_forces=False)
@@ -606,7 +608,8 @@ def build_report(
     """Validate `calc` (any ASE calculator, usually a matloop model) and write the report.
 
     `test_ds`/`train_ds`: a Dataset, a list of labelled Atoms, or a path readable by
-    :func:`matloop.data.read_dataset`. `reference`: an ASE calculator or a name for
+    :func:`matloop.data.read_dataset` (labels under the settings' ``energy_key``,
+    ``forces_key`` and ``stress_key``). `reference`: an ASE calculator or a name for
     :func:`~matloop.calculators.resolve_calculator` (``emt``, ``module:function``). Writes
     ``out_dir/report.json`` and ``out_dir/report.html`` (plots embedded) and returns the JSON dict.
     """
@@ -629,8 +632,8 @@ def build_report(
         model_name = model_name or calc
         calc = resolve_calculator(calc)
     model_name = model_name or getattr(calc, "path", None) or type(calc).__name__
-    test = _dataset(test_ds, "test")
-    train = _dataset(train_ds, "train") if train_ds is not None else None
+    test = _dataset(test_ds, "test", st)
+    train = _dataset(train_ds, "train", st) if train_ds is not None else None
     ref_name = None
     ref_calc = None
     if reference is not None:
