@@ -156,8 +156,12 @@ def test_matloop_model_cluster_gets_sum_r_f_virial(model_calc):
     assert np.abs(w - want).max() < 1e-5 * np.abs(want).max()
 
 
-def test_matloop_model_slab_warns_once_that_pressure_lacks_the_model(model_calc):
-    """A slab (p p f) with a model that gives no stress there: one warning, no wrong virial."""
+def test_slab_without_a_stress_warns_once_that_pressure_lacks_the_model(model_calc):
+    """A slab (p p f) with a calculator that gives no stress there (a committee, which asks
+    for stress of fully periodic cells only): one warning, no wrong virial."""
+    from matloop.calculators.committee import CommitteeCalculator
+
+    calc = CommitteeCalculator([model_calc])
     atoms = _slab()
     lmp = lmp_mod.open_lammps()
     try:
@@ -171,12 +175,12 @@ def test_matloop_model_slab_warns_once_that_pressure_lacks_the_model(model_calc)
         lmp.create_atoms(n, list(range(1, n + 1)), [1] * n, atoms.positions.reshape(-1).tolist())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fix = lmp_mod.attach(lmp, model_calc, elements=["Cu"])
+            fix = lmp_mod.attach(lmp, calc, elements=["Cu"])
             assert not caught  # said once the model is asked, not before
             lmp.commands_list(["thermo_style custom step pe press", "run 0", "run 2"])
         fix.check()
         assert fix.calls >= 3
-        assert lmp.get_thermo("pe") == pytest.approx(_ase(atoms, model_calc)[0], rel=1e-12)
+        assert lmp.get_thermo("pe") == pytest.approx(_ase(atoms, calc)[0], rel=1e-12)
         assert lmp.get_thermo("press") == 0.0
     finally:
         lmp.close()

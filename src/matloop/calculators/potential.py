@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from matloop.errors import DataError
 from matloop.models import Potential
 from matloop.models.io import load_model, resolve_model_path
 from matloop.models.outputs import stress_from_virial
-from matloop.neighbors import check_structure
+from matloop.neighbors import _ZERO_A, check_structure
 from matloop.utils.allocator import keep_freed_memory
 from matloop.utils.threads import torch_threads
 
@@ -23,8 +24,11 @@ from matloop.utils.threads import torch_threads
 class MatloopCalculator(Calculator):
     """A trained matloop potential as an ASE calculator.
 
-    Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å) and, for fully periodic
-    cells, ``stress`` (eV/Å³, ASE Voigt order xx yy zz yz xz xy).
+    Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å) and ``stress`` (eV/Å³, ASE
+    Voigt order xx yy zz yz xz xy) for a cell periodic along at least one axis with a non-zero
+    volume. For a slab or wire this is ASE's convention (EMT's): σ = (1/V) ∂E/∂ε with V the
+    whole cell, vacuum included, and positions strained with the cell (σ·V does not depend on
+    the vacuum; see :func:`stress_volume`).
 
     Models with a predictive variance (``calc.has_variance``) also give ``energy_std``: the
     predictive standard deviation of the energy per atom (eV/atom, the same meaning and unit as
@@ -107,7 +111,7 @@ class MatloopCalculator(Calculator):
         if len(self.atoms) == 0:  # nothing to evaluate (some families' graphs need an atom)
             check_structure(self.atoms)
             self.results.update(energy=0.0, free_energy=0.0, forces=np.zeros((0, 3)))
-            if self.atoms.pbc.all():
+            if stress_volume(self.atoms) is not None:
                 self.results["stress"] = np.zeros(6)
             return
         with torch_threads(self.num_threads):
@@ -116,15 +120,15 @@ class MatloopCalculator(Calculator):
     def _calculate(self, properties, system_changes) -> None:
         atoms = self.atoms
         check_structure(atoms)
-        periodic = bool(atoms.pbc.all())
-        if "stress" in properties and not periodic:
-            raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
+        volume = stress_volume(atoms)
+        if "stress" in properties and volume is None:
+            raise PropertyNotImplementedError(_no_stress_message(atoms))
         graph = self.model.graph(atoms)
         want_variance = self.has_variance and bool(set(properties) & set(self.variance_properties))
         # asking for the variance of an unchanged structure (ASE passes no system_changes then)
         # must not recompute energy and forces
         if system_changes or "energy" not in self.results:
-            self._energy_forces_stress(atoms, graph, periodic)
+            self._energy_forces_stress(atoms, graph, volume)
         if want_variance and self._posterior is not None:
             from matloop.models.ace.uncertainty import uncertainty_results
 
@@ -139,8 +143,10 @@ class MatloopCalculator(Calculator):
             std = float(variance.double().sum().sqrt())
             self.results["energy_std"] = std / max(len(atoms), 1)
 
-    def _energy_forces_stress(self, atoms: Atoms, graph, periodic: bool) -> None:
-        out = self.model.predict(graph, forces=True, stress=periodic)
+    def _energy_forces_stress(self, atoms: Atoms, graph, volume: float | None) -> None:
+        if volume is not None:  # graphs of slabs carry V = 0, which some families read as no stress
+            graph = replace(graph, volumes=torch.full_like(graph.volumes, volume))
+        out = self.model.predict(graph, forces=True, stress=volume is not None)
         energy = float(out["energy"].detach().double().sum()) + self.model.reference_energy(atoms)
         forces = out["forces"].detach().double().numpy()
         if not (np.isfinite(energy) and np.isfinite(forces).all()):
@@ -148,14 +154,42 @@ class MatloopCalculator(Calculator):
         self.results["energy"] = energy
         self.results["free_energy"] = energy
         self.results["forces"] = forces
-        if periodic:
-            stress = stress_from_virial(out["virial"].detach().double(), graph.volumes.double())
+        if volume is not None:
+            volumes = torch.tensor([volume], dtype=torch.float64)
+            stress = stress_from_virial(out["virial"].detach().double(), volumes)
             self.results["stress"] = stress[0].numpy()
 
     def get_descriptors(self, atoms: Atoms) -> np.ndarray:
         """Per-atom features of the model (n_atoms, n_features), e.g. for diversity selection."""
         with torch.no_grad():
             return self.model.atom_features(self.model.graph(atoms)).double().numpy()
+
+
+def stress_volume(atoms: Atoms) -> float | None:
+    """The volume (Å³) a stress divides ∂E/∂ε by: the whole cell, vacuum included.
+
+    None (no stress) for a structure periodic along no axis (a molecule, boxed or not) or whose
+    cell has no volume (e.g. a slab with a zero c vector): ∂E/∂ε exists, but no stress.
+    """
+    if atoms.pbc.all():  # check_structure has refused a degenerate periodic cell
+        return float(abs(atoms.cell.volume))
+    if not atoms.pbc.any():
+        return None
+    # the tolerance of matloop.neighbors for a zero or dependent cell vector (Å)
+    if np.linalg.svd(atoms.cell.array, compute_uv=False).min() < _ZERO_A:
+        return None
+    return float(abs(atoms.cell.volume))
+
+
+def _no_stress_message(atoms: Atoms) -> str:
+    text = (
+        f"stress needs a cell periodic along at least one axis with a non-zero volume "
+        f"({atoms.get_chemical_formula()}: pbc={atoms.pbc.tolist()}, "
+        f"volume {abs(atoms.cell.volume):.3g} Å³)"
+    )
+    return text + (
+        "; give a slab's open axis a cell vector (its vacuum)" if atoms.pbc.any() else ""
+    )
 
 
 def _non_finite_message(atoms: Atoms, family: str) -> str:
