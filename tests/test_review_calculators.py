@@ -10,22 +10,13 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
+from helpers.small_models import untrained_bpnn
 
 from matloop.calculators.potential import MatloopCalculator
 from matloop.errors import DataError, ModelFileError
 from matloop.models import get_family
 from matloop.models.chgnet_family import padded_cell
 from matloop.models.io import load_model, save_model
-
-
-def _untrained_bpnn() -> MatloopCalculator:
-    """A small random-weight BPNN for Cu (float64): enough to test geometry handling."""
-    torch.manual_seed(0)
-    cls = get_family("bpnn")
-    params = cls.Params.model_validate(
-        {"descriptor": {"cutoff": 4.0, "n_radial": 6}, "hidden": [8]}
-    )
-    return MatloopCalculator(cls(["Cu"], params).double())
 
 
 def _slab(pbc=(True, True, False)) -> Atoms:
@@ -47,7 +38,7 @@ def _slab(pbc=(True, True, False)) -> Atoms:
 def test_periodic_axes_without_a_cell_are_one_clear_error(cell, pbc):
     """pbc=True with a zero or degenerate cell was vesin's 'the box matrix is not invertible'."""
     atoms = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]], cell=cell, pbc=pbc)
-    atoms.calc = _untrained_bpnn()
+    atoms.calc = untrained_bpnn()
     with pytest.raises(DataError, match="periodic along .* (zero|linearly dependent)"):
         atoms.get_potential_energy()
 
@@ -64,7 +55,7 @@ def test_neighbor_list_refuses_dependent_periodic_vectors():
 
 def test_nan_position_is_one_clear_error():
     atoms = Atoms("Cu2", positions=[[0, 0, 0], [np.nan, 0, 0]], cell=[5, 5, 5], pbc=True)
-    atoms.calc = _untrained_bpnn()
+    atoms.calc = untrained_bpnn()
     with pytest.raises(DataError, match="atom 1 has a NaN or inf position"):
         atoms.get_potential_energy()
 
@@ -74,7 +65,7 @@ def test_open_axis_without_cell_vector_is_accepted():
     slab = _slab()
     flat = slab.copy()
     flat.cell[2] = 0.0
-    calc = _untrained_bpnn()
+    calc = untrained_bpnn()
     energies = []
     for atoms in (slab, flat):
         atoms.calc = calc
@@ -140,7 +131,7 @@ def test_pretrained_chgnet_molecule_without_cell():
 
 
 def test_model_of_another_family_is_refused_in_one_line(tmp_path):
-    model = _untrained_bpnn().model
+    model = untrained_bpnn().model
     path = save_model(model, tmp_path / "model.pt")
     payload = torch.load(path, weights_only=True)
     payload["family"] = "painn"
@@ -160,7 +151,7 @@ def test_model_of_another_family_is_refused_in_one_line(tmp_path):
 def test_atoms_on_top_of_each_other_raise_instead_of_nan():
     """Coincident atoms gave a finite BPNN energy with NaN forces (NaN energy in other families)."""
     atoms = Atoms("Cu3", positions=[[0, 0, 0], [0, 0, 0], [2.5, 0, 0]], cell=[6, 6, 6], pbc=True)
-    atoms.calc = _untrained_bpnn()
+    atoms.calc = untrained_bpnn()
     with pytest.raises(DataError, match="atoms 0 and 1 are 0 Å apart"):
         atoms.get_forces()
 
@@ -173,7 +164,7 @@ def test_empty_structure_has_zero_energy(family):
             pytest.skip("mace-torch is not installed")
         calc = MatloopCalculator(get_family("mace")(["Cu"]))
     else:
-        calc = _untrained_bpnn()
+        calc = untrained_bpnn()
     for atoms in (Atoms(), Atoms(cell=[5, 5, 5], pbc=True)):
         atoms.calc = calc
         assert atoms.get_potential_energy() == 0.0

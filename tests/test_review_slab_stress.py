@@ -11,15 +11,14 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import bulk, fcc111
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.emt import EMT
+from helpers.small_models import numerical_stress, untrained_bpnn
 
 from matloop.calculators.potential import MatloopCalculator
 from matloop.data import Dataset, label_with
-from matloop.models import get_family
 from matloop.models.ace.family import AceParams, AcePotential
 from matloop.training import TrainConfig
 
@@ -33,36 +32,10 @@ def _slab(pbc=(True, True, False)) -> Atoms:
     return atoms
 
 
-def _fd_stress(atoms: Atoms, calc, h: float = 1e-5) -> np.ndarray:
-    """(1/V) ∂E/∂ε (Voigt, eV/Å³) by central differences, positions scaled with the cell."""
-    out = []
-    for i, j in VOIGT:
-        energies = []
-        for s in (h, -h):
-            eps = np.eye(3)
-            eps[i, j] += s / 2
-            eps[j, i] += s / 2
-            strained = atoms.copy()
-            strained.set_cell(atoms.cell @ eps, scale_atoms=True)
-            strained.calc = calc
-            energies.append(strained.get_potential_energy())
-        out.append((energies[0] - energies[1]) / (2 * h))
-    return np.array(out) / atoms.get_volume()
-
-
 def _stress(atoms: Atoms, calc) -> np.ndarray:
     atoms = atoms.copy()
     atoms.calc = calc
     return atoms.get_stress()
-
-
-def _untrained_bpnn() -> MatloopCalculator:
-    torch.manual_seed(0)
-    cls = get_family("bpnn")
-    params = cls.Params.model_validate(
-        {"descriptor": {"cutoff": 4.0, "n_radial": 6}, "hidden": [8]}
-    )
-    return MatloopCalculator(cls(["Cu"], params).double())
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +59,7 @@ def emt_ace() -> MatloopCalculator:
 def test_emt_slab_stress_is_the_strain_derivative_over_the_whole_cell():
     """The convention matloop follows (ASE's EMT): holds to 1e-9 eV/Å³ on a Cu(111) slab."""
     slab = _slab()
-    want = _fd_stress(slab, EMT())
+    want = numerical_stress(slab, EMT())
     assert np.abs(want).max() > 1e-3
     assert np.abs(_stress(slab, EMT()) - want).max() < 1e-9
 
@@ -94,8 +67,8 @@ def test_emt_slab_stress_is_the_strain_derivative_over_the_whole_cell():
 @pytest.mark.parametrize("pbc", [(True, True, False), (True, False, False)])
 def test_untrained_bpnn_slab_and_wire_stress_is_the_strain_derivative(pbc):
     atoms = _slab(pbc)
-    calc = _untrained_bpnn()
-    want = _fd_stress(atoms, calc)
+    calc = untrained_bpnn()
+    want = numerical_stress(atoms, calc)
     assert np.abs(want).max() > 1e-4
     assert np.abs(_stress(atoms, calc) - want).max() < 1e-9
 
@@ -103,7 +76,7 @@ def test_untrained_bpnn_slab_and_wire_stress_is_the_strain_derivative(pbc):
 def test_emt_fitted_ace_slab_stress_is_the_strain_derivative_and_close_to_emt(emt_ace):
     slab = _slab()
     got = _stress(slab, emt_ace)
-    assert np.abs(got - _fd_stress(slab, emt_ace)).max() < 1e-8
+    assert np.abs(got - numerical_stress(slab, emt_ace)).max() < 1e-8
     emt = _stress(slab, EMT())
     assert np.abs(got - emt).max() < 0.1 * np.abs(emt).max()  # measured 4 %
 
@@ -134,7 +107,7 @@ def test_in_plane_cell_relaxation_of_a_slab(emt_ace):
 )
 def test_stress_of_a_cell_without_volume_or_periodic_axis_is_refused(cell, pbc):
     atoms = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0]], cell=cell, pbc=pbc)
-    atoms.calc = _untrained_bpnn()
+    atoms.calc = untrained_bpnn()
     assert np.isfinite(atoms.get_potential_energy())
     with pytest.raises(PropertyNotImplementedError, match="non-zero volume"):
         atoms.get_stress()
@@ -142,7 +115,7 @@ def test_stress_of_a_cell_without_volume_or_periodic_axis_is_refused(cell, pbc):
 
 def test_empty_slab_has_zero_stress():
     atoms = Atoms(cell=[5.0, 5.0, 20.0], pbc=(True, True, False))
-    atoms.calc = _untrained_bpnn()
+    atoms.calc = untrained_bpnn()
     np.testing.assert_array_equal(atoms.get_stress(), np.zeros(6))
 
 
