@@ -42,6 +42,28 @@ def test_ase_md_runs_with_the_model(tiny_cu_model):
     assert abs(atoms.get_total_energy() - e_start) / len(atoms) < 5e-3
 
 
+def test_every_change_of_the_structure_is_seen(tiny_cu_model):
+    """check_state's shortcut (moved positions) must not hide any other change."""
+    calc = matloop.load(tiny_cu_model)
+    atoms = bulk("Cu", "fcc", 3.6, cubic=True) * (2, 2, 2)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = calc
+    energies = [atoms.get_potential_energy()]
+    assert calc.check_state(atoms) == []  # unchanged: nothing recomputed
+    atoms.positions[3] += [0.02, 0.0, 0.0]
+    assert calc.check_state(atoms) == ["positions"]
+    energies.append(atoms.get_potential_energy())
+    atoms.set_cell(atoms.cell * 1.01, scale_atoms=False)  # cell only, positions kept
+    assert "cell" in calc.check_state(atoms)
+    energies.append(atoms.get_potential_energy())
+    atoms.pbc = [True, True, False]
+    assert "pbc" in calc.check_state(atoms)
+    energies.append(atoms.get_potential_energy())
+    assert len(set(energies)) == 4
+    fresh = matloop.load(tiny_cu_model)
+    assert fresh.get_potential_energy(atoms) == energies[-1]
+
+
 def test_unknown_element_is_refused(tiny_cu_model):
     atoms = bulk("Cu", cubic=True)
     atoms.symbols[0] = "Au"
