@@ -60,6 +60,11 @@ def test_every_change_of_the_structure_is_seen(tiny_cu_model):
     assert "pbc" in calc.check_state(atoms)
     energies.append(atoms.get_potential_energy())
     assert len(set(energies)) == 4
+    assert calc.check_state(atoms) == []
+    atoms.set_initial_charges(np.linspace(-0.1, 0.1, len(atoms)))
+    assert calc.check_state(atoms) == ["initial_charges"]
+    atoms.numbers[0] = 29  # the same element written again: no change
+    assert calc.check_state(atoms) == ["initial_charges"]
     fresh = matloop.load(tiny_cu_model)
     assert fresh.get_potential_energy(atoms) == energies[-1]
 
