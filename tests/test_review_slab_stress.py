@@ -15,7 +15,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.emt import EMT
-from helpers.small_models import numerical_stress, untrained_bpnn
+from helpers.small_models import numerical_stress, stress_of, untrained_bpnn
 
 from matloop.calculators.potential import MatloopCalculator
 from matloop.data import Dataset, label_with
@@ -30,12 +30,6 @@ def _slab(pbc=(True, True, False)) -> Atoms:
     atoms.rattle(0.05, seed=1)
     atoms.pbc = pbc
     return atoms
-
-
-def _stress(atoms: Atoms, calc) -> np.ndarray:
-    atoms = atoms.copy()
-    atoms.calc = calc
-    return atoms.get_stress()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +55,7 @@ def test_emt_slab_stress_is_the_strain_derivative_over_the_whole_cell():
     slab = _slab()
     want = numerical_stress(slab, EMT())
     assert np.abs(want).max() > 1e-3
-    assert np.abs(_stress(slab, EMT()) - want).max() < 1e-9
+    assert np.abs(stress_of(slab, EMT()) - want).max() < 1e-9
 
 
 @pytest.mark.parametrize("pbc", [(True, True, False), (True, False, False)])
@@ -70,14 +64,14 @@ def test_untrained_bpnn_slab_and_wire_stress_is_the_strain_derivative(pbc):
     calc = untrained_bpnn()
     want = numerical_stress(atoms, calc)
     assert np.abs(want).max() > 1e-4
-    assert np.abs(_stress(atoms, calc) - want).max() < 1e-9
+    assert np.abs(stress_of(atoms, calc) - want).max() < 1e-9
 
 
 def test_emt_fitted_ace_slab_stress_is_the_strain_derivative_and_close_to_emt(emt_ace):
     slab = _slab()
-    got = _stress(slab, emt_ace)
+    got = stress_of(slab, emt_ace)
     assert np.abs(got - numerical_stress(slab, emt_ace)).max() < 1e-8
-    emt = _stress(slab, EMT())
+    emt = stress_of(slab, EMT())
     assert np.abs(got - emt).max() < 0.1 * np.abs(emt).max()  # measured 4 %
 
 
@@ -146,6 +140,6 @@ def test_lammps_pressure_of_a_matloop_slab_is_minus_its_stress(emt_ace):
         pressure /= float(lmp.extract_global("nktv2p"))
     finally:
         lmp.close()
-    want = -_stress(atoms, emt_ace)  # eV/Å³, at rest: no kinetic part
+    want = -stress_of(atoms, emt_ace)  # eV/Å³, at rest: no kinetic part
     assert np.abs(want).max() > 1e-3
     assert np.abs(pressure - want).max() < 1e-9 * np.abs(want).max()

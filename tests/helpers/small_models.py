@@ -27,3 +27,10 @@ def numerical_stress(atoms: Atoms, calc, h: float = 1e-5) -> np.ndarray:
     work = atoms.copy()
     work.calc = calc
     return np.asarray(calculate_numerical_stress(work, eps=h, voigt=True))
+
+
+def stress_of(atoms: Atoms, calc) -> np.ndarray:
+    """`calc`'s stress (Voigt, eV/Å³) of a copy of `atoms`."""
+    work = atoms.copy()
+    work.calc = calc
+    return work.get_stress()
