@@ -170,6 +170,21 @@ def test_repeated_initial_structures_are_labelled_once(tmp_path):
     assert learner.state.n_attempted() == 2  # was 4: start and its copy, then start again
 
 
+def test_repeats_from_strategy_starts_point_at_the_starts(tmp_path):
+    # with strategy.starts, initial.rattle makes nothing: the warning must not advise raising it
+    start, other = _snapshot(1), _snapshot(2)
+    cfg = tiny_al_config(
+        tmp_path,
+        atoms=[start, start, other],
+        strategy={"starts": [{"kind": "rattle", "rattle": 0.0}]},
+    )
+    learner = ActiveLearner(load_config(cfg), tmp_path / "run", progress=False)
+    with pytest.warns(UserWarning, match="repeat another one") as caught:
+        learner.initial_selection()
+    message = str(caught[0].message)
+    assert "vary strategy.starts" in message and "initial.rattle" not in message
+
+
 def _snapshot(seed: int) -> Atoms:
     a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
     a.rattle(0.05, seed=seed)

@@ -94,7 +94,11 @@ class InitialConfig(_Strict):
 
     structures: str = Field(description="file of starting structures (any ASE-readable format)")
     n_label: int = Field(10, ge=1, description="structures labelled before the first training")
-    rattle: float = Field(0.05, ge=0, description="random displacement (Å) of the first batch")
+    rattle: float = Field(
+        0.05,
+        ge=0,
+        description="random displacement (Å) of the first batch (when strategy.starts is empty)",
+    )
 
 
 class ExploreConfig(_Strict):
@@ -448,7 +452,7 @@ reference:
 initial:
   structures: start.xyz      # starting structures (any ASE-readable file)
   n_label: 10                # labelled (rattled copies) before the first training
-  rattle: 0.05               # Å
+  rattle: 0.05               # Å (the rattled copies when strategy.starts is empty)
 explore:
   temperatures: [300, 900]   # K, cycled over walkers
   steps: 200                 # MD steps per walker (ASE Langevin)

@@ -142,10 +142,15 @@ class ActiveLearner:
         self.state.write_selection(0, cands, {"n_candidates": len(cands), "n_above": len(cands)})
         self.say(f"iteration 0: {len(cands)} initial structures selected")
         if len(cands) < n_made:
+            remedy = (
+                "vary strategy.starts (their settings or kinds)"
+                if self.cfg.strategy.starts
+                else "raise initial.rattle"
+            )
             warnings.warn(
                 f"{n_made - len(cands)} of the {n_made} initial structures repeat another one "
-                "(identical or symmetry-equivalent) and are not labelled; raise initial.rattle "
-                "or give more initial.structures",
+                f"(identical or symmetry-equivalent) and are not labelled; {remedy} or give more "
+                "initial.structures",
                 stacklevel=2,
             )
 
