@@ -146,3 +146,15 @@ def test_on_the_fly_reads_the_labels_once_per_event_and_counts_across_a_kill(tmp
     assert CountingLearner.reads == 1  # the pending event, not labelled again (was 2)
     assert [e["n_labels"] for e in state["events"]] == [3, 4]
     assert len(read(otf / "labels.xyz", ":")) == 4 and state["finished"]
+
+
+@pytest.mark.parametrize("pool, method", [(None, "dopt"), ("snapshots", "vopt")])
+def test_feature_selection_names_the_method_it_was_asked_for(pool, method):
+    """EMT has no per-atom features: the error names dopt or vopt, whichever was asked."""
+    from matloop.active.select import dopt_select
+
+    snapshots = [bulk("Cu", "fcc", a=3.61, cubic=True) for _ in range(2)]
+    for k, atoms in enumerate(snapshots):
+        atoms.rattle(0.05, seed=k)
+    with pytest.raises(ConfigError, match=f"selection '{method}' needs a model with per-atom"):
+        dopt_select(snapshots, EMT(), 1, pool=snapshots if pool else None)

@@ -329,7 +329,8 @@ def dopt_select(
     if any(f is None for f in feats + (pool_feats or [])):
         from matloop.errors import ConfigError
 
-        raise ConfigError("selection 'dopt' needs a model with per-atom features")
+        method = "dopt" if pool is None else "vopt"
+        raise ConfigError(f"selection '{method}' needs a model with per-atom features")
     train = [atom_features(calc, a) for a in _subsample(labelled, 400)]
     ref = np.vstack(train) if train else np.vstack(feats)
     if not has_linear_features(calc):
