@@ -133,3 +133,17 @@ def test_reference_handlers_are_checked_before_any_work(tmp_path, capsys):
     bad_key = _config(tmp_path, reference={"handlers": {"crash": [{"smearing": 0.1}]}})
     assert main(["config", "validate", str(bad_key)]) == 1
     assert "smearing" in capsys.readouterr().err
+
+
+def test_npt_walkers_without_a_periodic_start_are_refused(tmp_path, capsys):
+    # pressures_gpa with only a cluster to start from: every walker silently ran NVT
+    from ase.cluster import Octahedron
+
+    cluster = Octahedron("Cu", 3, 1)
+    cluster.center(vacuum=5.0)
+    config = _config(tmp_path, atoms=cluster, explore={"pressures_gpa": [0.0, 5.0]})
+    assert main(["config", "validate", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "explore.pressures_gpa needs a start periodic along a, b and c" in err
+    bulk_cfg = _config(tmp_path, explore={"pressures_gpa": [0.0, 5.0]})
+    assert main(["config", "validate", str(bulk_cfg)]) == 0

@@ -400,6 +400,14 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
     starts = read_structures(cfg.initial.structures, what="initial.structures file")
     elements = {s for a in starts for s in a.get_chemical_symbols()}
     _check_reference_elements(cfg, elements)
+    if cfg.explore.pressures_gpa and not any(a.pbc.all() for a in starts):
+        from matloop.errors import ConfigError
+
+        raise ConfigError(
+            f"explore.pressures_gpa needs a start periodic along a, b and c (NPT walkers), but "
+            f"no structure in {cfg.initial.structures} is: remove pressures_gpa (NVT) or start "
+            "from a bulk cell"
+        )
     if cfg.test.data:
         from matloop.errors import MatloopError
 
