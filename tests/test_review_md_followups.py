@@ -93,3 +93,36 @@ def test_md_cli_says_where_an_off_grid_trajectory_ends(tmp_path, capsys, steps, 
         assert "the last is step 20 of 25" in line and "the log has the end" in line
     else:
         assert line == f"trajectory: {traj}"
+
+
+def test_md_cli_final_structure_continues_the_run_exactly(tmp_path, capsys):
+    """--final holds step 25 (off the trajectory grid) with its momenta, and no calculator
+    results; a run from it with --keep-velocities starts where the first ended."""
+    start, final = tmp_path / "cu.xyz", tmp_path / "final.traj"  # .traj: every digit
+    write(start, _cu(1))
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    args = ["md", "emt", str(start), "-e", "nvt", "--steps", "25", "--traj-interval", "10"]
+    assert main([*args, "--log", str(first), "--final", str(final), "--no-progress"]) == 0
+    assert "final structure:" in capsys.readouterr().out
+    atoms = read(final)
+    assert "momenta" in atoms.arrays and atoms.calc is None
+    end = np.loadtxt(first)[-1]
+    assert end[0] == pytest.approx(0.025)
+    again = ["md", "emt", str(final), "--steps", "5", "--log", str(second), "--no-progress"]
+    assert main([*again, "--keep-velocities"]) == 0
+    begin = np.loadtxt(second)[0]
+    np.testing.assert_allclose(begin[1:5], end[1:5], rtol=1e-9)  # T, Epot, Ekin, Etot
+    assert main(again + ["--force"]) == 0  # without --keep-velocities: drawn at 300 K
+    assert np.loadtxt(second)[0][1] == pytest.approx(300.0)
+
+
+def test_md_cli_final_is_checked_before_the_run(tmp_path, capsys):
+    start = tmp_path / "cu.xyz"
+    write(start, _cu(1))
+    args = ["md", "emt", str(start), "--steps", "5", "--no-progress", "--final"]
+    assert main([*args, str(tmp_path / "f.cif")]) == 1
+    assert "cannot write the --final structure to f.cif" in capsys.readouterr().err
+    (tmp_path / "f.xyz").write_text("keep me")
+    assert main([*args, str(tmp_path / "f.xyz")]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "f.xyz").read_text() == "keep me"

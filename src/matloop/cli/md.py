@@ -54,6 +54,19 @@ def md_command(
         None, "--traj", help="Trajectory output (.traj, .xyz/.extxyz or .pdb)."
     ),
     log: Path | None = typer.Option(None, "--log", help="Log output (text table)."),
+    final: Path | None = typer.Option(
+        None,
+        "--final",
+        help="Write the last structure, with its momenta, here: the end of the run whatever "
+        "the trajectory interval, to continue with --keep-velocities (.traj keeps every digit; "
+        ".xyz rounds positions to 1e-8 Å).",
+    ),
+    keep_velocities: bool = typer.Option(
+        False,
+        "--keep-velocities",
+        help="Start from the momenta the structure file holds (a --final file) instead of "
+        "drawing new ones at --temperature.",
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the initial velocities/thermostat."),
     thermostat: str | None = typer.Option(
         None, help="NVT thermostat: langevin (default) or nose-hoover."
@@ -106,6 +119,7 @@ def md_command(
     from matloop.md.runner import check_traj_path
 
     check_traj_path(traj)
+    check_traj_path(final, option="--final")
     _refuse_options_of_other_ensembles(
         ensemble, pressure=pressure, thermostat=thermostat, barostat=barostat
     )
@@ -122,7 +136,16 @@ def md_command(
 
         if reference is None or max_uncertainty is None:
             raise ConfigError("--learn needs --reference CALC and --max-uncertainty X")
-        given = [o for o, v in (("--traj", traj), ("--log", log), ("--json", summary_json)) if v]
+        given = [
+            o
+            for o, v in (
+                ("--traj", traj),
+                ("--log", log),
+                ("--json", summary_json),
+                ("--final", final),
+            )
+            if v
+        ]
         if given:
             raise ConfigError(
                 f"--learn writes its log, checkpoint and state.json in --learn-dir ({learn_dir}); "
@@ -147,10 +170,10 @@ def md_command(
     from matloop.errors import Interrupted
     from matloop.md import check_elements, read_structure, run_md
     from matloop.md.guard import UncertaintyGuard
-    from matloop.md.runner import MDInterrupted
+    from matloop.md.runner import MDInterrupted, write_structure
     from matloop.utils.files import atomic_write_text
 
-    outputs = {"--traj": traj, "--log": log, "--json": summary_json}
+    outputs = {"--traj": traj, "--log": log, "--json": summary_json, "--final": final}
     if max_uncertainty is not None:  # the frame is written only when a limit is set
         outputs["--uncertain-frame"] = UncertaintyGuard.frame_path_for(uncertain_frame, traj)
     refuse_overwrites(force, outputs, {"STRUCTURE": structure, "MODEL": model})
@@ -176,6 +199,7 @@ def md_command(
             traj_interval=traj_interval,
             observe=guard,
             observe_interval=uncertainty_interval,
+            keep_velocities=keep_velocities,
         )
     except MDInterrupted as exc:  # the log and trajectory so far are written
         raise Interrupted(str(exc)) from None
@@ -197,6 +221,9 @@ def md_command(
         typer.echo(f"log: {log}")
     if traj is not None:
         typer.echo(f"trajectory: {traj}{_last_frame_note(result.steps, steps, traj_interval)}")
+    if final is not None:
+        write_structure(final, result.atoms)
+        typer.echo(f"final structure: {final} (step {result.steps})")
     if summary_json is not None:
         atomic_write_text(summary_json, json.dumps(s, indent=2) + "\n")
     if guard is not None:

@@ -328,16 +328,27 @@ def default_traj_interval(steps: int) -> int:
     return max(1, int(steps) // 200)
 
 
-def check_traj_path(path: str | Path | None) -> None:
-    """Raise ConfigError unless `path` (or None) is a trajectory format :func:`run_md` writes."""
+def check_traj_path(path: str | Path | None, option: str | None = None) -> None:
+    """Raise ConfigError unless `path` (or None) is a trajectory format :func:`run_md` writes
+    (`option`: the CLI option of a single structure written in the same formats)."""
     if path is None:
         return
     suffix = Path(path).suffix.lower()
     if suffix not in TRAJ_FORMATS:
+        what = "an MD trajectory" if option is None else f"the {option} structure"
         raise ConfigError(
-            f"cannot write an MD trajectory to {Path(path).name}: use "
+            f"cannot write {what} to {Path(path).name}: use "
             f"{', '.join(TRAJ_FORMATS)} (convert afterwards with ase.io)"
         )
+
+
+def write_structure(path: str | Path, atoms: Atoms) -> None:
+    """Write `atoms` (positions, cell, momenta; no calculator results, so the file is never
+    mistaken for reference labels) atomically to `path` in a :data:`TRAJ_FORMATS` format."""
+    from ase.io import write
+
+    with atomic_path(path) as tmp:
+        write(tmp, atoms.copy(), format=TRAJ_FORMATS[Path(path).suffix.lower()])
 
 
 def _pins_positions(atoms: Atoms) -> bool:
