@@ -108,7 +108,10 @@ class ExploreConfig(_Strict):
     steps: int = Field(200, ge=1, description="MD steps per walker")
     timestep_fs: float = Field(2.0, description="fs (0.05–10)")
     friction: float = Field(
-        0.02, gt=0, description="Langevin friction (1/fs; 0.02 /fs = 20 /ps); × timestep_fs ≤ 1"
+        0.02,
+        gt=0,
+        description="Langevin friction (1/fs; 0.02 /fs = 20 /ps); × timestep_fs ≤ 1; NVT walkers "
+        "only (NPT walkers use Berendsen coupling)",
     )
     walkers: int = Field(4, ge=1, description="walkers per iteration (cycling temperatures)")
     sample_interval: int = Field(
@@ -227,8 +230,14 @@ class CommitteeConfig(_Strict):
         description="number of members; 1: one model with its own σ; default 1 for families "
         "with their own σ (ace, kernel), else 4",
     )
-    bootstrap: bool = True
-    warm_start: bool = Field(True, description="start each member from its previous weights")
+    bootstrap: bool = Field(
+        True, description="each member trains on a bootstrap sample (committees of 2 or more)"
+    )
+    warm_start: bool = Field(
+        True,
+        description="start each member from its previous weights (committees of 2 or more; a "
+        "single model is refitted from scratch, as the closed-form families always are)",
+    )
     train: TrainConfig = Field(
         default_factory=TrainConfig,
         description="training options (matloop.training.TrainConfig); model.family is `family`",
