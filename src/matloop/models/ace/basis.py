@@ -491,7 +491,11 @@ class AceBasis(torch.nn.Module):
             return self._static["pattern"]
         entries = self._jacobian_entries()
         p_spec = self.n_per_element
-        flat = torch.unique(torch.cat([t for t, _, _ in entries])) if entries else torch.zeros(0)
+        flat = (
+            torch.unique(torch.cat([t for t, _, _ in entries]))
+            if entries
+            else torch.zeros(0, dtype=torch.long)
+        )
         func, col = flat % p_spec, flat // p_spec
         order = torch.argsort(func * self.n_a + col)
         func, col = func[order], col[order]
