@@ -96,6 +96,8 @@ def test_an_energies_only_test_set_gets_the_same_energy_errors_from_both(
     # the largest-force check still sees the model's forces (no MD ran to supply them)
     largest = _check(report, "largest force")
     assert largest["passed"] is True and 0 < largest["value"] < 10
+    assert "reference data without forces" in largest["detail"] and "nan" not in largest["detail"]
+    assert "NVE MD not run" in largest["detail"]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

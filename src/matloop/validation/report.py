@@ -133,6 +133,11 @@ def _largest_predicted_force(calc, test, pred) -> float:
     return float(np.concatenate(norms).max())  # NaN stays NaN, as from the predictions
 
 
+def _shown(value: float, missing: str) -> str:
+    """`value` to 3 digits, or what its absence means (not "nan")."""
+    return missing if math.isnan(value) else f"{value:.3g}"
+
+
 def _non_finite_check(pred, label: str) -> dict[str, Any]:
     """Structures of `pred` whose predicted energy or forces hold NaN/inf: must be none (the
     error metrics and the largest force would otherwise silently skip them)."""
@@ -744,8 +749,8 @@ def build_report(
             largest,
             limit,
             "eV/Å",
-            detail=f"test set {fmax_test:.3g} (reference data {fmax_ref:.3g}), "
-            f"NVE MD {fmax_md:.3g}"
+            detail=f"test set {fmax_test:.3g} (reference data "
+            f"{_shown(fmax_ref, 'without forces')}), NVE MD {_shown(fmax_md, 'not run')}"
             + ("" if limit == th.max_force_ev_per_a else "; limit 1.5 × the reference's largest"),
         )
     )
