@@ -13,7 +13,8 @@ from ase import Atoms
 from matloop.errors import DataError
 
 _AXES = "abc"
-_ZERO_A = 1e-6  # cell vectors (and singular values of periodic ones) below this are zero (Å)
+#: cell vectors (and singular values of periodic ones) below this are zero (Å)
+ZERO_LENGTH_A = 1e-6
 _last_good_cell: list[bytes | None] = [None]  # cell + pbc of the last structure that passed
 
 
@@ -65,17 +66,18 @@ def _cell_problem(cell: np.ndarray, pbc: np.ndarray) -> str | None:
     periodic = [i for i in range(3) if pbc[i]]
     if not periodic:
         return None
-    zero = [i for i in periodic if np.linalg.norm(cell[i]) < _ZERO_A]
+    zero = [i for i in periodic if np.linalg.norm(cell[i]) < ZERO_LENGTH_A]
     if zero:
         return (
             f"periodic along {_names(periodic)} but {_vectors(zero, 'is', 'are')} zero: set the "
             f"cell, or pbc=False along {_names(zero)}"
         )
-    if np.linalg.svd(cell[periodic], compute_uv=False).min() >= _ZERO_A:
+    if np.linalg.svd(cell[periodic], compute_uv=False).min() >= ZERO_LENGTH_A:
         return None
     pairs = [[i, j] for i in periodic for j in periodic if i < j]
     dependent = next(
-        (p for p in pairs if np.linalg.svd(cell[p], compute_uv=False).min() < _ZERO_A), periodic
+        (p for p in pairs if np.linalg.svd(cell[p], compute_uv=False).min() < ZERO_LENGTH_A),
+        periodic,
     )
     return (
         f"periodic along {_names(periodic)} but cell vectors {_names(dependent)} are linearly "

@@ -16,7 +16,7 @@ from matloop.errors import DataError
 from matloop.models import Potential
 from matloop.models.io import load_model, resolve_model_path
 from matloop.models.outputs import stress_from_virial
-from matloop.neighbors import _ZERO_A, check_structure
+from matloop.neighbors import ZERO_LENGTH_A, check_structure
 from matloop.utils.allocator import keep_freed_memory
 from matloop.utils.threads import torch_threads
 
@@ -157,7 +157,8 @@ class MatloopCalculator(Calculator):
             self.results["energy_std"] = std / max(len(atoms), 1)
 
     def _energy_forces_stress(self, atoms: Atoms, graph, volume: float | None) -> None:
-        if volume is not None:  # graphs of slabs carry V = 0, which some families read as no stress
+        if volume is not None and not atoms.pbc.all():
+            # graphs of slabs carry V = 0, which some families read as no stress
             graph = replace(graph, volumes=torch.full_like(graph.volumes, volume))
         out = self.model.predict(graph, forces=True, stress=volume is not None)
         energy = float(out["energy"].detach().double().sum()) + self.model.reference_energy(atoms)
@@ -168,8 +169,7 @@ class MatloopCalculator(Calculator):
         self.results["free_energy"] = energy
         self.results["forces"] = forces
         if volume is not None:
-            volumes = torch.tensor([volume], dtype=torch.float64)
-            stress = stress_from_virial(out["virial"].detach().double(), volumes)
+            stress = stress_from_virial(out["virial"].detach().double(), graph.volumes.double())
             self.results["stress"] = stress[0].numpy()
 
     def get_descriptors(self, atoms: Atoms) -> np.ndarray:
@@ -203,7 +203,7 @@ def stress_volume(atoms: Atoms) -> float | None:
     if not atoms.pbc.any():
         return None
     # the tolerance of matloop.neighbors for a zero or dependent cell vector (Å)
-    if np.linalg.svd(atoms.cell.array, compute_uv=False).min() < _ZERO_A:
+    if np.linalg.svd(atoms.cell.array, compute_uv=False).min() < ZERO_LENGTH_A:
         return None
     return float(abs(atoms.cell.volume))
 

@@ -136,7 +136,7 @@ def md_command(
 
         if reference is None or max_uncertainty is None:
             raise ConfigError("--learn needs --reference CALC and --max-uncertainty X")
-        given = [
+        unused = [
             o
             for o, v in (
                 ("--traj", traj),
@@ -146,10 +146,10 @@ def md_command(
             )
             if v
         ]
-        if given:
+        if unused:
             raise ConfigError(
                 f"--learn writes its log, checkpoint and state.json in --learn-dir ({learn_dir}); "
-                f"drop {' '.join(given)}"
+                f"drop {' '.join(unused)}"
             )
         settings = OnTheFlySettings(
             reference=reference,

@@ -218,7 +218,7 @@ def _thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) ->
         vd.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
     else:  # pragma: no cover - older ASE
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
-    if len(atoms) > 1:  # the 3N − 3 left keep their Maxwell–Boltzmann energy, (3N − 3)/2 k_B T
+    if len(atoms) > 1:  # the drift goes; the rescale below sets the temperature exactly
         vd.Stationary(atoms, preserve_temperature=False)
         if not any(atoms.pbc):
             vd.ZeroRotation(atoms)

@@ -37,7 +37,8 @@ from matloop.models.ace.radial import RadialBasis
 from matloop.models.graph import AtomicGraph
 
 VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
-# atoms per block when building design rows (bounds the (atoms, nA, P) Jacobian)
+# atoms per block when building design rows (bounds ∂A/∂r of their neighbour slots and the
+# block's (atoms·nA × 3·targets) columns)
 _DESIGN_BLOCK_ATOMS = 16
 
 
@@ -485,8 +486,8 @@ class AceBasis(torch.nn.Module):
 
     def _jacobian_pattern(self) -> tuple[np.ndarray, np.ndarray, list]:
         """The structural non-zeros of ∂φ_spec/∂A, a few per function (4 % of nA × P_spec for
-        the default basis): their A columns and the row pointer of the (P_spec × nA) CSR matrix
-        they form in (p, a) order, and per rank (position among them, q·k + t, C_pq)."""
+        the default basis), in (p, a) order: their functions p and A columns a, and per rank
+        (position among them, q·k + t, C_pq)."""
         if "pattern" in self._static:
             return self._static["pattern"]
         entries = self._jacobian_entries()
@@ -502,9 +503,7 @@ class AceBasis(torch.nn.Module):
         lookup = torch.full((self.n_a * p_spec,), -1, dtype=torch.long)
         lookup[col * p_spec + func] = torch.arange(len(func))
         per_rank = [(lookup[t], s, v) for t, s, v in entries]
-        row_ptr = np.zeros(p_spec + 1, dtype=np.int64)
-        row_ptr[1:] = np.cumsum(np.bincount(func.numpy(), minlength=p_spec))
-        self._static["pattern"] = (col.numpy(), row_ptr, per_rank)
+        self._static["pattern"] = (func.numpy(), col.numpy(), per_rank)
         return self._static["pattern"]
 
     def _cofactors(self, a: Tensor, k: int) -> Tensor:
@@ -520,8 +519,8 @@ class AceBasis(torch.nn.Module):
 
     def phi_jacobian_values(self, a: Tensor) -> Tensor:
         """∂φ_spec(i)/∂A(i) at the structural non-zeros of :meth:`_jacobian_pattern`, (N, nnz)."""
-        _, row_ptr, per_rank = self._jacobian_pattern()
-        out = a.new_zeros(a.shape[0], int(row_ptr[-1]))
+        funcs, _, per_rank = self._jacobian_pattern()
+        out = a.new_zeros(a.shape[0], len(funcs))
         for k, (target, source, values) in enumerate(per_rank, start=1):
             if values.numel():
                 out.index_add_(1, target, self._cofactors(a, k)[:, source] * values.to(a.dtype))
@@ -531,13 +530,8 @@ class AceBasis(torch.nn.Module):
         """∂φ/∂A of a block of B atoms side by side, (n_el·P_spec × B·nA): row μ·P_spec + p,
         column b·nA + a holds ∂φ_p(b)/∂A_a(b) for an atom b of element μ, so a product with
         per-atom columns sums over the block's atoms."""
-        cols, row_ptr, _ = self._jacobian_pattern()
+        funcs, cols, _ = self._jacobian_pattern()
         n_b = a.shape[0]
-        if "pattern_rows" not in self._static:
-            self._static["pattern_rows"] = np.repeat(
-                np.arange(self.n_per_element), np.diff(row_ptr)
-            )
-        funcs = self._static["pattern_rows"]
         rows = (species.numpy()[:, None] * self.n_per_element + funcs[None, :]).reshape(-1)
         columns = (np.arange(n_b)[:, None] * self.n_a + cols[None, :]).reshape(-1)
         values = self.phi_jacobian_values(a).reshape(-1).numpy()
