@@ -14,16 +14,15 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.io import read, write
-from helpers.al_configs import ACE_TINY, tiny_al_config
+from ase.io import read
+from helpers.al_configs import tiny_al_config
+from helpers.al_models import tiny_ace_start
 
 from matloop.active.config import load_config
 from matloop.active.loop import ActiveLearner
 from matloop.active.report import status, write_reports
 from matloop.active.select import distinct, select_candidates
 from matloop.active.state import RunState
-from matloop.data import label_with
 from matloop.errors import ConfigError
 
 KILLER = """
@@ -233,20 +232,8 @@ def test_foundation_md_starts_from_structures_of_different_compositions():
 
 def test_on_the_fly_refit_killed_resumes_without_labelling_again(tmp_path):
     from matloop.active.onthefly import OnTheFlyLearner, OnTheFlySettings
-    from matloop.data import Dataset
-    from matloop.training import TrainConfig, train
-    from matloop.training.config import parse_config
 
-    cu = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
-    labels = []
-    for seed in range(2):
-        a = cu.copy()
-        a.rattle(0.05, seed=seed)
-        labels.append(label_with(a, EMT()))
-    write(tmp_path / "labels.xyz", labels)
-    spec = {"model": {"family": "ace", **ACE_TINY["model"]}}
-    cfg = parse_config(spec, TrainConfig, "test")
-    model = train(Dataset(labels), tmp_path / "ace", config=cfg, progress=False).model_path
+    cu, _, model = tiny_ace_start(tmp_path)
     settings = OnTheFlySettings(
         reference="emt", threshold=1e-6, temperature_k=1200, timestep_fs=4.0, steps=20
     )

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from ase.io import read, write
-from helpers.al_configs import ACE_TINY
+from ase.io import read
+from helpers.al_models import tiny_ace_start
 
 from matloop.active.config import ActiveLearningConfig
 from matloop.active.select import select_candidates
-from matloop.data import label_with
 from matloop.errors import ConfigError
 from matloop.utils.config import parse_config
 
@@ -104,8 +103,6 @@ def test_handlers_that_max_retries_0_never_tries_are_refused():
 
 def test_on_the_fly_reads_the_labels_once_per_event_and_counts_across_a_kill(tmp_path):
     from matloop.active.onthefly import OnTheFlyLearner, OnTheFlySettings
-    from matloop.data import Dataset
-    from matloop.training import TrainConfig, train
 
     class CountingLearner(OnTheFlyLearner):
         """Counts the reads of labels.xyz (each parses the whole file: O(labels))."""
@@ -116,15 +113,7 @@ def test_on_the_fly_reads_the_labels_once_per_event_and_counts_across_a_kill(tmp
             CountingLearner.reads += 1
             return super().labels()
 
-    cu = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
-    given = []
-    for seed in range(2):
-        a = cu.copy()
-        a.rattle(0.05, seed=seed)
-        given.append(label_with(a, EMT()))
-    write(tmp_path / "labels.xyz", given)
-    cfg = parse_config({"model": {"family": "ace", **ACE_TINY["model"]}}, TrainConfig, "test")
-    model = str(train(Dataset(given), tmp_path / "ace", config=cfg, progress=False).model_path)
+    cu, _, model = tiny_ace_start(tmp_path)
     settings = OnTheFlySettings(
         reference="emt",
         threshold=1e-6,  # every check is an event
