@@ -126,3 +126,11 @@ def test_md_cli_final_is_checked_before_the_run(tmp_path, capsys):
     assert main([*args, str(tmp_path / "f.xyz")]) == 1
     assert "already exists" in capsys.readouterr().err
     assert (tmp_path / "f.xyz").read_text() == "keep me"
+
+
+def test_md_cli_keep_velocities_without_momenta_says_so(tmp_path, capsys):
+    start = tmp_path / "cu.xyz"
+    write(start, _cu(1))  # positions only
+    args = ["md", "emt", str(start), "--steps", "2", "--keep-velocities", "--no-progress"]
+    assert main(args) == 0
+    assert "holds no momenta; drawing them at 300 K" in capsys.readouterr().err

@@ -178,6 +178,13 @@ def md_command(
         outputs["--uncertain-frame"] = UncertaintyGuard.frame_path_for(uncertain_frame, traj)
     refuse_overwrites(force, outputs, {"STRUCTURE": structure, "MODEL": model})
     atoms = read_structure(structure)
+    if keep_velocities and not atoms.has("momenta"):
+        import warnings
+
+        warnings.warn(
+            f"--keep-velocities: {structure} holds no momenta; drawing them at {temperature:g} K",
+            stacklevel=2,
+        )
     _check_structure(atoms, structure)
     calc = _calculator(model)
     check_elements(atoms, calc, model, where=str(structure))
