@@ -16,12 +16,18 @@ Example::
 
 :func:`load_space` refuses, in one line, settings that contradict each other or cannot take
 effect: a forbidden component with a positive min, a max above the total, a linear constraint
-with only forbidden components (or zero coefficients), non-finite numbers, and bounds or
-constraints that no composition with Σ = total satisfies.
+with only forbidden components (or zero coefficients), non-finite numbers, a ``sum_tolerance``
+not below the total (it warns above 10 % of the total), and bounds or constraints that no
+composition with Σ = total satisfies. For those, the message names a smallest set of linear
+constraints that cannot hold together, the bounds (and the total) that make them clash, the
+range the last one's left side can take, and which single constraint or bound to relax when one
+suffices.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +160,21 @@ class Space(BaseModel):
                     f"linear_constraints[{i}] ({lc}): its left side is always 0 ({why_text}); "
                     "remove it"
                 )
+        tol, t = self.sum_tolerance, self.total
+        if tol is not None and tol >= t:
+            problems.append(
+                f"sum_tolerance = {tol:g} is not below total {t:g}: any row summing to "
+                f"0..{t + tol:g} would pass as a composition; give the rounding slack of measured "
+                f"rows (the default is {0.005 * t:g}, 0.5 % of the total) or rescale the rows to "
+                "the total"
+            )
+        elif tol is not None and tol > 0.1 * t:
+            warnings.warn(
+                f"sum_tolerance = {tol:g} is {100 * tol / t:.3g} % of total {t:g}: rows summing "
+                f"to {t - tol:g}..{t + tol:g} are used as they are, not rescaled (the default is "
+                f"{0.005 * t:g}, 0.5 %); rescale rows that are further off to the total",
+                stacklevel=2,
+            )
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -339,46 +360,182 @@ class UnitBoxProblem:
         return conv(self.A_ge, self.b_ge) or None, conv(self.A_eq, self.b_eq) or None
 
     def _infeasible_reason(self) -> str:
+        """One line naming the settings that conflict, the numbers, and what to relax."""
         s = self.space
+        head = "constraints leave no feasible composition: "
         lo_sum, hi_sum = self.lo.sum(), self.hi.sum()
         if s.total < lo_sum - 1e-9 or s.total > hi_sum + 1e-9:
             return (
-                f"constraints leave no feasible composition: the component bounds allow sums "
+                f"{head}the component bounds allow sums "
                 f"{lo_sum:g}..{hi_sum:g} but total is {s.total:g}"
                 + (f" (forbidden: {', '.join(s.forbidden)})" if s.forbidden else "")
             )
-        for i, lc in enumerate(s.linear_constraints):
-            lo, hi = self._lhs_range(lc)
-            rhs = next(v for v in (lc.le, lc.ge, lc.eq) if v is not None)
-            tol = 1e-9 * max(1.0, abs(rhs), abs(lo), abs(hi))
-            if (
-                (lc.le is not None and lo > lc.le + tol)
-                or (lc.ge is not None and hi < lc.ge - tol)
-                or (lc.eq is not None and not lo - tol <= lc.eq <= hi + tol)
-            ):
-                return (
-                    f"constraints leave no feasible composition: linear_constraints[{i}] ({lc}) "
-                    f"cannot hold: within the component bounds and total {s.total:g} its left "
-                    f"side ranges {lo:g}..{hi:g}"
-                )
+        conflict = self._conflicting_constraints()
+        if not conflict:
+            return f"{head}bounds, total and linear_constraints cannot all hold at once"
+        lcs = s.linear_constraints
+        last = conflict[-1]
+        given = conflict[:-1]
+        lo, hi = self._lhs_range(lcs[last], given)
+        named = [f"linear_constraints[{i}] ({lcs[i]})" for i in conflict]
+        with_total = self._feasible(conflict, total=False)  # the conflict needs the total
+        limits = ([f"total {s.total:g}"] if with_total else []) + self._binding_bounds(
+            conflict, with_total
+        )
+        source = f" (from {', '.join(limits)})" if limits else ""
+        if not given:
+            text = (
+                f"{named[0]} cannot hold: within the component bounds and total {s.total:g} "
+                f"its left side ranges {lo:g}..{hi:g}{source}"
+            )
+        else:
+            text = (
+                f"{' and '.join(named)} contradict each other: given "
+                f"{', '.join(f'linear_constraints[{i}]' for i in given)}, the component bounds "
+                f"and total {s.total:g}, the left side of linear_constraints[{last}] ranges "
+                f"{lo:g}..{hi:g}{source}"
+            )
+        return f"{head}{text}; {self._relax_advice(conflict, limits)}"
+
+    def _rows(self, keep: Sequence[int], total: bool):
+        """(A_ub, b_ub, A_eq, b_eq) over all names (units of the total) for linprog: the linear
+        constraints `keep` (indices) and, when `total`, Σ x = total; None for an empty side."""
+        names = self.space.names
+        A_ub, b_ub, A_eq, b_eq = [], [], [], []
+        for i in keep:
+            lc = self.space.linear_constraints[i]
+            a = np.array([lc.coefficients.get(n, 0.0) for n in names])
+            if lc.eq is not None:
+                A_eq.append(a)
+                b_eq.append(lc.eq)
+            elif lc.le is not None:
+                A_ub.append(a)
+                b_ub.append(lc.le)
+            else:
+                A_ub.append(-a)
+                b_ub.append(-lc.ge)
+        if total:
+            A_eq.append(np.ones(len(names)))
+            b_eq.append(self.space.total)
         return (
-            "constraints leave no feasible composition: bounds, total and linear_constraints "
-            "cannot all hold at once"
+            np.array(A_ub) if A_ub else None,
+            b_ub or None,
+            np.array(A_eq) if A_eq else None,
+            b_eq or None,
         )
 
-    def _lhs_range(self, lc: LinearConstraint) -> tuple[float, float]:
-        """Least and greatest ``Σ coef · x`` over the bounds with Σ x = total (units of the
-        total)."""
+    # An infeasible space is explained by a minimal conflicting set (deletion filter): drop one
+    # constraint (or bound) at a time and keep it out while the rest stays infeasible.
+    def _feasible(
+        self,
+        keep: Sequence[int],
+        lo: np.ndarray | None = None,
+        hi: np.ndarray | None = None,
+        total: bool = True,
+    ) -> bool:
+        """Whether some x within [lo, hi] (±inf: unbounded; default: the space's bounds), with
+        Σ x = total when `total`, meets the linear constraints `keep` (units of the total)."""
         from scipy.optimize import linprog
 
         names = self.space.names
-        coef = np.array([lc.coefficients.get(n, 0.0) for n in names])
+        lo = self.lo if lo is None else lo
+        hi = self.hi if hi is None else hi
+        A_ub, b_ub, A_eq, b_eq = self._rows(keep, total)
+        bounds = [
+            (None if np.isneginf(a) else a, None if np.isposinf(b) else b)
+            for a, b in zip(lo, hi, strict=True)
+        ]
+        res = linprog(
+            np.zeros(len(names)),
+            A_ub=A_ub,
+            b_ub=b_ub,
+            A_eq=A_eq,
+            b_eq=b_eq,
+            bounds=bounds,
+            method="highs",
+        )
+        return res.status == 0
+
+    def _conflicting_constraints(self) -> list[int]:
+        """Indices of a minimal set of linear constraints that cannot hold together within the
+        bounds and the total (a single one when one alone cannot hold); [] if none found."""
+        every = list(range(len(self.space.linear_constraints)))
+        for i in every:  # one that cannot hold on its own is the clearest message
+            if not self._feasible([i]):
+                return [i]
+        if self._feasible(every):
+            return []
+        keep = every
+        for i in every:
+            rest = [j for j in keep if j != i]
+            if not self._feasible(rest):
+                keep = rest
+        return keep
+
+    def _bound_text(self, j: int, side: str) -> str:
+        """``SiO2 >= 40`` / ``SiO2 <= 80`` (``forbidden PbO`` for a forbidden one's max)."""
+        name = self.space.names[j]
+        if side == "min":
+            return f"{name} >= {self.lo[j]:g}"
+        return f"forbidden {name}" if name in self.space.forbidden else f"{name} <= {self.hi[j]:g}"
+
+    def _binding_bounds(self, conflict: list[int], total: bool) -> list[str]:
+        """The bounds (texts) without which the `conflict` constraints could hold together."""
+        lo, hi = self.lo.copy(), self.hi.copy()
+        needed = []
+        for j, side in ((j, side) for j in range(len(lo)) for side in ("min", "max")):
+            arr = lo if side == "min" else hi
+            old, arr[j] = arr[j], -np.inf if side == "min" else np.inf
+            if self._feasible(conflict, lo, hi, total):
+                arr[j] = old
+                needed.append(self._bound_text(j, side))
+        return needed
+
+    def _relax_advice(self, conflict: list[int], limits: list[str]) -> str:
+        """Which single constraint or bound, dropped or relaxed, makes the space feasible."""
+        every = list(range(len(self.space.linear_constraints)))
+        fixes = [
+            f"linear_constraints[{i}]"
+            for i in conflict
+            if self._feasible([j for j in every if j != i])
+        ]
+        t = self.space.total
+        for j, name in enumerate(self.space.names):
+            if name in self.space.forbidden:
+                continue
+            for side, loose in (("min", 0.0), ("max", t)):
+                if self._bound_text(j, side) not in limits:
+                    continue
+                lo, hi = self.lo.copy(), self.hi.copy()
+                (lo if side == "min" else hi)[j] = loose
+                if loose != (self.lo if side == "min" else self.hi)[j] and self._feasible(
+                    every, lo, hi
+                ):
+                    fixes.append(f"components.{name}.{side}")
+        if not fixes:
+            return (
+                "no single change among these makes the space feasible (another conflict "
+                "remains): fix this one and load the space again to see the next"
+            )
+        if len(fixes) == 1:
+            return f"relax {fixes[0]}"
+        return f"relax one of {', '.join(fixes)}"
+
+    def _lhs_range(self, lc: LinearConstraint, given: Sequence[int] = ()) -> tuple[float, float]:
+        """Least and greatest ``Σ coef · x`` over the bounds with Σ x = total and the linear
+        constraints `given` (indices) (units of the total)."""
+        from scipy.optimize import linprog
+
+        coef = np.array([lc.coefficients.get(n, 0.0) for n in self.space.names])
+        A_ub, b_ub, A_eq, b_eq = self._rows(list(given), total=True)
         out = []
         for sign in (1.0, -1.0):
             res = linprog(
                 sign * coef,
-                A_eq=np.ones((1, len(names))),
-                b_eq=[self.space.total],
+                A_ub=A_ub,
+                b_ub=b_ub,
+                A_eq=A_eq,
+                b_eq=b_eq,
                 bounds=list(zip(self.lo, self.hi, strict=True)),
                 method="highs",
             )
@@ -429,6 +586,13 @@ def unit_box_problem(space: Space) -> UnitBoxProblem:
         b_ge=np.array(b_ge),
     )
     prob.feasible_point()  # raises ConfigError early when infeasible
+    # an equality implied by the others (e.g. a restated total) would leave BoTorch's polytope
+    # sampler stuck at one point; after the check above the dropped rows are known to hold
+    keep: list[int] = []
+    for i in range(len(prob.A_eq)):
+        if np.linalg.matrix_rank(prob.A_eq[[*keep, i]], tol=1e-9) > len(keep):
+            keep.append(i)
+    prob.A_eq, prob.b_eq = prob.A_eq[keep], prob.b_eq[keep]
     return prob
 
 
