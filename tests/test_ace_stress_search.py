@@ -8,10 +8,12 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
-from test_ace_fit import ace_model, cuau_cells
+from helpers.reference_data import emt_cu_structures
+from test_ace_fit import SMALL_ACE, ace_model, cuau_cells
 
 from matloop.calculators.potential import MatloopCalculator
 from matloop.data import Dataset, fit_reference_energies, label_with
+from matloop.models.ace.family import AceParams, AcePotential
 from matloop.models.ace.fitting import AceFitParams, fit_ace
 from matloop.training import TrainConfig
 from matloop.units import EV_PER_A3_TO_GPA
@@ -26,8 +28,8 @@ def _stress_rmse_gpa(model, data) -> float:
     return EV_PER_A3_TO_GPA * float(np.sqrt(np.mean(np.square(errors))))
 
 
-def _fit(train, valid, search: bool):
-    model = ace_model(fit=AceFitParams(stress_search=search))
+def _fit(train, valid, search: bool, **fit):
+    model = ace_model(fit=AceFitParams(stress_search=search, **fit))
     model.set_reference_energies(fit_reference_energies(train, ["Cu", "Au"]))
     info = fit_ace(model, train, valid, TrainConfig(), progress=False)
     return model, info
@@ -134,3 +136,47 @@ def test_cli_train_says_what_it_did_with_the_stresses(tmp_path, cells, capsys, c
     line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("stresses:")]
     expected = "stresses: fitted at loss weight" if case == "one volume" else "stresses: left out"
     assert len(line) == 1 and line[0].startswith(expected), line
+
+
+def test_one_offset_validation_stress_does_not_decide_alone():
+    """±1 % strained Cu cells with a 0.5 GPa Pulay-like stress offset and one validation
+    structure (what a 10 % split of 12 gives): that structure alone would keep the offset
+    stresses; pooled with the training structures' leave-one-out errors they stay out."""
+    data = _with_pressure_offset(emt_cu_structures(12, seed=8, strain=0.01), 0.5)
+    model = AcePotential(["Cu"], AceParams(**SMALL_ACE))
+    model.set_reference_energies(fit_reference_energies(data, ["Cu"]))
+    info = fit_ace(model, data.subset(range(11)), data.subset([11]), TrainConfig(), progress=False)
+    found = info["stress_search"]
+    assert found["scored_on"] == "validation+loo", found
+    by_validation = min(found["tried"], key=lambda t: t["valid_score_with_stress"])
+    assert by_validation["stress_weight"] > 0, found
+    assert found["stress_weight"] == 0.0, found
+
+
+def test_consistent_stresses_are_fitted_with_one_validation_structure(cells):
+    train, valid, test = cells
+    plain, _ = _fit(train, valid.subset([0]), search=False)
+    searched, info = _fit(train, valid.subset([0]), search=True)
+    found = info["stress_search"]
+    assert found["scored_on"] == "validation+loo" and found["stress_weight"] > 0, found
+    assert _stress_rmse_gpa(searched, test) < 0.5 * _stress_rmse_gpa(plain, test)
+
+
+def test_too_few_stresses_to_choose_skip_the_search(cells):
+    """No leave-one-out rows kept (press_energies: 0) and one validation stress: skipped."""
+    train, valid, _ = cells
+    plain, _ = _fit(train, valid.subset([0]), search=False)
+    model, info = _fit(train, valid.subset([0]), search=True, press_energies=0)
+    found = info["stress_search"]
+    assert found["stress_weight"] == 0.0 and "fewer than 3" in found["skipped"], found
+    np.testing.assert_allclose(model.coefficients, plain.coefficients, rtol=1e-10)
+
+
+def test_train_summary_says_why_stresses_were_not_tried():
+    """`matloop train` prints the skip reason instead of failing on a report without trials."""
+    from matloop.cli.potentials import _stress_search_line
+
+    line = _stress_search_line(
+        {"skipped": "1 validation structure with a stress", "stress_weight": 0.0}
+    )
+    assert line == "stresses: not fitted (1 validation structure with a stress)"

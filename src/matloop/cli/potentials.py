@@ -130,6 +130,8 @@ def train_command(
 
 def _stress_search_line(found: dict) -> str:
     """What the ace fit did with the training stresses (``fit.stress_search``), in one line."""
+    if "skipped" in found:
+        return f"stresses: not fitted ({found['skipped']})"
     tried = {t["stress_weight"]: t for t in found["tried"]}
     without = tried[0.0]["stress_rmse_gpa"]
     kept = found["stress_weight"]

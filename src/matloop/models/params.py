@@ -54,7 +54,10 @@ class AceFitParams(StrictParams):
         "lowest validation loss, the stress MSE counted with weight 0.01 (1 GPa of stress RMSE "
         "like 0.62 meV/atom of energy RMSE): stresses consistent with the energies pin the "
         "volume derivative that forces of near-equilibrium cells leave free; stresses that "
-        "disagree with the energies (a Pulay offset) cost more than they bring and stay out",
+        "disagree with the energies (a Pulay offset) cost more than they bring and stay out. "
+        "With fewer than 3 validation structures with a stress, the losses pool the training "
+        "structures' leave-one-out errors (one structure alone misjudged an offset), or the "
+        "search is skipped (report: stress_search.skipped)",
     )
     chunk_atoms: int = Field(512, ge=1, description="atoms per block of design rows")
     active_set_atoms: int = Field(
