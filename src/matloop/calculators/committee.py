@@ -2,8 +2,10 @@
 
 ``CommitteeCalculator`` results:
 
-- ``energy`` / ``free_energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å³; when every member
-  provides it): the committee mean;
+- ``energy`` / ``free_energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å³): the committee mean;
+  a stress as :class:`~matloop.calculators.potential.MatloopCalculator` gives it (slabs and wires
+  too, over the whole cell: :func:`~matloop.calculators.potential.stress_volume`), refused in one
+  line for a structure without one or a member that gives none;
 - ``energy_std`` (eV/atom): standard deviation over members of the energy per atom;
 - ``forces_std`` (eV/Å, shape (n_atoms,)): per atom, the root mean over x, y, z of the member
   standard deviation of that force component — on the scale of a per-component force error;
@@ -20,7 +22,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
+from ase.calculators.calculator import (
+    BaseCalculator,
+    Calculator,
+    PropertyNotImplementedError,
+    all_changes,
+)
+
+from matloop.calculators.potential import _no_stress_message, stress_volume
 
 
 class CommitteeCalculator(Calculator):
@@ -70,18 +79,23 @@ class CommitteeCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         n = len(self.atoms)
         want_stress = "stress" in properties
+        if want_stress and stress_volume(self.atoms) is None:
+            raise PropertyNotImplementedError(_no_stress_message(self.atoms))
         energies, forces, stresses = [], [], []
-        stress_ok = bool(self.atoms.pbc.all())
-        for calc in self.calculators:
+        for k, calc in enumerate(self.calculators):
             work = self.atoms.copy()
             work.calc = calc
             energies.append(work.get_potential_energy())
             forces.append(work.get_forces())
-            if stress_ok and want_stress:
+            if want_stress:
                 try:
                     stresses.append(work.get_stress(voigt=True))
-                except Exception:  # noqa: BLE001 - a member without stress: no stress at all
-                    stress_ok = False
+                except PropertyNotImplementedError as exc:
+                    raise PropertyNotImplementedError(
+                        f"committee member {k} ({type(calc).__name__}) gives no stress for "
+                        f"{work.get_chemical_formula()} (pbc={work.pbc.tolist()}): "
+                        f"{exc or 'not implemented'}; the committee's stress needs every member's"
+                    ) from None
         e = np.asarray(energies, dtype=float)
         f = np.asarray(forces, dtype=float)  # (m, n, 3)
         ddof = 1 if len(e) > 1 else 0
@@ -93,8 +107,8 @@ class CommitteeCalculator(Calculator):
         self.results["forces_std"] = self.forces_scale * np.sqrt(
             f.var(axis=0, ddof=ddof).mean(axis=1)
         )
-        if stress_ok and stresses:
-            self.results["stress"] = np.asarray(stresses).mean(axis=0)
+        if stresses:
+            self.results["stress"] = np.asarray(stresses, dtype=float).mean(axis=0)
 
     def uncertainty(self, atoms) -> dict[str, float]:
         """Energy std (eV/atom) and max / mean atomic force std (eV/Å) for `atoms`."""

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase.calculators.calculator import all_changes
+from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 from ase.calculators.mixing import SumCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from matloop.calculators.potential import _no_stress_message, stress_volume
 from matloop.calculators.registry import register_calculator
 from matloop.errors import ConfigError
 
@@ -41,8 +42,15 @@ def _chgnet_calculator_class() -> type:
         ) from None
 
     class MatloopCHGNet(CHGNetCalculator):
-        """CHGNet (energy eV, forces eV/Å, stress eV/Å³ in ASE order) returning float64."""
+        """CHGNet (energy eV, forces eV/Å, stress eV/Å³ in ASE order) returning float64.
 
+        Slabs and wires get a stress as :class:`~matloop.calculators.potential.MatloopCalculator`
+        gives it (over the caller's whole cell); a structure without one is refused in one line.
+        """
+
+        # CHGNet sets free_energy = energy but does not list it (ASE's finite-difference stress
+        # and force-consistent energies ask for it)
+        implemented_properties = [*CHGNetCalculator.implemented_properties, "free_energy"]
         num_threads: int | None = None
 
         @property
@@ -56,12 +64,15 @@ def _chgnet_calculator_class() -> type:
 
             atoms = atoms if atoms is not None else self.atoms
             check_elements(atoms, self, "chgnet")  # else an IndexError deep inside torch
+            volume = stress_volume(atoms)
+            if properties is not None and "stress" in properties and volume is None:
+                raise PropertyNotImplementedError(_no_stress_message(atoms))
             work = _open_axes_padded(atoms, float(self.model.graph_converter.atom_graph_cutoff))
             with warnings.catch_warnings(), torch_threads(self.num_threads):
                 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
                 super().calculate(work, properties, system_changes, **kw)
             self.atoms = atoms.copy()  # the cache compares with the caller's structure
-            if not atoms.pbc.all():  # CHGNet's stress of a vacuum box is no property of atoms
+            if volume is None:
                 self.results.pop("stress", None)
             for key in ("energy", "free_energy"):
                 self.results[key] = float(self.results[key])
@@ -75,7 +86,9 @@ def _chgnet_calculator_class() -> type:
                     stress = -stress
                 if stress.shape == (3, 3):  # ASE calculators return Voigt order
                     stress = full_3x3_to_voigt_6_stress(stress)
-                self.results["stress"] = stress
+                # ∂E/∂ε of a slab or wire is that of its padded box (nothing interacts across
+                # the vacuum), divided by the caller's cell volume as MatloopCalculator does
+                self.results["stress"] = stress * (abs(work.cell.volume) / volume)
 
     _CHGNET_CLASS = MatloopCHGNet
     return MatloopCHGNet
@@ -211,15 +224,36 @@ class DeltaCalculator(SumCalculator):
         self.base = base
         self.correction = correction
         self.base_name = base_name
-        if "energy" in self.implemented_properties:
+        props = self.implemented_properties
+        if "energy" in props and "free_energy" not in props:
             self.implemented_properties = [*self.implemented_properties, "free_energy"]
 
     def calculate(self, atoms, properties, system_changes):
         properties = [p for p in properties if p != "free_energy"] or ["energy"]
+        if "stress" in properties:
+            self._check_stress(atoms)
         super().calculate(atoms, properties, system_changes)
         if "energy" in self.results:
             self.results["energy"] = float(self.results["energy"])
             self.results["free_energy"] = self.results["energy"]
+
+    def _check_stress(self, atoms) -> None:
+        """Refuse a stress in one line: for a structure without one (the rule of
+        :func:`~matloop.calculators.potential.stress_volume`), or naming the part that gives none.
+
+        Each part's stress is computed here, so the sum that follows reads them from its cache.
+        """
+        if stress_volume(atoms) is None:
+            raise PropertyNotImplementedError(_no_stress_message(atoms))
+        parts = ((self.base, f"base {self.base_name!r}"), (self.correction, "correction"))
+        for part, what in parts:
+            try:
+                part.get_property("stress", atoms)
+            except PropertyNotImplementedError as exc:
+                raise PropertyNotImplementedError(
+                    f"{self}: the {what} gives no stress for {atoms.get_chemical_formula()} "
+                    f"(pbc={atoms.pbc.tolist()}): {exc or 'not implemented'}"
+                ) from None
 
     @property
     def model(self):
