@@ -1,5 +1,6 @@
 """Review of the selection settings and on-the-fly bookkeeping: a key that the others would
-leave without effect is refused in one line before any work (never silently overridden), and an
+leave without effect is refused in one line before any work (never silently overridden; a
+``strategy.selection: auto`` is resolved with the model family and committee size), and an
 on-the-fly event reads labels.xyz once (its count comes from the labels it fitted on).
 
 Real EMT copper and a tiny ``ace`` model; no physics is mocked.
@@ -77,10 +78,67 @@ def test_a_descriptor_no_selection_uses_is_refused(select, strategy, why):
     assert f"select.descriptor: {select['descriptor']} has no effect with {why}" in message
 
 
-@pytest.mark.parametrize("selection", ["fps", "sigma_fps", "auto"])
-def test_a_descriptor_is_accepted_where_it_can_apply(selection):
-    cfg = _config(select={"descriptor": "simple"}, strategy={"selection": selection})
+@pytest.mark.parametrize(
+    "selection, model",
+    [
+        ("fps", {}),
+        ("sigma_fps", {}),
+        ("auto", {"family": "ace", "committee": 4}),  # a committee's auto is sigma_fps
+        ("auto", {"family": "bpnn"}),
+    ],
+)
+def test_a_descriptor_is_accepted_where_it_can_apply(selection, model):
+    cfg = _config(select={"descriptor": "simple"}, strategy={"selection": selection}, model=model)
     assert parse_config(cfg, ActiveLearningConfig, "al.yaml").select.descriptor == "simple"
+
+
+@pytest.mark.parametrize("descriptor", ["model", "simple"])
+@pytest.mark.parametrize("committee", [None, 1])  # null: one model, ace has its own σ
+def test_a_descriptor_auto_ignores_for_one_linear_model_is_refused(
+    tmp_path, capsys, descriptor, committee
+):
+    # was accepted: auto is dopt for one ace model, and dopt never reads the descriptor
+    from helpers.al_configs import tiny_al_config
+
+    from matloop.cli import main
+
+    path = tiny_al_config(
+        tmp_path,
+        select={"descriptor": descriptor},
+        strategy={"selection": "auto"},
+        model={"committee": committee},
+    )
+    assert main(["config", "validate", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (
+        f"select.descriptor: {descriptor} has no effect with strategy.selection: auto (dopt for "
+        "one model of the linear family ace" in err
+    )
+    assert "set select.descriptor: auto" in err
+    # a committee's auto is sigma_fps, whose distances are in that descriptor's space
+    path = tiny_al_config(
+        tmp_path,
+        select={"descriptor": descriptor},
+        strategy={"selection": "auto"},
+        model={"committee": 2},
+    )
+    assert main(["config", "validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_auto_means_for_a_config_what_it_means_for_the_models_calculator(tmp_path):
+    """The config's resolution (family, members) and the loop's (the calculator) agree."""
+    from matloop.active.loop import load_model
+    from matloop.active.select import resolve_selection
+
+    _, _, path = tiny_ace_start(tmp_path)
+    single, committee = load_model([path]), load_model([path, path])
+    assert resolve_selection("auto", family="ace", members=1) == "dopt"
+    assert resolve_selection("auto", calc=single) == "dopt"
+    assert resolve_selection("auto", family="ace", members=2) == "sigma_fps"
+    assert resolve_selection("auto", calc=committee) == "sigma_fps"
+    assert resolve_selection("auto", family="bpnn") == resolve_selection("auto") == "sigma_fps"
+    assert resolve_selection("vopt", family="ace") == "vopt"
 
 
 def test_walker_driver_until_without_a_driver_is_refused():

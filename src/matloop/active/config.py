@@ -12,8 +12,9 @@ the threshold and the walker limit take the default of the model's kind (``SIGMA
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,6 +26,9 @@ from matloop.active.explorers import (
 from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
 from matloop.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 #: eV/Å: walkers stop at this max atomic forces_std when no other limit is configured
 DEFAULT_WALKER_LIMIT = 1.0
@@ -356,7 +360,13 @@ class ActiveLearningConfig(_Strict):
         from matloop.active.select import selection_conflict
 
         st = self.strategy
-        conflict = selection_conflict(st.selection, self.select.diversity, self.select.descriptor)
+        conflict = selection_conflict(
+            st.selection,
+            self.select.diversity,
+            self.select.descriptor,
+            family=self.model.family,
+            members=self.model.committee or 1,
+        )
         if conflict:
             raise ValueError(conflict)
         if st.walker_driver_until is not None and st.walker_driver is None:
@@ -409,14 +419,8 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
     starts = read_structures(cfg.initial.structures, what="initial.structures file")
     elements = {s for a in starts for s in a.get_chemical_symbols()}
     _check_reference_elements(cfg, elements)
-    if cfg.explore.pressures_gpa and not any(a.pbc.all() for a in starts):
-        from matloop.errors import ConfigError
-
-        raise ConfigError(
-            f"explore.pressures_gpa needs a start periodic along a, b and c (NPT walkers), but "
-            f"no structure in {cfg.initial.structures} is: remove pressures_gpa (NVT) or start "
-            "from a bulk cell"
-        )
+    if cfg.explore.pressures_gpa:
+        _check_npt_starts(cfg, starts)
     if cfg.test.data:
         from matloop.errors import MatloopError
 
@@ -430,6 +434,28 @@ def check_inputs(cfg: ActiveLearningConfig) -> None:
                 f"test.data {cfg.test.data} contains {', '.join(missing)}, which no starting "
                 f"structure in {cfg.initial.structures} has; the models would never learn it"
             )
+
+
+def _check_npt_starts(cfg: ActiveLearningConfig, starts: list[Atoms]) -> None:
+    """NPT walkers need a start periodic along a, b and c: none is refused; a mix (a slab beside
+    a bulk cell) is allowed, with a warning that the others' walkers run NVT."""
+    from matloop.errors import ConfigError
+
+    flat = [i for i, a in enumerate(starts) if not a.pbc.all()]
+    if len(flat) == len(starts):
+        raise ConfigError(
+            f"explore.pressures_gpa needs a start periodic along a, b and c (NPT walkers), but "
+            f"no structure in {cfg.initial.structures} is: remove pressures_gpa (NVT) or start "
+            "from a bulk cell"
+        )
+    if flat:
+        shown = ", ".join(str(i) for i in flat[:5]) + (", ..." if len(flat) > 5 else "")
+        warnings.warn(
+            f"explore.pressures_gpa: {len(flat)} of the {len(starts)} structures in "
+            f"{cfg.initial.structures} (index {shown}) are not periodic along a, b and c; "
+            "walkers started from them run NVT at no pressure, the others NPT",
+            stacklevel=3,
+        )
 
 
 def _check_reference_elements(cfg: ActiveLearningConfig, elements: set[str]) -> None:
@@ -534,7 +560,7 @@ strategy:                    # how the loop starts, explores and selects
                              # (null: at explore.uncertainty_limit)
   ramp_from_k: null          # K: walkers heat from here to their temperature
   selection: fps             # fps | sigma_fps | dopt (D-optimal) | vopt (V-optimal: variance
-                             # over explored) | auto (dopt for linear models, else sigma_fps)
+                             # over explored) | auto (dopt for one ace model, else sigma_fps)
   select_within_limit: false # true: pick only snapshots within the walkers' σ limit
   calibrate: true            # scale σ on the labels in hand every iteration
 """

@@ -68,7 +68,11 @@ def run_walker(
     cfg: ExploreConfig,
     rng: np.random.Generator,
 ) -> tuple[list[Atoms], list[float], dict[str, Any]]:
-    """Run one MD walker; return snapshots, their σ and a summary."""
+    """Run one MD walker; return snapshots, their σ and a summary.
+
+    The summary's ``ensemble`` is what the walker ran: ``npt`` at ``pressure_gpa`` (GPa) for a
+    start periodic along a, b and c, else ``nvt`` (``pressure_gpa`` None, even if one was asked
+    for: a slab or cluster has no pressure to hold)."""
     from matloop.md import run_md
 
     snaps: list[Atoms] = []
@@ -122,7 +126,8 @@ def run_walker(
         "temperature": float(spec.temperature),
         "steps_done": int(done),
         "stopped": state["stopped"],
-        "pressure_gpa": spec.pressure_gpa,
+        "ensemble": "npt" if npt else "nvt",
+        "pressure_gpa": spec.pressure_gpa if npt else None,
         "ramp_from": spec.ramp_from,
         "limit": float(spec.limit),
         "max_unc": float(max(uncs)) if uncs else 0.0,

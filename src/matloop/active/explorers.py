@@ -382,9 +382,9 @@ class StrategyConfig(_Strict):
     farthest-point in descriptor space; the classic), ``sigma_fps`` (σ × distance to the chosen
     and labelled structures), ``dopt`` (greedy D-optimal information gain in the model's
     per-atom feature space), ``vopt`` (greedy V-optimal: the largest drop of the posterior
-    variance summed over the explored snapshots' atoms), ``auto`` (``dopt`` for models with
-    linear features, else ``sigma_fps``). ``calibrate``: fit a factor on σ from the
-    labels in hand every iteration. ``select_within_limit``: choose only among snapshots whose σ
+    variance summed over the explored snapshots' atoms), ``auto`` (``dopt`` for one model with
+    linear features, e.g. one ``ace``; else ``sigma_fps``). ``calibrate``: fit a factor on σ from
+    the labels in hand every iteration. ``select_within_limit``: choose only among snapshots whose σ
     is within the walkers' limit (an upper trust level): the snapshot that stopped a walker is
     already off the distribution the model is used on (all snapshots when none is within).
     ``walker_driver``: a calculator name or model file (e.g. ``chgnet``) that moves the walkers

@@ -16,6 +16,8 @@ Methods (``method``):
   expected reduction of the posterior variance summed over every atom of the explored pool,
   tr(M (A⁻¹ − (A + Φ_cᵀΦ_c)⁻¹)) with M = Σ_pool ΦᵀΦ — information on the distribution the
   walkers sample (the conditions of use), not on its rare extremes.
+- ``auto``: ``dopt`` for a model whose energy is linear in its per-atom features (one ``ace``
+  model), else ``sigma_fps`` (:func:`resolve_selection`).
 
 Whatever the method, a snapshot that repeats a more uncertain one or a labelled structure
 (identical or symmetry-equivalent, :func:`distinct`) is not a candidate.
@@ -183,20 +185,62 @@ def _subsample(labelled: Sequence[Atoms], n: int = 200) -> list[Atoms]:
     return pool
 
 
-def selection_conflict(method: str, diversity: str = "fps", descriptor: str = "auto") -> str | None:
+#: families whose single model is linear in its per-atom features (its calculator passes
+#: ``has_linear_features``); a committee's mean (CommitteeCalculator) is not, whatever the family
+LINEAR_FAMILIES = frozenset({"ace"})
+
+
+def resolve_selection(
+    method: str, *, calc=None, family: str | None = None, members: int = 1
+) -> str:
+    """The method ``auto`` stands for (other methods unchanged): ``dopt`` for a model linear in
+    its per-atom features, else ``sigma_fps``. Linear: ``has_linear_features(calc)`` when `calc`
+    is given (the loop), else one member (`members` == 1) of a family in
+    :data:`LINEAR_FAMILIES` (a configuration, before any model exists)."""
+    if method != "auto":
+        return method
+    if calc is not None:
+        from matloop.calculators.uncertainty import has_linear_features
+
+        linear = has_linear_features(calc)
+    else:
+        linear = family in LINEAR_FAMILIES and members == 1
+    return "dopt" if linear else "sigma_fps"
+
+
+def selection_conflict(
+    method: str,
+    diversity: str = "fps",
+    descriptor: str = "auto",
+    *,
+    family: str | None = None,
+    members: int = 1,
+) -> str | None:
     """Why `diversity` or `descriptor` would have no effect with `method` (one line), or None.
 
     ``sigma_fps``, ``dopt``, ``vopt`` and ``auto`` (one of those) make their own diverse choice,
     so ``diversity="none"`` belongs to ``fps``; ``dopt`` and ``vopt`` work in the model's per-atom
-    feature space and ``diversity="none"`` uses no distances, so neither has a descriptor
-    (``auto`` may resolve to ``sigma_fps``, which has)."""
+    feature space and ``diversity="none"`` uses no distances, so neither has a descriptor.
+    ``auto`` is resolved with the model `family` and its number of `members`
+    (:func:`resolve_selection`); without a family it may be ``sigma_fps``, which has one."""
     if diversity == "none" and method != "fps":
         return (
             f"select.diversity: none (most uncertain first) applies to strategy.selection: fps "
             f"only; strategy.selection: {method} makes its own diverse choice: set "
             "select.diversity: fps, or strategy.selection: fps"
         )
-    if descriptor != "auto" and (method in ("dopt", "vopt") or diversity == "none"):
+    if descriptor == "auto":
+        return None
+    if method == "auto" and family is not None:
+        resolved = resolve_selection(method, family=family, members=members)
+        if resolved in ("dopt", "vopt"):
+            return (
+                f"select.descriptor: {descriptor} has no effect with strategy.selection: auto "
+                f"({resolved} for one model of the linear family {family}: it uses the model's "
+                "per-atom features); set select.descriptor: auto, or strategy.selection: "
+                "sigma_fps to use it"
+            )
+    if method in ("dopt", "vopt") or diversity == "none":
         why = (
             f"strategy.selection: {method} (it uses the model's per-atom features)"
             if method in ("dopt", "vopt")
@@ -237,10 +281,7 @@ def select_candidates(
     above = [above[k] for k in distinct([snapshots[i] for i in above], labelled)]
     if not above:
         return []
-    if method == "auto":
-        from matloop.calculators.uncertainty import has_linear_features
-
-        method = "dopt" if calc is not None and has_linear_features(calc) else "sigma_fps"
+    method = resolve_selection(method, calc=calc)
     if method == "dopt":
         return dopt_select([snapshots[i] for i in above], calc, max_n, labelled, above)
     if method == "vopt":
