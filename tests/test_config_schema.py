@@ -162,3 +162,32 @@ def test_config_validate_every_kind_with_one_loader(tmp_path, capsys, kind, good
         assert err.startswith(f"error: {path}") and words in err and len(err.splitlines()) == 1
     assert main(["config", "validate", str(tmp_path / "none.yaml"), "--kind", kind]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_left_out_force_weight_is_the_familys_and_follows_a_family_change():
+    """ace's default force weight (0.005) is its own; a config switched to another family
+    (as `matloop train --model` does) takes that family's default, an explicit one is kept."""
+    from matloop.models import FAMILIES
+    from matloop.training.config import ModelConfig, TrainConfig
+
+    assert FAMILIES["ace"].force_weight == 0.005
+    assert FAMILIES["bpnn"].force_weight == 0.02
+    assert TrainConfig().training.loss.forces == 0.005
+    assert TrainConfig.model_validate({"model": {"family": "bpnn"}}).training.loss.forces == 0.02
+    switched = TrainConfig()
+    switched.model = ModelConfig(family="bpnn")
+    switched.training.max_time = 5.0
+    again = switched.revalidated()
+    assert (again.training.loss.forces, again.training.max_time) == (0.02, 5.0)
+    explicit = TrainConfig.model_validate({"training": {"loss": {"forces": 0.1}}})
+    explicit.model = ModelConfig(family="bpnn")
+    assert explicit.revalidated().training.loss.forces == 0.1
+
+
+def test_template_writes_the_familys_force_weight(tmp_path):
+    from matloop.training.config import load_train_config, train_config_template
+
+    for family, weight in (("ace", 0.005), ("bpnn", 0.02)):
+        path = tmp_path / f"{family}.yaml"
+        path.write_text(train_config_template(family))
+        assert load_train_config(path).training.loss.forces == weight

@@ -54,6 +54,7 @@ def train_command(
         from matloop.training.config import ModelConfig
 
         cfg.model = ModelConfig(family=model)
+        cfg = cfg.revalidated()  # a left-out force weight takes this family's default
     if delta_base is not None and (resume or init_model is not None):
         from matloop.errors import ConfigError
 

@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     create_model,
+    model_validator,
 )
 
 from matloop.errors import ConfigError
@@ -24,12 +25,18 @@ from matloop.utils.config import parse_config as parse_config
 
 
 class LossWeights(BaseModel):
-    """Loss = energy·MSE(E/atom, eV²) + forces·MSE(F, (eV/Å)²) + stress·MSE(σ, (eV/Å³)²)."""
+    """Loss = energy·MSE(E/atom, eV²) + forces·MSE(F, (eV/Å)²) + stress·MSE(σ, (eV/Å³)²).
+
+    Left out of a :class:`TrainConfig`, ``forces`` is the family's default (``ace`` 0.005, the
+    others 0.02; ``FamilySpec.force_weight``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     energy: float = Field(1.0, ge=0.0)
-    forces: float = Field(0.02, ge=0.0)
+    forces: float = Field(
+        0.02, ge=0.0, description="default by family when left out: ace 0.005, others 0.02"
+    )
     stress: float = Field(0.0, ge=0.0, description="stress MSE is in (eV/Å³)²; try 10–1000")
 
 
@@ -146,6 +153,23 @@ class TrainConfig(BaseModel):
     reference_energies: dict[str, float] | Literal["fit"] = Field(
         "fit", description="E0 per element (eV) or 'fit' (least squares on the training set)"
     )
+
+    @model_validator(mode="after")
+    def _family_force_weight(self) -> TrainConfig:
+        loss = self.training.loss
+        if "forces" not in loss.model_fields_set:
+            # written past pydantic's bookkeeping so that it stays "left out": a copy validated
+            # for another family (revalidated) takes that family's default instead
+            loss.__dict__["forces"] = check_family(self.model.family).force_weight
+        return self
+
+    def revalidated(self) -> TrainConfig:
+        """This configuration checked again after attribute assignments (which bypass the
+        checks), with a left-out force weight resolved for the family it has now."""
+        data = self.model_dump()
+        if "forces" not in self.training.loss.model_fields_set:
+            del data["training"]["loss"]["forces"]
+        return parse_config(data, TrainConfig, "training config")
 
 
 def load_train_config(path: str | os.PathLike) -> TrainConfig:

@@ -28,7 +28,7 @@ from matloop.errors import ConfigError, DataError, FitError, ModelFileError
 from matloop.models import Potential, get_family
 from matloop.models.graph import AtomicGraph, collate
 from matloop.models.io import MODEL_FILENAME, load_model, save_model
-from matloop.training.config import TrainConfig, parse_config
+from matloop.training.config import TrainConfig
 from matloop.utils.files import atomic_path, atomic_write_text
 from matloop.utils.safe_io import torch_load_plain
 from matloop.utils.threads import default_torch_threads, torch_threads
@@ -235,7 +235,7 @@ def train(
         config.training.max_time = max_time
     # attribute assignments (and the overrides above) bypass the config's checks: redo them,
     # so that e.g. max_time=0 is one clear error, not a single epoch stopped for "max_time"
-    config = parse_config(config.model_dump(), TrainConfig, "training config")
+    config = config.revalidated()
     tp = config.training
     weights = tp.loss
     out_dir = Path(out_dir)
