@@ -137,3 +137,17 @@ def test_evaluate_force_errors_cover_the_structures_that_have_forces(emt_cu_test
     metrics = evaluate(EMT(), Dataset(frames, require_forces=False))
     assert metrics["force_mae_ev_per_a"] == pytest.approx(0.1, abs=1e-9)
     assert metrics["energy_mae_mev_per_atom"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_time_budget_ends_an_epoch_longer_than_itself(tmp_path):
+    """The budget is checked after every batch: a first epoch that alone would outlast it (a
+    large model on a big set) stops there instead of running to its end."""
+    from helpers.reference_data import emt_cu_structures
+
+    data = emt_cu_structures(20, seed=3)
+    cfg = tiny_train_config(max_epochs=1, batch_size=1)
+    full = train(data, tmp_path / "full", cfg, progress=False)
+    cut = train(data, tmp_path / "cut", cfg, max_time=1e-3, progress=False)
+    assert cut.stopped_because == "max_time"
+    assert full.history[0]["train_structures"] == 18  # the rest validates
+    assert cut.history[0]["train_structures"] == 1, cut.history

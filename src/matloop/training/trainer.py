@@ -146,6 +146,7 @@ def _summarise(stats: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         for k, v in s.items():
             total[k] = total.get(k, 0.0) + float(v.detach())
     out = {
+        "structures": int(total.get("n_e", 0)),  # fewer than the set: an epoch cut by max_time
         "energy_mae_mev_per_atom": 1000 * total["e_abs"] / max(total["n_e"], 1),
         "energy_rmse_mev_per_atom": 1000 * math.sqrt(total["e_sq"] / max(total["n_e"], 1)),
     }
@@ -342,6 +343,9 @@ def train(
             loss.backward()
             optimizer.step()
             stats.append(s)
+            spent = state.elapsed_at_start + time.perf_counter() - start_time
+            if tp.max_time is not None and spent >= tp.max_time:
+                break  # an epoch longer than the budget (large models, big sets) ends with it
         model.eval()
         train_metrics = _summarise(stats)
         valid_metrics = _evaluate(model, valid_set, dtype, weights)
