@@ -184,6 +184,17 @@ def test_left_out_force_weight_is_the_familys_and_follows_a_family_change():
     assert explicit.revalidated().training.loss.forces == 0.1
 
 
+def test_a_fit_given_another_familys_config_uses_its_own_left_out_force_weight():
+    """`KernelPotential.fit(train, valid, TrainConfig())` (an ace config) fits with the kernel's
+    0.02; an explicit weight is used as given."""
+    from matloop.training.config import TrainConfig, family_loss
+
+    assert family_loss(TrainConfig(), "kernel").forces == 0.02
+    assert family_loss(TrainConfig(), "ace").forces == 0.005
+    explicit = TrainConfig.model_validate({"training": {"loss": {"forces": 0.1}}})
+    assert family_loss(explicit, "kernel").forces == 0.1
+
+
 def test_template_writes_the_familys_force_weight(tmp_path):
     from matloop.training.config import load_train_config, train_config_template
 

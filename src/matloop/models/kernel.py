@@ -263,8 +263,10 @@ class KernelPotential(Potential):
 
         start = time.perf_counter()
         p = self.params
+        from matloop.training.config import family_loss
+
         training = getattr(config, "training", None)
-        weights = getattr(training, "loss", None)
+        weights = family_loss(config, "kernel")
         w_e = float(getattr(weights, "energy", _REFERENCE_WEIGHTS["energy"]))
         w_f = float(getattr(weights, "forces", _REFERENCE_WEIGHTS["forces"]))
         max_time = getattr(training, "max_time", None)

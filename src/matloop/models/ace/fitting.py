@@ -817,7 +817,9 @@ def fit_ace(
     """
     start = time.perf_counter()
     params = getattr(model.params, "fit", None) or AceFitParams()
-    loss = getattr(getattr(config, "training", None), "loss", None)
+    from matloop.training.config import family_loss
+
+    loss = family_loss(config, "ace")
     kind_weights = kind_weights_from_loss(loss) if loss is not None else {"energy": 1e6}
     if not kind_weights:
         raise DataError("the ace fit needs a positive training.loss weight (energy/forces/stress)")
