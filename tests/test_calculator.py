@@ -117,7 +117,8 @@ def test_missing_model_is_refused(tmp_path):
 
 
 def test_loading_a_model_leaves_torch_threads_alone(tiny_cu_model):
-    """matloop.load() and calculations never change the caller's torch thread count."""
+    """matloop.load() and calculations never change the caller's torch thread count; inside a
+    calculation they use matloop's (MATLOOP_NUM_THREADS or 1), or `num_threads`."""
     import torch
     from ase.build import bulk
 
@@ -125,6 +126,7 @@ def test_loading_a_model_leaves_torch_threads_alone(tiny_cu_model):
     torch.set_num_threads(2)
     try:
         calc = matloop.load(tiny_cu_model)
+        assert calc.num_threads == 1  # inside calculate: matloop's default, as in the commands
         atoms = bulk("Cu", cubic=True)
         atoms.calc = calc
         atoms.get_potential_energy()

@@ -121,6 +121,7 @@ def _open_axes_padded(atoms, cutoff: float):
 
 def chgnet_calculator(num_threads: int | None = None, **kwargs: Any):
     """The pretrained CHGNet as an ASE calculator (CPU unless ``use_device`` is given)."""
+    from matloop.utils.threads import default_torch_threads
 
     cls = _chgnet_calculator_class()
     kwargs.setdefault("use_device", "cpu")
@@ -130,7 +131,9 @@ def chgnet_calculator(num_threads: int | None = None, **kwargs: Any):
 
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its banner on load
         calc = cls(**kwargs)
-    calc.num_threads = num_threads  # used inside calculate; the caller's torch is untouched
+    # torch threads inside calculate (the caller's setting is restored): matloop's default, as
+    # for MatloopCalculator
+    calc.num_threads = default_torch_threads() if num_threads is None else num_threads
     return calc
 
 
