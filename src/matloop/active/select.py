@@ -185,18 +185,13 @@ def _subsample(labelled: Sequence[Atoms], n: int = 200) -> list[Atoms]:
     return pool
 
 
-#: families whose single model is linear in its per-atom features (its calculator passes
-#: ``has_linear_features``); a committee's mean (CommitteeCalculator) is not, whatever the family
-LINEAR_FAMILIES = frozenset({"ace"})
-
-
 def resolve_selection(
     method: str, *, calc=None, family: str | None = None, members: int = 1
 ) -> str:
     """The method ``auto`` stands for (other methods unchanged): ``dopt`` for a model linear in
     its per-atom features, else ``sigma_fps``. Linear: ``has_linear_features(calc)`` when `calc`
-    is given (the loop), else one member (`members` == 1) of a family in
-    :data:`LINEAR_FAMILIES` (a configuration, before any model exists)."""
+    is given (the loop), else one member (`members` == 1) of a family registered as ``linear``
+    (a configuration, before any model exists; a committee's mean is not linear)."""
     if method != "auto":
         return method
     if calc is not None:
@@ -204,7 +199,10 @@ def resolve_selection(
 
         linear = has_linear_features(calc)
     else:
-        linear = family in LINEAR_FAMILIES and members == 1
+        from matloop.models import FAMILIES
+
+        spec = FAMILIES.get(family) if family is not None else None
+        linear = spec is not None and spec.linear and members == 1
     return "dopt" if linear else "sigma_fps"
 
 
