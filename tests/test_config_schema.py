@@ -187,7 +187,8 @@ def test_left_out_force_weight_is_the_familys_and_follows_a_family_change():
 def test_a_fit_given_another_familys_config_uses_its_own_left_out_force_weight():
     """`KernelPotential.fit(train, valid, TrainConfig())` (an ace config) fits with the kernel's
     0.02; an explicit weight is used as given."""
-    from matloop.training.config import TrainConfig, family_loss
+    from matloop.models import family_loss
+    from matloop.training.config import TrainConfig
 
     assert family_loss(TrainConfig(), "kernel").forces == 0.02
     assert family_loss(TrainConfig(), "ace").forces == 0.005

@@ -86,6 +86,34 @@ def _cell_problem(cell: np.ndarray, pbc: np.ndarray) -> str | None:
     )
 
 
+def stress_volume(atoms: Atoms) -> float | None:
+    """The volume (Å³) a stress divides ∂E/∂ε by: the whole cell, vacuum included.
+
+    None (no stress) for a structure periodic along no axis (a molecule, boxed or not) or whose
+    cell has no volume (e.g. a slab with a zero c vector): ∂E/∂ε exists, but no stress.
+    """
+    if atoms.pbc.all():  # check_structure has refused a degenerate periodic cell
+        return float(abs(atoms.cell.volume))
+    if not atoms.pbc.any():
+        return None
+    # the tolerance of geometry_problem for a zero or dependent cell vector (Å)
+    if np.linalg.svd(atoms.cell.array, compute_uv=False).min() < ZERO_LENGTH_A:
+        return None
+    return float(abs(atoms.cell.volume))
+
+
+def no_stress_message(atoms: Atoms) -> str:
+    """One line: why `atoms` has no stress (see :func:`stress_volume`)."""
+    text = (
+        f"stress needs a cell periodic along at least one axis with a non-zero volume "
+        f"({atoms.get_chemical_formula()}: pbc={atoms.pbc.tolist()}, "
+        f"volume {abs(atoms.cell.volume):.3g} Å³)"
+    )
+    return text + (
+        "; give a slab's open axis a cell vector (its vacuum)" if atoms.pbc.any() else ""
+    )
+
+
 def check_structure(atoms: Atoms) -> None:
     """Raise :class:`DataError` for a structure no neighbour list can be built for.
 

@@ -4,7 +4,7 @@
 
 - ``energy`` / ``free_energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å³): the committee mean;
   a stress as :class:`~matloop.calculators.potential.MatloopCalculator` gives it (slabs and wires
-  too, over the whole cell: :func:`~matloop.calculators.potential.stress_volume`), refused in one
+  too, over the whole cell: :func:`~matloop.neighbors.stress_volume`), refused in one
   line for a structure without one or a member that gives none;
 - ``energy_std`` (eV/atom): standard deviation over members of the energy per atom;
 - ``forces_std`` (eV/Å, shape (n_atoms,)): per atom, the root mean over x, y, z of the member
@@ -29,7 +29,7 @@ from ase.calculators.calculator import (
     all_changes,
 )
 
-from matloop.calculators.potential import _no_stress_message, stress_volume
+from matloop.neighbors import no_stress_message, stress_volume
 
 
 class CommitteeCalculator(Calculator):
@@ -80,7 +80,7 @@ class CommitteeCalculator(Calculator):
         n = len(self.atoms)
         want_stress = "stress" in properties
         if want_stress and stress_volume(self.atoms) is None:
-            raise PropertyNotImplementedError(_no_stress_message(self.atoms))
+            raise PropertyNotImplementedError(no_stress_message(self.atoms))
         energies, forces, stresses = [], [], []
         for k, calc in enumerate(self.calculators):
             work = self.atoms.copy()

@@ -21,9 +21,9 @@ from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 from ase.calculators.mixing import SumCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from matloop.calculators.potential import _no_stress_message, stress_volume
 from matloop.calculators.registry import register_calculator
 from matloop.errors import ConfigError
+from matloop.neighbors import no_stress_message, stress_volume
 
 CHGNET_HINT = "install the optional extra with: pip install chgnet"
 _CHGNET_CLASS: type | None = None
@@ -66,7 +66,7 @@ def _chgnet_calculator_class() -> type:
             check_elements(atoms, self, "chgnet")  # else an IndexError deep inside torch
             volume = stress_volume(atoms)
             if properties is not None and "stress" in properties and volume is None:
-                raise PropertyNotImplementedError(_no_stress_message(atoms))
+                raise PropertyNotImplementedError(no_stress_message(atoms))
             work = _open_axes_padded(atoms, float(self.model.graph_converter.atom_graph_cutoff))
             with warnings.catch_warnings(), torch_threads(self.num_threads):
                 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
@@ -242,12 +242,12 @@ class DeltaCalculator(SumCalculator):
 
     def _check_stress(self, atoms) -> None:
         """Refuse a stress in one line: for a structure without one (the rule of
-        :func:`~matloop.calculators.potential.stress_volume`), or naming the part that gives none.
+        :func:`~matloop.neighbors.stress_volume`), or naming the part that gives none.
 
         Each part's stress is computed here, so the sum that follows reads them from its cache.
         """
         if stress_volume(atoms) is None:
-            raise PropertyNotImplementedError(_no_stress_message(atoms))
+            raise PropertyNotImplementedError(no_stress_message(atoms))
         parts = ((self.base, f"base {self.base_name!r}"), (self.correction, "correction"))
         for part, what in parts:
             try:

@@ -16,7 +16,7 @@ from matloop.errors import DataError
 from matloop.models import Potential
 from matloop.models.io import load_model, resolve_model_path
 from matloop.models.outputs import stress_from_virial
-from matloop.neighbors import ZERO_LENGTH_A, check_structure
+from matloop.neighbors import check_structure, no_stress_message, stress_volume
 from matloop.utils.allocator import keep_freed_memory
 from matloop.utils.threads import default_torch_threads, torch_threads
 
@@ -138,7 +138,7 @@ class MatloopCalculator(Calculator):
         check_structure(atoms)
         volume = stress_volume(atoms)
         if "stress" in properties and volume is None:
-            raise PropertyNotImplementedError(_no_stress_message(atoms))
+            raise PropertyNotImplementedError(no_stress_message(atoms))
         graph = self.model.graph(atoms)
         want_variance = self.has_variance and bool(set(properties) & set(self.variance_properties))
         # asking for the variance of an unchanged structure (ASE passes no system_changes then)
@@ -192,33 +192,6 @@ def _exactly_equal(a: Atoms, b: Atoms) -> bool:
             np.array_equal(a.arrays.get(key), b.arrays.get(key))
             for key in ("initial_magmoms", "initial_charges")
         )
-    )
-
-
-def stress_volume(atoms: Atoms) -> float | None:
-    """The volume (Å³) a stress divides ∂E/∂ε by: the whole cell, vacuum included.
-
-    None (no stress) for a structure periodic along no axis (a molecule, boxed or not) or whose
-    cell has no volume (e.g. a slab with a zero c vector): ∂E/∂ε exists, but no stress.
-    """
-    if atoms.pbc.all():  # check_structure has refused a degenerate periodic cell
-        return float(abs(atoms.cell.volume))
-    if not atoms.pbc.any():
-        return None
-    # the tolerance of matloop.neighbors for a zero or dependent cell vector (Å)
-    if np.linalg.svd(atoms.cell.array, compute_uv=False).min() < ZERO_LENGTH_A:
-        return None
-    return float(abs(atoms.cell.volume))
-
-
-def _no_stress_message(atoms: Atoms) -> str:
-    text = (
-        f"stress needs a cell periodic along at least one axis with a non-zero volume "
-        f"({atoms.get_chemical_formula()}: pbc={atoms.pbc.tolist()}, "
-        f"volume {abs(atoms.cell.volume):.3g} Å³)"
-    )
-    return text + (
-        "; give a slab's open axis a cell vector (its vacuum)" if atoms.pbc.any() else ""
     )
 
 

@@ -112,6 +112,16 @@ def available_families() -> dict[str, str]:
     return out
 
 
+def family_loss(config: Any, family: str) -> Any:
+    """``config.training.loss`` (a :class:`~matloop.training.config.LossWeights`) for a fit of
+    `family`: a force weight the configuration left out is that family's default (a config made
+    for another family and passed to a fit directly)."""
+    loss = getattr(getattr(config, "training", None), "loss", None)
+    if loss is None or "forces" in getattr(loss, "model_fields_set", {"forces"}):
+        return loss
+    return loss.model_copy(update={"forces": check_family(family).force_weight})
+
+
 def check_family(name: str) -> FamilySpec:
     """The registry entry of family `name`, checked to be usable (one clear line if not)."""
     try:

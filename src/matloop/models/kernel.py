@@ -263,7 +263,7 @@ class KernelPotential(Potential):
 
         start = time.perf_counter()
         p = self.params
-        from matloop.training.config import family_loss
+        from matloop.models import family_loss
 
         training = getattr(config, "training", None)
         weights = family_loss(config, "kernel")

@@ -172,15 +172,6 @@ class TrainConfig(BaseModel):
         return parse_config(data, TrainConfig, "training config")
 
 
-def family_loss(config: Any, family: str) -> LossWeights | None:
-    """``config.training.loss`` for a fit of `family`: a force weight the configuration left out
-    is that family's default (a config made for another family, passed to a fit directly)."""
-    loss = getattr(getattr(config, "training", None), "loss", None)
-    if not isinstance(loss, LossWeights) or "forces" in loss.model_fields_set:
-        return loss
-    return loss.model_copy(update={"forces": check_family(family).force_weight})
-
-
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
     """Read and validate a training YAML file."""
     return load_config_file(path, TrainConfig)

@@ -817,7 +817,7 @@ def fit_ace(
     """
     start = time.perf_counter()
     params = getattr(model.params, "fit", None) or AceFitParams()
-    from matloop.training.config import family_loss
+    from matloop.models import family_loss
 
     loss = family_loss(config, "ace")
     kind_weights = kind_weights_from_loss(loss) if loss is not None else {"energy": 1e6}
