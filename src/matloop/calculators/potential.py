@@ -71,9 +71,9 @@ class MatloopCalculator(Calculator):
         self.metadata = metadata or {}
         self.path = Path(path) if path is not None else None
         #: torch threads used inside calculate (the caller's setting is restored after it);
-        #: default MATLOOP_NUM_THREADS or 1, as in the matloop commands: with torch's own default
-        #: (all cores) one force call of 64 / 500 Cu atoms took 8.7 / 7.0× as long on a 2-core
-        #: machine with one core busy
+        #: default MATLOOP_NUM_THREADS or 1, as in the matloop commands: with 2 threads one force
+        #: call of 64 / 500 Cu atoms took 2.5 / 5.0× as long on a 2-core machine with one core
+        #: busy, 0.93 / 0.78× when quiet (benchmarks/calculator_threads.py)
         self.num_threads = default_torch_threads() if num_threads is None else num_threads
         self._posterior = _fitted_posterior(self.model)
         if self._posterior is not None:
