@@ -53,6 +53,18 @@ def tiny_train_config(max_epochs: int = 60, **training):
 
 
 @pytest.fixture(scope="session")
+def chgnet():
+    """The pretrained CHGNet calculator (loaded once; skips where chgnet is not installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("chgnet") is None:
+        pytest.skip("chgnet is not installed")
+    from matloop.calculators import resolve_calculator
+
+    return resolve_calculator("chgnet")
+
+
+@pytest.fixture(scope="session")
 def emt_cu_dataset():
     """24 rattled/strained 32-atom fcc Cu cells labelled with ASE's EMT."""
     from helpers.reference_data import emt_cu_structures

@@ -9,15 +9,9 @@ from ase.build import bulk
 pytest.importorskip("chgnet")
 
 import matloop  # noqa: E402
-from matloop.calculators import resolve_calculator  # noqa: E402
 from matloop.calculators.foundation import DeltaCalculator  # noqa: E402
 from matloop.training import TrainConfig  # noqa: E402
 from matloop.training.delta import base_predictions, train_delta  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def chgnet():
-    return resolve_calculator("chgnet")
 
 
 def test_chgnet_by_name_energy_forces_stress(chgnet):

@@ -86,13 +86,6 @@ def test_committee_slab_stress_is_the_mean_of_its_members():
     np.testing.assert_allclose(stress_of(slab, calc), np.mean(members, axis=0), atol=1e-14)
 
 
-@pytest.fixture(scope="module")
-def chgnet():
-    if importlib.util.find_spec("chgnet") is None:
-        pytest.skip("chgnet is not installed")
-    return resolve_calculator("chgnet")
-
-
 @needs_chgnet
 def test_chgnet_slab_stress_is_that_of_the_same_cell_periodic_in_3d(chgnet):
     """Nothing reaches across 10 Å of vacuum (cutoff 5 Å): the slab and the same cell periodic

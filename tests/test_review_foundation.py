@@ -37,13 +37,6 @@ def _left_handed(atoms: Atoms) -> Atoms:
     return mirrored
 
 
-@pytest.fixture(scope="module")
-def chgnet():
-    if importlib.util.find_spec("chgnet") is None:
-        pytest.skip("chgnet is not installed")
-    return resolve_calculator("chgnet")
-
-
 @needs_chgnet
 def test_chgnet_stress_does_not_flip_sign_in_a_left_handed_cell(chgnet):
     """CHGNet divides ∂E/∂ε by the signed cell volume: the same crystal described by a
