@@ -119,7 +119,7 @@ def family_loss(config: Any, family: str) -> Any:
     loss = getattr(getattr(config, "training", None), "loss", None)
     if loss is None or "forces" in getattr(loss, "model_fields_set", {"forces"}):
         return loss
-    return loss.model_copy(update={"forces": check_family(family).force_weight})
+    return loss.model_copy(update={"forces": FAMILIES[family].force_weight})
 
 
 def check_family(name: str) -> FamilySpec:

@@ -160,7 +160,7 @@ class TrainConfig(BaseModel):
         if "forces" not in loss.model_fields_set:
             # written past pydantic's bookkeeping so that it stays "left out": a copy validated
             # for another family (revalidated) takes that family's default instead
-            loss.__dict__["forces"] = check_family(self.model.family).force_weight
+            loss.__dict__["forces"] = FAMILIES[self.model.family].force_weight
         return self
 
     def revalidated(self) -> TrainConfig:
