@@ -229,25 +229,21 @@ def selection_conflict(
         )
     if descriptor == "auto":
         return None
-    if method == "auto" and family is not None:
-        resolved = resolve_selection(method, family=family, members=members)
-        if resolved in ("dopt", "vopt"):
-            return (
-                f"select.descriptor: {descriptor} has no effect with strategy.selection: auto "
-                f"({resolved} for one model of the linear family {family}: it uses the model's "
-                "per-atom features); set select.descriptor: auto, or strategy.selection: "
-                "sigma_fps to use it"
-            )
-    if method in ("dopt", "vopt") or diversity == "none":
+    used = method if family is None else resolve_selection(method, family=family, members=members)
+    fix = "set select.descriptor: auto"
+    if used in ("dopt", "vopt") and method == "auto":
         why = (
-            f"strategy.selection: {method} (it uses the model's per-atom features)"
-            if method in ("dopt", "vopt")
-            else "select.diversity: none (no distances)"
+            f"strategy.selection: auto ({used} for one model of the linear family {family}: it "
+            "uses the model's per-atom features)"
         )
-        return (
-            f"select.descriptor: {descriptor} has no effect with {why}; set select.descriptor: auto"
-        )
-    return None
+        fix += ", or strategy.selection: sigma_fps to use it"
+    elif used in ("dopt", "vopt"):
+        why = f"strategy.selection: {method} (it uses the model's per-atom features)"
+    elif diversity == "none":
+        why = "select.diversity: none (no distances)"
+    else:
+        return None
+    return f"select.descriptor: {descriptor} has no effect with {why}; {fix}"
 
 
 def select_candidates(

@@ -71,6 +71,10 @@ class LinearConstraint(BaseModel):
             raise ValueError("coefficients must not be empty")
         return self
 
+    def vector(self, names: Sequence[str]) -> np.ndarray:
+        """The coefficients in `names` order (0 for a component the constraint leaves out)."""
+        return np.array([self.coefficients.get(n, 0.0) for n in names], dtype=float)
+
     def __str__(self) -> str:
         """``Na2O + 2*CaO <= 30`` (as written in the YAML)."""
         terms = " ".join(
@@ -404,7 +408,7 @@ class UnitBoxProblem:
         A_ub, b_ub, A_eq, b_eq = [], [], [], []
         for i in keep:
             lc = self.space.linear_constraints[i]
-            a = np.array([lc.coefficients.get(n, 0.0) for n in names])
+            a = lc.vector(names)
             if lc.eq is not None:
                 A_eq.append(a)
                 b_eq.append(lc.eq)
@@ -526,7 +530,7 @@ class UnitBoxProblem:
         constraints `given` (indices) (units of the total)."""
         from scipy.optimize import linprog
 
-        coef = np.array([lc.coefficients.get(n, 0.0) for n in self.space.names])
+        coef = lc.vector(self.space.names)
         A_ub, b_ub, A_eq, b_eq = self._rows(list(given), total=True)
         out = []
         for sign in (1.0, -1.0):
@@ -558,11 +562,8 @@ def unit_box_problem(space: Space) -> UnitBoxProblem:
     A_eq = [np.ones(len(free))]
     b_eq = [(t - fixed_sum) / t]
     A_ge, b_ge = [], []
-    idx = {n: i for i, n in enumerate(names)}
     for lc in space.linear_constraints:
-        coef = np.zeros(len(names))
-        for n, c in lc.coefficients.items():
-            coef[idx[n]] = c
+        coef = lc.vector(names)
         a = coef[free] * t
         const = float(coef[fixed] @ lo[fixed])
         if lc.eq is not None:
