@@ -296,6 +296,14 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(elements) - set(ELEMENTS))
     if unknown:
         parser.error(f"unknown elements {unknown}; mlearn has {ELEMENTS}")
+    missing = [
+        str(args.data_dir / e / f)
+        for e in elements
+        for f in ("train.xyz", "test.xyz")
+        if not (args.data_dir / e / f).is_file()
+    ]
+    if missing:
+        parser.error(f"not found: {', '.join(missing)} (--data-dir is the mlearn folder)")
     if args.gap_python and not (args.gap_python.parent / "gap_fit").is_file():
         parser.error(f"no gap_fit beside {args.gap_python}")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="mlearn_peers_"))
