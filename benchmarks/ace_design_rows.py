@@ -128,9 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--repeats", type=int, default=5)
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args(argv)
-    if args.json is not None and args.json.exists():
-        sys.exit(f"error: {args.json} exists; not overwriting it")
+    check_outputs([("--json", args.json)], force=args.force)
     import torch
 
     torch.set_num_threads(1)
@@ -145,8 +147,6 @@ def main(argv: list[str] | None = None) -> None:
         "load_after": os.getloadavg()[0],
     }
     if args.json is not None:
-        from matloop.utils.files import atomic_write_text
-
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
 
 

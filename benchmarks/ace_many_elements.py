@@ -123,9 +123,11 @@ def main() -> None:
     parser.add_argument(
         "--json", type=Path, default=Path("benchmarks/results/ace_many_elements.json")
     )
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args()
-    if args.json.exists():
-        sys.exit(f"error: {args.json} exists; remove it or choose another --json")
+    check_outputs([("--json", args.json)], force=args.force)
     from ase.io import write
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,10 +144,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "rows": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp_json = args.json.with_suffix(".json.tmp")
-    tmp_json.write_text(json.dumps(result, indent=1))
-    tmp_json.replace(args.json)
+    atomic_write_text(args.json, json.dumps(result, indent=1))
     print(f"wrote {args.json}")
 
 

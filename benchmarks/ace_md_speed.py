@@ -288,7 +288,11 @@ def main(argv: list[str] | None = None) -> None:
         default="ase,external,lammps",
         help="ase, external (LAMMPS fix external), lammps (pair_style pace, needs ML-PACE)",
     )
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(ap)
     args = ap.parse_args(argv)
+    check_outputs([("--json", args.json)], force=args.force)
 
     work = Path(tempfile.mkdtemp(prefix="ace_md_speed_"))
     models, facts = {}, {}
@@ -375,8 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
         "ratios": _ratios(rows),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1))
+    atomic_write_text(args.json, json.dumps(result, indent=1))
     print(f"wrote {args.json}")
 
 

@@ -67,7 +67,11 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--element", default="Ni")
     parser.add_argument("--json", type=Path, default=None)
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args()
+    check_outputs([("--json", args.json)], force=args.force)
     import torch
     from ase.io import read
 
@@ -103,8 +107,7 @@ def main() -> None:
     result.update(load_before=load_before, load_after=os.getloadavg()[0], cpu_count=os.cpu_count())
     print(json.dumps(result, indent=1))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,11 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--elements", nargs="+", default=ELEMENTS)
     parser.add_argument("--json", type=Path, default=None)
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args()
+    check_outputs([("--json", args.json)], force=args.force)
     results = {}
     for element in args.elements:
         root = args.data_dir / "mlearn" / element
@@ -91,10 +95,7 @@ def main() -> None:
     if args.json is None:
         print(text)
     else:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(".json.tmp")
-        tmp.write_text(text)
-        tmp.replace(args.json)
+        atomic_write_text(args.json, text)
 
 
 if __name__ == "__main__":

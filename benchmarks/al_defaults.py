@@ -102,7 +102,11 @@ def main() -> None:
     p.add_argument("--max-labels", type=int, default=30)
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/al_defaults.json"))
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(p)
     args = p.parse_args()
+    check_outputs([("--json", args.json)], force=args.force)
     from matloop.utils.threads import torch_threads
 
     runs = []
@@ -111,8 +115,6 @@ def main() -> None:
             for arm in args.arms:
                 runs.append(run_arm(arm, seed, args))
                 print(json.dumps(runs[-1]), flush=True)
-    from matloop.utils.files import atomic_write_text
-
     atomic_write_text(args.json, json.dumps({"runs": runs}, indent=1))
 
 

@@ -64,6 +64,7 @@ SYSTEMS = {
     },
 }
 
+TABLE_PLOT = Path("benchmarks/results/al_efficiency.png")  # the figure of the README's runs
 TRAIN = {
     # a small basis (the ace defaults until 2026-11-30: order 3, degree 12, l ≤ 4; ~200
     # coefficients) keeps every fit and σ cheap; the results in benchmarks/README.md used it
@@ -633,7 +634,13 @@ def main(argv=None) -> int:
         default=[1.1, 1.25],
         help="targets: these × the yardstick's test force MAE (the loop stops at the smallest)",
     )
-    p.add_argument("--plot", type=Path, default=Path("benchmarks/results/al_efficiency.png"))
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="figure of the curves (default: beside --json as .png; with --table: "
+        "benchmarks/results/al_efficiency.png)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.add_argument(
         "--table",
@@ -642,10 +649,17 @@ def main(argv=None) -> int:
         default=None,
         help="print markdown tables of these result files, draw --plot from them and exit",
     )
+    from _output import add_force, atomic_path, check_outputs
+
+    add_force(p)
     args = p.parse_args(argv)
+    if args.plot is None:  # one run's figure beside its JSON, not over the combined one
+        args.plot = TABLE_PLOT if args.table else args.json and args.json.with_suffix(".png")
+    check_outputs([("--json", args.json), ("--plot", args.plot)], force=args.force)
     if args.table:
         print(table(args.table))
-        plot(load_results(args.table), args.plot)
+        with atomic_path(args.plot) as tmp:
+            plot(load_results(args.table), tmp)
         return 0
     args.targets, args.target_rules, args.reference_mae = {}, {}, {}
     from matloop.utils.threads import configure_torch_threads
@@ -659,7 +673,9 @@ def main(argv=None) -> int:
         results.append(run_system(s, args))
         if args.json:  # partial results survive a later failure
             write_json(args, results, t0, c0)
-    plot(results, args.plot)
+    if args.plot is not None:
+        with atomic_path(args.plot) as tmp:
+            plot(results, tmp)
     for r in results:
         for rule, sm in r["summary"].items():
             print(
@@ -687,8 +703,9 @@ def write_json(args, results: list[dict], t0: float, c0: float) -> None:
         "cpu_seconds": time.process_time() - c0,
         "results": results,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
+    from _output import atomic_write_text
+
+    atomic_write_text(args.json, json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,11 @@ def main(argv=None) -> int:
     p.add_argument("--timestep", type=float, default=2.0, help="fs")
     p.add_argument("--threshold", type=float, default=0.05, help="σ that triggers a label, eV/Å")
     p.add_argument("--n-test", type=int, default=15)
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(p)
     args = p.parse_args(argv)
+    check_outputs([("--json", args.json)], force=args.force)
     from ase.build import bulk
     from ase.io import write
 
@@ -122,8 +126,7 @@ def main(argv=None) -> int:
         )
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
+        atomic_write_text(args.json, json.dumps(out, indent=2))
     return 0
 
 

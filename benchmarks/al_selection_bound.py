@@ -194,10 +194,13 @@ def main() -> None:
     p.add_argument("--oracle-max", type=int, default=12)
     p.add_argument("--factors", type=float, nargs="+", default=[1.1, 1.25])
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/al_selection_bound.json"))
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(p)
     args = p.parse_args()
+    check_outputs([("--json", args.json)], force=args.force)
     from threadpoolctl import threadpool_limits
 
-    from matloop.utils.files import atomic_write_text
     from matloop.utils.threads import torch_threads
 
     results = []

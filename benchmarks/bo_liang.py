@@ -328,15 +328,20 @@ def plot(path: Path, name: str, entry: dict, curves: dict, anchors: dict) -> Non
     ax.set_title(f"{name} (N = {N})")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from matloop.design.pool import top_fraction_curve
+    from _output import (
+        add_force,
+        announce_resume,
+        atomic_path,
+        atomic_write_text,
+        check_outputs,
+        read_json,
+        resumes_from,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "bo_benchmarks"))
@@ -364,7 +369,25 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS)[:1], choices=list(METHODS))
+    add_force(ap, help="start afresh: overwrite --json and the figures instead of resuming")
     args = ap.parse_args(argv)
+    # an existing --json is resumed (a cut run keeps its finished entries); the figures of the
+    # datasets run belong to it and are redrawn; without a resumed --json they are new outputs
+    resume = bool(args.json) and resumes_from(args.json, "--json", force=args.force)
+    plots = {name: _plot_path(args.plot_dir, name) for name in args.datasets if args.plot_dir}
+    check_outputs([("--plot-dir", p) for p in plots.values()], force=args.force or resume)
+    earlier = read_json(args.json, "--json").get("datasets", {}) if resume else {}
+    if resume:
+        kept = sum(len(e.get("methods", {})) for e in earlier.values())
+        announce_resume(
+            args.json,
+            f"{kept} dataset/method result(s) of {len(earlier)} dataset(s) kept, this run's "
+            "replaced, its figures redrawn (--force starts afresh)",
+        )
+    import torch
+
+    from matloop.design.pool import top_fraction_curve
+
     torch.set_num_threads(1)
     data_dir = Path(args.data_dir)
     res = {
@@ -375,8 +398,7 @@ def main(argv=None) -> int:
         "top": "best ceil(5 % N)",
         "datasets": {},
     }
-    if args.json and Path(args.json).exists():  # keep finished entries of an earlier, cut run
-        res["datasets"] = json.loads(Path(args.json).read_text()).get("datasets", {})
+    res["datasets"] = earlier  # the finished entries of an earlier, cut run
     t_all, c_all = time.time(), time.process_time()
     for name in args.datasets:
         X, y = load(data_dir, name)
@@ -426,10 +448,10 @@ def main(argv=None) -> int:
             )
             res.update(wall_s=time.time() - t_all, cpu_s=time.process_time() - c_all)
             if args.json:
-                _write(Path(args.json), res)
+                atomic_write_text(args.json, json.dumps(res, indent=1))
             if args.plot_dir:
-                slug = name.lower().replace(" ", "_")
-                plot(Path(args.plot_dir) / f"bo_liang_{slug}.png", name, entry, curves, anchors)
+                with atomic_path(plots[name]) as tmp:
+                    plot(tmp, name, entry, curves, anchors)
     return 0
 
 
@@ -443,11 +465,8 @@ def _run(method: str, X, y, seeds: list[int], budget: int, fit_stats: dict) -> n
     return pool_bo_batched(X, y, seeds=seeds, n_cycles=budget, stats=fit_stats, **settings)
 
 
-def _write(out: Path, res: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, out)
+def _plot_path(plot_dir: str, name: str) -> Path:
+    return Path(plot_dir) / f"bo_liang_{name.lower().replace(' ', '_')}.png"
 
 
 if __name__ == "__main__":

@@ -68,9 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
     parser.add_argument("--sizes", default="64,500")
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args(argv)
-    if args.json.exists():
-        parser.error(f"{args.json} exists; remove it or choose another path")
+    check_outputs([("--json", args.json)], force=args.force)
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,9 +95,7 @@ def main(argv: list[str] | None = None) -> None:
                 if hog is not None:
                     hog.kill()
     payload = {"benchmark": "calculator_threads", "cpus": os.cpu_count(), "rows": rows}
-    tmp_path = args.json.with_suffix(".tmp")
-    tmp_path.write_text(json.dumps(payload, indent=1))
-    tmp_path.replace(args.json)
+    atomic_write_text(args.json, json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":

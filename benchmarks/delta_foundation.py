@@ -55,8 +55,10 @@ def _chgnet_predictions(structures, cache: Path):
         arrays[f"f{k}"] = p.forces
         if p.stress is not None:
             arrays[f"s{k}"] = p.stress
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **arrays)
+    from matloop.utils.files import atomic_path
+
+    with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a cut run leaves no broken cache
+        np.savez(fh, **arrays)
     return preds, seconds
 
 
@@ -233,12 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, help="print a markdown table of this JSON, exit")
     parser.add_argument("--speed", action="store_true", help="cost vs bpnn instead (mlearn Cu)")
     parser.add_argument("--speed-structures", type=int, default=40, help="Cu structures timed")
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args(argv)
     if args.table:
         print(markdown(json.loads(args.table.read_text())))
         return 0
+    check_outputs([("--json", args.json)], force=args.force)
     if args.speed:
-        from matloop.utils.files import atomic_write_text
         from matloop.utils.threads import configure_torch_threads
 
         configure_torch_threads(1)
@@ -253,7 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     from matloop.evaluation import evaluate
     from matloop.training import train
     from matloop.training.delta import residual_dataset, train_delta
-    from matloop.utils.files import atomic_write_text
     from matloop.utils.threads import configure_torch_threads
 
     configure_torch_threads(1)
@@ -365,7 +369,6 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.json, text)
     return 0
 

@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -51,16 +50,20 @@ def table(n: int, seed: int):
 
 
 def main(argv=None) -> int:
+    from _output import add_force, atomic_write_text, check_outputs
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[100, 700, 5000])
+    ap.add_argument("--json", default=None)
+    add_force(ap)
+    args = ap.parse_args(argv)
+    check_outputs([("--json", args.json)], force=args.force)
     import torch
 
     from matloop.design.bo import suggest
     from matloop.design.objectives import parse_objective
     from matloop.design.space import Space
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", type=int, default=[100, 700, 5000])
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     space = Space.model_validate(SPACE)
     objs = [parse_objective("nd:max"), parse_objective("Tg:min")]
@@ -79,11 +82,8 @@ def main(argv=None) -> int:
         }
         res["rows"].append(row)
         print(row, flush=True)
-        if args.json:
-            p = Path(args.json)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.with_suffix(".tmp").write_text(json.dumps(res, indent=1))
-            os.replace(p.with_suffix(".tmp"), p)
+        if args.json:  # after every size, so a cut run keeps the sizes it finished
+            atomic_write_text(args.json, json.dumps(res, indent=1))
     return 0
 
 

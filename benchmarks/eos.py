@@ -204,9 +204,11 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "eos")
     p.add_argument("--json", type=Path, default=None, help="write results here")
     p.add_argument("--seeds", type=int, default=20, help="repeats for the coverage study")
-    args = p.parse_args(argv)
+    from _output import add_force, atomic_write_text, check_outputs
 
-    from matloop.utils.files import atomic_write_text
+    add_force(p)
+    args = p.parse_args(argv)
+    check_outputs([("--json", args.json)], force=args.force)
 
     t0 = time.perf_counter()
     data = datasets(args.data_dir)

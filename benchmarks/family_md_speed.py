@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--table", type=Path, help="print a markdown table of this JSON and exit")
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(p)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))), flush=True)
@@ -218,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.json is None:
         p.error("--json is required")
+    check_outputs([("--json", args.json)], force=args.force)
 
     pythons = dict(item.split("=", 1) for item in args.python)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
@@ -277,9 +281,6 @@ def main(argv: list[str] | None = None) -> int:
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "results": results,
     }
-    from matloop.utils.files import atomic_write_text
-
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     print(markdown(report))
     return 0

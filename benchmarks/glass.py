@@ -123,7 +123,20 @@ def _args(argv):
         help="combine the results (and their .oof.npz predictions) of runs on disjoint folds "
         "into --json instead of fitting",
     )
-    return ap.parse_args(argv)
+    from _output import add_force, check_outputs
+
+    add_force(ap)
+    args = ap.parse_args(argv)
+    if (args.select or args.merge) and not args.json:
+        ap.error(f"--{'select' if args.select else 'merge'} needs --json")
+    # fold runs also write the out-of-fold predictions beside --json
+    oof = _oof_path(args.json) if args.json and not (args.select or args.merge) else None
+    check_outputs([("--json", args.json), ("--json (.oof.npz)", oof)], force=args.force)
+    return args
+
+
+def _oof_path(path) -> Path:
+    return Path(str(path) + ".oof.npz")
 
 
 def _fit_predict(name, args, comps, props, X, Y, groups, tr, te, k):
@@ -306,6 +319,7 @@ def _inner_parts(args, comps, X, Y, tr, seed_offset=0, cache=None):
     cached in ``--select-cache``)."""
     from matloop.design.models import PropertyModel
     from matloop.design.splits import inner_split
+    from matloop.utils.files import atomic_path
 
     groups = args.groups_
     itr, iva = inner_split(len(tr), groups[tr], 0.2, args.seed)
@@ -331,8 +345,9 @@ def _inner_parts(args, comps, X, Y, tr, seed_offset=0, cache=None):
     (mh, sh), (mn, sn) = model.models_.predict_parts(model._features(X[b]))
     parts = {"b": b, "mh": mh, "sh": sh, "mn": mn, "sn": sn}
     cpu = time.process_time() - c0
-    if cache is not None:
-        np.savez_compressed(cache, **parts)
+    if cache is not None:  # written whole or not at all: a later run reuses it
+        with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **parts)
     return a, b, parts, cpu
 
 
@@ -718,16 +733,13 @@ def _select_mlp_variants(args, comps, X, Y, groups, tr):
 
 def _write(path, results, oof=None):
     """JSON results (and the out-of-fold predictions as `path`.oof.npz), atomically."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from matloop.utils.files import atomic_path, atomic_write_text
+
     if oof is not None:
         arrays = {f"{n}.{w}": a for n, (m, s) in oof.items() for w, a in (("mean", m), ("std", s))}
-        tmp = out.with_name(out.name + ".oof.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, out.with_name(out.name + ".oof.npz"))
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=float))
-    os.replace(tmp, out)
+        with atomic_path(_oof_path(path)) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    atomic_write_text(path, json.dumps(results, indent=2, default=float))
 
 
 def _merge(args, Y, groups, suspicious, fold_test):
@@ -911,8 +923,6 @@ def main(argv=None) -> int:
     }
     splits = list(_shuffled_group_kfold(groups, args.folds, args.seed))
     if args.select:
-        if not args.json:
-            raise SystemExit("--select needs --json")
         c0 = time.process_time()
         select = {
             "budget": _select,
@@ -930,8 +940,6 @@ def main(argv=None) -> int:
         print(f"wrote {args.json}")
         return 0
     if args.merge:
-        if not args.json:
-            raise SystemExit("--merge needs --json")
         results = _merge(args, Y, groups, suspicious, [te for _, te in splits])
         _write(args.json, results)
         print(f"wrote {args.json}")

@@ -51,15 +51,19 @@ def _labelled(n: int, seed: int) -> list:
 def _make_inputs(folder: Path, n_writers: int, per_writer: int, overlap: float) -> list[Path]:
     from ase.io import write
 
+    from matloop.utils.files import atomic_path
+
     n_shared = int(round(per_writer * overlap))
     shared_path = folder / f"shared_{n_shared}.xyz"
-    if not shared_path.exists():
-        write(shared_path, _labelled(n_shared, seed=999_999))
+    if not shared_path.exists():  # inputs are cached: written whole or not at all
+        with atomic_path(shared_path) as tmp:
+            write(tmp, _labelled(n_shared, seed=999_999))
     paths = []
     for w in range(n_writers):
         path = folder / f"writer{w}_{per_writer - n_shared}.xyz"
         if not path.exists():
-            write(path, _labelled(per_writer - n_shared, seed=w))
+            with atomic_path(path) as tmp:
+                write(tmp, _labelled(per_writer - n_shared, seed=w))
         paths.append(path)
     return [shared_path, *paths]
 
@@ -161,7 +165,11 @@ def main() -> None:
     ap.add_argument("--overlap", type=float, default=0.2)
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--data-dir", default=None, help="cache of generated inputs (default: temp)")
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(ap)
     args = ap.parse_args()
+    check_outputs([("--json", args.json)], force=args.force)
     from matloop.store import redact
 
     writers = [int(x) for x in args.writers.split(",")]
@@ -205,10 +213,8 @@ def main() -> None:
                 flush=True,
             )
         report["runs"][backend] = rows
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    atomic_write_text(args.json, json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

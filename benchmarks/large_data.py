@@ -183,12 +183,16 @@ def main() -> None:
     ap.add_argument("--sizes", default=None, help="also fit the first K structures, e.g. 2000")
     ap.add_argument("--worker", choices=["lazy", "eager"], help=argparse.SUPPRESS)
     ap.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(ap)
     args = ap.parse_args()
     source = Path(args.data_dir) / f"emt_{args.n}.xyz"
     if args.worker:
         limit = args.limit or args.n
         print(json.dumps(run_mode(args.worker, str(source), args.chunk_size, args.model, limit)))
         return
+    check_outputs([("--json", args.json)], force=args.force)
     report: dict = {
         "benchmark": "large_data",
         "n": args.n,
@@ -246,10 +250,8 @@ def main() -> None:
                 2,
             )
     report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    atomic_write_text(args.json, json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

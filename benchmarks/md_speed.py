@@ -447,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--accuracy-worker", help=argparse.SUPPRESS)
     p.add_argument("--profile-worker", help=argparse.SUPPRESS)
+    from _output import add_force, atomic_path, atomic_write_text, check_outputs
+
+    add_force(p)
     args = p.parse_args(argv)
 
     if args.worker or args.accuracy_worker or args.profile_worker:
@@ -461,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.json is None:
         p.error("--json is required")
+    check_outputs([("--json", args.json), ("--plot", args.plot)], force=args.force)
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     elements = [e.strip() for e in args.elements.split(",") if e.strip()]
@@ -656,12 +660,10 @@ def main(argv: list[str] | None = None) -> int:
         "summary": _summary(results, accuracy),
         "load_average": os.getloadavg(),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.json)
+    atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     if args.plot is not None:
-        _plot(results, args.plot)
+        with atomic_path(args.plot) as tmp:
+            _plot(results, tmp)
     print(json.dumps(report["summary"], indent=2))
     return 0
 

@@ -172,7 +172,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("benchmarks/runs"))
     parser.add_argument("--json", type=Path, required=True)
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args()
+    check_outputs([("--json", args.json)], force=args.force)
     results = []
     for element in args.element:
         out_dir = args.work_dir / f"{args.model}_{element}"
@@ -193,9 +197,8 @@ def main() -> None:
             )
         )
         results.append(res)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = results[0] if len(results) == 1 else {"results": results}
-    args.json.write_text(json.dumps(payload, indent=2))
+    atomic_write_text(args.json, json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

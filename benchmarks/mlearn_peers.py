@@ -279,7 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gap-python", type=Path, help="python of a venv with quippy-ase")
     parser.add_argument("--work-dir", type=Path, help="keep models and logs here")
     parser.add_argument("--json", type=Path, required=True)
-    parser.add_argument("--force", action="store_true", help="redo rows already in --json")
+    from _output import add_force, announce_resume, read_json, resumes_from
+
+    add_force(parser, help="redo rows already in --json (its other rows are kept)")
     parser.add_argument("--table", action="store_true", help="print the table of --json only")
     parser.add_argument(
         "--timing-only",
@@ -288,7 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    results = json.loads(args.json.read_text())["elements"] if args.json.exists() else {}
+    # always resumes: rows already in --json are kept (with --force: redone) and rewritten
+    resume = resumes_from(args.json, "--json")
+    results = read_json(args.json, "--json").get("elements", {}) if resume else {}
     if args.table:
         print(table(results))
         return
@@ -306,6 +310,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"not found: {', '.join(missing)} (--data-dir is the mlearn folder)")
     if args.gap_python and not (args.gap_python.parent / "gap_fit").is_file():
         parser.error(f"no gap_fit beside {args.gap_python}")
+    if resume:
+        done = [e for e in elements if "matloop" in results.get(e, {})]
+        redo = "redone (--force)" if args.force else "kept"
+        announce_resume(
+            args.json,
+            f"{len(results)} element(s) in it; the rows of {', '.join(done) or 'none'} {redo}",
+        )
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="mlearn_peers_"))
     work.mkdir(parents=True, exist_ok=True)
     for element in elements:
@@ -335,9 +346,9 @@ def _write(path: Path, results: dict) -> None:
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "elements": results,
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
+    from _output import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":

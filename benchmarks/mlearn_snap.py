@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-dir", type=Path, required=True, help="mlearn data (<El>/test.xyz)")
     ap.add_argument("--elements", default=",".join(ELEMENTS))
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks/results/mlearn_snap.json")
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(ap)
     args = ap.parse_args(argv)
+    check_outputs([("--json", args.json)], force=args.force)
 
     rows = []
     for element in args.elements.split(","):
@@ -109,8 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
         "rows": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1))
+    atomic_write_text(args.json, json.dumps(result, indent=1))
     print(f"wrote {args.json}")
 
 

@@ -60,7 +60,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args()
+    check_outputs([("--json", args.json)], force=args.force)
     time_suggestion(1, 1)  # imports and first-call costs out of the way
     rows = []
     for busy in (False, True):
@@ -81,8 +85,7 @@ def main() -> None:
                 worker.join()
     result = {"repeats": args.repeats, "cpu_count": os.cpu_count(), "rows": rows}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.json}")
 
 

@@ -139,7 +139,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results/trust.json")
     parser.add_argument("--data-dir", default=None, help="ignored (no data needed)")
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args()
+    check_outputs([("--out", args.out)], force=args.force)
     load_before = os.getloadavg()
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
@@ -152,9 +156,7 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - wall0, 1),
         "cpu_count": os.cpu_count(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -121,11 +121,15 @@ def main() -> None:
     parser.add_argument(
         "--param", action="append", default=[], help="KEY=VALUE: override model.params.KEY"
     )
+    from _output import add_force, atomic_write_text, check_outputs
+
+    add_force(parser)
     args = parser.parse_args()
+    check_outputs([("--json", args.json)], force=args.force)
     if args.md_cost:
         rows = md_cost(args.md_cost)
         if args.json:
-            args.json.write_text(json.dumps({"md_cost": rows}, indent=2))
+            atomic_write_text(args.json, json.dumps({"md_cost": rows}, indent=2))
         return
     if not args.element:
         parser.error("--element is required")
@@ -160,7 +164,7 @@ def main() -> None:
     }
     print(json.dumps(row))
     if args.json:
-        args.json.write_text(json.dumps(row, indent=2))
+        atomic_write_text(args.json, json.dumps(row, indent=2))
 
 
 if __name__ == "__main__":
