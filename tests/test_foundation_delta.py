@@ -144,3 +144,28 @@ def test_mace_mp_offline_is_clear_and_leaves_torch_load_safe():
         assert "model=/path/to/file.model" in str(exc)
     # mace-torch sets this on import; matloop must not leave it set (it disables weights_only)
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
+
+
+def test_delta_with_a_base_without_stress_names_the_base():
+    """A base that lists no stress (ASE's SpringCalculator) used to drop stress from the sum's
+    properties silently: asking for it gave ASE's bare "stress property not implemented", which
+    the CLI shows as an internal error. Energies and forces still work; NVT MD sees no stress."""
+    from ase.build import bulk
+    from ase.calculators.calculator import PropertyNotImplementedError
+    from ase.calculators.harmonic import SpringCalculator
+    from helpers.small_models import untrained_bpnn
+
+    from matloop.cli._errors import describe
+    from matloop.errors import MatloopError
+
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    calc = DeltaCalculator(SpringCalculator(cu.positions.copy(), 1.0), untrained_bpnn(), "spring")
+    assert "stress" not in calc.implemented_properties  # MD then logs no pressure, refuses NPT
+    work = cu.copy()
+    work.rattle(0.05, seed=1)
+    work.calc = calc
+    assert np.isfinite(work.get_potential_energy()) and np.isfinite(work.get_forces()).all()
+    with pytest.raises(MatloopError, match=r"base 'spring' \(SpringCalculator\) gives none") as e:
+        work.get_stress()
+    assert isinstance(e.value, PropertyNotImplementedError)  # ASE's optional-stress paths
+    assert "base calculator that computes stress" in describe(e.value)

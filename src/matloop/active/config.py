@@ -128,7 +128,8 @@ class ExploreConfig(_Strict):
     )
     pressures_gpa: list[float] | None = Field(
         None,
-        description="GPa (|p| ≤ 1000); if set, NPT (Berendsen) at these pressures instead of NVT",
+        description="GPa (|p| ≤ 1000); if set, NPT (Berendsen) at these pressures instead of NVT "
+        "for starts periodic along a, b and c without a vacuum gap (slabs, clusters: NVT)",
     )
 
     @field_validator("timestep_fs")

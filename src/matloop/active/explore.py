@@ -9,6 +9,7 @@ exploration stays near the configurations the model can already describe.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +72,13 @@ def run_walker(
     """Run one MD walker; return snapshots, their σ and a summary.
 
     The summary's ``ensemble`` is what the walker ran: ``npt`` at ``pressure_gpa`` (GPa) for a
-    start periodic along a, b and c, else ``nvt`` (``pressure_gpa`` None, even if one was asked
-    for: a slab or cluster has no pressure to hold)."""
+    start periodic along a, b and c without vacuum, else ``nvt`` (``pressure_gpa`` None, even if
+    one was asked for: a slab or cluster has no pressure to hold, and NPT would squeeze out the
+    vacuum of one padded into a periodic cell). ``vacuum_axes`` lists the cell axes (0, 1, 2)
+    of such a padded start (an empty gap wider than :func:`~matloop.md.runner.vacuum_gap_width`
+    of the calculator that moves the atoms)."""
     from matloop.md import run_md
+    from matloop.md.runner import vacuum_axes, vacuum_gap_width
 
     snaps: list[Atoms] = []
     uncs: list[float] = []
@@ -94,11 +99,15 @@ def run_walker(
         uncs.append(unc.structure)
         return "uncertainty_limit" if unc.structure > spec.limit else None
 
-    npt = spec.pressure_gpa is not None and bool(atoms.pbc.all())
+    mover = spec.driver if spec.driver is not None else model
+    padded: list[int] = []
+    if spec.pressure_gpa is not None and atoms.pbc.all():
+        padded = vacuum_axes(atoms, vacuum_gap_width(mover))
+    npt = spec.pressure_gpa is not None and bool(atoms.pbc.all()) and not padded
     try:
         res = run_md(
             atoms,
-            spec.driver if spec.driver is not None else model,
+            mover,
             ensemble="npt" if npt else "nvt",
             temperature_k=t_start,
             temperature_end_k=spec.temperature if spec.ramp_from is not None else None,
@@ -128,11 +137,20 @@ def run_walker(
         "stopped": state["stopped"],
         "ensemble": "npt" if npt else "nvt",
         "pressure_gpa": spec.pressure_gpa if npt else None,
+        "vacuum_axes": padded,
         "ramp_from": spec.ramp_from,
         "limit": float(spec.limit),
         "max_unc": float(max(uncs)) if uncs else 0.0,
     }
     return snaps, uncs, info
+
+
+def walker_counts(walkers: list[dict[str, Any]]) -> str:
+    """``"3 walkers (2 NPT, 1 NVT)"``: how many walkers ran and in which ensemble (a walker
+    record without ``ensemble``, from a run before it was recorded, counts as NVT)."""
+    n = len(walkers)
+    npt = sum(1 for w in walkers if w.get("ensemble") == "npt")
+    return f"{n} walker{'s' if n != 1 else ''} ({npt} NPT, {n - npt} NVT)"
 
 
 def explore(
@@ -185,4 +203,12 @@ def explore(
         result.snapshots.extend(snaps)
         result.uncertainties.extend(uncs)
         result.walkers.append(info)
+    if any(info["vacuum_axes"] for info in result.walkers):
+        # one fixed text: shown once per run (Python's default filter, the CLI's dedup)
+        warnings.warn(
+            "explore.pressures_gpa: walkers started from a cell padded with vacuum (an empty gap "
+            "along a periodic axis, e.g. a 'surface' start) run NVT at no pressure, the others "
+            "NPT (a barostat would close the vacuum); each walker's 'ensemble' says which",
+            stacklevel=2,
+        )
     return result

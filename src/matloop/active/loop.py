@@ -297,7 +297,7 @@ class ActiveLearner:
 
     def explore_and_select(self, iteration: int, committee) -> dict[str, Any]:
         """Explore with the previous committee and persist this iteration's candidates."""
-        from matloop.active.explore import explore
+        from matloop.active.explore import explore, walker_counts
         from matloop.active.select import select_candidates
 
         if self.state.has_selection(iteration):
@@ -383,7 +383,8 @@ class ActiveLearner:
             cands.append((f"it{iteration:03d}-c{j:03d}", snap, kvp))
         self.state.write_selection(iteration, cands, info)
         self.say(
-            f"iteration {iteration}: {len(res.snapshots)} snapshots, max {sigma} "
+            f"iteration {iteration}: {walker_counts(res.walkers)}, "
+            f"{len(res.snapshots)} snapshots, max {sigma} "
             f"{res.max_uncertainty:.3g} {unit}, {n_above} above threshold {threshold:.3g} {unit}, "
             f"{len(picks)} selected"
             + (f" (uncertainty target {target:.3g} {unit} reached)" if reached else "")

@@ -22,7 +22,7 @@ from ase.calculators.mixing import SumCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from matloop.calculators.registry import register_calculator
-from matloop.errors import ConfigError
+from matloop.errors import ConfigError, MatloopError
 from matloop.neighbors import no_stress_message, stress_volume
 
 CHGNET_HINT = "install the optional extra with: pip install chgnet"
@@ -215,6 +215,11 @@ register_calculator(
 )
 
 
+class NoStressError(MatloopError, PropertyNotImplementedError):
+    """A stress asked of a calculator that cannot give one: a matloop one-line error that ASE code
+    (and matloop's own optional-stress paths) still catch as ASE's PropertyNotImplementedError."""
+
+
 class DeltaCalculator(SumCalculator):
     """A base calculator plus a matloop correction trained on (reference − base).
 
@@ -230,6 +235,27 @@ class DeltaCalculator(SumCalculator):
         props = self.implemented_properties
         if "energy" in props and "free_energy" not in props:
             self.implemented_properties = [*self.implemented_properties, "free_energy"]
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        # SumCalculator lists only the properties every part lists, so a base without stress
+        # ended in ASE's bare "stress property not implemented"
+        if name == "stress" and name not in self.implemented_properties:
+            raise NoStressError(self._missing_stress_message())
+        return super().get_property(name, atoms, allow_calculation)
+
+    def _missing_stress_message(self) -> str:
+        """One line naming the part(s) whose ``implemented_properties`` lack stress."""
+        parts = ((self.base, f"base {self.base_name!r}"), (self.correction, "correction"))
+        lacking = [
+            f"the {what} ({type(part).__name__})"
+            for part, what in parts
+            if "stress" not in getattr(part, "implemented_properties", ())
+        ]
+        return (
+            f"{self}: no stress, because {' and '.join(lacking)} gives none; use a base "
+            "calculator that computes stress, or run without stress (NVT rather than NPT, "
+            "no cell relaxation)"
+        )
 
     def calculate(self, atoms, properties, system_changes):
         properties = [p for p in properties if p != "free_energy"] or ["energy"]
@@ -247,13 +273,13 @@ class DeltaCalculator(SumCalculator):
         Each part's stress is computed here, so the sum that follows reads them from its cache.
         """
         if stress_volume(atoms) is None:
-            raise PropertyNotImplementedError(no_stress_message(atoms))
+            raise NoStressError(no_stress_message(atoms))
         parts = ((self.base, f"base {self.base_name!r}"), (self.correction, "correction"))
         for part, what in parts:
             try:
                 part.get_property("stress", atoms)
             except PropertyNotImplementedError as exc:
-                raise PropertyNotImplementedError(
+                raise NoStressError(
                     f"{self}: the {what} gives no stress for {atoms.get_chemical_formula()} "
                     f"(pbc={atoms.pbc.tolist()}): {exc or 'not implemented'}"
                 ) from None

@@ -4,7 +4,8 @@ linear constraints — and its translation into a unit box with linear constrain
 Example::
 
     total: 100            # components sum to this (mol %)
-    sum_tolerance: 0.5    # measured rows may sum to total ± this (default: 0.5 % of total)
+    sum_tolerance: 0.5    # measured rows may sum to total ± this (default: 0.5 % of total;
+                          # 0: exactly the total, up to float round-off, 1e-9 of the total)
     components:
       SiO2: {min: 40, max: 80}
       B2O3: [0, 20]       # short form [min, max]
@@ -37,6 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator,
 
 from matloop.compositions.core import parse_component
 from matloop.errors import ConfigError, DataError
+
+#: relative slack of every sum check (1e-9 of the total): float sums of fractions miss the total
+#: by round-off (~1e-16 of it), so ``sum_tolerance: 0`` (exactly the total) would refuse them
+SUM_RTOL = 1e-9
 
 
 class Bounds(BaseModel):
@@ -135,6 +140,12 @@ class Space(BaseModel):
 
     # ----------------------------------------------------------------- helpers
     @property
+    def sum_atol(self) -> float:
+        """How far a row's sum may be from the total (units of the total): ``sum_tolerance``,
+        at least :data:`SUM_RTOL` of the total (float round-off; ``sum_tolerance: 0``)."""
+        return max(float(self.sum_tolerance or 0.0), SUM_RTOL * self.total)
+
+    @property
     def names(self) -> list[str]:
         """All component names: the space components, then forbidden ones not listed there."""
         return list(self.components) + [f for f in self.forbidden if f not in self.components]
@@ -197,8 +208,9 @@ class Space(BaseModel):
     ) -> list[str]:
         """Violations of bounds/sum/linear constraints for one composition (empty if feasible).
 
-        The sum may differ from the total by `sum_atol` (default: ``atol · max(1, total)``);
-        measured or rounded compositions pass ``sum_atol=space.sum_tolerance``.
+        The sum may differ from the total by `sum_atol` (default: ``atol · max(1, total)``; never
+        less than :data:`SUM_RTOL` of the total, the round-off of a float sum); measured or
+        rounded compositions pass ``sum_atol=space.sum_tolerance``.
         """
         out = []
         lo, hi = self.lower(), self.upper()
@@ -207,6 +219,7 @@ class Space(BaseModel):
                 out.append(f"{n}={v:.6g} outside [{a:g}, {b:g}]")
         if sum_atol is None:
             sum_atol = atol * max(1.0, self.total)
+        sum_atol = max(sum_atol, SUM_RTOL * self.total)
         if abs(x.sum() - self.total) > sum_atol:
             out.append(f"sum {x.sum():.8g} != {self.total:g}")
         idx = {n: i for i, n in enumerate(self.names)}
@@ -640,7 +653,7 @@ def observed_compositions(
     validate_sums(
         x,
         space.total,
-        space.sum_tolerance,
+        space.sum_atol,
         source=source,
         row_labels=[i + 1 for i in range(len(x))] if len(x) else None,
     )

@@ -146,6 +146,60 @@ def _validate(settings: NVE | NVT | NPT, timestep_fs: float, steps: int, atoms: 
         raise ConfigError("NPT needs a periodic cell in all three directions")
 
 
+#: Å: the empty gap taken for vacuum when the calculator states no cutoff (wider than the spacing
+#: of lattice planes in bulk crystals, and than the cutoff of most potentials)
+VACUUM_GAP_A = 6.0
+
+
+def vacuum_gap_width(calculator: Any) -> float:
+    """Å: a gap wider than this is vacuum for `calculator`: its ``cutoff`` (nothing interacts
+    across such a gap) when it states one below :data:`VACUUM_GAP_A`, else that default."""
+    cutoff = getattr(calculator, "cutoff", None)
+    try:
+        cutoff = float(cutoff) if cutoff is not None else None
+    except (TypeError, ValueError):  # e.g. a calculator's own non-numeric attribute
+        cutoff = None
+    if cutoff is None or not (math.isfinite(cutoff) and cutoff > 0):
+        return VACUUM_GAP_A
+    return min(cutoff, VACUUM_GAP_A)
+
+
+def vacuum_axes(atoms: Atoms, width: float = VACUUM_GAP_A) -> list[int]:
+    """Periodic cell axes along which the atoms leave an empty layer wider than `width` (Å).
+
+    A slab padded with vacuum in a cell periodic along a, b and c has one: the largest gap
+    between the atoms' fractional coordinates along the axis (wrapping round), times the
+    spacing of the lattice planes normal to it (1/|b_i|, b the reciprocal cell without 2π),
+    is its thickness.
+    """
+    if len(atoms) == 0 or abs(atoms.cell.volume) < 1e-9:
+        return []
+    frac = atoms.cell.scaled_positions(atoms.positions) % 1.0
+    spacing = 1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1)  # Å between lattice planes
+    axes = []
+    for i in np.flatnonzero(atoms.pbc):
+        f = np.sort(frac[:, i])
+        gap = max(float(np.diff(f).max(initial=0.0)), float(1.0 - f[-1] + f[0]))
+        if gap * spacing[i] > width:
+            axes.append(int(i))
+    return axes
+
+
+def _warn_npt_vacuum(atoms: Atoms, calculator: Any) -> None:
+    """NPT on a cell with vacuum along a periodic axis squeezes the vacuum out: said, not refused
+    (compressing a slab into a bulk may be what the user wants)."""
+    width = vacuum_gap_width(calculator)
+    axes = vacuum_axes(atoms, width)
+    if axes:
+        names = ", ".join("abc"[i] for i in axes)
+        warnings.warn(
+            f"NPT on {atoms.get_chemical_formula()}, whose cell has an empty gap wider than "
+            f"{width:g} Å along {names} (a slab or cluster padded with vacuum): the barostat "
+            "will close it; use NVT to keep the vacuum",
+            stacklevel=3,
+        )
+
+
 def _check_seed(seed: int | None) -> None:
     """A seed numpy accepts: None or an integer ≥ 0."""
     if seed is None:
@@ -527,6 +581,8 @@ def run_md(
     own_constraints = list(atoms.constraints)  # NVT adds FixCom; outputs get only these
     if ens == "npt" and not with_stress:
         raise ConfigError(f"NPT needs stresses; calculator {name} does not provide them")
+    if ens == "npt":
+        _warn_npt_vacuum(atoms, calculator)
 
     rng = np.random.default_rng(seed)
     has_momenta = bool(np.any(atoms.get_momenta() != 0))
