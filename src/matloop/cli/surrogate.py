@@ -11,12 +11,27 @@ from matloop.cli._options import FORCE, QUIET, check_plot_format, refuse_overwri
 from matloop.utils.progress import stage
 
 
-def _split_columns(text: str) -> list[str]:
-    cols = [c.strip() for c in text.split(",") if c.strip()]
-    if not cols:
-        from matloop.errors import ConfigError
+def _columns(option: str, values: list[str]) -> list[str]:
+    """Column names from a repeatable option (`--x A --x B`), each value also comma-separated
+    (`--x A,B`); an empty name or one given twice is refused rather than dropped."""
+    from matloop.errors import ConfigError
 
-        raise ConfigError("--x needs at least one column name (comma-separated)")
+    cols: list[str] = []
+    for value in values:
+        parts = [c.strip() for c in value.split(",")]
+        if not any(parts):
+            raise ConfigError(f"{option} {value!r} names no column; give e.g. {option} Volume")
+        if not all(parts):
+            raise ConfigError(
+                f"{option} {value!r} has an empty column name between commas; "
+                f"write {option} {','.join(p for p in parts if p)!r} if that is what you meant"
+            )
+        cols.extend(parts)
+    repeated = list(dict.fromkeys(c for c in cols if cols.count(c) > 1))
+    if repeated:
+        raise ConfigError(
+            f"{option} names column(s) {', '.join(map(repr, repeated))} more than once"
+        )
     return cols
 
 
@@ -33,8 +48,12 @@ def _gp_checked(key: str, kernel: str, n_inputs: int, ard: bool, n_rows: int) ->
 
 def fit_command(
     data: Path = typer.Argument(..., help="CSV file with a header row."),
-    x: str = typer.Option(..., "--x", help="Input column(s), comma-separated (e.g. Volume)."),
-    y: str = typer.Option(..., "--y", help="Target column (e.g. Energy)."),
+    x: list[str] = typer.Option(
+        ...,
+        "--x",
+        help="Input column; repeat for several (--x SiO2 --x Na2O) or comma-separate them.",
+    ),
+    y: list[str] = typer.Option(..., "--y", help="Target column (one; e.g. Energy)."),
     model: str = typer.Option("gp", "--model", help="poly | gp | ensemble"),
     degree: int = typer.Option(2, "--degree", help="Polynomial degree (poly, ensemble)."),
     kernel: str = typer.Option("rbf", "--kernel", help="GP kernel: rbf | matern32 | matern52 | rq"),
@@ -63,6 +82,7 @@ def fit_command(
 
     from matloop.errors import ConfigError, DataError
     from matloop.surrogate import (
+        dependent_inputs,
         holdout_evaluate,
         make_surrogate,
         read_columns,
@@ -70,10 +90,14 @@ def fit_command(
         save_surrogate,
     )
 
-    xcols = _split_columns(x)
-    repeated = sorted({c for c in xcols if xcols.count(c) > 1})
-    if repeated:
-        raise ConfigError(f"--x names column(s) {', '.join(map(repr, repeated))} more than once")
+    xcols = _columns("--x", x)
+    ycols = _columns("--y", y)
+    if len(ycols) > 1:
+        raise ConfigError(
+            f"--y names {len(ycols)} columns ({', '.join(map(repr, ycols))}); a surrogate has one "
+            "target: run `matloop surrogate fit` once per target"
+        )
+    y = ycols[0]
     if y in xcols:
         raise ConfigError(f"--y {y!r} is also an input column (--x); the target must differ")
     x_range = None
@@ -107,6 +131,10 @@ def fit_command(
         X = np.column_stack([cols[c] for c in xcols])
         t = cols[y]
         est = make_surrogate(model, degree=degree, **kwargs)
+        if key != "gp" and len(t) > 1:  # a GP copes with dependent inputs; polynomials cannot
+            reason = dependent_inputs(X, xcols)
+            if reason is not None:
+                raise DataError(f"{data}: --model {key}: {reason}")
         slow = _gp_checked(key, kernel, len(xcols), ard, len(t))
         if not 0.0 <= test_size < 1.0:
             raise ConfigError(f"--test-size must be in [0, 1), got {test_size}")

@@ -20,6 +20,35 @@ from matloop.errors import DataError, UnknownElementError
 _FORMULA_RE = re.compile(r"^(\(?[A-Z][a-z]?\d*(\.\d+)?\)?\d*(\.\d+)?)+$")
 
 
+# A count that starts with 0 ('Si02', 'Al2O03', 'Si0'), but not a fraction such as 'Na0.5':
+# no formula writes one, and it is nearly always a digit zero typed for the letter O.
+_ZERO_COUNT_RE = re.compile(r"(?<=[A-Za-z)])0(?!\.\d)")
+
+
+def _zero_count_message(name: str) -> str:
+    """One line for a name with a count starting with 0, suggesting the letter O if that fits."""
+    fixed = _ZERO_COUNT_RE.sub("O", name)
+    try:
+        _composition(fixed)
+        sensible = "OO" not in fixed
+    except UnknownElementError:
+        sensible = False
+    if not sensible:
+        return f"{name!r}: a count starts with 0 — write counts without a leading zero"
+    return f"{name!r}: a count starts with 0 — did you mean {fixed!r} (letter O)?"
+
+
+def _zero_for_o(name) -> str | None:
+    """The formula a column name spells with a digit zero for the letter O ('Si02' → 'SiO2'),
+    or None. Only a zero followed by a digit counts: a bare zero ('B0', 'V0', 'T0') is a
+    common name of a property column, and it was never read as a component anyway."""
+    s = str(name).strip()
+    if not _FORMULA_RE.match(s) or not re.search(r"(?<=[A-Za-z)])0\d", s):
+        return None
+    fixed = _ZERO_COUNT_RE.sub("O", s)
+    return fixed if "OO" not in fixed and _is_formula(fixed) else None
+
+
 @lru_cache(maxsize=512)
 def _composition(name: str):
     from pymatgen.core import Composition, Element
@@ -28,6 +57,8 @@ def _composition(name: str):
         raise UnknownElementError(
             f"component {name!r} is not a chemical formula (expected e.g. 'SiO2', 'Na2O')"
         )
+    if _ZERO_COUNT_RE.search(name):
+        raise UnknownElementError(_zero_count_message(name))
     for sym in re.findall(r"[A-Z][a-z]?", name):
         if sym in ("D", "T"):  # pymatgen reads these as H; in an oxide they are a mis-cased Ti …
             raise UnknownElementError(
@@ -261,6 +292,12 @@ def read_composition_table(
         if components is None:
             comps = [c for c in frame.columns if c not in ignore and _is_component_column(c)]
             for c in frame.columns:
+                typo = None if c in ignore else _zero_for_o(c)
+                if typo is not None:
+                    raise DataError(
+                        f"{source}: column {_zero_count_message(str(c).strip())} Rename it "
+                        "(or choose the components with components= / --components)"
+                    )
                 fixed = None if c in ignore else _recased_oxide(c)
                 if fixed is not None:
                     raise DataError(

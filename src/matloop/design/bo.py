@@ -113,6 +113,26 @@ def _repeated_rows(x: np.ndarray, decimals: int = 4) -> list[int]:
     return out
 
 
+FILLER = "space-filling (maximin distance)"
+
+
+def _refill_repeats(prob: UnitBoxProblem, x: np.ndarray, u_obs, seed: int):
+    """(`x` with the rows that repeat an earlier one replaced by space-filling points, number of
+    rows kept first): a q-batch optimiser on a small space, or one with nothing left to gain,
+    returns one composition q times, and q measurements of it teach little more than one.
+    The fillers maximise the distance to the observed and the kept rows (`u_obs`: fractions);
+    the batch keeps its size."""
+    repeats = set(_repeated_rows(x, decimals=4))
+    if not repeats:
+        return x, len(x)
+    keep = np.atleast_2d(x)[[i for i in range(len(x)) if i not in repeats]]
+    existing = prob.to_u(keep)
+    if len(u_obs):
+        existing = np.vstack([u_obs, existing])
+    z_fill, _ = space_filling(prob, len(repeats), seed, existing)
+    return np.vstack([keep, prob.round(prob.to_x(z_fill))]), len(keep)
+
+
 def _batch_repeats(x: np.ndarray, why: str) -> list[str]:
     """A warning line naming the suggestions (rows of `x`) that repeat an earlier one of the
     batch, followed by `why`."""
@@ -262,7 +282,7 @@ def _suggest(
             table[f"pred_{o.name}_mean"] = np.nan
             table[f"pred_{o.name}_std"] = np.nan
         table["acquisition"] = dist
-        table["acquisition_function"] = "space-filling (maximin distance)"
+        table["acquisition_function"] = FILLER
         return Suggestion(table, "space-filling", "space-filling", messages)
 
     lo_b, hi_b = prob.lo / t, prob.hi / t
@@ -331,12 +351,16 @@ def _suggest(
         messages.append("optimiser result violated constraints; replaced by feasible points")
         z_np, _ = space_filling(prob, batch, seed, u_obs)
         x = prob.round(prob.to_x(z_np))
+    x, n_model = _refill_repeats(prob, x, u_obs, seed)
+    if n_model < len(x):
+        messages.append(
+            f"note: {built.name} found only {n_model} distinct composition(s) worth measuring "
+            f"(the space is small or the model sure of it); suggestion(s) "
+            f"{', '.join(str(i + 1) for i in range(n_model, len(x)))} are instead the "
+            "feasible compositions farthest from the observed and suggested ones"
+        )
     messages += _observed_repeats(x, x_obs, t, built.name)
-    messages += _batch_repeats(
-        x,
-        f" ({built.name} found nothing else worth measuring); "
-        "ask for a smaller --batch or use --acquisition ucb for distinct points",
-    )
+    messages += _batch_repeats(x, ": the space leaves no room for distinct ones")
     u_new = prob.to_u(x)
     mean, std = _predict(model, u_new)
     per_point = score_points(built, torch.tensor(u_new, dtype=torch.double))
@@ -346,6 +370,6 @@ def _suggest(
         table[f"pred_{o.name}_std"] = std[:, j]
     name = built.name
     table["acquisition"] = per_point
-    table["acquisition_function"] = name
+    table["acquisition_function"] = [name] * n_model + [FILLER] * (len(x) - n_model)
     pm_n = int(pareto_mask(utilities(Y, opt, opt_idx)).sum())
     return Suggestion(table, "bo", name, messages, pareto_observed=pm_n if n_opt > 1 else None)

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from matloop.surrogate.base import ExtrapolationWarning, SurrogateBase
+from matloop.surrogate.base import ExtrapolationWarning, SurrogateBase, dependent_inputs
 from matloop.surrogate.io import load_surrogate, read_columns, save_surrogate, write_columns
 from matloop.surrogate.metrics import holdout_evaluate, interval_coverage, regression_metrics
 from matloop.surrogate.models import (
@@ -30,6 +30,7 @@ __all__ = [
     "GPSurrogate",
     "PolynomialSurrogate",
     "SurrogateBase",
+    "dependent_inputs",
     "holdout_evaluate",
     "interval_coverage",
     "load_surrogate",

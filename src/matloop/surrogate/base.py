@@ -46,6 +46,45 @@ def as_1d(y, n: int, name: str = "y") -> np.ndarray:
     return arr
 
 
+def dependent_inputs(X, names: list[str] | None = None) -> str | None:
+    """A one-line reason why the input columns of `X` cannot be separated by a linear model, or
+    None: a column with one value in every row, or columns that are linearly dependent (most
+    often composition fractions or percentages that sum to a constant). Only judged with more
+    samples than columns; with fewer, any columns are dependent and the sample count is at fault.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        return None
+    n, p = X.shape
+    labels = [repr(str(c)) for c in names] if names else [str(j + 1) for j in range(p)]
+    scale = np.abs(X).max(axis=0)
+    sd = X.std(axis=0)
+    for j in range(p):
+        if sd[j] <= 1e-12 * max(scale[j], 1e-300):
+            return (
+                f"input column {labels[j]} has the same value ({X[0, j]:g}) in every row, so "
+                "its effect cannot be fitted; drop it"
+            )
+    if p < 2 or n <= p:
+        return None
+    z = (X - X.mean(axis=0)) / sd
+    _, s, vt = np.linalg.svd(z, full_matrices=False)
+    if s[-1] > s[0] * max(n, p) * np.finfo(float).eps * 1e3:
+        return None
+    weight = np.abs(vt[-1])
+    involved = np.flatnonzero(weight > 1e-6 * weight.max())
+    which = ", ".join(labels[j] for j in involved)
+    total = X[:, involved].sum(axis=1)
+    if np.ptp(total) <= 1e-9 * max(np.abs(total).max(), 1e-300):
+        why = f"they sum to {total[0]:g} in every row (fractions of a whole)"
+    else:
+        why = "one is a fixed linear combination of the others"
+    return (
+        f"input columns {which} are linearly dependent: {why}, so their separate effects cannot be "
+        f"fitted; drop one of them (e.g. column {labels[involved[-1]]})"
+    )
+
+
 class SurrogateBase(RegressorMixin, BaseEstimator):
     """scikit-learn regressor with ``predict(X, return_std=True)`` and extrapolation flags.
 

@@ -14,7 +14,7 @@ from sklearn.base import clone
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from matloop.errors import ConfigError, DataError
-from matloop.surrogate.base import SurrogateBase, as_1d, as_2d
+from matloop.surrogate.base import SurrogateBase, as_1d, as_2d, dependent_inputs
 
 KERNELS = ("rbf", "matern32", "matern52", "rq")
 
@@ -61,6 +61,9 @@ class PolynomialSurrogate(SurrogateBase):
             )
         rank = int(np.linalg.matrix_rank(phi))
         if rank < p:  # repeated inputs: the coefficients would be set arbitrarily by pinv
+            reason = dependent_inputs(X)
+            if reason is not None:
+                raise DataError(f"a polynomial cannot be fitted: {reason}")
             raise DataError(
                 f"a degree-{self.degree} polynomial in {X.shape[1]} feature(s) has {p} "
                 f"coefficients but the {n} samples determine only {rank} of them (too few "
@@ -254,6 +257,12 @@ class BootstrapEnsemble(SurrogateBase):
                 except (DataError, ValueError, np.linalg.LinAlgError):
                     continue
             else:
+                try:  # a member that cannot fit even the full data says why in its own words
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        self._member().fit(X, y)
+                except DataError as exc:
+                    raise DataError(f"ensemble member: {exc}") from exc
                 raise DataError(
                     f"could not fit the ensemble member on bootstrap resamples of {n} samples; "
                     "use more data or a simpler estimator"

@@ -34,8 +34,30 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML{_yaml_problem(exc, text)}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """': <problem> (<context>)' with the 1-based line and column of the problem and the line
+    as written, where the parser knows them (a MarkedYAMLError); otherwise its first line."""
+    problem = getattr(exc, "problem", None)
+    if not problem:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: malformed YAML: {first}") from None
+        return f": {first}"
+    context = getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None)
+    start = getattr(exc, "context_mark", None)
+    if context and start is not None and mark is not None and start.line != mark.line:
+        context += f" that starts at line {start.line + 1}"  # e.g. an unclosed bracket
+    what = f"{problem} ({context})" if context else problem
+    if mark is None:
+        return f": {what}"
+    lines = text.splitlines()
+    shown = lines[mark.line].strip() if 0 <= mark.line < len(lines) else ""
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    where = f" at line {mark.line + 1}, column {mark.column + 1}"
+    return f"{where}: {what}" + (f": {shown!r}" if shown else "")
 
 
 def parse_config(data: Any, root: type[M], source: str, expected: str = "a mapping") -> M:
