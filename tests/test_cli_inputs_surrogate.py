@@ -168,6 +168,17 @@ def test_a_digit_zero_column_stops_a_composition_table(tmp_path, capsys):
     assert rc != 0 and "did you mean 'SiO2' (letter O)?" in err and not out.exists()
 
 
+@pytest.mark.parametrize(("typo", "oxide"), [("Al203", "Al2O3"), ("Na20", "Na2O")])
+def test_a_digit_zero_inside_an_oxide_count_is_refused(typo, oxide):
+    """'Al203' parses as Al₂₀₃ (no oxygen) and was silently a component of an oxide table."""
+    frame = _glass().rename(columns={oxide: typo})
+    with pytest.raises(DataError, match=rf"column '{typo}' .*did you mean '{oxide}'"):
+        read_composition_table(frame, source="glass.csv", normalise_rows=True)
+    # a metal table is not an oxide table: 'C60' there stays a component
+    metals = pd.DataFrame({"Cu": [50.0, 60.0], "Au": [40.0, 30.0], "C60": [10.0, 10.0]})
+    assert read_composition_table(metals).components == ["Cu", "Au", "C60"]
+
+
 @pytest.mark.parametrize(
     ("text", "where"),
     [

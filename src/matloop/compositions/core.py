@@ -306,6 +306,7 @@ def read_composition_table(
                     )
             if not comps:
                 raise DataError(f"{source}: no component columns (chemical formulas) found")
+            _check_zero_for_o_in_oxides(comps, source)
         else:
             comps = list(components)
             for c in comps:
@@ -408,6 +409,28 @@ def _recased_oxide(name) -> str | None:
 
     walk(0, "", [])
     return min(found, key=lambda f: (len(re.findall("[A-Z]", f)), f)) if found else None
+
+
+def _check_zero_for_o_in_oxides(comps: Sequence[str], source: str) -> None:
+    """DataError for a column such as 'Al203' or 'Na20' among oxide columns: it reads as a
+    formula without oxygen (Al₂₀₃), but with the letter O for each digit 0 it is an oxide.
+    Only tables with at least two oxide columns are checked; `components` given by the user
+    skip this guess."""
+
+    def has_oxygen(name: str) -> bool:
+        return "O" in re.findall(r"[A-Z][a-z]?", name)
+
+    names = [str(c).strip() for c in comps]
+    if sum(has_oxygen(n) for n in names) < 2:
+        return
+    for name in names:
+        fixed = name.replace("0", "O")
+        if not has_oxygen(name) and fixed != name and _is_formula(fixed):
+            raise DataError(
+                f"{source}: column {name!r} reads as a formula without oxygen among oxide "
+                f"columns; did you mean {fixed!r} (letter O for the digit 0)? Rename it (or "
+                "choose the components with components= / --components)"
+            )
 
 
 def _is_component_column(name) -> bool:
