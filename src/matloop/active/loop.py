@@ -58,6 +58,8 @@ class ActiveLearner:
         self._test = None
         self._starts: list[Atoms] | None = None
         self._timing: dict[str, float | None] = {}
+        #: the configuration the run had before this process changed it (None: unchanged)
+        self._config_before: dict[str, Any] | None = None
 
     # -- helpers -----------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -370,6 +372,9 @@ class ActiveLearner:
             "sigma_kind": kind,
             "sigma_scale_used": scale,
             "selected_uncertainties": [float(res.uncertainties[i]) for i in picks],
+            # what decided this outcome: a resume with other settings explores again after
+            # an iteration that selected nothing (see _reopening_changes)
+            "settings": exploring_settings(cfg.model_dump(mode="json")),
         }
         cands = []
         for j, i in enumerate(picks):
@@ -491,7 +496,8 @@ class ActiveLearner:
         if meta is None:
             self.state.write_meta(cfg_dump)
         elif meta.get("config") != public_config(cfg_dump):
-            self._check_resume_config(meta.get("config") or {}, public_config(cfg_dump))
+            self._config_before = meta.get("config") or {}
+            self._check_resume_config(self._config_before, public_config(cfg_dump))
             self.state.write_meta(cfg_dump)
         from matloop.utils.files import atomic_write_text
 
@@ -553,7 +559,7 @@ class ActiveLearner:
             done = {r["iteration"]: r for r in self.state.iterations()}
             if iteration in done:
                 record = done[iteration]
-                if record.get("stop_reason"):
+                if record.get("stop_reason") and not self._reopen(iteration, record):
                     return record["stop_reason"]
                 continue
             if not self.state.has_selection(iteration):
@@ -579,6 +585,47 @@ class ActiveLearner:
                 return why
             stats = self._label_and_train(iteration)
             record = self.finish_iteration(iteration, t0, stats)
+
+    def _reopen(self, iteration: int, record: dict[str, Any]) -> bool:
+        """Whether the run goes on after `iteration`, which selected nothing and so ended an
+        earlier run (``stop_reason``): yes if a setting that decides exploration or selection
+        has changed since (the iteration stays, without labels; the reason is cleared). If not,
+        say why a resume with other settings does not continue."""
+        reason = record["stop_reason"]
+        changed = self._reopening_changes(iteration)
+        if changed:
+            self.say(
+                f"iteration {iteration} ended the run ({reason}) with other settings "
+                f"({', '.join(changed)}): exploring again"
+            )
+            self._mark(iteration, "stop_reason", None, record)
+            return True
+        if self._config_before is not None:
+            self.say(
+                f"iteration {iteration} ended the run ({reason}) and the new settings do not "
+                "change that; to explore again, change explore.* (e.g. temperatures, steps), "
+                "select.threshold, strategy.*, stop.uncertainty_target or seed"
+            )
+        return False
+
+    def _reopening_changes(self, iteration: int) -> list[str]:
+        """The exploring settings (:func:`exploring_settings`) that differ from those the
+        exploration of `iteration` ran with."""
+        info = self.state.selection_info(iteration)
+        now = exploring_settings(self.cfg.model_dump(mode="json"))
+        used = info.get("settings")
+        if used is None:  # explored by an older matloop: what is known of its settings
+            found = set()
+            if self._config_before is not None:
+                found |= set(_setting_changes(exploring_settings(self._config_before), now))
+            temperatures = {w.get("temperature") for w in info.get("walkers") or ()}
+            if not temperatures <= set(self.cfg.explore.temperatures):
+                found.add("explore.temperatures")
+            kind = info.get("sigma_kind")
+            if kind and info.get("threshold") != self.cfg.select.threshold_for(kind):
+                found.add("select.threshold")
+            return sorted(found)
+        return _setting_changes(used, now)
 
     def _label_and_train(self, iteration: int) -> dict[str, int]:
         """Label the pending candidates and train; the times of what this process did (None
@@ -627,6 +674,31 @@ class ActiveLearner:
 LABEL_KEYS = ("reference.calculator", "reference.settings", "reference.compute_stress")
 #: settings only used to make the initial structures (iteration 0)
 INITIAL_KEYS = ("initial.n_label", "initial.rattle", "strategy.starts")
+
+
+def exploring_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a configuration dump that decide what an exploration finds and selects
+    (and whether it counts as converged); the initial structures' settings excluded."""
+    strategy = {k: v for k, v in (config.get("strategy") or {}).items() if k != "starts"}
+    target = (config.get("stop") or {}).get("uncertainty_target")
+    return {
+        "seed": config.get("seed"),
+        "explore": config.get("explore"),
+        "select": config.get("select"),
+        "strategy": strategy,
+        "stop": {"uncertainty_target": target},
+    }
+
+
+def _setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``section.key`` of the settings in `old` that differ in `new` (keys `old` lacks, added
+    by a later matloop with their defaults, do not count)."""
+    out = []
+    for key in config_changes(old, new):
+        section, _, name = key.partition(".")
+        if section in old and (not name or name in (old[section] or {})):
+            out.append(key)
+    return out
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -16,12 +16,17 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from matloop.errors import DataError
+from matloop.errors import ConfigError, DataError
 from matloop.neighbors import geometry_problem
 
 MIN_DISTANCE_A = 0.5
 MAX_EXTENT_A = 1.0e4  # larger structures or cells are input errors (Å)
 MAX_STRESS_EV_A3 = 10.0  # ≈ 1.6 TPa; larger stresses are unit errors (kbar or GPa, eV/Å³ meant)
+# A warning, not a refusal: the median over a set of its largest stress components. DFT sets of
+# solids near ambient pressure have medians of ~0.001–0.05 eV/Å³ (0.2–8 GPa); 0.5 eV/Å³ (80 GPa)
+# is exceeded only by genuinely high-pressure data, or by GPa (kbar) numbers read as eV/Å³,
+# which come out 160× (1600×) too large: a typical 3 GPa stress reads as 3 eV/Å³.
+MEDIAN_STRESS_WARN_EV_A3 = 0.5
 DEFAULT_CONFIG_TYPE = "default"
 
 
@@ -208,6 +213,32 @@ def minimum_distance(atoms: Atoms, cutoff: float = MIN_DISTANCE_A) -> float:
     return float(nl.distances.min())
 
 
+def check_cutoff(structures: Iterable[Atoms], cutoff: float, what: str = "model") -> None:
+    """Refuse (ConfigError) a `cutoff` (Å) within which no atom of `structures` has a neighbour.
+
+    The model would then be a constant per element: it trains "successfully" and predicts zero
+    forces. Isolated single atoms (no neighbour at any cutoff) are not counted. Stops at the
+    first structure with a neighbour, so a sensible cutoff costs one neighbour search.
+    """
+    search = 8.0  # Å: how far the error message looks for the nearest-neighbour distance
+    seen = []
+    for atoms in structures:
+        if len(atoms) < 2 and not atoms.pbc.any():
+            continue
+        if minimum_distance(atoms, cutoff) < cutoff:
+            return
+        seen.append(atoms)
+    if not seen:
+        return
+    nearest = min(minimum_distance(atoms, search) for atoms in seen[:20])
+    found = f"{nearest:.3g} Å" if nearest < search else f"more than {search:g} Å"
+    raise ConfigError(
+        f"{what} cutoff {cutoff:g} Å is shorter than every interatomic distance of the training "
+        f"data (nearest neighbours {found}), so the model sees no neighbours; cutoffs are in Å, "
+        f"not nm (e.g. {10 * cutoff:g} Å for {cutoff:g} nm)"
+    )
+
+
 class Dataset(Sequence[Atoms]):
     """An ordered, validated list of labelled structures.
 
@@ -313,6 +344,50 @@ class Dataset(Sequence[Atoms]):
             f"every training cell has one volume per atom per composition ({volumes}): the model "
             "sees no compression or expansion, so its stress and equation of state are "
             "extrapolations; add strained or NPT cells if you need them"
+        )
+
+    def composition_warning(self) -> str | None:
+        """A sentence when the element-count matrix (structures × elements) has rank below the
+        number of elements, e.g. every structure Cu21Au11: the per-element reference energies
+        fitted on it are then not determined, so energies of other compositions (other ratios,
+        pure elements) come out wrong by tens of meV/atom or more. None otherwise."""
+        from matloop.data.reference import composition_matrix
+
+        elements = self.elements
+        if len(elements) < 2:
+            return None
+        rank = int(np.linalg.matrix_rank(composition_matrix(self, elements)))
+        if rank >= len(elements):
+            return None
+        ratios = sorted({a.get_chemical_formula(mode="hill", empirical=True) for a in self})
+        shown = ", ".join(ratios[:3]) + (", ..." if len(ratios) > 3 else "")
+        return (
+            f"the training compositions ({shown}) determine only {rank} of the {len(elements)} "
+            f"per-element reference energies ({', '.join(elements)}): energies of other "
+            "compositions are not predicted (errors of tens of meV/atom); add structures of other "
+            "compositions or of the pure elements"
+        )
+
+    def stress_units_warning(self) -> str | None:
+        """A sentence when the median over stress-labelled structures of their largest |stress|
+        component exceeds :data:`MEDIAN_STRESS_WARN_EV_A3` (eV/Å³): GPa or kbar numbers read as
+        eV/Å³ below the per-structure refusal (:data:`MAX_STRESS_EV_A3`). None otherwise."""
+        from ase import units
+
+        largest = [
+            float(np.abs(s).max()) for a in self._structures if (s := stress_of(a)) is not None
+        ]
+        if not largest:
+            return None
+        median = float(np.median(largest))
+        if median <= MEDIAN_STRESS_WARN_EV_A3:
+            return None
+        return (
+            f"the median stress of the {len(largest)} stress-labelled training structures is "
+            f"{median:.3g} eV/Å³ ({median / units.GPa:.3g} GPa), above "
+            f"{MEDIAN_STRESS_WARN_EV_A3:g} eV/Å³: "
+            "they look like GPa or kbar; matloop reads stresses in eV/Å³ with ASE's sign "
+            "(1 GPa = 0.0062415 eV/Å³), so convert them unless the data are truly at such pressures"
         )
 
     def summary(self) -> dict:

@@ -296,6 +296,9 @@ def train(
                 raise ConfigError(f"reference_energies lacks {sorted(missing)}")
             e0 = {s: float(config.reference_energies[s]) for s in elements}
         model.set_reference_energies(e0)
+    # a closed-form fit (ace) refits E0 jointly, whatever reference_energies says
+    fitted_e0 = init_model is None and (model.custom_fit or config.reference_energies == "fit")
+    check_training_data(train_data, model, fitted_e0=fitted_e0)
 
     if model.custom_fit:
         return _train_custom(
@@ -413,6 +416,26 @@ def train(
     return TrainResult(
         model_path, log_path, best, len(state.history), state.elapsed, stopped, state.history
     )
+
+
+def check_training_data(data: Dataset, model: Potential, *, fitted_e0: bool = True) -> None:
+    """Data-wide checks before any work (per-structure ones run when the data are read).
+
+    Refuses a model cutoff (Å) shorter than every interatomic distance (ConfigError); warns,
+    one line each, about stresses that look like GPa or kbar and, with `fitted_e0`, about
+    compositions that do not determine the per-element reference energies.
+    """
+    import warnings
+
+    from matloop.data.dataset import check_cutoff
+
+    check_cutoff(data, model.cutoff, f"the {model.family}")
+    notes = [data.stress_units_warning(), data.composition_warning() if fitted_e0 else None]
+    for note in notes:
+        if note is not None:
+            # no source prefix: a committee's members (per-seed sources) give one text, which
+            # the CLI then shows once per run
+            warnings.warn(note, stacklevel=3)
 
 
 def check_labels(structures, what: str) -> None:
