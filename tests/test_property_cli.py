@@ -34,7 +34,7 @@ def test_fit_evaluate_predict_nearest(data_file, config_file, tmp_path, capsys):
     out = tmp_path / "model"
     args = ["property", "fit", "--data", str(data_file), "--target", "energy_per_atom"]
     args += ["--split", "composition", "--config", str(config_file), "--out", str(out)]
-    assert main(args) == 0
+    assert main([*args, "--model", "cgcnn"]) == 0
     assert "validation" in capsys.readouterr().out
     for name in ("model.json", "weights.pt", "report.html", "parity.png", "calibration.png"):
         assert (out / name).exists(), name

@@ -86,7 +86,9 @@ def fit_command(
         None, "--split", help="Validation split: random | composition | prototype | column"
     ),
     split_column: str | None = typer.Option(None, "--split-column", help="id/time column."),
-    model: str | None = typer.Option(None, "--model", help="cgcnn | gbt"),
+    model: str | None = typer.Option(
+        None, "--model", help="auto (gbt and cgcnn, the better on validation) | cgcnn | gbt"
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML config (see template)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (split, init)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
@@ -95,14 +97,14 @@ def fit_command(
 ) -> None:
     """Train a structure → property model; writes the model, report.html and plots into --out."""
     from matloop.errors import ConfigError
-    from matloop.property import load_config, make_model, read_dataset
+    from matloop.property import fit_auto, load_config, make_model, read_dataset
     from matloop.property.report import write_report
     from matloop.utils.files import atomic_dir
 
     for value, allowed, flag in (
         (split, _SPLITS, "--split"),
         (task, ("regression", "classification"), "--task"),
-        (model, ("cgcnn", "gbt"), "--model"),
+        (model, ("auto", "cgcnn", "gbt"), "--model"),
     ):
         if value is not None and value not in allowed:
             raise ConfigError(f"unknown {flag} {value!r} (choose from {', '.join(allowed)})")
@@ -119,8 +121,7 @@ def fit_command(
     for name in cfg.targets:
         if not dataset.has_value(name).any():
             raise ConfigError(f"{data}: no structure has a value of {name!r}")
-    est = make_model(
-        cfg.model,
+    shared = dict(
         target=cfg.targets if len(cfg.targets) > 1 else cfg.targets[0],
         task=cfg.task,
         split=cfg.split,
@@ -130,10 +131,13 @@ def fit_command(
         ood_k=cfg.ood_k,
         ood_quantile=cfg.ood_quantile,
         seed=cfg.seed,
-        params=(cfg.cgcnn if cfg.model == "cgcnn" else cfg.gbt).model_dump(),
         progress=not quiet,
     )
-    est.fit(dataset)
+    params = {"cgcnn": cfg.cgcnn.model_dump(), "gbt": cfg.gbt.model_dump()}
+    if cfg.model == "auto":
+        est = fit_auto(dataset, params=params, **shared)
+    else:
+        est = make_model(cfg.model, params=params[cfg.model], **shared).fit(dataset)
     val = dataset.subset([dataset.ids.index(i) for i in est.val_ids_])
     with atomic_dir(out) as tmp:  # --force: no file of the earlier model is left beside these
         est.save(tmp)
@@ -149,8 +153,12 @@ def fit_command(
     shown = ", ".join(f"{k} {result[k]:.4g}" for k in keys if k in result)
     # σ is scaled on this split, so its coverage there is 0.95 by construction
     note = "; σ calibrated on this split" if "coverage_95" in shown else ""
+    sel = getattr(est, "selection_", None)
+    if sel:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in sel["validation"].items())
+        typer.echo(f"model auto: chose {sel['chosen']} by validation {sel['metric']} ({scores})")
     typer.echo(
-        f"trained {cfg.model} on {est.n_train_} structures in {est.train_time_s_:.1f} s; "
+        f"trained {est.kind} on {est.n_train_} structures in {est.train_time_s_:.1f} s; "
         f"validation ({est.n_val_}, {cfg.split} split): {shown} {unit}{note}"
     )
     typer.echo(f"model and report: {out}/report.html")

@@ -19,6 +19,7 @@ from matloop.property.estimators import (
     CrystalGraphModel,
     GBTBaseline,
     StructurePropertyModel,
+    fit_auto,
     load_model,
     make_model,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "StructurePropertyModel",
     "duplicate_report",
     "find_duplicates",
+    "fit_auto",
     "from_structures",
     "group_labels",
     "load_config",

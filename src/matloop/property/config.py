@@ -50,7 +50,9 @@ class PropertyConfig(_Strict):
 
     targets: list[str] = Field(default_factory=list, description="property names (info keys)")
     task: Literal["regression", "classification"] = "regression"
-    model: Literal["cgcnn", "gbt"] = "cgcnn"
+    model: Literal["auto", "cgcnn", "gbt"] = Field(
+        "auto", description="auto: fit gbt and cgcnn, keep the better on validation"
+    )
     split: Literal["random", "composition", "prototype", "column"] = "random"
     split_column: str | None = Field(None, description="id/time column for split: column")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)

@@ -126,6 +126,7 @@ class StructurePropertyModel(BaseEstimator):
     ) -> StructurePropertyModel:
         """Train on `dataset` (validation from ``split`` unless `val` is given); returns self."""
         self._check()
+        self.selection_ = None  # fit_auto sets it after this fit
         data = self._labelled(dataset)
         if val is None:
             tr, va = make_split(data, self.split, self.val_fraction, self.seed, self.split_column)
@@ -334,6 +335,7 @@ class StructurePropertyModel(BaseEstimator):
             "n_train": self.n_train_,
             "n_val": self.n_val_,
             "train_time_s": self.train_time_s_,
+            "selection": getattr(self, "selection_", None),
             "state": self._state(),
         }
 
@@ -364,6 +366,7 @@ class StructurePropertyModel(BaseEstimator):
         self.seen_ = meta.get("fingerprints")
         self.n_train_, self.n_val_ = meta["n_train"], meta["n_val"]
         self.train_time_s_ = meta["train_time_s"]
+        self.selection_ = meta.get("selection")  # set by fit_auto (model: auto)
         with np.load(directory / "embeddings.npz", allow_pickle=False) as z:
             self.train_embeddings_ = z["train"]
             self.ood_mean_ = z["mean"]
@@ -407,12 +410,19 @@ class CrystalGraphModel(StructurePropertyModel):
     def _n_out(self) -> int:
         return len(self.classes_) if self.task == "classification" else len(self.targets_)
 
-    def _new_net(self):
+    def _new_net(self, centre: bool = True):
         from matloop.property.graph import CrystalGraphNet
 
         c = self.cfg
         return CrystalGraphNet(
-            self._n_out(), c.atom_dim, c.n_conv, c.hidden_dim, c.dropout, c.cutoff, c.gaussian_step
+            self._n_out(),
+            c.atom_dim,
+            c.n_conv,
+            c.hidden_dim,
+            c.dropout,
+            c.cutoff,
+            c.gaussian_step,
+            centre=centre,
         )
 
     def _graphs(self, dataset: PropertyDataset) -> list:
@@ -581,8 +591,9 @@ class CrystalGraphModel(StructurePropertyModel):
         weights = torch_load_plain(directory / "weights.pt")
         self.nets_ = []
         for m in range(state["n_members"]):
-            net = self._new_net()
-            net.load_state_dict(weights[f"member_{m}"])
+            member = weights[f"member_{m}"]
+            net = self._new_net(centre="pool_norm.running_mean" in member)  # older files: no
+            net.load_state_dict(member)
             net.eval()
             self.nets_.append(net)
 
@@ -776,10 +787,82 @@ MODELS: dict[str, type[StructurePropertyModel]] = {"cgcnn": CrystalGraphModel, "
 
 
 def make_model(kind: str, **kwargs) -> StructurePropertyModel:
-    """A model of family `kind` (``cgcnn`` or ``gbt``)."""
+    """A model of family `kind` (``cgcnn`` or ``gbt``; ``auto`` is :func:`fit_auto`)."""
     if kind not in MODELS:
-        raise ConfigError(f"unknown model {kind!r} (choose from {', '.join(MODELS)})")
+        hint = "; model 'auto' is fitted with fit_auto" if kind == "auto" else ""
+        raise ConfigError(f"unknown model {kind!r} (choose from {', '.join(MODELS)}){hint}")
     return MODELS[kind](**kwargs)
+
+
+#: families ``fit_auto`` tries, cheapest first (a tie keeps the cheaper one)
+AUTO_CANDIDATES = ("gbt", "cgcnn")
+
+
+def fit_auto(
+    dataset: PropertyDataset,
+    val: PropertyDataset | None = None,
+    params: dict[str, dict | None] | None = None,
+    candidates: tuple[str, ...] = AUTO_CANDIDATES,
+    **kwargs,
+) -> StructurePropertyModel:
+    """Fit every family in `candidates` on the same training and validation parts and return
+    the fitted model with the better validation score.
+
+    The score is ROC-AUC for classification (balanced accuracy when the validation part holds
+    one class) and the MAE of the first target for regression. `params` maps a family to its
+    config (:class:`GBTConfig`, :class:`CGCNNConfig`); `kwargs` are the shared settings
+    (``target``, ``task``, ``split``, ``seed``, ...). The winner's ``selection_`` (saved in
+    ``model.json``) holds the metric, every candidate's score and training time, and the choice.
+    Only the validation part is used: a test set stays untouched.
+    """
+    if not candidates:
+        raise ConfigError("fit_auto needs at least one candidate model family")
+    params = params or {}
+    probe = make_model(candidates[0], **kwargs)
+    probe._check()
+    data = probe._labelled(dataset)
+    if val is None:
+        tr, va = make_split(data, probe.split, probe.val_fraction, probe.seed, probe.split_column)
+        data, val = data.subset(tr), data.subset(va)
+    fitted: dict[str, StructurePropertyModel] = {}
+    scores: dict[str, float] = {}
+    metric = ""
+    for kind in candidates:
+        model = make_model(kind, **kwargs, params=params.get(kind)).fit(data, val=val)
+        metric, scores[kind] = validation_score(model, val)
+        fitted[kind] = model
+    if metric == "mae":
+        chosen = min(candidates, key=lambda k: (scores[k], candidates.index(k)))
+    else:
+        chosen = max(candidates, key=lambda k: (scores[k], -candidates.index(k)))
+    best = fitted[chosen]
+    best.selection_ = {
+        "chosen": chosen,
+        "metric": metric,
+        "target": best.targets_[0],
+        "validation": scores,
+        "train_time_s": {k: m.train_time_s_ for k, m in fitted.items()},
+        "n_val": best.n_val_,
+    }
+    return best
+
+
+def validation_score(model: StructurePropertyModel, val: PropertyDataset) -> tuple[str, float]:
+    """(metric, value) of `model` on `val`: ``roc_auc`` (higher is better; ``balanced_accuracy``
+    when `val` holds one class) or ``mae`` of the first target, in its unit (lower is better)."""
+    from matloop.property.metrics import classification_report
+
+    data = model._labelled(val)
+    y = model._encode(data)
+    if model.task == "classification":
+        ok = y >= 0
+        rep = classification_report(y[ok], model.predict_proba(data)[ok], model.classes_)
+        if np.isfinite(rep["roc_auc"]):
+            return "roc_auc", float(rep["roc_auc"])
+        return "balanced_accuracy", float(rep["balanced_accuracy"])
+    mean = np.asarray(model.predict(data)).reshape(len(data), -1)[:, 0]
+    ok = np.isfinite(y[:, 0])
+    return "mae", float(np.mean(np.abs(mean[ok] - y[ok, 0])))
 
 
 def load_model(directory: str | os.PathLike) -> StructurePropertyModel:

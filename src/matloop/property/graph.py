@@ -6,6 +6,12 @@ its ``max_neighbors`` nearest neighbours within ``cutoff`` (Å; vesin, periodic 
 edge features are a Gaussian expansion of the distance. Each convolution updates
 ``v_i ← softplus(v_i + LN(Σ_j σ(z_ij W_f) ⊙ softplus(z_ij W_s)))`` with ``z_ij = v_i ⊕ v_j ⊕ u_ij``;
 a mean over atoms and a dense layer give the crystal embedding, a linear layer the outputs.
+
+The pooled atom vectors and the embedding are centred and scaled by batch normalisation (no
+affine part) before the next linear layer. The softplus features are all positive and mostly a
+shared offset, so without it the output layer's updates mostly moved that offset: on 1,200
+Castelli perovskites the logits of all crystals still agreed to within 0.05 after 150 steps
+while their shared offset swung by ±0.8, so argmax gave every crystal the same class.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class CrystalGraphNet(nn.Module):
         dropout: float = 0.1,
         cutoff: float = 6.0,
         gaussian_step: float = 0.2,
+        centre: bool = True,
     ):
         super().__init__()
         table = torch.tensor(element_table() / _SCALE, dtype=torch.float32)
@@ -102,6 +109,9 @@ class CrystalGraphNet(nn.Module):
         self.fc = nn.Linear(atom_dim, hidden_dim)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim, n_out)
+        # centre=False: the network of model files written before the centring (2026-12)
+        norm = (lambda d: nn.BatchNorm1d(d, affine=False)) if centre else (lambda d: nn.Identity())
+        self.pool_norm, self.embed_norm = norm(atom_dim), norm(hidden_dim)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(n_graphs, hidden_dim) crystal embeddings."""
@@ -114,8 +124,16 @@ class CrystalGraphNet(nn.Module):
         n = int(batch["n_graphs"])
         pooled = torch.zeros(n, h.shape[1], dtype=h.dtype).index_add_(0, batch["batch"], h)
         counts = torch.bincount(batch["batch"], minlength=n).clamp(min=1)
-        pooled = pooled / counts[:, None].to(h.dtype)
+        pooled = _normalise(self.pool_norm, pooled / counts[:, None].to(h.dtype))
         return nn.functional.softplus(self.fc(self.dropout(pooled)))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.out(self.dropout(self.embed(batch)))
+        return self.out(self.dropout(_normalise(self.embed_norm, self.embed(batch))))
+
+
+def _normalise(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`norm`(x); a training batch of one crystal uses the running statistics (batch statistics
+    of one sample are undefined)."""
+    if isinstance(norm, nn.BatchNorm1d) and norm.training and len(x) < 2:
+        return nn.functional.batch_norm(x, norm.running_mean, norm.running_var, eps=norm.eps)
+    return norm(x)

@@ -52,13 +52,23 @@ def write_report(
         if not isinstance(v, dict)
     )
     images = "".join(f'<img src="{p}" width="420">' for p in plots)
+    selection = getattr(model, "selection_", None)
+    chosen = ""
+    if selection:  # model: auto, the families compared on the validation part at fit time
+        result["model_selection"] = selection
+        scores = ", ".join(f"{k} {_fmt(v)}" for k, v in selection["validation"].items())
+        chosen = (
+            f"<p>model: auto chose {html.escape(selection['chosen'])} by validation "
+            f"{html.escape(selection['metric'])} of {html.escape(selection['target'])} "
+            f"({scores}; n = {selection['n_val']})</p>"
+        )
     text = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "</head><body style='font-family:sans-serif'>"
         f"<h1>{html.escape(title)}</h1><p>model: {model.kind}, task: {model.task}, "
         f"targets: {html.escape(', '.join(model.targets_))}, split: {model.split}, "
         f"train/val: {model.n_train_}/{model.n_val_}, train time {model.train_time_s_:.1f} s</p>"
-        f"<table border='1' cellpadding='3'>{rows}</table><div>{images}</div></body></html>"
+        f"{chosen}<table border='1' cellpadding='3'>{rows}</table><div>{images}</div></body></html>"
     )
     atomic_write_text(d / "report.html", text)
     atomic_write_text(d / "report.json", json.dumps(result, indent=1))
