@@ -211,6 +211,8 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> None:
+    from _output import add_force, announce_resume, read_json, resumes_from
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, help="the crystal data directory")
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/property.json"))
@@ -224,19 +226,24 @@ def main(argv=None) -> None:
     p.add_argument("--mc-samples", type=int, default=4)
     p.add_argument("--no-grouped", action="store_true", help="skip the composition splits")
     p.add_argument("--table", action="store_true", help="print the JSON's markdown table, exit")
+    add_force(p, help="start afresh instead of resuming the runs already in --json")
     args = p.parse_args(argv)
     if args.table:
-        print(table(json.loads(args.json.read_text())), end="")
+        print(table(read_json(args.json, "--json")), end="")
         return
     if args.data_dir is None:
         p.error("--data-dir is required")
+    # an existing --json is resumed: its finished (task, split, model) runs are kept
+    resume = resumes_from(args.json, "--json", force=args.force)
+    out = read_json(args.json, "--json") if resume else {"runs": []}
+    if resume:
+        announce_resume(args.json, f"{len(out.get('runs', []))} run(s) kept (--force: afresh)")
 
     import torch
 
     torch.set_num_threads(1)
     wanted = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
     folds = [int(f) for f in args.folds.split(",")]
-    out = json.loads(args.json.read_text()) if args.json.exists() else {"runs": []}
     done = {(r["task"], r["split"], r["model"]) for r in out["runs"]}
     out["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
     out["settings"] = {k: str(v) for k, v in vars(args).items()}
@@ -260,10 +267,9 @@ def _write(out: dict, path: Path) -> None:
     print(
         r["task"], r["split"], r["model"], {k: round(r[k], 4) for k in keys if k in r}, flush=True
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(path)
+    from _output import atomic_write_text
+
+    atomic_write_text(path, json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
