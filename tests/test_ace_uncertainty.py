@@ -96,8 +96,8 @@ def test_sigma_and_grade_grow_away_from_the_training_data(fitted):
         )
     assert results["far"][0] > 3 * results["near"][0]
     assert results["far"][1] > 1.5 * results["near"][1]
-    # in-distribution atoms sit near the active set's hull (grade ~1–3 with this little data);
-    # a 15 % compressed cell is far outside it
+    # with this little data the grade is the force σ relative to the validation atoms' (< 1 in
+    # distribution); a 15 % compressed cell is far outside
     assert results["far"][2] > 10.0 * max(results["near"][2], 1.0)
 
 

@@ -110,7 +110,8 @@ def test_stress_in_gpa_warns_and_ev_per_a3_does_not(tmp_path):
     assert max(np.abs(stress_of(a)).max() for a in gpa) < 10.0
     cfg = tiny_train_config(max_epochs=2)
     hits = [t for t in _train_warnings(gpa, tmp_path, cfg) if "GPa or kbar" in t]
-    assert len(hits) == 1 and "8 stress-labelled" in hits[0] and "eV/Å³" in hits[0]
+    # the warning counts the training part of the split (7 or 8 of the 8 frames)
+    assert len(hits) == 1 and "stress-labelled" in hits[0] and "eV/Å³" in hits[0]
     assert not [t for t in _train_warnings(good, tmp_path / "b", cfg) if "GPa or kbar" in t]
 
 

@@ -73,7 +73,7 @@ def test_unusable_hyperparameters_refused(cls, params):
 )
 def test_cutoff_below_nearest_neighbour_refused(tmp_path, emt_cu_dataset, family, params):
     """fcc Cu (d_nn ≈ 2.55 Å) with a shorter cutoff: one clear error, no model written."""
-    with pytest.raises(ConfigError, match="neighbour within"):
+    with pytest.raises(ConfigError, match="shorter than every interatomic distance"):
         train(emt_cu_dataset, tmp_path / family, _config(family, params), progress=False)
     assert not (tmp_path / family / "model.pt").exists()
 

@@ -25,6 +25,7 @@ from matloop.active.explorers import (
 )
 from matloop.execution.config import ExecutionConfig
 from matloop.labelling.base import DEFAULT_TIMEOUT_S  # a hung calculation is stopped
+from matloop.md.config import check_pressure_gpa  # shared with matloop md
 from matloop.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -47,9 +48,6 @@ SIGMA_DEFAULTS: dict[str, tuple[str, str, float, float]] = {
     "energy": ("energy_std", "eV/atom", DEFAULT_ENERGY_THRESHOLD, DEFAULT_ENERGY_WALKER_LIMIT),
 }
 
-#: GPa: the largest |pressure| accepted; static experiments reach a few hundred GPa (diamond
-#: anvils), 1 TPa is beyond them: a larger number is a pressure in bar, kbar or Pa
-MAX_PRESSURE_GPA = 1000.0
 #: friction × timestep above this: the Langevin integrator no longer holds the temperature
 #: (measured: 1/fs at 2 fs gives 1300 K for 900 K) and blows up at 10/fs
 MAX_FRICTION_TIMESTEP = 1.0
@@ -152,13 +150,8 @@ class ExploreConfig(_Strict):
 
         if v is not None and (not v or not all(math.isfinite(p) for p in v)):
             raise ValueError("pressures_gpa must be a non-empty list of finite pressures (GPa)")
-        bad = [p for p in v or () if abs(p) > MAX_PRESSURE_GPA]
-        if bad:
-            p = bad[0]
-            raise ValueError(
-                f"pressures are in GPa: {p:g} is beyond ±{MAX_PRESSURE_GPA:g} GPa (in kbar it "
-                f"would be {p / 10:g} GPa, in bar {p / 1e4:g} GPa)"
-            )
+        for p in v or ():
+            check_pressure_gpa(p, "pressures_gpa")
         return v
 
     uncertainty_limit: float | None = Field(

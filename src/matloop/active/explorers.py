@@ -22,29 +22,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-#: K: a temperature below this is taken for a value in another unit (kT in eV: 0.05 eV ≈ 580 K)
-MIN_TEMPERATURE_K = 1.0
-
-
 def check_kelvin(values: list[float], key: str = "temperatures") -> list[float]:
-    """`values` if they are temperatures in K (≥ 1 K, < 10⁶ K); else a ValueError (one line)."""
-    import math
-
-    from ase.units import kB
+    """`values` if they are temperatures in K (≥ 1 K, < 10⁶ K); else a ValueError (one line,
+    from the validator ``matloop md`` shares)."""
+    from matloop.md.config import check_temperature_k
 
     if not values:
         raise ValueError("give at least one temperature (K)")
-    bad = [t for t in values if not (math.isfinite(t) and 0 < t < 1e6)]
-    if bad:
-        raise ValueError(f"{key} must be > 0 K (and finite), got {bad}")
-    low = [t for t in values if t < MIN_TEMPERATURE_K]
-    if low:
-        as_kt = ", ".join(f"{t:g} eV would be {t / kB:.0f} K" for t in low)
-        raise ValueError(
-            f"temperatures are in K: {', '.join(f'{t:g}' for t in low)} is below "
-            f"{MIN_TEMPERATURE_K:g} K (as kT, {as_kt})"
-        )
-    return values
+    return [check_temperature_k(t, key) for t in values]
 
 
 #: temperatures in K (at least one, each ≥ 1 K): the type of every ``temperatures`` key

@@ -37,7 +37,8 @@ class MatloopCalculator(Calculator):
     - the ``kernel`` family: ``energies_std``, the std of each atomic energy (eV, (n_atoms,));
     - linear families with a Bayesian posterior (``ace``): ``forces_std`` (eV/Å, (n_atoms,): per
       atom the root mean over x, y, z of the force-component variance, as the committee gives
-      it), ``extrapolation_grade`` ((n_atoms,), MaxVol grade: > 1 is extrapolation) and
+      it), ``extrapolation_grade`` ((n_atoms,), > 1 is extrapolation: the MaxVol grade, or
+      the force σ relative to the validation atoms' for small training sets) and
       ``max_extrapolation_grade`` (its maximum over the structure).
 
     Only such models list these in ``implemented_properties``; they are computed only when asked

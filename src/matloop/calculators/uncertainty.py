@@ -9,8 +9,9 @@ Sources, in order of preference:
 
 A calibration ``scale`` multiplies every σ (σ → scale·σ). Per-atom features are the calculator's
 ``atom_features`` property when it has one (linear models: the energy is features · coefficients),
-else its ``get_descriptors``; ``extrapolation_grade`` (per atom, MaxVol / D-optimality) is passed
-on where the calculator publishes it.
+else its ``get_descriptors``; ``extrapolation_grade`` (per atom, > 1 outside the training data:
+MaxVol / D-optimality, or the force σ relative to the validation atoms' for small training sets,
+see :mod:`matloop.models.ace.uncertainty`) is passed on where the calculator publishes it.
 """
 
 from __future__ import annotations

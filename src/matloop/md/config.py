@@ -18,6 +18,49 @@ ENSEMBLES = ("nve", "nvt", "npt")
 THERMOSTATS = ("langevin", "nose-hoover")
 BAROSTATS = ("mtk", "berendsen")
 
+#: K: a temperature below this is taken for a value in another unit (kT in eV: 0.05 eV ≈ 580 K)
+MIN_TEMPERATURE_K = 1.0
+#: K: the highest temperature accepted (above it no interatomic potential means anything)
+MAX_TEMPERATURE_K = 1e6
+#: GPa: the largest |pressure| accepted; static experiments reach a few hundred GPa (diamond
+#: anvils), 1 TPa is beyond them: a larger number is a pressure in bar, kbar or Pa
+MAX_PRESSURE_GPA = 1000.0
+
+
+def check_temperature_k(
+    value: float, key: str = "temperature", *, allow_zero: bool = False
+) -> float:
+    """`value` if it is a temperature in K (≥ 1 K, < 10⁶ K; also 0 with `allow_zero`), else a
+    one-line ValueError; shared by ``matloop md`` and the active-learning config."""
+    from ase.units import kB
+
+    t = float(value)
+    if allow_zero and t == 0:
+        return t
+    if not (math.isfinite(t) and 0 < t < MAX_TEMPERATURE_K):
+        low = "≥ 0 K" if allow_zero else "> 0 K"
+        raise ValueError(f"{key} must be {low} and below {MAX_TEMPERATURE_K:g} K, got {value!r}")
+    if t < MIN_TEMPERATURE_K:
+        raise ValueError(
+            f"temperatures are in K: {t:g} is below {MIN_TEMPERATURE_K:g} K (as kT, {t:g} eV "
+            f"would be {t / kB:.0f} K)"
+        )
+    return t
+
+
+def check_pressure_gpa(value: float, key: str = "pressure") -> float:
+    """`value` if it is a pressure in GPa (|p| ≤ 1000 GPa), else a one-line ValueError; shared by
+    ``matloop md`` and the active-learning config."""
+    p = float(value)
+    if not math.isfinite(p):
+        raise ValueError(f"{key} must be finite (GPa), got {value!r}")
+    if abs(p) > MAX_PRESSURE_GPA:
+        raise ValueError(
+            f"pressures are in GPa: {p:g} is beyond ±{MAX_PRESSURE_GPA:g} GPa (in kbar it would "
+            f"be {p / 10:g} GPa, in bar {p / 1e4:g} GPa)"
+        )
+    return p
+
 
 class _Ensemble(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -27,9 +70,7 @@ class _Ensemble(BaseModel):
     @field_validator("temperature_k")
     @classmethod
     def _temperature(cls, v: float) -> float:
-        if not (v >= 0 and math.isfinite(v)):
-            raise ValueError(f"temperature must be ≥ 0 K, got {v!r}")
-        return v
+        return check_temperature_k(v, allow_zero=True)
 
 
 class NVE(_Ensemble):
@@ -68,9 +109,7 @@ class NPT(_Thermostatted):
     @field_validator("pressure_gpa")
     @classmethod
     def _pressure(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError(f"pressure must be finite, got {v!r}")
-        return v
+        return check_pressure_gpa(v)
 
 
 EnsembleSettings = Annotated[NVE | NVT | NPT, Field(discriminator="ensemble")]
@@ -112,7 +151,7 @@ def ensemble_settings(
     except ValidationError as exc:
         err = exc.errors()[0]
         message = str(err.get("msg", "")).removeprefix("Value error, ")
-        if err.get("loc", ())[-1:] == ("temperature_k",):
+        if err.get("loc", ())[-1:] in (("temperature_k",), ("pressure_gpa",)):
             prefix = f"{ens.upper()} " if message.startswith("needs") else ""
             raise ConfigError(prefix + message) from None
         where = ".".join(str(p) for p in err.get("loc", ())[1:])

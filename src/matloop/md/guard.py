@@ -2,8 +2,10 @@
 
 σ comes from :func:`matloop.calculators.uncertainty.predict_uncertainty`: the largest atomic force
 std (eV/Å; committees, ``ace``) or the energy std (eV/atom; ``kernel``). The guard warns once when
-a linear model's extrapolation grade passes 1 (the structure is outside its training set), and
-with a limit it stops the run at the first check whose σ passes it, writing that frame.
+a linear model's extrapolation grade passes 1 (the structure is outside its training set: see
+:mod:`matloop.models.ace.uncertainty` for the two rules, MaxVol active set or force σ relative to
+the validation atoms'), and with a limit it stops the run at the first check whose σ passes it,
+writing that frame.
 """
 
 from __future__ import annotations
@@ -19,6 +21,40 @@ from matloop.calculators.uncertainty import predict_uncertainty, uncertainty_kin
 from matloop.errors import ConfigError, MatloopError
 
 UNITS = {"forces": "eV/Å (largest atomic force std)", "energy": "eV/atom (energy std)"}
+#: what a grade above 1 means, per grade rule (see matloop.models.ace.uncertainty.grade_rule)
+GRADE_MEANING = {
+    "maxvol": "an atom lies outside the MaxVol active set of the training atoms",
+    "sigma": "an atom's force σ is {grade:.2g}× the largest on the validation and training atoms",
+    "mixed": "an atom lies outside the training data (MaxVol active set or force σ)",
+}
+
+
+def untrusted_maxvol(calc: Any) -> str | None:
+    """Why the MaxVol grade of a model fitted before the sigma rule means nothing (its fit facts
+    show fewer sampled atoms than MIN_CANDIDATES_PER_ROW per active-set row), else None."""
+    from matloop.models.ace.uncertainty import MIN_CANDIDATES_PER_ROW
+
+    facts = ((getattr(calc, "metadata", None) or {}).get("fit") or {}).get("active_set") or {}
+    for fact in facts.values():
+        rows, atoms = int(fact.get("active_set", 0) or 0), int(fact.get("candidates", 0) or 0)
+        if "rule" not in fact and rows and atoms < MIN_CANDIDATES_PER_ROW * rows:
+            return (
+                f"its MaxVol active set came from {atoms} atoms for {rows} rows (fewer than "
+                f"{MIN_CANDIDATES_PER_ROW} per row)"
+            )
+    return None
+
+
+def grade_warning(step: int, grade: float, rule: str | None, sigma: str) -> str:
+    """The one-line warning of a structure whose extrapolation grade passed 1; `sigma` is the
+    structure's σ with its unit."""
+    meaning = GRADE_MEANING.get(rule or "maxvol", GRADE_MEANING["maxvol"]).format(grade=grade)
+    return (
+        f"step {step}: extrapolation grade {grade:.2f} > 1 — {meaning}: the model is "
+        f"extrapolating (σ = {sigma}) and its forces may be wrong; add such frames to the "
+        "training set (matloop md --learn does it on the fly) or stop at a σ with "
+        "--max-uncertainty"
+    )
 
 
 class UncertaintyGuard:
@@ -51,6 +87,14 @@ class UncertaintyGuard:
         self.max_grade: float | None = None
         self.stopped_at: tuple[int, float] | None = None
         self._warned = False
+        from matloop.models.ace.uncertainty import grade_rule
+
+        model = getattr(calc, "model", None)
+        self.grade_rule = grade_rule(model) if model is not None else None
+        # models fitted before the sigma rule: a MaxVol grade from too few atoms is noise
+        self._untrusted = untrusted_maxvol(calc) if self.grade_rule == "maxvol" else None
+        if self._untrusted is not None:
+            self.grade_rule = "untrusted"
 
     @classmethod
     def for_cli(
@@ -82,13 +126,18 @@ class UncertaintyGuard:
         if unc.grade is not None and unc.grade.size:
             grade = float(unc.grade.max())
             self.max_grade = grade if self.max_grade is None else max(self.max_grade, grade)
-            if grade > 1.0 and not self._warned:
+            if self._untrusted is not None and not self._warned:
                 self._warned = True
                 warnings.warn(
-                    f"step {step}: extrapolation grade {grade:.2f} > 1 — the model is "
-                    f"extrapolating (σ = {unc.structure:.3g} {UNITS[unc.kind]})",
+                    f"this model's extrapolation grade is not meaningful ({self._untrusted}): "
+                    "no extrapolation warnings in this run; refit it with this matloop version "
+                    "to get a grade from its validation σ",
                     stacklevel=2,
                 )
+            elif grade > 1.0 and not self._warned:
+                self._warned = True
+                sigma = f"{unc.structure:.3g} {UNITS[unc.kind]}"
+                warnings.warn(grade_warning(step, grade, self.grade_rule, sigma), stacklevel=2)
         if self.limit is not None and unc.structure > self.limit:
             self.stopped_at = (step, unc.structure)
             self._write(atoms, step, unc.structure, unc.atoms)
@@ -115,6 +164,7 @@ class UncertaintyGuard:
         out: dict[str, Any] = {"max_uncertainty_seen": self.max_seen, "uncertainty_kind": self.kind}
         if self.max_grade is not None:
             out["max_extrapolation_grade"] = self.max_grade
+            out["extrapolation_grade_rule"] = self.grade_rule
         if self.stopped_at is not None:
             out["stopped_at_step"] = self.stopped_at[0]
         return out

@@ -140,21 +140,6 @@ class Potential(torch.nn.Module):
     def fit_normalization(self, graphs: list[AtomicGraph], energies_per_atom: torch.Tensor) -> None:
         """Set normalisation statistics from prepared training graphs (default: nothing)."""
 
-    def check_neighbours(self, graphs: list[AtomicGraph]) -> None:
-        """Refuse a cutoff shorter than every interatomic distance of the training graphs.
-
-        With no neighbour anywhere the model is a constant per element: it would train
-        "successfully" and predict zero forces everywhere. Families whose graphs carry matloop's
-        edges call it when they fit; CHGNet builds its own graphs, so the trainer does not.
-        """
-        if graphs and all(len(g.centers) == 0 for g in graphs):
-            from matloop.errors import ConfigError
-
-            raise ConfigError(
-                f"no atom of the training data has a neighbour within the {self.family} cutoff "
-                f"{self.cutoff:g} Å (shorter than the nearest-neighbour distance): raise the cutoff"
-            )
-
     def hyperparameters(self) -> dict[str, Any]:
         """JSON-able hyper-parameters that rebuild this architecture."""
         return self.params.model_dump(mode="json")

@@ -215,7 +215,6 @@ class BPNN(Potential):
 
     def fit_normalization(self, graphs: list[AtomicGraph], energies_per_atom: torch.Tensor) -> None:
         """Per-element feature mean/std and the atomic-energy scale from training data."""
-        self.check_neighbours(graphs)
         features = torch.cat([g.extra["descriptors"] for g in graphs]).to(torch.float64)
         species = torch.cat([g.species for g in graphs])
         for k in range(len(self.elements)):

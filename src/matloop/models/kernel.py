@@ -290,7 +290,6 @@ class KernelPotential(Potential):
             with torch.no_grad():
                 feats.append(self.descriptors(g))
             graphs.append(g)
-        self.check_neighbours(graphs)
         all_q = torch.cat(feats)
         all_species = torch.cat([g.species for g in graphs])
 

@@ -135,6 +135,5 @@ class PaiNN(Potential):
 
     def fit_normalization(self, graphs: list[AtomicGraph], energies_per_atom: torch.Tensor) -> None:
         """Scale atomic energies by the spread of per-atom residual energies (eV/atom)."""
-        self.check_neighbours(graphs)
         spread = float(energies_per_atom.double().std()) if len(energies_per_atom) > 1 else 0.0
         self.energy_scale.fill_(max(spread, 0.01))

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,7 @@ from matloop.models.ace.uncertainty import (
     basis_of,
     calibration_scale,
     coverage_stats,
+    force_variance,
     grade_map,
     group_press_z,
     posterior_of,
@@ -643,6 +644,70 @@ class _Candidate:
     valid_errors: dict
 
 
+def _grade_reference(
+    model,
+    train_data,
+    valid_data,
+    grade_info: dict,
+    chunk_atoms: int,
+    max_atoms: int,
+    seed: int = 0,
+) -> torch.Tensor:
+    """(n_elements,) eV/Å: for each element graded by the ``sigma`` rule (``grade_info``), the
+    largest epistemic force std of its validation and training atoms (0 for the others).
+
+    The validation atoms set it: with fewer atoms than features a fitted atom's own σ is
+    lowered by its being fitted (measured, EMT Cu–Au, 974 atoms: training atoms ≤ 0.0012 eV/Å,
+    validation atoms up to 0.055 eV/Å, so held-out frames of the same kind grade 0.1–0.3). An
+    element without validation atoms therefore gets no grade (``"rule": "none"``). One more
+    pass over the data (force rows only; its time is in the fit facts as
+    ``active_set[k]["reference_seconds"]``); it stops once every such element has had
+    `max_atoms` atoms, taking the training structures in a seeded random order when the set can
+    be indexed (data files are often sorted by kind).
+    """
+    wanted = [k for k, v in grade_info.items() if v.get("rule") == "sigma"]
+    n_el = len(model.elements)
+    reference = torch.zeros(n_el, dtype=torch.float64)
+    if not wanted:
+        return reference
+    start = time.perf_counter()
+    root = posterior_of(model).covariance_root[: int(basis_of(model).n_coefficients)]
+    seen = np.zeros(n_el, dtype=int)
+    in_valid = np.zeros(n_el, dtype=int)
+    structures = train_data
+    if isinstance(train_data, Sequence):
+        order = np.random.default_rng(seed).permutation(len(train_data))
+        structures = (train_data[int(i)] for i in order)
+    sources = [(True, valid_data or ()), (False, structures)]
+    for is_valid, data in sources:
+        for chunk in _chunks(data, chunk_atoms):
+            graph = chunk_graph(model, chunk)
+            with torch.no_grad():
+                rows = basis_of(model).design_rows(graph, forces=True, stress=False)
+                sigma = force_variance(rows.forces.double(), root).clamp(min=0).sqrt()
+            species = graph.species.long()
+            for k in wanted:
+                mine = sigma[species == k]
+                if len(mine):
+                    reference[k] = max(float(reference[k]), float(mine.max()))
+            counts = np.bincount(species.numpy(), minlength=n_el)
+            seen += counts
+            if is_valid:
+                in_valid += counts
+            elif all(seen[k] >= max_atoms for k in wanted):
+                break
+    for k in wanted:
+        if in_valid[k] == 0:
+            reference[k] = 0.0
+            grade_info[k]["rule"] = "none"
+            grade_info[k]["why"] = "no validation atoms of this element to set the σ scale"
+            continue
+        grade_info[k]["reference_force_std"] = float(reference[k])
+        grade_info[k]["validation_atoms"] = int(in_valid[k])
+        grade_info[k]["reference_seconds"] = round(time.perf_counter() - start, 2)
+    return reference
+
+
 def _one_pass(model, train_data, valid_data, kinds, params: AceFitParams, seed: int, progress):
     sample = FeatureSample(len(model.elements), params.active_set_atoms, seed=seed)
     press = PressSample(params.press_energies, seed=seed)
@@ -862,6 +927,15 @@ def fit_ace(
         n_coef = int(basis_of(model).n_coefficients)
         grades, grade_info = grade_map(chosen.data.sample.columns(chosen.columns), n_coef)
         posterior_of(model).grade_map = torch.as_tensor(grades, dtype=torch.float64)
+        posterior_of(model).grade_reference = _grade_reference(
+            model,
+            train_data,
+            valid_data,
+            grade_info,
+            params.chunk_atoms,
+            params.active_set_atoms,
+            seed,
+        )
         t_solve = time.perf_counter() - start - t_rows
         calibration = None
         if params.calibrate:
