@@ -127,6 +127,24 @@ def train_command(
     typer.echo(_table({"train": _strip(best, "train_"), "valid": _strip(best, "valid_")}))
     if result.fit.get("stress_search"):
         typer.echo(_stress_search_line(result.fit["stress_search"]))
+    if result.fit.get("basis_search"):
+        typer.echo(_basis_search_line(result.fit["basis_search"]))
+
+
+def _basis_search_line(found: dict) -> str:
+    """The ace basis the validation split chose (``fit.basis_search``), in one line."""
+    chosen = found["chosen"]
+    others = [
+        f"{c['cutoff']:g} Å / {c['n_coefficients']} coefficients: {c['valid_score']:.4g}"
+        for c in found["candidates"]
+        if c != chosen
+    ]
+    return (
+        f"basis: cutoff {chosen['cutoff']:g} Å, {chosen['n_coefficients']} coefficients "
+        f"(validation loss {chosen['valid_score']:.4g}; "
+        + ("; ".join(others) or "no other candidate")
+        + ")"
+    )
 
 
 def _stress_search_line(found: dict) -> str:

@@ -20,7 +20,9 @@ energies pooled with the training energies' leave-one-out (PRESS) errors, which 
 model gives without refits), and the MaxVol active set of training atoms gives the
 extrapolation grade (:mod:`matloop.models.ace.uncertainty`).
 
-Basis choice (``fit.basis_degrees`` / ``basis_cutoffs`` / ``basis_radial_scales``): one pass
+Basis choice (``fit.basis_degrees`` / ``basis_cutoffs`` / ``basis_radial_scales``, and by
+default ``cutoff_search``: the cutoff and 0.5 Å more when there are 10 validation structures or
+more): one pass
 over the data per cutoff and radial scale computes the rows of the model's basis; the
 candidates truncated at a lower total degree are nested in it (their rows are columns of it,
 :func:`~matloop.models.ace.basis.nested_columns`), so each is fitted from sub-blocks of the same
@@ -736,7 +738,28 @@ def _one_pass(model, train_data, valid_data, kinds, params: AceFitParams, seed: 
     return _Pass(model.params, train, valid, sample, press)
 
 
-def _search_grid(model_params, fit: AceFitParams, n_el: int) -> list[tuple[Any, list[Any]]]:
+#: Å added to the model's cutoff by ``fit.cutoff_search``
+CUTOFF_SEARCH_STEP = 0.5
+#: validation structures below which ``fit.cutoff_search`` is skipped: a few structures would
+#: choose the cutoff (and a small fit gains little from it)
+MIN_CUTOFF_SEARCH_STRUCTURES = 10
+
+
+def searched_cutoffs(model_params, fit: AceFitParams, valid_data) -> list[float] | None:
+    """The candidate cutoffs (Å) of a fit: ``fit.basis_cutoffs``, else with ``fit.cutoff_search``
+    and enough validation structures the model's cutoff and CUTOFF_SEARCH_STEP more, else None
+    (the model's own cutoff only)."""
+    if fit.basis_cutoffs is not None:
+        return list(fit.basis_cutoffs)
+    n_valid = len(valid_data) if hasattr(valid_data, "__len__") else 0
+    if fit.cutoff_search and n_valid >= MIN_CUTOFF_SEARCH_STRUCTURES:
+        return [model_params.cutoff, model_params.cutoff + CUTOFF_SEARCH_STEP]
+    return None
+
+
+def _search_grid(
+    model_params, fit: AceFitParams, n_el: int, cutoffs: list[float] | None = None
+) -> list[tuple[Any, list[Any]]]:
     """[(superset params of one pass, [candidate params nested in it])]."""
     own = model_params.degrees(n_el)
     degrees = sorted(set(fit.basis_degrees or [max(own)]))
@@ -746,7 +769,7 @@ def _search_grid(model_params, fit: AceFitParams, n_el: int) -> list[tuple[Any, 
             "the candidates are truncations of the model's basis"
         )
     grid = []
-    for rc in fit.basis_cutoffs or [model_params.cutoff]:
+    for rc in cutoffs or [model_params.cutoff]:
         for lam in fit.basis_radial_scales or [model_params.radial_scale]:
             top = model_params.model_copy(update={"cutoff": rc, "radial_scale": lam})
             subs = [
@@ -893,8 +916,9 @@ def fit_ace(
     }
     if posterior_of(model) is None:
         raise TypeError("the model has no AcePosterior submodule 'posterior'")
-    searching = bool(params.basis_degrees or params.basis_cutoffs or params.basis_radial_scales)
-    grid = _search_grid(model.params, params, len(model.elements)) if searching else None
+    cutoffs = searched_cutoffs(model.params, params, valid_data)
+    searching = bool(params.basis_degrees or cutoffs or params.basis_radial_scales)
+    grid = _search_grid(model.params, params, len(model.elements), cutoffs) if searching else None
     kinds = set(kind_weights)
     if stress_search_applies(params, kind_weights, valid_data is not None):
         kinds.add("stress")
