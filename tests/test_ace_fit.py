@@ -105,6 +105,19 @@ def ace_model(seed: int | None = None, **params) -> AcePotential:
     return model
 
 
+def fitted_cuau_ace(n_train: int, n_valid: int, seed: int):
+    """A small ACE fitted on `n_train` EMT Cu–Au cells (validation: `n_valid` more), the
+    training cells and the fit facts."""
+    from matloop.data import fit_reference_energies
+    from matloop.models.ace.fitting import fit_ace
+    from matloop.training import TrainConfig
+
+    train, valid = cuau_cells(n_train, seed=seed), cuau_cells(n_valid, seed=seed + 1)
+    model = ace_model()
+    model.set_reference_energies(fit_reference_energies(train, ["Cu", "Au"]))
+    return model, train, fit_ace(model, train, valid, TrainConfig(), progress=False)
+
+
 @pytest.fixture(scope="module")
 def target_model():
     """An ACE with known coefficients: data made with it are exactly representable."""

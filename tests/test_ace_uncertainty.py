@@ -7,22 +7,16 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from test_ace_fit import ace_model, cuau_cells
+from test_ace_fit import cuau_cells, fitted_cuau_ace
 
 from matloop.calculators.potential import MatloopCalculator
-from matloop.data import fit_reference_energies
-from matloop.models.ace.fitting import fit_ace
 from matloop.models.ace.uncertainty import FeatureSample, coverage_stats, grade_map, maxvol
-from matloop.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def fitted():
     """A small ACE fitted on EMT Cu–Au (calibrated on its validation split) and its info."""
-    train, valid = cuau_cells(16, seed=10), cuau_cells(6, seed=11)
-    model = ace_model()
-    model.set_reference_energies(fit_reference_energies(train, ["Cu", "Au"]))
-    info = fit_ace(model, train, valid, TrainConfig(), progress=False)
+    model, _, info = fitted_cuau_ace(16, 6, seed=10)
     return model, info
 
 

@@ -14,24 +14,18 @@ import pytest
 import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from test_ace_fit import ace_model, cuau_cells
+from test_ace_fit import ace_model, cuau_cells, fitted_cuau_ace
 
 from matloop.calculators.potential import MatloopCalculator
-from matloop.data import fit_reference_energies
 from matloop.md.guard import UncertaintyGuard
-from matloop.models.ace.fitting import _grade_reference, fit_ace
+from matloop.models.ace.fitting import _grade_reference
 from matloop.models.ace.uncertainty import MIN_CANDIDATES_PER_ROW, FeatureSample, grade_map
-from matloop.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def fitted():
     """A small ACE fitted on 16 EMT Cu–Au cells (512 atoms), its training data and fit facts."""
-    train, valid = cuau_cells(16, seed=20), cuau_cells(4, seed=21)
-    model = ace_model()
-    model.set_reference_energies(fit_reference_energies(train, ["Cu", "Au"]))
-    info = fit_ace(model, train, valid, TrainConfig(), progress=False)
-    return model, train, info
+    return fitted_cuau_ace(16, 4, seed=20)
 
 
 def _grade_and_error(calc, atoms) -> tuple[float, float]:
