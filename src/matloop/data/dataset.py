@@ -346,28 +346,6 @@ class Dataset(Sequence[Atoms]):
             "extrapolations; add strained or NPT cells if you need them"
         )
 
-    def composition_warning(self) -> str | None:
-        """A sentence when the element-count matrix (structures × elements) has rank below the
-        number of elements, e.g. every structure Cu21Au11: the per-element reference energies
-        fitted on it are then not determined, so energies of other compositions (other ratios,
-        pure elements) come out wrong by tens of meV/atom or more. None otherwise."""
-        from matloop.data.reference import composition_matrix
-
-        elements = self.elements
-        if len(elements) < 2:
-            return None
-        rank = int(np.linalg.matrix_rank(composition_matrix(self, elements)))
-        if rank >= len(elements):
-            return None
-        ratios = sorted({a.get_chemical_formula(mode="hill", empirical=True) for a in self})
-        shown = ", ".join(ratios[:3]) + (", ..." if len(ratios) > 3 else "")
-        return (
-            f"the training compositions ({shown}) determine only {rank} of the {len(elements)} "
-            f"per-element reference energies ({', '.join(elements)}): energies of other "
-            "compositions are not predicted (errors of tens of meV/atom); add structures of other "
-            "compositions or of the pure elements"
-        )
-
     def stress_units_warning(self) -> str | None:
         """A sentence when the median over stress-labelled structures of their largest |stress|
         component exceeds :data:`MEDIAN_STRESS_WARN_EV_A3` (eV/Å³): GPa or kbar numbers read as

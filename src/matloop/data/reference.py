@@ -36,3 +36,24 @@ def fit_reference_energies(dataset: Dataset, elements: list[str] | None = None) 
 def reference_energy(atoms, e0: dict[str, float]) -> float:
     """Σ_i E0[element_i] for one structure (eV)."""
     return float(sum(e0[s] for s in atoms.get_chemical_symbols()))
+
+
+def undetermined_reference_warning(dataset: Dataset) -> str | None:
+    """A sentence when the element-count matrix (structures × elements) has rank below the
+    number of elements, e.g. every structure Cu21Au11: the per-element reference energies
+    fitted on it are then not determined, so energies of other compositions (other ratios,
+    pure elements) come out wrong by tens of meV/atom or more. None otherwise."""
+    elements = dataset.elements
+    if len(elements) < 2:
+        return None
+    rank = int(np.linalg.matrix_rank(composition_matrix(dataset, elements)))
+    if rank >= len(elements):
+        return None
+    ratios = sorted({a.get_chemical_formula(mode="hill", empirical=True) for a in dataset})
+    shown = ", ".join(ratios[:3]) + (", ..." if len(ratios) > 3 else "")
+    return (
+        f"the training compositions ({shown}) determine only {rank} of the {len(elements)} "
+        f"per-element reference energies ({', '.join(elements)}): energies of other "
+        "compositions are not predicted (errors of tens of meV/atom); add structures of other "
+        "compositions or of the pure elements"
+    )

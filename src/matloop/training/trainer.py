@@ -428,9 +428,11 @@ def check_training_data(data: Dataset, model: Potential, *, fitted_e0: bool = Tr
     import warnings
 
     from matloop.data.dataset import check_cutoff
+    from matloop.data.reference import undetermined_reference_warning
 
     check_cutoff(data, model.cutoff, f"the {model.family}")
-    notes = [data.stress_units_warning(), data.composition_warning() if fitted_e0 else None]
+    composition = undetermined_reference_warning(data) if fitted_e0 else None
+    notes = [data.stress_units_warning(), composition]
     for note in notes:
         if note is not None:
             # no source prefix: a committee's members (per-seed sources) give one text, which
