@@ -189,6 +189,10 @@ def test_a_digit_zero_inside_an_oxide_count_is_refused(typo, oxide):
             "(while parsing a flow sequence that starts at line 1)",
         ),
         ("a: 1\n\tb: 2\n", "line 2, column 1: found character '\\t'"),
+        (  # YAML keeps the last of two equal keys silently; a config must not
+            "model:\n  params:\n    cutoff: 5.0\n    cutoff: 0.5\n",
+            "line 4, column 5: key 'cutoff' given twice in one mapping (lines 3 and 4)",
+        ),
     ],
 )
 def test_malformed_yaml_names_line_and_column(tmp_path, text, where):

@@ -20,6 +20,27 @@ from matloop.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping: YAML would keep the last
+    silently, so a setting typed twice (the second meant for another section) would win."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} given twice in one mapping (lines {seen[key]} and {line}); "
+                    "keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
     """Read a YAML file (safe loader only) with one-line errors for every way it can be bad."""
     path = Path(path)
@@ -32,7 +53,7 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a text (UTF-8) YAML file ({exc.reason})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML{_yaml_problem(exc, text)}") from None
 
