@@ -239,6 +239,37 @@ def check_cutoff(structures: Iterable[Atoms], cutoff: float, what: str = "model"
     )
 
 
+#: Å: neighbouring structures whose atoms all moved less than this are steps of one trajectory
+PAIR_MAX_STEP_A = 0.3
+#: pairs of such structures below which forces are not checked against energies
+MIN_FORCE_PAIRS = 5
+
+
+def _trajectory_work(structures: Sequence[Atoms]) -> tuple[np.ndarray, np.ndarray]:
+    """(work of the forces W (eV), energy change ΔE (eV)) over pairs of neighbouring structures
+    that are steps of one trajectory (same species in the same order, same cell and pbc,
+    every atom moved by less than PAIR_MAX_STEP_A, minimum image)."""
+    work, change = [], []
+    for first, second in zip(structures, structures[1:], strict=False):
+        if len(first) != len(second) or not np.array_equal(first.numbers, second.numbers):
+            continue
+        if not (np.array_equal(first.pbc, second.pbc) and np.allclose(first.cell, second.cell)):
+            continue
+        f1, f2 = forces_of(first), forces_of(second)
+        if f1 is None or f2 is None:
+            continue
+        step = second.positions - first.positions
+        if first.pbc.any() and abs(first.cell.volume) > 1e-9:
+            frac = np.linalg.solve(first.cell.array.T, step.T).T
+            frac[:, first.pbc] -= np.round(frac[:, first.pbc])
+            step = frac @ first.cell.array
+        if np.linalg.norm(step, axis=1).max(initial=0.0) >= PAIR_MAX_STEP_A:
+            continue
+        work.append(-0.5 * float(np.sum((f1 + f2) * step)))
+        change.append(energy_of(second) - energy_of(first))
+    return np.asarray(work), np.asarray(change)
+
+
 class Dataset(Sequence[Atoms]):
     """An ordered, validated list of labelled structures.
 
@@ -367,6 +398,36 @@ class Dataset(Sequence[Atoms]):
             "they look like GPa or kbar; matloop reads stresses in eV/Å³ with ASE's sign "
             "(1 GPa = 0.0062415 eV/Å³), so convert them unless the data are truly at such pressures"
         )
+
+    def force_sign_warning(self) -> str | None:
+        """A sentence when the forces contradict the energies along the data's own trajectory.
+
+        Neighbouring structures of one MD run (same atoms and cell, every atom moved by less
+        than :data:`PAIR_MAX_STEP_A`) give a check that needs no model: the work of the forces,
+        W = −½ Σ (F₁ + F₂)·Δr, equals the energy change E₂ − E₁ to second order in the step.
+        With at least :data:`MIN_FORCE_PAIRS` such pairs, a slope of E₂ − E₁ against W near −1
+        means forces of the wrong sign (F = +∇E), one far from 1 forces in other units (Hartree
+        per bohr read as eV/Å: slope 51). None when the data hold too few such pairs or agree.
+        """
+        work, change = _trajectory_work(self._structures)
+        if len(work) < MIN_FORCE_PAIRS or not np.any(work):
+            return None
+        if np.corrcoef(work, change)[0, 1] ** 2 < 0.64:  # |r| < 0.8: too noisy to say
+            return None
+        slope = float(np.dot(work, change) / np.dot(work, work))
+        if slope < 0:
+            return (
+                f"along {len(work)} pairs of neighbouring MD frames the energy rises where the "
+                f"forces do work (E₂ − E₁ ≈ {slope:.2f} × their work): the forces look like "
+                "+∇E; matloop reads forces as −∂E/∂R (eV/Å), so flip their sign"
+            )
+        if not 0.5 < slope < 2.0:
+            return (
+                f"along {len(work)} pairs of neighbouring MD frames the energy change is "
+                f"{slope:.3g} × the work of the forces (1 expected): forces and energies look "
+                "like different units (matloop reads eV and eV/Å; Hartree/bohr gives ~51)"
+            )
+        return None
 
     def summary(self) -> dict:
         return {

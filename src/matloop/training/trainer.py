@@ -422,7 +422,8 @@ def check_training_data(data: Dataset, model: Potential, *, fitted_e0: bool = Tr
     """Data-wide checks before any work (per-structure ones run when the data are read).
 
     Refuses a model cutoff (Å) shorter than every interatomic distance (ConfigError); warns,
-    one line each, about stresses that look like GPa or kbar and, with `fitted_e0`, about
+    one line each, about stresses that look like GPa or kbar, forces that contradict the
+    energies along the data's own MD frames (sign or units) and, with `fitted_e0`, about
     compositions that do not determine the per-element reference energies.
     """
     import warnings
@@ -432,7 +433,7 @@ def check_training_data(data: Dataset, model: Potential, *, fitted_e0: bool = Tr
 
     check_cutoff(data, model.cutoff, f"the {model.family}")
     composition = undetermined_reference_warning(data) if fitted_e0 else None
-    notes = [data.stress_units_warning(), composition]
+    notes = [data.stress_units_warning(), data.force_sign_warning(), composition]
     for note in notes:
         if note is not None:
             # no source prefix: a committee's members (per-seed sources) give one text, which
