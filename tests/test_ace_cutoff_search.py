@@ -1,5 +1,6 @@
-"""The ace fit's default cutoff search (``fit.cutoff_search``): the cutoff and 0.5 Å more are
-fitted when there are enough validation structures, and the one that validates better is kept."""
+"""The ace fit's cutoff search (``fit.cutoff_search``, off by default): the cutoff and 0.5 Å
+more are fitted when there are enough validation structures, and the one that validates better
+is kept."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ SMALL = {"correlation_order": 2, "max_degree": 6, "max_l": 2, "cutoff": 4.0}
 
 
 def _config(**fit) -> TrainConfig:
+    fit = {"cutoff_search": True, **fit}
     return TrainConfig.model_validate(
         {
             "model": {"family": "ace", "params": {**SMALL, "fit": fit}},
@@ -41,9 +43,13 @@ def test_the_cutoff_and_half_an_angstrom_more_are_tried_and_the_better_kept(tmp_
     assert load(tmp_path / "run").model.params.cutoff == best  # the saved model has it
 
 
-def test_no_search_when_switched_off_or_with_few_validation_structures(tmp_path, cu_cells):
+def test_no_search_by_default_switched_off_or_with_few_validation_structures(tmp_path, cu_cells):
     off = train(cu_cells, tmp_path / "off", _config(cutoff_search=False), progress=False)
     assert "basis_search" not in off.fit
+    default = TrainConfig.model_validate(
+        {"model": {"family": "ace", "params": SMALL}, "training": {"valid_fraction": 0.25}}
+    )
+    assert "basis_search" not in train(cu_cells, tmp_path / "d", default, progress=False).fit
     few = Dataset(list(cu_cells)[: 4 * (MIN_CUTOFF_SEARCH_STRUCTURES - 1)], source="few")
     small = train(few, tmp_path / "few", _config(), progress=False)  # 9 validation structures
     assert "basis_search" not in small.fit

@@ -20,9 +20,9 @@ energies pooled with the training energies' leave-one-out (PRESS) errors, which 
 model gives without refits), and the MaxVol active set of training atoms gives the
 extrapolation grade (:mod:`matloop.models.ace.uncertainty`).
 
-Basis choice (``fit.basis_degrees`` / ``basis_cutoffs`` / ``basis_radial_scales``, and by
-default ``cutoff_search``: the cutoff and 0.5 Å more when there are 10 validation structures or
-more): one pass
+Basis choice (``fit.basis_degrees`` / ``basis_cutoffs`` / ``basis_radial_scales``, or
+``cutoff_search``: the cutoff and 0.5 Å more when there are 10 validation structures or more):
+one pass
 over the data per cutoff and radial scale computes the rows of the model's basis; the
 candidates truncated at a lower total degree are nested in it (their rows are columns of it,
 :func:`~matloop.models.ace.basis.nested_columns`), so each is fitted from sub-blocks of the same
