@@ -184,7 +184,7 @@ def test_validate_cli(tmp_path, capsys):
         + "".join(
             f"  {k}: {str(v).lower() if isinstance(v, bool) else v}\n"
             for k, v in FAST.items()
-            if k != "nve_ps"
+            if k not in ("nve_ps", "rdf_ps")  # a key given twice is refused
         )
         + "  rdf_ps: 0\n"
     )
