@@ -243,12 +243,15 @@ class DeltaCalculator(SumCalculator):
             raise NoStressError(self._missing_stress_message())
         return super().get_property(name, atoms, allow_calculation)
 
+    def _named_parts(self) -> tuple[tuple[Any, str], ...]:
+        """(calculator, how messages name it) for the base and the correction."""
+        return (self.base, f"base {self.base_name!r}"), (self.correction, "correction")
+
     def _missing_stress_message(self) -> str:
         """One line naming the part(s) whose ``implemented_properties`` lack stress."""
-        parts = ((self.base, f"base {self.base_name!r}"), (self.correction, "correction"))
         lacking = [
             f"the {what} ({type(part).__name__})"
-            for part, what in parts
+            for part, what in self._named_parts()
             if "stress" not in getattr(part, "implemented_properties", ())
         ]
         return (
@@ -274,8 +277,7 @@ class DeltaCalculator(SumCalculator):
         """
         if stress_volume(atoms) is None:
             raise NoStressError(no_stress_message(atoms))
-        parts = ((self.base, f"base {self.base_name!r}"), (self.correction, "correction"))
-        for part, what in parts:
+        for part, what in self._named_parts():
             try:
                 part.get_property("stress", atoms)
             except PropertyNotImplementedError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.geometry import find_mic
 
 from matloop.errors import ConfigError, DataError
 from matloop.neighbors import geometry_problem
@@ -258,12 +259,8 @@ def _trajectory_work(structures: Sequence[Atoms]) -> tuple[np.ndarray, np.ndarra
         f1, f2 = forces_of(first), forces_of(second)
         if f1 is None or f2 is None:
             continue
-        step = second.positions - first.positions
-        if first.pbc.any() and abs(first.cell.volume) > 1e-9:
-            frac = np.linalg.solve(first.cell.array.T, step.T).T
-            frac[:, first.pbc] -= np.round(frac[:, first.pbc])
-            step = frac @ first.cell.array
-        if np.linalg.norm(step, axis=1).max(initial=0.0) >= PAIR_MAX_STEP_A:
+        step, length = find_mic(second.positions - first.positions, first.cell, first.pbc)
+        if length.max(initial=0.0) >= PAIR_MAX_STEP_A:
             continue
         work.append(-0.5 * float(np.sum((f1 + f2) * step)))
         change.append(energy_of(second) - energy_of(first))
